@@ -1,0 +1,29 @@
+"""The project's exceptions. The CLI turns each into one line and its exit code.
+
+Library code raises these with messages a user can act on; anything else reaching the CLI
+is a bug and keeps its traceback when FROSTER_EDGE_DEBUG=1.
+"""
+
+
+class FrosterError(Exception):
+    """Base class: bad input or a failed step the user can fix. Exit code 1."""
+
+    exit_code = 1
+
+
+class ConfigError(FrosterError):
+    """A config or argument that cannot be used as given."""
+
+
+class CheckpointError(FrosterError):
+    """A checkpoint that is missing, corrupt, or does not fit the model."""
+
+
+class PretrainedWeightsError(FrosterError):
+    """Pretrained CLIP weights that could not be found, downloaded or loaded."""
+
+
+class MissingCapability(FrosterError):
+    """Something the machine lacks (a GPU, tensorrt, an optional package). Exit code 2."""
+
+    exit_code = 2

@@ -1,0 +1,85 @@
+"""Neighbour-frame attention (Open-VCLIP / FROSTER): CLIP's own attention made temporal.
+
+In every visual block, the queries of frame t attend to the keys and values of frames
+[t+1, t-1, t], concatenated along the token axis. No parameter is added: the block reuses
+CLIP's in-projection and out-projection, so plain CLIP checkpoints load strictly. At the clip's
+ends the missing neighbour's keys AND values are zeros (not masked): as in the reference they
+still take softmax mass exp(q . 0) = 1. There is no temporal position embedding.
+
+Limits: only open_clip's default `ResidualAttentionBlock` (nn.MultiheadAttention, batch first)
+is supported; blocks with qk-norm or scaled-cosine attention are refused by `make_temporal`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import LayerScale, ResidualAttentionBlock
+from torch import nn
+
+from ..errors import ConfigError
+
+
+def neighbor_tokens(x: torch.Tensor) -> torch.Tensor:
+    """Per frame, the tokens of its next, previous and own frame, zeros past the clip's ends.
+
+    (B, T, L, C) -> (B, T, 3L, C)
+    """
+    padded = F.pad(x, (0, 0, 0, 0, 1, 1))  # (B, T+2, L, C), a zero frame at each end
+    nxt, prev = padded[:, 2:], padded[:, :-2]
+    return torch.cat([nxt, prev, x], dim=2)
+
+
+class NeighborFrameBlock(ResidualAttentionBlock):
+    """A CLIP residual block whose self-attention also looks at the neighbouring frames.
+
+    Same parameters and names as `ResidualAttentionBlock`; `forward` takes (B*T, L, C) tokens,
+    frame-major within each clip, and the number of frames T.
+    """
+
+    def forward(self, x: torch.Tensor, num_frames: int = 1) -> torch.Tensor:  # type: ignore[override]
+        x = x + self.ls_1(self.neighbor_attention(self.ln_1(x), num_frames))
+        x = x + self.ls_2(self.mlp(self.ln_2(x)))
+        return x
+
+    def neighbor_attention(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        attn = self.attn
+        BT, L, C = x.shape
+        T = num_frames
+        B = BT // T
+        H = attn.num_heads
+        q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)  # 3 x (BT, L, C)
+        q = q.reshape(BT, L, H, C // H).transpose(1, 2)  # (BT, H, L, d)
+        k = neighbor_tokens(k.reshape(B, T, L, C))  # (B, T, 3L, C)
+        v = neighbor_tokens(v.reshape(B, T, L, C))
+        k = k.reshape(BT, 3 * L, H, C // H).transpose(1, 2)  # (BT, H, 3L, d)
+        v = v.reshape(BT, 3 * L, H, C // H).transpose(1, 2)
+        dropout = attn.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)  # (BT, H, L, d)
+        y = y.transpose(1, 2).reshape(BT, L, C)
+        return attn.out_proj(y)
+
+
+def make_temporal(block: nn.Module) -> NeighborFrameBlock:
+    """A `NeighborFrameBlock` holding a copy of `block`'s weights (same names, strict load)."""
+    if type(block) is not ResidualAttentionBlock:
+        raise ConfigError(
+            f"neighbour-frame attention needs open_clip's default ResidualAttentionBlock, got {type(block).__name__}"
+        )
+    if not block.attn.batch_first or hasattr(block, "ln_1_kv"):
+        raise ConfigError("neighbour-frame attention needs batch-first self-attention blocks")
+    width = block.ln_1.normalized_shape[0]
+    ls_init = block.ls_1.gamma.detach().clone() if isinstance(block.ls_1, LayerScale) else None
+    new = NeighborFrameBlock(
+        width,
+        block.attn.num_heads,
+        mlp_ratio=block.mlp.c_fc.out_features / width,
+        ls_init_value=1.0 if ls_init is not None else None,
+        act_layer=type(block.mlp.gelu),
+        norm_layer=type(block.ln_1),
+        batch_first=True,
+    )
+    new.attn.dropout = block.attn.dropout
+    new.ln_1.eps, new.ln_2.eps = block.ln_1.eps, block.ln_2.eps
+    new.load_state_dict(block.state_dict(), strict=True)
+    return new.to(next(block.parameters()).device)

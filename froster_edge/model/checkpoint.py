@@ -1,0 +1,147 @@
+"""Student checkpoints: safetensors weights plus a JSON config that rebuilds the model.
+
+A student directory holds
+    config.json             format, version, StudentConfig, the open_clip model config, and the
+                            sha256 of each weights file (also the model's fingerprint)
+    model.safetensors       the student CLIP (open_clip parameter names, fp32)
+    projectors.safetensors  optional: the residual projectors (to continue training)
+    teacher.safetensors     optional: the frozen teacher's CLIP (when not an open_clip tag)
+Loading never unpickles anything: safetensors and JSON only. Each file is written atomically
+and config.json last, and the hashes catch a mismatched or torn pair.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..config import StudentConfig, from_mapping
+from ..errors import CheckpointError, ConfigError
+from ..io import atomic_path, atomic_write_json, sha256_file
+from .clip import build_clip
+from .student import VideoStudent
+
+FORMAT = "froster-edge-student"
+VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+PROJECTORS_FILE = "projectors.safetensors"
+TEACHER_FILE = "teacher.safetensors"
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+                   for k, v in tensors.items()}, str(tmp))
+    return sha256_file(path)
+
+
+def save_student(
+    student: VideoStudent,
+    out_dir: str | Path,
+    projectors: dict[str, nn.Module] | None = None,
+    teacher_state: dict[str, torch.Tensor] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a student directory; returns its path. `extra` lands in config.json as provenance."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {WEIGHTS_FILE: _save_tensors(student.clip.state_dict(), out / WEIGHTS_FILE)}
+    if projectors:
+        state = {f"{name}.{k}": v for name, mod in projectors.items() for k, v in mod.state_dict().items()}
+        weights[PROJECTORS_FILE] = _save_tensors(state, out / PROJECTORS_FILE)
+    if teacher_state is not None:
+        weights[TEACHER_FILE] = _save_tensors(teacher_state, out / TEACHER_FILE)
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "student": asdict(student.config),
+        "model_cfg": student.model_cfg,
+        "embed_dim": student.embed_dim,
+        "logit_scale": float(student.logit_scale.detach().exp()),
+        "weights": weights,
+        **({"extra": extra} if extra else {}),
+    }
+    atomic_write_json(out / CONFIG_FILE, config)
+    return out
+
+
+def read_student_config(student_dir: str | Path) -> dict[str, Any]:
+    """The parsed config.json of a student directory, checked for format and version."""
+    d = Path(student_dir)
+    if not d.is_dir():
+        raise CheckpointError(f"student directory not found: {d}")
+    path = d / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{d} is not a student directory: no {CONFIG_FILE}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is corrupt: {e}") from e
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a froster-edge student config")
+    if config.get("version") != VERSION:
+        raise CheckpointError(f"{path} has format version {config.get('version')}; this froster-edge reads {VERSION}")
+    for key in ("student", "model_cfg", "weights"):
+        if key not in config:
+            raise CheckpointError(f"{path} lacks {key!r}")
+    return config
+
+
+def load_tensors(student_dir: str | Path, name: str, config: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """A weights file of the directory, verified against the hash recorded in config.json."""
+    d = Path(student_dir)
+    config = config or read_student_config(d)
+    path = d / name
+    expected = config["weights"].get(name)
+    if expected is None:
+        raise CheckpointError(f"{d} has no {name} recorded in its config")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    if sha256_file(path) != expected:
+        raise CheckpointError(f"{path} does not match the hash in {CONFIG_FILE}: the file is corrupt or from another save")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type for a bad header
+        raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
+
+
+def load_student(student_dir: str | Path, device: str | torch.device = "cpu") -> VideoStudent:
+    """Rebuild the student from its directory; identical outputs to the saved model."""
+    config = read_student_config(student_dir)
+    try:
+        student_cfg = from_mapping(StudentConfig, config["student"], "student")
+    except ConfigError as e:
+        raise CheckpointError(f"{student_dir}: {e}") from e
+    clip = build_clip(config["model_cfg"])
+    load_state_strict(clip, load_tensors(student_dir, WEIGHTS_FILE, config), f"{student_dir}/{WEIGHTS_FILE}")
+    return VideoStudent(clip, student_cfg, config["model_cfg"]).to(device)
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """load_state_dict(strict) with a one-line error naming missing/unexpected/mismatched keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_few(unexpected)}")
+    if shape:
+        problems.append("shape mismatch " + _few([f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape]))
+    if problems:
+        raise CheckpointError(f"{what} does not fit the model: " + "; ".join(problems))
+    module.load_state_dict(state, strict=True)
+
+
+def _few(items: list[str], n: int = 5) -> str:
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more

@@ -1,0 +1,134 @@
+"""Building open_clip CLIP models and loading their pretrained weights, in full precision.
+
+One path for every source: the architecture comes from an open_clip model name or a model-config
+JSON file (open_clip's format), then weights come from an open_clip tag (downloaded and cached by
+open_clip), a local checkpoint file, or nowhere (random init, for tests). The model config is
+kept as plain data so a saved student rebuilds without the open_clip registry.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from open_clip.model import CLIP
+
+from ..errors import ConfigError, PretrainedWeightsError
+
+def resolve_model_config(model_name: str, pretrained: str | None = None, image_size: int | None = None) -> dict[str, Any]:
+    """The open_clip model config for `model_name` (a registry name or a JSON file path).
+
+    QuickGELU follows the pretrained tag (OpenAI weights need it); `image_size` overrides the
+    config's, and pretrained positional embeddings are resized to it on load.
+    """
+    path = Path(model_name)
+    if model_name.endswith(".json"):
+        if not path.is_file():
+            raise ConfigError(f"model config file not found: {model_name}")
+        try:
+            cfg = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{model_name} is not valid JSON: {e}") from e
+        cfg = cfg.get("model_cfg", cfg)
+    else:
+        cfg = open_clip.get_model_config(model_name)
+        if cfg is None:
+            raise ConfigError(
+                f"unknown open_clip model {model_name!r}; try one of ViT-B-32, ViT-B-16, ViT-L-14 "
+                "or a path to a model-config JSON"
+            )
+    cfg = copy.deepcopy(cfg)
+    _check_supported(cfg, model_name)
+    if pretrained and not os.path.isfile(pretrained):
+        tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+        if tag_cfg and tag_cfg.get("quick_gelu"):
+            cfg["quick_gelu"] = True
+    if image_size is not None:
+        cfg["vision_cfg"]["image_size"] = image_size
+    return cfg
+
+
+def _check_supported(cfg: dict[str, Any], name: str) -> None:
+    vision, text = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
+    if "embed_dim" not in cfg or not vision or not text:
+        raise ConfigError(f"{name}: a model config needs embed_dim, vision_cfg and text_cfg")
+    if "timm_model_name" in vision or isinstance(vision.get("layers"), (list, tuple)):
+        raise ConfigError(f"{name}: froster-edge needs an open_clip ViT image tower (not timm or ResNet)")
+    if "hf_model_name" in text or cfg.get("custom_text"):
+        raise ConfigError(f"{name}: froster-edge needs open_clip's built-in CLIP text tower")
+    for key in ("qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn", "scale_fc", "attentional_pool"):
+        if vision.get(key):
+            raise ConfigError(f"{name}: vision_cfg.{key} is not supported by neighbour-frame attention")
+
+
+def build_clip(model_cfg: dict[str, Any]) -> CLIP:
+    """A randomly initialised fp32 CLIP from an open_clip model config."""
+    cfg = copy.deepcopy(model_cfg)
+    try:
+        model = CLIP(
+            embed_dim=cfg.pop("embed_dim"),
+            vision_cfg=cfg.pop("vision_cfg"),
+            text_cfg=cfg.pop("text_cfg"),
+            quick_gelu=cfg.pop("quick_gelu", False),
+            **{k: v for k, v in cfg.items() if k in ("init_logit_scale", "init_logit_bias", "nonscalar_logit_scale")},
+        )
+    except (TypeError, ValueError, AssertionError) as e:
+        raise ConfigError(f"cannot build CLIP from this model config: {e}") from e
+    return model.float()
+
+
+def load_pretrained(model: CLIP, model_name: str, pretrained: str) -> None:
+    """Load `pretrained` (open_clip tag or local file) into `model`, strictly, keeping fp32."""
+    if os.path.isfile(pretrained):
+        path = pretrained
+    else:
+        tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+        if not tag_cfg:
+            if os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
+                raise PretrainedWeightsError(f"pretrained checkpoint file not found: {pretrained}")
+            tags = open_clip.list_pretrained_tags_by_model(model_name)
+            raise PretrainedWeightsError(
+                f"{pretrained!r} is neither a local file nor an open_clip tag of {model_name}"
+                + (f" (tags: {', '.join(tags)})" if tags else "")
+            )
+        try:
+            path = open_clip.download_pretrained(tag_cfg)
+        except Exception as e:  # hub errors come as many types; all mean "not reachable or not cached"
+            raise PretrainedWeightsError(
+                f"cannot get open_clip weights {model_name}/{pretrained}: no network and not in the cache "
+                f"({type(e).__name__}); download them once elsewhere, or pass a local checkpoint file "
+                "as --pretrained PATH"
+            ) from e
+        if not path:
+            raise PretrainedWeightsError(f"open_clip has no download for {model_name}/{pretrained}")
+    try:
+        open_clip.load_checkpoint(model, path, strict=True, weights_only=True)
+    except (RuntimeError, KeyError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PretrainedWeightsError(f"cannot load {path} into {model_name}: {first}") from e
+    model.float()
+
+
+def create_clip(model_name: str, pretrained: str | None, image_size: int | None = None) -> tuple[CLIP, dict[str, Any]]:
+    """Build CLIP from a name or config file and load its weights; returns (model, model_cfg)."""
+    cfg = resolve_model_config(model_name, pretrained, image_size)
+    model = build_clip(cfg)
+    if pretrained:
+        load_pretrained(model, model_name, pretrained)
+    return model, cfg
+
+
+def get_tokenizer(model_cfg: dict[str, Any]):
+    """open_clip's tokenizer for this text tower (CLIP BPE, context length from the config)."""
+    context_length = model_cfg["text_cfg"].get("context_length", 77)
+    return open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
+
+
+def tokenize(prompts: list[str], model_cfg: dict[str, Any]) -> torch.Tensor:
+    """Token ids [N, context_length] (int64) for `prompts`."""
+    return get_tokenizer(model_cfg)(prompts)

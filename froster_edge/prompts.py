@@ -1,0 +1,114 @@
+"""Class texts and FROSTER's prompt ensemble, as plain strings (no torch).
+
+A class text is either a bare name ("arm wrestling") or "Name: description", the form of
+FROSTER's LLM-rephrased label files. As in the reference, a templated prompt is the template
+filled with the name followed by the WHOLE class text ("a video of a person practicing Archery.
+Archery: This video shows ..."), and the bare prompt is the whole class text. A bare name gets
+the filled template alone (the reference would append the name a second time).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+# CLIP's Kinetics prompt set as FROSTER uses it: 4 openings x 7 phrasings = 28 templates.
+_OPENINGS = ("a photo of", "a video of", "a example of", "a demonstration of")
+_PHRASINGS = (
+    "{}.",
+    "a person {}.",
+    "a person using {}.",
+    "a person doing {}.",
+    "a person during {}.",
+    "a person performing {}.",
+    "a person practicing {}.",
+)
+TEMPLATES: tuple[str, ...] = tuple(f"{o} {p}" for o in _OPENINGS for p in _PHRASINGS)
+
+
+@dataclass(frozen=True)
+class ClassText:
+    """One class: the name used in templates and, when described, its whole "Name: description"."""
+
+    name: str
+    description: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The class text as written: "Name: description", or the bare name."""
+        return f"{self.name}: {self.description}" if self.description else self.name
+
+    @classmethod
+    def parse(cls, text: str) -> "ClassText":
+        """Split "Name: description" at the first colon; a text without one is a bare name."""
+        text = " ".join(text.split())
+        if not text:
+            raise ConfigError("empty class text")
+        name, sep, description = text.partition(":")
+        if sep and name.strip() and description.strip():
+            return cls(name.strip(), description.strip())
+        return cls(text)
+
+    @property
+    def bare(self) -> str:
+        """The prompt without a template: the whole class text."""
+        return self.text
+
+
+def prompts_for(cls: ClassText, templates: tuple[str, ...] = TEMPLATES) -> list[str]:
+    """All prompts of one class at test time: every template, then the bare prompt."""
+    out = [template_prompt(cls, t) for t in templates]
+    out.append(cls.bare)
+    return out
+
+
+def template_prompt(cls: ClassText, template: str) -> str:
+    """`template` filled with the name, then the whole class text after a space (if described)."""
+    filled = template.format(cls.name)
+    return f"{filled} {cls.text}" if cls.description else filled
+
+
+def read_class_texts(path: str | Path) -> list[ClassText]:
+    """Read classes from a names file (one a line) or a JSON {"0": "Name: description", ...}.
+
+    JSON keys are class indices and must be exactly 0..C-1; names must be unique.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"class file not found: {path}")
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path} is not valid JSON: {e}") from e
+        texts = _texts_from_json(data, path)
+    else:
+        texts = [line.strip() for line in raw.splitlines() if line.strip()]
+    if not texts:
+        raise ConfigError(f"{path} holds no classes")
+    classes = [ClassText.parse(t) for t in texts]
+    seen: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        if c.name.lower() in seen:
+            raise ConfigError(f"{path}: class {c.name!r} appears twice (entries {seen[c.name.lower()]} and {i})")
+        seen[c.name.lower()] = i
+    return classes
+
+
+def _texts_from_json(data: object, path: Path) -> list[str]:
+    if isinstance(data, list):
+        return [str(x) for x in data]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of index -> class text")
+    try:
+        items = sorted((int(k), str(v)) for k, v in data.items())
+    except ValueError as e:
+        raise ConfigError(f"{path}: JSON keys must be class indices: {e}") from e
+    indices = [i for i, _ in items]
+    if indices != list(range(len(items))):
+        raise ConfigError(f"{path}: class indices must be 0..{len(items) - 1} without gaps")
+    return [v for _, v in items]
