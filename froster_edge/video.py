@@ -8,10 +8,14 @@ decoder stopped on corrupt data, is a `VideoError` naming the file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import cv2
-import numpy as np
+# FFmpeg inside OpenCV prints its own complaints about bad files; the project reports them itself.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from .errors import FrosterError
 
@@ -28,6 +32,8 @@ def read_frames(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"video not found: {path}")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path} is an empty file")
     frames, expected = _read_opencv(path)
     if not frames:
         frames = _read_pyav(path)
@@ -65,7 +71,11 @@ def _read_pyav(path: Path) -> list[np.ndarray]:
         return []
     frames: list[np.ndarray] = []
     try:
-        with av.open(str(path)) as container:
+        container = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise VideoError(f"{path} cannot be opened as a video ({e.strerror or type(e).__name__})") from e
+    try:
+        with container:
             if not container.streams.video:
                 return []
             for frame in container.decode(video=0):

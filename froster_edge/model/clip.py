@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def load_pretrained(model: CLIP, model_name: str, pretrained: str) -> None:
             raise PretrainedWeightsError(f"open_clip has no download for {model_name}/{pretrained}")
     try:
         open_clip.load_checkpoint(model, path, strict=True, weights_only=True)
-    except (RuntimeError, KeyError, ValueError, OSError) as e:
+    except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PretrainedWeightsError(f"cannot load {path} into {model_name}: {first}") from e
     model.float()

@@ -70,12 +70,23 @@ class FrosterDistiller(nn.Module):
         flat_tokens = prompt_tokens.reshape(C * P, L)
         video = self.student.encode_video(frames)  # (B, T, D), (B, D)
         text = average_prompts(self.student.encode_text(flat_tokens).reshape(C, P, -1))  # (C, D)
-        logits = video_logits(video.video, text, self.student.logit_scale)  # (B, C)
-        ce = F.cross_entropy(logits.float(), labels)
-
-        teacher_frames = self.teacher.encode_frames(frames).flatten(0, 1)  # (B*T, D)
+        teacher_frames = self.teacher.encode_frames(frames)  # (B, T, D)
         teacher_text = average_prompts(self.teacher.encode_text(flat_tokens).reshape(C, P, -1))  # (C, D)
-        vision = cosine_distance(self.projector_v(video.frames.flatten(0, 1)).float(), teacher_frames)
-        text_d = cosine_distance(self.projector_t(text).float(), teacher_text)
+        logits = video_logits(video.video, text, self.student.logit_scale)  # (B, C)
+        return self.loss(logits, labels, video.frames, text, teacher_frames, teacher_text)
+
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        frames: torch.Tensor,
+        text: torch.Tensor,
+        teacher_frames: torch.Tensor,
+        teacher_text: torch.Tensor,
+    ) -> LossTerms:
+        """The FROSTER loss from features: frames/teacher_frames (B, T, D), text/teacher_text (C, D)."""
+        ce = F.cross_entropy(logits.float(), labels)
+        vision = cosine_distance(self.projector_v(frames.flatten(0, 1)).float(), teacher_frames.flatten(0, 1).float())
+        text_d = cosine_distance(self.projector_t(text).float(), teacher_text.float())
         total = ce + self.config.vision_weight * vision + self.config.text_weight * text_d
         return LossTerms(total=total, ce=ce, vision=vision, text=text_d, logits=logits)

@@ -90,8 +90,14 @@ def read_release(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{path} holds objects other than tensors and plain data; refusing to unpickle it ({first})") from e
+        detail = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln), "")
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+        if found:
+            raise CheckpointError(
+                f"{path} holds objects other than tensors and plain data (it references {found.group(1)}); "
+                "refusing to unpickle them"
+            ) from e
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({detail or 'unpickling failed'})") from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable torch checkpoint: {first}") from e
