@@ -14,6 +14,8 @@ from froster_edge.model.checkpoint import load_student, save_student
 from froster_edge.model.clip import build_clip
 from froster_edge.model.factory import create_student
 
+from .conftest import TINY_MODEL
+
 
 def _outputs(student):
     torch.manual_seed(11)
@@ -109,12 +111,45 @@ def test_pretrained_errors(tiny_config, tmp_path, monkeypatch):
 
 
 def test_hub_failure_is_one_clear_error(monkeypatch):
-    """No network: open_clip's download fails; the user is told why and what to do instead."""
+    """No network and nothing cached: one immediate error that says what to do instead."""
     import open_clip
+
+    from froster_edge.model import clip as clip_mod
 
     def offline(*args, **kwargs):
         raise RuntimeError("Failed to download weights: connection refused")
 
     monkeypatch.setattr(open_clip, "download_pretrained", offline)
+    monkeypatch.setattr(clip_mod, "_reachable", lambda host, timeout=3.0: False)
     with pytest.raises(PretrainedWeightsError, match="no network and not in the cache.*--pretrained PATH"):
         create_student(StudentConfig(model_name="ViT-B-32", pretrained="openai", num_frames=1, image_size=32))
+    monkeypatch.setattr(clip_mod, "_reachable", lambda host, timeout=3.0: True)
+    with pytest.raises(PretrainedWeightsError, match="cannot download open_clip weights ViT-B-32/openai"):
+        create_student(StudentConfig(model_name="ViT-B-32", pretrained="openai", num_frames=1, image_size=32))
+
+
+def test_cached_tag_weights_load_without_network(tiny_model_cfg, monkeypatch, tmp_path):
+    """A tag whose weights are in the hub cache loads in offline mode, with no request made."""
+    import open_clip
+    from huggingface_hub import constants
+
+    from froster_edge.model import clip as clip_mod
+
+    torch.manual_seed(7)
+    state = build_clip(tiny_model_cfg).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "cached.safetensors"))
+    calls = []
+
+    def cache_only(cfg, **kwargs):
+        calls.append(constants.HF_HUB_OFFLINE)
+        if not constants.HF_HUB_OFFLINE:
+            raise AssertionError("went to the network although the weights were cached")
+        return str(tmp_path / "cached.safetensors")
+
+    monkeypatch.setattr(open_clip, "download_pretrained", cache_only)
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda name, tag: {"hf_hub": "org/model/", "quick_gelu": True})
+    monkeypatch.setattr(clip_mod, "_reachable", lambda host, timeout=3.0: pytest.fail("probed the network"))
+    student = create_student(StudentConfig(model_name=str(TINY_MODEL), pretrained="sometag", num_frames=2, image_size=64))
+    assert calls == [True]
+    for k, v in state.items():
+        assert torch.equal(student.clip.state_dict()[k], v)

@@ -8,10 +8,14 @@ kept as plain data so a saved student rebuilds without the open_clip registry.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 import os
 import pickle
+import socket
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +101,7 @@ def load_pretrained(model: CLIP, model_name: str, pretrained: str) -> None:
                 f"{pretrained!r} is neither a local file nor an open_clip tag of {model_name}"
                 + (f" (tags: {', '.join(tags)})" if tags else "")
             )
-        try:
-            path = open_clip.download_pretrained(tag_cfg)
-        except Exception as e:  # hub errors come as many types; all mean "not reachable or not cached"
-            raise PretrainedWeightsError(
-                f"cannot get open_clip weights {model_name}/{pretrained}: no network and not in the cache "
-                f"({type(e).__name__}); download them once elsewhere, or pass a local checkpoint file "
-                "as --pretrained PATH"
-            ) from e
+        path = fetch_pretrained(tag_cfg, model_name, pretrained)
         if not path:
             raise PretrainedWeightsError(f"open_clip has no download for {model_name}/{pretrained}")
     try:
@@ -113,6 +110,69 @@ def load_pretrained(model: CLIP, model_name: str, pretrained: str) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PretrainedWeightsError(f"cannot load {path} into {model_name}: {first}") from e
     model.float()
+
+
+def fetch_pretrained(tag_cfg: dict[str, Any], model_name: str, tag: str) -> str:
+    """Path of a tag's weights: open_clip's cache first (no network), then a download.
+
+    Without network the hub client retries for about a minute; a quick reachability check turns
+    that into one immediate, clear error.
+    """
+    try:
+        with _hub_offline():
+            return open_clip.download_pretrained(tag_cfg)
+    except Exception:  # not cached: any hub/url error type
+        pass
+    hub = tag_cfg.get("hf_hub")
+    host = "huggingface.co" if hub else urllib.parse.urlparse(tag_cfg.get("url", "")).hostname
+    if not host or not _reachable(host):
+        raise PretrainedWeightsError(
+            f"cannot get open_clip weights {model_name}/{tag}: no network and not in the cache; "
+            "download them once elsewhere, or pass a local checkpoint file as --pretrained PATH"
+        )
+    try:
+        with _quiet_hub_logs():
+            return open_clip.download_pretrained(tag_cfg)
+    except Exception as e:  # hub errors come as many types; all mean "could not download"
+        raise PretrainedWeightsError(
+            f"cannot download open_clip weights {model_name}/{tag} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            "pass a local checkpoint file as --pretrained PATH"
+        ) from e
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """huggingface_hub in offline mode: cached files only, no request and no retry."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield
+        return
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+@contextlib.contextmanager
+def _quiet_hub_logs():
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def create_clip(model_name: str, pretrained: str | None, image_size: int | None = None) -> tuple[CLIP, dict[str, Any]]:
