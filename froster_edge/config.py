@@ -97,6 +97,19 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "") 
         raise ConfigError(f"bad config for {where or cls.__name__}: {e}") from e
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# type -> (does a YAML value fit it, how to name it in an error)
+_SCALARS: dict[Any, tuple[Any, str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    float: (_is_number, "a number"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+
+
 def _check_scalar(key: str, tp: Any, value: Any) -> Any:
     """Accept `value` for annotation `tp` (int/float/str/bool/None/Literal/list); coerce ints to float."""
     origin = typing.get_origin(tp)
@@ -123,22 +136,11 @@ def _check_scalar(key: str, tp: Any, value: Any) -> Any:
         if value is None:
             return None
         raise ConfigError(f"config key {key} must be null, got {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key {key} must be true or false, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"config key {key} must be a number, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key {key} must be an integer, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"config key {key} must be a string, got {value!r}")
+    if tp in _SCALARS:
+        accepts, what = _SCALARS[tp]
+        if accepts(value):
+            return float(value) if tp is float else value
+        raise ConfigError(f"config key {key} must be {what}, got {value!r}")
     return value
 
 
