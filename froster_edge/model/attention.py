@@ -69,12 +69,11 @@ def make_temporal(block: nn.Module) -> NeighborFrameBlock:
     if not block.attn.batch_first or hasattr(block, "ln_1_kv"):
         raise ConfigError("neighbour-frame attention needs batch-first self-attention blocks")
     width = block.ln_1.normalized_shape[0]
-    ls_init = block.ls_1.gamma.detach().clone() if isinstance(block.ls_1, LayerScale) else None
     new = NeighborFrameBlock(
         width,
         block.attn.num_heads,
         mlp_ratio=block.mlp.c_fc.out_features / width,
-        ls_init_value=1.0 if ls_init is not None else None,
+        ls_init_value=1.0 if isinstance(block.ls_1, LayerScale) else None,  # gamma comes with the state
         act_layer=type(block.mlp.gelu),
         norm_layer=type(block.ln_1),
         batch_first=True,

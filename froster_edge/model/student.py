@@ -43,7 +43,7 @@ class VideoStudent(nn.Module):
             blocks = clip.visual.transformer.resblocks
             for i, block in enumerate(blocks):
                 blocks[i] = make_temporal(block)
-        self.grad_checkpointing = config.grad_checkpointing
+        self.set_grad_checkpointing(config.grad_checkpointing)
 
     @property
     def embed_dim(self) -> int:
@@ -99,8 +99,10 @@ class VideoStudent(nn.Module):
         return self.encode_video(frames)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in backward: less memory for about a third more time."""
         self.grad_checkpointing = enable
-        self.clip.transformer.grad_checkpointing = enable
+        self.clip.transformer.grad_checkpointing = enable  # text tower
+        self.clip.visual.transformer.grad_checkpointing = enable  # image tower with `none`
 
 
 def average_prompts(feats: torch.Tensor) -> torch.Tensor:
