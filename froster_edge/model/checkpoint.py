@@ -12,13 +12,15 @@ and config.json last, and the hashes catch a mismatched or torn pair.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 from torch import nn
 
 from ..config import StudentConfig, from_mapping
@@ -104,10 +106,11 @@ def load_tensors(student_dir: str | Path, name: str, config: dict[str, Any] | No
         raise CheckpointError(f"{d} has no {name} recorded in its config")
     if not path.is_file():
         raise CheckpointError(f"{path} is missing")
-    if sha256_file(path) != expected:
+    data = path.read_bytes()  # read once: hashed, then parsed from memory
+    if hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(f"{path} does not match the hash in {CONFIG_FILE}: the file is corrupt or from another save")
     try:
-        return load_file(str(path))
+        return load_safetensors(data)
     except Exception as e:  # safetensors raises its own error type for a bad header
         raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
 
