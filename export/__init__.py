@@ -1,4 +1,5 @@
 """Export stage: ONNX encoders, parity gates, TensorRT engines, label tables, bundle manifest.
 
-Installed as `froster_edge.export`. Filled in by the export issue; nothing here yet.
+Installed as `froster_edge.export`. So far: the two ONNX graphs (`onnx_graphs`). The parity
+gates, label tables, manifest, TensorRT engines and the `export` / `labels` commands come next.
 """

@@ -1,0 +1,83 @@
+"""The two deployable graphs and their ONNX export (the first part of the export stage).
+
+- Video encoder: uint8 frames [S, T, H, W, 3] (RGB, already resized/cropped) -> the video
+  embedding [S, D], the mean of the L2-normalised frame features exactly as the student
+  classifies. CLIP's normalisation happens inside the graph, so the runtime ships raw pixels.
+- Text encoder: int64 tokens [N, L] -> L2-normalised embeddings [N, D]. The end-of-text pooling
+  index is an ArgMax over the tokens cast to float (ids < 2^24 are exact), which more runtimes
+  accept than an int64 ArgMax.
+Exported with torch's dynamo exporter (opset 18); weights may land in a `.onnx.data` file beside
+the graph. Parity gates, label tables, the manifest and TensorRT engines are still to come.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model.student import VideoStudent
+from ..video import CLIP_MEAN, CLIP_STD
+
+OPSET = 18
+
+
+class VideoEncoderGraph(nn.Module):
+    def __init__(self, student: VideoStudent):
+        super().__init__()
+        self.student = student
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 1, 3, 1, 1) * 255.0)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.permute(0, 1, 4, 2, 3).float()  # (S, T, 3, H, W)
+        x = (x - self.mean) / self.std
+        return self.student.encode_frames(x).mean(dim=1)  # (S, D)
+
+
+class TextEncoderGraph(nn.Module):
+    def __init__(self, student: VideoStudent):
+        super().__init__()
+        self.clip = student.clip
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        clip = self.clip
+        x = clip.token_embedding(tokens) + clip.positional_embedding  # (N, L, W)
+        x = clip.transformer(x, attn_mask=clip.attn_mask)
+        x = clip.ln_final(x)
+        eot = tokens.float().argmax(dim=-1)  # the end-of-text token has the highest id
+        x = x[torch.arange(x.shape[0], device=x.device), eot] @ clip.text_projection  # (N, D)
+        return F.normalize(x, dim=-1)
+
+
+def export_video_encoder(student: VideoStudent, path: str | Path, streams: int = 1) -> Path:
+    """Trace the video encoder at a static [streams, T, S, S, 3] uint8 input to ONNX."""
+    size = student.model_cfg["vision_cfg"]["image_size"]
+    example = torch.zeros(streams, student.config.num_frames, size, size, 3, dtype=torch.uint8)
+    return _export(VideoEncoderGraph(student).eval(), example, path, "frames", "video_embedding")
+
+
+def export_text_encoder(student: VideoStudent, path: str | Path, batch: int = 1) -> Path:
+    """Trace the text encoder with a dynamic number of prompts to ONNX."""
+    context = student.model_cfg["text_cfg"].get("context_length", 77)
+    example = student.tokenize(["a video of a person doing something."] * max(batch, 2))[:, :context]
+    dims = {"tokens": {0: torch.export.Dim("prompts", min=1, max=4096)}}
+    return _export(TextEncoderGraph(student).eval(), example, path, "tokens", "text_embedding", dims)
+
+
+def _export(module: nn.Module, example: torch.Tensor, path: str | Path, input_name: str, output_name: str,
+            dynamic_shapes: dict | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused MHA kernel does not export
+    try:
+        with torch.no_grad():
+            torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=OPSET,
+                              input_names=[input_name], output_names=[output_name],
+                              dynamic_shapes=dynamic_shapes, verbose=False)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return path

@@ -1,0 +1,73 @@
+"""ONNX graphs of the student: ONNX Runtime matches torch on real clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from froster_edge.export.onnx_graphs import export_text_encoder, export_video_encoder
+from froster_edge.video import read_frames, resize_center_crop, uniform_indices
+
+MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+
+def uint8_clips(example_clips, streams: int, frames: int, size: int) -> np.ndarray:
+    out = []
+    for row in example_clips[:streams]:
+        decoded = read_frames(row["path"])
+        out.append(np.stack([resize_center_crop(decoded[i], size) for i in uniform_indices(len(decoded), frames)]))
+    return np.stack(out)  # (S, T, size, size, 3) uint8
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from froster_edge.config import StudentConfig
+    from froster_edge.model.factory import create_student
+
+    from .conftest import TINY_MODEL
+
+    torch.manual_seed(0)
+    student = create_student(StudentConfig(model_name=str(TINY_MODEL), pretrained=None, num_frames=4, image_size=64)).eval()
+    d = tmp_path_factory.mktemp("bundle")
+    return student, export_video_encoder(student, d / "video_encoder.onnx", streams=2), export_text_encoder(student, d / "text_encoder.onnx")
+
+
+def test_video_encoder_matches_torch_on_real_clips(exported, example_clips):
+    student, video_path, _ = exported
+    clips = uint8_clips(example_clips, 2, 4, 64)
+    sess = ort.InferenceSession(str(video_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"frames": clips})[0]
+    x = torch.from_numpy(((clips.astype(np.float32) / 255.0 - MEAN) / STD).transpose(0, 1, 4, 2, 3).copy())
+    with torch.no_grad():
+        want = student.encode_video(x).video.numpy()
+    assert got.shape == want.shape == (2, student.embed_dim)
+    assert np.abs(got - want).max() < 1e-4
+    cos = (got * want).sum(-1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1))
+    assert cos.min() >= 0.9999
+
+
+def test_text_encoder_matches_torch_any_batch(exported):
+    student, _, text_path = exported
+    sess = ort.InferenceSession(str(text_path), providers=["CPUExecutionProvider"])
+    for prompts in (["yoga"], ["a video of a person practicing archery.", "arm wrestling", "Fencing: two people duel"]):
+        tokens = student.tokenize(prompts)
+        got = sess.run(None, {"tokens": tokens.numpy()})[0]
+        with torch.no_grad():
+            want = student.encode_text(tokens).numpy()
+        assert np.abs(got - want).max() < 1e-4
+        np.testing.assert_allclose(np.linalg.norm(got, axis=-1), 1.0, rtol=1e-5)
+
+
+def test_graphs_use_single_layernorm_and_float_argmax(exported):
+    _, video_path, text_path = exported
+    video = onnx.load(str(video_path), load_external_data=False)
+    assert video.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert any(n.op_type == "LayerNormalization" for n in video.graph.node)
+    text = onnx.load(str(text_path), load_external_data=False)
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(text.graph.value_info) + list(text.graph.input)}
+    argmax_inputs = [n.input[0] for n in text.graph.node if n.op_type == "ArgMax"]
+    assert argmax_inputs and all(types.get(i) == onnx.TensorProto.FLOAT for i in argmax_inputs), argmax_inputs
