@@ -59,10 +59,10 @@ def export_video_encoder(student: VideoStudent, path: str | Path, streams: int =
     return _export(VideoEncoderGraph(student).eval(), example, path, "frames", "video_embedding")
 
 
-def export_text_encoder(student: VideoStudent, path: str | Path, batch: int = 1) -> Path:
+def export_text_encoder(student: VideoStudent, path: str | Path) -> Path:
     """Trace the text encoder with a dynamic number of prompts to ONNX."""
     context = student.model_cfg["text_cfg"].get("context_length", 77)
-    example = student.tokenize(["a video of a person doing something."] * max(batch, 2))[:, :context]
+    example = student.tokenize(["a video of a person doing something."] * 2)[:, :context]  # 2: keep the axis dynamic
     dims = {"tokens": {0: torch.export.Dim("prompts", min=1, max=4096)}}
     return _export(TextEncoderGraph(student).eval(), example, path, "tokens", "text_embedding", dims)
 

@@ -114,12 +114,11 @@ def _check_scalar(key: str, tp: Any, value: Any) -> Any:
     """Accept `value` for annotation `tp` (int/float/str/bool/None/Literal/list); coerce ints to float."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in typing.get_args(tp):
             try:
                 return _check_scalar(key, option, value)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"config key {key}: {value!r} fits none of {tp}")
     if origin is Literal:
         if value in typing.get_args(tp):

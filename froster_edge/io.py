@@ -6,7 +6,6 @@ the target, so a kill at any moment leaves either the old file or the new one, n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -45,10 +44,3 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

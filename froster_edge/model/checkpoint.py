@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 from safetensors.torch import load as load_safetensors
-from safetensors.torch import save_file
+from safetensors.torch import save as dump_safetensors
 from torch import nn
 
 from ..config import StudentConfig, from_mapping
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_path, atomic_write_json, sha256_file
+from ..io import atomic_write_bytes, atomic_write_json
 from .clip import build_clip
 from .student import VideoStudent
 
@@ -38,10 +38,10 @@ TEACHER_FILE = "teacher.safetensors"
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
-                   for k, v in tensors.items()}, str(tmp))
-    return sha256_file(path)
+    data = dump_safetensors({k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+                             for k, v in tensors.items()})
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def save_student(

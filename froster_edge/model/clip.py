@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import torch
 from open_clip.model import CLIP
 
 from ..errors import ConfigError, PretrainedWeightsError
+
 
 def resolve_model_config(model_name: str, pretrained: str | None = None, image_size: int | None = None) -> dict[str, Any]:
     """The open_clip model config for `model_name` (a registry name or a JSON file path).
@@ -184,12 +186,12 @@ def create_clip(model_name: str, pretrained: str | None, image_size: int | None 
     return model, cfg
 
 
-def get_tokenizer(model_cfg: dict[str, Any]):
-    """open_clip's tokenizer for this text tower (CLIP BPE, context length from the config)."""
-    context_length = model_cfg["text_cfg"].get("context_length", 77)
+@functools.lru_cache(maxsize=4)
+def get_tokenizer(context_length: int = 77) -> open_clip.tokenizer.SimpleTokenizer:
+    """open_clip's CLIP BPE tokenizer, built once (loading the vocabulary is not free)."""
     return open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
 
 
 def tokenize(prompts: list[str], model_cfg: dict[str, Any]) -> torch.Tensor:
     """Token ids [N, context_length] (int64) for `prompts`."""
-    return get_tokenizer(model_cfg)(prompts)
+    return get_tokenizer(model_cfg["text_cfg"].get("context_length", 77))(prompts)

@@ -136,6 +136,10 @@ def _projector_state(seq_state: dict[str, torch.Tensor], name: str) -> dict[str,
     return {"fc1.weight": seq_state["0.weight"].float(), "fc2.weight": seq_state["2.weight"].float()}
 
 
+def _fp32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def _num_frames(cfg: Any, default: int = 8) -> int:
     """DATA.NUM_FRAMES from the checkpoint's PySlowFast config (a YAML string)."""
     if not isinstance(cfg, str):
@@ -152,7 +156,7 @@ def import_froster(ckpt_path: str | Path, out_dir: str | Path, num_frames: int |
     """Convert the release checkpoint at `ckpt_path` into a student directory at `out_dir`."""
     ckpt = read_release(ckpt_path)
     groups = split_release_state(ckpt["model_state"])
-    student_state = {k: v.float() if v.is_floating_point() else v for k, v in groups["model"].items()}
+    student_state = _fp32(groups["model"])
     model_cfg = infer_model_cfg(student_state)
     clip = build_clip(model_cfg)
     load_state_strict(clip, student_state, f"{ckpt_path} (model.)")
@@ -175,7 +179,7 @@ def import_froster(ckpt_path: str | Path, out_dir: str | Path, num_frames: int |
 
     teacher_state = None
     if groups["raw_model"]:
-        teacher_state = {k: v.float() if v.is_floating_point() else v for k, v in groups["raw_model"].items()}
+        teacher_state = _fp32(groups["raw_model"])
         load_state_strict(build_clip(model_cfg), teacher_state, f"{ckpt_path} (raw_model.)")
 
     extra = {"imported_from": Path(ckpt_path).name, "epoch": ckpt.get("epoch")}
