@@ -6,8 +6,11 @@
 - Text encoder: int64 tokens [N, L] -> L2-normalised embeddings [N, D]. The end-of-text pooling
   index is an ArgMax over the tokens cast to float (ids < 2^24 are exact), which more runtimes
   accept than an int64 ArgMax.
-Exported with torch's dynamo exporter (opset 18); weights may land in a `.onnx.data` file beside
-the graph. Parity gates, label tables, the manifest and TensorRT engines are still to come.
+Exported with torch's dynamo exporter (opset 18) without the fused-MHA fast path, so LayerNorm
+and attention stay plain ONNX ops that TensorRT and every ONNX Runtime provider accept. A graph
+keeps its weights inside the .onnx file unless they pass 1.5 GB (protobuf's limit is 2 GB), when
+they go to a `.onnx.data` file beside it. `to_fp16` makes the half-precision copy that the fp16
+parity gate checks and GPU runtimes may load.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..model.student import VideoStudent
 from ..video import CLIP_MEAN, CLIP_STD
 
 OPSET = 18
+EXTERNAL_DATA_BYTES = 1_500_000_000
 
 
 class VideoEncoderGraph(nn.Module):
@@ -71,13 +75,32 @@ def _export(module: nn.Module, example: torch.Tensor, path: str | Path, input_na
             dynamic_shapes: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    external = sum(p.numel() * p.element_size() for p in module.parameters()) > EXTERNAL_DATA_BYTES
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused MHA kernel does not export
     try:
         with torch.no_grad():
             torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=OPSET,
                               input_names=[input_name], output_names=[output_name],
-                              dynamic_shapes=dynamic_shapes, verbose=False)
+                              dynamic_shapes=dynamic_shapes, external_data=external, verbose=False)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     return path
+
+
+def to_fp16(src: str | Path, dst: str | Path, layernorm_fp32: bool = False) -> Path:
+    """A float16 copy of an ONNX graph with float32 inputs/outputs kept (uint8 frames stay uint8).
+
+    `layernorm_fp32` keeps LayerNormalization in float32, for weights whose activations overflow
+    fp16 there.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(src))
+    block = list(DEFAULT_OP_BLOCK_LIST) + (["LayerNormalization"] if layernorm_fp32 else [])
+    half = convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+    dst = Path(dst)
+    large = half.ByteSize() > EXTERNAL_DATA_BYTES
+    onnx.save(half, str(dst), save_as_external_data=large, location=dst.name + ".data" if large else None)
+    return dst

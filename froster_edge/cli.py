@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import FrosterError
+from .export.options import EXPORT_DEFAULTS as _EXPORT
 
 app = typer.Typer(
     name="froster-edge",
@@ -74,7 +75,7 @@ def predict(
     student: Annotated[Optional[Path], typer.Option(help="A student directory (from train, average or import-froster).")] = None,
     model: Annotated[str, typer.Option(help="open_clip model name or model-config JSON, when no --student.")] = "ViT-B-16",
     pretrained: Annotated[str, typer.Option(help="open_clip tag (openai) or a local checkpoint file, when no --student.")] = "openai",
-    frames: Annotated[int, typer.Option(help="Frames per clip, when no --student.", min=1)] = 8,
+    frames: Annotated[Optional[int], typer.Option(help="Frames per clip; default: the student's, else 8.", min=1)] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1)] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -85,17 +86,11 @@ def predict(
       froster-edge predict clip.mp4 --classes k400.json --student students/froster-b16
       froster-edge predict clip.mp4 --classes names.txt --pretrained ~/weights/ViT-B-16.bin
     """
-    from .config import StudentConfig
-    from .model.checkpoint import load_student
-    from .model.factory import create_student
     from .predict import predict_video
     from .prompts import read_class_texts
 
     class_texts = read_class_texts(classes)
-    if student is not None:
-        net = load_student(student)
-    else:
-        net = create_student(StudentConfig(model_name=model, pretrained=pretrained, num_frames=frames))
+    net = _load_model(student, model, pretrained, frames)
     preds = predict_video(net, video, class_texts, top_k)
     if as_json:
         print(json.dumps({"video": str(video), "top": [p.__dict__ for p in preds]}))
@@ -103,6 +98,140 @@ def predict(
     print(f"{video.name}:")
     for p in preds:
         print(f"  {p.score:6.1%}  {p.label}")
+
+
+@app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Bundle directory to write (replaced only after every gate passes).")],
+    classes: Annotated[Path, typer.Option(help="Class names, one a line, or JSON {\"0\": \"Name: description\"}: the bundle's label table.")],
+    student: Annotated[Optional[Path], typer.Option(help="A student directory (from train, average or import-froster).")] = None,
+    model: Annotated[str, typer.Option(help="open_clip model name or model-config JSON, when no --student.")] = "ViT-B-16",
+    pretrained: Annotated[str, typer.Option(help="open_clip tag (openai) or a local checkpoint file, when no --student.")] = "openai",
+    frames: Annotated[Optional[int], typer.Option(help="Frames per clip fixed in the video graph; default: the student's, else 8.", min=1)] = None,
+    streams: Annotated[int, typer.Option(help="Clips per video-encoder call (cameras batched together), fixed in the graph.", min=1)] = _EXPORT.streams,
+    videos: Annotated[Optional[list[Path]], typer.Option("--videos", help="Real clips for the parity gates: files or folders, repeatable. Without it the gates run on noise.")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Also write video_encoder.fp16.onnx and gate it against fp32.")] = _EXPORT.fp16,
+    layernorm_fp32: Annotated[bool, typer.Option("--layernorm-fp32", help="Keep LayerNorm in fp32 in fp16 models and engines.")] = _EXPORT.layernorm_fp32,
+    trt: Annotated[bool, typer.Option("--trt", help="Also build TensorRT fp16 engines (needs a GPU and tensorrt; exit 2 without).")] = _EXPORT.trt,
+    trt_route: Annotated[str, typer.Option(help="tensorrt (the TensorRT API) or ort-trt (ONNX Runtime's TensorRT provider).")] = _EXPORT.trt_route,
+    workspace_gb: Annotated[float, typer.Option(help="TensorRT builder memory-pool limit, GiB.", min=0.25)] = _EXPORT.workspace_gb,
+    max_parity_clips: Annotated[int, typer.Option(help="At most this many clips go through the parity gates.", min=1)] = _EXPORT.max_parity_clips,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Export a student to a deployable bundle: ONNX encoders, label table, manifest, parity gates.
+
+    The video encoder takes uint8 RGB frames (streams, T, S, S, 3) with CLIP's normalisation in
+    the graph; the text encoder takes tokens (N, 77). Parity gates (fp32 ONNX Runtime vs torch,
+    fp16 vs fp32) run on --videos and fail the export when broken; the previous bundle stays.
+
+    Examples:
+      froster-edge export --student students/froster-b16 --classes k400.json --videos clips/ -o bundles/b16
+      froster-edge export --pretrained ~/weights/ViT-B-16.bin --classes names.txt --videos clip.mp4 -o bundles/zs --trt
+    """
+    from .export.bundle import check_target, export_bundle
+    from .export.options import ExportOptions
+    from .export.parity import find_videos
+    from .prompts import read_class_texts
+
+    if trt_route not in ("tensorrt", "ort-trt"):
+        raise typer.BadParameter(f"--trt-route must be tensorrt or ort-trt, not {trt_route!r}")
+    check_target(out)
+    class_texts = read_class_texts(classes)
+    clips = find_videos(videos or [])
+    net = _load_model(student, model, pretrained, frames)
+    options = ExportOptions(streams=streams, fp16=fp16, layernorm_fp32=layernorm_fp32, trt=trt, trt_route=trt_route,
+                            workspace_gb=workspace_gb, max_parity_clips=max_parity_clips)
+    log = (lambda msg: None) if as_json else (lambda msg: print(f"  {msg}", file=sys.stderr))
+    if not clips and not as_json:
+        print("  no --videos: the parity gates run on noise clips; pass real clips to gate on real data", file=sys.stderr)
+    try:
+        result = export_bundle(net, out, class_texts, clips, options, _source(student, model, pretrained), log)
+    except FrosterError as e:
+        if e.exit_code == 2 and (out / "manifest.json").is_file():
+            raise type(e)(f"{e} (the ONNX bundle in {out} is complete)") from e
+        raise
+    if as_json:
+        print(json.dumps(result.manifest, indent=2))
+        return
+    _print_export(result)
+
+
+def _print_export(result) -> None:
+    m = result.manifest
+    pre = m["preprocessing"]["input"]
+    print(f"wrote {result.bundle}: frames {pre['dtype']} {pre['shape']} -> {m['model']['embed_dim']}-d, "
+          f"{m['labels']['classes']} classes, model {m['model']['fingerprint'][:12]}")
+    for g in m["parity"]["gates"] + [e["parity"] for e in m["engines"] if e.get("parity")]:
+        top1 = f"  top-1 agree {g['top1_agreement']:.0%}" if "top1_agreement" in g else ""
+        print(f"  {'pass' if g['passed'] else 'FAIL'}  {g['name']:38s} max|d| {g['max_abs']:.1e}  min cos {g['min_cosine']:.6f}{top1}")
+    for e in m["engines"]:
+        print(f"  engine {e.get('name', e.get('onnx_file'))}: {e.get('file', e.get('cache_dir'))}")
+    print("  " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
+
+
+@app.command("labels")
+def labels_cmd(
+    classes: Annotated[Path, typer.Option(help="Class names, one a line, or JSON {\"0\": \"Name: description\"}.")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="labels.npz to write; with --bundle the default is the bundle's own table.")] = None,
+    student: Annotated[Optional[Path], typer.Option(help="Encode with this student directory's torch text encoder.")] = None,
+    bundle: Annotated[Optional[Path], typer.Option(help="Encode with this bundle's ONNX text encoder (no torch model needed).")] = None,
+    append: Annotated[bool, typer.Option("--append", help="Add the classes to the existing table instead of replacing it.")] = False,
+) -> None:
+    """Write a label table (labels.npz) for new class texts: change what is recognised without retraining.
+
+    Each class is encoded with the 28-template prompt ensemble plus its bare text. Empty or
+    duplicate classes and prompts longer than the text encoder's context are refused.
+
+    Examples:
+      froster-edge labels --bundle bundles/b16 --classes my_actions.txt
+      froster-edge labels --bundle bundles/b16 --classes more.txt --append
+      froster-edge labels --student students/froster-b16 --classes k400.json -o k400_labels.npz
+    """
+    from .prompts import read_class_texts
+
+    if (student is None) == (bundle is None):
+        raise typer.BadParameter("give exactly one of --student and --bundle")
+    class_texts = read_class_texts(classes)
+    if bundle is not None:
+        from .export.bundle import relabel_bundle
+
+        table = relabel_bundle(bundle, class_texts, out, append)
+        target = out or bundle / "labels.npz"
+    else:
+        if out is None:
+            raise typer.BadParameter("-o is required with --student")
+        from .export.bundle import write_labels
+        from .export.label_builder import build_label_table, torch_text_encoder
+        from .model.checkpoint import load_student, model_fingerprint
+
+        net = load_student(student).eval()
+        table = build_label_table(class_texts, torch_text_encoder(net), net.model_cfg, model_fingerprint(net),
+                                  float(net.logit_scale.detach().exp()))
+        table = write_labels(table, out, append)
+        target = out
+    print(f"wrote {target}: {len(table.names)} classes, {table.dim}-d, model {table.fingerprint[:12]}")
+
+
+def _load_model(student: Optional[Path], model: str, pretrained: str, frames: Optional[int]):
+    """The student of a directory, or zero-shot open_clip CLIP with neighbour-frame attention."""
+    from .config import StudentConfig
+    from .model.checkpoint import load_student
+    from .model.factory import create_student
+
+    if student is not None:
+        net = load_student(student)
+        if frames is not None and frames != net.config.num_frames:
+            from dataclasses import replace
+
+            net.config = replace(net.config, num_frames=frames)  # attention works for any T; the export fixes it
+        return net
+    return create_student(StudentConfig(model_name=model, pretrained=pretrained, num_frames=frames or 8))
+
+
+def _source(student: Optional[Path], model: str, pretrained: str) -> dict:
+    if student is not None:
+        return {"student": str(student)}
+    return {"model": model, "pretrained": pretrained}
 
 
 def main() -> None:

@@ -27,3 +27,11 @@ class MissingCapability(FrosterError):
     """Something the machine lacks (a GPU, tensorrt, an optional package). Exit code 2."""
 
     exit_code = 2
+
+
+class BundleError(FrosterError):
+    """An export bundle or label table that is incomplete, tampered with, or from another model."""
+
+
+class ParityError(FrosterError):
+    """An exported model whose outputs differ from torch beyond the parity gate."""

@@ -26,6 +26,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; written files are meant to be shared
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -44,3 +45,23 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
+
+
+def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str, ...], error: type[Exception],
+                        what: str) -> dict[str, Any]:
+    """A JSON document of ours: parsed, its format and version checked, its required keys present.
+
+    Every problem is `error` with a message naming the file, so each artifact reader states it once.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path} is corrupt: {e}") from e
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise error(f"{path} is not a froster-edge {what}")
+    if doc.get("version") != version:
+        raise error(f"{path} has format version {doc.get('version')}; this froster-edge reads {version}")
+    for key in required:
+        if key not in doc:
+            raise error(f"{path} lacks {key!r}")
+    return doc

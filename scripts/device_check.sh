@@ -23,4 +23,7 @@ python -m pytest -q -m "gpu or trt" -rs tests 2>&1 | tee "$OUT/pytest_gpu.txt" |
 python benchmarks/bench_student.py --model ViT-B-16 --frames 8 --batch 8 --reps 10 \
   --train-model ViT-B-16 --train-size 224 --train-batch 8 --device cuda --json "$OUT/bench_student_cuda.json" \
   2>&1 | tee "$OUT/bench_student_cuda.txt" || status=1
+# Export on the GPU: torch CUDA fp32 vs fp16 (and ONNX Runtime CUDA where installed), parity and timings.
+python benchmarks/bench_export.py --model ViT-B-16 --frames 8 --streams 1 --reps 20 --device cuda \
+  --json "$OUT/bench_export_cuda.json" 2>&1 | tee "$OUT/bench_export_cuda.txt" || status=1
 exit $status

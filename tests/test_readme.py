@@ -20,3 +20,17 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["logits"].shape == (2, 12)
     assert (tmp_path / "mine" / "model.safetensors").is_file()
+
+
+def test_readme_export_example_runs(tmp_path):
+    src = (ROOT / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", src, re.S) if "export_bundle" in b)
+    code = (
+        code.replace('model_name="ViT-B-16", pretrained="openai", num_frames=8',
+                     f'model_name="{TINY_MODEL}", pretrained=None, image_size=64, num_frames=4')
+        .replace('"bundles/b16', f'"{tmp_path}/b16')
+        .replace('"examples/clips/', f'"{ROOT}/examples/clips/')
+    )
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["table"].names[0] == "arm wrestling" and scope["manifest"]["parity"]["gates"][0]["passed"]

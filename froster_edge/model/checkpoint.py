@@ -13,7 +13,6 @@ and config.json last, and the hashes catch a mismatched or torn pair.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from torch import nn
 
 from ..config import StudentConfig, from_mapping
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_bytes, atomic_write_json, read_versioned_json
 from .clip import build_clip
 from .student import VideoStudent
 
@@ -82,17 +81,8 @@ def read_student_config(student_dir: str | Path) -> dict[str, Any]:
     path = d / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{d} is not a student directory: no {CONFIG_FILE}")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt: {e}") from e
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a froster-edge student config")
-    if config.get("version") != VERSION:
-        raise CheckpointError(f"{path} has format version {config.get('version')}; this froster-edge reads {VERSION}")
-    for key in ("student", "model_cfg", "weights"):
-        if key not in config:
-            raise CheckpointError(f"{path} lacks {key!r}")
+    config = read_versioned_json(path, FORMAT, VERSION, ("student", "model_cfg", "weights"), CheckpointError,
+                                 "student config")
     return config
 
 
@@ -148,3 +138,17 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], what: s
 def _few(items: list[str], n: int = 5) -> str:
     more = f" (+{len(items) - n} more)" if len(items) > n else ""
     return ", ".join(items[:n]) + more
+
+
+def model_fingerprint(student: VideoStudent) -> str:
+    """sha256 over the CLIP weights (names, shapes, fp32 values): ties label tables and bundles to a model.
+
+    It depends on the weights only, not on the file they came from, so a student saved, reloaded
+    or exported keeps its fingerprint, and any other weights change it.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(student.clip.state_dict().items()):
+        t = tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()

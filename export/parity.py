@@ -1,0 +1,135 @@
+"""Parity gates: the exported graphs must compute what the torch student computes.
+
+Each gate runs real clips (decoded and cropped exactly as the runtime does) through the
+exported model and through torch, and measures the largest absolute difference of the
+embeddings, the smallest cosine between them, and how often both pick the same top-1 class of
+the label table. fp32 ONNX must match torch to float rounding; an fp16 model (ONNX Runtime or a
+TensorRT engine) is compared with the fp32 result. The figures go into the manifest, and a
+broken gate fails the export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, ParityError
+from ..model.student import VideoStudent
+from ..video import VideoError, read_frames, resize_center_crop, uniform_indices
+from .labels import LabelTable
+from .onnx_graphs import VideoEncoderGraph
+from .options import ParityThresholds  # noqa: F401  (re-exported: gates and thresholds in one import)
+
+VideoEncoder = Callable[[np.ndarray], np.ndarray]  # uint8 (S, T, H, W, 3) -> float32 (S, D)
+
+
+@dataclass(frozen=True)
+class ParityClips:
+    """uint8 clips (N, T, S, S, 3) and where they came from."""
+
+    frames: np.ndarray
+    sources: list[str]
+    synthetic: bool
+    skipped: list[str]
+
+
+def load_parity_clips(videos: list[Path], num_frames: int, size: int, max_clips: int = 8, seed: int = 0) -> ParityClips:
+    """One evenly spread clip per video, as the runtime crops it; noise clips only if no video decodes."""
+    clips, sources, skipped = [], [], []
+    for path in videos:
+        if len(clips) >= max_clips:
+            break
+        try:
+            decoded = read_frames(path)
+        except VideoError as e:
+            skipped.append(str(e))
+            continue
+        clips.append(np.stack([resize_center_crop(decoded[i], size) for i in uniform_indices(len(decoded), num_frames)]))
+        sources.append(Path(path).name)
+    if clips:
+        return ParityClips(np.stack(clips), sources, False, skipped)
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (2, num_frames, size, size, 3), dtype=np.uint8)
+    return ParityClips(frames, ["uniform noise"] * 2, True, skipped)
+
+
+def run_in_streams(encode: VideoEncoder, clips: np.ndarray, streams: int) -> np.ndarray:
+    """Feed clips through an encoder fixed at `streams` clips per call (the last call is padded)."""
+    out = []
+    for i in range(0, len(clips), streams):
+        batch = clips[i:i + streams]
+        pad = streams - len(batch)
+        if pad:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
+        out.append(encode(batch)[:streams - pad])
+    return np.concatenate(out)
+
+
+def torch_video_encoder(student: VideoStudent) -> VideoEncoder:
+    graph = VideoEncoderGraph(student).eval()
+    device = student.logit_scale.device
+
+    def encode(frames: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return graph(torch.from_numpy(frames).to(device)).float().cpu().numpy()
+
+    return encode
+
+
+def onnx_video_encoder(path: str | Path, providers: list[str] | None = None) -> VideoEncoder:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda frames: session.run(None, {name: frames})[0].astype(np.float32)
+
+
+def compare(got: np.ndarray, want: np.ndarray, table: LabelTable | None = None) -> dict[str, float]:
+    """max |got - want|, the smallest cosine between matching rows, and top-1 agreement on `table`."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    cos = (got * want).sum(-1) / np.maximum(np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1), 1e-12)
+    stats = {"max_abs": float(np.abs(got - want).max()), "min_cosine": float(cos.min()), "n": int(len(got))}
+    if table is not None:
+        agree = (got @ table.embeddings.T).argmax(-1) == (want @ table.embeddings.T).argmax(-1)
+        stats["top1_agreement"] = float(agree.mean())
+    return stats
+
+
+def gate(name: str, stats: dict[str, float], min_cosine: float, min_top1: float, max_abs: float | None = None) -> dict:
+    """Attach thresholds and a verdict to `stats`."""
+    checks = [stats["min_cosine"] >= min_cosine, stats.get("top1_agreement", 1.0) >= min_top1]
+    if max_abs is not None:
+        checks.append(stats["max_abs"] <= max_abs)
+    thresholds = {"min_cosine": min_cosine, "min_top1_agreement": min_top1, **({"max_abs": max_abs} if max_abs is not None else {})}
+    return {"name": name, **stats, "thresholds": thresholds, "passed": bool(all(checks))}
+
+
+def require_passed(results: list[dict]) -> None:
+    """ParityError naming each broken gate with its numbers."""
+    broken = [r for r in results if not r["passed"]]
+    if broken:
+        parts = [f"{r['name']}: max_abs {r['max_abs']:.2e}, min cosine {r['min_cosine']:.6f}"
+                 + (f", top-1 agreement {r['top1_agreement']:.0%}" if "top1_agreement" in r else "")
+                 + f" (needs {r['thresholds']})" for r in broken]
+        raise ParityError("parity gate failed: " + "; ".join(parts))
+
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
+
+
+def find_videos(paths: list[Path]) -> list[Path]:
+    """Video files named directly, or found (sorted) in the named folders."""
+    found: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise ConfigError(f"no such video or folder: {p}")
+    return found

@@ -1,0 +1,76 @@
+"""`froster-edge export` and `froster-edge labels` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from froster_edge.export import manifest as mf
+from froster_edge.export.labels import load_labels
+from froster_edge.model.checkpoint import save_student
+
+from .test_cli import assert_one_line_error, run
+
+
+def test_export_trt_without_tensorrt_exits_2_and_keeps_the_onnx_bundle(tiny_student, tmp_path):
+    pytest.importorskip("onnxruntime")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed here; tests/test_gpu.py builds real engines")
+    except ImportError:
+        pass
+    save_student(tiny_student, tmp_path / "student")
+    bundle = tmp_path / "bundle"
+    proc = run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
+               "--videos", "examples/clips", "-o", str(bundle), "--trt", "--max-parity-clips", "2", "--json")
+    assert_one_line_error(proc, 2, "tensorrt is not installed")
+    assert "the ONNX bundle in" in proc.stderr
+    manifest = mf.verify_bundle(bundle)
+    assert manifest["engines"] == [] and all(g["passed"] for g in manifest["parity"]["gates"])
+    assert manifest["model"]["source"] == {"student": str(tmp_path / "student")}
+
+
+def test_export_then_labels_from_the_bundle(tiny_student, tmp_path):
+    save_student(tiny_student, tmp_path / "student")
+    bundle = tmp_path / "bundle"
+    proc = run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
+               "--videos", "examples/clips/stgcn_clean_and_jerk.mp4", "-o", str(bundle), "--no-fp16")
+    assert proc.returncode == 0, proc.stderr
+    assert "pass  video fp32 onnxruntime-cpu vs torch" in proc.stdout and "FAIL" not in proc.stdout
+    assert not (bundle / "video_encoder.fp16.onnx").exists()
+
+    (tmp_path / "mine.txt").write_text("waving\nclapping\n")
+    proc = run("labels", "--bundle", str(bundle), "--classes", str(tmp_path / "mine.txt"))
+    assert proc.returncode == 0, proc.stderr
+    assert load_labels(bundle / "labels.npz").names == ["waving", "clapping"]
+    mf.verify_bundle(bundle)
+
+    (tmp_path / "more.json").write_text(json.dumps({"0": "Jumping: leaving the ground with both feet"}))
+    proc = run("labels", "--student", str(tmp_path / "student"), "--classes", str(tmp_path / "more.json"),
+               "-o", str(bundle / "labels.npz"), "--append")
+    assert proc.returncode == 0, proc.stderr
+    assert load_labels(bundle / "labels.npz").names == ["waving", "clapping", "Jumping"]
+
+
+def test_labels_and_export_errors(tiny_student, tmp_path):
+    save_student(tiny_student, tmp_path / "student")
+    (tmp_path / "dup.txt").write_text("run\nRun\n")
+    assert_one_line_error(run("labels", "--student", str(tmp_path / "student"), "--classes", str(tmp_path / "dup.txt"),
+                              "-o", str(tmp_path / "l.npz")), 1, "appears twice")
+    assert_one_line_error(run("labels", "--bundle", str(tmp_path / "nothing"), "--classes", "examples/clips/classes.txt"),
+                          1, "bundle directory not found")
+    proc = run("labels", "--classes", "examples/clips/classes.txt", "-o", str(tmp_path / "l.npz"))
+    assert proc.returncode == 2 and "exactly one of --student and --bundle" in proc.stderr
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "thesis.tex").write_text("x")
+    assert_one_line_error(run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
+                              "-o", str(tmp_path / "taken")), 1, "is not a froster-edge bundle")
+    assert_one_line_error(run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
+                              "--videos", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "b")), 1, "no such video")
+
+
+@pytest.mark.parametrize("command", ["export", "labels"])
+def test_help(command):
+    proc = run(command, "--help")
+    assert proc.returncode == 0 and "Example" in proc.stdout
