@@ -1,92 +1,216 @@
 """Reading a video file into frames, and the CLIP test-time view of a clip (no torch).
 
 Decoding is sequential (seeking is wrong on raw MPEG-4 streams) and the frame count comes from
-what was decoded, never from the container. OpenCV reads first; PyAV is tried when OpenCV
-decodes nothing. A file that yields no frame, or fewer than its container promises because a
-decoder stopped on corrupt data, is a `VideoError` naming the file.
+what was decoded, never from the container. OpenCV reads first, one decoder thread per call
+(workers parallelise across videos). PyAV reads a file OpenCV cannot open or decodes nothing
+from, a container without a frame count (raw MPEG-4 streams, some WebM), and a file OpenCV
+stops reading early without saying why: PyAV then either decodes it or names the corruption.
+A file that yields no frame, or stops on corrupt data, is a `VideoError` naming the file.
+
+`decode_video(path, select)` keeps only the frames a sampler asks for: `select(count, fps)`
+gets the true decoded count, so a sampler never trusts the container either. When the
+container's count is plausible the frames are chosen from it while decoding (one pass, only
+the chosen frames converted to RGB); if decoding then finds another count, the choice is made
+again from the real count (a second pass only when a newly chosen frame was not kept).
+Rotation metadata is applied (OpenCV does it itself; PyAV frames are rotated here).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 # FFmpeg inside OpenCV prints its own complaints about bad files; the project reports them itself.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .errors import FrosterError
+from .errors import FrosterError  # noqa: E402
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 
+MAX_FRAMES = 200_000  # more than this is not a clip: stop instead of filling memory
+_MAX_FPS = 1000.0
+
+# select(decoded frame count, fps or 0.0 when unknown) -> the frame indices wanted, in order
+FrameSelect = Callable[[int, float], np.ndarray]
+
 
 class VideoError(FrosterError):
-    """A video that cannot be decoded (missing, empty, corrupt or an unsupported codec)."""
+    """A video that cannot be decoded (missing, empty, corrupt or an unsupported codec).
+
+    `path` and `reason` are kept apart so that data loaders can report "path: reason" lists.
+    """
+
+    def __init__(self, reason: str, path: str | Path | None = None):
+        self.reason = reason
+        self.path = None if path is None else str(path)
+        super().__init__(f"{path}: {reason}" if path is not None else reason)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What decoding found: the real frame count, the container's average fps (0.0 if unknown).
+
+    A file that decodes cleanly but to fewer frames than its header declares (a truncated
+    download, leading packets discarded) is used with the frames it has; `declared_frames`
+    keeps the header's count (0 when it has none) for whoever wants to flag it.
+    """
+
+    num_frames: int
+    fps: float
+    backend: str  # "opencv" or "pyav"
+    declared_frames: int = 0
 
 
 def read_frames(path: str | Path) -> np.ndarray:
-    """All frames of `path` as uint8 RGB, (N, H, W, 3)."""
+    """All frames of `path` as uint8 RGB, (N, H, W, 3), in display orientation."""
+    return decode_video(path)[0]
+
+
+def decode_video(path: str | Path, select: FrameSelect | None = None) -> tuple[np.ndarray, VideoInfo]:
+    """The frames `select(count, fps)` of `path` (all when None): uint8 RGB (K, H, W, 3), and VideoInfo."""
     path = Path(path)
     if not path.is_file():
-        raise VideoError(f"video not found: {path}")
+        raise VideoError("video not found", path)
     if path.stat().st_size == 0:
-        raise VideoError(f"{path} is an empty file")
-    frames, expected = _read_opencv(path)
-    if not frames:
-        frames = _read_pyav(path)
-    elif expected > 0 and len(frames) < expected - 1:
-        # OpenCV stops silently on corrupt data; PyAV tells us why.
-        pyav = _read_pyav(path)
-        frames = pyav if len(pyav) > len(frames) else frames
-    if not frames:
-        raise VideoError(f"{path}: no frame could be decoded (empty, corrupt, or an unsupported codec)")
-    return np.stack(frames)
-
-
-def _read_opencv(path: Path) -> tuple[list[np.ndarray], int]:
-    cap = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
+        raise VideoError("empty file", path)
+    cap = _open_opencv(path)
+    if cap is None:
+        return _decode_pyav(path, select)
     try:
-        if not cap.isOpened():
-            return frames, 0
-        expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        expected = expected if 0 < expected < 10_000_000 else 0  # raw streams report garbage
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        hint, fps = _opencv_meta(cap)
+        if not hint and _pyav() is not None:
+            # No usable frame count in the container (raw streams): PyAV counts while decoding.
+            cap.release()
+            return _decode_pyav(path, select)
+        want = None if select is None or not hint else set(_indices(select, hint, fps).tolist())
+        kept, count = _opencv_frames(cap, want, path)
     finally:
         cap.release()
-    return frames, expected
+    if count == 0 or (hint and count < hint - 1):
+        # OpenCV decoded nothing, or stopped early without an error (it does so on corrupt
+        # data): PyAV either decodes more or raises the reason.
+        if _pyav() is None:
+            raise VideoError(f"decoding stopped after {count} of {hint} frames and PyAV is not installed to say why"
+                             if count else "OpenCV decodes no frame and PyAV is not installed (pip install av)", path)
+        frames, info = _decode_pyav(path, select)
+        if info.num_frames >= count:
+            return frames, info
+    idx = _indices(select, count, fps)
+    if not set(idx.tolist()) <= kept.keys():
+        # The container's count was wrong, so other frames are wanted: decode once more.
+        again = _open_opencv(path)
+        if again is None:
+            raise VideoError("OpenCV could not reopen the file", path)
+        try:
+            kept, recount = _opencv_frames(again, set(idx.tolist()), path)
+        finally:
+            again.release()
+        if recount != count:
+            raise VideoError(f"decodes to {count} frames, then {recount}: unreadable", path)
+    return np.stack([kept[i] for i in idx]), VideoInfo(count, fps, "opencv", hint)
 
 
-def _read_pyav(path: Path) -> list[np.ndarray]:
+def _indices(select: FrameSelect | None, count: int, fps: float) -> np.ndarray:
+    if select is None:
+        return np.arange(count)
+    idx = np.asarray(select(count, fps), dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= count):
+        raise ValueError(f"frame selection {idx.tolist()} is outside 0..{count - 1}")
+    return idx
+
+
+def _open_opencv(path: Path) -> cv2.VideoCapture | None:
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    if not cap.isOpened():
+        cap.release()
+        return None
+    return cap
+
+
+def _opencv_meta(cap: cv2.VideoCapture) -> tuple[int, float]:
+    """The container's frame count (0 when absent or absurd: raw streams report ~-1.9e14) and fps."""
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    count = int(count) if 0 < count < MAX_FRAMES else 0
+    fps = float(fps) if 0 < fps < _MAX_FPS else 0.0
+    return count, fps
+
+
+def _opencv_frames(cap: cv2.VideoCapture, want: set[int] | None, path: Path) -> tuple[dict[int, np.ndarray], int]:
+    """Decode every frame in order (grab), converting only the wanted ones (retrieve). -> kept, count"""
+    kept: dict[int, np.ndarray] = {}
+    count = 0
+    try:
+        while cap.grab():
+            if want is None or count in want:
+                ok, frame = cap.retrieve()
+                if not ok:
+                    break
+                kept[count] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            count += 1
+            if count > MAX_FRAMES:
+                raise VideoError(f"more than {MAX_FRAMES} frames: not a clip", path)
+    except cv2.error as e:
+        raise VideoError(f"OpenCV failed after {count} frames ({e.msg or e})", path) from e
+    return kept, count
+
+
+def _pyav():
     try:
         import av
     except ImportError:
-        return []
-    frames: list[np.ndarray] = []
+        return None
+    return av
+
+
+def _decode_pyav(path: Path, select: FrameSelect | None) -> tuple[np.ndarray, VideoInfo]:
+    """Decode all frames (kept undecoded-to-RGB, 1.5 bytes a pixel), convert the selected ones."""
+    av = _pyav()
+    if av is None:
+        raise VideoError("OpenCV cannot read this file and PyAV is not installed (pip install av)", path)
     try:
         container = av.open(str(path))
-    except av.error.FFmpegError as e:
-        raise VideoError(f"{path} cannot be opened as a video ({e.strerror or type(e).__name__})") from e
-    try:
-        with container:
-            if not container.streams.video:
-                return []
-            for frame in container.decode(video=0):
-                img = frame.to_ndarray(format="rgb24")
-                rotation = getattr(frame, "rotation", 0) or 0
-                if rotation:
-                    img = np.ascontiguousarray(np.rot90(img, k=int(rotation) // 90))
-                frames.append(img)
-    except av.error.FFmpegError as e:
-        raise VideoError(f"{path}: corrupt video, decoding stopped after {len(frames)} frames ({e})") from e
-    return frames
+    except (av.error.FFmpegError, ValueError) as e:
+        raise VideoError(f"cannot be opened as a video ({getattr(e, 'strerror', None) or e})", path) from e
+    with container:
+        if not container.streams.video:
+            raise VideoError("has no video stream", path)
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate and 0 < float(rate) < _MAX_FPS else 0.0
+        declared = stream.frames if 0 < stream.frames < MAX_FRAMES else 0
+        decoded = []
+        try:
+            for frame in container.decode(stream):
+                decoded.append(frame)
+                if len(decoded) > MAX_FRAMES:
+                    raise VideoError(f"more than {MAX_FRAMES} frames: not a clip", path)
+        except av.error.FFmpegError as e:
+            raise VideoError(f"corrupt video, decoding stopped after {len(decoded)} frames ({e})", path) from e
+        if not decoded:
+            raise VideoError("no frame could be decoded (empty, corrupt, or an unsupported codec)", path)
+        idx = _indices(select, len(decoded), fps)
+        try:
+            rgb = {i: _pyav_rgb(decoded[i]) for i in set(idx.tolist())}
+        except (av.error.FFmpegError, ValueError) as e:
+            raise VideoError(f"frames cannot be converted to RGB ({e})", path) from e
+    return np.stack([rgb[i] for i in idx]), VideoInfo(len(decoded), fps, "pyav", declared)
+
+
+def _pyav_rgb(frame) -> np.ndarray:
+    """RGB pixels as displayed: PyAV leaves rotation metadata (-90/90/180, FFmpeg's sign) to us."""
+    img = frame.to_ndarray(format="rgb24")
+    rotation = int(getattr(frame, "rotation", 0) or 0)
+    if rotation % 360:
+        img = np.ascontiguousarray(np.rot90(img, k=rotation // 90))
+    return img
 
 
 def uniform_indices(num_frames: int, count: int) -> np.ndarray:
@@ -97,18 +221,29 @@ def uniform_indices(num_frames: int, count: int) -> np.ndarray:
     return np.minimum(((edges[:-1] + edges[1:]) / 2).astype(np.int64), num_frames - 1)
 
 
-def resize_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
-    """Short side to `size` (bicubic, as CLIP), then the centre `size` x `size` crop. uint8 RGB."""
+def resize_short_side(frame: np.ndarray, size: int) -> np.ndarray:
+    """Scale so the short side is `size` (bicubic, as CLIP), keeping the aspect ratio. uint8 RGB."""
     h, w = frame.shape[:2]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_CUBIC)
+
+
+def resize_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
+    """Short side to `size` (bicubic, as CLIP), then the centre `size` x `size` crop. uint8 RGB."""
+    resized = resize_short_side(frame, size)
+    nh, nw = resized.shape[:2]
     top, left = (nh - size) // 2, (nw - size) // 2
     return resized[top : top + size, left : left + size]
+
+
+def normalize_clip(frames: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., S, S, 3) -> CLIP-normalised float32 (..., 3, S, S)."""
+    x = (frames.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
 def clip_view(frames: np.ndarray, num_frames: int, size: int) -> np.ndarray:
     """The single evenly spread test view of a decoded video, CLIP-normalised: (T, 3, S, S) float32."""
     picked = [resize_center_crop(frames[i], size) for i in uniform_indices(len(frames), num_frames)]
-    x = (np.stack(picked).astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD  # (T, S, S, 3)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return normalize_clip(np.stack(picked))
