@@ -1,0 +1,175 @@
+"""The torch Dataset of video clips, its collate function and DataLoader.
+
+Every random choice of sample i in epoch e (temporal offset, short side, crop, flip) comes from
+`numpy.random.default_rng([seed, epoch, i])`, never from a global RNG or a worker id, so 0, 1 or
+8 workers, one process or several, and a resumed run all see the same clips. The epoch lives in
+shared memory, so `set_epoch` reaches persistent workers too.
+
+Bad videos (missing, empty, corrupt) never stop a run: in training the sample is replaced by
+the next video of the list (attempt a uses rng [seed, epoch, i, a]) and the bad one is named in
+"failed"; at test time the sample comes back with zero frames, "ok": False and its "failed"
+entry, so evaluation can count what it could not score.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..video import VideoError, decode_video, normalize_clip, resize_center_crop
+from .lists import VideoItem
+from .sampling import eval_clip_indices, train_clip_indices, train_transform
+
+MAX_REPLACEMENTS = 50  # bad videos in a row before training gives up on the list
+
+
+class VideoDataset(Dataset):
+    """Clips of the videos in `items`, CLIP-normalised: one random clip (train) or `views` clips (test).
+
+    A sample is a dict: "frames" float32 (V, T, 3, S, S) with V = 1 in training, "label" int,
+    "index" (the item actually used), "path" str, "ok" bool, "failed" list of "path: reason".
+    """
+
+    def __init__(
+        self,
+        items: Sequence[VideoItem],
+        *,
+        num_frames: int,
+        image_size: int = 224,
+        train: bool,
+        views: int = 3,
+        stride: int = 16,
+        reference_fps: float = 30.0,
+        seed: int = 0,
+    ):
+        if not items:
+            raise ValueError("VideoDataset needs at least one video")
+        self.items = list(items)
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.train = train
+        self.views = 1 if train else views
+        self.stride = stride
+        self.reference_fps = reference_fps
+        self.seed = seed
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose random clips the next samples draw (seen by running workers too)."""
+        self._epoch.fill_(epoch)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not self.train:
+            return self._test_sample(i)
+        failed: list[str] = []
+        n = len(self.items)
+        for attempt in range(min(n, MAX_REPLACEMENTS)):
+            j = (i + attempt) % n
+            rng = np.random.default_rng([self.seed, self.epoch, i] + ([attempt] if attempt else []))
+            try:
+                frames = self._train_clip(self.items[j], rng)
+            except VideoError as e:
+                failed.append(_failure(self.items[j], e))
+                continue
+            return _sample(frames, self.items[j], j, True, failed)
+        raise VideoError(f"{len(failed)} videos in a row from index {i} could not be decoded; the last: {failed[-1]}")
+
+    def _train_clip(self, item: VideoItem, rng: np.random.Generator) -> np.ndarray:
+        # The temporal draw gets its own generator (re-made if the decoder asks twice, with the true
+        # frame count), so the spatial draws that follow do not depend on how decoding went.
+        temporal_seed = int(rng.integers(2**63))
+
+        def select(count: int, fps: float) -> np.ndarray:
+            return train_clip_indices(count, fps, self.num_frames, np.random.default_rng(temporal_seed),
+                                      self.stride, self.reference_fps)
+
+        frames, _ = decode_video(item.path, select)  # (T, H, W, 3)
+        clip = train_transform(frames, self.image_size, rng)
+        return normalize_clip(clip)[None]  # (1, T, 3, S, S)
+
+    def _test_sample(self, i: int) -> dict[str, Any]:
+        item = self.items[i]
+
+        def select(count: int, fps: float) -> np.ndarray:
+            return eval_clip_indices(count, fps, self.num_frames, self.views, self.stride, self.reference_fps).reshape(-1)
+
+        try:
+            frames, _ = decode_video(item.path, select)  # (V*T, H, W, 3)
+        except VideoError as e:
+            empty = np.zeros((self.views, self.num_frames, 3, self.image_size, self.image_size), np.float32)
+            return _sample(empty, item, i, False, [_failure(item, e)])
+        crops = np.stack([resize_center_crop(f, self.image_size) for f in frames])
+        clips = normalize_clip(crops).reshape(self.views, self.num_frames, 3, self.image_size, self.image_size)
+        return _sample(clips, item, i, True, [])
+
+
+def _failure(item: VideoItem, error: VideoError) -> str:
+    return f"{item.path}: {getattr(error, 'reason', None) or error}"
+
+
+def _sample(frames: np.ndarray, item: VideoItem, index: int, ok: bool, failed: list[str]) -> dict[str, Any]:
+    return {"frames": torch.from_numpy(frames), "label": item.label, "index": index, "path": str(item.path),
+            "ok": ok, "failed": failed}
+
+
+def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into a batch: "frames" (B, V, T, 3, S, S), "label" / "index" LongTensor (B,),
+    "ok" BoolTensor (B,), "path" list, "failed" one flat list. "labels" and "indices" are aliases."""
+    label = torch.tensor([s["label"] for s in samples], dtype=torch.long)
+    index = torch.tensor([s["index"] for s in samples], dtype=torch.long)
+    return {
+        "frames": torch.stack([s["frames"] for s in samples]),
+        "label": label,
+        "labels": label,
+        "index": index,
+        "indices": index,
+        "ok": torch.tensor([s["ok"] for s in samples], dtype=torch.bool),
+        "path": [s["path"] for s in samples],
+        "failed": [f for s in samples for f in s["failed"]],
+    }
+
+
+def init_worker(_worker_id: int) -> None:
+    """One thread per worker for torch and OpenCV: the workers are the parallelism."""
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def make_loader(
+    dataset: VideoDataset,
+    batch_size: int,
+    *,
+    num_workers: int = 2,
+    shuffle: bool = False,
+    sampler: Sampler | None = None,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+    generator: torch.Generator | None = None,
+    persistent_workers: bool = False,
+) -> DataLoader:
+    """A DataLoader of `dataset` with `collate_clips` and single-threaded workers (2 keep 2 cores busy)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_clips,
+        worker_init_fn=init_worker if num_workers > 0 else None,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        generator=generator,
+        persistent_workers=persistent_workers and num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )

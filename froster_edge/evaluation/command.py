@@ -1,0 +1,84 @@
+"""What `froster-edge eval` does, as a library call: check the flags, run, write the JSON report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import ConfigError, MissingCapability
+from ..io import atomic_write_bytes
+from .protocol import Protocol, ProtocolReport, StudentSource, load_protocol, run_protocol, single_protocol
+
+
+@dataclass
+class EvalRequest:
+    """The eval command's options (see `froster-edge eval --help`)."""
+
+    protocol: Path | None = None
+    data: Path | None = None
+    classes: Path | None = None
+    labels: Path | None = None
+    root: Path | None = None
+    paths: list[str] = field(default_factory=list)  # NAME=DIR
+    student: str | None = None
+    model: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    frames: int = 8
+    views: int | None = None
+    batch_size: int = 8
+    workers: int = 2
+    device: str = "auto"
+    json_out: Path | None = None
+    progress: bool = True
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" is the GPU when there is one; asking for CUDA without one is a missing capability."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, auto)") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MissingCapability(f"--device {device}: no CUDA GPU is available here")
+    return dev
+
+
+def build_protocol(req: EvalRequest) -> Protocol:
+    """The protocol of `--protocol CONFIG`, or the one-list protocol of `--data LIST --classes FILE`."""
+    if (req.protocol is None) == (req.data is None):
+        raise ConfigError("give either --protocol CONFIG.yaml or --data LIST (with --classes)")
+    if req.protocol is not None:
+        if req.classes is not None or req.labels is not None:
+            raise ConfigError("--classes and --labels go with --data; a protocol config names its own class files")
+        paths = {}
+        for spec in req.paths:
+            name, sep, value = spec.partition("=")
+            if not sep or not name or not value:
+                raise ConfigError(f"--path expects NAME=DIR, got {spec!r}")
+            paths[name] = value
+        return load_protocol(req.protocol, root=req.root, paths=paths, views=req.views)
+    if req.classes is None:
+        raise ConfigError("--data needs --classes FILE (names, one a line, or JSON {\"0\": \"Name: description\"})")
+    if req.paths:
+        raise ConfigError("--path NAME=DIR goes with --protocol")
+    return single_protocol(req.data, req.classes, req.root, req.labels, req.views or 3)
+
+
+def run_eval(req: EvalRequest, log: Callable[[str], None] | None = None) -> ProtocolReport:
+    """Check everything, run the protocol, write the JSON report when asked."""
+    protocol = build_protocol(req)
+    if req.batch_size < 1 or req.workers < 0:
+        raise ConfigError("--batch-size must be >= 1 and --workers >= 0")
+    device = resolve_device(req.device)
+    source = StudentSource(req.student, req.model, req.pretrained, req.frames)
+    report = run_protocol(protocol, source, batch_size=req.batch_size, num_workers=req.workers, device=device,
+                          progress=req.progress, log=log)
+    if req.json_out is not None:
+        atomic_write_bytes(req.json_out, json.dumps(report.to_dict(), indent=1).encode() + b"\n")
+    return report

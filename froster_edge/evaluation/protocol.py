@@ -1,0 +1,354 @@
+"""The paper's evaluation protocols as YAML files, run with one command each.
+
+A protocol config (configs/eval/*.yaml) names its lists and class files; nothing is hard-coded:
+
+    protocol: base2novel            # base2novel | cross_dataset
+    name: UCF101 base-to-novel
+    root: data/ucf101               # the videos; --root replaces it
+    paths:                          # folders holding the split and label files; --path NAME=DIR
+      froster: data/froster_label_db
+    splits:
+      - name: s1
+        base:  {list: "{froster}/zs_label_db/B2N_ucf101/val.csv", classes: "...", labels: "..."}
+        novel: {list: "{froster}/zs_label_db/B2N_ucf101/test.csv", classes: "...", labels: "..."}
+    full: {list: ..., classes: ...}   # cross_dataset only, optional: the whole dataset, reported apart
+
+`{name}` in a path is replaced by the folder of that name; relative paths are relative to the
+working directory. Each part's list is checked against its class file (labels in range) and,
+when `labels` names a plain label file, the class texts' count and order against it, all
+before any model is loaded. Base-to-novel splits differ by their training seed, so each may
+have its own student: `--student runs/k400_{split}` puts the split name in the directory.
+
+Every video is encoded once per student however many splits list it (the features do not
+depend on the class set), then scored against each split's classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+import yaml
+
+from .. import __version__
+from ..data import VideoItem, check_class_names, read_classes, read_video_list
+from ..errors import ConfigError
+from ..model.student import VideoStudent
+from ..prompts import ClassText
+from .core import EvalResult, class_embeddings, encode_videos, score_videos, student_image_size
+from .metrics import base_to_novel_summary, harmonic_mean, mean_std
+
+ProtocolKind = Literal["base2novel", "cross_dataset", "single"]
+PARTS: dict[str, tuple[str, ...]] = {"base2novel": ("base", "novel"), "cross_dataset": ("test",), "single": ("test",)}
+
+
+@dataclass
+class EvalPart:
+    """One list scored against one class file; `labels` (optional) checks the class order."""
+
+    list: Path
+    classes: Path
+    labels: Path | None = None
+
+
+@dataclass
+class EvalSplit:
+    name: str
+    parts: dict[str, EvalPart]  # base2novel: base, novel; otherwise: test
+
+
+@dataclass
+class Protocol:
+    kind: ProtocolKind
+    name: str
+    splits: list[EvalSplit]
+    root: Path | None = None
+    full: EvalPart | None = None
+    views: int = 3
+    source: str | None = None  # the config file
+
+
+def single_protocol(list_file: str | Path, classes: str | Path, root: str | Path | None = None,
+                    labels: str | Path | None = None, views: int = 3) -> Protocol:
+    """The plain `eval --data LIST --classes FILE` case as a one-split protocol."""
+    part = EvalPart(Path(list_file), Path(classes), Path(labels) if labels else None)
+    return Protocol("single", Path(list_file).name, [EvalSplit(Path(list_file).stem, {"test": part})],
+                    Path(root) if root else None, views=views)
+
+
+def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: dict[str, str] | None = None,
+                  views: int | None = None) -> Protocol:
+    """Read a protocol config; `root`, `paths` and `views` override its values."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"protocol config not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with protocol, splits, ...")
+    known = {"protocol", "name", "root", "paths", "splits", "full", "views"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    kind = data.get("protocol")
+    if kind not in ("base2novel", "cross_dataset"):
+        raise ConfigError(f"{path}: protocol must be base2novel or cross_dataset, got {kind!r}")
+    folders = {str(k): str(v) for k, v in (data.get("paths") or {}).items()}
+    for name, value in (paths or {}).items():
+        if name not in folders:
+            raise ConfigError(f"--path {name}=...: {path} has no folder {name!r} (it has: {', '.join(folders) or 'none'})")
+        folders[name] = value
+    splits_raw = data.get("splits")
+    if not isinstance(splits_raw, list) or not splits_raw:
+        raise ConfigError(f"{path}: 'splits' must be a non-empty list")
+    splits = []
+    for n, raw in enumerate(splits_raw):
+        if not isinstance(raw, dict) or "name" not in raw:
+            raise ConfigError(f"{path}: split {n} must be a mapping with a name")
+        wanted = PARTS[kind]
+        if set(raw) - {"name"} != set(wanted):
+            raise ConfigError(f"{path}: split {raw['name']!r} must have exactly {', '.join(wanted)} for {kind}")
+        splits.append(EvalSplit(str(raw["name"]), {p: _part(raw[p], folders, f"{path}: split {raw['name']}.{p}")
+                                                   for p in wanted}))
+    names = [s.name for s in splits]
+    if len(set(names)) != len(names) or "full" in names:
+        raise ConfigError(f"{path}: split names must be unique and not 'full', got {names}")
+    full = data.get("full")
+    if full is not None and kind != "cross_dataset":
+        raise ConfigError(f"{path}: 'full' belongs to cross_dataset protocols")
+    root_value = root if root is not None else data.get("root")
+    v = views if views is not None else data.get("views", 3)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ConfigError(f"{path}: views must be a positive integer, got {v!r}")
+    return Protocol(kind, str(data.get("name") or path.stem), splits,
+                    Path(_fill(str(root_value), folders, f"{path}: root")) if root_value else None,
+                    _part(full, folders, f"{path}: full") if full is not None else None, v, str(path))
+
+
+def _fill(value: str, folders: dict[str, str], where: str) -> str:
+    try:
+        return value.format_map(folders)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"{where}: {value!r} names an unknown folder {e}; known: {', '.join(folders) or 'none'}") from e
+
+
+def _part(raw: Any, folders: dict[str, str], where: str) -> EvalPart:
+    if not isinstance(raw, dict) or not {"list", "classes"} <= set(raw) or set(raw) - {"list", "classes", "labels"}:
+        raise ConfigError(f"{where} must be a mapping with list, classes and optionally labels")
+    labels = raw.get("labels")
+    return EvalPart(Path(_fill(str(raw["list"]), folders, where)), Path(_fill(str(raw["classes"]), folders, where)),
+                    Path(_fill(str(labels), folders, where)) if labels else None)
+
+
+@dataclass
+class PreparedPart:
+    """A part whose files have been read and checked."""
+
+    part: EvalPart
+    items: list[VideoItem]
+    classes: list[ClassText]
+
+
+def prepare_part(part: EvalPart, root: Path | None, require_existing: bool = True) -> PreparedPart:
+    """Read the class file (checked against `labels`) and the list (labels in range, videos present)."""
+    classes = read_classes(part.classes)
+    if part.labels is not None:
+        check_class_names(classes, [c.name for c in read_classes(part.labels)], str(part.classes), str(part.labels))
+    items = read_video_list(part.list, root, num_classes=len(classes), require_existing=require_existing)
+    return PreparedPart(part, items, classes)
+
+
+@dataclass
+class StudentSource:
+    """Where each split's student comes from: a student directory, `{split}` replaced by the split's
+    name, or (no directory) an open_clip model with its pretrained weights."""
+
+    directory: str | None = None
+    model: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    num_frames: int = 8
+
+    def key(self, split: str) -> str:
+        if self.directory is not None:
+            return self.directory.replace("{split}", split)
+        return f"{self.model} ({self.pretrained or 'random'}) T={self.num_frames}"
+
+    def load(self, split: str) -> VideoStudent:
+        if self.directory is not None:
+            from ..model.checkpoint import load_student
+
+            return load_student(self.key(split))
+        from ..config import StudentConfig
+        from ..model.factory import create_student
+
+        return create_student(StudentConfig(model_name=self.model, pretrained=self.pretrained, num_frames=self.num_frames))
+
+
+@dataclass
+class SplitReport:
+    name: str
+    student: str
+    results: dict[str, EvalResult]  # by part: base / novel, or test
+
+    @property
+    def hm(self) -> float | None:
+        if "base" in self.results:
+            return harmonic_mean(self.results["base"].top1, self.results["novel"].top1)
+        return None
+
+
+@dataclass
+class ProtocolReport:
+    """Per split results, the summary over splits, and what was run (for the JSON report)."""
+
+    protocol: Protocol
+    splits: list[SplitReport]
+    full: SplitReport | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        if self.protocol.kind == "base2novel":
+            out = {}
+            for metric in ("top1", "top5"):
+                s = base_to_novel_summary([getattr(r.results["base"], metric) for r in self.splits],
+                                          [getattr(r.results["novel"], metric) for r in self.splits])
+                out.update({f"{k}_{metric}": v for k, v in s.items()})
+            return out
+        if self.protocol.kind == "single":
+            test = self.splits[0].results["test"]
+            return {"top1": test.top1, "top5": test.top5, "mean_class_top1": test.mean_class_top1}
+        out = {}
+        for metric in ("top1", "top5"):
+            m, sd = mean_std([getattr(r.results["test"], metric) for r in self.splits])
+            out[f"{metric}_mean"], out[f"{metric}_std"] = m, sd
+        if self.full is not None:
+            out["full_top1"] = self.full.results["test"].top1
+            out["full_top5"] = self.full.results["test"].top5
+        return out
+
+    @property
+    def failed(self) -> list[str]:
+        """Every video that could not be scored, once."""
+        reports = self.splits + ([self.full] if self.full else [])
+        return list(dict.fromkeys(f for r in reports for res in r.results.values() for f in res.failed))
+
+    def to_dict(self, videos: bool = True) -> dict[str, Any]:
+        def split_dict(r: SplitReport) -> dict[str, Any]:
+            d: dict[str, Any] = {"name": r.name, "student": r.student}
+            d.update({part: res.to_dict(videos) for part, res in r.results.items()})
+            if r.hm is not None:
+                d["hm_top1"] = r.hm
+            return d
+
+        p = self.protocol
+        return {
+            "format": "froster-edge-eval",
+            "version": 1,
+            "froster_edge": __version__,
+            "protocol": p.kind,
+            "name": p.name,
+            "config": p.source,
+            "root": str(p.root) if p.root else None,
+            "views": p.views,
+            "settings": self.settings,
+            "summary": self.summary,
+            "splits": [split_dict(r) for r in self.splits],
+            "full": split_dict(self.full) if self.full else None,
+            "failed_videos": self.failed,
+            "files": {f"{s.name}.{k}": {"list": str(v.list), "classes": str(v.classes),
+                                        "labels": str(v.labels) if v.labels else None}
+                      for s in p.splits for k, v in s.parts.items()},
+        }
+
+    def table(self):
+        """The report as a rich Table for the terminal."""
+        from rich.table import Table
+
+        p = self.protocol
+        table = Table(title=f"{p.name} ({p.views} views, top-1 / top-5 %)")
+        fmt = _fmt
+        if p.kind == "base2novel":
+            for col in ("split", "base", "novel", "HM", "base top-5", "novel top-5", "scored", "failed"):
+                table.add_column(col, justify="left" if col == "split" else "right")
+            for r in self.splits:
+                b, n = r.results["base"], r.results["novel"]
+                table.add_row(r.name, fmt(b.top1), fmt(n.top1), fmt(r.hm), fmt(b.top5), fmt(n.top5),
+                              f"{b.num_scored + n.num_scored}/{b.num_videos + n.num_videos}", str(b.num_failed + n.num_failed))
+            if len(self.splits) > 1:
+                s = self.summary
+                table.add_row("mean", fmt(s["base_top1"]), fmt(s["novel_top1"]), fmt(s["hm_top1"]),
+                              fmt(s["base_top5"]), fmt(s["novel_top5"]), "", "", style="bold")
+            return table
+        for col in ("split", "top-1", "top-5", "mean class top-1", "scored", "failed"):
+            table.add_column(col, justify="left" if col == "split" else "right")
+        for r in self.splits + ([self.full] if self.full else []):
+            t = r.results["test"]
+            table.add_row(r.name, fmt(t.top1), fmt(t.top5), fmt(t.mean_class_top1), f"{t.num_scored}/{t.num_videos}",
+                          str(t.num_failed))
+        if len(self.splits) > 1:
+            s = self.summary
+            table.add_row("mean ± std", f"{fmt(s['top1_mean'])} ± {fmt(s['top1_std'])}",
+                          f"{fmt(s['top5_mean'])} ± {fmt(s['top5_std'])}", "", "", "", style="bold")
+        return table
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def run_protocol(
+    protocol: Protocol,
+    students: StudentSource | VideoStudent,
+    *,
+    batch_size: int = 8,
+    num_workers: int = 2,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> ProtocolReport:
+    """Check every file, then encode each student's videos once and score every split part."""
+    named = [(s.name, s.parts) for s in protocol.splits] + ([("full", {"test": protocol.full})] if protocol.full else [])
+    prepared = {(name, k): prepare_part(part, protocol.root) for name, parts in named for k, part in parts.items()}
+
+    def key_of(split: str) -> str:
+        return students.key(split) if isinstance(students, StudentSource) else "given student"
+
+    groups: dict[str, list[str]] = {}
+    for name, _ in named:
+        groups.setdefault(key_of(name), []).append(name)
+    results: dict[tuple[str, str], EvalResult] = {}
+    students_used: dict[str, dict[str, int]] = {}
+    for key, split_names in groups.items():
+        if log:
+            log(f"student {key}: splits {', '.join(split_names)}")
+        student = students.load(split_names[0]) if isinstance(students, StudentSource) else students
+        student.to(device)
+        students_used[key] = {"num_frames": student.config.num_frames, "image_size": student_image_size(student)}
+        members = [(n, k) for (n, k) in prepared if n in split_names]
+        unique: dict[str, int] = {}
+        videos: list[VideoItem] = []
+        for m in members:
+            for it in prepared[m].items:
+                if str(it.path) not in unique:
+                    unique[str(it.path)] = len(videos)
+                    videos.append(it)
+        encoded = encode_videos(student, videos, views=protocol.views, batch_size=batch_size, num_workers=num_workers,
+                                device=device, progress=progress, description=f"{protocol.name}: {len(videos)} videos")
+        embeddings: dict[str, torch.Tensor] = {}
+        for m in members:
+            prep = prepared[m]
+            ckey = str(prep.part.classes)
+            if ckey not in embeddings:
+                embeddings[ckey] = class_embeddings(student, prep.classes, device)
+            rows = encoded.rows([unique[str(it.path)] for it in prep.items])
+            results[m] = score_videos(rows, prep.items, embeddings[ckey], student.logit_scale, [c.name for c in prep.classes])
+    reports = {name: SplitReport(name, key_of(name), {k: results[(name, k)] for k in parts}) for name, parts in named}
+    full = reports.pop("full") if protocol.full else None
+    return ProtocolReport(protocol, [reports[s.name] for s in protocol.splits], full,
+                          {"batch_size": batch_size, "num_workers": num_workers, "device": str(device),
+                           "students": students_used})
