@@ -232,7 +232,8 @@ def relabel_bundle(bundle: str | Path, classes: list[ClassText], out: str | Path
                               model["fingerprint"], float(manifest["logit_scale"]))
     table = write_labels(table, Path(out) if out is not None else bundle / mf.LABELS_FILE, append)
     if out is None:
-        mf.update_files(bundle, manifest, labels={"file": mf.LABELS_FILE, "classes": len(table.names)})
+        # a temperature fitted for the old classes does not carry over: the new table starts at T = 1
+        mf.update_files(bundle, manifest, labels={"file": mf.LABELS_FILE, "classes": len(table.names)}, confidence=None)
     return table
 
 

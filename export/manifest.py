@@ -35,14 +35,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# Caches that tools rewrite on their own (calibration ranges, TensorRT timing, ONNX Runtime's
+# TensorRT engines) are not part of what is verified: a stale or deleted cache is rebuilt.
+CACHES = ("calibration/", "engines/ort-trt/", "engines/timing.cache")
+
+
 def bundle_files(bundle: str | Path) -> list[str]:
-    """Every file of the bundle but the manifest (and temporaries), as sorted relative paths."""
+    """Every file of the bundle but the manifest, temporaries and caches, as sorted relative paths."""
     root = Path(bundle)
-    return sorted(
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and p.name != MANIFEST_FILE and not p.name.startswith(".")
-    )
+    names = (p.relative_to(root).as_posix() for p in root.rglob("*")
+             if p.is_file() and p.name != MANIFEST_FILE and not p.name.startswith("."))
+    return sorted(n for n in names if not n.startswith(CACHES))
 
 
 def hash_files(bundle: str | Path, names: Iterable[str] | None = None) -> dict[str, str]:

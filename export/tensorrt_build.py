@@ -38,22 +38,25 @@ class EngineSpec:
     onnx_file: str
     onnx_sha256: str
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
-    precision: str = "fp16"
+    precision: str = "fp16"  # fp16, fp32, or int8 (int8 + fp16 mixed, needs a calibrator)
     layernorm_fp32: bool = False
+    calibration: str = ""  # int8: the calibration data and method, as a digest
 
     def key(self, tensorrt_version: str, compute_capability: str) -> str:
         """The cache key: changes with anything that makes an engine invalid."""
         return engine_key(tensorrt_version, compute_capability, self.precision, self.shapes, self.onnx_sha256,
-                          self.layernorm_fp32)
+                          self.layernorm_fp32, self.calibration)
 
 
 def engine_key(tensorrt_version: str, compute_capability: str, precision: str, shapes: dict[str, Any],
-               onnx_sha256: str, layernorm_fp32: bool = False) -> str:
+               onnx_sha256: str, layernorm_fp32: bool = False, calibration: str = "") -> str:
     fields = {
         "tensorrt": tensorrt_version, "sm": compute_capability, "precision": precision,
         "shapes": {k: [list(s) for s in v] for k, v in sorted(shapes.items())},
         "onnx": onnx_sha256, "layernorm_fp32": bool(layernorm_fp32),
     }
+    if calibration:
+        fields["calibration"] = calibration
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -103,8 +106,12 @@ def require_cuda_device() -> str:
     return f"{major}.{minor}"
 
 
-def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace_gb: float = 4.0) -> EngineRecord:
-    """Build (or reuse from the cache) the engine for `spec`; the timing cache is read and updated."""
+def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace_gb: float = 4.0,
+                 calibrator=None) -> EngineRecord:
+    """Build (or reuse from the cache) the engine for `spec`; the timing cache is read and updated.
+
+    An int8 spec needs `calibrator` (a tensorrt.IInt8Calibrator); the build is int8 + fp16 mixed.
+    """
     import time
 
     trt = require_tensorrt()
@@ -128,10 +135,15 @@ def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace
         raise FrosterError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if spec.precision == "fp16":
+    if spec.precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
-    elif spec.precision != "fp32":
-        raise FrosterError(f"unknown engine precision {spec.precision!r} (fp16 or fp32; INT8 comes from froster-edge calibrate)")
+    if spec.precision == "int8":
+        if calibrator is None:
+            raise FrosterError("an int8 engine needs calibration data: use froster-edge calibrate --trt")
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = calibrator
+    elif spec.precision not in ("fp16", "fp32"):
+        raise FrosterError(f"unknown engine precision {spec.precision!r} (fp16, fp32 or int8)")
     if spec.layernorm_fp32:
         _pin_normalization_fp32(trt, network, config)
     timing_path = engines_dir / TIMING_CACHE

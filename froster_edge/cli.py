@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import FrosterError
+from .calibration.options import CALIBRATION_DEFAULTS as _CAL
 from .export.options import EXPORT_DEFAULTS as _EXPORT
 
 app = typer.Typer(
@@ -212,6 +213,73 @@ def labels_cmd(
     print(f"wrote {target}: {len(table.names)} classes, {table.dim}-d, model {table.fingerprint[:12]}")
 
 
+@app.command("calibrate")
+def calibrate_cmd(
+    bundle: Annotated[Path, typer.Option(help="The bundle to calibrate (from froster-edge export).")],
+    videos: Annotated[Optional[Path], typer.Option(help="INT8: calibration videos, a folder or a `path [label]` list.")] = None,
+    held_out: Annotated[Optional[Path], typer.Option("--held-out", help="INT8: videos for the gate; default: a seeded quarter of --videos, kept out of calibration.")] = None,
+    root: Annotated[Optional[Path], typer.Option(help="Folder that list paths are relative to (default: the list's folder).")] = None,
+    confidence: Annotated[bool, typer.Option("--confidence", help="Fit the confidence temperature on --val.")] = False,
+    val: Annotated[Optional[Path], typer.Option(help="Labelled `path label` list for --confidence (labels index the bundle's table).")] = None,
+    trt: Annotated[bool, typer.Option("--trt", help="INT8 as a TensorRT int8+fp16 engine instead of ONNX Runtime QDQ (GPU + tensorrt).")] = _CAL.trt,
+    method: Annotated[str, typer.Option(help="Range calibration: minmax, entropy or percentile (TensorRT: entropy or minmax).")] = _CAL.method,
+    ops: Annotated[str, typer.Option(help="linear: quantize weight MatMuls only; all: every op ONNX Runtime can.")] = _CAL.ops,
+    activation: Annotated[Optional[str], typer.Option(help="Activation type uint8 or int8; default uint8 on x86, int8 on ARM.")] = _CAL.activation,
+    max_clips: Annotated[int, typer.Option(help="Calibration clips at most.", min=1)] = _CAL.max_clips,
+    max_held_out: Annotated[int, typer.Option(help="Gate clips at most.", min=1)] = _CAL.max_held_out,
+    seed: Annotated[int, typer.Option(help="Seed of the video order, clip starts and held-out split.")] = _CAL.seed,
+    min_agreement: Annotated[float, typer.Option(help="Gate: INT8 top-1 must agree with float on this share of held-out clips.", min=0.0, max=1.0)] = _CAL.thresholds.min_top1_agreement,
+    min_speedup: Annotated[float, typer.Option(help="Gate: INT8 must be this many times faster than float here.", min=0.0)] = _CAL.thresholds.min_speedup,
+    force: Annotated[bool, typer.Option("--force", help="Keep the INT8 model even when the gate fails (the reasons are recorded).")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report (gate figures, temperature, ECE) to this file.")] = None,
+) -> None:
+    """INT8 that pays and confidence that means something, for an exported bundle.
+
+    INT8: quantizes the video encoder on clips of --videos (decoded and cropped as the runtime
+    does), then measures on held-out clips the cosine and top-1 agreement with float and the
+    speed-up on this machine. The INT8 model enters the bundle only when agreement and speed-up
+    both pass (or --force). --confidence fits a temperature on --val so that the runtime's
+    --threshold is a probability.
+
+    Examples:
+      froster-edge calibrate --bundle bundles/b32 --videos my_videos/
+      froster-edge calibrate --bundle bundles/b32 --videos calib.txt --held-out test.txt --root /data
+      froster-edge calibrate --bundle bundles/b32 --confidence --val val.txt --root /data
+    """
+    from dataclasses import replace as dc_replace
+
+    from .calibration.options import GateThresholds
+
+    if videos is None and not confidence:
+        raise typer.BadParameter("give --videos for INT8, --confidence --val for the temperature, or both")
+    if confidence and val is None:
+        raise typer.BadParameter("--confidence needs --val LIST")
+    log = lambda msg: print(f"  {msg}", file=sys.stderr)  # noqa: E731
+    report: dict = {}
+    if videos is not None:
+        from .calibration.calibrate import calibrate_int8
+
+        options = dc_replace(_CAL, trt=trt, method=method, ops=ops, activation=activation, max_clips=max_clips,
+                             max_held_out=max_held_out, seed=seed, force=force,
+                             thresholds=GateThresholds(min_agreement, min_speedup))
+        report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options, log)
+        g = r["gate"]
+        verdict = "kept" if r["accepted"] else "rejected, the bundle is unchanged"
+        print(f"int8 ({r['int8']['route']}): agreement {g['top1_agreement']:.1%}, min cosine {g['min_cosine']:.4f}, "
+              f"speed-up {g['speedup']:.2f}x ({g['float_ms']:.1f} -> {g['int8_ms']:.1f} ms) on {g['held_out_clips']} held-out clips: {verdict}"
+              + (f" ({'; '.join(r['reasons'])})" if r["reasons"] else ""))
+    if confidence:
+        from .calibration.calibrate import calibrate_confidence
+
+        report["confidence"] = c = calibrate_confidence(bundle, val, root, seed, log=log)
+        print(f"temperature {c['temperature']:.3f} on {c['clips']} clips: ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}, "
+              f"NLL {c['nll_before']:.3f} -> {c['nll_after']:.3f}")
+    if json_out is not None:
+        from .io import atomic_write_json
+
+        atomic_write_json(json_out, report)
+
+
 def _load_model(student: Optional[Path], model: str, pretrained: str, frames: Optional[int]):
     """The student of a directory, or zero-shot open_clip CLIP with neighbour-frame attention."""
     from .config import StudentConfig
@@ -232,6 +300,58 @@ def _source(student: Optional[Path], model: str, pretrained: str) -> dict:
     if student is not None:
         return {"student": str(student)}
     return {"model": model, "pretrained": pretrained}
+
+
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="A training recipe (YAML), e.g. configs/tiny.yaml or configs/train/*.yaml.")],
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE override of a recipe option, repeatable: --set optim.lr=1e-5.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory; default runs/<recipe name>.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest complete checkpoint.")] = False,
+) -> None:
+    """Distil a student from videos with FROSTER's recipe; writes checkpoints and OUT/student.
+
+    Multi-GPU: launch the same command under torchrun (one process per GPU; train.batch_size is
+    the global batch). Relative paths in the YAML are relative to the YAML file, --set paths to
+    the current directory.
+
+    Examples:
+      froster-edge train configs/tiny.yaml
+      froster-edge train configs/train/b2n_hmdb51_vitb16.yaml --set data.root=/data/hmdb51 --set data.train_list=lists/base_train.txt
+      torchrun --nproc_per_node 8 -m froster_edge.cli train configs/train/k400_vitb16.yaml --set data.root=/data/k400 --out runs/k400
+      froster-edge train configs/train/k400_vitb16.yaml --out runs/k400 --resume
+    """
+    from .train.config import load_recipe
+    from .train.loop import default_out_dir, train
+
+    recipe = load_recipe(config, overrides or [])
+    student_dir = train(recipe, out or default_out_dir(config), resume=resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"student: {student_dir}")
+
+
+@app.command("average")
+def average_cmd(
+    ckpts: Annotated[list[Path], typer.Argument(help="Student directories to average, or one run directory with --epochs.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Student directory to write.")],
+    epochs: Annotated[Optional[str], typer.Option(help="START..END (or START..) epochs of the run directory given, 1-based.")] = None,
+) -> None:
+    """Uniform weight average of student checkpoints (FROSTER averages epochs 2..last).
+
+    Examples:
+      froster-edge average runs/k400/checkpoints/epoch_002 runs/k400/checkpoints/epoch_003 -o students/avg
+      froster-edge average runs/k400 --epochs 2..22 -o students/k400-avg
+    """
+    from .train.average import average_students, epoch_dirs, parse_epoch_range
+
+    if epochs is not None:
+        if len(ckpts) != 1:
+            raise typer.BadParameter("--epochs takes exactly one run directory")
+        dirs = epoch_dirs(ckpts[0], *parse_epoch_range(epochs))
+    else:
+        dirs = ckpts
+    average_students(dirs, out)
+    print(f"wrote {out}: the average of {len(dirs)} checkpoints")
 
 
 @app.command("eval")
@@ -280,6 +400,7 @@ def eval_cmd(
             print(f"  ... and {len(failed) - 20} more" + (f", all in {json_out}" if json_out else ""), file=sys.stderr)
     if json_out:
         print(f"wrote {json_out}")
+    report.require_scored()
 
 
 def main() -> None:

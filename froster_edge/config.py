@@ -6,7 +6,9 @@ rejects unknown keys by name, so a typo in a YAML file fails loudly instead of b
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -63,6 +65,123 @@ class ModelConfig:
 
     student: StudentConfig = field(default_factory=StudentConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+AmpMode = Literal["auto", "bf16", "fp16", "off"]
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass
+class DataConfig:
+    """Training videos (a list file under a root), their class texts, optional validation and few-shot.
+
+    In a YAML recipe, relative paths are relative to the YAML file's folder; with --set, to the
+    current directory. `num_classes`, when set, must equal the number of classes in `classes`
+    (a guard against pointing at the wrong class file). `shots` keeps that many videos per class
+    of `train_list`, chosen with `shots_seed` (B2N's 16-shot protocol).
+    """
+
+    root: str | None = None
+    train_list: str | None = None
+    classes: str | None = None
+    num_classes: int | None = None
+    shots: int | None = None
+    shots_seed: int = 1
+    val_list: str | None = None
+    val_root: str | None = None  # default: root
+    val_classes: str | None = None  # default: classes
+    val_views: int = 3
+    stride: int = 16
+    reference_fps: float = 30.0
+    num_workers: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.num_classes is None or self.num_classes >= 1, f"data.num_classes must be >= 1, got {self.num_classes}")
+        _require(self.shots is None or self.shots >= 1, f"data.shots must be >= 1 or null, got {self.shots}")
+        _require(self.val_views >= 1, f"data.val_views must be >= 1, got {self.val_views}")
+        _require(self.stride >= 1, f"data.stride must be >= 1, got {self.stride}")
+        _require(self.reference_fps > 0, f"data.reference_fps must be > 0, got {self.reference_fps}")
+        _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine, per step; FROSTER's values (method doc, Recipe).
+
+    The cosine runs from the end of the warm-up to the last step (the reference's
+    COSINE_AFTER_WARMUP); weight decay skips 1-D parameters and biases; `clip_grad_norm: null`
+    turns clipping off.
+    """
+
+    lr: float = 3.33e-6
+    warmup_start_lr: float = 3.33e-8
+    end_lr: float = 3.33e-8
+    warmup_epochs: float = 2.0
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    clip_grad_norm: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
+        _require(self.warmup_start_lr >= 0 and self.end_lr >= 0, "optim.warmup_start_lr and optim.end_lr must be >= 0")
+        _require(self.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        _require(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+        _require(self.eps > 0, f"optim.eps must be > 0, got {self.eps}")
+        _require(self.clip_grad_norm is None or self.clip_grad_norm > 0, f"optim.clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}")
+
+
+@dataclass
+class TrainConfig:
+    """The run: epochs, GLOBAL batch (over all processes), precision, checkpoints, averaging.
+
+    `micro_batch_size` is the clips one process pushes through at once; the global batch is
+    reached by gradient accumulation (default: batch_size / world size, no accumulation).
+    `average_from: E` makes the final student the uniform mean of epochs E..last (1-based);
+    null keeps the last epoch. `amp: auto` is bf16 on a GPU that has it, else fp16, off on the CPU.
+    """
+
+    epochs: int = 22
+    batch_size: int = 64
+    micro_batch_size: int | None = None
+    amp: AmpMode = "auto"
+    device: str = "auto"
+    seed: int = 0
+    average_from: int | None = 2
+    eval_every: int = 0
+    save_every_steps: int = 0
+    keep_states: int = 1
+    log_every: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+        _require(self.micro_batch_size is None or self.micro_batch_size >= 1, f"train.micro_batch_size must be >= 1 or null, got {self.micro_batch_size}")
+        _require(self.average_from is None or 1 <= self.average_from <= self.epochs,
+                 f"train.average_from must be an epoch in 1..{self.epochs} or null, got {self.average_from}")
+        _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                 f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("eval_every", "save_every_steps"):
+            _require(getattr(self, name) >= 0, f"train.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("keep_states", "log_every"):
+            _require(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class RecipeConfig:
+    """A training recipe, as `froster-edge train` reads it from YAML: one section per stage."""
+
+    student: StudentConfig = field(default_factory=StudentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -154,7 +273,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
     if data is None:
@@ -162,3 +281,50 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return data
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 scalars: `1e-5` is a float, `off`/`yes` stay strings (only true/false are booleans)."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=VALUE` -> (["a", "b", "c"], VALUE parsed as YAML: `1e-5`, `true`, `null`, `[1, 2]`)."""
+    key, sep, raw = text.partition("=")
+    keys = key.strip().split(".")
+    if not sep or not all(k.strip() for k in keys):
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted key such as optim.lr=1e-5, got {text!r}")
+    try:
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {str(e).splitlines()[0]}") from e
+    return [k.strip() for k in keys], value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of the nested mapping `data` with each `a.b=VALUE` set; unknown keys are left to from_mapping."""
+    out = copy.deepcopy(dict(data))
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for i, k in enumerate(keys[:-1]):
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {'.'.join(keys[: i + 1])} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return out

@@ -23,6 +23,11 @@ python -m pytest -q -m "gpu or trt" -rs tests 2>&1 | tee "$OUT/pytest_gpu.txt" |
 python benchmarks/bench_student.py --model ViT-B-16 --frames 8 --batch 8 --reps 10 \
   --train-model ViT-B-16 --train-size 224 --train-batch 8 --device cuda --json "$OUT/bench_student_cuda.json" \
   2>&1 | tee "$OUT/bench_student_cuda.txt" || status=1
+# Training on the GPU: ViT-B/16 T=8 step with AMP and a 400-class text matrix (K400), the teacher's
+# share, and whether the data loader (all cores) keeps up with the step.
+python benchmarks/bench_train.py --device cuda --model ViT-B-16 --frames 8 --size 224 --batch 8 --classes 400 \
+  --reps 10 --workers "$(nproc)" --loader-batches 8 --json "$OUT/bench_train_cuda.json" \
+  2>&1 | tee "$OUT/bench_train_cuda.txt" || status=1
 # Export on the GPU: torch CUDA fp32 vs fp16 (and ONNX Runtime CUDA where installed), parity and timings.
 python benchmarks/bench_export.py --model ViT-B-16 --frames 8 --streams 1 --reps 20 --device cuda \
   --json "$OUT/bench_export_cuda.json" 2>&1 | tee "$OUT/bench_export_cuda.txt" || status=1

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import functools
 import json
-import logging
 import os
 import pickle
 import socket
@@ -25,6 +24,7 @@ import torch
 from open_clip.model import CLIP
 
 from ..errors import ConfigError, PretrainedWeightsError
+from ..logs import quiet_logger
 
 
 def resolve_model_config(model_name: str, pretrained: str | None = None, image_size: int | None = None) -> dict[str, Any]:
@@ -133,7 +133,7 @@ def fetch_pretrained(tag_cfg: dict[str, Any], model_name: str, tag: str) -> str:
             "download them once elsewhere, or pass a local checkpoint file as --pretrained PATH"
         )
     try:
-        with _quiet_hub_logs():
+        with quiet_logger("huggingface_hub"):
             return open_clip.download_pretrained(tag_cfg)
     except Exception as e:  # hub errors come as many types; all mean "could not download"
         raise PretrainedWeightsError(
@@ -156,17 +156,6 @@ def _hub_offline():
         yield
     finally:
         constants.HF_HUB_OFFLINE = saved
-
-
-@contextlib.contextmanager
-def _quiet_hub_logs():
-    logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _reachable(host: str, timeout: float = 3.0) -> bool:

@@ -1,0 +1,93 @@
+"""Clips for calibration and for the gates, decoded and cropped exactly as the runtime sees them.
+
+Videos come from a folder or a list file (`path [label]` lines, the data pipeline's format).
+The order is shuffled with a seed, each video gives clips of T frames at the training's stride
+(scaled to its fps) from seeded random starts, and every frame is resized on its short side and
+centre-cropped to uint8 RGB, the runtime's preprocessing. The same seed and videos give the same
+clips, which is what makes the calibration cache key meaningful. Videos that fail to decode are
+skipped and named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.lists import VideoItem, read_video_list
+from ..data.sampling import eval_clip_indices, train_clip_indices
+from ..errors import ConfigError
+from ..export.parity import find_videos
+from ..video import VideoError, decode_video, resize_center_crop
+
+
+@dataclass
+class ClipSet:
+    """uint8 clips (N, T, S, S, 3), the video each came from, its label (-1 if none), the skipped videos."""
+
+    frames: np.ndarray
+    sources: list[str]
+    labels: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+
+    def digest(self) -> str:
+        """sha256 of the pixels: identifies the calibration data in cache keys."""
+        return hashlib.sha256(np.ascontiguousarray(self.frames).tobytes()).hexdigest()
+
+
+def gather_videos(spec: Path, root: Path | None = None) -> list[VideoItem]:
+    """A folder of videos (label -1), or a `path label` list file; ConfigError when nothing is there."""
+    spec = Path(spec)
+    if spec.is_dir():
+        items = [VideoItem(p, -1) for p in find_videos([spec])]
+        if not items:
+            raise ConfigError(f"{spec} holds no video files")
+        return items
+    if not spec.is_file():
+        raise ConfigError(f"no such video folder or list: {spec}")
+    return read_video_list(spec, root)
+
+
+def sample_clips(items: list[VideoItem], num_frames: int, size: int, max_clips: int, seed: int = 0,
+                 clips_per_video: int = 1, random_start: bool = True, stride: int = 16,
+                 reference_fps: float = 30.0) -> ClipSet:
+    """Up to `max_clips` clips from shuffled `items` (a random start per clip, or the centre one)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(items))
+    clips, sources, labels, skipped = [], [], [], []
+    for i in order:
+        if len(clips) >= max_clips:
+            break
+        item = items[int(i)]
+        n = min(clips_per_video, max_clips - len(clips))
+
+        def select(count: int, fps: float) -> np.ndarray:
+            if random_start:
+                return np.concatenate([train_clip_indices(count, fps, num_frames, rng, stride, reference_fps)
+                                       for _ in range(n)])
+            return np.tile(eval_clip_indices(count, fps, num_frames, 1, stride, reference_fps)[0], n)
+
+        try:
+            frames, _ = decode_video(item.path, select)
+        except VideoError as e:
+            skipped.append(str(e))
+            continue
+        for clip in frames.reshape(n, num_frames, *frames.shape[1:]):
+            clips.append(np.stack([resize_center_crop(f, size) for f in clip]))
+            sources.append(str(item.path))
+            labels.append(item.label)
+    if not clips:
+        raise ConfigError(f"none of the {len(items)} videos could be decoded" + (f" (first: {skipped[0]})" if skipped else ""))
+    return ClipSet(np.stack(clips), sources, np.array(labels, np.int64), skipped)
+
+
+def split_held_out(items: list[VideoItem], fraction: float, seed: int) -> tuple[list[VideoItem], list[VideoItem]]:
+    """Calibration and held-out videos, disjoint: the gate never measures on what calibration saw."""
+    if len(items) < 2:
+        raise ConfigError("need at least 2 videos to hold some out for the gate (or pass --held-out)")
+    order = np.random.default_rng(seed + 1).permutation(len(items))
+    n_held = min(len(items) - 1, max(1, round(len(items) * fraction)))
+    held = {int(i) for i in order[:n_held]}
+    return [v for i, v in enumerate(items) if i not in held], [v for i, v in enumerate(items) if i in held]

@@ -1,0 +1,57 @@
+"""The INT8 gate: keep a quantized model only where it measurably pays and still agrees.
+
+On held-out clips (never the calibration clips) it measures the cosine of each INT8 embedding
+to the float one, how often both pick the same top-1 class of the label table, and the speed-up
+over the float model, timed here, in one run, calls interleaved so machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+from ..export.labels import LabelTable
+from ..export.parity import compare, run_in_streams
+from .options import GateThresholds
+
+Encoder = Callable[[np.ndarray], np.ndarray]
+
+
+def interleaved_median_ms(encoders: dict[str, Encoder], batch: np.ndarray, reps: int) -> dict[str, float]:
+    """Median latency of each encoder on `batch`, after one warm-up call each, calls interleaved."""
+    for encode in encoders.values():
+        encode(batch)
+    times: dict[str, list[float]] = {k: [] for k in encoders}
+    for _ in range(reps):
+        for name, encode in encoders.items():
+            t = time.perf_counter()
+            encode(batch)
+            times[name].append(time.perf_counter() - t)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
+def measure(float_encoder: Encoder, int8_encoder: Encoder, held_out: np.ndarray, streams: int, table: LabelTable,
+            reps: int = 5) -> dict:
+    """Agreement and speed of INT8 against float on held-out clips."""
+    ref = run_in_streams(float_encoder, held_out, streams)
+    got = run_in_streams(int8_encoder, held_out, streams)
+    stats = compare(got, ref, table)
+    cos = (got * ref).sum(-1) / np.maximum(np.linalg.norm(got, axis=-1) * np.linalg.norm(ref, axis=-1), 1e-12)
+    batch = held_out[:streams] if len(held_out) >= streams else np.repeat(held_out[:1], streams, axis=0)
+    ms = interleaved_median_ms({"float": float_encoder, "int8": int8_encoder}, batch, reps)
+    return {"held_out_clips": int(len(held_out)), "min_cosine": stats["min_cosine"], "mean_cosine": float(cos.mean()),
+            "top1_agreement": stats["top1_agreement"], "float_ms": round(ms["float"], 2), "int8_ms": round(ms["int8"], 2),
+            "speedup": round(ms["float"] / ms["int8"], 3)}
+
+
+def decide(figures: dict, thresholds: GateThresholds, force: bool = False) -> tuple[bool, list[str]]:
+    """(accepted, reasons it failed); `force` accepts anyway but still lists the reasons."""
+    reasons = []
+    if figures["top1_agreement"] < thresholds.min_top1_agreement:
+        reasons.append(f"top-1 agreement {figures['top1_agreement']:.1%} < {thresholds.min_top1_agreement:.0%}")
+    if figures["speedup"] < thresholds.min_speedup:
+        reasons.append(f"speed-up {figures['speedup']:.2f}x < {thresholds.min_speedup:.2f}x")
+    return (not reasons) or force, reasons
