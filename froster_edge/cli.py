@@ -311,9 +311,9 @@ def train_cmd(
 ) -> None:
     """Distil a student from videos with FROSTER's recipe; writes checkpoints and OUT/student.
 
-    Multi-GPU: launch the same command under torchrun (one process per GPU; train.batch_size is
-    the global batch). Relative paths in the YAML are relative to the YAML file, --set paths to
-    the current directory.
+    Multi-GPU: the same command under torchrun, one process per GPU (train.batch_size is global).
+
+    Paths in the YAML are relative to the YAML file; --set paths to the current directory.
 
     Examples:
       froster-edge train configs/tiny.yaml

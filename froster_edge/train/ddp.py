@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError, MissingCapability
+
+COLLECTIVE_TIMEOUT = timedelta(minutes=60)
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,11 @@ def setup(device: str) -> Dist:
             raise MissingCapability(f"process {rank} wants {dev} but this machine has {torch.cuda.device_count()} GPU(s)")
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
+        # rank 0 evaluates and writes checkpoints while the others wait: allow it an hour
         if dev.type == "cuda":
-            dist.init_process_group(backend="nccl", device_id=dev)
+            dist.init_process_group(backend="nccl", device_id=dev, timeout=COLLECTIVE_TIMEOUT)
         else:
-            dist.init_process_group(backend="gloo")
+            dist.init_process_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
     return Dist(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 

@@ -251,6 +251,7 @@ class Trainer:
                 self.log(f"skipping a damaged checkpoint: {reason}")
             if state is None:
                 self.log(f"no checkpoint in {self.out / STATE_DIR}: starting from the beginning")
+                self._truncate_metrics(0)
             else:
                 if state.meta.get("teacher") != teacher_print:
                     raise CheckpointError(f"{state.path}: the teacher rebuilt from student.pretrained differs from the run's "
@@ -286,6 +287,8 @@ class Trainer:
                 dataset.set_epoch(epoch)
                 sampler.set_epoch(epoch, epoch_step)  # read when the loader's iterator starts, just below
                 batches = iter(loader)
+                meter.reset()  # rates count training time only, not the last epoch's checkpoint and evaluation
+                epoch_meter.reset()
                 for s in range(epoch_step, sampler.steps_per_epoch):
                     t0 = time.perf_counter()
                     micro_batches = [self._batch(next(batches)) for _ in range(sampler.accumulation)]
