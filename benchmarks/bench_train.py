@@ -124,26 +124,36 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--loader-batches", type=int, default=6)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--loader-only", action="store_true", help="measure the data loader alone (e.g. 224 px on a CPU box)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
 
     env = environment()
     result = {"machine": {k: env[k] for k in ("cpu", "torch", "open_clip", "python", "gpus")},
-              "threads": torch.get_num_threads(), "device": str(device),
-              "step": step_and_teacher(args, device), "loader": loader(args)}
-    s, ld = result["step"], result["loader"]
-    result["loader_over_step"] = ld["clips_per_s"] / s["clips_per_s"]
+              "threads": torch.get_num_threads(), "device": str(device), "loader": loader(args)}
+    ld = result["loader"]
     print(f"machine: {env['cpu']}, {', '.join(env['gpus']) or 'no GPU'}, torch {env['torch']}, open_clip {env['open_clip']}, "
           f"{result['threads']} threads, device {device}")
+    if args.loader_only:
+        print(f"data loader T={args.frames} {args.size}px, {ld['workers']} workers: {ld['clips_per_s']:.1f} clips/s "
+              f"({ld['clips_per_s'] / max(ld['workers'], 1):.1f} per worker)")
+    else:
+        result["step"] = s = step_and_teacher(args, device)
+        result["loader_over_step"] = ld["clips_per_s"] / s["clips_per_s"]
+        report(result)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+
+
+def report(result: dict) -> None:
+    s, ld = result["step"], result["loader"]
     print(f"train step {Path(s['model']).name} T={s['frames']} {s['image_size']}px B={s['batch']} C={s['classes']} amp {s['amp']}: "
           f"{s['step_s'] * 1000:.0f} ms = {s['clips_per_s']:.1f} clips/s; teacher {s['teacher_s'] * 1000:.0f} ms = "
           f"{s['teacher_share']:.0%} of the step" + (f"; peak {s['peak_memory_gib']:.1f} GiB" if "peak_memory_gib" in s else ""))
     print(f"data loader, {ld['workers']} workers: {ld['clips_per_s']:.1f} clips/s = {result['loader_over_step']:.2f}x the step's rate "
           f"({'keeps up' if result['loader_over_step'] >= 1 else 'the step waits for data'})")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -98,3 +98,22 @@ def test_amp_modes():
     assert autocast_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
         autocast_dtype("fp16", cpu)
+
+
+def test_activation_checkpointing_gives_the_same_step(tiny_batch):
+    """student.grad_checkpointing trades memory for recomputation, not for a different gradient."""
+    from dataclasses import replace
+
+    cfg, classes, frames, labels = tiny_batch
+    updates = []
+    for ckpt in (False, True):
+        c = replace(cfg, student=replace(cfg.student, grad_checkpointing=ckpt))
+        d = _distiller(c).train()
+        assert d.student.grad_checkpointing is ckpt
+        tokens = step_prompts(class_prompt_tokens(d.student.tokenize, classes), 0, 1)
+        params = [p for p in d.parameters() if p.requires_grad]
+        before = [p.detach().clone() for p in params]
+        train_step(d, torch.optim.SGD(params, lr=1.0), [(frames, labels)], tokens, params, clip_grad_norm=None)
+        updates.append([b - p.detach() for b, p in zip(before, params)])
+    for g1, g2 in zip(*updates):
+        assert (g2 - g1).abs().max() <= 1e-5 * g1.abs().max() + 1e-8
