@@ -55,3 +55,19 @@ def test_write_list_relative_to_root(tmp_path):
     assert (tmp_path / "fs.txt").read_text() == "a/x.mp4 3\ny.avi 0\n"
     with pytest.raises(ConfigError, match="whitespace"):
         write_list([Item(root / "a b.mp4", 0)], tmp_path / "bad.txt", root=root)
+
+
+def test_fewshot_module_command(tmp_path, capsys):
+    from froster_edge.train.fewshot import main
+
+    from .conftest import CLIPS, ROOT
+
+    full = tmp_path / "full.txt"  # the five clips twice over: two videos per class
+    full.write_text((ROOT / "configs/train/tiny_train.txt").read_text() * 2)
+    main([str(full), "--root", str(CLIPS), "--shots", "1", "--seed", "1", "-o", str(tmp_path / "fs.txt")])
+    lines = (tmp_path / "fs.txt").read_text().splitlines()
+    assert sorted(int(line.split()[1]) for line in lines) == [0, 1, 2, 3, 4]
+    assert all((CLIPS / line.split()[0]).is_file() for line in lines)
+    assert "5 videos, 5 classes" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="video list not found"):
+        main([str(tmp_path / "none.txt"), "--root", str(CLIPS), "-o", str(tmp_path / "x.txt")])

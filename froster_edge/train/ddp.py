@@ -7,6 +7,7 @@ cuda:LOCAL_RANK), gloo CPU ones.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,7 +71,9 @@ def setup(device: str) -> Dist:
     if world > 1 and not dist.is_initialized():
         # rank 0 evaluates and writes checkpoints while the others wait: allow it an hour
         if dev.type == "cuda":
-            dist.init_process_group(backend="nccl", device_id=dev, timeout=COLLECTIVE_TIMEOUT)
+            # device_id (torch >= 2.3) binds the communicator to this GPU up front
+            bind = {"device_id": dev} if "device_id" in inspect.signature(dist.init_process_group).parameters else {}
+            dist.init_process_group(backend="nccl", timeout=COLLECTIVE_TIMEOUT, **bind)
         else:
             dist.init_process_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
     return Dist(rank=rank, world_size=world, local_rank=local_rank, device=dev)

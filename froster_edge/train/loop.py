@@ -170,6 +170,7 @@ class Trainer:
         self.resume = resume
         self.failed: set[str] = set()
         self.distiller = None  # the live model, once fit() has built it
+        self.micro_batch = 1
         self.progress = _Progress(False, 0, 0)
         self._log = log
 
@@ -220,15 +221,15 @@ class Trainer:
         cfg, d = self.config, self.dist
         t = cfg.train
         data = prepare_data(cfg)
-        micro = t.micro_batch_size or max(t.batch_size // d.world_size, 1)
+        micro = self.micro_batch = t.micro_batch_size or max(t.batch_size // d.world_size, 1)
         sampler = ResumableBatchSampler(len(data.items), t.batch_size, micro, rank=d.rank, world_size=d.world_size, seed=t.seed)
         amp = autocast_dtype(t.amp, d.device)
         self._check_run_dir()
         ddp.barrier(d)  # every process has looked at the run directory before rank 0 writes to it
         if d.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            for sub in (STATE_DIR, EPOCHS_DIR):
-                remove_stale(self.out / sub)
+            for folder in (self.out, self.out / STATE_DIR, self.out / EPOCHS_DIR):
+                remove_stale(folder)  # what kills interrupted: hidden .tmp / .old entries
             save_recipe(cfg, self.out / CONFIG_FILE)
             if cfg.data.shots is not None:
                 write_list(data.items, self.out / "train_list.txt", root=cfg.data.root)
@@ -354,7 +355,7 @@ class Trainer:
         student.eval()
         try:
             result = evaluate(student, data.val_items, data.val_classes, views=self.config.data.val_views,
-                              batch_size=self.config.train.micro_batch_size or self.config.train.batch_size,
+                              batch_size=self.micro_batch,
                               num_workers=self.config.data.num_workers, device=self.dist.device, progress=False)
         finally:
             student.train()

@@ -32,8 +32,8 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..io import atomic_write_json, read_versioned_json
-from ..model.checkpoint import PROJECTORS_FILE, WEIGHTS_FILE, _save_tensors, load_state_strict, load_tensors, read_student_config
-from ..model.checkpoint import save_student
+from ..model.checkpoint import (PROJECTORS_FILE, WEIGHTS_FILE, _save_tensors, load_state_strict, load_tensors,
+                                read_student_config, save_student)
 from ..model.distill import FrosterDistiller
 
 FORMAT = "froster-edge-train-state"
@@ -83,8 +83,11 @@ def remove_stale(root: Path) -> None:
     """Delete the hidden leftovers of writes a kill interrupted (`.name.*.tmp`, `.name.*.old`)."""
     if root.is_dir():
         for p in root.iterdir():
-            if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.endswith(".old")):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            if p.name.startswith(".") and p.name.endswith((".tmp", ".old")):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
 
 
 # ---- RNG -------------------------------------------------------------------------------------
