@@ -99,7 +99,7 @@ def decode_video(path: str | Path, select: FrameSelect | None = None) -> tuple[n
         if _pyav() is None:
             raise VideoError(f"decoding stopped after {count} of {hint} frames and PyAV is not installed to say why"
                              if count else "OpenCV decodes no frame and PyAV is not installed (pip install av)", path)
-        frames, info = _decode_pyav(path, select)
+        frames, info = _decode_pyav(path, select, hint)
         if info.num_frames >= count:
             return frames, info
     idx = _indices(select, count, fps)
@@ -170,8 +170,11 @@ def _pyav():
     return av
 
 
-def _decode_pyav(path: Path, select: FrameSelect | None) -> tuple[np.ndarray, VideoInfo]:
-    """Decode all frames (kept undecoded-to-RGB, 1.5 bytes a pixel), convert the selected ones."""
+def _decode_pyav(path: Path, select: FrameSelect | None, declared: int = 0) -> tuple[np.ndarray, VideoInfo]:
+    """Decode all frames (kept undecoded-to-RGB, 1.5 bytes a pixel), convert the selected ones.
+
+    `declared`: the frame count OpenCV read from the container, when PyAV's stream has none.
+    """
     av = _pyav()
     if av is None:
         raise VideoError("OpenCV cannot read this file and PyAV is not installed (pip install av)", path)
@@ -185,7 +188,7 @@ def _decode_pyav(path: Path, select: FrameSelect | None) -> tuple[np.ndarray, Vi
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate and 0 < float(rate) < _MAX_FPS else 0.0
-        declared = stream.frames if 0 < stream.frames < MAX_FRAMES else 0
+        declared = stream.frames if 0 < stream.frames < MAX_FRAMES else declared
         decoded = []
         try:
             for frame in container.decode(stream):

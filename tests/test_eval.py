@@ -233,3 +233,18 @@ def test_eval_command_bad_input_is_one_line(tmp_path):
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in proc.stderr and text in lines[0], proc.stderr
+
+
+def test_a_part_with_no_scored_video_is_an_error(tiny_student, tmp_path):
+    from froster_edge.errors import FrosterError
+    from froster_edge.evaluation import single_protocol
+
+    (tmp_path / "junk.mp4").write_bytes(b"\x00junk" * 300)
+    (tmp_path / "list.txt").write_text("junk.mp4 0\n")
+    (tmp_path / "c.txt").write_text("a\nb\n")
+    report = run_protocol(single_protocol(tmp_path / "list.txt", tmp_path / "c.txt"), tiny_student, num_workers=0,
+                          progress=False)
+    t = report.splits[0].results["test"]
+    assert (t.num_scored, t.top1, report.failed[0].split(": ")[0]) == (0, None, str(tmp_path / "junk.mp4"))
+    with pytest.raises(FrosterError, match=r"no video could be scored in list\.test \(1 videos\)"):
+        report.require_scored()

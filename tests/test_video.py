@@ -130,8 +130,9 @@ def test_rotation_applied_to_pyav_frames_as_opencv_does(name):
     np.testing.assert_array_equal(pyav, opencv)
 
 
-def _write_video(path, codec: str, n: int = 12, pix_fmt: str = "yuv420p", vfr: bool = False) -> None:
-    """n frames of flat grey 20*i (64x96), with PyAV's encoder for `codec`."""
+def _write_video(path, codec: str, n: int = 12, pix_fmt: str = "yuv420p", vfr: bool = False, gap_ms: int = 0) -> None:
+    """n frames of flat grey 20*i (64x96), with PyAV's encoder for `codec`; `gap_ms` between
+    frames in a 30 fps stream, or alternating 70/20 ms gaps with `vfr`."""
     av = pytest.importorskip("av")
     try:
         av.codec.Codec(codec, "w")
@@ -140,14 +141,14 @@ def _write_video(path, codec: str, n: int = 12, pix_fmt: str = "yuv420p", vfr: b
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=30)
         stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
-        if vfr:
+        if vfr or gap_ms:
             stream.codec_context.time_base = Fraction(1, 1000)
         t = 0
         for i in range(n):
             frame = av.VideoFrame.from_ndarray(np.full((64, 96, 3), 20 * i, np.uint8), format="rgb24")
-            if vfr:  # alternating 70 ms and 20 ms gaps
+            if vfr or gap_ms:
                 frame.pts, frame.time_base = t, Fraction(1, 1000)
-                t += 20 if i % 2 else 70
+                t += gap_ms or (20 if i % 2 else 70)
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
 
@@ -165,6 +166,21 @@ def test_generated_codecs_decode_in_order(tmp_path, codec, suffix, kw):
     frames, info = decode_video(path)
     assert info.num_frames == 12 and frames.shape == (12, 64, 96, 3)
     np.testing.assert_allclose(frames.reshape(12, -1).mean(1), 20 * np.arange(12), atol=4)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("gap_ms,declared", [(25, 9), (40, 14)])
+def test_containers_that_miscount_frames(tmp_path, gap_ms, declared):
+    # Matroska at 30 fps with 25 ms (40 ms) gaps: OpenCV's count (duration x fps) says 9 (14) of 12.
+    path = tmp_path / "clip.mkv"
+    _write_video(path, "libx264", gap_ms=gap_ms)
+    every, info = decode_video(path)
+    assert (info.num_frames, info.declared_frames) == (12, declared)
+    # Frames chosen from the container's count are chosen again from the decoded one.
+    picked, info = decode_video(path, lambda n, fps: np.array([0, n - 1, n // 2]))
+    assert info.num_frames == 12
+    np.testing.assert_array_equal(picked, every[[0, 11, 6]])
+    np.testing.assert_allclose(picked.reshape(3, -1).mean(1), [0, 220, 120], atol=4)
 
 
 @pytest.mark.timeout(60)

@@ -6,7 +6,7 @@ Decoding itself is `froster_edge.video` (torch-free, shared with export and the 
 from __future__ import annotations
 
 from ..video import VideoError, VideoInfo, decode_video, read_frames
-from .dataset import VideoDataset, collate_clips, init_worker, make_loader
+from .dataset import VideoDataset, collate_clips, init_worker, make_loader, worker_context
 from .lists import VideoItem, check_class_names, read_classes, read_video_list
 from .sampling import clip_frames, clip_placement, eval_clip_indices, frame_step, train_clip_indices, train_transform
 
@@ -29,4 +29,5 @@ __all__ = [
     "read_video_list",
     "train_clip_indices",
     "train_transform",
+    "worker_context",
 ]

@@ -13,6 +13,7 @@ entry, so evaluation can count what it could not score.
 
 from __future__ import annotations
 
+import multiprocessing
 from typing import Any, Sequence
 
 import cv2
@@ -141,9 +142,25 @@ def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def init_worker(_worker_id: int) -> None:
-    """One thread per worker for torch and OpenCV: the workers are the parallelism."""
+    """One thread per worker for torch and OpenCV: the workers are the parallelism.
+
+    For workers started by `worker_context()`: in a forked worker cv2.setNumThreads can hang.
+    """
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How workers start: from a clean forkserver process (spawn where there is none), never as a
+    fork of this process. A fork copies OpenCV's, FFmpeg's and OpenMP's thread pools half alive,
+    and a worker can then wait forever on one of their locks (seen: cv2.setNumThreads in a forked
+    worker after the parent had decoded videos). The server imports this package once, so each
+    worker starts in a fraction of a second."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["froster_edge.data"])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def make_loader(
@@ -158,7 +175,8 @@ def make_loader(
     generator: torch.Generator | None = None,
     persistent_workers: bool = False,
 ) -> DataLoader:
-    """A DataLoader of `dataset` with `collate_clips` and single-threaded workers (2 keep 2 cores busy)."""
+    """A DataLoader of `dataset` with `collate_clips` and single-threaded workers (2 keep 2 cores busy),
+    started as `worker_context` says."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -171,5 +189,6 @@ def make_loader(
         pin_memory=pin_memory,
         generator=generator,
         persistent_workers=persistent_workers and num_workers > 0,
-        prefetch_factor=4 if num_workers > 0 else None,
+        prefetch_factor=2 if num_workers > 0 else None,
+        multiprocessing_context=worker_context() if num_workers > 0 else None,
     )

@@ -34,7 +34,7 @@ import yaml
 
 from .. import __version__
 from ..data import VideoItem, check_class_names, read_classes, read_video_list
-from ..errors import ConfigError
+from ..errors import ConfigError, FrosterError
 from ..model.student import VideoStudent
 from ..prompts import ClassText
 from .core import EvalResult, class_embeddings, encode_videos, score_videos, student_image_size
@@ -236,6 +236,14 @@ class ProtocolReport:
         """Every video that could not be scored, once."""
         reports = self.splits + ([self.full] if self.full else [])
         return list(dict.fromkeys(f for r in reports for res in r.results.values() for f in res.failed))
+
+    def require_scored(self) -> None:
+        """FrosterError naming every part of which not one video could be scored."""
+        reports = self.splits + ([self.full] if self.full else [])
+        empty = [f"{r.name}.{part} ({res.num_videos} videos)" for r in reports for part, res in r.results.items()
+                 if res.num_scored == 0]
+        if empty:
+            raise FrosterError(f"no video could be scored in {', '.join(empty)}")
 
     def to_dict(self, videos: bool = True) -> dict[str, Any]:
         def split_dict(r: SplitReport) -> dict[str, Any]:
