@@ -171,13 +171,35 @@ def _pyav():
 
 
 def _decode_pyav(path: Path, select: FrameSelect | None, declared: int = 0) -> tuple[np.ndarray, VideoInfo]:
-    """Decode all frames (kept undecoded-to-RGB, 1.5 bytes a pixel), convert the selected ones.
+    """Decode all frames, then convert the selected ones to RGB.
 
-    `declared`: the frame count OpenCV read from the container, when PyAV's stream has none.
+    Decoded frames are held unconverted (1.5 bytes a pixel) up to PYAV_HOLD_BYTES; a longer video
+    is decoded a second time, keeping only the selected frames. `declared`: the frame count
+    OpenCV read from the container, for when PyAV's stream has none.
     """
     av = _pyav()
     if av is None:
         raise VideoError("OpenCV cannot read this file and PyAV is not installed (pip install av)", path)
+    held, count, fps, declared = _pyav_pass(av, path, None, declared)
+    idx = _indices(select, count, fps)
+    wanted = set(idx.tolist())
+    if held is None:
+        held, recount, _, _ = _pyav_pass(av, path, wanted, declared)
+        if recount != count:
+            raise VideoError(f"decodes to {count} frames, then {recount}: unreadable", path)
+    try:
+        rgb = {i: _pyav_rgb(held[i]) for i in wanted}
+    except (av.error.FFmpegError, ValueError) as e:
+        raise VideoError(f"frames cannot be converted to RGB ({e})", path) from e
+    return np.stack([rgb[i] for i in idx]), VideoInfo(count, fps, "pyav", declared)
+
+
+PYAV_HOLD_BYTES = 1 << 29  # 512 MiB of decoded frames: ~1000 frames of 720p
+
+
+def _pyav_pass(av, path: Path, want: set[int] | None, declared: int) -> tuple[dict | None, int, float, int]:
+    """One decode of the first video stream: the wanted frames (all while they fit in
+    PYAV_HOLD_BYTES when `want` is None, else None), the count, fps and declared count."""
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, ValueError) as e:
@@ -189,22 +211,23 @@ def _decode_pyav(path: Path, select: FrameSelect | None, declared: int = 0) -> t
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate and 0 < float(rate) < _MAX_FPS else 0.0
         declared = stream.frames if 0 < stream.frames < MAX_FRAMES else declared
-        decoded = []
+        held: dict | None = {}
+        count = size = 0
         try:
             for frame in container.decode(stream):
-                decoded.append(frame)
-                if len(decoded) > MAX_FRAMES:
+                if held is not None and (want is None or count in want):
+                    held[count] = frame
+                    size += frame.width * frame.height * 3 // 2
+                    if want is None and size > PYAV_HOLD_BYTES:
+                        held = None  # too long to hold: count now, convert on a second pass
+                count += 1
+                if count > MAX_FRAMES:
                     raise VideoError(f"more than {MAX_FRAMES} frames: not a clip", path)
         except av.error.FFmpegError as e:
-            raise VideoError(f"corrupt video, decoding stopped after {len(decoded)} frames ({e})", path) from e
-        if not decoded:
-            raise VideoError("no frame could be decoded (empty, corrupt, or an unsupported codec)", path)
-        idx = _indices(select, len(decoded), fps)
-        try:
-            rgb = {i: _pyav_rgb(decoded[i]) for i in set(idx.tolist())}
-        except (av.error.FFmpegError, ValueError) as e:
-            raise VideoError(f"frames cannot be converted to RGB ({e})", path) from e
-    return np.stack([rgb[i] for i in idx]), VideoInfo(len(decoded), fps, "pyav", declared)
+            raise VideoError(f"corrupt video, decoding stopped after {count} frames ({e})", path) from e
+    if not count:
+        raise VideoError("no frame could be decoded (empty, corrupt, or an unsupported codec)", path)
+    return held, count, fps, declared
 
 
 def _pyav_rgb(frame) -> np.ndarray:

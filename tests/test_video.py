@@ -201,3 +201,15 @@ def test_truncated_files_decode_a_prefix_or_fail_cleanly(example_clips, tmp_path
             # except the last, which the cut may have left half-received.
             diff = np.abs(frames.astype(np.int16) - full[: len(frames)]).mean(axis=(1, 2, 3))
             assert diff[:-1].max(initial=0) < 1.0, (row["file"], diff)
+
+
+def test_pyav_decodes_twice_rather_than_hold_a_long_video(example_clips, monkeypatch):
+    import froster_edge.video as video
+
+    raw = next(r for r in example_clips if r["container"] == "m4v")["path"]  # no count: PyAV decodes it
+    wanted = lambda n, fps: np.array([n - 1, 0, n // 2])  # noqa: E731
+    held, info = decode_video(raw, wanted)
+    monkeypatch.setattr(video, "PYAV_HOLD_BYTES", 10_000)  # less than one frame
+    twice, info2 = decode_video(raw, wanted)
+    assert info == info2 and info.backend == "pyav"
+    np.testing.assert_array_equal(twice, held)
