@@ -73,7 +73,8 @@ def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = Non
     try:
         log(f"quantizing with ONNX Runtime ({options.method}, {options.ops} ops) on {len(calib.frames)} clips")
         report["int8"] = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmp, calib.frames, streams, bundle / CACHE_DIR,
-                                                calib.digest(), options.method, options.ops, options.activation)
+                                                calib.digest(), options.method, options.ops, options.activation,
+                                                options.preprocess)
         log(f"gating on {len(gate_clips.frames)} held-out clips")
         figures = measure(onnx_video_encoder(bundle / mf.VIDEO_ONNX), onnx_video_encoder(tmp), gate_clips.frames,
                           streams, table, options.reps)

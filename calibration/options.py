@@ -25,6 +25,7 @@ class CalibrationOptions:
     method: str = "minmax"  # ONNX Runtime: minmax | entropy | percentile; TensorRT: entropy | minmax
     ops: str = "linear"  # linear: weight MatMuls only; all: whatever ONNX Runtime quantizes
     activation: str | None = None  # uint8 | int8; None: uint8 on x86, int8 on ARM
+    preprocess: bool = True  # ONNX Runtime's quantization pre-processing (MatMul + Add -> Gemm)
     trt: bool = False
     reps: int = 5  # timing repetitions of the gate
     force: bool = False

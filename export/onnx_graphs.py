@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..model.clip import encode_text
 from ..model.student import VideoStudent
 from ..video import CLIP_MEAN, CLIP_STD
 
@@ -47,13 +47,7 @@ class TextEncoderGraph(nn.Module):
         self.clip = student.clip
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        clip = self.clip
-        x = clip.token_embedding(tokens) + clip.positional_embedding  # (N, L, W)
-        x = clip.transformer(x, attn_mask=clip.attn_mask)
-        x = clip.ln_final(x)
-        eot = tokens.float().argmax(dim=-1)  # the end-of-text token has the highest id
-        x = x[torch.arange(x.shape[0], device=x.device), eot] @ clip.text_projection  # (N, D)
-        return F.normalize(x, dim=-1)
+        return encode_text(self.clip, tokens, normalize=True, trim=False)  # static length for the graph
 
 
 def export_video_encoder(student: VideoStudent, path: str | Path, streams: int = 1) -> Path:

@@ -129,3 +129,17 @@ def test_teacher_is_the_original_clip(tiny_config):
     for k in s_state:
         torch.testing.assert_close(s_state[k], t_state[k])
         assert s_state[k].data_ptr() != t_state[k].data_ptr()
+
+
+def test_trimmed_text_encoding_equals_open_clips_full_length(tiny_student):
+    """Dropping the positions after the longest end-of-text token changes nothing (causal tower)."""
+    from froster_edge.model.clip import encode_text
+
+    tokens = tiny_student.tokenize(["yoga", "a video of a person practicing archery.", "Fencing: two people duel with swords"])
+    assert int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]
+    with torch.no_grad():
+        want = tiny_student.clip.encode_text(tokens, normalize=True)  # open_clip's own, all 77 positions
+        got = encode_text(tiny_student.clip, tokens)
+        full = encode_text(tiny_student.clip, tokens, trim=False)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(full, want, atol=1e-6, rtol=0)

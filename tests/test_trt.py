@@ -73,3 +73,25 @@ def test_ort_trt_route_writes_a_persistent_engine_cache(tmp_path):
     manifest = export_bundle(student, tmp_path / "b", CLASSES, VIDEOS, options).manifest
     assert [e["route"] for e in manifest["engines"]] == ["ort-trt", "ort-trt"]
     assert any((tmp_path / "b" / "engines" / "ort-trt").iterdir())
+
+
+@pytest.mark.trt
+@needs_gpu
+@pytest.mark.skipif(not HAS_TRT, reason="tensorrt is not installed")
+@pytest.mark.parametrize("method", ["entropy", "minmax"])
+def test_trt_int8_engine_through_calibrate(tmp_path, method):
+    from froster_edge.calibration.calibrate import calibrate_int8
+    from froster_edge.calibration.options import CalibrationOptions, GateThresholds
+
+    from .conftest import CLIPS
+
+    bundle = tmp_path / "b"
+    export_bundle(make_student(), bundle, CLASSES, VIDEOS, ExportOptions(streams=1, fp16=False, max_parity_clips=2))
+    options = CalibrationOptions(trt=True, method=method, max_clips=6, reps=3, thresholds=GateThresholds(0.0, 0.0))
+    report = calibrate_int8(bundle, CLIPS, options=options)
+    assert report["accepted"] and report["int8"]["route"] == "tensorrt"
+    assert (bundle / "engines" / report["int8"]["cache"]).is_file()
+    manifest = mf.verify_bundle(bundle)
+    precisions = sorted(e["precision"] for e in manifest["engines"])
+    assert precisions == ["fp16", "int8"]
+    assert 0.0 <= report["gate"]["top1_agreement"] <= 1.0 and np.isfinite(report["gate"]["speedup"])

@@ -21,6 +21,7 @@ from typing import Any
 
 import open_clip
 import torch
+import torch.nn.functional as F
 from open_clip.model import CLIP
 
 from ..errors import ConfigError, PretrainedWeightsError
@@ -71,6 +72,8 @@ def _check_supported(cfg: dict[str, Any], name: str) -> None:
     for key in ("qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn", "scale_fc", "attentional_pool"):
         if vision.get(key):
             raise ConfigError(f"{name}: vision_cfg.{key} is not supported by neighbour-frame attention")
+    if text.get("pool_type", "argmax") != "argmax" or text.get("no_causal_mask") or text.get("vocab_size", 49408) >= 2**24:
+        raise ConfigError(f"{name}: froster-edge needs CLIP's causal text tower pooled at the end-of-text token")
 
 
 def build_clip(model_cfg: dict[str, Any]) -> CLIP:
@@ -184,3 +187,26 @@ def get_tokenizer(context_length: int = 77) -> open_clip.tokenizer.SimpleTokeniz
 def tokenize(prompts: list[str], model_cfg: dict[str, Any]) -> torch.Tensor:
     """Token ids [N, context_length] (int64) for `prompts`."""
     return get_tokenizer(model_cfg["text_cfg"].get("context_length", 77))(prompts)
+
+
+def encode_text(clip: CLIP, tokens: torch.Tensor, normalize: bool = True, trim: bool = True) -> torch.Tensor:
+    """CLIP's text features, as open_clip's `CLIP.encode_text`, computed only as far as needed.
+
+    The text tower is causal and pools at the end-of-text token (the highest id), so positions
+    after the longest prompt's end-of-text cannot change the result: `trim` drops them (prompts
+    are mostly 10-20 of 77 tokens, so 3-5x less work). `trim=False` keeps the static shape an
+    ONNX export needs; the pooling index is an ArgMax over float ids there too (exact below 2^24),
+    which TensorRT accepts where it refuses an int64 ArgMax. (N, L) -> (N, D)
+    """
+    eot = tokens.float().argmax(dim=-1)  # (N,)
+    if trim:
+        length = int(eot.max()) + 1
+        tokens = tokens[:, :length]
+    length = tokens.shape[1]
+    cast = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(tokens).to(cast) + clip.positional_embedding[:length].to(cast)  # (N, L, W)
+    mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
+    x = clip.ln_final(clip.transformer(x, attn_mask=mask))
+    x = x[torch.arange(x.shape[0], device=x.device), eot]  # (N, W)
+    x = clip.text_projection(x) if isinstance(clip.text_projection, torch.nn.Linear) else x @ clip.text_projection
+    return F.normalize(x, dim=-1) if normalize else x

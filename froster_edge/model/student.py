@@ -19,7 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from ..config import StudentConfig
 from ..prompts import ClassText, prompts_for
 from .attention import make_temporal
-from .clip import tokenize
+from .clip import encode_text, tokenize
 
 
 @dataclass
@@ -81,7 +81,7 @@ class VideoStudent(nn.Module):
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Text features from token ids. (N, 77) -> (N, D)"""
-        return self.clip.encode_text(tokens, normalize=normalize)
+        return encode_text(self.clip, tokens, normalize=normalize)
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         return tokenize(prompts, self.model_cfg)

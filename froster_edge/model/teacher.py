@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from open_clip.model import CLIP
 from torch import nn
 
+from .clip import encode_text
+
 
 class FrozenTeacher(nn.Module):
     def __init__(self, clip: CLIP):
@@ -44,5 +46,5 @@ class FrozenTeacher(nn.Module):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Normalised text features. (N, 77) -> (N, D) fp32"""
         with self._precision(tokens.device):
-            feats = self.clip.encode_text(tokens)
+            feats = encode_text(self.clip, tokens, normalize=False)
         return F.normalize(feats.float(), dim=-1)
