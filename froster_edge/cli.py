@@ -19,6 +19,7 @@ import typer
 from .errors import FrosterError
 from .calibration.options import CALIBRATION_DEFAULTS as _CAL
 from .export.options import EXPORT_DEFAULTS as _EXPORT
+from .runtime.options import RUN_DEFAULTS as _RUN
 
 app = typer.Typer(
     name="froster-edge",
@@ -401,6 +402,89 @@ def eval_cmd(
     if json_out:
         print(f"wrote {json_out}")
     report.require_scored()
+
+
+@app.command("run")
+def run_cmd(
+    bundle: Annotated[Path, typer.Option(help="The bundle to run (from froster-edge export).")],
+    source: Annotated[list[str], typer.Option("--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams.")],
+    labels: Annotated[Optional[Path], typer.Option(help="Label table (labels.npz) of the bundle's model; default: the bundle's. Watched: a new table is swapped in between decisions.")] = None,
+    backend: Annotated[str, typer.Option(help="auto, trt, ort-trt, ort-cuda, ort-cpu or torch (auto: the fastest available).")] = _RUN.backend,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per decision on stdout instead of readable lines.")] = False,
+    hop: Annotated[int, typer.Option(help="Sampled frames between decisions.", min=1)] = _RUN.sampling.hop,
+    sample_fps: Annotated[Optional[float], typer.Option("--sample-fps", help="Sampled frames per second of video; default the training's 30/16 = 1.875.", min=0.001)] = _RUN.sampling.fps,
+    subsample: Annotated[Optional[int], typer.Option(help="Take every Nth source frame instead of --sample-fps.", min=1)] = _RUN.sampling.subsample,
+    threshold: Annotated[float, typer.Option(help="Below this smoothed top-1 probability the outcome is 'unknown'.", min=0.0, max=1.0)] = _RUN.classifier.threshold,
+    smoothing: Annotated[str, typer.Option(help="ema, mean (of the last --window decisions) or none.")] = _RUN.classifier.smoothing,
+    ema_alpha: Annotated[float, typer.Option(help="EMA weight of the newest decision.", min=0.0, max=1.0)] = _RUN.classifier.ema_alpha,
+    window: Annotated[int, typer.Option(help="Decisions averaged by --smoothing mean.", min=1)] = _RUN.classifier.window,
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes reported per decision.", min=1)] = _RUN.classifier.top_k,
+    realtime: Annotated[bool, typer.Option("--realtime", help="Play files at their own pace, as a camera (frames may drop).")] = _RUN.capture.realtime,
+    loop: Annotated[bool, typer.Option("--loop", help="Start files again at their end.")] = _RUN.capture.loop,
+    record: Annotated[Optional[Path], typer.Option(help="Write the annotated video here (.mp4/.avi/.mkv; FILE_<i> per stream with several).")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Overlay window per stream (needs a display; exit 2 without). q quits.")] = False,
+    stats_json: Annotated[Optional[Path], typer.Option("--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
+    max_decisions: Annotated[Optional[int], typer.Option(help="Stop after this many decisions.", min=1)] = _RUN.max_decisions,
+) -> None:
+    """Classify live video against a label table: cameras, streams, files; several at once.
+
+    Each source has a reader thread (newest frame only, reconnects with backoff); sampled frames
+    are resized once into a ring buffer of T; every --hop sampled frames the streams' clips go
+    through one encoder call; scores are smoothed and printed. Ctrl-C stops and prints the stats.
+
+    Examples:
+      froster-edge run --bundle bundles/b16 --source examples/clips/stgcn_clean_and_jerk.mp4
+      froster-edge run --bundle bundles/b16 --source 0 --show --threshold 0.3
+      froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --source rtsp://cam2/stream --jsonl
+      froster-edge run --bundle bundles/b16 --source clip.mp4 --realtime --record out.mp4 --stats-json stats.json
+    """
+    from dataclasses import replace as dc_replace
+
+    from .runtime.command import RunRequest, run
+    from .runtime.options import ClassifierOptions, SamplingOptions
+
+    options = dc_replace(
+        _RUN, sources=list(source), labels=labels, backend=backend, max_decisions=max_decisions,
+        sampling=SamplingOptions(fps=sample_fps, subsample=subsample, hop=hop),
+        capture=dc_replace(_RUN.capture, realtime=realtime, loop=loop),
+        classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
+    )
+    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json))
+
+
+@app.command("bench")
+def bench_cmd(
+    bundle: Annotated[Path, typer.Option(help="The bundle to measure.")],
+    backend: Annotated[Optional[list[str]], typer.Option("--backend", help="A backend to measure (repeatable); default: every available one of trt, ort-trt, ort-cuda, ort-cpu.")] = None,
+    clip: Annotated[Optional[Path], typer.Option(help="Video for the pipeline runs; default examples/clips/stgcn_clean_and_jerk.mp4.")] = None,
+    hop: Annotated[int, typer.Option(help="Sampled frames between decisions in the pipeline runs.", min=1)] = _RUN.sampling.hop,
+    reps: Annotated[int, typer.Option(help="Interleaved pipeline / backend-alone pairs per backend.", min=1)] = 3,
+    realtime_check: Annotated[bool, typer.Option("--realtime-check/--no-realtime-check", help="Also play the clip at its own pace for capture-to-decision latency.")] = True,
+    realtime_decisions: Annotated[int, typer.Option(help="Decisions of the real-time run.", min=1)] = 8,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results here as JSON.")] = None,
+) -> None:
+    """Encoder latency and throughput per backend, and the whole pipeline's decisions/s, in one run.
+
+    Ratios measured in the same run hold on a noisy machine: the pipeline against the backend
+    alone on the same clips (runtime overhead), capture-to-decision against encoder latency.
+
+    Examples:
+      froster-edge bench --bundle bundles/b32
+      froster-edge bench --bundle bundles/b16 --backend trt --backend ort-cuda --json bench.json
+    """
+    from .runtime.bench import BenchOptions, bench, table
+
+    default_clip = Path(__file__).resolve().parents[1] / "examples" / "clips" / "stgcn_clean_and_jerk.mp4"
+    if clip is None and not default_clip.is_file():
+        raise typer.BadParameter("give --clip VIDEO (the repository's example clip is not here)")
+    options = BenchOptions(clip=clip or default_clip, backends=list(backend or []), reps=reps, hop=hop,
+                           realtime_check=realtime_check, realtime_decisions=realtime_decisions)
+    result = bench(bundle, options, log=lambda msg: print(f"  {msg}", file=sys.stderr))
+    print(table(result))
+    if json_out is not None:
+        from .io import atomic_write_json
+
+        atomic_write_json(json_out, result)
 
 
 def main() -> None:

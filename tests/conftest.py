@@ -53,3 +53,23 @@ def example_clips() -> list[dict]:
     for row in rows:
         row["path"] = CLIPS / row["file"]
     return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A bundle of the tiny student (T=4, 64 px, 2 streams per call) whose manifest names the saved
+    student directory as its source (the torch backend rebuilds it from there)."""
+    from froster_edge.config import StudentConfig
+    from froster_edge.export.bundle import export_bundle
+    from froster_edge.export.options import ExportOptions
+    from froster_edge.model.checkpoint import save_student
+    from froster_edge.model.factory import create_student
+    from froster_edge.prompts import read_class_texts
+
+    root = tmp_path_factory.mktemp("tiny_bundle")
+    torch.manual_seed(0)
+    student = create_student(StudentConfig(model_name=str(TINY_MODEL), pretrained=None, num_frames=4, image_size=64)).eval()
+    save_student(student, root / "student")
+    export_bundle(student, root / "bundle", read_class_texts(CLIPS / "classes.txt"), [CLIPS / "stgcn_clean_and_jerk.mp4"],
+                  ExportOptions(streams=2, max_parity_clips=1), source={"student": str(root / "student")})
+    return root / "bundle"

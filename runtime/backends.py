@@ -1,0 +1,320 @@
+"""Video-encoder backends behind one interface: uint8 clips [S, T, H, W, 3] in, embeddings [S, D] out.
+
+  trt       a TensorRT 10 engine from the bundle (engines/<key>.plan) through the tensor-name API,
+            device buffers and a stream from cuda-python (cuda.bindings.runtime); no torch. The
+            engine is the manifest's video engine whose TensorRT version and GPU compute
+            capability equal this machine's; there is none, the error names both and the fix.
+  ort-trt   ONNX Runtime's TensorRT provider on video_encoder.onnx, with the bundle's engine cache
+            (engines/ort-trt, written by `export --trt --trt-route ort-trt`; built on first use
+            otherwise, which takes minutes on a Jetson).
+  ort-cuda  ONNX Runtime's CUDA provider on video_encoder.fp16.onnx (fp32 when the bundle has none).
+  ort-cpu   ONNX Runtime on the CPU, fp32.
+  torch     the reference: rebuilds the student from the manifest's model source (a student
+            directory, or an open_clip model and pretrained weights), checks that its weights'
+            fingerprint is the bundle's, and runs the same graph in eager torch (CUDA when present).
+            The only backend that imports torch, and only when chosen.
+
+`auto` takes the first available of trt > ort-trt > ort-cuda > ort-cpu (fastest first) and says
+why the faster ones were passed over. ort-trt is only picked by auto when the bundle has a built
+engine cache, so auto never starts a silent multi-minute build. Every backend hashes the files it
+loads against the manifest before loading them. An asked-for backend the machine cannot run is
+MissingCapability (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..errors import BundleError, FrosterError, MissingCapability
+from ..export import manifest as mf
+from .options import AUTO_ORDER
+
+
+class Backend(Protocol):
+    name: str
+    streams: int  # clips per call, fixed by the exported graph or engine
+    detail: str  # what runs: file, provider, precision
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray: ...  # (S, T, H, W, 3) uint8 -> (S, D) float32
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Opened:
+    backend: Backend
+    passed_over: dict[str, str]  # auto: faster backends and why they were not used
+    warmup_s: float
+
+
+def ort_providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    return ort.get_available_providers()
+
+
+def cuda_device() -> tuple[str, str]:
+    """(name, "major.minor") of GPU 0 through cuda-python, or MissingCapability."""
+    cudart = _cudart()
+    count = _cuda_check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount", MissingCapability)
+    if not count:
+        raise MissingCapability("no CUDA GPU is visible")
+    prop = _cuda_check(cudart.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
+    name = prop.name.decode(errors="replace").rstrip("\0") if isinstance(prop.name, bytes) else str(prop.name)
+    return name, f"{prop.major}.{prop.minor}"
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python before 12.6
+        except ImportError as e:
+            raise MissingCapability("the trt backend needs cuda-python for its device buffers (pip install cuda-python)") from e
+    return cudart
+
+
+def _cuda_check(result: tuple, what: str, error: type[FrosterError] = FrosterError) -> Any:
+    err, *rest = result
+    if int(err) != 0:
+        raise error(f"{what} failed: {getattr(err, 'name', err)} (no usable CUDA driver or GPU?)")
+    return rest[0] if len(rest) == 1 else tuple(rest)
+
+
+def video_engine(manifest: dict[str, Any], tensorrt_version: str, sm: str) -> dict[str, Any]:
+    """The manifest's TensorRT video engine for this TensorRT version and GPU, or MissingCapability naming both."""
+    engines = [e for e in manifest.get("engines", []) if e.get("route") == "tensorrt" and e.get("name") == "video_encoder"]
+    for e in engines:
+        if e.get("tensorrt") == tensorrt_version and e.get("sm") == sm:
+            return e
+    have = ", ".join(f"TensorRT {e.get('tensorrt')} sm {e.get('sm')}" for e in engines) or "none"
+    raise MissingCapability(f"the bundle has no TensorRT video engine for this machine (TensorRT {tensorrt_version}, "
+                            f"sm {sm}; the bundle has: {have}): rebuild with froster-edge export --trt on this machine")
+
+
+class OrtBackend:
+    """An ONNX Runtime session on the video graph, with the provider it was asked for (or an error)."""
+
+    def __init__(self, name: str, path: Path, provider: str, provider_options: dict[str, Any] | None,
+                 manifest: dict[str, Any]):
+        import onnxruntime as ort
+
+        video = manifest["onnx"]["video_encoder"]
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # ORT's warnings about nodes placed on the CPU are not ours to print
+        providers: list = [(provider, provider_options) if provider_options else provider]
+        if provider != "CPUExecutionProvider":
+            providers.append("CPUExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as e:  # ORT raises its own types for missing CUDA/TensorRT libraries
+            raise MissingCapability(f"ONNX Runtime cannot start {provider} on {path.name}: "
+                                    f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+        got = self.session.get_providers()[0]
+        if got != provider:
+            raise MissingCapability(f"ONNX Runtime could not start {provider} (it fell back to {got}): "
+                                    "its CUDA/TensorRT libraries are missing or do not match")
+        self.name, self.input, self.output = name, video["input"], video["output"]
+        self.streams = int(manifest["preprocessing"]["streams"])
+        self.detail = f"{path.name} on {provider}"
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output], {self.input: frames})[0].astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self.session = None
+
+
+class TrtBackend:
+    """A TensorRT 10 engine run with the tensor-name API on cuda-python device buffers (no torch)."""
+
+    def __init__(self, plan: Path, record: dict[str, Any]):
+        from ..export.tensorrt_build import require_tensorrt
+
+        trt, cudart = require_tensorrt(), _cudart()
+        self._cudart = cudart
+        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())
+        if engine is None:
+            raise BundleError(f"{plan} cannot be loaded by this TensorRT/GPU: rebuild with froster-edge export --trt")
+        self.engine, self.context = engine, engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        (self.input,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        (self.output,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        in_shape = tuple(engine.get_tensor_shape(self.input))
+        self.context.set_input_shape(self.input, in_shape)
+        self.in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.input)))
+        self.host_out = np.empty(tuple(self.context.get_tensor_shape(self.output)),
+                                 np.dtype(trt.nptype(engine.get_tensor_dtype(self.output))))
+        self.in_bytes = int(np.prod(in_shape)) * self.in_dtype.itemsize
+        self.d_in = _cuda_check(cudart.cudaMalloc(self.in_bytes), "cudaMalloc")
+        self.d_out = _cuda_check(cudart.cudaMalloc(self.host_out.nbytes), "cudaMalloc")
+        self.stream = _cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.context.set_tensor_address(self.input, int(self.d_in))
+        self.context.set_tensor_address(self.output, int(self.d_out))
+        self.name, self.streams = "trt", int(in_shape[0])
+        self.detail = f"{record['file']} ({record['precision']}, TensorRT {record['tensorrt']}, sm {record['sm']})"
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        cudart = self._cudart
+        x = np.ascontiguousarray(frames, dtype=self.in_dtype)
+        if x.nbytes != self.in_bytes:
+            raise FrosterError(f"the engine takes {self.in_bytes} input bytes, got {x.nbytes} (shape {x.shape})")
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        _cuda_check(cudart.cudaMemcpyAsync(self.d_in, x.ctypes.data, x.nbytes, h2d, self.stream), "cudaMemcpyAsync")
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise FrosterError("TensorRT execution failed")
+        _cuda_check(cudart.cudaMemcpyAsync(self.host_out.ctypes.data, self.d_out, self.host_out.nbytes, d2h, self.stream),
+                    "cudaMemcpyAsync")
+        _cuda_check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")  # the timer stops after this
+        return self.host_out.astype(np.float32)  # a copy: the next call reuses host_out
+
+    def close(self) -> None:
+        cudart = self._cudart
+        for ptr in (self.d_in, self.d_out):
+            cudart.cudaFree(ptr)
+        cudart.cudaStreamDestroy(self.stream)
+        self.context = self.engine = None
+
+
+class TorchBackend:
+    """The reference: the student itself, in eager torch, verified to be the bundle's model."""
+
+    def __init__(self, bundle: Path, manifest: dict[str, Any]):
+        try:
+            import torch
+        except ImportError as e:
+            raise MissingCapability("the torch backend needs torch and open_clip: pip install 'froster-edge[train]'") from e
+        from ..config import StudentConfig, from_mapping
+        from ..export.parity import torch_video_encoder
+        from ..model.checkpoint import load_student, model_fingerprint
+        from ..model.factory import create_student
+
+        model = manifest["model"]
+        source = model.get("source") or {}
+        if "student" in source:
+            student = load_student(source["student"])
+        elif source.get("pretrained"):
+            student = create_student(from_mapping(StudentConfig, model["student"], "student"))
+        else:
+            raise BundleError(f"{bundle}: the manifest does not say where its model came from (model.source is "
+                              f"{source or 'empty'}), so the torch backend cannot rebuild it")
+        if model_fingerprint(student) != model["fingerprint"]:
+            raise BundleError(f"the torch backend rebuilt the model from {source}, but its weights are not the bundle's "
+                              f"(fingerprint {model_fingerprint(student)[:12]} vs {model['fingerprint'][:12]})")
+        pre = manifest["preprocessing"]
+        from dataclasses import replace
+
+        student.config = replace(student.config, num_frames=int(pre["num_frames"]))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._encode = torch_video_encoder(student.to(device).eval())
+        self._sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        self.name, self.streams = "torch", int(pre["streams"])
+        self.detail = f"eager torch {torch.__version__} on {device}, fp32"
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        out = self._encode(np.ascontiguousarray(frames))
+        self._sync()
+        return out
+
+    def close(self) -> None:
+        self._encode = None
+
+
+def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
+    """Why `name` cannot run here (None: it can be tried). Cheap: nothing is loaded."""
+    providers = ort_providers()
+    if name == "trt":
+        try:
+            import tensorrt as trt
+        except ImportError:
+            return "tensorrt is not installed"
+        try:
+            _, sm = cuda_device()
+            video_engine(manifest, trt.__version__, sm)
+        except MissingCapability as e:
+            return str(e)
+        return None
+    if name == "ort-trt":
+        if "TensorrtExecutionProvider" not in providers:
+            return "ONNX Runtime has no TensorrtExecutionProvider (install onnxruntime-gpu with TensorRT)"
+        return None
+    if name == "ort-cuda":
+        return None if "CUDAExecutionProvider" in providers else "ONNX Runtime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+    if name == "ort-cpu":
+        return None if "CPUExecutionProvider" in providers else "onnxruntime is not installed"
+    if name == "torch":
+        import importlib.util
+
+        return None if importlib.util.find_spec("torch") else "torch is not installed"
+    raise FrosterError(f"unknown backend {name!r}")
+
+
+def _ort_trt_record(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    video = manifest["onnx"]["video_encoder"]["file"]
+    return next((e for e in manifest.get("engines", []) if e.get("route") == "ort-trt" and e.get("onnx_file") == video), None)
+
+
+def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str], None]) -> Backend:
+    reason = probe(name, bundle, manifest)
+    if reason:
+        raise MissingCapability(f"backend {name} is not available here: {reason}")
+    video = manifest["onnx"]["video_encoder"]
+    if name == "trt":
+        import tensorrt as trt
+
+        record = video_engine(manifest, trt.__version__, cuda_device()[1])
+        mf.verify_bundle(bundle, [record["file"]])
+        return TrtBackend(bundle / record["file"], record)
+    if name == "ort-trt":
+        from ..export.tensorrt_build import ORT_TRT_DIR, ort_trt_provider_options
+
+        record = _ort_trt_record(manifest)
+        cache = bundle / (record["cache_dir"] if record else f"{mf.ENGINES_DIR}/{ORT_TRT_DIR}")
+        if record is None:
+            log(f"ort-trt: the bundle has no engine cache; ONNX Runtime builds one into {cache} now (minutes on a Jetson)")
+        cache.mkdir(parents=True, exist_ok=True)
+        mf.verify_bundle(bundle, [video["file"]])
+        options = ort_trt_provider_options(cache, fp16=record["fp16"] if record else True)
+        return OrtBackend(name, bundle / video["file"], "TensorrtExecutionProvider", options, manifest)
+    if name == "ort-cuda":
+        file = video.get("fp16_file") or video["file"]
+        mf.verify_bundle(bundle, [file])
+        return OrtBackend(name, bundle / file, "CUDAExecutionProvider", None, manifest)
+    if name == "ort-cpu":
+        mf.verify_bundle(bundle, [video["file"]])
+        return OrtBackend(name, bundle / video["file"], "CPUExecutionProvider", None, manifest)
+    return TorchBackend(bundle, manifest)
+
+
+def open_backend(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str], None] = print) -> Opened:
+    """Load `name` (or the fastest available for "auto"), warm it up on one zero batch, and return it."""
+    passed: dict[str, str] = {}
+    if name == "auto":
+        backend = None
+        for candidate in AUTO_ORDER:
+            reason = probe(candidate, bundle, manifest)
+            if reason is None and candidate == "ort-trt" and _ort_trt_record(manifest) is None:
+                reason = "the bundle has no ort-trt engine cache (export --trt --trt-route ort-trt builds one)"
+            if reason is None:
+                try:
+                    backend = _load(candidate, bundle, manifest, log)
+                    break
+                except MissingCapability as e:
+                    reason = str(e)
+            passed[candidate] = reason
+        if backend is None:
+            raise MissingCapability("no backend can run here: " + "; ".join(f"{k}: {v}" for k, v in passed.items()))
+    else:
+        backend = _load(name, bundle, manifest, log)
+    shape = manifest["preprocessing"]["input"]["shape"]
+    t = time.perf_counter()
+    backend(np.zeros(shape, np.uint8))  # first calls allocate, autotune or build: keep them out of the stats
+    return Opened(backend, passed, time.perf_counter() - t)

@@ -1,0 +1,124 @@
+"""Scores from video embeddings: the label table, softmax, smoothing, threshold, top-k; table hot-swap.
+
+logits = logit_scale * embedding @ table.T / temperature, exactly as the student classifies (the
+embedding is the mean of normalised frame features, not re-normalised). Smoothing runs over the
+probabilities of one stream's successive decisions: an EMA (s = a * p + (1 - a) * s_prev, the
+first decision taken as is) or the mean of the last `window`; "none" keeps each decision's own.
+When the smoothed top-1 probability is below `threshold` the outcome is "unknown" (the top-k are
+still reported). A new table resets the smoothing: old probabilities are over other classes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import BundleError
+from ..export.labels import LabelTable, load_labels
+from .options import ClassifierOptions
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One decision's outcome for one stream."""
+
+    label: str  # the top-1 class, or the unknown label under the threshold
+    score: float  # smoothed top-1 probability
+    top: list[tuple[str, float]]  # smoothed top-k, best first
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Classifier:
+    """Turns each stream's video embedding into Scores against the current table."""
+
+    def __init__(self, table: LabelTable, options: ClassifierOptions):
+        self.options = options
+        self.table = table
+        self._state: dict[int, np.ndarray | deque] = {}
+
+    def set_table(self, table: LabelTable) -> None:
+        """Swap the table (called between decisions, on the thread that classifies)."""
+        self.table = table
+        self._state.clear()
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, D) embeddings -> (N, C) probabilities, float64."""
+        t = self.table
+        logits = t.logit_scale * (embeddings.astype(np.float64) @ t.embeddings.astype(np.float64).T) / t.temperature
+        return softmax(logits)
+
+    def smooth(self, stream: int, probs: np.ndarray) -> np.ndarray:
+        o = self.options
+        if o.smoothing == "ema":
+            prev = self._state.get(stream)
+            s = probs if prev is None else o.ema_alpha * probs + (1.0 - o.ema_alpha) * prev
+            self._state[stream] = s
+            return s
+        if o.smoothing == "mean":
+            recent = self._state.setdefault(stream, deque(maxlen=o.window))
+            recent.append(probs)
+            return np.mean(recent, axis=0)
+        return probs
+
+    def __call__(self, streams: list[int], embeddings: np.ndarray) -> list[Scores]:
+        out = []
+        for stream, probs in zip(streams, self.probabilities(embeddings)):
+            s = self.smooth(stream, probs)
+            order = np.argsort(-s, kind="stable")[: self.options.top_k]
+            top = [(self.table.names[i], float(s[i])) for i in order]
+            best = top[0]
+            label = best[0] if best[1] >= self.options.threshold else self.options.unknown_label
+            out.append(Scores(label, best[1], top))
+        return out
+
+
+class LabelWatcher:
+    """Watches the label file; a changed file is loaded and checked (model fingerprint, embedding
+    size) and handed back to swap in, or rejected with one message while the old table stays.
+
+    A change is a new (mtime, size, inode): an atomic replace (how froster-edge writes tables)
+    always gives a new inode, and a file seen half-written is rejected now and read again when
+    the writer finishes.
+    """
+
+    def __init__(self, path: Path, fingerprint: str, dim: int, log: Callable[[str], None]):
+        self.path, self.fingerprint, self.dim, self.log = Path(path), fingerprint, dim, log
+        self._seen = self._signature()
+        self.swaps = 0
+        self.rejected = 0
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def poll(self) -> LabelTable | None:
+        """A new valid table, or None (unchanged, or rejected: the message is logged once per change)."""
+        sig = self._signature()
+        if sig == self._seen:
+            return None
+        self._seen = sig
+        if sig is None:
+            self.log(f"labels: {self.path} was removed; keeping the current table")
+            return None
+        try:
+            table = load_labels(self.path, self.fingerprint, self.dim)
+        except BundleError as e:
+            self.rejected += 1
+            self.log(f"labels: rejected the new table ({e}); keeping the current one")
+            return None
+        self.swaps += 1
+        self.log(f"labels: swapped in {self.path} ({len(table.names)} classes)")
+        return table

@@ -1,0 +1,99 @@
+"""Runtime options: the one place their defaults live (no torch, no cv2: the CLI reads them fast).
+
+Sampling follows training (../shared/docs/froster-method.md): T frames taken one every 16 source
+frames at 30 fps, i.e. 30 / 16 = 1.875 sampled frames per second of video, whatever the source's
+own frame rate (at 25 fps that is one frame in 13.3). A decision is made every `hop` sampled
+frames once T are buffered: with the default hop of 2 that is one decision per ~1.07 s of video,
+each clip (8 frames, ~4.3 s) sharing 6 of its frames with the one before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+BackendName = Literal["auto", "trt", "ort-trt", "ort-cuda", "ort-cpu", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "trt", "ort-trt", "ort-cuda", "ort-cpu", "torch")
+AUTO_ORDER: tuple[str, ...] = ("trt", "ort-trt", "ort-cuda", "ort-cpu")  # fastest first
+Smoothing = Literal["ema", "mean", "none"]
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Which source frames enter a clip, and how often a clip is classified.
+
+    fps: sampled frames per second of video (None: the bundle's training rule, reference_fps / stride).
+    subsample: take every Nth source frame instead (files by index, live sources by their fps).
+    hop: sampled frames between two decisions (1 = a decision on every sampled frame).
+    """
+
+    fps: float | None = None
+    subsample: int | None = None
+    hop: int = 2
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """Reader threads: pacing of files, reconnection of cameras and streams."""
+
+    realtime: bool = False  # play files at their native pace, as a camera would deliver them
+    loop: bool = False  # start a file again at its end (a camera that never ends)
+    reconnect_initial_s: float = 0.5  # first wait after a camera or stream drops; doubles each failure
+    reconnect_max_s: float = 5.0
+    open_timeout_s: float = 10.0  # network streams: give up one connection attempt after this
+    read_timeout_s: float = 5.0  # network streams: a stream silent this long counts as dropped
+    fallback_fps: float = 30.0  # for a source that does not report its frame rate
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """Scores: softmax over the table, smoothing over a stream's recent decisions, threshold, top-k."""
+
+    top_k: int = 3
+    threshold: float = 0.0  # below this smoothed top-1 score the outcome is "unknown"
+    smoothing: Smoothing = "ema"
+    ema_alpha: float = 0.5  # weight of the newest decision in the EMA
+    window: int = 3  # decisions averaged by the moving mean
+    unknown_label: str = "unknown"
+
+
+@dataclass
+class RunOptions:
+    """Everything `froster-edge run` can change; the CLI's defaults come from here."""
+
+    sources: list[str] = field(default_factory=list)
+    labels: Path | None = None  # None: the bundle's own labels.npz
+    backend: str = "auto"
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    capture: CaptureOptions = field(default_factory=CaptureOptions)
+    classifier: ClassifierOptions = field(default_factory=ClassifierOptions)
+    max_decisions: int | None = None  # stop after this many decisions in all (benchmarks, tests)
+    label_poll_s: float = 0.2  # how often the label file is checked for a new table
+    stats_window: int = 10_000  # latency percentiles cover the newest this many samples per stage
+
+
+RUN_DEFAULTS = RunOptions()
+
+
+def check_options(options: RunOptions) -> None:
+    """Refuse values that cannot work, with the option named (the CLI checks ranges too)."""
+    from ..errors import ConfigError
+
+    s, c = options.sampling, options.classifier
+    problems = [
+        (not options.sources, "give at least one --source"),
+        (options.backend not in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, not {options.backend!r}"),
+        (s.fps is not None and s.subsample is not None, "give --sample-fps or --subsample, not both"),
+        (s.fps is not None and not s.fps > 0, f"--sample-fps must be positive, not {s.fps}"),
+        (s.subsample is not None and s.subsample < 1, f"--subsample must be at least 1, not {s.subsample}"),
+        (s.hop < 1, f"--hop must be at least 1, not {s.hop}"),
+        (not 0.0 <= c.threshold <= 1.0, f"--threshold is a probability in [0, 1], not {c.threshold}"),
+        (c.smoothing not in ("ema", "mean", "none"), f"--smoothing must be ema, mean or none, not {c.smoothing!r}"),
+        (not 0.0 < c.ema_alpha <= 1.0, f"--ema-alpha must be in (0, 1], not {c.ema_alpha}"),
+        (c.window < 1, f"--window must be at least 1, not {c.window}"),
+        (c.top_k < 1, f"--top-k must be at least 1, not {c.top_k}"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise ConfigError(message)

@@ -1,0 +1,292 @@
+"""Capture: parse a --source, open it, and read it on its own thread into a one-frame slot.
+
+A camera (index or /dev/video*) or a network stream (rtsp://, http://, ...) is live: its reader
+reads as fast as the source delivers, stamps each frame's capture time, and keeps only the
+newest frame in its slot, counting the frames the consumer never took as dropped, so a slow
+consumer never makes the capture lag behind. When a live source drops (read fails, the server
+goes away, a read times out), the reader releases it and reopens it with exponential backoff
+(0.5 s doubling to 5 s by default) until it comes back or the run stops.
+
+A file is read sequentially (seeking is wrong on some containers; ../shared/docs/measured-facts.md).
+Without --realtime it is read as fast as the consumer takes frames and nothing is dropped: the
+slot's `put` waits. With --realtime it is paced at its own frame rate and treated like a camera.
+A file that cannot be opened is an error at start; a file that stops before its declared frame
+count (OpenCV does so silently on corrupt data) ends its stream with that error. --loop starts
+a file again at its end, frame numbers continuing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+
+from ..errors import ConfigError, FrosterError
+from ..video import MAX_FRAMES  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
+from .options import CaptureOptions
+from .stats import RunStats, StreamCounters
+
+import cv2  # noqa: E402  (after ..video, see above)
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV's own warnings, e.g. on a missing camera
+
+SourceKind = Literal["camera", "file", "url"]
+URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+
+
+class SourceError(FrosterError):
+    """A source that cannot be opened or read."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed --source: what it is and what OpenCV opens."""
+
+    text: str
+    kind: SourceKind
+    target: int | str  # camera index, or a path / URL
+
+    @property
+    def live(self) -> bool:
+        return self.kind != "file"
+
+
+def parse_source(text: str) -> SourceSpec:
+    """A camera index ("0"), a camera device ("/dev/video0"), a URL, or an existing video file."""
+    s = text.strip()
+    if s.isdigit():
+        return SourceSpec(s, "camera", int(s))
+    if s.startswith("/dev/video"):
+        return SourceSpec(s, "camera", s)
+    if "://" in s:
+        scheme = s.split("://", 1)[0].lower()
+        if scheme not in URL_SCHEMES:
+            raise ConfigError(f"--source {s}: unsupported scheme {scheme!r} (use one of {', '.join(URL_SCHEMES)}, "
+                              "a camera index or a video file)")
+        return SourceSpec(s, "url", s)
+    path = Path(s)
+    if not path.is_file():
+        raise ConfigError(f"--source {s}: no such video file (a camera is a number, a stream a URL)")
+    return SourceSpec(s, "file", str(path))
+
+
+def open_capture(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture | None:
+    """An opened VideoCapture, or None. Network streams get open/read timeouts so a dead server
+    cannot block a reader for FFmpeg's default 30 s."""
+    if spec.kind == "camera":
+        cap = cv2.VideoCapture(spec.target)
+    else:
+        params = [cv2.CAP_PROP_N_THREADS, 1] if spec.kind == "file" else [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(options.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(options.read_timeout_s * 1000)]
+        cap = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
+    if not cap.isOpened():
+        cap.release()
+        return None
+    return cap
+
+
+def open_first(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture:
+    """Open a source at start, or fail with one line: a run never starts on a source it cannot read."""
+    cap = open_capture(spec, options)
+    if cap is None:
+        what = {"camera": f"camera {spec.text} cannot be opened (no such device, no permission, or busy)",
+                "url": f"stream {spec.text} cannot be opened (server unreachable, wrong URL or not a video stream)",
+                "file": f"{spec.text} cannot be opened as a video (corrupt, or a codec OpenCV lacks)"}[spec.kind]
+        raise SourceError(what)
+    return cap
+
+
+def capture_fps(cap: cv2.VideoCapture) -> float:
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return float(fps) if 0 < fps < 1000 else 0.0
+
+
+def declared_frames(cap: cv2.VideoCapture) -> int:
+    """The container's frame count, 0 when absent or absurd (raw streams report about -1.9e14)."""
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(count) if 0 < count < MAX_FRAMES else 0
+
+
+@dataclass
+class Frame:
+    """One captured frame. `position` drives sampling: the frame index (files read as fast as
+    possible) or seconds since the stream started (live sources and --realtime files)."""
+
+    index: int
+    position: float
+    media_time: float  # seconds into the video (files), since the stream started (live)
+    captured: float  # time.monotonic() when the reader got it
+    wall: float  # time.time() at the same moment
+    image: np.ndarray | None  # RGB uint8 (H, W, 3); None when the reader skipped converting it
+    segment: int = 0  # counts reconnections: frames of different segments never share a clip
+
+
+END = object()  # put into a slot when its source has ended
+
+
+class FrameSlot:
+    """A one-item mailbox between a producer and a consumer thread.
+
+    keep_newest: `put` never waits; an item the consumer has not taken is replaced and counted
+    in `dropped`. Otherwise `put` waits until the consumer took the previous item (nothing lost).
+    """
+
+    def __init__(self, keep_newest: bool):
+        self.keep_newest = keep_newest
+        self.dropped = 0
+        self._item: object | None = None
+        self._cond = threading.Condition()
+
+    def put(self, item: object, stop: threading.Event) -> bool:
+        """False when the run stopped before the item could be handed over."""
+        with self._cond:
+            if self._item is not None and item is not END:
+                if self.keep_newest:
+                    self.dropped += 1
+                else:
+                    while self._item is not None and not stop.is_set():
+                        self._cond.wait(0.1)
+                    if stop.is_set():
+                        return False
+            if item is END and self._item is not None:
+                while self._item is not None and not stop.is_set():  # let the last frame be taken first
+                    self._cond.wait(0.1)
+            self._item = item
+            self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float) -> object | None:
+        """The item (or END), or None after `timeout` seconds without one."""
+        with self._cond:
+            if self._item is None:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            if item is not None:
+                self._cond.notify_all()
+            return item
+
+
+class Reader(threading.Thread):
+    """One source's reader thread: frames into `slot` until the source ends or `stop` is set.
+
+    `want(index)` (files read as fast as possible) says which frames anyone will use; the others
+    are decoded (they must be, to reach the next) but not converted to RGB.
+    """
+
+    def __init__(self, spec: SourceSpec, cap: cv2.VideoCapture, slot: FrameSlot, stop: threading.Event,
+                 options: CaptureOptions, stats: RunStats, counters: StreamCounters,
+                 want: Callable[[int], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream"):
+        super().__init__(name=f"reader-{name}", daemon=True)  # daemon: a read stuck in FFmpeg cannot hang the exit
+        self.spec, self.cap, self.slot, self.stop = spec, cap, slot, stop
+        self.options, self.stats, self.counters, self.want, self.log = options, stats, counters, want, log
+        self.label = name
+        self.fps = capture_fps(cap) or options.fallback_fps
+
+    def run(self) -> None:
+        try:
+            if self.spec.live:
+                self._read_live()
+            else:
+                self._read_file()
+        except FrosterError as e:
+            self.counters.error = str(e)
+        except Exception as e:  # a bug: end this stream and say so, never hang the run
+            self.counters.error = f"internal error in the reader: {type(e).__name__}: {e}"
+        finally:
+            if self.cap is not None:
+                self.cap.release()
+            self.counters.ended = self.counters.error or ("stopped" if self.stop.is_set() else "end of file")
+            self.counters.frames_dropped = self.slot.dropped
+            self.slot.put(END, self.stop)
+
+    def _read_file(self) -> None:
+        """Sequential decode; --realtime paces frames at the file's fps; --loop reopens at the end."""
+        realtime, base, start = self.options.realtime, 0, time.monotonic()
+        while not self.stop.is_set():
+            declared = declared_frames(self.cap)
+            count = self._read_file_once(base, start, realtime)
+            if self.stop.is_set():
+                return
+            if count == 0:
+                raise SourceError(f"{self.spec.text}: no frame could be decoded (empty, corrupt, or an unsupported codec)")
+            if declared and count < declared - 1:
+                raise SourceError(f"{self.spec.text}: decoding stopped after {count} of {declared} frames "
+                                  "(corrupt or truncated file)")
+            if not self.options.loop:
+                return
+            self.cap.release()
+            self.cap = open_first(self.spec, self.options)
+            base += count
+
+    def _read_file_once(self, base: int, start: float, realtime: bool) -> int:
+        count = 0
+        try:
+            while not self.stop.is_set():
+                t0 = time.monotonic()
+                if not self.cap.grab():
+                    break
+                index = base + count
+                image = None
+                if self.want is None or self.want(index):
+                    ok, bgr = self.cap.retrieve()
+                    if not ok:
+                        break
+                    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                self.stats.record("read", time.monotonic() - t0)
+                count += 1
+                self.counters.frames_read += 1
+                media_time = index / self.fps
+                if realtime:
+                    delay = start + media_time - time.monotonic()
+                    if delay > 0 and self.stop.wait(delay):
+                        break
+                now = time.monotonic()
+                if image is not None:
+                    position = now - start if realtime else float(index)
+                    self.slot.put(Frame(index, position, media_time, now, time.time(), image), self.stop)
+        except cv2.error as e:
+            raise SourceError(f"{self.spec.text}: OpenCV failed after {count} frames ({e.msg or e})") from e
+        return count
+
+    def _read_live(self) -> None:
+        """Read as the source delivers; on a drop, release and reopen with backoff."""
+        opts, index, start, backoff = self.options, 0, time.monotonic(), self.options.reconnect_initial_s
+        segment = 0
+        while not self.stop.is_set():
+            if self.cap is None:
+                self.cap = open_capture(self.spec, opts)
+                if self.cap is None:
+                    self.log(f"stream {self.label}: {self.spec.text} unreachable, retrying in {backoff:.1f} s")
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, opts.reconnect_max_s)
+                    continue
+                self.counters.reconnects += 1
+                segment += 1
+                self.log(f"stream {self.label}: reconnected to {self.spec.text}")
+            t0 = time.monotonic()
+            try:
+                ok, bgr = self.cap.read()
+            except cv2.error:
+                ok, bgr = False, None
+            if not ok or bgr is None:
+                if self.stop.is_set():
+                    return
+                self.log(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s")
+                self.cap.release()
+                self.cap = None
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, opts.reconnect_max_s)
+                continue
+            now = time.monotonic()
+            backoff = opts.reconnect_initial_s
+            self.stats.record("read", now - t0)
+            self.counters.frames_read += 1
+            frame = Frame(index, now - start, now - start, now, time.time(), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), segment)
+            index += 1
+            self.slot.put(frame, self.stop)
+            self.counters.frames_dropped = self.slot.dropped

@@ -1,0 +1,123 @@
+"""Latency and counters of a run: per-stage percentiles, capture-to-decision, drops, decisions/s.
+
+Stages (milliseconds):
+  read                frame from the source (decode; a camera's wait for its next frame)
+  capture_wait        an assembler waiting for its reader's next frame
+  preprocess          resize + centre crop of one sampled frame (uint8), once, on arrival
+  queue               a ready clip waiting for the encoder (a busy encoder, or other streams)
+  encode              one backend call on the batch of all streams' clips
+  classify            table, softmax, smoothing, top-k for one decision
+  capture_to_decision from the capture of a clip's newest frame to its decision
+Each stage keeps its newest `window` samples (memory stays flat in a long run) plus an overall
+count and sum. Recording is thread-safe: readers, assemblers and the main loop all record.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+STAGES = ("read", "capture_wait", "preprocess", "queue", "encode", "classify", "capture_to_decision")
+
+
+class LatencyWindow:
+    """The newest `size` durations (seconds) and the count and sum of all of them."""
+
+    def __init__(self, size: int):
+        self.samples: deque[float] = deque(maxlen=size)
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+        self.count += 1
+        self.total += seconds
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {"n": self.count}
+        ms = np.asarray(self.samples) * 1000.0
+        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+        return {"n": self.count, "mean_ms": round(1000.0 * self.total / self.count, 3), "p50_ms": round(float(p50), 3),
+                "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3), "max_ms": round(float(ms.max()), 3)}
+
+
+@dataclass
+class StreamCounters:
+    """What happened to one source's frames (each field written by one thread only)."""
+
+    source: str
+    kind: str
+    fps: float = 0.0
+    sampling: str = ""
+    frames_read: int = 0
+    frames_dropped: int = 0  # replaced in the reader's slot before the assembler took them
+    frames_sampled: int = 0
+    clips: int = 0
+    clips_skipped: int = 0  # a newer clip replaced one the encoder had not taken yet
+    decisions: int = 0
+    reconnects: int = 0
+    ended: str = ""  # why the stream stopped: "end of file", "stopped", or the error
+    error: str = ""
+
+
+class RunStats:
+    """Stage latencies and stream counters of one run, as a dict or a printed table."""
+
+    def __init__(self, window: int = 10_000):
+        self._lock = threading.Lock()
+        self.stages = {name: LatencyWindow(window) for name in STAGES}
+        self.streams: list[StreamCounters] = []
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self.decisions = 0
+        self.batches = 0
+        self.info: dict[str, Any] = {}
+
+    def record(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.stages[stage].add(seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            wall = (self.finished or time.monotonic()) - self.started
+            return {
+                **self.info,
+                "wall_s": round(wall, 3),
+                "decisions": self.decisions,
+                "decisions_per_s": round(self.decisions / wall, 4) if wall > 0 else 0.0,
+                "encoder_calls": self.batches,
+                "stages": {name: w.summary() for name, w in self.stages.items()},
+                "streams": [asdict(s) for s in self.streams],
+                "rss_mb": rss_mb(),
+            }
+
+    def table(self) -> str:
+        """The human summary printed at the end of a run."""
+        d = self.to_dict()
+        lines = [f"{d['decisions']} decisions in {d['wall_s']:.1f} s ({d['decisions_per_s']:.2f}/s), "
+                 f"backend {d.get('backend', '?')}, {d['encoder_calls']} encoder calls",
+                 f"  {'stage':20s} {'n':>7s} {'p50 ms':>9s} {'p95 ms':>9s} {'p99 ms':>9s}"]
+        for name, s in d["stages"].items():
+            if s.get("n"):
+                lines.append(f"  {name:20s} {s['n']:7d} {s['p50_ms']:9.2f} {s['p95_ms']:9.2f} {s['p99_ms']:9.2f}")
+        for i, s in enumerate(d["streams"]):
+            lines.append(f"  stream {i} {s['source']}: {s['frames_read']} frames read, {s['frames_sampled']} sampled, "
+                         f"{s['frames_dropped']} dropped, {s['clips_skipped']} clips skipped, {s['decisions']} decisions, "
+                         f"{s['reconnects']} reconnects" + (f" ({s['ended']})" if s["ended"] else ""))
+        return "\n".join(lines)
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory in MiB (Linux; None elsewhere)."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return None
