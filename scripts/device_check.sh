@@ -31,4 +31,9 @@ python benchmarks/bench_train.py --device cuda --model ViT-B-16 --frames 8 --siz
 # Export on the GPU: torch CUDA fp32 vs fp16 (and ONNX Runtime CUDA where installed), parity and timings.
 python benchmarks/bench_export.py --model ViT-B-16 --frames 8 --streams 1 --reps 20 --device cuda \
   --json "$OUT/bench_export_cuda.json" 2>&1 | tee "$OUT/bench_export_cuda.txt" || status=1
+# Runtime on the GPU (its GPU tests ran above): the torch backend on CUDA against ONNX Runtime, and any
+# GPU backend present (ort-cuda, ort-trt, trt; the others are listed as unavailable), ViT-B/16 T=8.
+python benchmarks/bench_runtime.py --model ViT-B-16 --frames 8 --streams 1 --backend torch --backend ort-cpu \
+  --backend ort-cuda --backend ort-trt --backend trt --reps 3 --json "$OUT/bench_runtime_cuda.json" \
+  2>&1 | tee "$OUT/bench_runtime_cuda.txt" || status=1
 exit $status
