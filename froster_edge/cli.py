@@ -409,7 +409,7 @@ def run_cmd(
     bundle: Annotated[Path, typer.Option(help="The bundle to run (from froster-edge export).")],
     source: Annotated[list[str], typer.Option("--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams.")],
     labels: Annotated[Optional[Path], typer.Option(help="Label table (labels.npz) of the bundle's model; default: the bundle's. Watched: a new table is swapped in between decisions.")] = None,
-    backend: Annotated[str, typer.Option(help="auto, trt, ort-trt, ort-cuda, ort-cpu or torch (auto: the fastest available).")] = _RUN.backend,
+    backend: Annotated[str, typer.Option(help="auto, trt-int8, trt, ort-trt, ort-cuda, ort-cpu-int8, ort-cpu or torch (auto: the fastest available; the int8 ones where calibrate kept an INT8 model).")] = _RUN.backend,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per decision on stdout instead of readable lines.")] = False,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions.", min=1)] = _RUN.sampling.hop,
     sample_fps: Annotated[Optional[float], typer.Option("--sample-fps", help="Sampled frames per second of video; default the training's 30/16 = 1.875.", min=0.001)] = _RUN.sampling.fps,
@@ -455,7 +455,7 @@ def run_cmd(
 @app.command("bench")
 def bench_cmd(
     bundle: Annotated[Path, typer.Option(help="The bundle to measure.")],
-    backend: Annotated[Optional[list[str]], typer.Option("--backend", help="A backend to measure (repeatable); default: every available one of trt, ort-trt, ort-cuda, ort-cpu.")] = None,
+    backend: Annotated[Optional[list[str]], typer.Option("--backend", help="A backend to measure (repeatable); default: every available one of trt-int8, trt, ort-trt, ort-cuda, ort-cpu-int8, ort-cpu.")] = None,
     clip: Annotated[Optional[Path], typer.Option(help="Video for the pipeline runs; default examples/clips/stgcn_clean_and_jerk.mp4.")] = None,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions in the pipeline runs.", min=1)] = _RUN.sampling.hop,
     reps: Annotated[int, typer.Option(help="Interleaved pipeline / backend-alone pairs per backend.", min=1)] = 3,

@@ -9,14 +9,18 @@
             otherwise, which takes minutes on a Jetson).
   ort-cuda  ONNX Runtime's CUDA provider on video_encoder.fp16.onnx (fp32 when the bundle has none).
   ort-cpu   ONNX Runtime on the CPU, fp32.
+  trt-int8, ort-cpu-int8
+            the INT8 engine / QDQ model that `froster-edge calibrate` kept in the bundle because
+            it passed its gate (agreement and speed-up measured on held-out clips); absent
+            otherwise.
   torch     the reference: rebuilds the student from the manifest's model source (a student
             directory, or an open_clip model and pretrained weights), checks that its weights'
             fingerprint is the bundle's, and runs the same graph in eager torch (CUDA when present).
             The only backend that imports torch, and only when chosen.
 
-`auto` takes the first available of trt > ort-trt > ort-cuda > ort-cpu (fastest first) and says
-why the faster ones were passed over. ort-trt is only picked by auto when the bundle has a built
-engine cache, so auto never starts a silent multi-minute build. Every backend hashes the files it
+`auto` takes the first available of trt-int8 > trt > ort-trt > ort-cuda > ort-cpu-int8 > ort-cpu
+(fastest first) and says why the faster ones were passed over. ort-trt is only picked by auto when
+the bundle has a built engine cache, so auto never starts a silent multi-minute build. Every backend hashes the files it
 loads against the manifest before loading them. An asked-for backend the machine cannot run is
 MissingCapability (one line, exit 2).
 """
@@ -89,15 +93,23 @@ def _cuda_check(result: tuple, what: str, error: type[FrosterError] = FrosterErr
     return rest[0] if len(rest) == 1 else tuple(rest)
 
 
-def video_engine(manifest: dict[str, Any], tensorrt_version: str, sm: str) -> dict[str, Any]:
-    """The manifest's TensorRT video engine for this TensorRT version and GPU, or MissingCapability naming both."""
-    engines = [e for e in manifest.get("engines", []) if e.get("route") == "tensorrt" and e.get("name") == "video_encoder"]
+def video_engine(manifest: dict[str, Any], tensorrt_version: str, sm: str, precision: str = "fp16") -> dict[str, Any]:
+    """The manifest's TensorRT video engine of `precision` for this TensorRT version and GPU, or MissingCapability."""
+    engines = [e for e in manifest.get("engines", []) if e.get("route") == "tensorrt" and e.get("name") == "video_encoder"
+               and e.get("precision", "fp16") == precision]
     for e in engines:
         if e.get("tensorrt") == tensorrt_version and e.get("sm") == sm:
             return e
     have = ", ".join(f"TensorRT {e.get('tensorrt')} sm {e.get('sm')}" for e in engines) or "none"
-    raise MissingCapability(f"the bundle has no TensorRT video engine for this machine (TensorRT {tensorrt_version}, "
-                            f"sm {sm}; the bundle has: {have}): rebuild with froster-edge export --trt on this machine")
+    how = "froster-edge calibrate --trt" if precision == "int8" else "froster-edge export --trt"
+    raise MissingCapability(f"the bundle has no TensorRT {precision} video engine for this machine (TensorRT {tensorrt_version}, "
+                            f"sm {sm}; the bundle has: {have}): build one with {how} on this machine")
+
+
+def int8_model(manifest: dict[str, Any]) -> str | None:
+    """The INT8 ONNX file `froster-edge calibrate` kept in the bundle (it passed the gate, or was forced)."""
+    section = manifest.get("int8") or {}
+    return section.get("file")
 
 
 class OrtBackend:
@@ -231,14 +243,14 @@ class TorchBackend:
 def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
     """Why `name` cannot run here (None: it can be tried). Cheap: nothing is loaded."""
     providers = ort_providers()
-    if name == "trt":
+    if name in ("trt", "trt-int8"):
         try:
             import tensorrt as trt
         except ImportError:
             return "tensorrt is not installed"
         try:
             _, sm = cuda_device()
-            video_engine(manifest, trt.__version__, sm)
+            video_engine(manifest, trt.__version__, sm, "int8" if name == "trt-int8" else "fp16")
         except MissingCapability as e:
             return str(e)
         return None
@@ -248,7 +260,9 @@ def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
         return None
     if name == "ort-cuda":
         return None if "CUDAExecutionProvider" in providers else "ONNX Runtime has no CUDAExecutionProvider (install onnxruntime-gpu)"
-    if name == "ort-cpu":
+    if name == "ort-cpu-int8" and int8_model(manifest) is None:
+        return "the bundle has no INT8 model (froster-edge calibrate keeps one where it pays)"
+    if name in ("ort-cpu", "ort-cpu-int8"):
         return None if "CPUExecutionProvider" in providers else "onnxruntime is not installed"
     if name == "torch":
         import importlib.util
@@ -267,10 +281,10 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str]
     if reason:
         raise MissingCapability(f"backend {name} is not available here: {reason}")
     video = manifest["onnx"]["video_encoder"]
-    if name == "trt":
+    if name in ("trt", "trt-int8"):
         import tensorrt as trt
 
-        record = video_engine(manifest, trt.__version__, cuda_device()[1])
+        record = video_engine(manifest, trt.__version__, cuda_device()[1], "int8" if name == "trt-int8" else "fp16")
         mf.verify_bundle(bundle, [record["file"]])
         return TrtBackend(bundle / record["file"], record)
     if name == "ort-trt":
@@ -288,9 +302,10 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str]
         file = video.get("fp16_file") or video["file"]
         mf.verify_bundle(bundle, [file])
         return OrtBackend(name, bundle / file, "CUDAExecutionProvider", None, manifest)
-    if name == "ort-cpu":
-        mf.verify_bundle(bundle, [video["file"]])
-        return OrtBackend(name, bundle / video["file"], "CPUExecutionProvider", None, manifest)
+    if name in ("ort-cpu", "ort-cpu-int8"):
+        file = int8_model(manifest) if name == "ort-cpu-int8" else video["file"]
+        mf.verify_bundle(bundle, [file])
+        return OrtBackend(name, bundle / file, "CPUExecutionProvider", None, manifest)
     return TorchBackend(bundle, manifest)
 
 

@@ -44,7 +44,7 @@ from .sampler import SampleRule
 @dataclass
 class BenchOptions:
     clip: Path
-    backends: list[str] = field(default_factory=list)  # empty: every available one of trt, ort-trt, ort-cuda, ort-cpu
+    backends: list[str] = field(default_factory=list)  # empty: every available one of AUTO_ORDER
     reps: int = 3  # pipeline / backend-alone pairs per backend
     latency_calls: int = 20  # encoder calls per backend for the latency percentiles
     hop: int = SamplingOptions().hop

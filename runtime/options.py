@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-BackendName = Literal["auto", "trt", "ort-trt", "ort-cuda", "ort-cpu", "torch"]
-BACKENDS: tuple[str, ...] = ("auto", "trt", "ort-trt", "ort-cuda", "ort-cpu", "torch")
-AUTO_ORDER: tuple[str, ...] = ("trt", "ort-trt", "ort-cuda", "ort-cpu")  # fastest first
+BackendName = Literal["auto", "trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu", "torch")
+# fastest first; the int8 ones exist only where `froster-edge calibrate` kept an INT8 model that passed its gate
+AUTO_ORDER: tuple[str, ...] = ("trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu")
 Smoothing = Literal["ema", "mean", "none"]
 
 

@@ -157,3 +157,20 @@ def test_calibrate_command(bundle, tmp_path):
 def test_file_hash_helper_is_sha256(tmp_path):
     (tmp_path / "x").write_bytes(b"abc")
     assert mf.sha256_file(tmp_path / "x") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_runtime_picks_the_kept_int8_model_and_runs_it_unchanged(bundle):
+    from froster_edge.errors import MissingCapability
+    from froster_edge.runtime.backends import open_backend
+
+    manifest = mf.verify_bundle(bundle)
+    with pytest.raises(MissingCapability, match="no INT8 model"):
+        open_backend("ort-cpu-int8", bundle, manifest, log=lambda m: None)
+    calibrate_int8(bundle, CLIPS, options=CalibrationOptions(max_clips=4, reps=1, thresholds=GateThresholds(0.0, 0.0)))
+    manifest = mf.verify_bundle(bundle)
+    opened = open_backend("auto", bundle, manifest, log=lambda m: None)
+    assert opened.backend.name == "ort-cpu-int8"
+    clips = sample_clips(gather_videos(CLIPS), 4, 64, 2, seed=5).frames[:1]
+    direct = ort.InferenceSession(str(bundle / INT8_ONNX), providers=["CPUExecutionProvider"]).run(None, {"frames": clips})[0]
+    np.testing.assert_array_equal(opened.backend(clips), direct)
+    opened.backend.close()
