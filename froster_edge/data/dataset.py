@@ -16,7 +16,6 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -142,20 +141,18 @@ def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def init_worker(_worker_id: int) -> None:
-    """One thread per worker for torch and OpenCV: the workers are the parallelism.
-
-    For workers started by `worker_context()`: in a forked worker cv2.setNumThreads can hang.
-    """
+    """One torch thread per worker: the workers are the parallelism (decoders already run one
+    thread each). OpenCV's own pool is left alone: cv2.setNumThreads in a forked worker hung about
+    4 runs in 10 once the parent had used OpenCV, so this is safe with any start method."""
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
-    """How workers start: from a clean forkserver process (spawn where there is none), never as a
+    """How workers start: from a clean forkserver process (spawn where there is none), not as a
     fork of this process. A fork copies OpenCV's, FFmpeg's and OpenMP's thread pools half alive,
     and a worker can then wait forever on one of their locks (seen: cv2.setNumThreads in a forked
     worker after the parent had decoded videos). The server imports this package once, so each
-    worker starts in a fraction of a second."""
+    worker starts in a fraction of a second. Scripts need the `if __name__ == "__main__":` guard."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["froster_edge.data"])
