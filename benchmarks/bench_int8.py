@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 VARIANTS = {
-    "linear uint8 pre (default)": {},
-    "linear uint8 no-pre": {"preprocess": False},
-    "all uint8 pre": {"ops": "all"},
-    "linear int8 pre": {"activation": "int8"},
+    "linear uint8 (default)": {},
+    "linear uint8 + ORT pre-processing": {"preprocess": True},
+    "all uint8": {"ops": "all"},
+    "linear int8": {"activation": "int8"},
 }
 
 
@@ -73,8 +73,9 @@ def main() -> None:
             shutil.rmtree(bundle, ignore_errors=True)
             shutil.copytree(base, bundle)
             r = calibrate_int8(bundle, videos, options=replace(options, **VARIANTS[name]))
-            rows[name] = {**r["gate"], "calibration_clips": r["calibration"]["clips"], "held_out_videos": len(r["held_out"]["videos"])}
-            print(f"{name:28s} agreement {rows[name]['top1_agreement']:.1%}  min cos {rows[name]['min_cosine']:.4f}  "
+            rows[name] = {**r["gate"], "calibration_clips": r["calibration"]["clips"], "held_out_videos": len(r["held_out"]["videos"]),
+                          "quantized_nodes": r["int8"]["quantized_nodes"]}
+            print(f"{name:36s} agreement {rows[name]['top1_agreement']:.1%}  min cos {rows[name]['min_cosine']:.4f}  "
                   f"fp32 {rows[name]['float_ms']:.0f} ms  int8 {rows[name]['int8_ms']:.0f} ms  speed-up {rows[name]['speedup']:.2f}x",
                   flush=True)
     report = {"machine": {k: v for k, v in environment().items() if k != "platform"}, "model": a.model, "frames": a.frames,

@@ -57,7 +57,8 @@ def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = Non
         calib_items, held_items = split_held_out(items, options.held_out_fraction, options.seed)
     log(f"decoding calibration clips from {len(calib_items)} videos and gate clips from {len(held_items)} others")
     calib = sample_clips(calib_items, frames, size, options.max_clips, options.seed, options.clips_per_video)
-    gate_clips = sample_clips(held_items, frames, size, options.max_held_out, options.seed, 1, random_start=False)
+    gate_clips = sample_clips(held_items, frames, size, options.max_held_out, options.seed, options.held_out_views,
+                              random_start=False)
     table = load_labels(bundle / mf.LABELS_FILE, manifest["model"]["fingerprint"], manifest["model"]["embed_dim"])
     report = {"calibration": {"videos": sorted({Path(s).name for s in calib.sources}), "clips": int(len(calib.frames)),
                               "seed": options.seed, "digest": calib.digest(), "skipped": calib.skipped},

@@ -53,7 +53,7 @@ def gather_videos(spec: Path, root: Path | None = None) -> list[VideoItem]:
 def sample_clips(items: list[VideoItem], num_frames: int, size: int, max_clips: int, seed: int = 0,
                  clips_per_video: int = 1, random_start: bool = True, stride: int = 16,
                  reference_fps: float = 30.0) -> ClipSet:
-    """Up to `max_clips` clips from shuffled `items` (a random start per clip, or the centre one)."""
+    """Up to `max_clips` clips from shuffled `items`: random starts, or `clips_per_video` evenly spaced views."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(items))
     clips, sources, labels, skipped = [], [], [], []
@@ -67,7 +67,7 @@ def sample_clips(items: list[VideoItem], num_frames: int, size: int, max_clips: 
             if random_start:
                 return np.concatenate([train_clip_indices(count, fps, num_frames, rng, stride, reference_fps)
                                        for _ in range(n)])
-            return np.tile(eval_clip_indices(count, fps, num_frames, 1, stride, reference_fps)[0], n)
+            return eval_clip_indices(count, fps, num_frames, n, stride, reference_fps).reshape(-1)  # n evenly spaced
 
         try:
             frames, _ = decode_video(item.path, select)

@@ -72,7 +72,7 @@ def cache_name(onnx_sha: str, clips_digest: str, method: str, ops: str, activati
 
 def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, streams: int, cache_dir: Path,
                            clips_digest: str, method: Method = "minmax", ops: OpsChoice = "linear",
-                           activation: str | None = None, preprocess: bool = True) -> dict:
+                           activation: str | None = None, preprocess: bool = False) -> dict:
     """Write the QDQ INT8 model to `out_path`; returns what was done (for the manifest).
 
     `preprocess` runs ONNX Runtime's quantization pre-processing first (graph optimisation that
