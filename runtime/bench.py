@@ -207,19 +207,19 @@ def table(result: dict[str, Any]) -> str:
              f"{m['onnxruntime']}, opencv {m['opencv']}, tensorrt {m['tensorrt']}, froster-edge {m['froster-edge']}",
              f"bundle: {result['bundle']} {result['model']}, {result['streams']} stream(s) per call, hop {result['hop']}, "
              f"clip {Path(result['clip']).name} ({result['clips_per_pipeline_run']} clips per pipeline run)",
-             f"{'backend':10s} {'enc p50':>9s} {'enc p95':>9s} {'clips/s':>8s} {'pipe dec/s':>11s} {'alone dec/s':>12s} "
+             f"{'backend':12s} {'enc p50':>9s} {'enc p95':>9s} {'clips/s':>8s} {'pipe dec/s':>11s} {'alone dec/s':>12s} "
              f"{'pipe/alone':>10s} {'busy':>6s} {'rt hop':>6s} {'c2d p50':>9s} {'c2d/enc':>8s}"]
     # c2d/enc: capture-to-decision p50 over the encoder's p50 in the same real-time run (the JSON also
     # has it over the interleaved encoder p50 of step 1, measured minutes apart)
     for name, r in result["backends"].items():
         if not r["available"]:
-            lines.append(f"{name:10s} unavailable: {r['reason']}")
+            lines.append(f"{name:12s} unavailable: {r['reason']}")
             continue
         rt = r.get("realtime", {})
         c2d = f"{rt['capture_to_decision_p50_ms']:9.1f}" if rt.get("capture_to_decision_p50_ms") else f"{'-':>9s}"
         ratio = f"{rt['c2d_p50_vs_encode_p50_in_run']:8.3f}" if rt.get("c2d_p50_vs_encode_p50_in_run") else f"{'-':>8s}"
         hop = f"{rt['hop']:6d}" if rt else f"{'-':>6s}"
-        lines.append(f"{name:10s} {r['encoder_p50_ms']:9.1f} {r['encoder_p95_ms']:9.1f} {r['encoder_clips_per_s']:8.2f} "
+        lines.append(f"{name:12s} {r['encoder_p50_ms']:9.1f} {r['encoder_p95_ms']:9.1f} {r['encoder_clips_per_s']:8.2f} "
                      f"{r['pipeline_decisions_per_s']:11.3f} {r['alone_decisions_per_s']:12.3f} {r['pipeline_vs_alone']:10.3f} "
                      f"{r['encoder_busy']:6.3f} {hop} {c2d} {ratio}")
     return "\n".join(lines)
