@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from froster_edge.calibration.gate import interleaved_median_ms
 from froster_edge.config import StudentConfig
 from froster_edge.export.bundle import export_bundle
 from froster_edge.export.onnx_graphs import VideoEncoderGraph, export_video_encoder, to_fp16
@@ -35,26 +35,6 @@ from froster_edge.model.factory import create_student
 from froster_edge.prompts import ClassText
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def median_ms(samples: list[float]) -> float:
-    return round(1000 * statistics.median(samples), 2)
-
-
-def interleaved(fns: dict, reps: int, sync=lambda: None) -> dict[str, float]:
-    """Median latency of each function, calls interleaved so machine noise hits all alike."""
-    for fn in fns.values():
-        fn()
-        sync()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            sync()
-            t = time.perf_counter()
-            fn()
-            sync()
-            times[k].append(time.perf_counter() - t)
-    return {k: median_ms(v) for k, v in times.items()}
 
 
 def video_latency(model: str, frames: int, streams: int, reps: int, device: str, fp16_cpu: bool) -> dict:
@@ -75,7 +55,7 @@ def video_latency(model: str, frames: int, streams: int, reps: int, device: str,
                 half = ort.InferenceSession(str(half_path), providers=["CPUExecutionProvider"])
                 fns["ort_cpu_fp16"] = lambda: half.run(None, {"frames": x})
             with torch.inference_mode():
-                out["ms"] = interleaved(fns, reps)
+                out["ms"] = {k: round(v, 2) for k, v in interleaved_median_ms(fns, reps).items()}
             out["ort_speedup_vs_torch"] = round(out["ms"]["torch_eager_cpu"] / out["ms"]["ort_cpu_fp32"], 3)
         else:
             graph = graph.cuda()
@@ -92,7 +72,7 @@ def video_latency(model: str, frames: int, streams: int, reps: int, device: str,
                 fns["ort_cuda_fp32"] = lambda: s32.run(None, {"frames": x})
                 fns["ort_cuda_fp16"] = lambda: s16.run(None, {"frames": x})
             with torch.inference_mode():
-                out["ms"] = interleaved(fns, reps, torch.cuda.synchronize)
+                out["ms"] = {k: round(v, 2) for k, v in interleaved_median_ms(fns, reps, torch.cuda.synchronize).items()}
                 ref = graph(xt).float().cpu().numpy()
                 out["fp16_vs_fp32"] = compare(fp16().float().cpu().numpy(), ref)
             out["fp16_speedup_vs_fp32"] = round(out["ms"]["torch_cuda_fp32"] / out["ms"]["torch_cuda_fp16_autocast"], 3)

@@ -20,15 +20,22 @@ from .options import GateThresholds
 Encoder = Callable[[np.ndarray], np.ndarray]
 
 
-def interleaved_median_ms(encoders: dict[str, Encoder], batch: np.ndarray, reps: int) -> dict[str, float]:
-    """Median latency of each encoder on `batch`, after one warm-up call each, calls interleaved."""
-    for encode in encoders.values():
-        encode(batch)
-    times: dict[str, list[float]] = {k: [] for k in encoders}
+def interleaved_median_ms(calls: dict[str, Callable[[], object]], reps: int,
+                          sync: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Median latency of each call after one warm-up each, calls interleaved so machine noise hits all alike.
+
+    `sync` waits for asynchronous work (torch.cuda.synchronize) before each clock read.
+    """
+    for call in calls.values():
+        call()
+        sync()
+    times: dict[str, list[float]] = {k: [] for k in calls}
     for _ in range(reps):
-        for name, encode in encoders.items():
+        for name, call in calls.items():
+            sync()
             t = time.perf_counter()
-            encode(batch)
+            call()
+            sync()
             times[name].append(time.perf_counter() - t)
     return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
@@ -41,7 +48,7 @@ def measure(float_encoder: Encoder, int8_encoder: Encoder, held_out: np.ndarray,
     stats = compare(got, ref, table)
     cos = (got * ref).sum(-1) / np.maximum(np.linalg.norm(got, axis=-1) * np.linalg.norm(ref, axis=-1), 1e-12)
     batch = held_out[:streams] if len(held_out) >= streams else np.repeat(held_out[:1], streams, axis=0)
-    ms = interleaved_median_ms({"float": float_encoder, "int8": int8_encoder}, batch, reps)
+    ms = interleaved_median_ms({"float": lambda: float_encoder(batch), "int8": lambda: int8_encoder(batch)}, reps)
     return {"held_out_clips": int(len(held_out)), "min_cosine": stats["min_cosine"], "mean_cosine": float(cos.mean()),
             "top1_agreement": stats["top1_agreement"], "float_ms": round(ms["float"], 2), "int8_ms": round(ms["int8"], 2),
             "speedup": round(ms["float"] / ms["int8"], 3)}
