@@ -96,8 +96,35 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
 
 
 def check_target(out: Path) -> None:
+    """Refuse to replace a folder that is not a bundle; first tidy what a killed export left beside it."""
+    recover_interrupted(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / mf.MANIFEST_FILE).is_file())):
         raise ConfigError(f"{out} exists and is not a froster-edge bundle: choose another -o (nothing was overwritten)")
+
+
+def recover_interrupted(out: Path) -> None:
+    """Undo a killed export: put back a previous bundle caught between the two renames, drop stale staging.
+
+    Only folders of processes that are gone are touched, so a concurrent export is left alone.
+    """
+    for leftover in sorted(out.parent.glob(f".{out.name}.*-*")):
+        kind, _, pid = leftover.name[len(out.name) + 2:].rpartition("-")
+        if kind not in ("staging", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not out.exists():
+            os.replace(leftover, out)  # killed after moving the old bundle aside, before the new one came in
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _replace(staging: Path, out: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 
 import numpy as np
@@ -259,3 +260,18 @@ def test_ort_trt_route_without_the_provider_is_a_missing_capability(bundle, tmp_
     _, result = bundle
     with pytest.raises(MissingCapability, match="TensorrtExecutionProvider"):
         build_ort_trt_cache(result.bundle / "video_encoder.onnx", tmp_path, {})
+
+
+def test_a_killed_export_is_undone_at_the_next_one(bundle, tmp_path):
+    _, result = bundle
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    out = tmp_path / "b"
+    shutil.copytree(result.bundle, tmp_path / f".b.old-{dead}")  # killed between the two renames
+    (tmp_path / f".b.staging-{dead}").mkdir()
+    (tmp_path / f".b.staging-{dead}" / "video_encoder.onnx").write_bytes(b"half")
+    (tmp_path / f".b.staging-{os.getpid()}").mkdir()  # a live process's staging is not touched
+    from froster_edge.export.bundle import check_target
+
+    check_target(out)
+    assert mf.verify_bundle(out)["files"] == result.manifest["files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".b.staging-{os.getpid()}", "b"]
