@@ -45,7 +45,7 @@ def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = Non
     """Quantize the bundle's video encoder, gate it, and keep it only when it pays. Returns the report."""
     options = options or CalibrationOptions()
     bundle = Path(bundle)
-    manifest = mf.verify_bundle(bundle)
+    manifest = mf.verify_bundle(bundle, [mf.VIDEO_ONNX, mf.LABELS_FILE])  # what calibration reads
     frames, size, streams = _shape(manifest)
     items = gather_videos(videos, root)
     if held_out is not None:
@@ -85,7 +85,7 @@ def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = Non
         if accepted:
             os.replace(tmp, bundle / INT8_ONNX)
             section = {k: report[k] for k in ("file", "int8", "gate", "thresholds", "forced", "reasons", "calibration", "held_out")}
-            mf.update_files(bundle, manifest, int8=section)
+            mf.update_files(bundle, manifest, [INT8_ONNX], int8=section)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -96,7 +96,7 @@ def calibrate_confidence(bundle: str | Path, val: Path, root: Path | None = None
                          max_clips: int = 1000, log: Callable[[str], None] = lambda m: None) -> dict:
     """Fit the label table's temperature on a labelled list; write it into the table and the manifest."""
     bundle = Path(bundle)
-    manifest = mf.verify_bundle(bundle)
+    manifest = mf.verify_bundle(bundle, [mf.VIDEO_ONNX, mf.LABELS_FILE])
     frames, size, streams = _shape(manifest)
     table = load_labels(bundle / mf.LABELS_FILE, manifest["model"]["fingerprint"], manifest["model"]["embed_dim"])
     from ..data.lists import read_video_list
@@ -117,5 +117,5 @@ def calibrate_confidence(bundle: str | Path, val: Path, root: Path | None = None
         "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, temperature),
     }
     replace(table, temperature=temperature).save(bundle / mf.LABELS_FILE)
-    mf.update_files(bundle, manifest, confidence={k: v for k, v in report.items() if k != "skipped"})
+    mf.update_files(bundle, manifest, [mf.LABELS_FILE], confidence={k: v for k, v in report.items() if k != "skipped"})
     return report

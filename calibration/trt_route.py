@@ -54,7 +54,7 @@ def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Clip
                   file=int8.file if accepted else None)
     if accepted:
         engines = [e for e in manifest.get("engines", []) if e.get("key") not in (fp16.key, int8.key)]
-        mf.update_files(bundle, manifest, engines=engines + [fp16.to_dict(), int8.to_dict()])
+        mf.update_files(bundle, manifest, [fp16.file, int8.file], engines=engines + [fp16.to_dict(), int8.to_dict()])
     elif not int8.reused:
         (bundle / int8.file).unlink(missing_ok=True)
     return report

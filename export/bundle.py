@@ -243,7 +243,8 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
         require_passed([video_rec.parity])
         records = [video_rec.to_dict(), text_rec.to_dict()]
     result.seconds["engines"] = time.perf_counter() - t
-    result.manifest = mf.update_files(bundle, manifest, engines=records)
+    plans = [r["file"] for r in records if r.get("route") == "tensorrt"]
+    result.manifest = mf.update_files(bundle, manifest, plans, engines=records)
 
 
 def relabel_bundle(bundle: str | Path, classes: list[ClassText], out: str | Path | None = None,
@@ -260,7 +261,8 @@ def relabel_bundle(bundle: str | Path, classes: list[ClassText], out: str | Path
     table = write_labels(table, Path(out) if out is not None else bundle / mf.LABELS_FILE, append)
     if out is None:
         # a temperature fitted for the old classes does not carry over: the new table starts at T = 1
-        mf.update_files(bundle, manifest, labels={"file": mf.LABELS_FILE, "classes": len(table.names)}, confidence=None)
+        mf.update_files(bundle, manifest, [mf.LABELS_FILE], labels={"file": mf.LABELS_FILE, "classes": len(table.names)},
+                        confidence=None)
     return table
 
 

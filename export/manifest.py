@@ -55,8 +55,13 @@ def hash_files(bundle: str | Path, names: Iterable[str] | None = None) -> dict[s
 
 def write_manifest(bundle: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Hash every file of the bundle into `manifest["files"]` and write manifest.json atomically."""
-    manifest = {"format": FORMAT, "version": VERSION, **manifest, "files": hash_files(bundle)}
-    atomic_write_json(Path(bundle) / MANIFEST_FILE, manifest)
+    return _write(Path(bundle), manifest, hash_files(bundle))
+
+
+def _write(root: Path, body: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
+    body = {k: v for k, v in body.items() if k not in ("format", "version", "files")}
+    manifest = {"format": FORMAT, "version": VERSION, **body, "files": dict(sorted(files.items()))}
+    atomic_write_json(root / MANIFEST_FILE, manifest)
     return manifest
 
 
@@ -87,8 +92,11 @@ def verify_bundle(bundle: str | Path, names: Iterable[str] | None = None) -> dic
     return manifest
 
 
-def update_files(bundle: str | Path, manifest: dict[str, Any], **sections: Any) -> dict[str, Any]:
-    """Rewrite the manifest with new sections (e.g. engines) and the current file hashes."""
-    manifest = {k: v for k, v in manifest.items() if k not in ("format", "version", "files")}
-    manifest.update(sections)
-    return write_manifest(bundle, manifest)
+def update_files(bundle: str | Path, manifest: dict[str, Any], changed: Iterable[str], **sections: Any) -> dict[str, Any]:
+    """Rewrite the manifest with new sections (e.g. engines) after writing the files named in `changed`.
+
+    Only those files are hashed again; the others keep their recorded hashes (callers verified
+    what they read), so relabelling a bundle does not re-read hundreds of MB of ONNX.
+    """
+    root = Path(bundle)
+    return _write(root, {**manifest, **sections}, {**manifest["files"], **hash_files(root, changed)})
