@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ConfigError, ParityError
 from ..model.student import VideoStudent
-from ..video import VideoError, read_frames, resize_center_crop, uniform_indices
+from ..video import VideoError, decode_video, resize_center_crop, uniform_indices
 from .labels import LabelTable
 from .onnx_graphs import VideoEncoderGraph
 from .options import ParityThresholds  # noqa: F401  (re-exported: gates and thresholds in one import)
@@ -44,11 +44,11 @@ def load_parity_clips(videos: list[Path], num_frames: int, size: int, max_clips:
         if len(clips) >= max_clips:
             break
         try:
-            decoded = read_frames(path)
+            picked, _ = decode_video(path, lambda count, fps: uniform_indices(count, num_frames))  # RGB for T frames only
         except VideoError as e:
             skipped.append(str(e))
             continue
-        clips.append(np.stack([resize_center_crop(decoded[i], size) for i in uniform_indices(len(decoded), num_frames)]))
+        clips.append(np.stack([resize_center_crop(frame, size) for frame in picked]))
         sources.append(Path(path).name)
     if clips:
         return ParityClips(np.stack(clips), sources, False, skipped)
