@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import platform
 from pathlib import Path
 from typing import Iterator, Literal
@@ -123,9 +122,3 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
             "quantized_nodes": len(to_quantize) if to_quantize is not None else "all",
             "float_kept": ["LayerNormalization", "Softmax", "attention products", "final projection"] if ops == "linear" else [],
             "calibration_clips": int(len(clips)), "cache": cache.name, "cache_hit": hit}
-
-
-def read_cache_summary(path: Path) -> dict:
-    """How many tensors a range cache holds (a sanity check for tests and logs)."""
-    data = json.loads(path.read_text())
-    return {"tensors": len(data.get("data", data))}
