@@ -45,13 +45,16 @@ def run(req: RunRequest) -> dict:
     pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
     if req.show:
         frame_sinks.append(ShowSink(list(req.options.sources), stop))
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
+    # SIGINT too: a process started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and `kill -INT` must still stop it cleanly with its stats
+    previous = ({sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+                if threading.current_thread() is threading.main_thread() else {})
     try:
         stats = pipeline.run()
     finally:
         pipeline.backend.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     result = stats.to_dict()
     if result.get("stdout_closed"):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second BrokenPipeError at exit
