@@ -171,10 +171,12 @@ class Pipeline:
         self.rule = SampleRule.from_options(options.sampling, pre)
         self.specs: list[SourceSpec] = [parse_source(s) for s in options.sources]  # a typo fails before any loading
         model = self.manifest["model"]
-        default_labels = self.bundle / self.manifest.get("labels", {}).get("file", mf.LABELS_FILE)
-        self.labels_path = Path(options.labels) if options.labels is not None else default_labels
-        if options.labels is None:
-            mf.verify_bundle(self.bundle, [default_labels.name])
+        if options.labels is None:  # the file hashed is the file loaded
+            labels_file = (self.manifest.get("labels") or {}).get("file", mf.LABELS_FILE)
+            mf.verify_bundle(self.bundle, [labels_file])
+            self.labels_path = mf.bundle_path(self.bundle, labels_file)
+        else:
+            self.labels_path = Path(options.labels)
         table = load_labels(self.labels_path, model["fingerprint"], int(model["embed_dim"]))
         self.classifier = Classifier(table, options.classifier)
         self.watcher = LabelWatcher(self.labels_path, model["fingerprint"], int(model["embed_dim"]), log)
