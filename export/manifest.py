@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import BundleError
+from ..errors import BundleError, shorten
 from ..io import atomic_write_json, read_versioned_json
 
 FORMAT = "froster-edge-bundle"
@@ -137,7 +137,7 @@ def check_structure(doc: dict[str, Any], where: Path) -> None:
         return node
 
     def bad(key: str, want: str, value: Any) -> BundleError:
-        return BundleError(f"{where}: {key} must be {want}, not {_short(value)}")
+        return BundleError(f"{where}: {key} must be {want}, not {shorten(repr(value))}")
 
     def need(key: str, kind: str, optional: bool = False) -> Any:
         value = get(key, optional)
@@ -158,9 +158,9 @@ def check_structure(doc: dict[str, Any], where: Path) -> None:
 
     files = need("files", "dict")
     for name, digest in files.items():
-        check_relative(name, f"files[{_short(name)}]", where)
+        check_relative(name, f"files[{shorten(repr(name))}]", where)
         if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
-            raise bad(f"files[{_short(name)}]", "a sha256 hex digest", digest)
+            raise bad(f"files[{shorten(repr(name))}]", "a sha256 hex digest", digest)
     for key, kind in [("model", "dict"), ("model.fingerprint", "str"), ("model.embed_dim", "count"),
                       ("model.model_cfg", "dict"), ("logit_scale", "number"), ("preprocessing", "dict"),
                       ("preprocessing.image_size", "count"), ("preprocessing.num_frames", "count"),
@@ -193,10 +193,10 @@ def check_structure(doc: dict[str, Any], where: Path) -> None:
 def check_relative(name: Any, key: str, where: Path | str) -> str:
     """`name` as a path inside the bundle: relative, without `..`, or BundleError naming `key`."""
     if not (isinstance(name, str) and name) or "\0" in name:
-        raise BundleError(f"{where}: {key} must be a file name inside the bundle, not {_short(name)}")
+        raise BundleError(f"{where}: {key} must be a file name inside the bundle, not {shorten(repr(name))}")
     parts = Path(name).parts
     if Path(name).is_absolute() or ".." in parts or name.startswith("~"):
-        raise BundleError(f"{where}: {key} = {_short(name)} points outside the bundle: every path in a manifest "
+        raise BundleError(f"{where}: {key} = {shorten(repr(name))} points outside the bundle: every path in a manifest "
                           "is relative to the bundle and stays inside it")
     return name
 
@@ -212,11 +212,6 @@ def bundle_path(bundle: str | Path, name: str, what: str = "a file") -> Path:
     return path
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    """repr of a value from a file, cut to `limit` characters (messages stay one readable line)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
 
 def verify_bundle(bundle: str | Path, names: Iterable[str] | None = None) -> dict[str, Any]:
     """read_manifest, then check that the files (all, or `names`) exist and match their hashes."""
@@ -225,7 +220,7 @@ def verify_bundle(bundle: str | Path, names: Iterable[str] | None = None) -> dic
     recorded: dict[str, str] = manifest["files"]
     for name in recorded if names is None else names:
         if name not in recorded:
-            raise BundleError(f"{root}/{_short(name)} is not recorded in {MANIFEST_FILE}")
+            raise BundleError(f"{root}/{shorten(name)} is not recorded in {MANIFEST_FILE}")
         path = bundle_path(root, name)
         if not path.is_file():
             raise BundleError(f"{path} is missing from the bundle")
