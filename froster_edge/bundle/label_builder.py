@@ -1,0 +1,108 @@
+"""Encoding class texts into a label table, through the torch student or the bundle's ONNX text encoder.
+
+Every class gets FROSTER's prompt ensemble (28 templates + the bare text); the table row is the
+mean of the normalised prompt embeddings, re-normalised, exactly as the student classifies.
+Prompts longer than the text encoder's context are refused rather than silently cut, since a
+cut description changes what the class means. No torch here: the encoder is any tokens -> array
+function (`sessions.onnx_text_encoder`, or `froster_edge.export.reference.torch_text_encoder`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..prompts import ClassText, prompts_for
+from . import manifest as mf
+from .labels import LabelTable, load_labels
+from .sessions import TextEncoder, onnx_text_encoder
+
+
+def _tokenizer(context: int):
+    from ..model.clip import get_tokenizer  # open_clip's BPE
+
+    return get_tokenizer(context)
+
+
+def _tokenize(texts: list[str], model_cfg: dict[str, Any]) -> np.ndarray:
+    from ..model.clip import tokenize
+
+    return tokenize(texts, model_cfg).numpy()
+
+
+def check_prompts(classes: list[ClassText], model_cfg: dict[str, Any]) -> list[list[str]]:
+    """The prompt ensemble of each class; ConfigError on a duplicate class or an over-long prompt."""
+    if not classes:
+        raise ConfigError("no classes to encode")
+    context = model_cfg["text_cfg"].get("context_length", 77)
+    tokenizer = _tokenizer(context)
+    seen: dict[str, str] = {}
+    out = []
+    for c in classes:
+        if c.name.casefold() in seen:
+            raise ConfigError(f"class {c.name!r} appears twice")
+        seen[c.name.casefold()] = c.name
+        prompts = prompts_for(c)
+        lengths = [len(tokenizer.encode(p)) + 2 for p in prompts]  # + start- and end-of-text tokens
+        n = max(lengths)
+        longest = prompts[lengths.index(n)]
+        if n > context:
+            raise ConfigError(
+                f"class {c.name!r}: the prompt {longest[:60]!r}... is {n} tokens, over the text encoder's {context}; "
+                "shorten its description")
+        out.append(prompts)
+    return out
+
+
+def average_prompts(feats: np.ndarray) -> np.ndarray:
+    """Mean of normalised prompt embeddings per class, re-normalised: (C, P, D) -> (C, D).
+
+    The numpy twin of `froster_edge.model.student.average_prompts` (which must stay torch for autograd).
+    """
+    feats = np.asarray(feats, np.float32)
+    feats = feats / np.maximum(np.linalg.norm(feats, axis=-1, keepdims=True), 1e-12)
+    mean = feats.mean(axis=1)
+    return mean / np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+
+
+def build_label_table(classes: list[ClassText], encode: TextEncoder, model_cfg: dict[str, Any], fingerprint: str,
+                      logit_scale: float, batch_size: int = 256) -> LabelTable:
+    """Encode every class's prompt ensemble with `encode` into a validated LabelTable."""
+    prompts = check_prompts(classes, model_cfg)
+    flat = [p for ps in prompts for p in ps]
+    tokens = _tokenize(flat, model_cfg)
+    feats = np.concatenate([encode(tokens[i:i + batch_size]) for i in range(0, len(flat), batch_size)])
+    per_class = len(prompts[0])  # every class has the same ensemble size
+    table = average_prompts(feats.reshape(len(classes), per_class, -1))
+    return LabelTable(names=[c.name for c in classes], texts=[c.text for c in classes], embeddings=table,
+                      logit_scale=float(logit_scale), fingerprint=fingerprint, prompts=prompts)
+
+
+def relabel_bundle(bundle: str | Path, classes: list[ClassText], out: str | Path | None = None,
+                   append: bool = False) -> LabelTable:
+    """A label table for `classes` through the bundle's own ONNX text encoder (no student, no retraining).
+
+    Written to `out`, or into the bundle (whose manifest is then re-hashed) when `out` is None.
+    """
+    bundle = Path(bundle)
+    manifest = mf.verify_bundle(bundle, [mf.TEXT_ONNX])
+    model = manifest["model"]
+    table = build_label_table(classes, onnx_text_encoder(bundle / mf.TEXT_ONNX), model["model_cfg"],
+                              model["fingerprint"], float(manifest["logit_scale"]))
+    table = write_labels(table, Path(out) if out is not None else bundle / mf.LABELS_FILE, append)
+    if out is None:
+        # a temperature fitted for the old classes does not carry over: the new table starts at T = 1
+        mf.update_files(bundle, manifest, [mf.LABELS_FILE], labels={"file": mf.LABELS_FILE, "classes": len(table.names)},
+                        confidence=None)
+    return table
+
+
+def write_labels(table: LabelTable, target: str | Path, append: bool = False) -> LabelTable:
+    """Save `table` to `target`; with `append`, after the classes already there (same model only)."""
+    if append:
+        table = load_labels(target, table.fingerprint, table.dim).extend(table)
+    table.save(target)
+    return table
