@@ -195,14 +195,15 @@ def labels_cmd(
         raise typer.BadParameter("give exactly one of --student and --bundle")
     class_texts = read_class_texts(classes)
     if bundle is not None:
-        from .bundle.label_builder import relabel_bundle
+        from .bundle.relabel import relabel_bundle
 
         table = relabel_bundle(bundle, class_texts, out, append)
         target = out or bundle / "labels.npz"
     else:
         if out is None:
             raise typer.BadParameter("-o is required with --student")
-        from .bundle.label_builder import build_label_table, write_labels
+        from .bundle.label_builder import build_label_table
+        from .bundle.relabel import write_labels
         from .export.reference import torch_text_encoder
         from .model.checkpoint import load_student, model_fingerprint
 
