@@ -35,7 +35,7 @@ from .classifier import Classifier, LabelWatcher
 from .options import RunOptions, check_options
 from .sampler import ClipAssembler, SampleRule, is_sampled_index
 from .sinks import Decision, DecisionSink, FrameSink
-from .sources import END, Frame, FrameSlot, Reader, SourceError, SourceSpec, capture_fps, open_first, parse_source
+from .sources import END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, open_all, parse_source
 from .stats import RunStats, StreamCounters
 
 
@@ -201,12 +201,15 @@ class Pipeline:
                            "warmup_s": round(self.opened.warmup_s, 3)}
         live = [spec.live or o.capture.realtime for spec in self.specs]
         board = ClipBoard(len(self.specs))
-        threads = self._streams(board, live)
+        threads: list[threading.Thread] = []
         self.stats.started = time.monotonic()
-        for t in threads:
-            t.start()
         try:
-            self._loop(board, gather_all=not any(live))
+            threads = self._streams(board, live)  # none when stopped while a stream was still connecting
+            self.stats.started = time.monotonic()
+            for t in threads:
+                t.start()
+            if threads:
+                self._loop(board, gather_all=not any(live))
         except KeyboardInterrupt:
             self.stats.info["interrupted"] = True
         except BrokenPipeError:  # stdout closed by its reader (`| head`): a normal way to stop
@@ -224,14 +227,10 @@ class Pipeline:
     def _streams(self, board: ClipBoard, live: list[bool]) -> list[threading.Thread]:
         """Open every source (all or none: a run never starts on a source it cannot read), and make
         each one's reader and assembler threads."""
-        o, caps = self.options, []
-        try:
-            for spec in self.specs:
-                caps.append(open_first(spec, o.capture))
-        except SourceError:
-            for cap in caps:
-                cap.release()
-            raise
+        o = self.options
+        caps = open_all(self.specs, o.capture, self.stop)
+        if caps is None:
+            return []
         self.log(self.describe())
         threads: list[threading.Thread] = []
         for i, (spec, cap) in enumerate(zip(self.specs, caps)):

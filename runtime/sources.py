@@ -101,6 +101,43 @@ def open_first(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture:
     return cap
 
 
+def open_all(specs: list[SourceSpec], options: CaptureOptions, stop: threading.Event) -> list[cv2.VideoCapture] | None:
+    """Open every source (all or none: a run never starts on a source it cannot read) on a helper
+    thread, so a stop (a signal) while a stream is still connecting is honoured at once: None then,
+    and what the helper opens afterwards it releases itself."""
+    lock, done = threading.Lock(), threading.Event()
+    state: dict = {"caps": [], "error": None, "abandoned": False}
+
+    def work() -> None:
+        try:
+            for spec in specs:
+                if stop.is_set():
+                    break
+                state["caps"].append(open_first(spec, options))
+        except BaseException as e:  # handed to the waiting thread
+            state["error"] = e
+        with lock:
+            done.set()
+            if state["abandoned"] or state["error"] is not None:
+                for cap in state["caps"]:
+                    cap.release()
+
+    threading.Thread(target=work, name="open-sources", daemon=True).start()
+    while not done.wait(0.05):
+        if stop.is_set():
+            with lock:
+                if not done.is_set():
+                    state["abandoned"] = True
+                    return None
+    if state["error"] is not None:
+        raise state["error"]
+    if stop.is_set():
+        for cap in state["caps"]:
+            cap.release()
+        return None
+    return state["caps"]
+
+
 def capture_fps(cap: cv2.VideoCapture) -> float:
     fps = cap.get(cv2.CAP_PROP_FPS)
     return float(fps) if 0 < fps < 1000 else 0.0
