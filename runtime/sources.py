@@ -26,7 +26,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from ..errors import ConfigError, FrosterError
-from ..video import MAX_FRAMES  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
+from ..video import MAX_FRAMES, VideoError, check_early_stop  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
 from .options import CaptureOptions
 from .stats import RunStats, StreamCounters
 
@@ -251,9 +251,10 @@ class Reader(threading.Thread):
                 return
             if count == 0:
                 raise SourceError(f"{self.spec.text}: no frame could be decoded (empty, corrupt, or an unsupported codec)")
-            if declared and count < declared - 1:
-                raise SourceError(f"{self.spec.text}: decoding stopped after {count} of {declared} frames "
-                                  "(corrupt or truncated file)")
+            try:  # predict's rule: a short header count is no corruption, corrupt data is named
+                check_early_stop(self.spec.target, count, declared)
+            except VideoError as e:
+                raise SourceError(f"{self.spec.text}: {e.reason}") from e
             if not self.options.loop:
                 return
             self.cap.release()
@@ -293,7 +294,7 @@ class Reader(threading.Thread):
     def _read_live(self) -> None:
         """Read as the source delivers; on a drop, release and reopen with backoff."""
         opts, index, start, backoff = self.options, 0, time.monotonic(), self.options.reconnect_initial_s
-        segment = 0
+        segment, pace = 0, _Pace()
         while not self.stop.is_set():
             if self.cap is None:
                 self.cap = open_capture(self.spec, opts)
@@ -304,6 +305,7 @@ class Reader(threading.Thread):
                     continue
                 self.counters.reconnects += 1
                 segment += 1
+                pace = _Pace()
                 self.log(f"stream {self.label}: reconnected to {self.spec.text}")
             t0 = time.monotonic()
             try:
@@ -313,6 +315,11 @@ class Reader(threading.Thread):
             if not ok or bgr is None:
                 if self.stop.is_set():
                     return
+                if self.spec.kind == "url" and pace.faster_than_real_time():
+                    raise SourceError(
+                        f"{self.spec.text} delivered {pace.media:.0f} s of video in {pace.wall:.1f} s and ended: it is a "
+                        "video file served over the network, not a live stream, so its frames were dropped as live "
+                        "ones; download it and give the file to --source")
                 self.log(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s")
                 self.cap.release()
                 self.cap = None
@@ -320,6 +327,7 @@ class Reader(threading.Thread):
                 backoff = min(backoff * 2, opts.reconnect_max_s)
                 continue
             now = time.monotonic()
+            pace.frame(self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, now)
             backoff = opts.reconnect_initial_s
             self.stats.record("read", now - t0)
             self.counters.frames_read += 1
@@ -327,3 +335,23 @@ class Reader(threading.Thread):
             index += 1
             self.slot.put(frame, self.stop)
             self.counters.frames_dropped = self.slot.dropped
+
+
+class _Pace:
+    """How much video a connection delivered (its timestamps) against the wall time it took.
+
+    A live stream delivers at most about real time; a video file behind an http:// URL arrives
+    as fast as the network allows. Timestamps a source does not report (0) never look fast."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.media = self.wall = 0.0
+        self._t0 = 0.0
+
+    def frame(self, media_s: float, now: float) -> None:
+        if self.first is None:
+            self.first, self._t0 = media_s, now
+        self.media, self.wall = max(0.0, media_s - self.first), now - self._t0
+
+    def faster_than_real_time(self) -> bool:
+        return self.media > 2.0 * self.wall + 2.0  # far from a live stream's jitter and start-up burst

@@ -151,3 +151,41 @@ def test_a_signal_while_a_stream_is_still_connecting_stops_there_with_stats(tiny
     assert "Traceback" not in err and "froster-edge: stopped" in err and "cannot be opened" not in err
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["interrupted"] and stats["decisions"] == 0 and stats["streams"] == []
+
+
+def test_run_and_predict_share_one_decoding_policy(tiny_bundle):
+    """discard_first_keyframe.mp4 declares 30 frames and decodes cleanly to 25: both use the 25."""
+    from froster_edge.video import decode_video
+
+    from .conftest import shared_data
+
+    path = shared_data("video_robustness/torchcodec") / "discard_first_keyframe.mp4"
+    frames, info = decode_video(path)
+    assert (len(frames), info.declared_frames) == (25, 30)
+    proc = run("run", "--bundle", str(tiny_bundle), "--source", str(path), "--jsonl", "--sample-fps", "25", "--hop", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 25 - 4 + 1  # every frame sampled, T=4, hop 1
+    assert "25 frames read" in proc.stderr and "error" not in proc.stderr
+
+
+def test_a_video_file_behind_an_http_url_says_why_it_decides_nothing(tiny_bundle, tmp_path):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=96x72:rate=5",
+                    "-t", "40", "-c:v", "mpeg4", str(tmp_path / "long.avi")], check=True, timeout=120)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = run("run", "--bundle", str(tiny_bundle), "--source", f"http://127.0.0.1:{server.server_port}/long.avi")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("froster-edge: error:") and "not a live stream" in last and "Traceback" not in proc.stderr
+    assert "capture_to_decision" in proc.stderr or "decisions in" in proc.stderr  # the stats came first
