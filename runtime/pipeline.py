@@ -95,9 +95,9 @@ class ClipBoard:
         with self._cond:
             if not ready() and not all(self.done):
                 self._cond.wait_for(lambda: ready() or all(self.done), timeout)
-            clips = [c for c in self.pending if c is not None]
-            if not clips:
+            if not ready():  # a timeout hands back nothing, never a partial batch of files (deterministic batching)
                 return None if all(self.done) else []
+            clips = [c for c in self.pending if c is not None]
             self.pending = [None] * len(self.pending)
             self._cond.notify_all()
             return clips
