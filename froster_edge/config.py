@@ -19,6 +19,7 @@ from typing import Any, Literal, Mapping, TypeVar
 import yaml
 
 from .errors import ConfigError, shorten
+from .io import read_text
 
 T = TypeVar("T")
 
@@ -281,7 +282,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
+        data = yaml.load(read_text(path, "config"), Loader=_Loader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
     if data is None:

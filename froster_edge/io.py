@@ -54,6 +54,21 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 
+def read_text(path: str | Path, what: str = "file", error: type[Exception] | None = None) -> str:
+    """A UTF-8 text file a user gave: unreadable (a folder, no permission) or not text is `error`
+    (default ConfigError) naming the file, never an OSError or UnicodeDecodeError."""
+    from .errors import ConfigError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise (error or ConfigError)(f"{what} not found: {path}") from e
+    except UnicodeDecodeError as e:
+        raise (error or ConfigError)(f"{path} is not a UTF-8 text {what}: {e.reason} at byte {e.start}") from e
+    except OSError as e:
+        raise (error or ConfigError)(f"{path} cannot be read: {e.strerror or e}") from e
+
+
 def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str, ...], error: type[Exception],
                         what: str) -> dict[str, Any]:
     """A JSON document of ours: parsed, its format and version checked, its required keys present.
@@ -61,8 +76,8 @@ def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str,
     Every problem is `error` with a message naming the file, so each artifact reader states it once.
     """
     try:
-        doc = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        doc = json.loads(read_text(path, what, error))
+    except json.JSONDecodeError as e:
         raise error(f"{path} is corrupt: {e}") from e
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise error(f"{path} is not a froster-edge {what}")

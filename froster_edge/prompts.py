@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .io import read_text
 
 # CLIP's Kinetics prompt set as FROSTER uses it: 4 openings x 7 phrasings = 28 templates.
 _OPENINGS = ("a photo of", "a video of", "a example of", "a demonstration of")
@@ -79,7 +80,7 @@ def read_class_texts(path: str | Path) -> list[ClassText]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"class file not found: {path}")
-    raw = path.read_text(encoding="utf-8")
+    raw = read_text(path, "class file")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(raw)

@@ -95,3 +95,33 @@ def test_error_messages_echoing_an_alias_bombed_yaml_stay_short(tmp_path):
     with pytest.raises(ConfigError, match="unknown config key") as info:
         load_recipe(tmp_path / "keys.yaml")
     assert len(str(info.value)) < 1000
+
+
+@pytest.mark.parametrize("reader, name", [
+    ("froster_edge.prompts:read_class_texts", "classes.json"),
+    ("froster_edge.prompts:read_class_texts", "classes.txt"),
+    ("froster_edge.data.lists:read_classes", "classes.csv"),
+    ("froster_edge.evaluation.protocol:load_protocol", "protocol.yaml"),
+    ("froster_edge.train.config:load_recipe", "recipe.yaml"),
+    ("froster_edge.model.clip:resolve_model_config", "model.json"),
+])
+def test_a_binary_file_or_a_folder_where_text_is_read_is_one_named_error(tmp_path, reader, name):
+    import importlib
+
+    module, func = reader.split(":")
+    read = getattr(importlib.import_module(module), func)
+    (tmp_path / name).write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigError, match="is not a UTF-8 text"):
+        read(str(tmp_path / name))
+    (tmp_path / "dir" / name).mkdir(parents=True)
+    with pytest.raises(ConfigError):
+        read(str(tmp_path / "dir" / name))
+
+
+def test_a_folder_named_like_a_manifest_is_a_bundle_error(tmp_path):
+    from froster_edge.bundle import manifest as mf
+    from froster_edge.errors import BundleError
+
+    (tmp_path / mf.MANIFEST_FILE).mkdir()
+    with pytest.raises(BundleError):
+        mf.read_manifest(tmp_path)

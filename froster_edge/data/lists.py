@@ -23,6 +23,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io import read_text
 from ..prompts import ClassText, read_class_texts
 
 
@@ -89,7 +90,7 @@ def read_classes(path: str | Path) -> list[ClassText]:
         return read_class_texts(path)
     if not path.is_file():
         raise ConfigError(f"class file not found: {path}")
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(read_text(path, "class file"))))
     if not rows or "name" not in rows[0]:
         raise ConfigError(f"{path}: expected a CSV with a header naming a 'name' column (and optionally 'id')")
     if "id" in rows[0]:

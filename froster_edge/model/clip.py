@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP
 
-from ..errors import ConfigError, shorten, PretrainedWeightsError
+from ..errors import ConfigError, PretrainedWeightsError, shorten
+from ..io import read_text
 from ..logs import quiet_logger
 
 
@@ -39,7 +40,7 @@ def resolve_model_config(model_name: str, pretrained: str | None = None, image_s
         if not path.is_file():
             raise ConfigError(f"model config file not found: {model_name}")
         try:
-            cfg = json.loads(path.read_text())
+            cfg = json.loads(read_text(path, "model config"))
         except json.JSONDecodeError as e:
             raise ConfigError(f"{model_name} is not valid JSON: {e}") from e
         if isinstance(cfg, dict) and isinstance(cfg.get("model_cfg"), dict):
