@@ -189,3 +189,9 @@ def test_a_video_file_behind_an_http_url_says_why_it_decides_nothing(tiny_bundle
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("froster-edge: error:") and "not a live stream" in last and "Traceback" not in proc.stderr
     assert "capture_to_decision" in proc.stderr or "decisions in" in proc.stderr  # the stats came first
+
+
+def test_every_commands_json_file_is_checked_before_any_work(tmp_path):
+    (tmp_path / "report").mkdir()
+    assert_one_line_error(run("info", "--json", str(tmp_path / "report")), 1, "--json")
+    assert_one_line_error(run("bench", "--bundle", str(tmp_path), "--json", "/proc/froster.json"), 1, "cannot write in /proc")
