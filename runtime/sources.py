@@ -294,7 +294,7 @@ class Reader(threading.Thread):
     def _read_live(self) -> None:
         """Read as the source delivers; on a drop, release and reopen with backoff."""
         opts, index, start, backoff = self.options, 0, time.monotonic(), self.options.reconnect_initial_s
-        segment, pace = 0, _Pace()
+        segment, pace = 0, _Pace(self.fps)
         while not self.stop.is_set():
             if self.cap is None:
                 self.cap = open_capture(self.spec, opts)
@@ -305,7 +305,7 @@ class Reader(threading.Thread):
                     continue
                 self.counters.reconnects += 1
                 segment += 1
-                pace = _Pace()
+                pace = _Pace(capture_fps(self.cap) or self.fps)
                 self.log(f"stream {self.label}: reconnected to {self.spec.text}")
             t0 = time.monotonic()
             try:
@@ -327,7 +327,7 @@ class Reader(threading.Thread):
                 backoff = min(backoff * 2, opts.reconnect_max_s)
                 continue
             now = time.monotonic()
-            pace.frame(self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, now)
+            pace.frame(now)
             backoff = opts.reconnect_initial_s
             self.stats.record("read", now - t0)
             self.counters.frames_read += 1
@@ -338,20 +338,20 @@ class Reader(threading.Thread):
 
 
 class _Pace:
-    """How much video a connection delivered (its timestamps) against the wall time it took.
+    """How much video a connection delivered (frames over the frame rate it reports) against the
+    wall time it took. A live stream delivers about real time; a video file behind an http:// URL
+    arrives as fast as the network allows. Counting frames, not timestamps, keeps a live stream's
+    timestamp jumps from looking fast."""
 
-    A live stream delivers at most about real time; a video file behind an http:// URL arrives
-    as fast as the network allows. Timestamps a source does not report (0) never look fast."""
-
-    def __init__(self) -> None:
-        self.first: float | None = None
+    def __init__(self, fps: float = 30.0) -> None:
+        self.fps, self.frames, self._t0 = fps, 0, 0.0
         self.media = self.wall = 0.0
-        self._t0 = 0.0
 
-    def frame(self, media_s: float, now: float) -> None:
-        if self.first is None:
-            self.first, self._t0 = media_s, now
-        self.media, self.wall = max(0.0, media_s - self.first), now - self._t0
+    def frame(self, now: float) -> None:
+        if self.frames == 0:
+            self._t0 = now
+        self.frames += 1
+        self.media, self.wall = (self.frames - 1) / self.fps, now - self._t0
 
     def faster_than_real_time(self) -> bool:
         return self.media > 2.0 * self.wall + 2.0  # far from a live stream's jitter and start-up burst
