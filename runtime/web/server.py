@@ -108,8 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_HEAD(self) -> None:
-        self._send_json({"error": "method not allowed"}, HTTPStatus.METHOD_NOT_ALLOWED)
+    def do_HEAD(self) -> None:  # every method passes the token check first: a refusal tells nothing
+        self._dispatch(self.command)
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD
 
@@ -117,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query, max_num_fields=8)
         problem = self._refused(method, query)
-        if method == "POST":
+        if method != "GET":
             self.close_connection = True  # a refused body is never read: the connection cannot be reused
         if problem is not None:
             self.close_connection = True
@@ -159,6 +159,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         hub, web = self.web.hub, self.web
+        if method not in ("GET", "POST"):
+            self._send_json({"error": "method not allowed"}, HTTPStatus.METHOD_NOT_ALLOWED, extra={"Allow": "GET, POST"})
+            return
         if method == "POST":
             if path != "/api/vocabulary":
                 self._send_json({"error": "not found"}, HTTPStatus.NOT_FOUND)
@@ -270,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (extra or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _send_json(self, obj: Any, status: int = HTTPStatus.OK, extra: dict[str, str] | None = None) -> None:
         self._send(json.dumps(obj).encode("utf-8"), "application/json", status, extra)
