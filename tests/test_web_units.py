@@ -184,3 +184,21 @@ def test_vocabulary_refusals_say_why(bundle_copy, tmp_path):
         v.remove("juggling")
     assert load_labels(labels).names == ["juggling"] and len(changes) == 13
     assert (bundle_copy / mf.MANIFEST_FILE).read_bytes() == manifest_before  # another table file: bundle untouched
+
+
+def test_the_hub_costs_a_fast_file_no_extra_frame_conversion(tiny_bundle):
+    """Read as fast as possible, a file still converts only its sampled frames with the web view on:
+    the hub is handed exactly those (the pipeline's prefilter stays), and its decisions are the run's."""
+    from froster_edge.runtime.options import RunOptions
+    from froster_edge.runtime.pipeline import Pipeline
+
+    hub = Hub(["clip"], HttpOptions())
+    pipeline = Pipeline(tiny_bundle, RunOptions(sources=[str(CLIPS / "stgcn_clean_and_jerk.mp4")]), [hub], [hub],
+                        log=lambda m: None)
+    hub.attach(lambda: pipeline.classifier.table)
+    stats = pipeline.run()
+    pipeline.backend.close()
+    counters = stats.streams[0]
+    assert counters.frames_read == 300 and counters.frames_sampled == 19
+    assert hub._counts[0] == 19 and hub.jpeg(0) is not None
+    assert len(hub.decisions()) == stats.decisions == 8 and hub.closed.is_set()
