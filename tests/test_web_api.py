@@ -101,7 +101,7 @@ def test_an_action_added_through_the_api_is_the_labels_commands_table(web, tiny_
     assert len(decision["top"]) == 13
     status, body = request(base + "/api/decisions", headers=bearer(TOKEN))
     latest = json.loads(body)
-    assert "Juggling" in latest["classes"] and latest["labels_version"] >= 2
+    assert "Juggling" in latest["classes"][0] and latest["labels_versions"][0] >= 2
     status, body = request(base + "/api/stats", headers=bearer(TOKEN))
     changes = json.loads(body)["web"]["vocabulary_changes"]
     assert changes and changes[-1]["action"] == "Juggling" and changes[-1]["submit_to_decision_s"] > 0

@@ -92,7 +92,7 @@ class _Table:
 def test_hub_numbers_decisions_and_times_a_vocabulary_change():
     hub = Hub(["a", "b"], HttpOptions(recent=3))
     table = _Table(["x", "y"])
-    hub.attach(lambda: table)
+    hub.attach(lambda stream: table)
     hub.emit(_decision(0, "x", [("x", 0.7), ("y", 0.3)]))
     hub.emit(_decision(1, "y", [("y", 0.6), ("x", 0.4)]))
     got = hub.decisions()
@@ -195,7 +195,7 @@ def test_the_hub_costs_a_fast_file_no_extra_frame_conversion(tiny_bundle):
     hub = Hub(["clip"], HttpOptions())
     pipeline = Pipeline(tiny_bundle, RunOptions(sources=[str(CLIPS / "stgcn_clean_and_jerk.mp4")]), [hub], [hub],
                         log=lambda m: None)
-    hub.attach(lambda: pipeline.classifier.table)
+    hub.attach(lambda stream: pipeline.classifier.table)
     stats = pipeline.run()
     pipeline.backend.close()
     counters = stats.streams[0]

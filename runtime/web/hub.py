@@ -14,7 +14,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,18 +58,23 @@ class Hub:
         self._lock = threading.Lock()
         self._decisions: list[deque[dict[str, Any]]] = [deque(maxlen=options.recent) for _ in range(n)]
         self._seq = 0
-        self._table: object | None = None
-        self.table_version = 0
-        self.table_names: tuple[str, ...] = ()
+        self._tables: list[object | None] = [None] * n
+        self.table_versions = [0] * n  # per camera: bumped each time its decisions come from a new table
+        self.table_names: list[tuple[str, ...]] = [()] * n
         self._pending: PendingChange | None = None
         self.changes: deque[dict[str, Any]] = deque(maxlen=20)  # vocabulary changes and their delays
         self.clients = 0  # live-view streams open now
         self.frames_encoded = 0
+        self.cpu_s = 0.0  # CPU time the server's threads spent (requests, encoding): the web view's cost
         self._table_of = None
+        self.events_enabled = False  # set when the run records action events (runtime/events.py)
+        self.clips_dir: Path | None = None  # where the event sink writes snapshots (the server's setting)
+        self._events: dict[str, deque[dict[str, Any]]] = {}
+        self._snapshots: dict[str, str] = {}  # event id -> snapshot file name, for the newest events
 
-    def attach(self, table_of) -> None:
-        """`table_of()` returns the classifier's table; read on the decision thread, so at `emit`
-        it is the table that made the decision."""
+    def attach(self, table_of: Callable[[int], object]) -> None:
+        """`table_of(stream)` returns the table that stream's classifier uses; read on the decision
+        thread, so at `emit` it is the table that made the decision."""
         self._table_of = table_of
 
     # --- frame sink (assembler threads) ---
@@ -81,21 +87,52 @@ class Hub:
 
     # --- decision sink (the decision thread) ---
     def emit(self, decision: Decision) -> None:
-        table = self._table_of() if self._table_of is not None else None
+        i = decision.stream
+        table = self._table_of(i) if self._table_of is not None else None
         now = time.monotonic()
         with self._lock:
-            if table is not None and table is not self._table:
-                self._table, self.table_version = table, self.table_version + 1
-                self.table_names = tuple(table.names)
+            if table is not None and table is not self._tables[i]:
+                self._tables[i], self.table_versions[i] = table, self.table_versions[i] + 1
+                self.table_names[i] = tuple(table.names)  # type: ignore[attr-defined]
             pending = self._pending
-            if pending is not None and pending.names == self.table_names:
+            if pending is not None and pending.names == self.table_names[i]:
                 self.changes.append({"action": pending.action, "classes": len(pending.names),
                                      "submit_to_decision_s": round(now - pending.submitted, 3)})
                 self._pending = None
             self._seq += 1
             record = {**decision.to_json(), "seq": self._seq, "camera": self.camera_name(decision),
-                      "labels_version": self.table_version}
-            self._decisions[decision.stream].append(record)
+                      "labels_version": self.table_versions[i]}
+            self._decisions[i].append(record)
+
+    # --- event sink (the decision thread) ---
+    def event(self, event) -> None:
+        """An ActionEvent ("start", then "end" with the same id): the end replaces the start."""
+        record = event.to_json()
+        with self._lock:
+            kept = self._events.setdefault(event.camera, deque(maxlen=self.options.recent))
+            for i, old in enumerate(kept):
+                if old["id"] == event.id:
+                    del kept[i]
+                    break
+            kept.append(record)
+            if event.snapshot:
+                self._snapshots[event.id] = event.snapshot
+            alive = {e["id"] for q in self._events.values() for e in q}
+            self._snapshots = {k: v for k, v in self._snapshots.items() if k in alive}
+
+    def events(self) -> dict[str, list[dict[str, Any]]]:
+        with self._lock:
+            return {camera: list(q) for camera, q in self._events.items()}
+
+    def snapshot_path(self, event_id: str) -> Path | None:
+        """The snapshot of a kept event: a file name the event sink wrote, in the server's clips
+        folder (never a path from the client; a name with a folder part is not served)."""
+        with self._lock:
+            name = self._snapshots.get(event_id)
+        if name is None or self.clips_dir is None or Path(name).name != name:
+            return None
+        path = self.clips_dir / name
+        return path if path.is_file() else None
 
     def close(self) -> None:
         self.closed.set()
@@ -108,6 +145,10 @@ class Hub:
         """Note a vocabulary change just written, to time it until a decision uses the new table."""
         with self._lock:
             self._pending = PendingChange(action, tuple(names), submitted)
+
+    def add_cpu(self, seconds: float) -> None:
+        with self._lock:
+            self.cpu_s += seconds
 
     def count_client(self, change: int) -> None:
         with self._lock:
@@ -140,6 +181,6 @@ class Hub:
 
     def summary(self) -> dict[str, Any]:
         with self._lock:
-            return {"clients": self.clients, "frames_encoded": self.frames_encoded,
-                    "labels_version": self.table_version, "vocabulary_changes": list(self.changes),
+            return {"clients": self.clients, "frames_encoded": self.frames_encoded, "cpu_s": round(self.cpu_s, 3),
+                    "labels_versions": list(self.table_versions), "vocabulary_changes": list(self.changes),
                     "pending_change": self._pending.action if self._pending else None}

@@ -5,7 +5,7 @@ const token = new URLSearchParams(location.search).get("token");
 const headers = token ? { Authorization: "Bearer " + token } : {};
 const cameras = [];
 let lastSeq = 0;
-let labelsVersion = -1;
+let labelsVersions = "";
 let waitingFor = null; // {name, submitted}: an added action not yet seen in a decision
 
 function el(tag, cls, text) {
@@ -46,11 +46,12 @@ function camera(stream) {
   const label = el("div", "label", "waiting for a decision…");
   const topk = el("ol", "topk");
   const recent = el("ul", "recent");
-  side.append(label, topk, recent);
+  const events = el("ul", "events");
+  side.append(label, topk, events, recent);
   view.append(img, side);
   card.append(view);
   document.getElementById("cameras").append(card);
-  return { card, label, topk, recent };
+  return { card, label, topk, recent, events, name: stream.camera };
 }
 
 function showDecision(d) {
@@ -78,9 +79,9 @@ async function pollDecisions() {
       showDecision(d);
       lastSeq = Math.max(lastSeq, d.seq);
     }
-    if (r.labels_version !== labelsVersion) {
-      labelsVersion = r.labels_version;
-      if (waitingFor && r.classes.includes(waitingFor.name)) {
+    if (r.labels_versions.join() !== labelsVersions) {
+      labelsVersions = r.labels_versions.join();
+      if (waitingFor && r.classes.some((names) => names.includes(waitingFor.name))) {
         const s = ((performance.now() - waitingFor.submitted) / 1000).toFixed(2);
         setStatus(`"${waitingFor.name}" is in use: first decision ${s} s after submitting`);
         waitingFor = null;
@@ -104,6 +105,34 @@ async function pollStats() {
     document.getElementById("stats").textContent = "stats: " + e.message;
   }
   setTimeout(pollStats, 2000);
+}
+
+async function pollEvents() {
+  try {
+    const r = await api("/api/events");
+    if (r.events === null) return; // this run records no events: the recent decisions stand in
+    for (const c of cameras) {
+      const kept = (r.events[c.name] || []).slice().reverse();
+      c.events.replaceChildren(...kept.map((e) => {
+        const li = el("li");
+        li.dataset.id = e.id;
+        if (e.snapshot) {
+          const img = el("img");
+          img.alt = e.label;
+          img.src = withToken("/api/events/" + encodeURIComponent(e.id) + ".jpg");
+          li.append(img);
+        }
+        const span = e.end_time ? `${(e.end_time - e.start_time).toFixed(1)} s` : "now";
+        li.append(el("span", "", `${new Date(e.start_time * 1000).toLocaleTimeString()}  ${e.label}  ` +
+          `peak ${pct(e.peak_score)}  ${span}${e.interrupted ? " (interrupted)" : ""}`));
+        return li;
+      }));
+      c.recent.hidden = true;
+    }
+  } catch (e) {
+    setStatus("events: " + e.message);
+  }
+  setTimeout(pollEvents, 2000);
 }
 
 function setStatus(text) { document.getElementById("vocab-status").textContent = text; }
@@ -169,6 +198,7 @@ async function start() {
   }
   pollDecisions();
   pollStats();
+  pollEvents();
 }
 
 start();

@@ -6,7 +6,8 @@ Routes (every one behind the token when the server has one; see the README's "We
   GET  /api/streams/<i>.mjpg      live view of camera i (multipart/x-mixed-replace JPEG)
   GET  /api/streams/<i>.jpg       its newest frame, once
   GET  /api/decisions?since=N     kept decisions numbered above N, oldest first
-  GET  /api/events                recent events per camera (decisions until events exist)
+  GET  /api/events                recent events per camera (recent decisions when the run records none)
+  GET  /api/events/<id>.jpg       a kept event's snapshot (the file the event sink named, in its folder)
   GET  /api/stats                 the run's stats (as --stats-json writes them) and the web view's
   GET  /api/vocabulary            the actions of the watched label table
   POST /api/vocabulary            {"add": "Name: description"} or {"remove": "Name"}
@@ -34,6 +35,7 @@ from .vocabulary import Vocabulary, VocabularyError
 
 BOUNDARY = "froster-edge-frame"
 _STREAM = re.compile(r"^/api/streams/(\d{1,4})\.(mjpg|jpg)$")
+_SNAPSHOT = re.compile(r"^/api/events/([A-Za-z0-9._-]{1,200})\.jpg$")
 
 
 def _asset(name: str) -> str:
@@ -114,8 +116,18 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD
 
     def _dispatch(self, method: str) -> None:
+        cpu, self._cpu_counted = time.thread_time(), 0.0
+        try:
+            self._handle(method)
+        finally:
+            self.web.hub.add_cpu(time.thread_time() - cpu - self._cpu_counted)
+
+    def _handle(self, method: str) -> None:
         url = urlsplit(self.path)
-        query = parse_qs(url.query, max_num_fields=8)
+        try:
+            query = parse_qs(url.query, max_num_fields=8)
+        except ValueError:
+            query = {}  # over 8 fields: only a token could be lost, and then the request is refused
         problem = self._refused(method, query)
         if method != "GET":
             self.close_connection = True  # a refused body is never read: the connection cannot be reused
@@ -178,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"streams": [{"index": i, "camera": name, "latest": latest[i],
                                           "mjpeg": f"/api/streams/{i}.mjpg", "jpeg": f"/api/streams/{i}.jpg"}
                                          for i, name in enumerate(hub.cameras)],
-                             "stream_fps": web.options.stream_fps, "labels_version": hub.table_version})
+                             "stream_fps": web.options.stream_fps})
         elif (m := _STREAM.match(path)) is not None:
             stream = int(m.group(1))
             if stream >= len(hub.cameras):
@@ -193,16 +205,24 @@ class _Handler(BaseHTTPRequestHandler):
                 self._mjpeg(stream)
         elif path == "/api/decisions":
             since = _int(query.get("since", ["0"])[0])
-            self._send_json({"decisions": hub.decisions(since), "labels_version": hub.table_version,
-                             "classes": list(hub.table_names)})
+            self._send_json({"decisions": hub.decisions(since), "labels_versions": hub.table_versions,
+                             "classes": [list(names) for names in hub.table_names]})
         elif path == "/api/events":
-            self._send_json({"events": [], "decisions": hub.decisions(0),
-                             "note": "events are not recorded by this runtime yet: recent decisions instead"})
+            if hub.events_enabled:
+                self._send_json({"events": hub.events()})
+            else:
+                self._send_json({"events": None, "decisions": hub.decisions(0),
+                                 "note": "this run records no action events: its recent decisions instead"})
+        elif (m := _SNAPSHOT.match(path)) is not None:
+            snapshot = hub.snapshot_path(m.group(1))
+            if snapshot is None:
+                self._send_json({"error": "no snapshot for that event"}, HTTPStatus.NOT_FOUND)
+            else:
+                self._send(snapshot.read_bytes(), "image/jpeg")
         elif path == "/api/stats":
             self._send_json({"run": web.stats(), "web": hub.summary()})
         elif path == "/api/vocabulary":
-            self._send_json({**web.vocabulary.listing(), "labels_version": hub.table_version,
-                             "in_use": list(hub.table_names)})
+            self._send_json({**web.vocabulary.listing(), "in_use": [list(names) for names in hub.table_names]})
         else:
             self._send_json({"error": "not found"}, HTTPStatus.NOT_FOUND)
 
@@ -231,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
         t0 = time.monotonic()
         table = vocab.add(body["add"]) if "add" in body else vocab.remove(body["remove"])
         self._send_json({"actions": [{"name": n, "text": t} for n, t in zip(table.names, table.texts)],
-                         "written_s": round(time.monotonic() - t0, 3), "labels_version": self.web.hub.table_version})
+                         "written_s": round(time.monotonic() - t0, 3)})
 
     def _mjpeg(self, stream: int) -> None:
         if not self.web._clients.acquire(blocking=False):
@@ -250,13 +270,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             last = 0
             while not hub.closed.is_set():
-                t = time.monotonic()
+                t, cpu = time.monotonic(), time.thread_time()
                 got = hub.jpeg(stream, last)
                 if got is not None:
                     last, data = got
                     self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                                      .encode("ascii") + data + b"\r\n")
                     self.wfile.flush()
+                spent = time.thread_time() - cpu  # counted as it goes: a view stays open for hours
+                hub.add_cpu(spent)
+                self._cpu_counted += spent
                 hub.closed.wait(max(0.0, period - (time.monotonic() - t)))
         finally:
             hub.count_client(-1)
