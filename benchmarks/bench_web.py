@@ -118,7 +118,7 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
 
-    from froster_edge.export import manifest as mf
+    from froster_edge.bundle import manifest as mf
     from froster_edge.runtime.options import RUN_DEFAULTS
     from froster_edge.runtime.web.options import HttpOptions
 

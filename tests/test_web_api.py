@@ -14,7 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from froster_edge.export import manifest as mf
+from froster_edge.bundle import manifest as mf
 
 from .test_cli import assert_one_line_error
 from .web_run import WebRun, names_in_top

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from froster_edge.export import manifest as mf
+from froster_edge.bundle import manifest as mf
 
 from .web_run import WebRun, names_in_top
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from froster_edge.errors import ConfigError
-from froster_edge.export import manifest as mf
-from froster_edge.export.labels import load_labels
+from froster_edge.bundle import manifest as mf
+from froster_edge.bundle.labels import load_labels
 from froster_edge.prompts import ClassText, prompts_for
 from froster_edge.runtime.sinks import Decision
 from froster_edge.runtime.sources import Frame

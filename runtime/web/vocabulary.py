@@ -17,9 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ...errors import ConfigError, FrosterError, MissingCapability
-from ...export import manifest as mf
-from ...export.labels import LabelTable, load_labels
+from ...errors import ConfigError, FrosterError
+from ...bundle import manifest as mf
+from ...bundle.labels import LabelTable, load_labels
+from ...bundle.relabel import relabel_bundle  # the function behind `froster-edge labels --bundle`
 from ...prompts import ClassText
 from .options import HttpOptions
 
@@ -59,10 +60,6 @@ class Vocabulary:
             if len(current.names) >= self.options.max_actions:
                 raise VocabularyError(f"the vocabulary is full ({self.options.max_actions} actions); remove one first")
             submitted = time.monotonic()
-            try:
-                from ...export.bundle import relabel_bundle  # the function behind `labels --bundle`
-            except ImportError as e:
-                raise MissingCapability(f"encoding new actions needs the text tokenizer's packages here ({e})") from e
             try:
                 table = relabel_bundle(self.bundle, [entry], None if self.own_table else self.labels_path, append=True)
             except FrosterError as e:
