@@ -70,6 +70,9 @@ def test_the_page_shows_the_run_and_takes_a_new_action(browser, tiny_bundle, tmp
         decision = run.wait_decision(lambda d: "Juggling" in names_in_top(d), after=before)
         assert len(decision["top"]) == 13
         wait(browser, "document.querySelector('.topk li[data-label=\"Juggling\"]')", 60, "new action in the top-k")
+        uses = wait(browser, "document.querySelector('.camera .uses').dataset.classes === '13' && "
+                    "document.querySelector('.camera .uses').textContent", 60, "camera's vocabulary")
+        assert uses == "all 13 actions"
         status = wait(browser, "document.querySelector('#vocab-status').textContent.includes('is in use') && "
                       "document.querySelector('#vocab-status').textContent", 60, "swap confirmation")
         assert "Juggling" in status

@@ -6,6 +6,7 @@ const headers = token ? { Authorization: "Bearer " + token } : {};
 const cameras = [];
 let lastSeq = 0;
 let labelsVersions = "";
+let vocabularySize = 0;
 let waitingFor = null; // {name, submitted}: an added action not yet seen in a decision
 
 function el(tag, cls, text) {
@@ -44,14 +45,15 @@ function camera(stream) {
   img.src = withToken(stream.mjpeg);
   const side = el("div", "side");
   const label = el("div", "label", "waiting for a decision…");
+  const uses = el("div", "uses muted");
   const topk = el("ol", "topk");
   const recent = el("ul", "recent");
   const events = el("ul", "events");
-  side.append(label, topk, events, recent);
+  side.append(label, uses, topk, events, recent);
   view.append(img, side);
   card.append(view);
   document.getElementById("cameras").append(card);
-  return { card, label, topk, recent, events, name: stream.camera };
+  return { card, label, uses, topk, recent, events, name: stream.camera };
 }
 
 function showDecision(d) {
@@ -72,6 +74,16 @@ function showDecision(d) {
   while (c.recent.children.length > 20) c.recent.lastChild.remove();
 }
 
+function showUses(stream, names) {
+  // a camera may use a subset of the actions (the site file's `labels:`), or a table of its own
+  const c = cameras[stream];
+  if (!c || !names.length) return;
+  c.uses.dataset.classes = names.length;
+  c.uses.title = names.join(", ");
+  c.uses.textContent = names.length === vocabularySize ? `all ${names.length} actions`
+    : `${names.length} actions: ` + names.slice(0, 6).join(", ") + (names.length > 6 ? ", …" : "");
+}
+
 async function pollDecisions() {
   try {
     const r = await api("/api/decisions?since=" + lastSeq);
@@ -81,6 +93,7 @@ async function pollDecisions() {
     }
     if (r.labels_versions.join() !== labelsVersions) {
       labelsVersions = r.labels_versions.join();
+      r.classes.forEach((names, i) => showUses(i, names));
       if (waitingFor && r.classes.some((names) => names.includes(waitingFor.name))) {
         const s = ((performance.now() - waitingFor.submitted) / 1000).toFixed(2);
         setStatus(`"${waitingFor.name}" is in use: first decision ${s} s after submitting`);
@@ -141,6 +154,8 @@ function setError(text) { document.getElementById("vocab-error").textContent = t
 async function loadVocabulary() {
   const r = await api("/api/vocabulary");
   document.getElementById("vocab-count").textContent = `(${r.actions.length})`;
+  vocabularySize = r.actions.length;
+  r.in_use.forEach((names, i) => showUses(i, names));
   document.getElementById("vocab-input").maxLength = r.max_action_chars;
   document.getElementById("vocab-list").replaceChildren(...r.actions.map((a) => {
     const li = el("li");
