@@ -202,3 +202,11 @@ def test_the_hub_costs_a_fast_file_no_extra_frame_conversion(tiny_bundle):
     assert counters.frames_read == 300 and counters.frames_sampled == 19
     assert hub._counts[0] == 19 and hub.jpeg(0) is not None
     assert len(hub.decisions()) == stats.decisions == 8 and hub.closed.is_set()
+
+
+def test_the_hub_makes_room_for_a_camera_added_while_running():
+    hub = Hub(["a"], HttpOptions())
+    hub.frame(2, _frame(np.full((32, 48, 3), 128, np.uint8)), None)  # stream 2 appears (a site reload)
+    assert hub.cameras == ["a", "stream 1", "stream 2"] and hub.jpeg(2) is not None and hub.jpeg(1) is None
+    hub.emit(_decision(2, "x", [("x", 0.9)]))
+    assert [d["stream"] for d in hub.decisions()] == [2] and len(hub.latest()) == 3

@@ -48,19 +48,21 @@ class Hub:
     """Newest frames, recent decisions and the table in use, for the server's threads to read."""
 
     def __init__(self, cameras: list[str], options: HttpOptions):
-        n = len(cameras)
-        self.cameras, self.options = list(cameras), options
+        self.cameras: list[str] = []
+        self.options = options
         self.closed = threading.Event()
-        self._frames: list[tuple[int, np.ndarray] | None] = [None] * n  # (frame number, RGB image)
-        self._counts = [0] * n
-        self._jpegs: list[tuple[int, bytes] | None] = [None] * n
-        self._encode_locks = [threading.Lock() for _ in range(n)]
+        self._frames: list[tuple[int, np.ndarray] | None] = []  # per stream: (frame number, RGB image)
+        self._counts: list[int] = []
+        self._jpegs: list[tuple[int, bytes] | None] = []
+        self._encode_locks: list[threading.Lock] = []
         self._lock = threading.Lock()
-        self._decisions: list[deque[dict[str, Any]]] = [deque(maxlen=options.recent) for _ in range(n)]
+        self._decisions: list[deque[dict[str, Any]]] = []
         self._seq = 0
-        self._tables: list[object | None] = [None] * n
-        self.table_versions = [0] * n  # per camera: bumped each time its decisions come from a new table
-        self.table_names: list[tuple[str, ...]] = [()] * n
+        self._tables: list[object | None] = []
+        self.table_versions: list[int] = []  # per camera: bumped each time its decisions come from a new table
+        self.table_names: list[tuple[str, ...]] = []
+        for i, name in enumerate(cameras):
+            self._ensure(i, name)
         self._pending: PendingChange | None = None
         self.changes: deque[dict[str, Any]] = deque(maxlen=20)  # vocabulary changes and their delays
         self.clients = 0  # live-view streams open now
@@ -72,6 +74,23 @@ class Hub:
         self._events: dict[str, deque[dict[str, Any]]] = {}
         self._snapshots: dict[str, str] = {}  # event id -> snapshot file name, for the newest events
 
+    def _ensure(self, stream: int, name: str | None = None) -> None:
+        """Room for stream `stream` (a camera added while the run goes on gets the next number)."""
+        if stream < len(self.cameras):
+            return
+        with self._lock:
+            while len(self.cameras) <= stream:
+                i = len(self.cameras)
+                self.cameras.append(name if i == stream and name else f"stream {i}")
+                self._frames.append(None)
+                self._counts.append(0)
+                self._jpegs.append(None)
+                self._encode_locks.append(threading.Lock())
+                self._decisions.append(deque(maxlen=self.options.recent))
+                self._tables.append(None)
+                self.table_versions.append(0)
+                self.table_names.append(())
+
     def attach(self, table_of: Callable[[int], object]) -> None:
         """`table_of(stream)` returns the table that stream's classifier uses; read on the decision
         thread, so at `emit` it is the table that made the decision."""
@@ -82,12 +101,14 @@ class Hub:
 
     def frame(self, stream: int, frame: Frame, decision: Decision | None) -> None:
         if frame.image is not None:
+            self._ensure(stream)
             self._counts[stream] += 1
             self._frames[stream] = (self._counts[stream], frame.image)
 
     # --- decision sink (the decision thread) ---
     def emit(self, decision: Decision) -> None:
         i = decision.stream
+        self._ensure(i, getattr(decision, "camera", None))
         table = self._table_of(i) if self._table_of is not None else None
         now = time.monotonic()
         with self._lock:
@@ -100,7 +121,8 @@ class Hub:
                                      "submit_to_decision_s": round(now - pending.submitted, 3)})
                 self._pending = None
             self._seq += 1
-            record = {**decision.to_json(), "seq": self._seq, "camera": self.camera_name(decision),
+            self.cameras[i] = self.camera_name(decision)
+            record = {**decision.to_json(), "seq": self._seq, "camera": self.cameras[i],
                       "labels_version": self.table_versions[i]}
             self._decisions[i].append(record)
 
@@ -156,7 +178,7 @@ class Hub:
 
     def jpeg(self, stream: int, after: int = 0) -> tuple[int, bytes] | None:
         """The newest frame of `stream` as JPEG when it is newer than frame number `after`."""
-        latest = self._frames[stream]
+        latest = self._frames[stream] if stream < len(self._frames) else None
         if latest is None or latest[0] <= after:
             return None
         with self._encode_locks[stream]:  # one encoding per frame, shared by every client

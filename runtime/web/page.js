@@ -56,9 +56,14 @@ function camera(stream) {
   return { card, label, uses, topk, recent, events, name: stream.camera };
 }
 
+async function loadStreams() {
+  const r = await api("/api/streams");
+  for (const s of r.streams) if (!cameras[s.index]) cameras[s.index] = camera(s);
+}
+
 function showDecision(d) {
   const c = cameras[d.stream];
-  if (!c) return;
+  if (!c) { loadStreams(); return; } // a camera added while the run goes on
   c.label.textContent = d.label + "  " + pct(d.score);
   c.label.dataset.labelsVersion = d.labels_version;
   c.topk.replaceChildren(...d.top.map((t) => {
@@ -204,8 +209,7 @@ document.getElementById("vocab-form").addEventListener("submit", (ev) => {
 
 async function start() {
   try {
-    const r = await api("/api/streams");
-    for (const s of r.streams) cameras[s.index] = camera(s);
+    await loadStreams();
     await loadVocabulary();
   } catch (e) {
     setError(e.message);
