@@ -90,6 +90,9 @@ def _server_class(host: str) -> type[ThreadingHTTPServer]:
         allow_reuse_address = True
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
+        def handle_error(self, request, client_address) -> None:  # a client gone mid-answer: no traceback
+            pass
+
     return Server
 
 
