@@ -17,10 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ...errors import ConfigError, FrosterError
 from ...bundle import manifest as mf
 from ...bundle.labels import LabelTable, load_labels
 from ...bundle.relabel import relabel_bundle  # the function behind `froster-edge labels --bundle`
+from ...errors import ConfigError, FrosterError
 from ...prompts import ClassText
 from .options import HttpOptions
 
