@@ -146,12 +146,13 @@ def main() -> None:
         adds = pipeline_run(bundle, camera, web, [f"new action {i}: a person does thing number {i}"
                                                   for i in range(args.adds)])
     ratios = [w / o for o, w, _ in pairs]
-    result = {"model": str(args.model if args.bundle is None else args.bundle), "pairs": pairs,
-              "ratio_median": statistics.median(ratios), "ratios": ratios,
-              "web_cpu_share_median": statistics.median(shares), "web_cpu_shares": shares,
-              "without_median": statistics.median(o for o, _, _ in pairs),
-              "with_median": statistics.median(w for _, w, _ in pairs),
-              "post_s": adds["post_s"], "submit_to_decision_s": [c["submit_to_decision_s"] for c in adds["changes"]],
+    result = {"model": str(args.model if args.bundle is None else args.bundle), "pairs": pairs}
+    if pairs:  # --reps 0: the vocabulary part alone
+        result.update({"ratio_median": statistics.median(ratios), "ratios": ratios,
+                       "web_cpu_share_median": statistics.median(shares), "web_cpu_shares": shares,
+                       "without_median": statistics.median(o for o, _, _ in pairs),
+                       "with_median": statistics.median(w for _, w, _ in pairs)})
+    result |= {"post_s": adds["post_s"], "submit_to_decision_s": [c["submit_to_decision_s"] for c in adds["changes"]],
               "command": " ".join(["python", "benchmarks/bench_web.py", *sys.argv[1:]])}
     print(json.dumps(result, indent=2))
     if args.json:
