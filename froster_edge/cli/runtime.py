@@ -45,8 +45,13 @@ def run_cmd(
     stats_json: Annotated[Optional[Path], typer.Option(
         "--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
     max_decisions: Annotated[Optional[int], typer.Option(help="Stop after this many decisions.", min=1)] = _RUN.max_decisions,
-    http: Annotated[Optional[str], typer.Option("--http", help="Serve the web view (live views, decisions, vocabulary) on HOST:PORT, e.g. 127.0.0.1:8080; another address than loopback needs --http-token.")] = None,
-    http_token: Annotated[Optional[str], typer.Option("--http-token", envvar="FROSTER_EDGE_HTTP_TOKEN", show_envvar=True, help="Token the web view requires on every request (Authorization: Bearer, or ?token= in the page's address); at least 16 characters.")] = None,
+    http: Annotated[Optional[str], typer.Option(
+        "--http", help="Serve the web view (live views, decisions, vocabulary) on HOST:PORT, e.g. 127.0.0.1:8080; "
+        "another address than loopback needs --http-token.")] = None,
+    http_token: Annotated[Optional[str], typer.Option(
+        "--http-token", envvar="FROSTER_EDGE_HTTP_TOKEN", show_envvar=True,
+        help="Token the web view requires on every request (Authorization: Bearer, or ?token= in the page's address); "
+        "at least 16 characters.")] = None,
     http_fps: Annotated[float, typer.Option("--http-fps", help="Live views: frames per second sent to a watching browser.", min=0.1)] = _HTTP.stream_fps,
     http_width: Annotated[int, typer.Option("--http-width", help="Live views: scaled down to at most this many pixels wide.", min=16)] = _HTTP.stream_width,
 ) -> None:
