@@ -22,8 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ParityError
 from ..info import environment
+from ..io import atomic_dir, recover
 from ..model.checkpoint import model_fingerprint
 from ..model.student import VideoStudent
 from ..prompts import ClassText
@@ -33,6 +34,7 @@ from ..bundle.label_builder import build_label_table
 from ..bundle.labels import LabelTable
 from ..bundle.parity import compare, gate, load_parity_clips, require_passed, run_in_streams
 from ..bundle.sessions import onnx_text_encoder, onnx_video_encoder
+from ..bundle.tokenizer import ClipTokenizer, open_clip_tokenizer, tokenizer_record
 from .onnx_graphs import OPSET, export_text_encoder, export_video_encoder, to_fp16
 from .options import ExportOptions
 from .reference import torch_text_encoder, torch_video_encoder
@@ -58,11 +60,8 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
     out = check_target(link)
     _user_files(out, {mf.VIDEO_ONNX, mf.TEXT_ONNX, mf.LABELS_FILE} | ({mf.VIDEO_FP16_ONNX} if options.fp16 else set()))
     student = student.eval()
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     seconds: dict[str, float] = {}
-    try:
+    with atomic_dir(out) as staging:  # the old bundle stays until every gate has passed
         t = time.perf_counter()
         log("exporting the video encoder to ONNX")
         export_video_encoder(student, staging / mf.VIDEO_ONNX, options.streams)
@@ -77,8 +76,10 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
         t = time.perf_counter()
         log(f"encoding {len(classes)} classes into the label table")
         fingerprint = model_fingerprint(student)
+        tokenizer = open_clip_tokenizer(student.model_cfg["text_cfg"].get("context_length", 77))
+        tokenizer.save(staging / mf.TOKENIZER_FILE)
         table = build_label_table(classes, torch_text_encoder(student), student.model_cfg, fingerprint,
-                                  float(student.logit_scale.detach().exp()))
+                                  float(student.logit_scale.detach().exp()), tokenizer=tokenizer)
         table.save(staging / mf.LABELS_FILE)
         seconds["labels"] = time.perf_counter() - t
 
@@ -89,12 +90,9 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
         require_passed(parity["gates"])
 
         _carry_engines(out, staging)
-        manifest = mf.write_manifest(staging, _manifest_body(student, table, options, parity, source or {}))
+        body = _manifest_body(student, table, options, parity, source or {})
+        manifest = mf.write_manifest(staging, {**body, "tokenizer": tokenizer_record(tokenizer, mf.TOKENIZER_FILE)})
         _carry_foreign(out, staging)
-        _replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     result = ExportResult(link, manifest, seconds)
     if options.trt:
         _build_engines(result, student, table, parity, options, log)
@@ -106,7 +104,7 @@ def check_target(out: Path) -> Path:
     froster-edge bundle; else ConfigError and nothing is touched. First tidies what a killed export
     left beside it."""
     target = Path(os.path.realpath(out)) if Path(out).is_symlink() else Path(out)
-    recover_interrupted(target)
+    recover(target.parent, target.name)
     if not target.exists():
         return target
     if not target.is_dir():
@@ -115,40 +113,6 @@ def check_target(out: Path) -> Path:
         raise ConfigError(f"{out} exists and is not a froster-edge bundle (no froster-edge {mf.MANIFEST_FILE}): "
                           "choose another -o (nothing was overwritten)")
     return target
-
-
-def recover_interrupted(out: Path) -> None:
-    """Undo a killed export: put back a previous bundle caught between the two renames, drop stale staging.
-
-    Only folders of processes that are gone are touched, so a concurrent export is left alone.
-    """
-    for leftover in sorted(out.parent.glob(f".{out.name}.*-*")):
-        kind, _, pid = leftover.name[len(out.name) + 2:].rpartition("-")
-        if kind not in ("staging", "old") or not pid.isdigit() or _alive(int(pid)):
-            continue
-        if kind == "old" and not out.exists():
-            os.replace(leftover, out)  # killed after moving the old bundle aside, before the new one came in
-        else:
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _replace(staging: Path, out: Path) -> None:
-    """Swap the finished staging folder in; the old bundle is removed only after the swap."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _user_files(out: Path, writes: set[str]) -> list[str]:
@@ -200,6 +164,8 @@ def _parity(student: VideoStudent, bundle: Path, table: LabelTable, videos: list
                   th.fp32_min_cosine, th.fp32_min_top1_agreement, th.fp32_max_abs)]
     prompts = [p for ps in table.prompts for p in ps][:64]
     tokens = student.tokenize(prompts).numpy()
+    if not np.array_equal(ClipTokenizer.from_file(bundle / mf.TOKENIZER_FILE, tokens.shape[1])(prompts), tokens):
+        raise ParityError(f"the bundle's {mf.TOKENIZER_FILE} gives other token ids than the student's tokenizer")
     text_ref = torch_text_encoder(student)(tokens)
     text_onnx = onnx_text_encoder(bundle / mf.TEXT_ONNX)(tokens)
     gates.append(gate("text fp32 onnxruntime-cpu vs torch", compare(text_onnx, text_ref),

@@ -30,6 +30,8 @@ from .options import RunOptions
 from .pipeline import Pipeline, stderr
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError, parse_source
+from .web import HttpOptions, resolve_token, start_web
+from .web.hub import Hub
 
 
 @dataclass
@@ -40,6 +42,7 @@ class RunRequest:
     show: bool = False
     record: Path | None = None
     stats_json: Path | None = None
+    http: HttpOptions | None = None  # the web view, when asked for
     outputs: list[Output] = field(default_factory=list)  # more destinations to check at start (events, clips)
 
 
@@ -50,18 +53,28 @@ def run(req: RunRequest) -> dict:
     with StopOnSignals(stop) as signals:
         if req.show:
             require_display()  # before any loading: a missing display is said at once
+        http = resolve_token(req.http) if req.http is not None else None  # likewise a missing token
         frame_sinks: list = []
         if req.record is not None:  # a stream's fps is known once the pipeline has opened it
             frame_sinks.append(RecordSink(req.record, len(req.options.sources), lambda i: pipeline.stats.streams[i].fps))
         sinks = [JsonlSink() if req.jsonl else TextSink(len(req.options.sources))]
         check_outputs(run_outputs(req, [*sinks, *frame_sinks]), run_inputs(req))
+        hub = Hub(list(req.options.sources), http) if http is not None else None
+        if hub is not None:
+            sinks.append(hub)
+            frame_sinks.append(hub)
         pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
+        web = None
         if req.show:
             frame_sinks.append(ShowSink(list(req.options.sources), stop))
         try:
+            if hub is not None and http is not None:
+                web = start_web(pipeline, hub, http, stderr)
             stats = pipeline.run()
         finally:
             pipeline.backend.close()
+            if web is not None:
+                web.close()
         if signals.received:
             stats.info["interrupted"] = True
             stats.info["signals"] = signals.received

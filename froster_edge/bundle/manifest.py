@@ -1,6 +1,6 @@
 """The bundle's manifest.json: what the runtime needs to use the files, and their hashes (no torch).
 
-A bundle directory holds video_encoder.onnx, text_encoder.onnx, labels.npz, optional
+A bundle directory holds video_encoder.onnx, text_encoder.onnx, tokenizer.json, labels.npz, optional
 video_encoder.fp16.onnx, engines/, and manifest.json, written last. The manifest records the
 format version, the model (config, fingerprint, logit scale), the preprocessing the video graph
 expects, the ONNX opset and tensor names, the sha256 of every file, the parity gates' results
@@ -15,7 +15,6 @@ are checked against must be there.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import BundleError, shorten
-from ..io import atomic_write_json, read_versioned_json
+from ..io import atomic_write_json, is_leftover, read_versioned_json, sha256_file
 
 FORMAT = "froster-edge-bundle"
 VERSION = 1
@@ -32,15 +31,8 @@ VIDEO_ONNX = "video_encoder.onnx"
 VIDEO_FP16_ONNX = "video_encoder.fp16.onnx"
 TEXT_ONNX = "text_encoder.onnx"
 LABELS_FILE = "labels.npz"
+TOKENIZER_FILE = "tokenizer.json"  # the text encoder's tokenizer (Hugging Face tokenizers format)
 ENGINES_DIR = "engines"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 # Caches that tools rewrite on their own (calibration ranges, TensorRT timing, ONNX Runtime's
@@ -80,7 +72,7 @@ def foreign_files(bundle: str | Path, owned: set[str]) -> list[str]:
         rel = Path(dirpath).relative_to(root)
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             path = (rel / name).as_posix()
-            if path in owned or path.startswith(CACHES) or (name.startswith(".") and name.endswith(".tmp")):
+            if path in owned or path.startswith(CACHES) or is_leftover(name) or name.endswith(".tmp"):
                 continue
             out.append(path)
         if not filenames and not dirnames and rel.parts and not (rel.as_posix() + "/").startswith(CACHES):
