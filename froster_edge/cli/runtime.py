@@ -12,6 +12,7 @@ import typer
 from ..errors import ConfigError
 from ..runtime.options import AUTO_ORDER, BackendName, Smoothing
 from ..runtime.options import RUN_DEFAULTS as _RUN
+from ..runtime.web.options import HTTP_DEFAULTS as _HTTP
 from .base import command
 from .options import JsonOut, readable, write_json
 
@@ -44,6 +45,15 @@ def run_cmd(
     stats_json: Annotated[Optional[Path], typer.Option(
         "--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
     max_decisions: Annotated[Optional[int], typer.Option(help="Stop after this many decisions.", min=1)] = _RUN.max_decisions,
+    http: Annotated[Optional[str], typer.Option(
+        "--http", help="Serve the web view (live views, decisions, vocabulary) on HOST:PORT, e.g. 127.0.0.1:8080; "
+        "another address than loopback needs --http-token.")] = None,
+    http_token: Annotated[Optional[str], typer.Option(
+        "--http-token", envvar="FROSTER_EDGE_HTTP_TOKEN", show_envvar=True,
+        help="Token the web view requires on every request (Authorization: Bearer, or ?token= in the page's address); "
+        "at least 16 characters.")] = None,
+    http_fps: Annotated[float, typer.Option("--http-fps", help="Live views: frames per second sent to a watching browser.", min=0.1)] = _HTTP.stream_fps,
+    http_width: Annotated[int, typer.Option("--http-width", help="Live views: scaled down to at most this many pixels wide.", min=16)] = _HTTP.stream_width,
 ) -> None:
     """Classify live video against a label table: cameras, streams, files; several at once.
 
@@ -56,6 +66,8 @@ def run_cmd(
       froster-edge run --bundle bundles/b16 --source 0 --show --threshold 0.3
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --source rtsp://cam2/stream --jsonl
       froster-edge run --bundle bundles/b16 --source clip.mp4 --realtime --record out.mp4 --stats-json stats.json
+      froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --http 127.0.0.1:8080
+      FROSTER_EDGE_HTTP_TOKEN=$(cat token) froster-edge run --bundle bundles/b16 --source 0 --http 0.0.0.0:8080
     """
     from dataclasses import replace as dc_replace
 
@@ -68,7 +80,13 @@ def run_cmd(
         capture=dc_replace(_RUN.capture, realtime=realtime, loop=loop),
         classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
     )
-    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json))
+    web = None
+    if http is not None:
+        from ..runtime.web import parse_listen
+
+        host, port = parse_listen(http)
+        web = dc_replace(_HTTP, host=host, port=port, token=http_token, stream_fps=http_fps, stream_width=http_width)
+    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json, http=web))
 
 
 @command("bench")
