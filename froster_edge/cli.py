@@ -19,6 +19,7 @@ import typer
 from .errors import FrosterError
 from .calibration.options import CALIBRATION_DEFAULTS as _CAL
 from .export.options import EXPORT_DEFAULTS as _EXPORT
+from .runtime.mqtt import MQTT_DEFAULTS as _MQTT
 from .runtime.options import RUN_DEFAULTS as _RUN
 
 app = typer.Typer(
@@ -425,6 +426,17 @@ def run_cmd(
     show: Annotated[bool, typer.Option("--show", help="Overlay window per stream (needs a display; exit 2 without). q quits.")] = False,
     stats_json: Annotated[Optional[Path], typer.Option("--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
     max_decisions: Annotated[Optional[int], typer.Option(help="Stop after this many decisions.", min=1)] = _RUN.max_decisions,
+    mqtt: Annotated[Optional[str], typer.Option("--mqtt", help="Publish states, events and availability to this MQTT broker, HOST[:PORT] (password or token: $FROSTER_EDGE_MQTT_PASSWORD).", rich_help_panel="MQTT")] = None,
+    mqtt_prefix: Annotated[str, typer.Option("--mqtt-prefix", help="Topic prefix: PREFIX/availability, PREFIX/<camera>/state, .../event, .../action/<label>.", rich_help_panel="MQTT")] = _MQTT.prefix,
+    mqtt_client_id: Annotated[Optional[str], typer.Option("--mqtt-client-id", help="MQTT client id; default froster-edge-<hostname>.", rich_help_panel="MQTT")] = _MQTT.client_id,
+    mqtt_username: Annotated[Optional[str], typer.Option("--mqtt-username", help="Broker user name; default $FROSTER_EDGE_MQTT_USERNAME.", rich_help_panel="MQTT")] = _MQTT.username,
+    mqtt_qos: Annotated[int, typer.Option("--mqtt-qos", help="QoS of every message (0, 1 or 2).", min=0, max=2, rich_help_panel="MQTT")] = _MQTT.qos,
+    mqtt_retain: Annotated[bool, typer.Option("--mqtt-retain/--mqtt-no-retain", help="Retain the state and action topics.", rich_help_panel="MQTT")] = _MQTT.retain,
+    mqtt_discovery: Annotated[bool, typer.Option("--mqtt-discovery", help="Home Assistant MQTT discovery: each camera a device with its actions.", rich_help_panel="MQTT")] = _MQTT.discovery,
+    mqtt_discovery_prefix: Annotated[str, typer.Option("--mqtt-discovery-prefix", help="Home Assistant's discovery prefix.", rich_help_panel="MQTT")] = _MQTT.discovery_prefix,
+    mqtt_queue: Annotated[int, typer.Option("--mqtt-queue", help="Event messages kept while the broker is unreachable (the oldest dropped beyond).", min=1, rich_help_panel="MQTT")] = _MQTT.queue_size,
+    mqtt_tls: Annotated[bool, typer.Option("--mqtt-tls", help="Connect with TLS (port 8883 unless given).", rich_help_panel="MQTT")] = _MQTT.tls,
+    mqtt_ca: Annotated[Optional[Path], typer.Option("--mqtt-ca", help="CA certificate file for --mqtt-tls; default the system's.", rich_help_panel="MQTT")] = _MQTT.ca_file,
 ) -> None:
     """Classify live video against a label table: cameras, streams, files; several at once.
 
@@ -437,6 +449,7 @@ def run_cmd(
       froster-edge run --bundle bundles/b16 --source 0 --show --threshold 0.3
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --source rtsp://cam2/stream --jsonl
       froster-edge run --bundle bundles/b16 --source clip.mp4 --realtime --record out.mp4 --stats-json stats.json
+      froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --mqtt 127.0.0.1 --mqtt-discovery
     """
     from dataclasses import replace as dc_replace
 
@@ -449,7 +462,16 @@ def run_cmd(
         capture=dc_replace(_RUN.capture, realtime=realtime, loop=loop),
         classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
     )
-    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json))
+    mqtt_options = None
+    if mqtt is not None:
+        from .runtime.mqtt import parse_address
+
+        host, port = parse_address(mqtt)
+        mqtt_options = dc_replace(_MQTT, host=host, port=port, prefix=mqtt_prefix, client_id=mqtt_client_id,
+                                  username=mqtt_username, qos=mqtt_qos, retain=mqtt_retain, discovery=mqtt_discovery,
+                                  discovery_prefix=mqtt_discovery_prefix, queue_size=mqtt_queue, tls=mqtt_tls,
+                                  ca_file=mqtt_ca)
+    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json, mqtt=mqtt_options))
 
 
 @app.command("bench")

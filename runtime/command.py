@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import atomic_write_json
+from .mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .options import RunOptions
 from .pipeline import Pipeline, stderr
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
@@ -30,12 +31,15 @@ class RunRequest:
     show: bool = False
     record: Path | None = None
     stats_json: Path | None = None
+    mqtt: MqttOptions | None = None
 
 
 def run(req: RunRequest) -> dict:
     """Run until the sources end or a signal; returns the stats dict (raises SourceError after
     printing them when a source failed)."""
     stop = threading.Event()
+    if req.mqtt is not None:
+        check_mqtt_options(req.mqtt)  # before any loading
     if req.show:
         require_display()  # before any loading: a missing display is said at once
     frame_sinks: list = []
@@ -45,6 +49,10 @@ def run(req: RunRequest) -> dict:
     pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
     if req.show:
         frame_sinks.append(ShowSink(list(req.options.sources), stop))
+    mqtt = None
+    if req.mqtt is not None:  # connects in the background: a broker that is down only delays delivery
+        mqtt = MqttSink(req.mqtt, list(req.options.sources), list(pipeline.classifier.table.names), stderr)
+        sinks.append(mqtt)
     # SIGINT too: a process started in the background by a non-interactive shell inherits SIGINT
     # ignored, and `kill -INT` must still stop it cleanly with its stats
     previous = ({sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -53,8 +61,12 @@ def run(req: RunRequest) -> dict:
         stats = pipeline.run()
     finally:
         pipeline.backend.close()
+        if mqtt is not None:
+            mqtt.close()  # the pipeline closed it already unless opening a source failed
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if mqtt is not None:
+        stats.info["mqtt"] = mqtt.stats()
     result = stats.to_dict()
     if result.get("stdout_closed"):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second BrokenPipeError at exit
