@@ -42,7 +42,7 @@ demo: install
 			$(FE) export -o $$bundle $(DEMO_MODEL_ARGS) --classes $(DEMO_CLASSES) --videos examples/clips; \
 			echo "$$args" > $$bundle/.demo-args; \
 		else echo "using $$bundle, exported before from $(DEMO_MODEL_ARGS)"; fi; \
-	elif [ "$$online" = 3 ]; then \
+	elif [ "$$online" = 10 ]; then \
 		bundle="$(DEMO_OFFLINE)/bundle"; args="$(DEMO_RECIPE) --classes $(DEMO_CLASSES)"; \
 		if [ "$$(cat $$bundle/.demo-args 2>/dev/null)" != "$$args" ]; then \
 			rm -rf $(DEMO_OFFLINE)/train; \

@@ -3,7 +3,7 @@
 `python -m froster_edge.demo MODEL PRETRAINED` exits 0 when the weights are a local file, their
 download host answers (a fraction of a second: nothing heavy is imported), or they are in
 open_clip's cache (open_clip is imported to know where, only when the host does not answer);
-3 after one line saying they are unreachable (the Makefile then trains, exports and runs the tiny
+10 after one line saying they are unreachable (the Makefile then trains, exports and runs the tiny
 student instead); 1 on a bad MODEL or PRETRAINED (an unknown tag, a missing file). No model is
 built and nothing is downloaded.
 """
@@ -16,7 +16,7 @@ import sys
 from .errors import FrosterError
 from .hub import hub_address, reachable
 
-UNREACHABLE = 3
+UNREACHABLE = 10  # not an exit code of the CLI (1 bad input, 2 usage, 3 missing capability)
 
 
 def main(argv: list[str] | None = None) -> int:
