@@ -21,7 +21,7 @@ DEMO_OFFLINE ?= runs/demo-offline
 DEMO_MODEL_ARGS = $(if $(DEMO_STUDENT),--student $(DEMO_STUDENT),--model $(DEMO_MODEL) --pretrained $(DEMO_PRETRAINED))
 FE := $(VENV)/bin/froster-edge
 
-.PHONY: install test demo clean
+.PHONY: install lint test demo clean
 
 install: $(STAMP)
 
@@ -30,7 +30,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install lint
 	$(PY) -m pytest -q
 
 demo: install

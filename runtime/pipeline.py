@@ -253,7 +253,10 @@ class Pipeline:
             self.stats.streams.append(counters)
             # live: sampling by capture time (seconds); fast files: by frame index (a prefilter skips RGB conversion)
             assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, period / fps if live[i] else period)
-            want = reader_filter(live[i], bool(self.frame_sinks), period, fps)
+            # a frame sink that draws every frame gets them all; one that does not (the web view) still
+            # gets every frame of a live source, as before, and the sampled ones of a fast file
+            every = any(getattr(sink, "needs_every_frame", True) for sink in self.frame_sinks)
+            want = reader_filter(live[i], every or (live[i] and bool(self.frame_sinks)), period, fps)
             slot = FrameSlot(keep_newest=live[i])
             threads.append(Reader(spec, cap, slot, self.stop, o.capture, self.stats, counters, want, self.log, str(i)))
             threads.append(Assembler(i, slot, board, assembler, self.size, live[i], self.frame_sinks, self.stats,

@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..runtime.options import AUTO_ORDER, BackendName, Smoothing
 from ..runtime.mqtt import MQTT_DEFAULTS as _MQTT
 from ..runtime.options import RUN_DEFAULTS as _RUN
+from ..runtime.web.options import HTTP_DEFAULTS as _HTTP
 from .base import command
 from .options import JsonOut, readable, write_json
 
@@ -24,13 +25,16 @@ BenchBackend = enum.Enum("BenchBackend", {name: name for name in AUTO_ORDER + ("
 def run_cmd(
     bundle: Annotated[Path, typer.Option(help="The bundle to run (from froster-edge export).")],
     source: Annotated[list[str], typer.Option("--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams.")],
-    labels: Annotated[Optional[Path], typer.Option(help="Label table (labels.npz) of the bundle's model; default: the bundle's. Watched: a new table is swapped in between decisions.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        help="Label table (labels.npz) of the bundle's model; default: the bundle's. Watched: a new table is swapped in between decisions.")] = None,
     backend: Annotated[BackendName, typer.Option(help="auto: the fastest available; the int8 ones where calibrate kept an INT8 model.")] = _RUN.backend,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per decision on stdout instead of readable lines.")] = False,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions.", min=1)] = _RUN.sampling.hop,
-    sample_fps: Annotated[Optional[float], typer.Option("--sample-fps", help="Sampled frames per second of video; default the training's 30/16 = 1.875.", min=0.001)] = _RUN.sampling.fps,
+    sample_fps: Annotated[Optional[float], typer.Option(
+        "--sample-fps", help="Sampled frames per second of video; default the training's 30/16 = 1.875.", min=0.001)] = _RUN.sampling.fps,
     subsample: Annotated[Optional[int], typer.Option(help="Take every Nth source frame instead of --sample-fps.", min=1)] = _RUN.sampling.subsample,
-    threshold: Annotated[float, typer.Option(help="Below this smoothed top-1 probability the outcome is 'unknown'.", min=0.0, max=1.0)] = _RUN.classifier.threshold,
+    threshold: Annotated[float, typer.Option(
+        help="Below this smoothed top-1 probability the outcome is 'unknown'.", min=0.0, max=1.0)] = _RUN.classifier.threshold,
     smoothing: Annotated[Smoothing, typer.Option(help="ema, mean (of the last --window decisions) or none.")] = _RUN.classifier.smoothing,
     ema_alpha: Annotated[float, typer.Option(help="EMA weight of the newest decision.", min=0.0, max=1.0)] = _RUN.classifier.ema_alpha,
     window: Annotated[int, typer.Option(help="Decisions averaged by --smoothing mean.", min=1)] = _RUN.classifier.window,
@@ -39,19 +43,43 @@ def run_cmd(
     loop: Annotated[bool, typer.Option("--loop", help="Start files again at their end.")] = _RUN.capture.loop,
     record: Annotated[Optional[Path], typer.Option(help="Write the annotated video here (.mp4/.avi/.mkv; FILE_<i> per stream with several).")] = None,
     show: Annotated[bool, typer.Option("--show", help="Overlay window per stream (needs a display; exit 3 without). q quits.")] = False,
-    stats_json: Annotated[Optional[Path], typer.Option("--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
+    stats_json: Annotated[Optional[Path], typer.Option(
+        "--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
     max_decisions: Annotated[Optional[int], typer.Option(help="Stop after this many decisions.", min=1)] = _RUN.max_decisions,
-    mqtt: Annotated[Optional[str], typer.Option("--mqtt", help="Publish states, events and availability to this MQTT broker, HOST[:PORT] (password or token: $FROSTER_EDGE_MQTT_PASSWORD).", rich_help_panel="MQTT")] = None,
-    mqtt_prefix: Annotated[str, typer.Option("--mqtt-prefix", help="Topic prefix: PREFIX/availability, PREFIX/<camera>/state, .../event, .../action/<label>.", rich_help_panel="MQTT")] = _MQTT.prefix,
-    mqtt_client_id: Annotated[Optional[str], typer.Option("--mqtt-client-id", help="MQTT client id; default froster-edge-<hostname>.", rich_help_panel="MQTT")] = _MQTT.client_id,
-    mqtt_username: Annotated[Optional[str], typer.Option("--mqtt-username", help="Broker user name; default $FROSTER_EDGE_MQTT_USERNAME.", rich_help_panel="MQTT")] = _MQTT.username,
-    mqtt_qos: Annotated[int, typer.Option("--mqtt-qos", help="QoS of every message (0, 1 or 2).", min=0, max=2, rich_help_panel="MQTT")] = _MQTT.qos,
-    mqtt_retain: Annotated[bool, typer.Option("--mqtt-retain/--mqtt-no-retain", help="Retain the state and action topics.", rich_help_panel="MQTT")] = _MQTT.retain,
-    mqtt_discovery: Annotated[bool, typer.Option("--mqtt-discovery", help="Home Assistant MQTT discovery: each camera a device with its actions.", rich_help_panel="MQTT")] = _MQTT.discovery,
-    mqtt_discovery_prefix: Annotated[str, typer.Option("--mqtt-discovery-prefix", help="Home Assistant's discovery prefix.", rich_help_panel="MQTT")] = _MQTT.discovery_prefix,
-    mqtt_queue: Annotated[int, typer.Option("--mqtt-queue", help="Event messages kept while the broker is unreachable (the oldest dropped beyond).", min=1, rich_help_panel="MQTT")] = _MQTT.queue_size,
-    mqtt_tls: Annotated[bool, typer.Option("--mqtt-tls", help="Connect with TLS (port 8883 unless given).", rich_help_panel="MQTT")] = _MQTT.tls,
-    mqtt_ca: Annotated[Optional[Path], typer.Option("--mqtt-ca", help="CA certificate file for --mqtt-tls; default the system's.", rich_help_panel="MQTT")] = _MQTT.ca_file,
+    http: Annotated[Optional[str], typer.Option(
+        "--http", help="Serve the web view (live views, decisions, vocabulary) on HOST:PORT, e.g. 127.0.0.1:8080; "
+        "another address than loopback needs --http-token.")] = None,
+    http_token: Annotated[Optional[str], typer.Option(
+        "--http-token", envvar="FROSTER_EDGE_HTTP_TOKEN", show_envvar=True,
+        help="Token the web view requires on every request (Authorization: Bearer, or ?token= in the page's address); "
+        "at least 16 characters.")] = None,
+    http_fps: Annotated[float, typer.Option("--http-fps", help="Live views: frames per second sent to a watching browser.", min=0.1)] = _HTTP.stream_fps,
+    http_width: Annotated[int, typer.Option("--http-width", help="Live views: scaled down to at most this many pixels wide.", min=16)] = _HTTP.stream_width,
+    mqtt: Annotated[Optional[str], typer.Option(
+        "--mqtt", help="Publish states, events and availability to this MQTT broker, HOST[:PORT] "
+        "(password or token: $FROSTER_EDGE_MQTT_PASSWORD).", rich_help_panel="MQTT")] = None,
+    mqtt_prefix: Annotated[str, typer.Option(
+        "--mqtt-prefix", help="Topic prefix: PREFIX/availability, PREFIX/<camera>/state, .../event, .../action/<label>.",
+        rich_help_panel="MQTT")] = _MQTT.prefix,
+    mqtt_client_id: Annotated[Optional[str], typer.Option(
+        "--mqtt-client-id", help="MQTT client id; default froster-edge-<hostname>.", rich_help_panel="MQTT")] = _MQTT.client_id,
+    mqtt_username: Annotated[Optional[str], typer.Option(
+        "--mqtt-username", help="Broker user name; default $FROSTER_EDGE_MQTT_USERNAME.", rich_help_panel="MQTT")] = _MQTT.username,
+    mqtt_qos: Annotated[int, typer.Option(
+        "--mqtt-qos", help="QoS of every message (0, 1 or 2).", min=0, max=2, rich_help_panel="MQTT")] = _MQTT.qos,
+    mqtt_retain: Annotated[bool, typer.Option(
+        "--mqtt-retain/--mqtt-no-retain", help="Retain the state and action topics.", rich_help_panel="MQTT")] = _MQTT.retain,
+    mqtt_discovery: Annotated[bool, typer.Option(
+        "--mqtt-discovery", help="Home Assistant MQTT discovery: each camera a device with its actions.", rich_help_panel="MQTT")] = _MQTT.discovery,
+    mqtt_discovery_prefix: Annotated[str, typer.Option(
+        "--mqtt-discovery-prefix", help="Home Assistant's discovery prefix.", rich_help_panel="MQTT")] = _MQTT.discovery_prefix,
+    mqtt_queue: Annotated[int, typer.Option(
+        "--mqtt-queue", help="Event messages kept while the broker is unreachable (the oldest dropped beyond).", min=1,
+        rich_help_panel="MQTT")] = _MQTT.queue_size,
+    mqtt_tls: Annotated[bool, typer.Option(
+        "--mqtt-tls", help="Connect with TLS (port 8883 unless given).", rich_help_panel="MQTT")] = _MQTT.tls,
+    mqtt_ca: Annotated[Optional[Path], typer.Option(
+        "--mqtt-ca", help="CA certificate file for --mqtt-tls; default the system's.", rich_help_panel="MQTT")] = _MQTT.ca_file,
 ) -> None:
     """Classify live video against a label table: cameras, streams, files; several at once.
 
@@ -65,6 +93,8 @@ def run_cmd(
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --source rtsp://cam2/stream --jsonl
       froster-edge run --bundle bundles/b16 --source clip.mp4 --realtime --record out.mp4 --stats-json stats.json
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --mqtt 127.0.0.1 --mqtt-discovery
+      froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --http 127.0.0.1:8080
+      FROSTER_EDGE_HTTP_TOKEN=$(cat token) froster-edge run --bundle bundles/b16 --source 0 --http 0.0.0.0:8080
     """
     from dataclasses import replace as dc_replace
 
@@ -86,17 +116,25 @@ def run_cmd(
                                   username=mqtt_username, qos=mqtt_qos, retain=mqtt_retain, discovery=mqtt_discovery,
                                   discovery_prefix=mqtt_discovery_prefix, queue_size=mqtt_queue, tls=mqtt_tls,
                                   ca_file=mqtt_ca)
-    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json, mqtt=mqtt_options))
+    web = None
+    if http is not None:
+        from ..runtime.web import parse_listen
+
+        host, port = parse_listen(http)
+        web = dc_replace(_HTTP, host=host, port=port, token=http_token, stream_fps=http_fps, stream_width=http_width)
+    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json, http=web, mqtt=mqtt_options))
 
 
 @command("bench")
 def bench_cmd(
     bundle: Annotated[Path, typer.Option(help="The bundle to measure.")],
-    backend: Annotated[Optional[list[BenchBackend]], typer.Option("--backend", help=f"A backend to measure (repeatable); default: every available one of {', '.join(AUTO_ORDER)}.")] = None,
+    backend: Annotated[Optional[list[BenchBackend]], typer.Option(
+        "--backend", help=f"A backend to measure (repeatable); default: every available one of {', '.join(AUTO_ORDER)}.")] = None,
     clip: Annotated[Optional[Path], typer.Option(help="Video for the pipeline runs; default examples/clips/stgcn_clean_and_jerk.mp4.")] = None,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions in the pipeline runs.", min=1)] = _RUN.sampling.hop,
     reps: Annotated[int, typer.Option(help="Interleaved pipeline / backend-alone pairs per backend.", min=1)] = 3,
-    realtime_check: Annotated[bool, typer.Option("--realtime-check/--no-realtime-check", help="Also play the clip at its own pace for capture-to-decision latency.")] = True,
+    realtime_check: Annotated[bool, typer.Option(
+        "--realtime-check/--no-realtime-check", help="Also play the clip at its own pace for capture-to-decision latency.")] = True,
     realtime_decisions: Annotated[int, typer.Option(help="Decisions of the real-time run.", min=1)] = 8,
     json_out: JsonOut = None,
 ) -> None:
