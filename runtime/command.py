@@ -26,6 +26,7 @@ from typing import Iterable
 
 from ..bundle import manifest as mf
 from ..io import Output, atomic_write_json, check_outputs
+from .mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .options import RunOptions
 from .pipeline import Pipeline, stderr
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
@@ -42,6 +43,7 @@ class RunRequest:
     show: bool = False
     record: Path | None = None
     stats_json: Path | None = None
+    mqtt: MqttOptions | None = None
     http: HttpOptions | None = None  # the web view, when asked for
     outputs: list[Output] = field(default_factory=list)  # more destinations to check at start (events, clips)
 
@@ -51,6 +53,8 @@ def run(req: RunRequest) -> dict:
     printing them when a source failed)."""
     stop = threading.Event()
     with StopOnSignals(stop) as signals:
+        if req.mqtt is not None:
+            check_mqtt_options(req.mqtt)  # before any loading
         if req.show:
             require_display()  # before any loading: a missing display is said at once
         http = resolve_token(req.http) if req.http is not None else None  # likewise a missing token
@@ -67,14 +71,22 @@ def run(req: RunRequest) -> dict:
         web = None
         if req.show:
             frame_sinks.append(ShowSink(list(req.options.sources), stop))
+        mqtt = None
+        if req.mqtt is not None:  # connects in the background: a broker that is down only delays delivery
+            mqtt = MqttSink(req.mqtt, list(req.options.sources), list(pipeline.classifier.table.names), stderr)
+            sinks.append(mqtt)
         try:
             if hub is not None and http is not None:
                 web = start_web(pipeline, hub, http, stderr)
             stats = pipeline.run()
         finally:
             pipeline.backend.close()
+            if mqtt is not None:
+                mqtt.close()  # the pipeline closed it already unless opening a source failed
             if web is not None:
                 web.close()
+        if mqtt is not None:
+            stats.info["mqtt"] = mqtt.stats()
         if signals.received:
             stats.info["interrupted"] = True
             stats.info["signals"] = signals.received

@@ -33,7 +33,7 @@ from ..video import resize_center_crop
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
 from .options import RunOptions, check_options
-from .sampler import ClipAssembler, SampleRule, is_sampled_index
+from .sampler import ClipAssembler, SampleRule, Sampler, is_sampled_index
 from .sinks import Decision, DecisionSink, FrameSink
 from .sources import END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, open_all, parse_source
 from .stats import RunStats, StreamCounters
@@ -154,6 +154,18 @@ class Assembler(threading.Thread):
             waiting = time.monotonic()
 
 
+def reader_filter(live: bool, frame_sinks: bool, period: float, fps: float) -> Callable[[float], bool] | None:
+    """Which frames a reader converts to RGB and hands on: all of them for frame sinks (they draw
+    every frame); for a file read as fast as possible, the sampled frame indices; for a camera or
+    stream, those its own Sampler takes by capture time (seconds). The assembler's Sampler, of the
+    same period, then takes every frame it is given: a frame it would have skipped never comes."""
+    if frame_sinks:
+        return None
+    if live:
+        return Sampler(period / fps).take
+    return lambda index: is_sampled_index(int(index), period)
+
+
 class Pipeline:
     """A bundle, its label table and a backend, run over sources into sinks. `run()` returns the stats."""
 
@@ -242,8 +254,10 @@ class Pipeline:
             self.stats.streams.append(counters)
             # live: sampling by capture time (seconds); fast files: by frame index (a prefilter skips RGB conversion)
             assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, period / fps if live[i] else period)
+            # a frame sink that draws every frame gets them all; one that does not (the web view) still
+            # gets every frame of a live source, as before, and the sampled ones of a fast file
             every = any(getattr(sink, "needs_every_frame", True) for sink in self.frame_sinks)
-            want = None if live[i] or every else (lambda index, p=period: is_sampled_index(index, p))
+            want = reader_filter(live[i], every or (live[i] and bool(self.frame_sinks)), period, fps)
             slot = FrameSlot(keep_newest=live[i])
             threads.append(Reader(spec, cap, slot, self.stop, o.capture, self.stats, counters, want, self.log, str(i)))
             threads.append(Assembler(i, slot, board, assembler, self.size, live[i], self.frame_sinks, self.stats,

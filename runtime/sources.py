@@ -211,13 +211,15 @@ class FrameSlot:
 class Reader(threading.Thread):
     """One source's reader thread: frames into `slot` until the source ends or `stop` is set.
 
-    `want(index)` (files read as fast as possible) says which frames anyone will use; the others
-    are decoded (they must be, to reach the next) but not converted to RGB.
+    `want(position)` (the Frame's position: the frame index for files read as fast as possible,
+    seconds since the start for live sources and --realtime files) says which frames anyone will
+    use; the others are decoded (they must be, to reach the next) but neither converted to RGB nor
+    handed on. None: every frame is (frame sinks draw them all).
     """
 
     def __init__(self, spec: SourceSpec, cap: cv2.VideoCapture, slot: FrameSlot, stop: threading.Event,
                  options: CaptureOptions, stats: RunStats, counters: StreamCounters,
-                 want: Callable[[int], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream"):
+                 want: Callable[[float], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream"):
         super().__init__(name=f"reader-{name}", daemon=True)  # daemon: a read stuck in FFmpeg cannot hang the exit
         self.spec, self.cap, self.slot, self.stop = spec, cap, slot, stop
         self.options, self.stats, self.counters, self.want, self.log = options, stats, counters, want, log
@@ -268,31 +270,36 @@ class Reader(threading.Thread):
                 t0 = time.monotonic()
                 if not self.cap.grab():
                     break
+                decode = time.monotonic() - t0
                 index = base + count
-                image = None
-                if self.want is None or self.want(index):
-                    ok, bgr = self.cap.retrieve()
-                    if not ok:
-                        break
-                    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                self.stats.record("read", time.monotonic() - t0)
-                count += 1
-                self.counters.frames_read += 1
                 media_time = index / self.fps
                 if realtime:
                     delay = start + media_time - time.monotonic()
                     if delay > 0 and self.stop.wait(delay):
                         break
                 now = time.monotonic()
+                position = now - start if realtime else float(index)
+                image = None
+                if self.want is None or self.want(position):
+                    t1 = time.monotonic()
+                    ok, bgr = self.cap.retrieve()
+                    if not ok:
+                        break
+                    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    decode += time.monotonic() - t1
+                self.stats.record("read", decode)
+                count += 1
+                self.counters.frames_read += 1
                 if image is not None:
-                    position = now - start if realtime else float(index)
                     self.slot.put(Frame(index, position, media_time, now, time.time(), image), self.stop)
         except cv2.error as e:
             raise SourceError(f"{self.spec.text}: OpenCV failed after {count} frames ({e.msg or e})") from e
         return count
 
     def _read_live(self) -> None:
-        """Read as the source delivers; on a drop, release and reopen with backoff."""
+        """Read as the source delivers; on a drop, release and reopen with backoff. Every frame is
+        decoded (grab); only those `want` takes by capture time are converted to RGB (retrieve)
+        and handed on: the others cost no colour conversion and no copy."""
         opts, index, start, backoff = self.options, 0, time.monotonic(), self.options.reconnect_initial_s
         segment, pace = 0, _Pace(self.fps)
         while not self.stop.is_set():
@@ -308,11 +315,8 @@ class Reader(threading.Thread):
                 pace = _Pace(capture_fps(self.cap) or self.fps)
                 self.log(f"stream {self.label}: reconnected to {self.spec.text}")
             t0 = time.monotonic()
-            try:
-                ok, bgr = self.cap.read()
-            except cv2.error:
-                ok, bgr = False, None
-            if not ok or bgr is None:
+            ok, bgr = self._grab_live(start)
+            if not ok:
                 if self.stop.is_set():
                     return
                 if self.spec.kind == "url" and pace.faster_than_real_time():
@@ -331,11 +335,23 @@ class Reader(threading.Thread):
             backoff = opts.reconnect_initial_s
             self.stats.record("read", now - t0)
             self.counters.frames_read += 1
-            frame = Frame(index, now - start, now - start, now, time.time(), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), segment)
+            if bgr is not None:
+                frame = Frame(index, now - start, now - start, now, time.time(), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), segment)
+                self.slot.put(frame, self.stop)
             index += 1
-            self.slot.put(frame, self.stop)
             self.counters.frames_dropped = self.slot.dropped
 
+    def _grab_live(self, start: float) -> tuple[bool, np.ndarray | None]:
+        """(decoded, BGR image or None when `want` skips the frame)."""
+        try:
+            if not self.cap.grab():
+                return False, None
+            if self.want is not None and not self.want(time.monotonic() - start):
+                return True, None
+            ok, bgr = self.cap.retrieve()
+        except cv2.error:
+            return False, None
+        return (True, bgr) if ok and bgr is not None else (False, None)
 
 class _Pace:
     """How much video a connection delivered (frames over the frame rate it reports) against the

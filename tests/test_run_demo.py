@@ -1,8 +1,11 @@
 """`make demo` as a user runs it, with a local checkpoint file instead of the downloaded weights: it
-exports a bundle once, then streams the repository's clip through `froster-edge run`."""
+exports a bundle once, then streams the repository's clip through `froster-edge run`; and without
+any way to get the weights, the offline pipeline (train the tiny recipe, export, run) to its end."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,11 +21,12 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 VENV = Path(sys.executable).parent.parent
 
 
-def make_demo(**variables: str) -> subprocess.CompletedProcess:
+def make_demo(env: dict | None = None, timeout: float = 400, **variables: str) -> subprocess.CompletedProcess:
     # -o: the venv is installed already; never let a test run pip
     args = ["make", "-s", "-o", str(VENV / ".installed-dev"), "demo", f"VENV={VENV}"]
     args += [f"{k}={v}" for k, v in variables.items()]
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_make_demo_with_a_local_checkpoint(tmp_path):
@@ -43,3 +47,29 @@ def test_make_demo_with_a_local_checkpoint(tmp_path):
     again = make_demo(**vars_)
     assert again.returncode == 0 and "exported before" in again.stdout and "wrote" not in again.stdout
 
+
+
+@pytest.mark.timeout(1800)  # about 2 minutes on 2 idle cores (training, ONNX export); far more on a loaded machine
+def test_make_demo_without_reachable_weights_runs_the_offline_pipeline(tmp_path):
+    """The hub endpoint is a closed local port and the cache is empty: the demo says so in one
+    line, trains the tiny recipe, exports it and streams the clip, whatever this machine's network."""
+    from .test_run_network import free_port
+
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HOME": str(tmp_path / "hf")}
+    offline = tmp_path / "offline"
+    vars_ = {"DEMO_OFFLINE": str(offline), "DEMO_BUNDLE": str(tmp_path / "never")}
+    proc = make_demo(env=env, timeout=1200, **vars_)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = [line for line in proc.stdout.splitlines() if "unreachable" in line]
+    assert len(said) == 1 and "ViT-B-16/openai" in said[0] and "offline pipeline" in said[0], proc.stdout
+    assert any("not accuracy" in line for line in proc.stdout.splitlines())
+    assert not (tmp_path / "never").exists()
+    manifest = json.loads((offline / "bundle" / "manifest.json").read_text())
+    assert manifest["model"]["source"] == {"student": f"{offline}/train/student"}
+    T = manifest["preprocessing"]["num_frames"]
+    lines = [line for line in proc.stdout.splitlines() if re.match(r"\s+\d+\.\d\ds  \S", line)]
+    assert len(lines) == (19 - T) // 2 + 1, proc.stdout  # 300 frames at 29.97 fps: 19 sampled, hop 2
+
+    again = make_demo(env=env, timeout=600, **vars_)
+    assert again.returncode == 0 and "trained and exported before" in again.stdout, again.stderr[-3000:]
+    assert len([line for line in again.stdout.splitlines() if re.match(r"\s+\d+\.\d\ds  \S", line)]) == len(lines)

@@ -11,6 +11,7 @@ import typer
 
 from ..errors import ConfigError
 from ..runtime.options import AUTO_ORDER, BackendName, Smoothing
+from ..runtime.mqtt import MQTT_DEFAULTS as _MQTT
 from ..runtime.options import RUN_DEFAULTS as _RUN
 from ..runtime.web.options import HTTP_DEFAULTS as _HTTP
 from .base import command
@@ -54,6 +55,31 @@ def run_cmd(
         "at least 16 characters.")] = None,
     http_fps: Annotated[float, typer.Option("--http-fps", help="Live views: frames per second sent to a watching browser.", min=0.1)] = _HTTP.stream_fps,
     http_width: Annotated[int, typer.Option("--http-width", help="Live views: scaled down to at most this many pixels wide.", min=16)] = _HTTP.stream_width,
+    mqtt: Annotated[Optional[str], typer.Option(
+        "--mqtt", help="Publish states, events and availability to this MQTT broker, HOST[:PORT] "
+        "(password or token: $FROSTER_EDGE_MQTT_PASSWORD).", rich_help_panel="MQTT")] = None,
+    mqtt_prefix: Annotated[str, typer.Option(
+        "--mqtt-prefix", help="Topic prefix: PREFIX/availability, PREFIX/<camera>/state, .../event, .../action/<label>.",
+        rich_help_panel="MQTT")] = _MQTT.prefix,
+    mqtt_client_id: Annotated[Optional[str], typer.Option(
+        "--mqtt-client-id", help="MQTT client id; default froster-edge-<hostname>.", rich_help_panel="MQTT")] = _MQTT.client_id,
+    mqtt_username: Annotated[Optional[str], typer.Option(
+        "--mqtt-username", help="Broker user name; default $FROSTER_EDGE_MQTT_USERNAME.", rich_help_panel="MQTT")] = _MQTT.username,
+    mqtt_qos: Annotated[int, typer.Option(
+        "--mqtt-qos", help="QoS of every message (0, 1 or 2).", min=0, max=2, rich_help_panel="MQTT")] = _MQTT.qos,
+    mqtt_retain: Annotated[bool, typer.Option(
+        "--mqtt-retain/--mqtt-no-retain", help="Retain the state and action topics.", rich_help_panel="MQTT")] = _MQTT.retain,
+    mqtt_discovery: Annotated[bool, typer.Option(
+        "--mqtt-discovery", help="Home Assistant MQTT discovery: each camera a device with its actions.", rich_help_panel="MQTT")] = _MQTT.discovery,
+    mqtt_discovery_prefix: Annotated[str, typer.Option(
+        "--mqtt-discovery-prefix", help="Home Assistant's discovery prefix.", rich_help_panel="MQTT")] = _MQTT.discovery_prefix,
+    mqtt_queue: Annotated[int, typer.Option(
+        "--mqtt-queue", help="Event messages kept while the broker is unreachable (the oldest dropped beyond).", min=1,
+        rich_help_panel="MQTT")] = _MQTT.queue_size,
+    mqtt_tls: Annotated[bool, typer.Option(
+        "--mqtt-tls", help="Connect with TLS (port 8883 unless given).", rich_help_panel="MQTT")] = _MQTT.tls,
+    mqtt_ca: Annotated[Optional[Path], typer.Option(
+        "--mqtt-ca", help="CA certificate file for --mqtt-tls; default the system's.", rich_help_panel="MQTT")] = _MQTT.ca_file,
 ) -> None:
     """Classify live video against a label table: cameras, streams, files; several at once.
 
@@ -66,6 +92,7 @@ def run_cmd(
       froster-edge run --bundle bundles/b16 --source 0 --show --threshold 0.3
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --source rtsp://cam2/stream --jsonl
       froster-edge run --bundle bundles/b16 --source clip.mp4 --realtime --record out.mp4 --stats-json stats.json
+      froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --mqtt 127.0.0.1 --mqtt-discovery
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --http 127.0.0.1:8080
       FROSTER_EDGE_HTTP_TOKEN=$(cat token) froster-edge run --bundle bundles/b16 --source 0 --http 0.0.0.0:8080
     """
@@ -80,13 +107,22 @@ def run_cmd(
         capture=dc_replace(_RUN.capture, realtime=realtime, loop=loop),
         classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
     )
+    mqtt_options = None
+    if mqtt is not None:
+        from ..runtime.mqtt import parse_address
+
+        host, port = parse_address(mqtt)
+        mqtt_options = dc_replace(_MQTT, host=host, port=port, prefix=mqtt_prefix, client_id=mqtt_client_id,
+                                  username=mqtt_username, qos=mqtt_qos, retain=mqtt_retain, discovery=mqtt_discovery,
+                                  discovery_prefix=mqtt_discovery_prefix, queue_size=mqtt_queue, tls=mqtt_tls,
+                                  ca_file=mqtt_ca)
     web = None
     if http is not None:
         from ..runtime.web import parse_listen
 
         host, port = parse_listen(http)
         web = dc_replace(_HTTP, host=host, port=port, token=http_token, stream_fps=http_fps, stream_width=http_width)
-    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json, http=web))
+    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json, http=web, mqtt=mqtt_options))
 
 
 @command("bench")

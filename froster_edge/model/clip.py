@@ -14,8 +14,6 @@ import functools
 import json
 import os
 import pickle
-import socket
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 from open_clip.model import CLIP
 
 from ..errors import ConfigError, PretrainedWeightsError, shorten
+from ..hub import address_of, hub_address, reachable
 from ..io import read_text
 from ..logs import quiet_logger
 
@@ -133,15 +132,7 @@ def load_pretrained(model: CLIP, model_name: str, pretrained: str) -> None:
     if os.path.isfile(pretrained):
         path = pretrained
     else:
-        tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
-        if not tag_cfg:
-            if os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
-                raise PretrainedWeightsError(f"pretrained checkpoint file not found: {pretrained}")
-            tags = open_clip.list_pretrained_tags_by_model(model_name)
-            raise PretrainedWeightsError(
-                f"{pretrained!r} is neither a local file nor an open_clip tag of {model_name}"
-                + (f" (tags: {', '.join(tags)})" if tags else "")
-            )
+        tag_cfg = _tag_cfg(model_name, pretrained)
         path = fetch_pretrained(tag_cfg, model_name, pretrained)
         if not path:
             raise PretrainedWeightsError(f"open_clip has no download for {model_name}/{pretrained}")
@@ -153,20 +144,47 @@ def load_pretrained(model: CLIP, model_name: str, pretrained: str) -> None:
     model.float()
 
 
+def _tag_cfg(model_name: str, pretrained: str) -> dict[str, Any]:
+    """open_clip's download entry of a tag; a path that is no file, or an unknown tag, is an error."""
+    tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not tag_cfg:
+        if os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
+            raise PretrainedWeightsError(f"pretrained checkpoint file not found: {pretrained}")
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        raise PretrainedWeightsError(
+            f"{pretrained!r} is neither a local file nor an open_clip tag of {model_name}"
+            + (f" (tags: {', '.join(tags)})" if tags else "")
+        )
+    return tag_cfg
+
+
+def pretrained_unavailable(model_name: str, pretrained: str) -> str | None:
+    """None when `load_pretrained` can get these weights now (a local file, open_clip's cache, or a
+    download host that answers); otherwise why not, in one line. Builds no model and makes no
+    download, so it answers in seconds where a failing download takes about a minute."""
+    if os.path.isfile(pretrained):
+        return None
+    tag_cfg = _tag_cfg(model_name, pretrained)
+    if _cached(tag_cfg):
+        return None
+    address = _download_address(tag_cfg)
+    if address is None or not _reachable(address):
+        where = f"{address[0]}:{address[1]}" if address else "no download address"
+        return f"CLIP weights {model_name}/{pretrained} are unreachable ({where} does not answer) and not in the cache"
+    return None
+
+
 def fetch_pretrained(tag_cfg: dict[str, Any], model_name: str, tag: str) -> str:
     """Path of a tag's weights: open_clip's cache first (no network), then a download.
 
     Without network the hub client retries for about a minute; a quick reachability check turns
     that into one immediate, clear error.
     """
-    try:
-        with _hub_offline():
-            return open_clip.download_pretrained(tag_cfg)
-    except Exception:  # not cached: any hub/url error type
-        pass
-    hub = tag_cfg.get("hf_hub")
-    host = "huggingface.co" if hub else urllib.parse.urlparse(tag_cfg.get("url", "")).hostname
-    if not host or not _reachable(host):
+    cached = _cached(tag_cfg)
+    if cached:
+        return cached
+    address = _download_address(tag_cfg)
+    if address is None or not _reachable(address):
         raise PretrainedWeightsError(
             f"cannot get open_clip weights {model_name}/{tag}: no network and not in the cache; "
             "download them once elsewhere, or pass a local checkpoint file as --pretrained PATH"
@@ -179,6 +197,19 @@ def fetch_pretrained(tag_cfg: dict[str, Any], model_name: str, tag: str) -> str:
             f"cannot download open_clip weights {model_name}/{tag} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
             "pass a local checkpoint file as --pretrained PATH"
         ) from e
+
+
+def _cached(tag_cfg: dict[str, Any]) -> str | None:
+    try:
+        with _hub_offline():
+            return open_clip.download_pretrained(tag_cfg) or None
+    except Exception:  # not cached: any hub/url error type
+        return None
+
+
+def _download_address(tag_cfg: dict[str, Any]) -> tuple[str, int] | None:
+    """(host, port) a tag downloads from: the Hugging Face endpoint for hub weights, else its URL."""
+    return hub_address() if tag_cfg.get("hf_hub") else address_of(tag_cfg.get("url", ""))
 
 
 @contextlib.contextmanager
@@ -197,12 +228,8 @@ def _hub_offline():
         constants.HF_HUB_OFFLINE = saved
 
 
-def _reachable(host: str, timeout: float = 3.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+def _reachable(address: tuple[str, int], timeout: float = 3.0) -> bool:
+    return reachable(address, timeout)  # a module-level name the tests replace
 
 
 def create_clip(model_name: str, pretrained: str | None, image_size: int | None = None) -> tuple[CLIP, dict[str, Any]]:

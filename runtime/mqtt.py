@@ -1,0 +1,439 @@
+"""MQTT sink: per-camera state, action events, availability with a last will, Home Assistant discovery.
+
+Topics (prefix `froster-edge` by default; `<camera>` is the camera's name made topic-safe):
+
+  <prefix>/availability                 "online" / "offline", retained; "offline" is also the last will
+  <prefix>/<camera>/state               the newest decision: {"camera", "label", "score", "top", ...}, retained
+  <prefix>/<camera>/event               an action event's start and end (ActionEvent.to_json()), not retained
+  <prefix>/<camera>/action/<label>      "ON" while an event of that label is open, then "OFF", retained
+  <discovery>/sensor/<node>/<camera>_label/config          (with --mqtt-discovery: Home Assistant)
+  <discovery>/sensor/<node>/<camera>_score/config
+  <discovery>/binary_sensor/<node>/<camera>_<label>/config one per label of the camera's table
+
+The pipeline never waits for the broker: `emit` and `event` only put a message into this sink's
+own bounded queue (events; the oldest is dropped and counted when it is full) or overwrite the
+camera's latest state, under a lock that is never held while paho runs. One publisher thread
+hands messages to paho (whose loop thread does the network I/O) only while connected and with at
+most INFLIGHT unacknowledged, so neither this queue nor paho's grows without bound. After a
+(re)connect, what paho resends is acknowledged first, then "online", the discovery configs, the
+queued events and the newest retained values are published in that order, so a restarted broker
+that lost its retained messages gets them again and each topic ends on its newest value.
+With QoS 0 a message already written to a connection that dies is lost (at most once); use
+QoS 1 (the default) for events that must arrive.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from ..errors import ConfigError, MissingCapability
+from .sinks import Decision
+
+PASSWORD_ENV = "FROSTER_EDGE_MQTT_PASSWORD"
+USERNAME_ENV = "FROSTER_EDGE_MQTT_USERNAME"
+INFLIGHT = 20  # messages handed to paho and not yet acknowledged
+_TOPIC_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    """Where and how the MQTT sink publishes; the one place its defaults live (CLI and site file).
+
+    The password (or a token, for brokers that take one as the password) is read from the
+    environment variable named by `password_env`, never from a flag or a file: command lines are
+    visible to every user of the machine.
+    """
+
+    host: str | None = None  # None: no MQTT
+    port: int | None = None  # None: 1883, or 8883 with TLS
+    prefix: str = "froster-edge"
+    client_id: str | None = None  # None: froster-edge-<hostname> (stable: Home Assistant ids derive from it)
+    username: str | None = None  # None: $FROSTER_EDGE_MQTT_USERNAME if set
+    password_env: str = PASSWORD_ENV
+    qos: int = 1
+    retain: bool = True  # state and action topics retained (availability and discovery always are)
+    discovery: bool = False  # Home Assistant MQTT discovery
+    discovery_prefix: str = "homeassistant"
+    queue_size: int = 1000  # events kept while the broker is unreachable; the oldest is dropped beyond
+    tls: bool = False
+    ca_file: Path | None = None  # None with tls: the system's CA certificates
+    keepalive_s: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 10.0
+    close_timeout_s: float = 3.0  # at the end of a run, how long to wait for queued messages to go out
+
+    @property
+    def broker_port(self) -> int:
+        return self.port if self.port is not None else (8883 if self.tls else 1883)
+
+    @property
+    def client_name(self) -> str:
+        return self.client_id or f"froster-edge-{socket.gethostname()}"
+
+
+MQTT_DEFAULTS = MqttOptions()
+
+
+def parse_address(text: str) -> tuple[str, int | None]:
+    """HOST or HOST:PORT (an IPv6 literal in brackets: [::1]:1883)."""
+    s = text.strip()
+    host, port = s, None
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ConfigError(f"--mqtt {text}: expected HOST or HOST:PORT")
+            port = rest[1:]
+    elif s.count(":") == 1:
+        host, port = s.split(":")
+    if not host:
+        raise ConfigError(f"--mqtt {text}: no host")
+    if port is None:
+        return host, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--mqtt {text}: the port must be a number in 1..65535")
+    return host, int(port)
+
+
+def check_mqtt_options(o: MqttOptions) -> None:
+    """Refuse values that cannot work, naming the option, before any camera opens."""
+    problems = [
+        (not o.host, "mqtt: no broker host"),
+        (o.port is not None and not 0 < o.port < 65536, f"--mqtt port must be in 1..65535, not {o.port}"),
+        (o.qos not in (0, 1, 2), f"--mqtt-qos must be 0, 1 or 2, not {o.qos}"),
+        (o.queue_size < 1, f"--mqtt-queue must be at least 1, not {o.queue_size}"),
+        (not o.prefix or any(c in o.prefix for c in "+#") or o.prefix.startswith("/") or o.prefix.endswith("/"),
+         f"--mqtt-prefix {o.prefix!r}: a topic prefix without + or # and without a leading or trailing /"),
+        (not o.discovery_prefix or any(c in o.discovery_prefix for c in "+#/"),
+         f"mqtt discovery prefix {o.discovery_prefix!r}: one topic level without + or #"),
+        (o.keepalive_s < 5, f"mqtt keepalive must be at least 5 s, not {o.keepalive_s}"),
+        (not 0 < o.reconnect_min_s <= o.reconnect_max_s, "mqtt reconnect delays: 0 < min <= max"),
+        (o.close_timeout_s < 0, f"mqtt close timeout must be >= 0, not {o.close_timeout_s}"),
+        (o.ca_file is not None and not Path(o.ca_file).is_file(), f"--mqtt-ca {o.ca_file}: no such file"),
+        (o.ca_file is not None and not o.tls, "--mqtt-ca needs --mqtt-tls"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise ConfigError(message)
+
+
+def topic_id(name: str) -> str:
+    """A camera or label name as one topic level and Home Assistant object id ([A-Za-z0-9_-])."""
+    return _TOPIC_SAFE.sub("_", name.strip()).strip("_").lower() or "_"
+
+
+class ActionEventLike(Protocol):
+    """What this sink reads of runtime/events.py's ActionEvent."""
+
+    camera: str
+    label: str
+    phase: str
+
+    def to_json(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic layout (module docstring), in one place for the sink, the tests and the README."""
+
+    prefix: str
+    discovery_prefix: str = "homeassistant"
+    node: str = "froster_edge"
+
+    @property
+    def availability(self) -> str:
+        return f"{self.prefix}/availability"
+
+    def state(self, camera: str) -> str:
+        return f"{self.prefix}/{topic_id(camera)}/state"
+
+    def event(self, camera: str) -> str:
+        return f"{self.prefix}/{topic_id(camera)}/event"
+
+    def action(self, camera: str, label: str) -> str:
+        return f"{self.prefix}/{topic_id(camera)}/action/{topic_id(label)}"
+
+    def config(self, component: str, object_id: str) -> str:
+        return f"{self.discovery_prefix}/{component}/{self.node}/{object_id}/config"
+
+
+def discovery_configs(topics: Topics, camera: str, labels: list[str], version: str) -> list[tuple[str, dict]]:
+    """Home Assistant MQTT discovery: the camera as a device with its top label, its score, and one
+    binary sensor per action (on while an event of it is open). (topic, payload) pairs, retained."""
+    cam = topic_id(camera)
+    device = {"identifiers": [f"{topics.node}_{cam}"], "name": camera, "manufacturer": "froster-edge",
+              "model": "open-vocabulary action recognition", "sw_version": version}
+    common = {"availability_topic": topics.availability, "payload_available": "online",
+              "payload_not_available": "offline", "device": device,
+              "origin": {"name": "froster-edge", "sw_version": version}}
+    out = [
+        (topics.config("sensor", f"{cam}_label"),
+         {"name": "Action", "unique_id": f"{topics.node}_{cam}_label", "state_topic": topics.state(camera),
+          "value_template": "{{ value_json.label }}", "json_attributes_topic": topics.state(camera),
+          "icon": "mdi:run", **common}),
+        (topics.config("sensor", f"{cam}_score"),
+         {"name": "Action score", "unique_id": f"{topics.node}_{cam}_score", "state_topic": topics.state(camera),
+          "value_template": "{{ (value_json.score * 100) | round(1) }}", "unit_of_measurement": "%",
+          "state_class": "measurement", **common}),
+    ]
+    for label in labels:
+        lab = topic_id(label)
+        out.append((topics.config("binary_sensor", f"{cam}_{lab}"),
+                    {"name": label, "unique_id": f"{topics.node}_{cam}_{lab}", "state_topic": topics.action(camera, label),
+                     "payload_on": "ON", "payload_off": "OFF", **common}))
+    return out
+
+
+@dataclass
+class _Message:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+def _payload(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else json.dumps(value, separators=(",", ":")).encode()
+
+
+class MqttSink:
+    """Decisions (DecisionSink: emit/close) and action events (EventSink: event/close) to a broker."""
+
+    def __init__(self, options: MqttOptions, cameras: list[str], labels: list[str] | dict[str, list[str]],
+                 log: Callable[[str], None] = print):
+        check_mqtt_options(options)
+        try:
+            import paho.mqtt.client as paho
+        except ImportError as e:
+            raise MissingCapability("--mqtt needs paho-mqtt (pip install paho-mqtt)") from e
+        from .. import __version__
+
+        ids = [topic_id(c) for c in cameras]
+        clash = {i for i in ids if ids.count(i) > 1}
+        if clash:
+            raise ConfigError(f"mqtt: camera names {[c for c in cameras if topic_id(c) in clash]} give the same "
+                              f"topic {sorted(clash)[0]!r}; name the cameras differently")
+        self.options, self.cameras, self.log = options, list(cameras), log
+        self.version = __version__
+        self.labels = {c: list(labels[c] if isinstance(labels, dict) else labels) for c in cameras}
+        self.topics = Topics(options.prefix, options.discovery_prefix, topic_id(options.client_name))
+        self.dropped = 0  # events dropped from a full queue
+        self.published = 0  # acknowledged by the broker (QoS 1/2) or written to it (QoS 0)
+        self.connects = 0
+        self._queue: collections.deque[_Message] = collections.deque()
+        self._control: dict[str, _Message] = {}  # availability, discovery: published first after a connect
+        self._latest: dict[str, _Message] = {}  # newest retained value per state/action topic
+        self._dirty: dict[str, None] = {}  # topics of _latest not yet published (ordered)
+        self._final: _Message | None = None  # "offline", once close() is called
+        self._inflight = 0
+        self._hold = False  # after a reconnect: until paho's resends are acknowledged, publish nothing new
+        self._connected = False
+        self._closing = False  # close() started: "offline" queued, the rest flushed while time allows
+        self._stopped = False  # close() gave up waiting: the publisher thread ends
+        self._down_reported = False
+        self._lock = threading.Condition()
+
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=options.client_name,
+                             protocol=paho.MQTTv311, clean_session=True)
+        username = options.username or os.environ.get(USERNAME_ENV)
+        password = os.environ.get(options.password_env)
+        if username or password:
+            client.username_pw_set(username or "", password)
+        if options.tls:
+            client.tls_set(ca_certs=str(options.ca_file) if options.ca_file else None)
+        client.will_set(self.topics.availability, "offline", qos=options.qos, retain=True)
+        client.reconnect_delay_set(options.reconnect_min_s, options.reconnect_max_s)  # type: ignore[arg-type]
+        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_connect_fail, client.on_publish, client.on_message = self._on_connect_fail, self._on_publish, self._on_message
+        self.client = client
+        self._thread = threading.Thread(target=self._publisher, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+        client.connect_async(options.host, options.broker_port, keepalive=options.keepalive_s)
+        client.loop_start()  # paho's network thread: connects, reconnects with backoff, reads and writes
+
+    @property
+    def where(self) -> str:
+        return f"{self.options.host}:{self.options.broker_port}"
+
+    # --- the pipeline's side: never waits for the network ---
+
+    def emit(self, decision: Decision) -> None:
+        camera = self._camera(decision)
+        state = {"camera": camera, **{k: v for k, v in decision.to_json().items() if k != "latency_ms"}}
+        self._set_latest(self.topics.state(camera), state)
+
+    def event(self, event: ActionEventLike) -> None:
+        with self._lock:
+            self._enqueue(_Message(self.topics.event(event.camera), _payload(event.to_json()), False))
+            action = self.topics.action(event.camera, event.label)
+            value = "ON" if event.phase == "start" else "OFF"
+            self._enqueue(_Message(action, _payload(value), self.options.retain))
+            self._latest[action] = _Message(action, _payload(value), self.options.retain)
+            if event.camera in self.labels and event.label not in self.labels[event.camera]:
+                self.labels[event.camera].append(event.label)  # a label swapped in at run time
+                if self.options.discovery:
+                    self._add_discovery(event.camera, self.labels[event.camera])
+            self._lock.notify_all()
+
+    def stats(self) -> dict[str, int]:
+        """published: acknowledged (QoS 1/2) or written (QoS 0); dropped: event messages pushed out of
+        the full queue; pending: not delivered (yet)."""
+        with self._lock:
+            pending = len(self._queue) + len(self._dirty) + len(self._control) + self._inflight + (self._final is not None)
+            return {"published": self.published, "dropped": self.dropped, "connects": self.connects, "pending": pending}
+
+    def close(self) -> None:
+        """Say "offline", let what is queued go out (waiting up to close_timeout_s, also for a first
+        connection still being made), disconnect."""
+        with self._lock:
+            if self._closing:
+                return
+            self._final = _Message(self.topics.availability, b"offline", True)  # after everything else
+            self._control.pop(self.topics.availability, None)
+            self._closing = True
+            self._lock.notify_all()
+            end = time.monotonic() + self.options.close_timeout_s
+            while (self._has_pending() or self._inflight) and time.monotonic() < end:
+                self._lock.wait(0.05)
+            self._stopped = True
+            self._lock.notify_all()
+        stats = self.stats()
+        self._thread.join(timeout=1.0)
+        self.client.disconnect()  # a clean disconnect: the broker does not send the last will
+        self.client.loop_stop()
+        if stats["pending"] or stats["dropped"]:
+            self.log(f"mqtt: {stats['published']} message(s) delivered, {stats['pending']} not delivered "
+                     f"(broker {self.where} unreachable), {stats['dropped']} event message(s) dropped from the full queue")
+
+    # --- internals (the lock is never held while calling paho) ---
+
+    def _camera(self, decision: Decision) -> str:
+        camera = getattr(decision, "camera", None)  # Decision.camera once the site file lands; the source before
+        return camera or self.cameras[decision.stream]
+
+    def _set_latest(self, topic: str, value: Any) -> None:
+        with self._lock:
+            self._latest[topic] = _Message(topic, _payload(value), self.options.retain)
+            self._dirty[topic] = None
+            self._lock.notify_all()
+
+    def _enqueue(self, message: _Message) -> None:
+        if len(self._queue) >= self.options.queue_size:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(message)
+
+    def _add_discovery(self, camera: str, labels: list[str]) -> None:
+        for topic, payload in discovery_configs(self.topics, camera, labels, self.version):
+            self._control[topic] = _Message(topic, _payload(payload), True)
+
+    def _has_pending(self) -> bool:
+        return bool(self._control or self._queue or self._dirty or self._final)
+
+    def _next(self) -> _Message | None:
+        """The next message to hand to paho: control first, then events in order, then newest values."""
+        if self._control:
+            return self._control.pop(next(iter(self._control)))
+        if self._queue:
+            return self._queue.popleft()
+        if self._dirty:
+            topic = next(iter(self._dirty))
+            del self._dirty[topic]
+            return self._latest[topic]
+        if self._final is not None and self._inflight == 0:
+            final, self._final = self._final, None
+            return final
+        return None
+
+    def _publisher(self) -> None:
+        try:
+            self._publish_loop()
+        except Exception as e:  # a bug: say so once; the pipeline goes on without MQTT
+            self.log(f"mqtt: internal error in the publisher, nothing more is published: {type(e).__name__}: {e}")
+
+    def _publish_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not (self._connected and self._has_pending() and self._inflight < INFLIGHT and not self._hold):
+                    if self._stopped:
+                        return
+                    self._lock.wait(0.5)
+                message = self._next()
+                if message is None:  # only "offline" left, waiting for the acknowledgements before it
+                    self._lock.wait(0.1)
+                    continue
+                self._inflight += 1
+            info = self.client.publish(message.topic, message.payload, qos=self.options.qos, retain=message.retain)
+            if info.rc != 0 and self.options.qos == 0:  # not connected after all: paho dropped it, keep it
+                with self._lock:
+                    self._inflight -= 1
+                    self._queue.appendleft(message)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._report_down(f"broker {self.where} refused the connection: {reason_code}")
+            return
+        if self.options.discovery:
+            client.subscribe(f"{self.options.discovery_prefix}/status", qos=self.options.qos)
+        with self._lock:
+            self.connects += 1
+            self._connected, self._down_reported = True, False
+            self._hold = self._inflight > 0  # paho resends these first; new messages follow them, in order
+            self._republish()
+            self._lock.notify_all()
+        self.log(f"mqtt: connected to {self.where}")
+
+    def _republish(self) -> None:
+        """After a connect: "online", the discovery configs and every newest retained value again (a
+        restarted broker may have lost them). Called with the lock held."""
+        online = {self.topics.availability: _Message(self.topics.availability, b"online", True)}
+        if not self._closing:
+            self._control = {**online, **self._control}
+        if self.options.discovery:
+            for camera in self.cameras:
+                for topic, payload in discovery_configs(self.topics, camera, self.labels[camera], self.version):
+                    self._control[topic] = _Message(topic, _payload(payload), True)
+        for topic in self._latest:
+            self._dirty[topic] = None
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            was = self._connected
+            self._connected = False
+            if self.options.qos == 0:
+                self._inflight = 0  # paho drops QoS 0 packets not yet written; QoS 1/2 ones it resends
+            closing = self._closing
+            self._lock.notify_all()
+        if was and not closing:
+            self._report_down(f"connection to {self.where} lost ({reason_code}); queueing events until it is back")
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._report_down(f"cannot reach broker {self.where}; retrying")
+
+    def _report_down(self, message: str) -> None:
+        with self._lock:
+            if self._down_reported:
+                return
+            self._down_reported = True
+        self.log(f"mqtt: {message}")
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            self._inflight = max(0, self._inflight - 1)
+            self._hold = self._hold and self._inflight > 0
+            self.published += 1
+            self._lock.notify_all()
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.topic == f"{self.options.discovery_prefix}/status" and message.payload == b"online":
+            with self._lock:  # Home Assistant restarted: it wants the discovery configs and states again
+                self._republish()
+                self._lock.notify_all()

@@ -1,0 +1,41 @@
+"""A camera's reader converts and hands on only the frames sampling will take: the assembler must
+then sample exactly what it would have sampled from every frame (jitter, stalls, bursts included)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from froster_edge.runtime.pipeline import reader_filter
+from froster_edge.runtime.sampler import ClipAssembler
+
+
+def capture_times(seed: int, n: int = 3000, fps: float = 30.0) -> list[float]:
+    """Seconds since the start of n frames: jittered 30 fps with stalls of up to 3 s and bursts."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.gamma(4.0, 1 / (4.0 * fps), n)
+    gaps[rng.random(n) < 0.01] += rng.uniform(0.2, 3.0)  # the network stalls
+    gaps[rng.random(n) < 0.05] = 0.0  # frames that arrive together
+    return list(np.cumsum(gaps) - gaps[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("period_frames, fps", [(16.0, 30.0), (13.333, 25.0), (1.0, 30.0), (4.0, 8.0)])
+def test_the_reader_filter_leaves_the_assembler_the_same_frames(seed, period_frames, fps):
+    times = capture_times(seed, fps=fps)
+    everything = ClipAssembler(4, 8, 2, period_frames / fps)
+    expected = [i for i, t in enumerate(times) if everything.wants(t)]  # the assembler given every frame
+
+    want = reader_filter(True, False, period_frames, fps)
+    filtered = [i for i, t in enumerate(times) if want(t)]
+    assembler = ClipAssembler(4, 8, 2, period_frames / fps)
+    assert all(assembler.wants(times[i]) for i in filtered)  # it takes every frame it is given
+    assert filtered == expected
+    # and the sampled count follows the rate: about one frame per period over the stream
+    assert len(expected) <= times[-1] / (period_frames / fps) + 1
+
+
+def test_frame_sinks_get_every_frame_and_files_their_sampled_indices():
+    assert reader_filter(True, True, 16.0, 30.0) is None and reader_filter(False, True, 16.0, 30.0) is None
+    want = reader_filter(False, False, 16.0, 30.0)
+    assert [i for i in range(50) if want(float(i))] == [0, 16, 32, 48]

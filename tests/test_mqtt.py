@@ -1,0 +1,254 @@
+"""The MQTT sink against a real broker (mosquitto, started by the test) and a real paho subscriber:
+a real clip through the runtime, the messages checked against the decisions; the broker killed
+and restarted mid-run, with delivery after the reconnect and the queue's drop count."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from froster_edge.errors import ConfigError
+
+from .conftest import CLIPS
+from .mosquitto import Broker, Subscriber, retained
+
+CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
+CLASSES = [line.strip() for line in (CLIPS / "classes.txt").read_text().splitlines() if line.strip()]
+
+
+def safe(name: str) -> str:
+    """The README's rule for a camera or label as a topic level, written out again here."""
+    out = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else " " for c in name.strip())
+    return "_".join(out.split()).lower()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path).start()
+    yield b
+    b.kill()
+
+
+def is_subsequence(part: list, whole: list) -> bool:
+    it = iter(whole)
+    return all(any(x == y for y in it) for x in part)
+
+
+def test_addresses_and_names():
+    from froster_edge.runtime.mqtt import parse_address, topic_id
+
+    assert parse_address("broker.lan") == ("broker.lan", None)
+    assert parse_address("10.0.0.2:1884") == ("10.0.0.2", 1884)
+    assert parse_address("[::1]:8883") == ("::1", 8883)
+    for bad in ("host:0", "host:99999", "host:x", ":1883"):
+        with pytest.raises(ConfigError):
+            parse_address(bad)
+    for name in ("Back door", "examples/clips/stgcn_clean_and_jerk.mp4", "rtsp://cam1:554/stream", "ice-dancing"):
+        assert topic_id(name) == safe(name)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mqtt", "127.0.0.1:70000"], "port"),
+    (["--mqtt", "127.0.0.1", "--mqtt-prefix", "a/#"], "--mqtt-prefix"),
+    (["--mqtt", "127.0.0.1", "--mqtt-ca", "/nonexistent.pem", "--mqtt-tls"], "--mqtt-ca"),
+])
+def test_bad_mqtt_options_are_one_line_errors(tiny_bundle, args, message):
+    from .test_cli import assert_one_line_error, run
+
+    assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), *args), 1, message)
+
+
+def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, broker, tmp_path):
+    sub = Subscriber(broker.watch_port)
+    stats_path = tmp_path / "stats.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "froster_edge.cli", "run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--jsonl",
+         "--hop", "1", "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "site/one", "--mqtt-discovery",
+         "--mqtt-client-id", "box 7", "--stats-json", str(stats_path)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    decisions = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(decisions) > 10
+    cam = safe(str(CLIP))
+    state_topic = f"site/one/{cam}/state"
+
+    # the state topic: the decisions, newest last (a fast file may coalesce some); "retained" is
+    # checked below with a late subscriber (a broker clears the flag on messages it forwards live)
+    states = sub.wait(lambda ms: [m for m in ms if m.topic == state_topic] if any(
+        m.topic == "site/one/availability" and m.payload == b"offline" for m in ms) else None, what="offline")
+    bodies = [m.json() for m in states]
+    assert all(b.pop("camera") == str(CLIP) for b in bodies)
+    expected = [{k: v for k, v in d.items() if k != "latency_ms"} for d in decisions]
+    assert bodies[-1] == expected[-1]
+    assert is_subsequence(bodies, expected)
+
+    # availability: online first, offline last, at the clean end
+    avail = sub.on("site/one/availability")
+    assert [m.payload for m in avail][0] == b"online" and avail[-1].payload == b"offline"
+    assert sub.messages[-1].topic == "site/one/availability"
+
+    # Home Assistant discovery: the camera is one device with a label sensor, a score sensor and a
+    # binary sensor per label, all available through the availability topic
+    configs = {m.topic: m.json() for m in sub.messages if m.topic.startswith("homeassistant/")}
+    pattern = re.compile(r"homeassistant/(sensor|binary_sensor)/([A-Za-z0-9_-]+)/([A-Za-z0-9_-]+)/config")
+    assert all(pattern.fullmatch(t) for t in configs), list(configs)
+    node = "box_7"
+    binary = {t: c for t, c in configs.items() if t.startswith(f"homeassistant/binary_sensor/{node}/")}
+    assert {c["name"] for c in binary.values()} == set(CLASSES)
+    for c in binary.values():
+        assert c["state_topic"] == f"site/one/{cam}/action/{safe(c['name'])}"
+        assert (c["payload_on"], c["payload_off"]) == ("ON", "OFF")
+    label = configs[f"homeassistant/sensor/{node}/{cam}_label/config"]
+    score = configs[f"homeassistant/sensor/{node}/{cam}_score/config"]
+    assert label["state_topic"] == score["state_topic"] == state_topic
+    assert len(configs) == len(CLASSES) + 2
+    assert len({c["unique_id"] for c in configs.values()}) == len(configs)
+    for c in configs.values():
+        assert c["availability_topic"] == "site/one/availability"
+        assert c["device"]["identifiers"] == label["device"]["identifiers"]
+        assert c["device"]["name"] == str(CLIP)
+
+    # a subscriber arriving after the run gets the newest state and "offline" at once
+    late = retained(broker.watch_port, state_topic)
+    assert late is not None and {k: v for k, v in late.json().items() if k != "camera"} == expected[-1]
+    assert retained(broker.watch_port, "site/one/availability").payload == b"offline"
+    some_config = sorted(configs)[0]
+    assert retained(broker.watch_port, some_config).json() == configs[some_config]
+    sub.close()
+
+    mqtt_stats = json.loads(stats_path.read_text())["mqtt"]
+    assert mqtt_stats["dropped"] == 0 and mqtt_stats["pending"] == 0 and mqtt_stats["connects"] == 1
+    assert mqtt_stats["published"] >= len(states) + len(configs) + 2
+
+
+def canonical(value) -> bytes:
+    return json.dumps(value, sort_keys=True).encode() if isinstance(value, dict) else value
+
+
+@dataclass
+class Event:
+    """The fields of runtime/events.py's ActionEvent this sink reads."""
+
+    id: str
+    camera: str
+    label: str
+    phase: str
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "camera": self.camera, "label": self.label, "phase": self.phase}
+
+
+class EveryDecisionAnEvent:
+    """Turns each decision into a start and an end event of its label (a test stand-in for the
+    event segmenter), and keeps every MQTT message that makes, in order."""
+
+    def __init__(self, sink, prefix: str):
+        self.sink, self.prefix = sink, prefix
+        self.paused = False  # no events while set (the decisions go on)
+        self.messages: list[tuple[str, bytes]] = []
+        self.decisions: list = []
+        self._lock = threading.Lock()
+
+    def emit(self, d) -> None:
+        if self.paused:
+            return
+        cam = safe(d.source)
+        for phase in ("start", "end"):
+            ev = Event(f"{len(self.decisions):05d}", d.source, d.label, phase)
+            with self._lock:
+                self.messages.append((f"{self.prefix}/{cam}/event", canonical(ev.to_json())))
+                self.messages.append((f"{self.prefix}/{cam}/action/{safe(d.label)}", b"ON" if phase == "start" else b"OFF"))
+            self.sink.event(ev)
+        self.decisions.append(d)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+    def close(self) -> None:
+        pass
+
+
+def wait_for(predicate, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def test_broker_killed_and_restarted_mid_run(tiny_bundle, broker):
+    from froster_edge.runtime.mqtt import MqttOptions, MqttSink
+    from froster_edge.runtime.options import CaptureOptions, RunOptions, SamplingOptions
+    from froster_edge.runtime.pipeline import Pipeline
+
+    queue_size = 16
+    sub = Subscriber(broker.watch_port)
+    logs: list[str] = []
+    options = RunOptions(sources=[str(CLIP)], sampling=SamplingOptions(fps=4, hop=1),
+                         capture=CaptureOptions(realtime=True, loop=True))
+    mqtt = MqttSink(MqttOptions(host="127.0.0.1", port=broker.port, prefix="p", queue_size=queue_size, qos=1,
+                                reconnect_min_s=0.2, reconnect_max_s=1.0, close_timeout_s=10),
+                    [str(CLIP)], CLASSES, logs.append)
+    events = EveryDecisionAnEvent(mqtt, "p")
+    pipeline = Pipeline(tiny_bundle, options, [events, mqtt], log=lambda m: None)
+    runner = threading.Thread(target=pipeline.run, daemon=True)
+    runner.start()
+    cam = safe(str(CLIP))
+    try:
+        sub.wait(lambda ms: sum(m.topic == f"p/{cam}/event" for m in ms) >= 6, 120, "events before the kill")
+        broker.kill()
+        wait_for(lambda: any("connection to" in line and "lost" in line for line in logs), 30, "the sink seeing the broker go")
+        lost_at = events.count()  # from here on every message goes to the sink's own queue
+        wait_for(lambda: events.count() >= lost_at + queue_size + 12, 120, "the queue overfilling")
+        events.paused = True  # the queue now holds the newest queue_size messages of [lost_at, restart_at)
+        restart_at = events.count()
+        broker.start(gate=False)  # the sink is refused until the test's subscriber is back
+        sub.wait_subscribed(2)
+        broker.open_gate()
+        wait_for(lambda: sum("connected to" in line for line in logs) >= 2, 60, "the sink reconnecting")
+        last_queued = [s for s in events.messages[:restart_at] if s[0].endswith("/event")][-1]
+        sub.wait(lambda ms: any(m.topic == last_queued[0] and canonical(m.json()) == last_queued[1] for m in ms),
+                 120, "the queued events after the reconnect")
+        after = f"{len(events.decisions) + 2:05d}"
+        events.paused = False
+        sub.wait(lambda ms: any(m.topic == f"p/{cam}/event" and m.json()["id"] >= after for m in ms), 120,
+                 "events after the reconnect")
+    finally:
+        pipeline.stop.set()
+        runner.join(30)
+        broker_log = broker.log.read_text()
+    assert not runner.is_alive()
+
+    # the event messages: those received are the sent ones in order; the newest queue_size queued
+    # while the broker was away all came after it was back, the older ones were dropped (counted),
+    # apart from what paho had in flight when the broker died; and everything after the reconnect came
+    sent = events.messages
+    got_events = []
+    for m in sub.messages:
+        if m.topic == f"p/{cam}/event" and (m.topic, canonical(m.json())) not in got_events:  # QoS 1 may repeat one
+            got_events.append((m.topic, canonical(m.json())))
+    assert is_subsequence(got_events, [s for s in sent if s[0].endswith("/event")])
+    received = set(got_events)
+    assert all(s in received for s in sent[restart_at - queue_size:] if s[0].endswith("/event"))
+    missing = [i for i, s in enumerate(sent) if s[0].endswith("/event") and s not in received]
+    assert missing and all(lost_at - 2 * 20 <= i < restart_at - queue_size for i in missing), (missing, lost_at, restart_at)
+    assert mqtt.dropped >= (restart_at - lost_at) - queue_size
+
+    # the broker restarted without its retained messages: the sink published them again
+    last = events.decisions[-1]
+    late = retained(broker.watch_port, f"p/{cam}/state")
+    assert late is not None and late.json()["frame"] == last.frame and late.json()["label"] == last.label
+    assert retained(broker.watch_port, f"p/{cam}/action/{safe(last.label)}").payload == b"OFF"
+    assert retained(broker.watch_port, "p/availability").payload == b"offline"
+    assert mqtt.stats()["pending"] == 0, broker_log
+    sub.close()
