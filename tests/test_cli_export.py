@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from froster_edge.errors import MissingCapability
 from froster_edge.export import manifest as mf
 from froster_edge.export.labels import load_labels
 from froster_edge.model.checkpoint import save_student
@@ -13,7 +14,7 @@ from froster_edge.model.checkpoint import save_student
 from .test_cli import assert_one_line_error, run
 
 
-def test_export_trt_without_tensorrt_exits_2_and_keeps_the_onnx_bundle(tiny_student, tmp_path):
+def test_export_trt_without_tensorrt_is_a_missing_capability_and_keeps_a_compatible_onnx_bundle(tiny_student, tmp_path):
     pytest.importorskip("onnxruntime")
     try:
         import tensorrt  # noqa: F401
@@ -24,10 +25,13 @@ def test_export_trt_without_tensorrt_exits_2_and_keeps_the_onnx_bundle(tiny_stud
     bundle = tmp_path / "bundle"
     proc = run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
                "--videos", "examples/clips", "-o", str(bundle), "--trt", "--max-parity-clips", "2", "--json")
-    assert_one_line_error(proc, 2, "tensorrt is not installed")
+    assert_one_line_error(proc, MissingCapability.exit_code, "tensorrt is not installed")
     assert "the ONNX bundle in" in proc.stderr
     manifest = mf.verify_bundle(bundle)
     assert manifest["engines"] == [] and all(g["passed"] for g in manifest["parity"]["gates"])
+    checked = manifest["tensorrt_check"]
+    assert sorted(checked) == ["text_encoder.onnx", "video_encoder.fp16.onnx", "video_encoder.onnx"]
+    assert all(r["passed"] and not r["problems"] for r in checked.values()), checked
     assert manifest["model"]["source"] == {"student": str(tmp_path / "student")}
 
 
