@@ -231,6 +231,10 @@ def ort_trt_session(onnx_path: Path, cache_dir: Path, workspace_gb: float = 4.0,
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
         raise MissingCapability(
             "ONNX Runtime has no TensorrtExecutionProvider here: install onnxruntime-gpu with TensorRT 10 libraries")
+    try:  # the pip wheel's TensorRT libraries are not on the loader path; importing tensorrt loads them
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass  # JetPack and system installs are on the loader path already
     cache_dir.mkdir(parents=True, exist_ok=True)
     so = ort.SessionOptions()
     so.log_severity_level = log_severity  # ORT's warnings about nodes placed on the CPU are not ours to print
