@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 from froster_edge.config import StudentConfig
-from froster_edge.export.label_builder import build_label_table, torch_text_encoder
+from froster_edge.bundle.label_builder import build_label_table
+from froster_edge.bundle.parity import compare, load_parity_clips
 from froster_edge.export.onnx_graphs import VideoEncoderGraph
-from froster_edge.export.parity import compare, load_parity_clips
+from froster_edge.export.reference import torch_text_encoder
 from froster_edge.info import environment
 from froster_edge.model.factory import create_student
 from froster_edge.prompts import read_class_texts

@@ -25,14 +25,15 @@ from ..model.checkpoint import model_fingerprint
 from ..model.student import VideoStudent
 from ..prompts import ClassText
 from ..video import CLIP_MEAN, CLIP_STD
-from . import manifest as mf
-from .label_builder import build_label_table, onnx_text_encoder, torch_text_encoder
-from .labels import LabelTable, load_labels
+from ..bundle import manifest as mf
+from ..bundle.label_builder import build_label_table
+from ..bundle.labels import LabelTable
+from ..bundle.parity import compare, gate, load_parity_clips, require_passed, run_in_streams
+from ..bundle.sessions import onnx_text_encoder, onnx_video_encoder
+from ..bundle.trt_check import check_onnx
 from .onnx_graphs import OPSET, export_text_encoder, export_video_encoder, to_fp16
 from .options import ExportOptions
-from .parity import (compare, gate, load_parity_clips, onnx_video_encoder, require_passed,
-                     run_in_streams, torch_video_encoder)
-from .trt_check import check_onnx
+from .reference import torch_text_encoder, torch_video_encoder
 
 
 
@@ -224,8 +225,8 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
     No text engine is built: label tables are made rarely and off the live path, where the fp32 ONNX
     text encoder on ONNX Runtime is exact against its gate; an engine would need its own fp32 build,
     gate and 1..N-prompt profile for no use at run time."""
-    from . import tensorrt_build as tb
-    from .trt_check import require_compatible
+    from ..bundle import engines as tb
+    from ..bundle.trt_check import require_compatible
 
     bundle, manifest = result.bundle, result.manifest
     engines_dir = bundle / mf.ENGINES_DIR
@@ -264,30 +265,3 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
     result.seconds["engines"] = time.perf_counter() - t
     plans = [r["file"] for r in records if r.get("route") == "tensorrt"]
     result.manifest = mf.update_files(bundle, manifest, plans, engines=records)
-
-
-def relabel_bundle(bundle: str | Path, classes: list[ClassText], out: str | Path | None = None,
-                   append: bool = False) -> LabelTable:
-    """A label table for `classes` through the bundle's own ONNX text encoder (no student, no retraining).
-
-    Written to `out`, or into the bundle (whose manifest is then re-hashed) when `out` is None.
-    """
-    bundle = Path(bundle)
-    manifest = mf.verify_bundle(bundle, [mf.TEXT_ONNX])
-    model = manifest["model"]
-    table = build_label_table(classes, onnx_text_encoder(bundle / mf.TEXT_ONNX), model["model_cfg"],
-                              model["fingerprint"], float(manifest["logit_scale"]))
-    table = write_labels(table, Path(out) if out is not None else bundle / mf.LABELS_FILE, append)
-    if out is None:
-        # a temperature fitted for the old classes does not carry over: the new table starts at T = 1
-        mf.update_files(bundle, manifest, [mf.LABELS_FILE], labels={"file": mf.LABELS_FILE, "classes": len(table.names)},
-                        confidence=None)
-    return table
-
-
-def write_labels(table: LabelTable, target: str | Path, append: bool = False) -> LabelTable:
-    """Save `table` to `target`; with `append`, after the classes already there (same model only)."""
-    if append:
-        table = load_labels(target, table.fingerprint, table.dim).extend(table)
-    table.save(target)
-    return table

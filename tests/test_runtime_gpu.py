@@ -21,7 +21,7 @@ from .test_runtime_pipeline import CLIP_B, Collect
 try:
     import tensorrt
 
-    from froster_edge.export.tensorrt_build import tensorrt_version_problem
+    from froster_edge.bundle.engines import tensorrt_version_problem
 
     TRT_SKIP = tensorrt_version_problem(tensorrt.__version__)
 except ImportError:

@@ -10,17 +10,18 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from froster_edge.export import manifest as mf
+from froster_edge.bundle import manifest as mf
 from froster_edge.export.bundle import export_bundle
 from froster_edge.export.options import ExportOptions
-from froster_edge.export.parity import compare, load_parity_clips, onnx_video_encoder, run_in_streams
+from froster_edge.bundle.parity import compare, load_parity_clips, run_in_streams
+from froster_edge.bundle.sessions import onnx_video_encoder
 
 from .test_export_bundle import CLASSES, VIDEOS, make_student
 
 try:
     import tensorrt
 
-    from froster_edge.export.tensorrt_build import tensorrt_version_problem
+    from froster_edge.bundle.engines import tensorrt_version_problem
 
     TRT_SKIP = tensorrt_version_problem(tensorrt.__version__)
 except ImportError:
@@ -86,7 +87,7 @@ def test_trt_int8_engine_from_the_qdq_model_through_calibrate(tmp_path, method):
     from froster_edge.calibration.calibrate import calibrate_int8
     from froster_edge.calibration.options import CalibrationOptions, GateThresholds
     from froster_edge.calibration.trt_route import TRT_INT8_ONNX
-    from froster_edge.export.trt_check import check_onnx
+    from froster_edge.bundle.trt_check import check_onnx
 
     from .conftest import CLIPS
 
