@@ -109,9 +109,10 @@ def test_make_install_gets_the_cpu_build_only():
 def test_pip_resolves_each_install_line_with_one_onnxruntime(line, tmp_path):
     extras = line_extras(line)
     report = tmp_path / "report.json"
+    index = re.findall(r"(--extra-index-url \S+)", line)  # the GPU lines name NVIDIA's index
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                           "--report", str(report), f".[{','.join(extras)}]"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=1800)
+                           "--report", str(report), f".[{','.join(extras)}]", *" ".join(index).split()],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     installed = {canonicalize_name(i["metadata"]["name"]) for i in json.loads(report.read_text())["install"]}
     assert installed & ORT == EXPECTED[target(extras)], sorted(installed)

@@ -102,3 +102,25 @@ def test_trt_int8_engine_from_the_qdq_model_through_calibrate(tmp_path, method):
     assert sorted(engines) == ["fp16", "int8"] and engines["int8"]["onnx_file"] == TRT_INT8_ONNX
     assert manifest["int8_trt"]["file"] == engines["int8"]["file"]
     assert 0.0 <= report["gate"]["top1_agreement"] <= 1.0 and np.isfinite(report["gate"]["speedup"])
+
+
+def test_calibrate_trt_refuses_asymmetric_activations_and_needs_tensorrt(tiny_bundle, tmp_path):
+    """CPU: uint8 activations are refused before any work (TensorRT quantizes symmetric int8 only);
+    without a supported TensorRT the route is a missing capability and the bundle is untouched."""
+    import shutil
+
+    from froster_edge.calibration.calibrate import calibrate_int8
+    from froster_edge.calibration.options import CalibrationOptions
+    from froster_edge.errors import ConfigError, MissingCapability
+
+    from .conftest import CLIPS
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    before = (bundle / "manifest.json").read_bytes()
+    with pytest.raises(ConfigError, match="symmetric int8"):
+        calibrate_int8(bundle, CLIPS, options=CalibrationOptions(trt=True, activation="uint8", max_clips=2, max_held_out=2))
+    if TRT_SKIP is not None or not torch.cuda.is_available():
+        with pytest.raises(MissingCapability):
+            calibrate_int8(bundle, CLIPS, options=CalibrationOptions(trt=True, max_clips=2, max_held_out=2))
+    assert (bundle / "manifest.json").read_bytes() == before

@@ -122,7 +122,10 @@ def require_tensorrt():
 
 def require_cuda_device() -> str:
     """The GPU's compute capability as "major.minor", or MissingCapability when there is no GPU."""
-    import torch
+    try:
+        import torch  # builds and their parity runs use torch's CUDA buffers (export and calibrate need torch anyway)
+    except ImportError as e:
+        raise MissingCapability("building TensorRT engines needs torch with CUDA: pip install 'froster-edge[gpu,train]'") from e
 
     if not torch.cuda.is_available():
         raise MissingCapability("no CUDA GPU is visible: TensorRT engines must be built on the GPU that runs them")
