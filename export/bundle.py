@@ -226,7 +226,7 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
     text encoder on ONNX Runtime is exact against its gate; an engine would need its own fp32 build,
     gate and 1..N-prompt profile for no use at run time."""
     from ..bundle import engines as tb
-    from ..bundle.trt_check import require_compatible
+    from ..bundle.trt_check import refuse_failed
 
     bundle, manifest = result.bundle, result.manifest
     engines_dir = bundle / mf.ENGINES_DIR
@@ -237,7 +237,7 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
     if options.trt_route == "tensorrt":
         tb.require_tensorrt()
         tb.require_cuda_device()
-    require_compatible(bundle / onnx_file)
+    refuse_failed(manifest["tensorrt_check"][onnx_file])  # checked at export, before the manifest was written
     if options.trt_route == "ort-trt":
         log(f"building the TensorRT engine of {onnx_file} through ONNX Runtime's TensorRT provider")
         cache = engines_dir / tb.ORT_TRT_DIR

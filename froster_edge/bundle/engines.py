@@ -14,7 +14,9 @@ calibrator is needed:
   ignored on 11.x, which removed BuilderFlag.FP16/INT8, OBEY_PRECISION_CONSTRAINTS and the INT8
   calibrators), tensor-name I/O, static shapes, a workspace limit and a timing cache shared by all
   builds of the bundle. `--layernorm-fp32` lives in the fp16 ONNX itself (LayerNormalization kept in
-  float32 there), which a strongly typed build obeys.
+  float32 there), which a strongly typed build obeys. The one flag path kept: should a 10.x release
+  refuse the QDQ INT8 graph as a strongly typed network, it is built with that release's explicit-
+  quantization flags (INT8 + FP16) instead, and the record says so (`typing`).
 - `ort-trt`: ONNX Runtime's TensorRT execution provider builds and caches the engine itself
   (`engines/ort-trt/`) from the same fp16 ONNX, with its fp16 flag off so that it builds a strongly
   typed network too; CUDA, then the CPU, run what TensorRT does not take.
@@ -88,6 +90,7 @@ class EngineRecord:
     key: str
     reused: bool = False
     build_seconds: float = 0.0
+    typing: str = "strong"
     parity: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,16 +165,37 @@ def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace
         return record
     require_compatible(onnx_path)
     start = time.perf_counter()
+    timing_path = engines_dir / TIMING_CACHE
+    serialized, config, error = _build(trt, onnx_path, spec, timing_path, workspace_gb, strongly_typed=True)
+    if serialized is None and spec.precision == "int8" and hasattr(trt.BuilderFlag, "INT8"):
+        # The one 10.x flag path: a 10.x release whose strongly typed build refuses the Q/DQ graph
+        # builds it with explicit quantization through the INT8 (+FP16) flags instead; 11.x has no
+        # such flags and always builds strongly typed.
+        serialized, config, error = _build(trt, onnx_path, spec, timing_path, workspace_gb, strongly_typed=False)
+        record.typing = "weak (10.x explicit-quantization flags)"
+    if serialized is None:
+        raise FrosterError(f"TensorRT could not build an engine for {onnx_path.name}: {error}")
+    engines_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(plan, bytes(serialized))
+    atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
+    record.build_seconds = round(time.perf_counter() - start, 2)
+    return record
+
+
+def _build(trt, onnx_path: Path, spec: EngineSpec, timing_path: Path, workspace_gb: float, strongly_typed: bool):
+    """(serialized engine or None, builder config, why it failed)."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(strongly_typed_flags(trt))
+    network = builder.create_network(strongly_typed_flags(trt) if strongly_typed else 0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
-        raise FrosterError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
+        return None, None, f"TensorRT cannot parse it: {errors}"
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    timing_path = engines_dir / TIMING_CACHE
+    if not strongly_typed:
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.set_flag(trt.BuilderFlag.FP16)
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(timing, ignore_mismatch=True)  # a cache from another GPU is ignored, not fatal
     profile = builder.create_optimization_profile()
@@ -179,13 +203,7 @@ def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise FrosterError(f"TensorRT could not build an engine for {onnx_path.name} (see the TensorRT log above)")
-    engines_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(plan, bytes(serialized))
-    atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
-    record.build_seconds = round(time.perf_counter() - start, 2)
-    return record
+    return serialized, config, "" if serialized is not None else "the build failed (see the TensorRT log above)"
 
 
 class TensorRTEngine:

@@ -241,7 +241,13 @@ def _form_problems(node, where: str, initializers: dict, constants: dict, consum
 def require_compatible(path: str | Path) -> CompatReport:
     """The report for `path`, or FrosterError naming its first problems."""
     report = check_onnx(path)
-    if not report.passed:
-        raise FrosterError(f"{Path(path).name} is not TensorRT-compatible: " + "; ".join(report.problems[:3])
-                           + (f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""))
+    refuse_failed(report.to_dict())
     return report
+
+
+def refuse_failed(report: dict[str, Any]) -> None:
+    """FrosterError naming the first problems of a failed report (as the manifest keeps it)."""
+    if not report["passed"]:
+        problems = report["problems"]
+        raise FrosterError(f"{report['file']} is not TensorRT-compatible: " + "; ".join(problems[:3])
+                           + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
