@@ -32,11 +32,16 @@ from .options import CalibrationOptions
 TRT_INT8_ONNX = "video_encoder.int8-trt.onnx"
 
 
+def check_activation(activation: str | None) -> None:
+    """TensorRT quantizes to symmetric int8 only: uint8 (asymmetric) activations cannot be built."""
+    if activation not in (None, "int8"):
+        raise ConfigError(f"--trt quantizes activations to symmetric int8 (TensorRT has nothing else), not {activation}: "
+                          "leave out --activation")
+
+
 def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: ClipSet, table: LabelTable,
                   options: CalibrationOptions, report: dict, log: Callable[[str], None], cache_dir: Path) -> dict:
-    if options.activation not in (None, "int8"):
-        raise ConfigError(f"TensorRT quantizes activations to symmetric int8 only, not {options.activation}: "
-                          "leave out --activation with --trt")
+    check_activation(options.activation)
     tb.require_tensorrt()
     tb.require_cuda_device()
     pre = manifest["preprocessing"]

@@ -24,9 +24,11 @@ def test_export_trt_without_tensorrt_is_a_missing_capability_and_keeps_a_compati
     save_student(tiny_student, tmp_path / "student")
     bundle = tmp_path / "bundle"
     proc = run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
-               "--videos", "examples/clips", "-o", str(bundle), "--trt", "--max-parity-clips", "2", "--json")
-    assert_one_line_error(proc, MissingCapability.exit_code, "tensorrt is not installed")
-    assert "the ONNX bundle in" in proc.stderr
+               "--videos", "examples/clips", "-o", str(bundle), "--trt", "--max-parity-clips", "2", "--json", str(tmp_path / "m.json"))
+    assert proc.returncode == MissingCapability.exit_code == 3 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # after the export's progress lines
+    assert last.startswith("froster-edge: error: tensorrt is not installed") and "the ONNX bundle in" in last
+    assert not (tmp_path / "m.json").exists()  # no report of an export that did not finish
     manifest = mf.verify_bundle(bundle)
     assert manifest["engines"] == [] and all(g["passed"] for g in manifest["parity"]["gates"])
     checked = manifest["tensorrt_check"]
@@ -64,8 +66,8 @@ def test_labels_and_export_errors(tiny_student, tmp_path):
                               "-o", str(tmp_path / "l.npz")), 1, "appears twice")
     assert_one_line_error(run("labels", "--bundle", str(tmp_path / "nothing"), "--classes", "examples/clips/classes.txt"),
                           1, "bundle directory not found")
-    proc = run("labels", "--classes", "examples/clips/classes.txt", "-o", str(tmp_path / "l.npz"))
-    assert proc.returncode == 2 and "exactly one of --student and --bundle" in proc.stderr
+    assert_one_line_error(run("labels", "--classes", "examples/clips/classes.txt", "-o", str(tmp_path / "l.npz")),
+                          1, "exactly one of --student and --bundle")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "thesis.tex").write_text("x")
     assert_one_line_error(run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",

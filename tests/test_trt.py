@@ -118,7 +118,7 @@ def test_calibrate_trt_refuses_asymmetric_activations_and_needs_tensorrt(tiny_bu
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
     before = (bundle / "manifest.json").read_bytes()
-    with pytest.raises(ConfigError, match="symmetric int8"):
+    with pytest.raises(ConfigError, match="symmetric int8"):  # the library refuses it too, not only the CLI
         calibrate_int8(bundle, CLIPS, options=CalibrationOptions(trt=True, activation="uint8", max_clips=2, max_held_out=2))
     if TRT_SKIP is not None or not torch.cuda.is_available():
         with pytest.raises(MissingCapability):
