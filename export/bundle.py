@@ -3,13 +3,17 @@
 Order of work: the ONNX graphs, their fp16 copy and the label table are written into a staging
 folder beside the target; the parity gates run on real clips; the manifest (hashes, gates,
 versions, and the TensorRT-compatibility check of every graph) is written last; then the staging folder replaces the old bundle in two renames, so a
-failed gate or a kill leaves the previous bundle as it was. TensorRT engines are built after that
-into the finished bundle (engines of the previous bundle whose ONNX did not change are kept), and
+failed gate or a kill leaves the previous bundle as it was. Only an empty folder or a folder whose
+manifest.json is a froster-edge manifest is ever replaced, and files in it that the bundle did
+not create (not in its manifest: a user's notes, site files) are carried into the new bundle, so
+nothing of the user's is deleted. An -o that is a symlink stays one: its target is replaced.
+TensorRT engines are built after that into the finished bundle (engines of the previous bundle whose ONNX did not change are kept), and
 a machine without a GPU or tensorrt ends with MissingCapability while the ONNX bundle stands.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -52,8 +56,9 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
     options = options or ExportOptions()
     if options.streams < 1:
         raise ConfigError(f"streams must be at least 1, not {options.streams}")
-    out = Path(out)
-    check_target(out)
+    link = Path(out)
+    out = check_target(link)
+    _user_files(out, {mf.VIDEO_ONNX, mf.TEXT_ONNX, mf.LABELS_FILE} | ({mf.VIDEO_FP16_ONNX} if options.fp16 else set()))
     student = student.eval()
     seconds: dict[str, float] = {}
     with atomic_dir(out) as staging:  # the old bundle stays until every gate has passed
@@ -88,24 +93,66 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
         _carry_engines(out, staging)
         body = _manifest_body(student, table, options, parity, source or {}, compat)
         manifest = mf.write_manifest(staging, {**body, "tokenizer": tokenizer_record(tokenizer, mf.TOKENIZER_FILE)})
-    result = ExportResult(out, manifest, seconds)
+        _carry_foreign(out, staging)
+    result = ExportResult(link, manifest, seconds)
     if options.trt:
         _build_engines(result, student, table, parity, options, log)
     return result
 
 
-def check_target(out: Path) -> None:
-    """Refuse to replace a folder that is not a bundle; first tidy what a killed export left beside it."""
-    recover(out.parent, out.name)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / mf.MANIFEST_FILE).is_file())):
-        raise ConfigError(f"{out} exists and is not a froster-edge bundle: choose another -o (nothing was overwritten)")
+def check_target(out: Path) -> Path:
+    """The folder an export may write: `out` (a symlink's target) when it is new, empty, or provably a
+    froster-edge bundle; else ConfigError and nothing is touched. First tidies what a killed export
+    left beside it."""
+    target = Path(os.path.realpath(out)) if Path(out).is_symlink() else Path(out)
+    recover(target.parent, target.name)
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder: choose another -o (nothing was overwritten)")
+    if any(target.iterdir()) and mf.owned_files(target) is None:
+        raise ConfigError(f"{out} exists and is not a froster-edge bundle (no froster-edge {mf.MANIFEST_FILE}): "
+                          "choose another -o (nothing was overwritten)")
+    return target
+
+
+def _user_files(out: Path, writes: set[str]) -> list[str]:
+    """The files of the bundle `out` that it did not create (a re-export keeps them); ConfigError
+    when the new bundle would write one of them (`writes`), before anything is changed."""
+    if not out.is_dir():
+        return []
+    foreign = mf.foreign_files(out, mf.owned_files(out) or set())
+    clash = sorted(writes.intersection(foreign))
+    if clash:
+        raise ConfigError(f"{out / clash[0]} is not a file of the bundle, and the new bundle writes {clash[0]}: "
+                          "move it away and export again (nothing was changed)")
+    return foreign
+
+
+def _carry_foreign(out: Path, staging: Path) -> None:
+    """Hard-link (or copy) into staging every file of the old bundle that it did not create, after
+    the new manifest is written, so they stay the user's files and never count as the bundle's."""
+    for name in _user_files(out, {*mf.bundle_files(staging), mf.MANIFEST_FILE}):
+        if name.startswith(mf.ENGINES_DIR + "/"):
+            continue  # carried with the engine cache
+        src, dst = out / name, staging / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+        elif src.is_dir():
+            dst.mkdir(exist_ok=True)
+        else:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
 
 
 def _carry_engines(out: Path, staging: Path) -> None:
     """Keep the previous bundle's engine cache: keys carry the ONNX hash, so stale engines never match."""
     old = out / mf.ENGINES_DIR
     if old.is_dir():
-        shutil.copytree(old, staging / mf.ENGINES_DIR)
+        shutil.copytree(old, staging / mf.ENGINES_DIR, symlinks=True)
 
 
 def tensorrt_check(bundle: Path, fp16: bool, log: Callable[[str], None] = lambda msg: None) -> dict[str, dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -17,11 +18,14 @@ from typing import Any, Literal, Mapping, TypeVar
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, shorten
+from .io import read_text
 
 T = TypeVar("T")
 
 TemporalAttention = Literal["neighbors", "none"]
+MAX_FRAMES_PER_CLIP = 1024  # far above any recipe (FROSTER uses 8); bounds memory before a model is built
+MAX_IMAGE_SIZE = 4096
 
 
 @dataclass
@@ -40,10 +44,10 @@ class StudentConfig:
     grad_checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        if self.num_frames < 1:
-            raise ConfigError(f"student.num_frames must be >= 1, got {self.num_frames}")
-        if self.image_size < 1:
-            raise ConfigError(f"student.image_size must be >= 1, got {self.image_size}")
+        if not 1 <= self.num_frames <= MAX_FRAMES_PER_CLIP:
+            raise ConfigError(f"student.num_frames must be in 1..{MAX_FRAMES_PER_CLIP}, got {_show(self.num_frames)}")
+        if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(f"student.image_size must be in 1..{MAX_IMAGE_SIZE}, got {_show(self.image_size)}")
         if self.temporal_attention not in ("neighbors", "none"):
             raise ConfigError(
                 f"student.temporal_attention must be 'neighbors' or 'none', got {self.temporal_attention!r}"
@@ -197,7 +201,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "") 
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
-            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"unknown config key(s) {shorten(', '.join(prefix + str(k) for k in unknown), 200)}; "
             f"known: {', '.join(sorted(names))}"
         )
     kwargs = {}
@@ -216,6 +220,11 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "") 
         raise ConfigError(f"bad config for {where or cls.__name__}: {e}") from e
 
 
+def _show(value: Any) -> str:
+    """A config value in a message, bounded (a small YAML with aliases can expand to megabytes)."""
+    return shorten(repr(value), 120)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -223,7 +232,7 @@ def _is_number(v: Any) -> bool:
 # type -> (does a YAML value fit it, how to name it in an error)
 _SCALARS: dict[Any, tuple[Any, str]] = {
     bool: (lambda v: isinstance(v, bool), "true or false"),
-    float: (_is_number, "a number"),
+    float: (lambda v: _is_number(v) and math.isfinite(v), "a finite number"),
     int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     str: (lambda v: isinstance(v, str), "a string"),
 }
@@ -238,14 +247,14 @@ def _check_scalar(key: str, tp: Any, value: Any) -> Any:
                 return _check_scalar(key, option, value)
             except ConfigError:
                 continue
-        raise ConfigError(f"config key {key}: {value!r} fits none of {tp}")
+        raise ConfigError(f"config key {key}: {_show(value)} fits none of {tp}")
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"config key {key} must be one of {list(typing.get_args(tp))}, got {value!r}")
+        raise ConfigError(f"config key {key} must be one of {list(typing.get_args(tp))}, got {_show(value)}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key} must be a list, got {value!r}")
+            raise ConfigError(f"config key {key} must be a list, got {_show(value)}")
         (item_tp, *_) = typing.get_args(tp) or (Any,)
         return [_check_scalar(key, item_tp, v) for v in value]
     if tp is Any:
@@ -253,12 +262,12 @@ def _check_scalar(key: str, tp: Any, value: Any) -> Any:
     if tp is type(None):
         if value is None:
             return None
-        raise ConfigError(f"config key {key} must be null, got {value!r}")
+        raise ConfigError(f"config key {key} must be null, got {_show(value)}")
     if tp in _SCALARS:
         accepts, what = _SCALARS[tp]
         if accepts(value):
             return float(value) if tp is float else value
-        raise ConfigError(f"config key {key} must be {what}, got {value!r}")
+        raise ConfigError(f"config key {key} must be {what}, got {_show(value)}")
     return value
 
 
@@ -273,7 +282,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
+        data = yaml.load(read_text(path, "config"), Loader=_Loader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
     if data is None:

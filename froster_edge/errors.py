@@ -5,6 +5,13 @@ is a bug and keeps its traceback when FROSTER_EDGE_DEBUG=1.
 """
 
 
+def shorten(value: object, limit: int = 80) -> str:
+    """A value read from a user's file or argument, as text cut to `limit` characters: messages that
+    echo input stay one readable line, whatever the input holds."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 class FrosterError(Exception):
     """Base class: bad input or a failed step the user can fix. Exit code 1."""
 

@@ -8,6 +8,12 @@ swapped in with two renames: the old one moved aside, the new one in; `recover` 
 kill between the two left. Leftovers are named `.<name>.tmp-<pid>...` and `.<name>.old-<pid>`,
 so only those of processes that are gone are touched.
 
+A target file that is a symlink keeps being one: the file it points to is replaced.
+`check_outputs` is the one start-time check of a command's output destinations: each output
+(a file, or a folder written into) is said before any work when it cannot be written, is a
+folder where a file is wanted, is not a regular file, is one of the command's inputs (a source
+video, a bundle's file) or is given twice, so hours of work are never lost at the end.
+
 The module imports no torch: the tensor helpers import torch and safetensors when called.
 """
 
@@ -20,8 +26,9 @@ import re
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .errors import CheckpointError
 
@@ -36,7 +43,7 @@ _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|staging)-(?P<pid>\d+)
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path` in one rename."""
-    path = Path(path)
+    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
     os.close(fd)
@@ -126,6 +133,11 @@ def recover(folder: str | Path, name: str | None = None) -> list[Path]:
     return touched
 
 
+def is_leftover(name: str) -> bool:
+    """A file or folder name that a write of ours uses while it runs (or a kill left behind)."""
+    return _LEFTOVER.match(name) is not None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -148,6 +160,21 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def read_text(path: str | Path, what: str = "file", error: type[Exception] | None = None) -> str:
+    """A UTF-8 text file a user gave: unreadable (a folder, no permission) or not text is `error`
+    (default ConfigError) naming the file, never an OSError or UnicodeDecodeError."""
+    from .errors import ConfigError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise (error or ConfigError)(f"{what} not found: {path}") from e
+    except UnicodeDecodeError as e:
+        raise (error or ConfigError)(f"{path} is not a UTF-8 text {what}: {e.reason} at byte {e.start}") from e
+    except OSError as e:
+        raise (error or ConfigError)(f"{path} cannot be read: {e.strerror or e}") from e
+
+
 def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str, ...], error: type[Exception],
                         what: str) -> dict[str, Any]:
     """A JSON document of ours: parsed, its format and version checked, its required keys present.
@@ -155,8 +182,8 @@ def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str,
     Every problem is `error` with a message naming the file, so each artifact reader states it once.
     """
     try:
-        doc = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        doc = json.loads(read_text(path, what, error))
+    except json.JSONDecodeError as e:
         raise error(f"{path} is corrupt: {e}") from e
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise error(f"{path} is not a froster-edge {what}")
@@ -166,6 +193,62 @@ def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str,
         if key not in doc:
             raise error(f"{path} lacks {key!r}")
     return doc
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output destination a command will write, and the option that named it (for messages)."""
+
+    path: Path
+    option: str  # e.g. "--stats-json"
+    folder: bool = False  # a folder written into (created when missing), not a file
+
+
+def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | Path] = ()) -> None:
+    """ConfigError naming the option unless every output can be written where it is meant to go.
+
+    A file output must not be an existing folder or a non-regular file (a device, a FIFO: a rename
+    would replace it), its nearest existing folder must take a new file, and it must not be an
+    input (same file, through any link) or another output. Missing folders are fine (writers
+    create them). Call it before any work.
+    """
+    from .errors import ConfigError, shorten
+
+    taken = {_identity(Path(p)): f"is the input {shorten(str(p), 200)}: writing it would destroy it; choose another path"
+             for p in inputs if Path(p).exists()}
+    for out in outputs:
+        path, name = Path(out.path), f"{out.option} {shorten(str(out.path), 200)}"
+        key = _identity(path)
+        if key in taken:
+            raise ConfigError(f"{name} {taken[key]}")
+        taken[key] = f"is also given to {out.option}: give each output its own path"
+        if path.exists() and not out.folder:
+            if path.is_dir():
+                raise ConfigError(f"{name} is a folder: give a file name")
+            if not path.is_file():
+                raise ConfigError(f"{name} exists and is not a regular file (it would be replaced): choose another path")
+        if out.folder and path.exists() and not path.is_dir():
+            raise ConfigError(f"{name} exists and is not a folder")
+        folder = path if out.folder else path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise ConfigError(f"{name}: {shorten(str(folder), 200)} is not a folder")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".froster-edge-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise ConfigError(f"{name}: cannot write in {shorten(str(folder), 200)} ({e.strerror or e})") from e
+
+
+def _identity(path: Path) -> tuple:
+    """What two paths share when they are the same file: the inode when it exists, else the real path."""
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.realpath(path))
 
 
 # ---- tensors (torch and safetensors are imported when these are called) ------------------------

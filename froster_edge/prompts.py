@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from .errors import ConfigError
+from .io import read_text
 
 # CLIP's Kinetics prompt set as FROSTER uses it: 4 openings x 7 phrasings = 28 templates.
 _OPENINGS = ("a photo of", "a video of", "a example of", "a demonstration of")
@@ -71,6 +73,20 @@ def template_prompt(cls: ClassText, template: str) -> str:
     return f"{filled} {cls.text}" if cls.description else filled
 
 
+def repeated_name(names: Iterable[str]) -> tuple[int, int] | None:
+    """(first, second) index of the first class name that repeats, case folded; None when all differ.
+
+    The one rule for "the same class twice", used by every reader of class names and label tables.
+    """
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        key = name.casefold()
+        if key in seen:
+            return seen[key], i
+        seen[key] = i
+    return None
+
+
 def read_class_texts(path: str | Path) -> list[ClassText]:
     """Read classes from a names file (one a line) or a JSON {"0": "Name: description", ...}.
 
@@ -79,7 +95,7 @@ def read_class_texts(path: str | Path) -> list[ClassText]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"class file not found: {path}")
-    raw = path.read_text(encoding="utf-8")
+    raw = read_text(path, "class file")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(raw)
@@ -91,11 +107,9 @@ def read_class_texts(path: str | Path) -> list[ClassText]:
     if not texts:
         raise ConfigError(f"{path} holds no classes")
     classes = [ClassText.parse(t) for t in texts]
-    seen: dict[str, int] = {}
-    for i, c in enumerate(classes):
-        if c.name.lower() in seen:
-            raise ConfigError(f"{path}: class {c.name!r} appears twice (entries {seen[c.name.lower()]} and {i})")
-        seen[c.name.lower()] = i
+    if (dup := repeated_name(c.name for c in classes)) is not None:
+        first, second = dup
+        raise ConfigError(f"{path}: class {classes[second].name!r} appears twice (entries {first} and {second})")
     return classes
 
 

@@ -93,7 +93,7 @@ def decode_video(path: str | Path, select: FrameSelect | None = None) -> tuple[n
         kept, count = _opencv_frames(cap, want, path)
     finally:
         cap.release()
-    if count == 0 or (hint and count < hint - 1):
+    if count == 0 or stopped_early(count, hint):
         # OpenCV decoded nothing, or stopped early without an error (it does so on corrupt
         # data): PyAV either decodes more or raises the reason.
         if _pyav() is None:
@@ -160,6 +160,28 @@ def _opencv_frames(cap: cv2.VideoCapture, want: set[int] | None, path: Path) -> 
     except cv2.error as e:
         raise VideoError(f"OpenCV failed after {count} frames ({e.msg or e})", path) from e
     return kept, count
+
+
+def stopped_early(count: int, declared: int) -> bool:
+    """OpenCV stopped before the container's frame count (one frame of slack for rounding)."""
+    return bool(declared) and count < declared - 1
+
+
+def check_early_stop(path: str | Path, count: int, declared: int) -> None:
+    """The rule `decode_video` applies, for a reader that streams a file through OpenCV (`run`):
+    when OpenCV stops early, PyAV decodes the file; a clean decode to no more frames than OpenCV
+    read means the header's count was wrong (leading packets discarded) and the frames read are
+    the video; corrupt data, or frames OpenCV could not reach, is a VideoError saying so."""
+    if not stopped_early(count, declared):
+        return
+    path = Path(path)
+    av = _pyav()
+    if av is None:
+        raise VideoError(f"decoding stopped after {count} of {declared} frames (corrupt or truncated; PyAV, "
+                         "not installed, would tell a wrong frame count from corruption: pip install av)", path)
+    _, decodable, _, _ = _pyav_pass(av, path, set(), declared)  # raises, naming the corruption
+    if decodable > count + 1:
+        raise VideoError(f"OpenCV stopped after {count} of the {decodable} frames PyAV decodes", path)
 
 
 def _pyav():

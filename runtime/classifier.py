@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import BundleError
+from ..errors import FrosterError, shorten
 from ..bundle.labels import LabelTable, load_labels
 from .options import ClassifierOptions
 
@@ -84,7 +84,8 @@ class Classifier:
 
 class LabelWatcher:
     """Watches the label file; a changed file is loaded and checked (model fingerprint, embedding
-    size) and handed back to swap in, or rejected with one message while the old table stays.
+    size) and handed back to swap in, or rejected with one line while the old table stays, on
+    any failure to load it.
 
     A change is a new (mtime, size, inode): an atomic replace (how froster-edge writes tables)
     always gives a new inode, and a file seen half-written is rejected now and read again when
@@ -115,9 +116,10 @@ class LabelWatcher:
             return None
         try:
             table = load_labels(self.path, self.fingerprint, self.dim)
-        except BundleError as e:
+        except Exception as e:  # noqa: BLE001 - whatever the new file does, the live run keeps its table
             self.rejected += 1
-            self.log(f"labels: rejected the new table ({e}); keeping the current one")
+            reason = str(e) if isinstance(e, FrosterError) else f"{type(e).__name__}: {e}"
+            self.log(f"labels: rejected the new table ({shorten(' '.join(reason.split()), 300)}); keeping the current one")
             return None
         self.swaps += 1
         self.log(f"labels: swapped in {self.path} ({len(table.names)} classes)")

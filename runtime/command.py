@@ -1,9 +1,17 @@
 """`froster-edge run` behind the CLI: sinks from the flags, the pipeline, stats at the end.
 
-Ctrl-C (SIGINT) and SIGTERM stop the run cleanly: threads are stopped, the recording is
-finished, the stats are printed (stderr) and written (--stats-json), and the exit code is 0.
-A source that failed during the run (a corrupt file) is reported after the stats as the one
-error line, exit code 1.
+Outputs first: every output destination (--record, --stats-json, and whatever a sink or the
+request registers in `outputs`) is checked by `io.check_outputs` before anything is loaded, so a
+path that cannot be written, a folder, an input video or a bundle file is one line and exit 1
+before the first frame, never a loss after hours of work.
+
+Signals: from the start of `run` to its end, SIGINT and SIGTERM only ask the run to stop (any
+number of them, as `timeout`, a process-group kill or a service manager send them): no exception
+interrupts the shutdown, so the threads are stopped, the recording is finished into a playable
+file, the stats are printed (stderr) and written (--stats-json), and the exit code is 0. A signal
+while loading or while a stream is still connecting stops the run there, with its stats. A
+source that failed during the run (a corrupt file) is reported after the stats as the one error
+line, exit code 1.
 """
 
 from __future__ import annotations
@@ -12,14 +20,16 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
-from ..io import atomic_write_json
+from ..bundle import manifest as mf
+from ..io import Output, atomic_write_json, check_outputs
 from .options import RunOptions
 from .pipeline import Pipeline, stderr
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
-from .sources import SourceError
+from .sources import SourceError, parse_source
 from .web import HttpOptions, resolve_token, start_web
 from .web.hub import Hub
 
@@ -33,54 +43,99 @@ class RunRequest:
     record: Path | None = None
     stats_json: Path | None = None
     http: HttpOptions | None = None  # the web view, when asked for
+    outputs: list[Output] = field(default_factory=list)  # more destinations to check at start (events, clips)
 
 
 def run(req: RunRequest) -> dict:
     """Run until the sources end or a signal; returns the stats dict (raises SourceError after
     printing them when a source failed)."""
     stop = threading.Event()
-    if req.show:
-        require_display()  # before any loading: a missing display is said at once
-    http = resolve_token(req.http) if req.http is not None else None  # likewise a missing token
-    frame_sinks: list = []
-    if req.record is not None:  # a stream's fps is known once the pipeline has opened it
-        frame_sinks.append(RecordSink(req.record, len(req.options.sources), lambda i: pipeline.stats.streams[i].fps))
-    sinks = [JsonlSink() if req.jsonl else TextSink(len(req.options.sources))]
-    hub = Hub(list(req.options.sources), http) if http is not None else None
-    if hub is not None:
-        sinks.append(hub)
-        frame_sinks.append(hub)
-    pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
-    web = None
-    if req.show:
-        frame_sinks.append(ShowSink(list(req.options.sources), stop))
-    # SIGINT too: a process started in the background by a non-interactive shell inherits SIGINT
-    # ignored, and `kill -INT` must still stop it cleanly with its stats
-    previous = ({sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-                if threading.current_thread() is threading.main_thread() else {})
-    try:
-        if hub is not None and http is not None:
-            web = start_web(pipeline, hub, http, stderr)
-        stats = pipeline.run()
-    finally:
-        pipeline.backend.close()
-        if web is not None:
-            web.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    result = stats.to_dict()
-    if result.get("stdout_closed"):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second BrokenPipeError at exit
-    if result.get("interrupted"):
-        stderr("stopped")
-    print(stats.table(), file=sys.stderr, flush=True)
-    if req.stats_json is not None:
-        atomic_write_json(req.stats_json, result)
+    with StopOnSignals(stop) as signals:
+        if req.show:
+            require_display()  # before any loading: a missing display is said at once
+        http = resolve_token(req.http) if req.http is not None else None  # likewise a missing token
+        frame_sinks: list = []
+        if req.record is not None:  # a stream's fps is known once the pipeline has opened it
+            frame_sinks.append(RecordSink(req.record, len(req.options.sources), lambda i: pipeline.stats.streams[i].fps))
+        sinks = [JsonlSink() if req.jsonl else TextSink(len(req.options.sources))]
+        check_outputs(run_outputs(req, [*sinks, *frame_sinks]), run_inputs(req))
+        hub = Hub(list(req.options.sources), http) if http is not None else None
+        if hub is not None:
+            sinks.append(hub)
+            frame_sinks.append(hub)
+        pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
+        web = None
+        if req.show:
+            frame_sinks.append(ShowSink(list(req.options.sources), stop))
+        try:
+            if hub is not None and http is not None:
+                web = start_web(pipeline, hub, http, stderr)
+            stats = pipeline.run()
+        finally:
+            pipeline.backend.close()
+            if web is not None:
+                web.close()
+        if signals.received:
+            stats.info["interrupted"] = True
+            stats.info["signals"] = signals.received
+        result = stats.to_dict()
+        if result.get("stdout_closed"):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second BrokenPipeError at exit
+        if result.get("interrupted"):
+            stderr("stopped")
+        print(stats.table(), file=sys.stderr, flush=True)
+        if req.stats_json is not None:
+            atomic_write_json(req.stats_json, result)
     errors = pipeline.errors()
     if errors:
         raise SourceError("; ".join(errors))
     return result
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def run_outputs(req: RunRequest, sinks: Iterable[object] = ()) -> list[Output]:
+    """Every destination the run will write: --stats-json, the request's `outputs`, and each sink's
+    `outputs` (a sink that writes files lists them there to be checked at start)."""
+    outputs = [Output(req.stats_json, "--stats-json")] if req.stats_json is not None else []
+    for sink in sinks:
+        outputs.extend(getattr(sink, "outputs", ()))
+    return [*outputs, *req.outputs]
+
+
+def run_inputs(req: RunRequest) -> list[Path]:
+    """What the run reads and no output may replace: source files, the label table, the bundle's files."""
+    inputs = [Path(spec.target) for spec in map(parse_source, req.options.sources) if spec.kind == "file"]
+    if req.options.labels is not None:
+        inputs.append(Path(req.options.labels))
+    bundle = Path(req.bundle)
+    manifest = mf.read_manifest(bundle)
+    inputs += [bundle / mf.MANIFEST_FILE, *(bundle / name for name in manifest["files"])]
+    return inputs
+
+
+class StopOnSignals:
+    """While active, SIGINT and SIGTERM set `stop` (and are counted) instead of raising, so any
+    number of them leaves the shutdown whole. Only the main thread can install handlers; elsewhere
+    this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: threading.Event):
+        self.stop, self.received = stop, 0
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.received += 1
+        if self.received == 1:
+            stderr(f"{signal.Signals(signum).name}: stopping (stats and outputs are being finished)")
+        self.stop.set()
+
+    def __enter__(self) -> "StopOnSignals":
+        # SIGINT too: a process started in the background by a non-interactive shell inherits SIGINT
+        # ignored, and `kill -INT` must still stop it cleanly with its stats
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -35,7 +35,7 @@ from .classifier import Classifier, LabelWatcher
 from .options import RunOptions, check_options
 from .sampler import ClipAssembler, SampleRule, is_sampled_index
 from .sinks import Decision, DecisionSink, FrameSink
-from .sources import END, Frame, FrameSlot, Reader, SourceError, SourceSpec, capture_fps, open_first, parse_source
+from .sources import END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, open_all, parse_source
 from .stats import RunStats, StreamCounters
 
 
@@ -95,9 +95,9 @@ class ClipBoard:
         with self._cond:
             if not ready() and not all(self.done):
                 self._cond.wait_for(lambda: ready() or all(self.done), timeout)
-            clips = [c for c in self.pending if c is not None]
-            if not clips:
+            if not ready():  # a timeout hands back nothing, never a partial batch of files (deterministic batching)
                 return None if all(self.done) else []
+            clips = [c for c in self.pending if c is not None]
             self.pending = [None] * len(self.pending)
             self._cond.notify_all()
             return clips
@@ -171,10 +171,12 @@ class Pipeline:
         self.rule = SampleRule.from_options(options.sampling, pre)
         self.specs: list[SourceSpec] = [parse_source(s) for s in options.sources]  # a typo fails before any loading
         model = self.manifest["model"]
-        default_labels = self.bundle / self.manifest.get("labels", {}).get("file", mf.LABELS_FILE)
-        self.labels_path = Path(options.labels) if options.labels is not None else default_labels
-        if options.labels is None:
-            mf.verify_bundle(self.bundle, [default_labels.name])
+        if options.labels is None:  # the file hashed is the file loaded
+            labels_file = (self.manifest.get("labels") or {}).get("file", mf.LABELS_FILE)
+            mf.verify_bundle(self.bundle, [labels_file])
+            self.labels_path = mf.bundle_path(self.bundle, labels_file)
+        else:
+            self.labels_path = Path(options.labels)
         table = load_labels(self.labels_path, model["fingerprint"], int(model["embed_dim"]))
         self.classifier = Classifier(table, options.classifier)
         self.watcher = LabelWatcher(self.labels_path, model["fingerprint"], int(model["embed_dim"]), log)
@@ -199,12 +201,15 @@ class Pipeline:
                            "warmup_s": round(self.opened.warmup_s, 3)}
         live = [spec.live or o.capture.realtime for spec in self.specs]
         board = ClipBoard(len(self.specs))
-        threads = self._streams(board, live)
+        threads: list[threading.Thread] = []
         self.stats.started = time.monotonic()
-        for t in threads:
-            t.start()
         try:
-            self._loop(board, gather_all=not any(live))
+            threads = self._streams(board, live)  # none when stopped while a stream was still connecting
+            self.stats.started = time.monotonic()
+            for t in threads:
+                t.start()
+            if threads:
+                self._loop(board, gather_all=not any(live))
         except KeyboardInterrupt:
             self.stats.info["interrupted"] = True
         except BrokenPipeError:  # stdout closed by its reader (`| head`): a normal way to stop
@@ -222,14 +227,10 @@ class Pipeline:
     def _streams(self, board: ClipBoard, live: list[bool]) -> list[threading.Thread]:
         """Open every source (all or none: a run never starts on a source it cannot read), and make
         each one's reader and assembler threads."""
-        o, caps = self.options, []
-        try:
-            for spec in self.specs:
-                caps.append(open_first(spec, o.capture))
-        except SourceError:
-            for cap in caps:
-                cap.release()
-            raise
+        o = self.options
+        caps = open_all(self.specs, o.capture, self.stop)
+        if caps is None:
+            return []
         self.log(self.describe())
         threads: list[threading.Thread] = []
         for i, (spec, cap) in enumerate(zip(self.specs, caps)):

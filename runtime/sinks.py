@@ -18,6 +18,7 @@ from typing import IO, Callable, Protocol
 import numpy as np
 
 from ..errors import ConfigError, FrosterError, MissingCapability
+from ..io import Output
 from .sources import Frame, cv2
 
 
@@ -102,7 +103,9 @@ def annotate(image: np.ndarray, decision: Decision | None) -> np.ndarray:
 
 class RecordSink:
     """Annotated video files, one per stream (FILE, or FILE_<i> with several), written to a
-    temporary name beside the target and renamed over it when the run ends."""
+    temporary name beside the target and renamed over it when the run ends. Its `outputs` are
+    checked at start with the run's other destinations; `close` finishes every file even while
+    an assembler is still handing it a frame (one lock), so a stopped run leaves playable files."""
 
     FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
@@ -110,32 +113,40 @@ class RecordSink:
         path = Path(path)
         if path.suffix.lower() not in self.FOURCC:
             raise ConfigError(f"--record {path}: use a .mp4, .avi or .mkv file name")
-        if not path.parent.is_dir():
-            raise ConfigError(f"--record {path}: folder {path.parent} does not exist")
         n = streams
         self.targets = [path if n == 1 else path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(n)]
+        self.outputs = [Output(t, "--record") for t in self.targets]
         self.fps_of = fps_of  # a stream's frame rate is known once its source is open
         self.writers: list[cv2.VideoWriter | None] = [None] * n
         self.temps = [t.with_name(f".{t.stem}.{os.getpid()}.partial{t.suffix}") for t in self.targets]
+        self._lock = threading.Lock()
+        self._closed = False
 
     def frame(self, stream: int, frame: Frame, decision: Decision | None) -> None:
         if frame.image is None:
             return
         bgr = annotate(frame.image, decision)
-        writer = self.writers[stream]
-        if writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*self.FOURCC[self.targets[stream].suffix.lower()])
-            writer = cv2.VideoWriter(str(self.temps[stream]), fourcc, self.fps_of(stream), (bgr.shape[1], bgr.shape[0]))
-            if not writer.isOpened():
-                raise FrosterError(f"cannot write {self.targets[stream]} (OpenCV has no encoder for it here)")
-            self.writers[stream] = writer
-        writer.write(bgr)
+        with self._lock:
+            if self._closed:
+                return
+            writer = self.writers[stream]
+            if writer is None:
+                fourcc = cv2.VideoWriter_fourcc(*self.FOURCC[self.targets[stream].suffix.lower()])
+                self.temps[stream].parent.mkdir(parents=True, exist_ok=True)
+                writer = cv2.VideoWriter(str(self.temps[stream]), fourcc, self.fps_of(stream),
+                                         (bgr.shape[1], bgr.shape[0]))
+                if not writer.isOpened():
+                    raise FrosterError(f"cannot write {self.targets[stream]} (OpenCV has no encoder for it here)")
+                self.writers[stream] = writer
+            writer.write(bgr)
 
     def close(self) -> None:
-        for writer, temp, target in zip(self.writers, self.temps, self.targets):
-            if writer is not None:
-                writer.release()
-                os.replace(temp, target)
+        with self._lock:
+            self._closed = True
+            for writer, temp, target in zip(self.writers, self.temps, self.targets):
+                if writer is not None:
+                    writer.release()
+                    os.replace(temp, target)
 
 
 def require_display() -> None:

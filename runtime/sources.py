@@ -26,7 +26,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from ..errors import ConfigError, FrosterError
-from ..video import MAX_FRAMES  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
+from ..video import MAX_FRAMES, VideoError, check_early_stop  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
 from .options import CaptureOptions
 from .stats import RunStats, StreamCounters
 
@@ -99,6 +99,43 @@ def open_first(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture:
                 "file": f"{spec.text} cannot be opened as a video (corrupt, or a codec OpenCV lacks)"}[spec.kind]
         raise SourceError(what)
     return cap
+
+
+def open_all(specs: list[SourceSpec], options: CaptureOptions, stop: threading.Event) -> list[cv2.VideoCapture] | None:
+    """Open every source (all or none: a run never starts on a source it cannot read) on a helper
+    thread, so a stop (a signal) while a stream is still connecting is honoured at once: None then,
+    and what the helper opens afterwards it releases itself."""
+    lock, done = threading.Lock(), threading.Event()
+    state: dict = {"caps": [], "error": None, "abandoned": False}
+
+    def work() -> None:
+        try:
+            for spec in specs:
+                if stop.is_set():
+                    break
+                state["caps"].append(open_first(spec, options))
+        except BaseException as e:  # handed to the waiting thread
+            state["error"] = e
+        with lock:
+            done.set()
+            if state["abandoned"] or state["error"] is not None:
+                for cap in state["caps"]:
+                    cap.release()
+
+    threading.Thread(target=work, name="open-sources", daemon=True).start()
+    while not done.wait(0.05):
+        if stop.is_set():
+            with lock:
+                if not done.is_set():
+                    state["abandoned"] = True
+                    return None
+    if state["error"] is not None:
+        raise state["error"]
+    if stop.is_set():
+        for cap in state["caps"]:
+            cap.release()
+        return None
+    return state["caps"]
 
 
 def capture_fps(cap: cv2.VideoCapture) -> float:
@@ -214,9 +251,10 @@ class Reader(threading.Thread):
                 return
             if count == 0:
                 raise SourceError(f"{self.spec.text}: no frame could be decoded (empty, corrupt, or an unsupported codec)")
-            if declared and count < declared - 1:
-                raise SourceError(f"{self.spec.text}: decoding stopped after {count} of {declared} frames "
-                                  "(corrupt or truncated file)")
+            try:  # predict's rule: a short header count is no corruption, corrupt data is named
+                check_early_stop(self.spec.target, count, declared)
+            except VideoError as e:
+                raise SourceError(f"{self.spec.text}: {e.reason}") from e
             if not self.options.loop:
                 return
             self.cap.release()
@@ -256,7 +294,7 @@ class Reader(threading.Thread):
     def _read_live(self) -> None:
         """Read as the source delivers; on a drop, release and reopen with backoff."""
         opts, index, start, backoff = self.options, 0, time.monotonic(), self.options.reconnect_initial_s
-        segment = 0
+        segment, pace = 0, _Pace(self.fps)
         while not self.stop.is_set():
             if self.cap is None:
                 self.cap = open_capture(self.spec, opts)
@@ -267,6 +305,7 @@ class Reader(threading.Thread):
                     continue
                 self.counters.reconnects += 1
                 segment += 1
+                pace = _Pace(capture_fps(self.cap) or self.fps)
                 self.log(f"stream {self.label}: reconnected to {self.spec.text}")
             t0 = time.monotonic()
             try:
@@ -276,6 +315,11 @@ class Reader(threading.Thread):
             if not ok or bgr is None:
                 if self.stop.is_set():
                     return
+                if self.spec.kind == "url" and pace.faster_than_real_time():
+                    raise SourceError(
+                        f"{self.spec.text} delivered {pace.media:.0f} s of video in {pace.wall:.1f} s and ended: it is a "
+                        "video file served over the network, not a live stream, so its frames were dropped as live "
+                        "ones; download it and give the file to --source")
                 self.log(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s")
                 self.cap.release()
                 self.cap = None
@@ -283,6 +327,7 @@ class Reader(threading.Thread):
                 backoff = min(backoff * 2, opts.reconnect_max_s)
                 continue
             now = time.monotonic()
+            pace.frame(now)
             backoff = opts.reconnect_initial_s
             self.stats.record("read", now - t0)
             self.counters.frames_read += 1
@@ -290,3 +335,23 @@ class Reader(threading.Thread):
             index += 1
             self.slot.put(frame, self.stop)
             self.counters.frames_dropped = self.slot.dropped
+
+
+class _Pace:
+    """How much video a connection delivered (frames over the frame rate it reports) against the
+    wall time it took. A live stream delivers about real time; a video file behind an http:// URL
+    arrives as fast as the network allows. Counting frames, not timestamps, keeps a live stream's
+    timestamp jumps from looking fast."""
+
+    def __init__(self, fps: float = 30.0) -> None:
+        self.fps, self.frames, self._t0 = fps, 0, 0.0
+        self.media = self.wall = 0.0
+
+    def frame(self, now: float) -> None:
+        if self.frames == 0:
+            self._t0 = now
+        self.frames += 1
+        self.media, self.wall = (self.frames - 1) / self.fps, now - self._t0
+
+    def faster_than_real_time(self) -> bool:
+        return self.media > 2.0 * self.wall + 2.0  # far from a live stream's jitter and start-up burst

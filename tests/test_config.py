@@ -26,7 +26,7 @@ def test_from_mapping_nested_and_coerced():
         ({"student": {"num_frame": 8}}, r"unknown config key\(s\) student.num_frame"),
         ({"student": {"num_frames": "8"}}, "must be an integer"),
         ({"student": {"temporal_attention": "divided"}}, "must be one of"),
-        ({"student": {"num_frames": 0}}, "must be >= 1"),
+        ({"student": {"num_frames": 0}}, "must be in 1..1024"),
         ({"distill": 3}, "must be a mapping"),
     ],
 )

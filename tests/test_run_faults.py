@@ -126,7 +126,7 @@ def test_a_file_corrupt_midway_gives_its_decisions_the_stats_and_one_error(tiny_
     assert len(proc.stdout.splitlines()) == (28 // 2 - 4) // 1 + 1  # frames 0, 2, ..., 26 sampled; T=4, hop 1
     assert "Traceback" not in proc.stderr and "28 frames read" in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("froster-edge: error:") and "decoding stopped after 28 of 50 frames" in last
+    assert last.startswith("froster-edge: error:") and "corrupt video, decoding stopped after 28 frames" in last
 
 
 def test_sigint_stops_cleanly_and_prints_the_stats(tiny_bundle, tmp_path):

@@ -55,9 +55,9 @@ def test_recipe_paths_relative_to_yaml_and_overrides_to_cwd(tmp_path, monkeypatc
     (["trian.epochs=1"], r"unknown config key\(s\) trian"),
     (["train.epochs=0"], "train.epochs must be >= 1"),
     (["train.amp=fp8"], "must be one of"),
-    (["optim.lr=fast"], "must be a number"),
+    (["optim.lr=fast"], "must be a finite number"),
     (["train.average_from=30"], "train.average_from must be an epoch in 1..22"),
-    (["optim.lr.x=1"], "optim.lr must be a number"),
+    (["optim.lr.x=1"], "optim.lr must be a finite number"),
 ])
 def test_bad_overrides_fail_by_name(override, match):
     with pytest.raises(ConfigError, match=match):

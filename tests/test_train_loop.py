@@ -100,6 +100,7 @@ def test_a_used_run_directory_needs_resume_and_the_same_recipe(tmp_path, monkeyp
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({"optim": {"lr": 0.5}}))
+    (run / "state" / "step_00000002").mkdir(parents=True)  # it trained: a fresh run must not overwrite it
     code, err = _train_cli(monkeypatch, capsys, str(TINY), "--out", str(run))
     assert code == 1 and "already holds a training run; pass --resume" in err
     code, err = _train_cli(monkeypatch, capsys, str(TINY), "--out", str(run), "--resume")

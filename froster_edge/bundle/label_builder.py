@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..prompts import ClassText, prompts_for
+from ..prompts import ClassText, prompts_for, repeated_name
 from .labels import LabelTable
 from .sessions import TextEncoder
 from .tokenizer import ClipTokenizer, open_clip_tokenizer
@@ -32,12 +32,10 @@ def check_prompts(classes: list[ClassText], model_cfg: dict[str, Any], tokenizer
         raise ConfigError("no classes to encode")
     tokenizer = _tokenizer(model_cfg, tokenizer)
     context = tokenizer.context_length
-    seen: dict[str, str] = {}
+    if (dup := repeated_name(c.name for c in classes)) is not None:
+        raise ConfigError(f"class {classes[dup[1]].name!r} appears twice")
     out = []
     for c in classes:
-        if c.name.casefold() in seen:
-            raise ConfigError(f"class {c.name!r} appears twice")
-        seen[c.name.casefold()] = c.name
         prompts = prompts_for(c)
         lengths = [len(tokenizer.encode(p)) + 2 for p in prompts]  # + start- and end-of-text tokens
         n = max(lengths)

@@ -8,6 +8,13 @@ means writing a new table, never retraining. The file is a plain .npz (no pickle
     encoded it), format, version.
 A table whose fingerprint differs from the bundle's model is refused: its embeddings live in
 another model's space and would give confident garbage.
+
+`load_labels` is the one reader, and it trusts nothing in the file: every array's header (dtype,
+shape) is checked against the layout above before its data is read, so a wrongly typed field, a
+plain .npy under the .npz name or a header claiming terabytes is a BundleError naming the field,
+never a TypeError or a huge allocation. Limits (documented in the README): at most MAX_CLASSES
+classes (a table of millions would take seconds per decision), MAX_DIM-d embeddings,
+MAX_PROMPTS prompts per class, MAX_TEXT characters per string, MAX_FILE_BYTES for the file.
 """
 
 from __future__ import annotations
@@ -19,13 +26,25 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BundleError
+from ..errors import BundleError, shorten
+from ..prompts import repeated_name
 from ..io import atomic_write_bytes
 
 FORMAT = "froster-edge-labels"
 VERSION = 1
 _KEYS = ("format", "version", "names", "texts", "embeddings", "logit_scale", "temperature",
          "prompts", "prompt_counts", "fingerprint")
+MAX_CLASSES = 20_000  # classifying costs C x D per decision; 20k x 512 stays near a millisecond
+MAX_DIM = 4096
+MAX_PROMPTS = 256  # per class
+MAX_TEXT = 4096  # characters in one name, text, prompt or fingerprint
+MAX_FILE_BYTES = 512 * 2**20
+# per field: numpy dtype kinds allowed, number of dimensions, and the bound of each dimension (None: free)
+_LAYOUT: dict[str, tuple[str, int]] = {
+    "format": ("U", 0), "version": ("iu", 0), "names": ("U", 1), "texts": ("U", 1), "embeddings": ("f", 2),
+    "logit_scale": ("f", 0), "temperature": ("f", 0), "prompts": ("U", 1), "prompt_counts": ("iu", 1),
+    "fingerprint": ("U", 0),
+}
 
 
 @dataclass(frozen=True)
@@ -55,17 +74,18 @@ class LabelTable:
         emb, c = self.embeddings, len(self.names)
         if c == 0:
             raise BundleError(f"{what} has no classes")
+        if c > MAX_CLASSES:
+            raise BundleError(f"{what} has {c} classes; a label table holds at most {MAX_CLASSES}")
+        if not (isinstance(self.fingerprint, str) and self.fingerprint.strip()):
+            raise BundleError(f"{what} has no model fingerprint")
         if emb.ndim != 2 or emb.shape[0] != c:
             raise BundleError(f"{what}: embeddings {emb.shape} do not match {c} names")
         if len(self.texts) != c or len(self.prompts) != c:
             raise BundleError(f"{what}: {len(self.texts)} texts / {len(self.prompts)} prompt lists for {c} names")
         if any(not n.strip() for n in self.names):
             raise BundleError(f"{what} has an empty class name")
-        seen: set[str] = set()
-        for n in self.names:
-            if n.casefold() in seen:
-                raise BundleError(f"{what}: class {n!r} appears twice")
-            seen.add(n.casefold())
+        if (dup := repeated_name(self.names)) is not None:
+            raise BundleError(f"{what}: class {self.names[dup[1]]!r} appears twice")
         if not np.isfinite(emb).all():
             raise BundleError(f"{what} has non-finite embeddings")
         norms = np.linalg.norm(emb, axis=1)
@@ -118,27 +138,35 @@ class LabelTable:
 
 
 def load_labels(path: str | Path, fingerprint: str | None = None, dim: int | None = None) -> LabelTable:
-    """Read and validate a labels.npz; with `fingerprint`, refuse a table of another model."""
+    """Read and validate a labels.npz; with `fingerprint`, refuse a table of another model.
+
+    Any problem with the file is a BundleError that names it (and the field), whatever the bytes.
+    """
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"label table not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in _KEYS if k not in data.files]
-            if missing:
-                raise BundleError(f"{path} is not a froster-edge label table (missing {', '.join(missing)})")
-            arrays = {k: data[k] for k in _KEYS}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise BundleError(f"{path} is not a readable label table: {e}") from e
+        arrays = _read_arrays(path)
+    except BundleError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, TypeError, MemoryError,
+            UnicodeDecodeError, NotImplementedError, RuntimeError) as e:
+        raise BundleError(f"{path} is not a readable label table: {shorten(f'{type(e).__name__}: {e}', 200)}") from e
     if str(arrays["format"]) != FORMAT:
         raise BundleError(f"{path} is not a froster-edge label table")
     if int(arrays["version"]) != VERSION:
-        raise BundleError(f"{path} has label-table version {int(arrays['version'])}; this froster-edge reads {VERSION}")
-    counts = arrays["prompt_counts"].astype(int).tolist()
+        raise BundleError(f"{path} has label-table version {shorten(int(arrays['version']))}; this froster-edge reads {VERSION}")
+    c = len(arrays["names"])
+    for key in ("texts", "prompt_counts"):
+        if len(arrays[key]) != c:
+            raise BundleError(f"{path}: {key} has {len(arrays[key])} entries for {c} names")
+    if arrays["embeddings"].shape[0] != c:
+        raise BundleError(f"{path}: embeddings {arrays['embeddings'].shape} do not match {c} names")
+    counts = arrays["prompt_counts"].astype(np.int64)
     flat = arrays["prompts"].tolist()
-    if sum(counts) != len(flat) or any(c < 1 for c in counts):
-        raise BundleError(f"{path}: prompt counts do not match the prompts")
-    starts = np.cumsum([0] + counts)
+    if (counts < 1).any() or (counts > MAX_PROMPTS).any() or int(counts.sum()) != len(flat):
+        raise BundleError(f"{path}: prompt counts do not match the prompts (1 to {MAX_PROMPTS} a class)")
+    starts = np.cumsum([0, *counts.tolist()])
     try:
         table = LabelTable(
             names=arrays["names"].tolist(), texts=arrays["texts"].tolist(),
@@ -151,3 +179,57 @@ def load_labels(path: str | Path, fingerprint: str | None = None, dim: int | Non
     if fingerprint is not None:
         table.check_model(fingerprint, dim, str(path))
     return table
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The table's arrays, each header checked against _LAYOUT and the limits before its data is read."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise BundleError(f"{path} is {size} bytes; a label table is at most {MAX_FILE_BYTES} (MAX_CLASSES {MAX_CLASSES})")
+    if not zipfile.is_zipfile(path):
+        raise BundleError(f"{path} is not a readable label table (not an .npz archive)")
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as z:
+        members = {info.filename: info for info in z.infolist()}
+        missing = [k for k in _KEYS if f"{k}.npy" not in members]
+        if missing:
+            raise BundleError(f"{path} is not a froster-edge label table (missing {', '.join(missing)})")
+        for key in _KEYS:
+            info = members[f"{key}.npy"]
+            with z.open(info) as f:
+                shape, _, dtype = _header(f)
+            _check_layout(path, key, shape, dtype)
+            if info.file_size > MAX_FILE_BYTES:
+                raise BundleError(f"{path}: {key} unpacks to {info.file_size} bytes (at most {MAX_FILE_BYTES})")
+            with z.open(info) as f:
+                arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+            if arrays[key].shape != shape:
+                raise BundleError(f"{path}: {key} is truncated")
+    return arrays
+
+
+def _header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    raise ValueError(f"unsupported .npy format version {version}")
+
+
+def _check_layout(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    kinds, ndim = _LAYOUT[key]
+    if dtype.kind not in kinds or dtype.hasobject or len(shape) != ndim:
+        want = {"U": "text", "iu": "integers", "f": "floats"}[kinds]
+        raise BundleError(f"{path}: {key} must be {ndim}-d {want}, not {len(shape)}-d {shorten(str(dtype), 40)} "
+                          f"{shorten(shape, 60)}")
+    if dtype.kind == "U" and dtype.itemsize // 4 > MAX_TEXT:
+        raise BundleError(f"{path}: {key} holds strings of {dtype.itemsize // 4} characters (at most {MAX_TEXT})")
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise BundleError(f"{path}: {key} must be float16/32/64, not {dtype}")
+    limit = {"prompts": MAX_CLASSES * MAX_PROMPTS}.get(key, MAX_CLASSES)
+    if ndim and shape[0] > limit:
+        raise BundleError(f"{path}: {key} has {shape[0]} entries; a label table holds at most {MAX_CLASSES} classes "
+                          f"(and {MAX_PROMPTS} prompts a class)")
+    if key == "embeddings" and not 0 < shape[1] <= MAX_DIM:
+        raise BundleError(f"{path}: embeddings are {shape[1]}-d (1 to {MAX_DIM})")

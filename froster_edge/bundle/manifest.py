@@ -6,15 +6,23 @@ format version, the model (config, fingerprint, logit scale), the preprocessing 
 expects, the ONNX opset and tensor names, the sha256 of every file, the parity gates' results
 and the versions used. `verify_bundle` re-hashes the files, so a tampered or truncated file is
 named before a runtime loads it.
+
+`read_manifest` validates the structure once for every reader: each field a reader uses has its
+type and range checked (a bad one is named), every path in it is relative and resolves inside the
+bundle (no `..`, no absolute path, no symlink out), and the model fingerprint that label tables
+are checked against must be there.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import BundleError
-from ..io import atomic_write_json, read_versioned_json, sha256_file
+from ..errors import BundleError, shorten
+from ..io import atomic_write_json, is_leftover, read_versioned_json, sha256_file
 
 FORMAT = "froster-edge-bundle"
 VERSION = 1
@@ -38,6 +46,38 @@ def bundle_files(bundle: str | Path) -> list[str]:
     names = (p.relative_to(root).as_posix() for p in root.rglob("*")
              if p.is_file() and p.name != MANIFEST_FILE and not p.name.startswith("."))
     return sorted(n for n in names if not n.startswith(CACHES))
+
+
+def owned_files(bundle: str | Path) -> set[str] | None:
+    """The files a froster-edge bundle made (its manifest, what the manifest records, its caches'
+    folders), or None when the folder's manifest.json is missing, unreadable or not ours: only such
+    a proven bundle may be replaced by an export."""
+    root = Path(bundle)
+    try:
+        manifest = read_versioned_json(root / MANIFEST_FILE, FORMAT, VERSION, ("files",), BundleError, "bundle manifest")
+    except (BundleError, OSError):
+        return None
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        return None
+    return {MANIFEST_FILE, *map(str, files)}
+
+
+def foreign_files(bundle: str | Path, owned: set[str]) -> list[str]:
+    """Files and folders under `bundle` that it did not create (not in `owned`, not a cache, not one
+    of our temporaries), as sorted relative paths: a re-export keeps them."""
+    root = Path(bundle)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            path = (rel / name).as_posix()
+            if path in owned or path.startswith(CACHES) or is_leftover(name) or name.endswith(".tmp"):
+                continue
+            out.append(path)
+        if not filenames and not dirnames and rel.parts and not (rel.as_posix() + "/").startswith(CACHES):
+            out.append(rel.as_posix())  # an empty folder of the user's
+    return sorted(out)
 
 
 def hash_files(bundle: str | Path, names: Iterable[str] | None = None) -> dict[str, str]:
@@ -65,7 +105,104 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
     path = root / MANIFEST_FILE
     if not path.is_file():
         raise BundleError(f"{root} is not a froster-edge bundle: no {MANIFEST_FILE} (run froster-edge export)")
-    return read_versioned_json(path, FORMAT, VERSION, ("model", "preprocessing", "files"), BundleError, "bundle manifest")
+    manifest = read_versioned_json(path, FORMAT, VERSION, ("model", "preprocessing", "files"), BundleError,
+                                   "bundle manifest")
+    check_structure(manifest, path)
+    return manifest
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_INPUT_BYTES = 1 << 31  # one encoder call's uint8 input: far above any real bundle, far below a bad allocation
+
+
+def check_structure(doc: dict[str, Any], where: Path) -> None:
+    """BundleError naming the field when a manifest field readers use is missing, mistyped or out of range."""
+
+    def get(key: str, optional: bool = False) -> Any:
+        node: Any = doc
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if optional:
+                    return None
+                raise BundleError(f"{where}: {key} is missing")
+            node = node[part]
+        return node
+
+    def bad(key: str, want: str, value: Any) -> BundleError:
+        return BundleError(f"{where}: {key} must be {want}, not {shorten(repr(value))}")
+
+    def need(key: str, kind: str, optional: bool = False) -> Any:
+        value = get(key, optional)
+        if value is None and optional:
+            return None
+        if kind == "dict" and not isinstance(value, dict):
+            raise bad(key, "a mapping", value)
+        if kind == "str" and not (isinstance(value, str) and value):
+            raise bad(key, "a non-empty string", value)
+        if kind == "count" and not (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1 << 20):
+            raise bad(key, "a positive integer", value)
+        if kind == "number" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                     and math.isfinite(value) and value > 0):
+            raise bad(key, "a positive number", value)
+        if kind == "path":
+            check_relative(value, key, where)
+        return value
+
+    files = need("files", "dict")
+    for name, digest in files.items():
+        check_relative(name, f"files[{shorten(repr(name))}]", where)
+        if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+            raise bad(f"files[{shorten(repr(name))}]", "a sha256 hex digest", digest)
+    for key, kind in [("model", "dict"), ("model.fingerprint", "str"), ("model.embed_dim", "count"),
+                      ("model.model_cfg", "dict"), ("logit_scale", "number"), ("preprocessing", "dict"),
+                      ("preprocessing.image_size", "count"), ("preprocessing.num_frames", "count"),
+                      ("preprocessing.streams", "count"), ("onnx.video_encoder.file", "path"),
+                      ("onnx.video_encoder.input", "str"), ("onnx.video_encoder.output", "str"),
+                      ("onnx.text_encoder.file", "path"), ("onnx.text_encoder.context_length", "count")]:
+        need(key, kind)
+    for key, kind in [("model.student", "dict"), ("model.source", "dict"), ("labels", "dict"), ("labels.file", "path"),
+                      ("onnx.video_encoder.fp16_file", "path"), ("int8", "dict"), ("int8.file", "path"),
+                      ("confidence", "dict"), ("preprocessing.sampling", "dict"),
+                      ("preprocessing.sampling.stride", "number"), ("preprocessing.sampling.reference_fps", "number")]:
+        need(key, kind, optional=True)
+    pre = doc["preprocessing"]
+    want = [pre["streams"], pre["num_frames"], pre["image_size"], pre["image_size"], 3]
+    if get("preprocessing.input.shape") != want:
+        raise bad("preprocessing.input.shape", f"{want} (streams, num_frames, image_size, image_size, 3)",
+                  get("preprocessing.input.shape"))
+    if math.prod(want) > MAX_INPUT_BYTES:
+        raise BundleError(f"{where}: preprocessing asks for {math.prod(want)} input bytes per call "
+                          f"(at most {MAX_INPUT_BYTES}): not a bundle froster-edge made")
+    engines = doc.get("engines", [])
+    if not isinstance(engines, list) or not all(isinstance(e, dict) for e in engines):
+        raise bad("engines", "a list of mappings", engines)
+    for i, engine in enumerate(engines):
+        for key in ("file", "cache_dir", "onnx_file"):
+            if engine.get(key) is not None:
+                check_relative(engine[key], f"engines[{i}].{key}", where)
+
+
+def check_relative(name: Any, key: str, where: Path | str) -> str:
+    """`name` as a path inside the bundle: relative, without `..`, or BundleError naming `key`."""
+    if not (isinstance(name, str) and name) or "\0" in name:
+        raise BundleError(f"{where}: {key} must be a file name inside the bundle, not {shorten(repr(name))}")
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or name.startswith("~"):
+        raise BundleError(f"{where}: {key} = {shorten(repr(name))} points outside the bundle: every path in a manifest "
+                          "is relative to the bundle and stays inside it")
+    return name
+
+
+def bundle_path(bundle: str | Path, name: str, what: str = "a file") -> Path:
+    """BUNDLE/name after checking that it stays inside the bundle once symlinks are followed."""
+    root = Path(bundle)
+    check_relative(name, what, root / MANIFEST_FILE)
+    path = root / name
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise BundleError(f"{path} leads outside the bundle (a symlink): refused")
+    return path
+
 
 
 def verify_bundle(bundle: str | Path, names: Iterable[str] | None = None) -> dict[str, Any]:
@@ -75,8 +212,8 @@ def verify_bundle(bundle: str | Path, names: Iterable[str] | None = None) -> dic
     recorded: dict[str, str] = manifest["files"]
     for name in recorded if names is None else names:
         if name not in recorded:
-            raise BundleError(f"{root}/{name} is not recorded in {MANIFEST_FILE}")
-        path = root / name
+            raise BundleError(f"{root}/{shorten(name)} is not recorded in {MANIFEST_FILE}")
+        path = bundle_path(root, name)
         if not path.is_file():
             raise BundleError(f"{path} is missing from the bundle")
         if sha256_file(path) != recorded[name]:

@@ -37,6 +37,10 @@ OptionalClasses = Annotated[Optional[Path], typer.Option("--classes", help=CLASS
 def _json_target(value: Optional[Path]) -> Optional[Path]:
     if value is not None and str(value).startswith("-") and str(value) != "-":
         raise typer.BadParameter(f"takes a file to write, or - for stdout, not {str(value)!r}")
+    if value is not None and str(value) != "-":  # a folder or an unwritable place is said before any work
+        from ..io import Output, check_outputs
+
+        check_outputs([Output(value, "--json")])
     return value
 
 

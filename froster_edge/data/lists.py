@@ -23,7 +23,8 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..prompts import ClassText, read_class_texts
+from ..io import read_text
+from ..prompts import ClassText, read_class_texts, repeated_name
 
 
 
@@ -89,7 +90,7 @@ def read_classes(path: str | Path) -> list[ClassText]:
         return read_class_texts(path)
     if not path.is_file():
         raise ConfigError(f"class file not found: {path}")
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(read_text(path, "class file"))))
     if not rows or "name" not in rows[0]:
         raise ConfigError(f"{path}: expected a CSV with a header naming a 'name' column (and optionally 'id')")
     if "id" in rows[0]:
@@ -101,11 +102,8 @@ def read_classes(path: str | Path) -> list[ClassText]:
             raise ConfigError(f"{path}: class ids must be 0..{len(rows) - 1} without gaps")
         rows = [r for _, r in sorted(zip(ids, rows), key=lambda p: p[0])]
     classes = [ClassText.parse(r["name"] or "") for r in rows]
-    seen: set[str] = set()
-    for c in classes:
-        if c.name.lower() in seen:
-            raise ConfigError(f"{path}: class {c.name!r} appears twice")
-        seen.add(c.name.lower())
+    if (dup := repeated_name(c.name for c in classes)) is not None:
+        raise ConfigError(f"{path}: class {classes[dup[1]].name!r} appears twice")
     return classes
 
 

@@ -36,6 +36,7 @@ from .. import __version__
 from ..config import StudentConfig
 from ..data import VideoItem, check_class_names, read_classes, read_video_list
 from ..errors import ConfigError, FrosterError
+from ..io import read_text
 from ..model.student import VideoStudent
 from ..prompts import ClassText
 from .core import EvalResult, class_embeddings, encode_videos, score_videos, student_image_size
@@ -86,7 +87,7 @@ def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: di
     if not path.is_file():
         raise ConfigError(f"protocol config not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path, "protocol config"))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from e
     if not isinstance(data, dict):

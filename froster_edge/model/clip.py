@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP
 
-from ..errors import ConfigError, PretrainedWeightsError
+from ..errors import ConfigError, PretrainedWeightsError, shorten
+from ..io import read_text
 from ..logs import quiet_logger
 
 
@@ -39,10 +40,11 @@ def resolve_model_config(model_name: str, pretrained: str | None = None, image_s
         if not path.is_file():
             raise ConfigError(f"model config file not found: {model_name}")
         try:
-            cfg = json.loads(path.read_text())
+            cfg = json.loads(read_text(path, "model config"))
         except json.JSONDecodeError as e:
             raise ConfigError(f"{model_name} is not valid JSON: {e}") from e
-        cfg = cfg.get("model_cfg", cfg)
+        if isinstance(cfg, dict) and isinstance(cfg.get("model_cfg"), dict):
+            cfg = cfg["model_cfg"]
     else:
         cfg = open_clip.get_model_config(model_name)
         if cfg is None:
@@ -58,11 +60,45 @@ def resolve_model_config(model_name: str, pretrained: str | None = None, image_s
             cfg["quick_gelu"] = True
     if image_size is not None:
         cfg["vision_cfg"]["image_size"] = image_size
+    check_model_size(cfg, model_name)
     return cfg
 
 
+MAX_PARAMS = 5_000_000_000  # ViT-bigG-14, the largest open_clip CLIP, has about 2.5e9
+MAX_TOKENS = 16_384  # image patches per frame (ViT-L/14 at 336 px has 576)
+
+
+def check_model_size(cfg: dict[str, Any], name: str) -> None:
+    """ConfigError naming the field unless the sizes are positive integers and the model stays under
+    MAX_PARAMS parameters and MAX_TOKENS patches a frame: absurd sizes are refused before anything
+    is allocated, instead of minutes of building and a terabyte allocation."""
+    vision, text = cfg["vision_cfg"], cfg["text_cfg"]
+
+    def size(section: dict, where: str, key: str, default: int | None = None) -> int:
+        value = section.get(key, default)
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1 << 24):
+            raise ConfigError(f"{name}: {where}{key} must be a positive integer, not {shorten(repr(value))}")
+        return value
+
+    embed = size(cfg, "", "embed_dim")
+    # defaults: open_clip's CLIPVisionCfg / CLIPTextCfg
+    vw, vl, patch, image = (size(vision, "vision_cfg.", k, d) for k, d in
+                            (("width", 768), ("layers", 12), ("patch_size", 16), ("image_size", 224)))
+    tw, tl, ctx, vocab = (size(text, "text_cfg.", k, d) for k, d in
+                          (("width", 512), ("layers", 12), ("context_length", 77), ("vocab_size", 49408)))
+    tokens = (image // patch) ** 2
+    if patch > image or tokens > MAX_TOKENS:
+        raise ConfigError(f"{name}: image_size {image} with patch_size {patch} gives {tokens} patches a frame "
+                          f"(1 to {MAX_TOKENS})")
+    params = 12 * (vl * vw * vw + tl * tw * tw) + (tokens + 3 * patch * patch) * vw + (vocab + ctx) * tw + embed * (vw + tw)
+    if params > MAX_PARAMS:
+        raise ConfigError(f"{name}: these sizes make a model of about {params:.2g} parameters (at most {MAX_PARAMS:.0e})")
+
+
 def _check_supported(cfg: dict[str, Any], name: str) -> None:
-    vision, text = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
+    if not isinstance(cfg, dict) or not all(isinstance(cfg.get(k), dict) for k in ("vision_cfg", "text_cfg")):
+        raise ConfigError(f"{name}: a model config is a mapping with embed_dim, vision_cfg and text_cfg")
+    vision, text = cfg["vision_cfg"], cfg["text_cfg"]
     if "embed_dim" not in cfg or not vision or not text:
         raise ConfigError(f"{name}: a model config needs embed_dim, vision_cfg and text_cfg")
     if "timm_model_name" in vision or isinstance(vision.get("layers"), (list, tuple)):

@@ -185,11 +185,16 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
 
     def _check_run_dir(self) -> None:
-        """A fresh run refuses a used directory; a resumed one refuses a changed recipe."""
+        """A fresh run refuses a directory with trained weights in it; a resumed one refuses a changed
+        recipe. A directory a run left before its first checkpoint (a recipe that failed at step 1)
+        holds nothing to keep: a fresh run starts over in it, so the corrected retry is not blocked."""
         saved = self.out / CONFIG_FILE
-        used = saved.exists() or (self.out / STATE_DIR).exists() or (self.out / STUDENT_DIR).exists()
+        used = (self.out / STUDENT_DIR).exists() or any(_entries(self.out / STATE_DIR)) or any(_entries(self.out / EPOCHS_DIR))
         if not self.resume and used:
             raise ConfigError(f"{self.out} already holds a training run; pass --resume to continue it, or choose another --out")
+        if not self.resume and saved.exists() and self.dist.is_main:
+            self.log(f"{self.out} holds a run that stopped before its first checkpoint: starting over in it")
+            (self.out / METRICS_FILE).unlink(missing_ok=True)
         if self.resume and saved.exists():
             try:
                 before = load_recipe(saved)
@@ -378,6 +383,11 @@ class Trainer:
                 self.log(f"{len(failed)} video(s) could not be decoded and were replaced by others; see {self.out / FAILED_FILE}")
         ddp.barrier(self.dist)
         return final
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The visible entries of a folder (none when it is missing): hidden ones are a kill's leftovers."""
+    return [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
 
 
 def train(config: RecipeConfig, out_dir: str | Path, *, resume: bool = False,

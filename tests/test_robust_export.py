@@ -1,0 +1,100 @@
+"""Attacks on `export -o`: a folder that is not a bundle survives byte for byte, a re-export never
+deletes files the bundle did not create, and a symlinked -o stays a symlink (issue 17, class 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from froster_edge.errors import ConfigError
+from froster_edge.bundle import manifest as mf
+from froster_edge.export.bundle import export_bundle
+from froster_edge.export.options import ExportOptions
+from froster_edge.prompts import read_class_texts
+
+from .conftest import CLIPS
+
+CLASSES = read_class_texts(CLIPS / "classes.txt")
+VIDEOS = [CLIPS / "stgcn_clean_and_jerk.mp4"]
+QUICK = ExportOptions(streams=1, fp16=False, max_parity_clips=1)
+
+
+def snapshot(root) -> dict[str, object]:
+    """Every entry under root (not following links): file bytes, link targets, folders."""
+    out: dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = "dir"
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = f.read()
+    return out
+
+
+def webapp(root):
+    """A browser extension's folder: it has a manifest.json, but not ours."""
+    (root / "src").mkdir(parents=True)
+    (root / "manifest.json").write_text(json.dumps({"name": "my-ext", "manifest_version": 3}))
+    (root / "src" / "app.js").write_text("console.log('x')\n")
+    return root
+
+
+@pytest.mark.parametrize("manifest", [
+    {"name": "my-ext", "manifest_version": 3},
+    {"format": "froster-edge-bundle"},  # ours in name, but no file list: nothing proves what it made
+    "not json {",
+])
+def test_a_folder_with_a_foreign_manifest_survives_export_byte_for_byte(tiny_student, tmp_path, manifest):
+    target = webapp(tmp_path / "webapp")
+    (target / "manifest.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError, match="is not a froster-edge bundle"):
+        export_bundle(tiny_student, target, CLASSES, VIDEOS, QUICK)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_re_export_through_a_symlink_keeps_the_link_and_every_file_the_bundle_did_not_create(
+        tiny_student, tiny_bundle, tmp_path):
+    real = tmp_path / "store" / "b-v1"
+    shutil.copytree(tiny_bundle, real)
+    link = tmp_path / "current"
+    os.symlink(os.path.relpath(real, tmp_path), link)
+    (real / "NOTES.md").write_text("camera 3 is upside down")
+    (real / "site" / "img").mkdir(parents=True)
+    (real / "site" / "index.html").write_text("<html></html>")
+    os.symlink("index.html", real / "site" / "home.html")
+    mine = {k: v for k, v in snapshot(real).items() if k == "NOTES.md" or k.startswith("site")}
+
+    result = export_bundle(tiny_student, link, CLASSES[:3], VIDEOS, QUICK)
+
+    assert link.is_symlink() and os.readlink(link) == os.path.relpath(real, tmp_path)
+    assert result.bundle == link
+    after = snapshot(real)
+    assert {k: after.get(k) for k in mine} == mine
+    manifest = mf.verify_bundle(real)  # the user's files are not recorded as the bundle's
+    assert manifest["labels"]["classes"] == 3 and mf.VIDEO_FP16_ONNX not in manifest["files"]
+    assert not (real / mf.VIDEO_FP16_ONNX).exists()  # the old bundle's own files went
+    assert not any(name.startswith(("NOTES", "site")) for name in manifest["files"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "store"]
+    assert sorted(p.name for p in real.parent.iterdir()) == ["b-v1"]
+
+
+def test_a_user_file_where_the_new_bundle_writes_is_refused_and_nothing_changes(tiny_student, tiny_bundle, tmp_path):
+    out = tmp_path / "b"
+    shutil.copytree(tiny_bundle, out)
+    manifest = json.loads((out / mf.MANIFEST_FILE).read_text())
+    del manifest["files"][mf.VIDEO_FP16_ONNX]  # a bundle exported without fp16 ...
+    (out / mf.MANIFEST_FILE).write_text(json.dumps(manifest))
+    (out / mf.VIDEO_FP16_ONNX).write_text("... whose user kept notes by an unlucky name")
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError, match="is not a file of the bundle"):
+        export_bundle(tiny_student, out, CLASSES, VIDEOS, ExportOptions(streams=1, fp16=True, max_parity_clips=1))
+    assert snapshot(tmp_path) == before
