@@ -1,6 +1,6 @@
 """`froster-edge calibrate`: INT8 that pays, behind a gate, and a confidence temperature.
 
-INT8 (ONNX Runtime QDQ on CPU, or a TensorRT int8+fp16 engine with `trt`): calibration clips
+INT8 (ONNX Runtime QDQ on CPU, or with `trt` a TensorRT engine built from a symmetric-int8 QDQ model): calibration clips
 come from the user's videos; the gate measures on held-out videos (a separate list, or a seeded
 share of the videos that calibration then never sees). Only a model that passes the gate (or
 `force`) is written into the bundle, with the gate's figures in the manifest; a model that fails
@@ -69,7 +69,7 @@ def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = Non
     if options.trt:
         from .trt_route import calibrate_trt
 
-        return calibrate_trt(bundle, manifest, calib, gate_clips, table, options, report, log)
+        return calibrate_trt(bundle, manifest, calib, gate_clips, table, options, report, log, bundle / CACHE_DIR)
 
     tmp = bundle / f".{INT8_ONNX}.{os.getpid()}.tmp"
     try:

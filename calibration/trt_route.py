@@ -1,16 +1,24 @@
-"""The TensorRT side of `calibrate`: an int8+fp16 engine, gated against the fp16 engine on the GPU.
+"""The TensorRT side of `calibrate`: an INT8 engine built from a QDQ model, gated on the GPU.
 
-Speed is the int8 engine against the bundle's fp16 engine (built here if the bundle has none
-for this GPU and TensorRT); agreement and cosine are against the fp32 ONNX model, the reference
-every other gate uses. A rejected engine is deleted; its calibration table stays in engines/.
+TensorRT 10 deprecated its implicit-quantization calibrators and TensorRT 11 removed them, so the
+INT8 engine is built from an explicitly quantized ONNX: ONNX Runtime's static quantization (the CPU
+route's `quantize_video_encoder`, same clips, methods and range cache) with symmetric int8
+activations and weights, since TensorRT quantizes to symmetric int8 only (all-zero zero points).
+The QDQ model must pass the TensorRT-compatibility check and is built as a strongly typed network.
+Speed is measured against the bundle's fp16 engine (built here from video_encoder.fp16.onnx if the
+bundle has none for this GPU and TensorRT); cosine and agreement against the fp32 ONNX model, the
+reference of every other gate. Kept only when it passes: the QDQ file (`video_encoder.int8-trt.onnx`,
+section `int8_trt` of the manifest) and its engine; otherwise both are deleted and the manifest is
+unchanged (the range cache stays, so a forced rebuild is quick).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
-
+from ..errors import ConfigError
 from ..bundle import manifest as mf
 from ..bundle import engines as tb
 from ..bundle.labels import LabelTable
@@ -18,46 +26,67 @@ from ..bundle.parity import compare, run_in_streams
 from ..bundle.sessions import onnx_video_encoder
 from .clips import ClipSet
 from .gate import decide, measure
+from .int8 import quantize_video_encoder
 from .options import CalibrationOptions
-from .trt_int8 import make_calibrator
+
+TRT_INT8_ONNX = "video_encoder.int8-trt.onnx"
+
+
+def check_activation(activation: str | None) -> None:
+    """TensorRT quantizes to symmetric int8 only: uint8 (asymmetric) activations cannot be built."""
+    if activation not in (None, "int8"):
+        raise ConfigError(f"--trt quantizes activations to symmetric int8 (TensorRT has nothing else), not {activation}: "
+                          "leave out --activation")
 
 
 def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: ClipSet, table: LabelTable,
-                  options: CalibrationOptions, report: dict, log: Callable[[str], None]) -> dict:
-    trt = tb.require_tensorrt()
-    sm = tb.require_cuda_device()
-    if options.method not in ("entropy", "minmax"):
-        raise ValueError(f"TensorRT calibration method must be entropy or minmax, not {options.method!r}")
+                  options: CalibrationOptions, report: dict, log: Callable[[str], None], cache_dir: Path) -> dict:
+    check_activation(options.activation)
+    tb.require_tensorrt()
+    tb.require_cuda_device()
     pre = manifest["preprocessing"]
     streams = pre["streams"]
-    shape = tuple(pre["input"]["shape"])
+    shapes = {"frames": (tuple(pre["input"]["shape"]),) * 3}
     engines_dir = bundle / mf.ENGINES_DIR
-    engines_dir.mkdir(exist_ok=True)
-    onnx_sha = manifest["files"][mf.VIDEO_ONNX]
-    fp16_spec = tb.EngineSpec("video_encoder", mf.VIDEO_ONNX, onnx_sha, {"frames": (shape,) * 3}, "fp16")
-    fp16 = tb.build_engine(bundle / mf.VIDEO_ONNX, fp16_spec, engines_dir)
-    int8_spec = tb.EngineSpec("video_encoder", mf.VIDEO_ONNX, onnx_sha, {"frames": (shape,) * 3}, "int8",
-                              calibration=f"{options.method}:{calib.digest()}")
-    cache = engines_dir / f"int8-{int8_spec.key(trt.__version__, sm)}.calib"
-    log(f"building the TensorRT int8 engine ({options.method} calibration on {len(calib.frames)} clips)")
-    int8 = tb.build_engine(bundle / mf.VIDEO_ONNX, int8_spec, engines_dir,
-                           calibrator=make_calibrator(calib.frames, streams, cache, options.method))
-    fp16_engine, int8_engine = tb.TensorRTEngine(bundle / fp16.file), tb.TensorRTEngine(bundle / int8.file)
-    figures = measure(fp16_engine, int8_engine, gate_clips.frames, streams, table, options.reps)
-    reference = run_in_streams(onnx_video_encoder(bundle / mf.VIDEO_ONNX), gate_clips.frames, streams)
-    vs_fp32 = compare(run_in_streams(int8_engine, gate_clips.frames, streams), reference, table)
-    figures.update(min_cosine=vs_fp32["min_cosine"], top1_agreement=vs_fp32["top1_agreement"],
-                   speed_baseline="tensorrt fp16 engine", agreement_reference="fp32 onnx")
-    accepted, reasons = decide(figures, options.thresholds, options.force)
-    int8.parity = figures
-    report.update(int8={"route": "tensorrt", "method": options.method, "cache": cache.name, "engine": int8.file},
-                  gate=figures, accepted=accepted, forced=bool(options.force and reasons), reasons=reasons,
-                  file=int8.file if accepted else None)
-    if accepted:
-        engines = [e for e in manifest.get("engines", []) if e.get("key") not in (fp16.key, int8.key)]
-        mf.update_files(bundle, manifest, [fp16.file, int8.file], engines=engines + [fp16.to_dict(), int8.to_dict()])
-    elif not int8.reused:
-        (bundle / int8.file).unlink(missing_ok=True)
+    video = manifest["onnx"]["video_encoder"]
+    float_file = video.get("fp16_file") or video["file"]
+    mf.verify_bundle(bundle, [float_file])
+    float_spec = tb.EngineSpec("video_encoder", float_file, manifest["files"][float_file], shapes,
+                               "fp16" if video.get("fp16_file") else "fp32", bool(video.get("layernorm_fp32")))
+    log(f"building (or reusing) the TensorRT engine of {float_file}, the speed baseline")
+    float_rec = tb.build_engine(bundle / float_file, float_spec, engines_dir)
+    tmp = bundle / f".{TRT_INT8_ONNX}.{os.getpid()}.tmp"
+    int8_rec = None
+    try:
+        log(f"quantizing with ONNX Runtime ({options.method}, {options.ops} ops, symmetric int8) on {len(calib.frames)} clips")
+        info = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmp, calib.frames, streams, cache_dir, calib.digest(),
+                                      method=options.method, ops=options.ops, activation="int8",
+                                      preprocess=options.preprocess)
+        spec = tb.EngineSpec("video_encoder", TRT_INT8_ONNX, mf.sha256_file(tmp), shapes, "int8",
+                             calibration=f"{options.method}:{options.ops}:{calib.digest()}")
+        log("building the TensorRT int8 engine from the QDQ model (strongly typed)")
+        int8_rec = tb.build_engine(tmp, spec, engines_dir)
+        float_engine, int8_engine = tb.TensorRTEngine(bundle / float_rec.file), tb.TensorRTEngine(bundle / int8_rec.file)
+        log(f"gating on {len(gate_clips.frames)} held-out clips")
+        figures = measure(float_engine, int8_engine, gate_clips.frames, streams, table, options.reps)
+        reference = run_in_streams(onnx_video_encoder(bundle / mf.VIDEO_ONNX), gate_clips.frames, streams)
+        vs_fp32 = compare(run_in_streams(int8_engine, gate_clips.frames, streams), reference, table)
+        figures.update(min_cosine=vs_fp32["min_cosine"], top1_agreement=vs_fp32["top1_agreement"],
+                       speed_baseline=f"tensorrt {float_spec.precision} engine", agreement_reference="fp32 onnx")
+        accepted, reasons = decide(figures, options.thresholds, options.force)
+        int8_rec.parity = figures
+        report.update(int8={**info, "route": "tensorrt-qdq", "onnx": TRT_INT8_ONNX, "engine": int8_rec.file},
+                      gate=figures, accepted=accepted, forced=bool(options.force and reasons), reasons=reasons,
+                      file=int8_rec.file if accepted else None)
+        if accepted:
+            os.replace(tmp, bundle / TRT_INT8_ONNX)
+            keys = (float_rec.key, int8_rec.key)
+            engines = [e for e in manifest.get("engines", []) if e.get("key") not in keys]
+            section = {k: report[k] for k in ("file", "int8", "gate", "thresholds", "forced", "reasons", "calibration", "held_out")}
+            mf.update_files(bundle, manifest, [float_rec.file, int8_rec.file, TRT_INT8_ONNX],
+                            engines=engines + [float_rec.to_dict(), int8_rec.to_dict()], int8_trt=section)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if int8_rec is not None and not int8_rec.reused and not report.get("accepted"):
+            (bundle / int8_rec.file).unlink(missing_ok=True)
     return report
-
-

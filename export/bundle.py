@@ -2,7 +2,7 @@
 
 Order of work: the ONNX graphs, their fp16 copy and the label table are written into a staging
 folder beside the target; the parity gates run on real clips; the manifest (hashes, gates,
-versions) is written last; then the staging folder replaces the old bundle in two renames, so a
+versions, and the TensorRT-compatibility check of every graph) is written last; then the staging folder replaces the old bundle in two renames, so a
 failed gate or a kill leaves the previous bundle as it was. Only an empty folder or a folder whose
 manifest.json is a froster-edge manifest is ever replaced, and files in it that the bundle did
 not create (not in its manifest: a user's notes, site files) are carried into the new bundle, so
@@ -35,11 +35,11 @@ from ..bundle.labels import LabelTable
 from ..bundle.parity import compare, gate, load_parity_clips, require_passed, run_in_streams
 from ..bundle.sessions import onnx_text_encoder, onnx_video_encoder
 from ..bundle.tokenizer import ClipTokenizer, open_clip_tokenizer, tokenizer_record
+from ..bundle.trt_check import check_onnx
 from .onnx_graphs import OPSET, export_text_encoder, export_video_encoder, to_fp16
 from .options import ExportOptions
 from .reference import torch_text_encoder, torch_video_encoder
 
-TEXT_PROFILE_MAX = 1024  # prompts per call in the text engine; label tables batch above this
 
 
 @dataclass
@@ -72,6 +72,7 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
             t = time.perf_counter()
             to_fp16(staging / mf.VIDEO_ONNX, staging / mf.VIDEO_FP16_ONNX, options.layernorm_fp32)
             seconds["fp16_convert"] = time.perf_counter() - t
+        compat = tensorrt_check(staging, options.fp16, log)
 
         t = time.perf_counter()
         log(f"encoding {len(classes)} classes into the label table")
@@ -90,7 +91,7 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
         require_passed(parity["gates"])
 
         _carry_engines(out, staging)
-        body = _manifest_body(student, table, options, parity, source or {})
+        body = _manifest_body(student, table, options, parity, source or {}, compat)
         manifest = mf.write_manifest(staging, {**body, "tokenizer": tokenizer_record(tokenizer, mf.TOKENIZER_FILE)})
         _carry_foreign(out, staging)
     result = ExportResult(link, manifest, seconds)
@@ -154,6 +155,17 @@ def _carry_engines(out: Path, staging: Path) -> None:
         shutil.copytree(old, staging / mf.ENGINES_DIR, symlinks=True)
 
 
+def tensorrt_check(bundle: Path, fp16: bool, log: Callable[[str], None] = lambda msg: None) -> dict[str, dict]:
+    """The TensorRT-compatibility report of each ONNX graph in `bundle` (for the manifest); a failure is
+    logged here and refused by `--trt` (the ONNX Runtime bundle does not need it)."""
+    files = [mf.VIDEO_ONNX, mf.TEXT_ONNX] + ([mf.VIDEO_FP16_ONNX] if fp16 else [])
+    reports = {f: check_onnx(bundle / f).to_dict() for f in files}
+    for f, r in reports.items():
+        if not r["passed"]:
+            log(f"{f} is not TensorRT-compatible: {'; '.join(r['problems'][:2])}")
+    return reports
+
+
 def _parity(student: VideoStudent, bundle: Path, table: LabelTable, videos: list[Path], options: ExportOptions) -> dict:
     size = student.model_cfg["vision_cfg"]["image_size"]
     clips = load_parity_clips(videos, student.config.num_frames, size, options.max_parity_clips)
@@ -179,7 +191,7 @@ def _parity(student: VideoStudent, bundle: Path, table: LabelTable, videos: list
 
 
 def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOptions, parity: dict,
-                   source: dict[str, Any]) -> dict[str, Any]:
+                   source: dict[str, Any], compat: dict[str, dict]) -> dict[str, Any]:
     vision = student.model_cfg["vision_cfg"]
     size, frames = vision["image_size"], student.config.num_frames
     env = environment()
@@ -202,7 +214,8 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
         "onnx": {
             "opset": OPSET,
             "video_encoder": {"file": mf.VIDEO_ONNX, "input": "frames", "output": "video_embedding",
-                              "fp16_file": mf.VIDEO_FP16_ONNX if options.fp16 else None},
+                              "fp16_file": mf.VIDEO_FP16_ONNX if options.fp16 else None,
+                              "layernorm_fp32": bool(options.fp16 and options.layernorm_fp32)},
             "text_encoder": {"file": mf.TEXT_ONNX, "input": "tokens", "output": "text_embedding",
                              "context_length": student.model_cfg["text_cfg"].get("context_length", 77)},
         },
@@ -210,6 +223,7 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
         "parity": {"clips": parity["clips"], "synthetic_clips": parity["synthetic_clips"],
                    "skipped_videos": parity["skipped_videos"], "gates": parity["gates"],
                    "thresholds": asdict(options.thresholds)},
+        "tensorrt_check": compat,
         "engines": [],
         "versions": {k: env[k] for k in ("froster-edge", "python", "torch", "open_clip", "onnx", "onnxruntime", "tensorrt")},
     }
@@ -217,44 +231,49 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
 
 def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTable, parity: dict,
                    options: ExportOptions, log: Callable[[str], None]) -> None:
-    """fp16 engines into the finished bundle, their parity against fp32 ONNX, then the manifest again."""
+    """The video engine from the bundle's typed ONNX (fp16 copy, else fp32) into the finished bundle,
+    gated against the fp32 ONNX on the parity clips, then the manifest again.
+
+    No text engine is built: label tables are made rarely and off the live path, where the fp32 ONNX
+    text encoder on ONNX Runtime is exact against its gate; an engine would need its own fp32 build,
+    gate and 1..N-prompt profile for no use at run time."""
     from ..bundle import engines as tb
+    from ..bundle.trt_check import refuse_failed
 
     bundle, manifest = result.bundle, result.manifest
     engines_dir = bundle / mf.ENGINES_DIR
     size, frames = student.model_cfg["vision_cfg"]["image_size"], student.config.num_frames
-    context = manifest["onnx"]["text_encoder"]["context_length"]
-    video_shape = (options.streams, frames, size, size, 3)
+    onnx_file, precision = (mf.VIDEO_FP16_ONNX, "fp16") if options.fp16 else (mf.VIDEO_ONNX, "fp32")
+    th = options.thresholds
     t = time.perf_counter()
     if options.trt_route == "tensorrt":
         tb.require_tensorrt()
         tb.require_cuda_device()
+    refuse_failed(manifest["tensorrt_check"][onnx_file])  # checked at export, before the manifest was written
     if options.trt_route == "ort-trt":
-        log("building TensorRT engines through ONNX Runtime's TensorRT provider")
-        records = [
-            tb.build_ort_trt_cache(bundle / mf.VIDEO_ONNX, engines_dir, {"frames": parity["frames"][:options.streams]},
-                                   True, options.workspace_gb),
-            tb.build_ort_trt_cache(bundle / mf.TEXT_ONNX, engines_dir,
-                                   {"tokens": np.ones((1, context), np.int64)}, True, options.workspace_gb,
-                                   {"tokens": (f"1x{context}", f"32x{context}", f"{TEXT_PROFILE_MAX}x{context}")}),
-        ]
+        log(f"building the TensorRT engine of {onnx_file} through ONNX Runtime's TensorRT provider")
+        cache = engines_dir / tb.ORT_TRT_DIR
+        session = tb.ort_trt_session(bundle / onnx_file, cache, options.workspace_gb)
+        name = session.get_inputs()[0].name
+        got = run_in_streams(lambda x: session.run(None, {name: x})[0].astype(np.float32), parity["frames"], options.streams)
+        check = gate(f"video {precision} ort-trt vs fp32 onnx", compare(got, parity["reference"], table),
+                     th.fp16_min_cosine, th.fp16_min_top1_agreement)
+        require_passed([check])
+        options_kept = {k: v for k, v in tb.ort_trt_provider_options(cache, options.workspace_gb).items() if not k.endswith("_path")}
+        records = [{"name": "video_encoder", "route": "ort-trt", "precision": precision, "onnx_file": onnx_file,
+                    "cache_dir": f"{mf.ENGINES_DIR}/{tb.ORT_TRT_DIR}", "options": options_kept, "parity": check}]
     else:
-        log("building TensorRT fp16 engines")
-        files = manifest["files"]
-        video = tb.EngineSpec("video_encoder", mf.VIDEO_ONNX, files[mf.VIDEO_ONNX], {"frames": (video_shape,) * 3},
-                              "fp16", options.layernorm_fp32)
-        text = tb.EngineSpec("text_encoder", mf.TEXT_ONNX, files[mf.TEXT_ONNX],
-                             {"tokens": ((1, context), (32, context), (TEXT_PROFILE_MAX, context))},
-                             "fp16", options.layernorm_fp32)
-        engines_dir.mkdir(exist_ok=True)
-        video_rec = tb.build_engine(bundle / mf.VIDEO_ONNX, video, engines_dir, options.workspace_gb)
-        text_rec = tb.build_engine(bundle / mf.TEXT_ONNX, text, engines_dir, options.workspace_gb)
-        engine = tb.TensorRTEngine(bundle / video_rec.file)
-        got = run_in_streams(engine, parity["frames"], options.streams)
-        video_rec.parity = gate("video fp16 tensorrt vs fp32 onnx", compare(got, parity["reference"], table),
-                                options.thresholds.fp16_min_cosine, options.thresholds.fp16_min_top1_agreement)
-        require_passed([video_rec.parity])
-        records = [video_rec.to_dict(), text_rec.to_dict()]
+        log(f"building the TensorRT {precision} engine from {onnx_file} (strongly typed)")
+        spec = tb.EngineSpec("video_encoder", onnx_file, manifest["files"][onnx_file],
+                             {"frames": ((options.streams, frames, size, size, 3),) * 3}, precision, options.layernorm_fp32)
+        video = tb.build_engine(bundle / onnx_file, spec, engines_dir, options.workspace_gb)
+        got = run_in_streams(tb.TensorRTEngine(bundle / video.file), parity["frames"], options.streams)
+        video.parity = gate(f"video {precision} tensorrt vs fp32 onnx", compare(got, parity["reference"], table),
+                            th.fp16_min_cosine, th.fp16_min_top1_agreement)
+        if not video.parity["passed"] and not video.reused:
+            (bundle / video.file).unlink(missing_ok=True)
+        require_passed([video.parity])
+        records = [video.to_dict()]
     result.seconds["engines"] = time.perf_counter() - t
     plans = [r["file"] for r in records if r.get("route") == "tensorrt"]
     result.manifest = mf.update_files(bundle, manifest, plans, engines=records)

@@ -36,7 +36,8 @@ class VideoEncoderGraph(nn.Module):
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 1, 3, 1, 1) * 255.0)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 1, 4, 2, 3).float()  # (S, T, 3, H, W)
+        # Cast first: TensorRT accepts uint8 only at a network input/output, so no op may run on uint8
+        x = frames.float().permute(0, 1, 4, 2, 3)  # (S, T, 3, H, W)
         x = (x - self.mean) / self.std
         return self.student.encode_frames(x).mean(dim=1)  # (S, D)
 
@@ -94,7 +95,32 @@ def to_fp16(src: str | Path, dst: str | Path, layernorm_fp32: bool = False) -> P
     model = onnx.load(str(src))
     block = list(DEFAULT_OP_BLOCK_LIST) + (["LayerNormalization"] if layernorm_fp32 else [])
     half = convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+    _tidy(half.graph)
     dst = Path(dst)
     large = half.ByteSize() > EXTERNAL_DATA_BYTES
     onnx.save(half, str(dst), save_as_external_data=large, location=dst.name + ".data" if large else None)
     return dst
+
+
+def _tidy(graph) -> None:
+    """Make the converter's graph valid ONNX again: it appends the Casts around blocked ops after the
+    nodes that read them, and leaves fp16 value_info on weights it kept in fp32 for those ops; onnx
+    shape inference (and the TensorRT check built on it) refuses both."""
+    weights = {t.name for t in graph.initializer}
+    kept = [v for v in graph.value_info if v.name not in weights]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    known = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:
+            raise ValueError(f"the graph has a cycle or reads an undefined tensor at node {pending[0].name!r}")
+        ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ids]
+        for n in ready:
+            known.update(n.output)
+        ordered += ready
+    copies = [type(n).FromString(n.SerializeToString()) for n in ordered]
+    del graph.node[:]
+    graph.node.extend(copies)

@@ -1,12 +1,13 @@
 """Video-encoder backends behind one interface: uint8 clips [S, T, H, W, 3] in, embeddings [S, D] out.
 
-  trt       a TensorRT 10 engine from the bundle (engines/<key>.plan) through the tensor-name API,
-            device buffers and a stream from cuda-python (cuda.bindings.runtime); no torch. The
-            engine is the manifest's video engine whose TensorRT version and GPU compute
-            capability equal this machine's; there is none, the error names both and the fix.
-  ort-trt   ONNX Runtime's TensorRT provider on video_encoder.onnx, with the bundle's engine cache
-            (engines/ort-trt, written by `export --trt --trt-route ort-trt`; built on first use
-            otherwise, which takes minutes on a Jetson).
+  trt       a TensorRT engine (10.3 to 11.x) from the bundle (engines/<key>.plan) through the
+            tensor-name API, device buffers and a stream from cuda-python (cuda.bindings.runtime);
+            no torch. The engine is the manifest's video engine whose TensorRT version and GPU
+            compute capability equal this machine's; there is none, the error names both and the fix.
+  ort-trt   ONNX Runtime's TensorRT provider (then CUDA, then the CPU for what it does not take) on
+            the ONNX file its engine cache was built from (video_encoder.fp16.onnx by default), with
+            the bundle's engine cache (engines/ort-trt, written and gated by `export --trt
+            --trt-route ort-trt`; built on first use otherwise, which takes minutes on a Jetson).
   ort-cuda  ONNX Runtime's CUDA provider on video_encoder.fp16.onnx (fp32 when the bundle has none).
   ort-cpu   ONNX Runtime on the CPU, fp32.
   trt-int8, ort-cpu-int8
@@ -115,25 +116,25 @@ def int8_model(manifest: dict[str, Any]) -> str | None:
 class OrtBackend:
     """An ONNX Runtime session on the video graph, with the provider it was asked for (or an error)."""
 
-    def __init__(self, name: str, path: Path, provider: str, provider_options: dict[str, Any] | None,
-                 manifest: dict[str, Any]):
+    def __init__(self, name: str, path: Path, provider: str, manifest: dict[str, Any], session=None):
+        """`session`: one already opened (ort-trt's, with its provider chain); else one on `provider` (+ CPU)."""
         import onnxruntime as ort
 
         video = manifest["onnx"]["video_encoder"]
-        so = ort.SessionOptions()
-        so.log_severity_level = 3  # ORT's warnings about nodes placed on the CPU are not ours to print
-        providers: list = [(provider, provider_options) if provider_options else provider]
-        if provider != "CPUExecutionProvider":
-            providers.append("CPUExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=providers)
-        except Exception as e:  # ORT raises its own types for missing CUDA/TensorRT libraries
-            raise MissingCapability(f"ONNX Runtime cannot start {provider} on {path.name}: "
-                                    f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
-        got = self.session.get_providers()[0]
-        if got != provider:
-            raise MissingCapability(f"ONNX Runtime could not start {provider} (it fell back to {got}): "
-                                    "its CUDA/TensorRT libraries are missing or do not match")
+        if session is None:
+            so = ort.SessionOptions()
+            so.log_severity_level = 3  # ORT's warnings about nodes placed on the CPU are not ours to print
+            providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+            try:
+                session = ort.InferenceSession(str(path), so, providers=providers)
+            except Exception as e:  # ORT raises its own types for missing CUDA/TensorRT libraries
+                raise MissingCapability(f"ONNX Runtime cannot start {provider} on {path.name}: "
+                                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+            got = session.get_providers()[0]
+            if got != provider:
+                raise MissingCapability(f"ONNX Runtime could not start {provider} (it fell back to {got}): "
+                                        "its CUDA libraries are missing or do not match")
+        self.session = session
         self.name, self.input, self.output = name, video["input"], video["output"]
         self.streams = int(manifest["preprocessing"]["streams"])
         self.detail = f"{path.name} on {provider}"
@@ -248,6 +249,11 @@ def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
             import tensorrt as trt
         except ImportError:
             return "tensorrt is not installed"
+        from ..bundle.engines import tensorrt_version_problem
+
+        problem = tensorrt_version_problem(trt.__version__)
+        if problem:
+            return problem
         try:
             _, sm = cuda_device()
             video_engine(manifest, trt.__version__, sm, "int8" if name == "trt-int8" else "fp16")
@@ -272,8 +278,9 @@ def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
 
 
 def _ort_trt_record(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    video = manifest["onnx"]["video_encoder"]["file"]
-    return next((e for e in manifest.get("engines", []) if e.get("route") == "ort-trt" and e.get("onnx_file") == video), None)
+    """The video engine cache `export --trt-route ort-trt` built and gated (it names its ONNX file)."""
+    return next((e for e in manifest.get("engines", []) if e.get("route") == "ort-trt"
+                 and e.get("name", "video_encoder") == "video_encoder" and e.get("onnx_file")), None)
 
 
 def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str], None]) -> Backend:
@@ -288,24 +295,24 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str]
         mf.verify_bundle(bundle, [record["file"]])
         return TrtBackend(bundle / record["file"], record)
     if name == "ort-trt":
-        from ..bundle.engines import ORT_TRT_DIR, ort_trt_provider_options
+        from ..bundle.engines import ORT_TRT_DIR, ort_trt_session
 
         record = _ort_trt_record(manifest)
         cache = bundle / (record["cache_dir"] if record else f"{mf.ENGINES_DIR}/{ORT_TRT_DIR}")
+        file = record["onnx_file"] if record else (video.get("fp16_file") or video["file"])
         if record is None:
             log(f"ort-trt: the bundle has no engine cache; ONNX Runtime builds one into {cache} now (minutes on a Jetson)")
-        cache.mkdir(parents=True, exist_ok=True)
-        mf.verify_bundle(bundle, [video["file"]])
-        options = ort_trt_provider_options(cache, fp16=record["fp16"] if record else True)
-        return OrtBackend(name, bundle / video["file"], "TensorrtExecutionProvider", options, manifest)
+        mf.verify_bundle(bundle, [file])
+        session = ort_trt_session(bundle / file, cache)
+        return OrtBackend(name, bundle / file, "TensorrtExecutionProvider", manifest, session)
     if name == "ort-cuda":
         file = video.get("fp16_file") or video["file"]
         mf.verify_bundle(bundle, [file])
-        return OrtBackend(name, bundle / file, "CUDAExecutionProvider", None, manifest)
+        return OrtBackend(name, bundle / file, "CUDAExecutionProvider", manifest)
     if name in ("ort-cpu", "ort-cpu-int8"):
         file = int8_model(manifest) if name == "ort-cpu-int8" else video["file"]
         mf.verify_bundle(bundle, [file])
-        return OrtBackend(name, bundle / file, "CPUExecutionProvider", None, manifest)
+        return OrtBackend(name, bundle / file, "CPUExecutionProvider", manifest)
     return TorchBackend(bundle, manifest)
 
 

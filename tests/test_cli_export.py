@@ -8,12 +8,13 @@ import pytest
 
 from froster_edge.bundle import manifest as mf
 from froster_edge.bundle.labels import load_labels
+from froster_edge.errors import MissingCapability
 from froster_edge.model.checkpoint import save_student
 
 from .test_cli import assert_one_line_error, run
 
 
-def test_export_trt_without_tensorrt_exits_3_and_keeps_the_onnx_bundle(tiny_student, tmp_path):
+def test_export_trt_without_tensorrt_is_a_missing_capability_and_keeps_a_compatible_onnx_bundle(tiny_student, tmp_path):
     pytest.importorskip("onnxruntime")
     try:
         import tensorrt  # noqa: F401
@@ -24,12 +25,15 @@ def test_export_trt_without_tensorrt_exits_3_and_keeps_the_onnx_bundle(tiny_stud
     bundle = tmp_path / "bundle"
     proc = run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
                "--videos", "examples/clips", "-o", str(bundle), "--trt", "--max-parity-clips", "2", "--json", str(tmp_path / "m.json"))
-    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == MissingCapability.exit_code == 3 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]  # after the export's progress lines
     assert last.startswith("froster-edge: error: tensorrt is not installed") and "the ONNX bundle in" in last
     assert not (tmp_path / "m.json").exists()  # no report of an export that did not finish
     manifest = mf.verify_bundle(bundle)
     assert manifest["engines"] == [] and all(g["passed"] for g in manifest["parity"]["gates"])
+    checked = manifest["tensorrt_check"]
+    assert sorted(checked) == ["text_encoder.onnx", "video_encoder.fp16.onnx", "video_encoder.onnx"]
+    assert all(r["passed"] and not r["problems"] for r in checked.values()), checked
     assert manifest["model"]["source"] == {"student": str(tmp_path / "student")}
 
 

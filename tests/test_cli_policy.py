@@ -95,7 +95,7 @@ def test_main_turns_project_errors_into_one_line_and_their_code(monkeypatch, cap
 
 @pytest.mark.parametrize("args, message", [
     (["labels", "--classes", "examples/clips/classes.txt"], "give exactly one of --student and --bundle"),
-    (["calibrate", "--bundle", "b", "--videos", "v", "--trt", "--method", "percentile"], "--trt calibrates with --method entropy or minmax"),
+    (["calibrate", "--bundle", "b", "--videos", "v", "--trt", "--activation", "uint8"], "--trt quantizes activations to symmetric int8"),
     (["calibrate", "--bundle", "b", "--confidence"], "--confidence needs --val LIST"),
     (["average", "r1", "r2", "--epochs", "2..", "-o", "x"], "--epochs takes exactly one run directory"),
 ])

@@ -258,11 +258,11 @@ def test_engine_cache_key_changes_with_everything_that_invalidates_an_engine():
 def test_ort_trt_route_without_the_provider_is_a_missing_capability(bundle, tmp_path):
     if "TensorrtExecutionProvider" in ort.get_available_providers():
         pytest.skip("this ONNX Runtime has the TensorRT provider; the GPU test covers it")
-    from froster_edge.bundle.engines import build_ort_trt_cache
+    from froster_edge.bundle.engines import ort_trt_session
 
     _, result = bundle
     with pytest.raises(MissingCapability, match="TensorrtExecutionProvider"):
-        build_ort_trt_cache(result.bundle / "video_encoder.onnx", tmp_path, {})
+        ort_trt_session(result.bundle / "video_encoder.fp16.onnx", tmp_path / "cache")
 
 
 def test_a_killed_export_is_undone_at_the_next_one(bundle, tmp_path):

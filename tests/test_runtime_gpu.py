@@ -19,11 +19,21 @@ from .test_export_bundle import CLASSES, VIDEOS, make_student
 from .test_runtime_pipeline import CLIP_B, Collect
 
 try:
-    import tensorrt  # noqa: F401
+    import tensorrt
 
-    HAS_TRT = True
+    from froster_edge.bundle.engines import tensorrt_version_problem
+
+    TRT_SKIP = tensorrt_version_problem(tensorrt.__version__)
 except ImportError:
-    HAS_TRT = False
+    TRT_SKIP = "tensorrt is not installed"
+if TRT_SKIP is None:
+    from froster_edge.errors import MissingCapability
+    from froster_edge.runtime.backends import _cudart
+
+    try:
+        _cudart()  # the trt backend's device buffers come from cuda-python
+    except MissingCapability as e:
+        TRT_SKIP = str(e)
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 PROVIDERS = ort.get_available_providers()
@@ -59,7 +69,7 @@ def test_ort_cuda_backend_runs_the_fp16_graph(tiny_bundle):
 
 @pytest.mark.trt
 @needs_gpu
-@pytest.mark.skipif(not HAS_TRT, reason="tensorrt is not installed")
+@pytest.mark.skipif(TRT_SKIP is not None, reason=str(TRT_SKIP))
 def test_trt_backend_is_picked_by_auto_and_matches_onnxruntime_cpu(tmp_path):
     export_bundle(make_student(), tmp_path / "b", CLASSES, VIDEOS[:2],
                   ExportOptions(streams=2, trt=True, workspace_gb=1.0, max_parity_clips=2))

@@ -19,27 +19,28 @@ from froster_edge.bundle.sessions import onnx_video_encoder
 from .test_export_bundle import CLASSES, VIDEOS, make_student
 
 try:
-    import tensorrt  # noqa: F401
+    import tensorrt
 
-    HAS_TRT = True
+    from froster_edge.bundle.engines import tensorrt_version_problem
+
+    TRT_SKIP = tensorrt_version_problem(tensorrt.__version__)
 except ImportError:
-    HAS_TRT = False
+    TRT_SKIP = "tensorrt is not installed"
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
 
 @pytest.mark.trt
 @needs_gpu
-@pytest.mark.skipif(not HAS_TRT, reason="tensorrt is not installed")
+@pytest.mark.skipif(TRT_SKIP is not None, reason=str(TRT_SKIP))
 @pytest.mark.parametrize("layernorm_fp32", [False, True])
 def test_trt_engines_build_pass_parity_and_are_reused(tmp_path, layernorm_fp32):
     student = make_student()
-    options = ExportOptions(streams=2, trt=True, layernorm_fp32=layernorm_fp32, workspace_gb=1.0, max_parity_clips=4)
+    options = ExportOptions(streams=2, trt=True, layernorm_fp32=layernorm_fp32, workspace_gb=1.0, max_parity_clips=3)
     first = export_bundle(student, tmp_path / "b", CLASSES, VIDEOS, options).manifest
-    engines = {e["name"]: e for e in first["engines"]}
-    assert set(engines) == {"video_encoder", "text_encoder"}
-    video = engines["video_encoder"]
-    assert video["parity"]["passed"] and video["parity"]["min_cosine"] >= 0.999
+    (video,) = first["engines"]  # no text engine: label tables use the fp32 ONNX text encoder
+    assert video["name"] == "video_encoder" and video["precision"] == "fp16" and video["onnx_file"] == "video_encoder.fp16.onnx"
+    assert video["parity"]["passed"] and video["parity"]["min_cosine"] >= 0.999 and video["parity"]["n"] == 3
     assert video["shapes"]["frames"] == [[2, 4, 64, 64, 3]] * 3 and video["layernorm_fp32"] == layernorm_fp32
     assert (tmp_path / "b" / "engines" / "timing.cache").is_file()
     mf.verify_bundle(tmp_path / "b")
@@ -70,29 +71,56 @@ def test_ort_cuda_fp16_matches_fp32(tmp_path):
                     reason="onnxruntime has no TensorrtExecutionProvider here")
 def test_ort_trt_route_writes_a_persistent_engine_cache(tmp_path):
     student = make_student()
-    options = ExportOptions(streams=2, trt=True, trt_route="ort-trt", workspace_gb=1.0, max_parity_clips=2)
+    options = ExportOptions(streams=2, trt=True, trt_route="ort-trt", workspace_gb=1.0, max_parity_clips=3)
     manifest = export_bundle(student, tmp_path / "b", CLASSES, VIDEOS, options).manifest
-    assert [e["route"] for e in manifest["engines"]] == ["ort-trt", "ort-trt"]
+    (engine,) = manifest["engines"]
+    assert engine["route"] == "ort-trt" and engine["onnx_file"] == "video_encoder.fp16.onnx"
+    assert engine["parity"]["passed"] and engine["parity"]["n"] == 3  # 3 clips through a 2-stream graph: padded
     assert any((tmp_path / "b" / "engines" / "ort-trt").iterdir())
 
 
 @pytest.mark.trt
 @needs_gpu
-@pytest.mark.skipif(not HAS_TRT, reason="tensorrt is not installed")
-@pytest.mark.parametrize("method", ["entropy", "minmax"])
-def test_trt_int8_engine_through_calibrate(tmp_path, method):
+@pytest.mark.skipif(TRT_SKIP is not None, reason=str(TRT_SKIP))
+@pytest.mark.parametrize("method", ["minmax", "entropy"])
+def test_trt_int8_engine_from_the_qdq_model_through_calibrate(tmp_path, method):
     from froster_edge.calibration.calibrate import calibrate_int8
     from froster_edge.calibration.options import CalibrationOptions, GateThresholds
+    from froster_edge.calibration.trt_route import TRT_INT8_ONNX
+    from froster_edge.bundle.trt_check import check_onnx
 
     from .conftest import CLIPS
 
     bundle = tmp_path / "b"
-    export_bundle(make_student(), bundle, CLASSES, VIDEOS, ExportOptions(streams=1, fp16=False, max_parity_clips=2))
+    export_bundle(make_student(), bundle, CLASSES, VIDEOS, ExportOptions(streams=1, max_parity_clips=2))
     options = CalibrationOptions(trt=True, method=method, max_clips=6, reps=3, thresholds=GateThresholds(0.0, 0.0))
     report = calibrate_int8(bundle, CLIPS, options=options)
-    assert report["accepted"] and report["int8"]["route"] == "tensorrt"
-    assert (bundle / "engines" / report["int8"]["cache"]).is_file()
+    assert report["accepted"] and report["int8"]["route"] == "tensorrt-qdq" and report["int8"]["activation"] == "int8"
+    assert check_onnx(bundle / TRT_INT8_ONNX).passed
     manifest = mf.verify_bundle(bundle)
-    precisions = sorted(e["precision"] for e in manifest["engines"])
-    assert precisions == ["fp16", "int8"]
+    engines = {e["precision"]: e for e in manifest["engines"]}
+    assert sorted(engines) == ["fp16", "int8"] and engines["int8"]["onnx_file"] == TRT_INT8_ONNX
+    assert manifest["int8_trt"]["file"] == engines["int8"]["file"]
     assert 0.0 <= report["gate"]["top1_agreement"] <= 1.0 and np.isfinite(report["gate"]["speedup"])
+
+
+def test_calibrate_trt_refuses_asymmetric_activations_and_needs_tensorrt(tiny_bundle, tmp_path):
+    """CPU: uint8 activations are refused before any work (TensorRT quantizes symmetric int8 only);
+    without a supported TensorRT the route is a missing capability and the bundle is untouched."""
+    import shutil
+
+    from froster_edge.calibration.calibrate import calibrate_int8
+    from froster_edge.calibration.options import CalibrationOptions
+    from froster_edge.errors import ConfigError, MissingCapability
+
+    from .conftest import CLIPS
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    before = (bundle / "manifest.json").read_bytes()
+    with pytest.raises(ConfigError, match="symmetric int8"):  # the library refuses it too, not only the CLI
+        calibrate_int8(bundle, CLIPS, options=CalibrationOptions(trt=True, activation="uint8", max_clips=2, max_held_out=2))
+    if TRT_SKIP is not None or not torch.cuda.is_available():
+        with pytest.raises(MissingCapability):
+            calibrate_int8(bundle, CLIPS, options=CalibrationOptions(trt=True, max_clips=2, max_held_out=2))
+    assert (bundle / "manifest.json").read_bytes() == before

@@ -5,5 +5,6 @@ table), label_builder (class texts -> a label table through any text encoder), r
 classes for a bundle through its own ONNX text encoder), sessions (ONNX Runtime sessions as
 array -> array encoders), parity (comparison and gate arithmetic, parity clips), engines
 (TensorRT engine specs, cache keys, manifest records, and the builders that run where TensorRT
-is installed). Only `froster_edge.export` needs torch.
+is installed), trt_check + trt_ops (the static TensorRT-compatibility check of an ONNX graph, on
+the CPU, with onnx). Only `froster_edge.export` needs torch.
 """

@@ -6,13 +6,23 @@ its cache key, the key is its file name (`engines/<key>.plan`), and the manifest
 engine with what went into its key, so a runtime can pick the one built for its own GPU and
 TensorRT, and a rebuild with nothing changed reuses the file instead of building again.
 
-Two routes:
-- `tensorrt`: the TensorRT 10 Python API (tensor-name I/O), static shapes for the video engine,
-  an optimisation profile for the text engine's prompt axis, a workspace limit, a timing cache
-  shared by all builds of the bundle, and optionally LayerNorm pinned to fp32.
-- `ort-trt`: ONNX Runtime's TensorRT execution provider builds and caches the engines itself
-  (`engines/ort-trt/`) the first time a session runs.
-`tensorrt` is imported here only, lazily: everything else in froster-edge works without it.
+Two routes, both building from the bundle's own typed ONNX files (the fp16 copy, or the QDQ INT8
+model `calibrate --trt` keeps), so the precision is the ONNX's own and no builder precision flag or
+calibrator is needed:
+- `tensorrt`: the TensorRT Python API as a strongly typed network (the STRONGLY_TYPED creation
+  flag, which every supported version has: required for typed builds on 10.x, always on and the flag
+  ignored on 11.x, which removed BuilderFlag.FP16/INT8, OBEY_PRECISION_CONSTRAINTS and the INT8
+  calibrators), tensor-name I/O, static shapes, a workspace limit and a timing cache shared by all
+  builds of the bundle. `--layernorm-fp32` lives in the fp16 ONNX itself (LayerNormalization kept in
+  float32 there), which a strongly typed build obeys. The one flag path kept: should a 10.x release
+  refuse the QDQ INT8 graph as a strongly typed network, it is built with that release's explicit-
+  quantization flags (INT8 + FP16) instead, and the record says so (`typing`).
+- `ort-trt`: ONNX Runtime's TensorRT execution provider builds and caches the engine itself
+  (`engines/ort-trt/`) from the same fp16 ONNX, with its fp16 flag off so that it builds a strongly
+  typed network too; CUDA, then the CPU, run what TensorRT does not take.
+Supported TensorRT: 10.3 (JetPack 6) up to 11.x; others are refused with one line. Every graph is
+checked for TensorRT compatibility (`trt_check`) before a build. `tensorrt` is imported here only,
+lazily: everything else in froster-edge works without it.
 """
 
 from __future__ import annotations
@@ -28,19 +38,22 @@ from ..io import atomic_write_bytes
 
 TIMING_CACHE = "timing.cache"
 ORT_TRT_DIR = "ort-trt"
+TENSORRT_RANGE = ((10, 3), (12, 0))  # supported: 10.3 <= version < 12 (pyproject's trt pins stay inside it)
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """What one engine is built for. `shapes`: input name -> (min, opt, max) shapes."""
+    """What one engine is built from and for. `precision` is the ONNX file's own (fp32 graph, fp16 copy,
+    QDQ INT8 model); `shapes`: input name -> (min, opt, max) shapes."""
 
     name: str
     onnx_file: str
     onnx_sha256: str
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
-    precision: str = "fp16"  # fp16, fp32, or int8 (int8 + fp16 mixed, needs a calibrator)
+    precision: str = "fp16"
     layernorm_fp32: bool = False
-    calibration: str = ""  # int8: the calibration data and method, as a digest
+    calibration: str = ""  # int8: what the QDQ model was calibrated on, as a digest
 
     def key(self, tensorrt_version: str, compute_capability: str) -> str:
         """The cache key: changes with anything that makes an engine invalid."""
@@ -53,7 +66,7 @@ def engine_key(tensorrt_version: str, compute_capability: str, precision: str, s
     fields = {
         "tensorrt": tensorrt_version, "sm": compute_capability, "precision": precision,
         "shapes": {k: [list(s) for s in v] for k, v in sorted(shapes.items())},
-        "onnx": onnx_sha256, "layernorm_fp32": bool(layernorm_fp32),
+        "onnx": onnx_sha256, "layernorm_fp32": bool(layernorm_fp32), "typing": "strong",
     }
     if calibration:
         fields["calibration"] = calibration
@@ -77,28 +90,45 @@ class EngineRecord:
     key: str
     reused: bool = False
     build_seconds: float = 0.0
+    typing: str = "strong"
     parity: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def tensorrt_version_problem(version: str) -> str | None:
+    """Why froster-edge cannot build or run with TensorRT `version` (None: it can)."""
+    try:
+        major, minor = (int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return f"TensorRT reports an unreadable version {version!r}"
+    (lo_major, lo_minor), (hi_major, _) = TENSORRT_RANGE
+    if (major, minor) < (lo_major, lo_minor) or major >= hi_major:
+        return (f"TensorRT {version} is not supported: froster-edge needs TensorRT {lo_major}.{lo_minor} up to "
+                f"{hi_major - 1}.x (strongly typed builds); JetPack 6 has 10.3, pip install 'froster-edge[gpu]' pins a supported one")
+    return None
+
+
 def require_tensorrt():
-    """The tensorrt module (10.x), or MissingCapability saying what to install."""
+    """The tensorrt module (a supported version), or MissingCapability saying what to install."""
     try:
         import tensorrt as trt
     except ImportError as e:
         raise MissingCapability(
-            "tensorrt is not installed: install TensorRT 10 (pip install 'froster-edge[trt]', or JetPack on Jetson)") from e
-    major = int(trt.__version__.split(".")[0])
-    if major < 10:
-        raise MissingCapability(f"TensorRT {trt.__version__} is too old: froster-edge builds with the TensorRT 10 API")
+            "tensorrt is not installed: pip install 'froster-edge[gpu]' on an x86 GPU machine, JetPack 6 on a Jetson") from e
+    problem = tensorrt_version_problem(trt.__version__)
+    if problem:
+        raise MissingCapability(problem)
     return trt
 
 
 def require_cuda_device() -> str:
     """The GPU's compute capability as "major.minor", or MissingCapability when there is no GPU."""
-    import torch
+    try:
+        import torch  # builds and their parity runs use torch's CUDA buffers (export and calibrate need torch anyway)
+    except ImportError as e:
+        raise MissingCapability("building TensorRT engines needs torch with CUDA: pip install 'froster-edge[gpu,train]'") from e
 
     if not torch.cuda.is_available():
         raise MissingCapability("no CUDA GPU is visible: TensorRT engines must be built on the GPU that runs them")
@@ -106,14 +136,22 @@ def require_cuda_device() -> str:
     return f"{major}.{minor}"
 
 
-def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace_gb: float = 4.0,
-                 calibrator=None) -> EngineRecord:
-    """Build (or reuse from the cache) the engine for `spec`; the timing cache is read and updated.
+def strongly_typed_flags(trt) -> int:
+    """create_network flags of a strongly typed network: the flag where the version still has it (10.x
+    needs it; 11.x keeps it deprecated and ignored, since every network is strongly typed there)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
 
-    An int8 spec needs `calibrator` (a tensorrt.IInt8Calibrator); the build is int8 + fp16 mixed.
-    """
+
+def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace_gb: float = 4.0) -> EngineRecord:
+    """Build (or reuse from the cache) the engine for `spec` from its typed ONNX; the timing cache is
+    read and updated. The ONNX must pass the TensorRT-compatibility check first."""
     import time
 
+    from .trt_check import require_compatible
+
+    if spec.precision not in PRECISIONS:
+        raise FrosterError(f"unknown engine precision {spec.precision!r} ({', '.join(PRECISIONS)})")
     trt = require_tensorrt()
     sm = require_cuda_device()
     key = spec.key(trt.__version__, sm)
@@ -125,28 +163,39 @@ def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace
     if plan.is_file():
         record.reused = True
         return record
+    require_compatible(onnx_path)
     start = time.perf_counter()
+    timing_path = engines_dir / TIMING_CACHE
+    serialized, config, error = _build(trt, onnx_path, spec, timing_path, workspace_gb, strongly_typed=True)
+    if serialized is None and spec.precision == "int8" and hasattr(trt.BuilderFlag, "INT8"):
+        # The one 10.x flag path: a 10.x release whose strongly typed build refuses the Q/DQ graph
+        # builds it with explicit quantization through the INT8 (+FP16) flags instead; 11.x has no
+        # such flags and always builds strongly typed.
+        serialized, config, error = _build(trt, onnx_path, spec, timing_path, workspace_gb, strongly_typed=False)
+        record.typing = "weak (10.x explicit-quantization flags)"
+    if serialized is None:
+        raise FrosterError(f"TensorRT could not build an engine for {onnx_path.name}: {error}")
+    engines_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(plan, bytes(serialized))
+    atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
+    record.build_seconds = round(time.perf_counter() - start, 2)
+    return record
+
+
+def _build(trt, onnx_path: Path, spec: EngineSpec, timing_path: Path, workspace_gb: float, strongly_typed: bool):
+    """(serialized engine or None, builder config, why it failed)."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    network = builder.create_network(strongly_typed_flags(trt) if strongly_typed else 0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
-        raise FrosterError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
+        return None, None, f"TensorRT cannot parse it: {errors}"
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if spec.precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if spec.precision == "int8":
-        if calibrator is None:
-            raise FrosterError("an int8 engine needs calibration data: use froster-edge calibrate --trt")
+    if not strongly_typed:
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
-    elif spec.precision not in ("fp16", "fp32"):
-        raise FrosterError(f"unknown engine precision {spec.precision!r} (fp16, fp32 or int8)")
-    if spec.layernorm_fp32:
-        _pin_normalization_fp32(trt, network, config)
-    timing_path = engines_dir / TIMING_CACHE
+        config.set_flag(trt.BuilderFlag.FP16)
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(timing, ignore_mismatch=True)  # a cache from another GPU is ignored, not fatal
     profile = builder.create_optimization_profile()
@@ -154,22 +203,7 @@ def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise FrosterError(f"TensorRT could not build an engine for {onnx_path.name} (see the TensorRT log above)")
-    atomic_write_bytes(plan, bytes(serialized))
-    atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
-    record.build_seconds = round(time.perf_counter() - start, 2)
-    return record
-
-
-def _pin_normalization_fp32(trt, network, config) -> None:
-    """Run LayerNorm in fp32: some TensorRT versions overflow fp16 there on CLIP activations."""
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if layer.type == trt.LayerType.NORMALIZATION:
-            layer.precision = trt.float32
-            layer.set_output_type(0, trt.float32)
-    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    return serialized, config, "" if serialized is not None else "the build failed (see the TensorRT log above)"
 
 
 class TensorRTEngine:
@@ -210,37 +244,39 @@ class TensorRTEngine:
         return outs[0].float().cpu().numpy()
 
 
-def build_ort_trt_cache(onnx_path: Path, engines_dir: Path, example: dict[str, Any], fp16: bool = True,
-                        workspace_gb: float = 4.0, profile: dict[str, tuple[str, str, str]] | None = None) -> dict[str, Any]:
-    """Build ONNX Runtime TensorRT-EP engines into engines/ort-trt by running `example` once.
-
-    `profile` gives min/opt/max shapes for dynamic inputs ("tokens": ("1x77", "32x77", "1024x77")).
-    The runtime opens sessions with `ort_trt_provider_options(bundle)` and finds the cache warm.
-    """
+def ort_trt_session(onnx_path: Path, cache_dir: Path, workspace_gb: float = 4.0, log_severity: int = 3):
+    """An ONNX Runtime session with the TensorRT provider first (its engine cache in `cache_dir`), then
+    CUDA and the CPU for whatever TensorRT does not take; MissingCapability when TensorRT cannot start."""
     import onnxruntime as ort
 
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
         raise MissingCapability(
             "ONNX Runtime has no TensorrtExecutionProvider here: install onnxruntime-gpu with TensorRT 10 libraries")
-    cache = engines_dir / ORT_TRT_DIR
-    cache.mkdir(parents=True, exist_ok=True)
-    options = ort_trt_provider_options(cache, fp16, workspace_gb)
-    if profile:
-        for kind, i in (("min", 0), ("opt", 1), ("max", 2)):
-            options[f"trt_profile_{kind}_shapes"] = ",".join(f"{k}:{v[i]}" for k, v in profile.items())
-    session = ort.InferenceSession(str(onnx_path), providers=[("TensorrtExecutionProvider", options),
-                                                              "CUDAExecutionProvider", "CPUExecutionProvider"])
+    try:  # the pip wheel's TensorRT libraries are not on the loader path; importing tensorrt loads them
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass  # JetPack and system installs are on the loader path already
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    so = ort.SessionOptions()
+    so.log_severity_level = log_severity  # ORT's warnings about nodes placed on the CPU are not ours to print
+    providers = [("TensorrtExecutionProvider", ort_trt_provider_options(cache_dir, workspace_gb)),
+                 "CUDAExecutionProvider", "CPUExecutionProvider"]
+    try:
+        session = ort.InferenceSession(str(onnx_path), so, providers=providers)
+    except Exception as e:  # ORT raises its own types for missing CUDA/TensorRT libraries
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MissingCapability(f"ONNX Runtime cannot start TensorrtExecutionProvider on {onnx_path.name}: {first}") from e
     if session.get_providers()[0] != "TensorrtExecutionProvider":
-        raise MissingCapability(f"ONNX Runtime could not start its TensorRT provider for {onnx_path.name}")
-    session.run(None, example)
-    return {"route": "ort-trt", "onnx_file": onnx_path.name, "cache_dir": f"{engines_dir.name}/{ORT_TRT_DIR}",
-            "fp16": fp16, "options": {k: v for k, v in options.items() if not k.endswith("_path")}}
+        raise MissingCapability(f"ONNX Runtime could not start its TensorRT provider for {onnx_path.name} "
+                                f"(it fell back to {session.get_providers()[0]}): its TensorRT libraries are missing or do not match")
+    return session
 
 
-def ort_trt_provider_options(cache_dir: Path, fp16: bool = True, workspace_gb: float = 4.0) -> dict[str, Any]:
-    """Provider options of the ort-trt route: persistent engine and timing caches in `cache_dir`."""
+def ort_trt_provider_options(cache_dir: Path, workspace_gb: float = 4.0) -> dict[str, Any]:
+    """Provider options of the ort-trt route: persistent engine and timing caches in `cache_dir`, and the
+    fp16 flag off, so precision comes from the typed ONNX (ONNX Runtime then builds strongly typed)."""
     return {
-        "trt_fp16_enable": bool(fp16),
+        "trt_fp16_enable": False,
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(cache_dir),
         "trt_timing_cache_enable": True,

@@ -25,10 +25,12 @@ def calibrate_cmd(
     confidence: Annotated[bool, typer.Option("--confidence", help="Fit the confidence temperature on --val.")] = False,
     val: Annotated[Optional[Path], typer.Option(help="Labelled `path label` list for --confidence (labels index the bundle's table).")] = None,
     trt: Annotated[bool, typer.Option(
-        "--trt", help="INT8 as a TensorRT int8+fp16 engine instead of ONNX Runtime QDQ (GPU + tensorrt; exit 3 without).")] = _CAL.trt,
-    method: Annotated[Method, typer.Option(help="Range calibration: minmax, entropy or percentile (TensorRT: entropy or minmax).")] = _CAL.method,
+        "--trt", help="INT8 as a TensorRT engine built from a symmetric-int8 QDQ model, gated on the GPU "
+                      "(GPU + TensorRT 10.3-11.x; exit 3 without).")] = _CAL.trt,
+    method: Annotated[Method, typer.Option(help="Range calibration: minmax, entropy or percentile.")] = _CAL.method,
     ops: Annotated[Ops, typer.Option(help="linear: quantize weight MatMuls only; all: every op ONNX Runtime can.")] = _CAL.ops,
-    activation: Annotated[Optional[Activation], typer.Option(help="Activation type uint8 or int8; default uint8 on x86, int8 on ARM.")] = _CAL.activation,
+    activation: Annotated[Optional[Activation], typer.Option(
+        help="Activation type uint8 or int8; default uint8 on x86, int8 on ARM (always int8 with --trt).")] = _CAL.activation,
     max_clips: Annotated[int, typer.Option(help="Calibration clips at most.", min=1)] = _CAL.max_clips,
     max_held_out: Annotated[int, typer.Option(help="Gate clips at most.", min=1)] = _CAL.max_held_out,
     seed: Annotated[int, typer.Option(help="Seed of the video order, clip starts and held-out split.")] = _CAL.seed,
@@ -59,8 +61,10 @@ def calibrate_cmd(
         raise ConfigError("give --videos for INT8, --confidence --val for the temperature, or both")
     if confidence and val is None:
         raise ConfigError("--confidence needs --val LIST")
-    if trt and method == "percentile":
-        raise ConfigError("--trt calibrates with --method entropy or minmax (TensorRT has no percentile calibrator)")
+    if trt:
+        from ..calibration.trt_route import check_activation
+
+        check_activation(activation)
     out = readable(json_out)
     log = lambda msg: print(f"  {msg}", file=sys.stderr)
     report: dict = {}

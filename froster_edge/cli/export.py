@@ -29,9 +29,13 @@ def export_cmd(
     videos: Annotated[Optional[list[Path]], typer.Option(
         "--videos", help="Real clips for the parity gates: files or folders, repeatable. Without it the gates run on noise.")] = None,
     fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Also write video_encoder.fp16.onnx and gate it against fp32.")] = _EXPORT.fp16,
-    layernorm_fp32: Annotated[bool, typer.Option("--layernorm-fp32", help="Keep LayerNorm in fp32 in fp16 models and engines.")] = _EXPORT.layernorm_fp32,
-    trt: Annotated[bool, typer.Option("--trt", help="Also build TensorRT fp16 engines (needs a GPU and tensorrt; exit 3 without).")] = _EXPORT.trt,
-    trt_route: Annotated[TrtRoute, typer.Option(help="tensorrt (the TensorRT API) or ort-trt (ONNX Runtime's TensorRT provider).")] = _EXPORT.trt_route,
+    layernorm_fp32: Annotated[bool, typer.Option(
+        "--layernorm-fp32", help="Keep LayerNorm in fp32 inside video_encoder.fp16.onnx (and so in the engine built from it).")] = _EXPORT.layernorm_fp32,
+    trt: Annotated[bool, typer.Option(
+        "--trt", help="Also build the TensorRT video engine from the fp16 ONNX, strongly typed, gated against fp32 ONNX "
+                      "(needs a GPU and TensorRT 10.3-11.x; exit 3 without).")] = _EXPORT.trt,
+    trt_route: Annotated[TrtRoute, typer.Option(
+        help="tensorrt (the TensorRT API) or ort-trt (ONNX Runtime's TensorRT provider, its engine cache in the bundle).")] = _EXPORT.trt_route,
     workspace_gb: Annotated[float, typer.Option(help="TensorRT builder memory-pool limit, GiB.", min=0.25)] = _EXPORT.workspace_gb,
     max_parity_clips: Annotated[int, typer.Option(help="At most this many clips go through the parity gates.", min=1)] = _EXPORT.max_parity_clips,
     json_out: JsonOut = None,
