@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..info import environment
 from ..model.checkpoint import model_fingerprint
+from ..model.clip import activation_of
 from ..model.student import VideoStudent
 from ..prompts import ClassText
 from ..video import CLIP_MEAN, CLIP_STD
@@ -174,6 +175,7 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {
             "student": asdict(student.config), "model_cfg": student.model_cfg, "embed_dim": student.embed_dim,
+            "activation": activation_of(student.model_cfg),
             "fingerprint": table.fingerprint, "source": source,
         },
         "logit_scale": table.logit_scale,

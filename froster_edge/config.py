@@ -22,6 +22,7 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 TemporalAttention = Literal["neighbors", "none"]
+Activation = Literal["auto", "quick_gelu", "gelu"]
 
 
 @dataclass
@@ -30,6 +31,9 @@ class StudentConfig:
 
     model_name: an open_clip model name (`ViT-B-16`) or a path to an open_clip model-config JSON.
     pretrained: an open_clip tag (`openai`), a local checkpoint file, or None for random init.
+    activation: the MLP activation of the CLIP weights. "auto" takes it from every source that
+    says one (model name/config, tag, a local file's layout or sidecar config) and refuses a
+    conflict; a built or saved student records the one it has ("quick_gelu" for OpenAI CLIP).
     """
 
     model_name: str = "ViT-B-16"
@@ -38,6 +42,7 @@ class StudentConfig:
     image_size: int = 224
     temporal_attention: TemporalAttention = "neighbors"
     grad_checkpointing: bool = False
+    activation: Activation = "auto"
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -48,6 +53,8 @@ class StudentConfig:
             raise ConfigError(
                 f"student.temporal_attention must be 'neighbors' or 'none', got {self.temporal_attention!r}"
             )
+        if self.activation not in ("auto", "quick_gelu", "gelu"):
+            raise ConfigError(f"student.activation must be auto, quick_gelu or gelu, got {self.activation!r}")
 
 
 @dataclass
