@@ -186,7 +186,7 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
             "resize": "short side to image_size (bicubic), centre crop",
             "mean": [float(x) for x in CLIP_MEAN], "std": [float(x) for x in CLIP_STD],
             "normalisation": "inside the graph: (x / 255 - mean) / std",
-            "sampling": {"stride": 16, "reference_fps": 30.0},
+            "sampling": student.config.sampling_spec().to_dict(),
         },
         "onnx": {
             "opset": OPSET,

@@ -14,8 +14,9 @@ import hashlib
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import BundleError
+from ..errors import BundleError, ConfigError
 from ..io import atomic_write_json, read_versioned_json
+from ..sampling import SamplingSpec
 
 FORMAT = "froster-edge-bundle"
 VERSION = 1
@@ -74,6 +75,16 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise BundleError(f"{root} is not a froster-edge bundle: no {MANIFEST_FILE} (run froster-edge export)")
     return read_versioned_json(path, FORMAT, VERSION, ("model", "preprocessing", "files"), BundleError, "bundle manifest")
+
+
+def sampling_spec(manifest: dict[str, Any]) -> SamplingSpec:
+    """The frames the bundle's model was trained on (`preprocessing.sampling`); a bundle exported
+    before the spec was recorded reads as the reference default."""
+    pre = manifest["preprocessing"]
+    try:
+        return SamplingSpec.from_manifest(pre.get("sampling"), int(pre["num_frames"]))
+    except ConfigError as e:
+        raise BundleError(f"bundle manifest: {e}") from e
 
 
 def verify_bundle(bundle: str | Path, names: Iterable[str] | None = None) -> dict[str, Any]:

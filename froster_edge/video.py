@@ -239,6 +239,26 @@ def _pyav_rgb(frame) -> np.ndarray:
     return img
 
 
+def has_stream_duration(path: str | Path) -> bool:
+    """Whether the container reports a duration for its video stream (PyAV's `stream.duration`).
+
+    FROSTER's decoder places clips differently with and without one (froster_edge.sampling):
+    mp4/avi/mov report it, Matroska/WebM and raw streams do not. Reads the header only; without
+    PyAV, the file's extension decides.
+    """
+    av = _pyav()
+    if av is not None:
+        try:
+            with av.open(str(path)) as container:
+                return bool(container.streams.video) and container.streams.video[0].duration is not None
+        except (av.error.FFmpegError, ValueError, OSError):
+            pass  # decoding names the problem
+    return Path(path).suffix.lower() not in _UNTIMED_SUFFIXES
+
+
+_UNTIMED_SUFFIXES = (".webm", ".mkv", ".m4v", ".h264", ".264", ".hevc", ".h265", ".mpg", ".mpeg", ".ts")
+
+
 def uniform_indices(num_frames: int, count: int) -> np.ndarray:
     """`count` indices spread evenly over `num_frames` (segment centres); repeats when short."""
     if num_frames < 1:

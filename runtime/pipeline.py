@@ -33,7 +33,7 @@ from ..video import resize_center_crop
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
 from .options import RunOptions, check_options
-from .sampler import ClipAssembler, SampleRule, is_sampled_index
+from .sampler import ClipAssembler, SampleRule
 from .sinks import Decision, DecisionSink, FrameSink
 from .sources import END, Frame, FrameSlot, Reader, SourceError, SourceSpec, capture_fps, open_first, parse_source
 from .stats import RunStats, StreamCounters
@@ -54,6 +54,7 @@ class Clip:
     captured: float  # newest frame's monotonic capture time
     wall: float
     ready: float  # monotonic time the clip was published
+    short: bool = False  # a file shorter than one clip: its frames by the sampling spec's short-video rule
 
 
 class ClipBoard:
@@ -108,10 +109,11 @@ class Assembler(threading.Thread):
 
     def __init__(self, stream: int, slot: FrameSlot, board: ClipBoard, assembler: ClipAssembler, size: int,
                  live: bool, frame_sinks: list[FrameSink], stats: RunStats, counters: StreamCounters,
-                 stop: threading.Event):
+                 stop: threading.Event, fps: float = 0.0):
         super().__init__(name=f"assembler-{stream}", daemon=True)
         self.stream, self.slot, self.board, self.assembler, self.size = stream, slot, board, assembler, size
         self.live, self.frame_sinks, self.stats, self.counters, self.stop = live, frame_sinks, stats, counters, stop
+        self.fps = fps
 
     def run(self) -> None:
         try:
@@ -123,7 +125,7 @@ class Assembler(threading.Thread):
             self.board.finish(self.stream)
 
     def _loop(self) -> None:
-        waiting, segment = time.monotonic(), 0
+        waiting, segment, last = time.monotonic(), 0, None
         while True:
             item = self.slot.take(0.1)
             if item is None:
@@ -131,7 +133,9 @@ class Assembler(threading.Thread):
                     return
                 continue
             if item is END:
+                self._finish(last)
                 return
+            last = item
             frame: Frame = item  # type: ignore[assignment]
             self.stats.record("capture_wait", time.monotonic() - waiting)
             if frame.segment != segment:
@@ -144,6 +148,7 @@ class Assembler(threading.Thread):
                 t = time.monotonic()
                 small = resize_center_crop(frame.image, self.size)
                 self.stats.record("preprocess", time.monotonic() - t)
+                self.assembler.keep(frame.index, small)
                 clip = self.assembler.add(small)
                 if clip is not None:
                     self.counters.clips += 1
@@ -151,7 +156,19 @@ class Assembler(threading.Thread):
                                   time.monotonic())
                     if self.board.publish(posted, wait=not self.live, stop=self.stop):
                         self.counters.clips_skipped += 1
+            elif frame.image is not None and self.assembler.keeps(frame.index):
+                self.assembler.keep(frame.index, resize_center_crop(frame.image, self.size))
             waiting = time.monotonic()
+
+    def _finish(self, last: Frame | None) -> None:
+        """A file that ended before its first decision: one short clip over the frames it has."""
+        if last is None or self.stop.is_set():
+            return
+        clip = self.assembler.finish(last.index + 1, self.fps)
+        if clip is not None:
+            self.counters.clips += 1
+            self.board.publish(Clip(self.stream, clip, last.index, last.media_time, last.captured, last.wall,
+                                    time.monotonic(), short=True), wait=True, stop=self.stop)
 
 
 class Pipeline:
@@ -236,16 +253,19 @@ class Pipeline:
             fps = capture_fps(cap) or o.capture.fallback_fps
             if not capture_fps(cap):
                 self.log(f"stream {i}: {spec.text} does not report its frame rate; assuming {fps:g} fps")
-            period = self.rule.period_frames(fps)
+            ticker = self.rule.ticker(fps)
             counters = StreamCounters(spec.text, spec.kind, round(fps, 3), self.rule.describe(fps))
             self.stats.streams.append(counters)
-            # live: sampling by capture time (seconds); fast files: by frame index (a prefilter skips RGB conversion)
-            assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, period / fps if live[i] else period)
-            want = None if live[i] or self.frame_sinks else (lambda index, p=period: is_sampled_index(index, p))
+            # live: positions in seconds (x fps); fast files: frame indices (a prefilter skips RGB conversion of
+            # frames no clip uses; those before the first decision are kept for a file shorter than one clip)
+            assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, ticker.period, self.rule.spec.rounding,
+                                      fps if live[i] else 1.0, self.rule.spec if spec.kind == "file" else None)
+            want = None if live[i] or self.frame_sinks else (
+                lambda index, t=ticker, a=assembler: t.is_sampled(index) or index <= a.first_due)
             slot = FrameSlot(keep_newest=live[i])
             threads.append(Reader(spec, cap, slot, self.stop, o.capture, self.stats, counters, want, self.log, str(i)))
             threads.append(Assembler(i, slot, board, assembler, self.size, live[i], self.frame_sinks, self.stats,
-                                     counters, self.stop))
+                                     counters, self.stop, fps))
             self.log(f"stream {i}: {spec.text} ({'realtime ' if spec.kind == 'file' and live[i] else ''}{spec.kind}, "
                      f"{fps:.4g} fps), sampling {self.rule.describe(fps)}")
         return threads
@@ -285,7 +305,7 @@ class Pipeline:
             self.stats.record("capture_to_decision", t2 - c.captured)
             decision = Decision(c.stream, self.specs[c.stream].text, c.index, c.media_time, c.wall, s.label, s.score,
                                 s.top, {"capture_to_decision": 1000 * (t2 - c.captured), "queue": 1000 * (t0 - c.ready),
-                                        "encode": 1000 * (t1 - t0)})
+                                        "encode": 1000 * (t1 - t0)}, short=c.short)
             board.latest[c.stream] = decision
             self.stats.streams[c.stream].decisions += 1
             self.stats.decisions += 1

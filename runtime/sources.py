@@ -247,7 +247,7 @@ class Reader(threading.Thread):
                         break
                 now = time.monotonic()
                 if image is not None:
-                    position = now - start if realtime else float(index)
+                    position = media_time if realtime else float(index)  # a file's frames carry their media time
                     self.slot.put(Frame(index, position, media_time, now, time.time(), image), self.stop)
         except cv2.error as e:
             raise SourceError(f"{self.spec.text}: OpenCV failed after {count} frames ({e.msg or e})") from e
