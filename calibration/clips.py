@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.lists import VideoItem, read_video_list
 from ..errors import ConfigError
-from ..export.parity import find_videos
+from ..bundle.parity import find_videos
 from ..sampling import SamplingSpec
 from ..video import VideoError, decode_video, has_stream_duration, resize_center_crop
 
