@@ -21,7 +21,7 @@ from ..data.lists import VideoItem, read_video_list
 from ..errors import ConfigError
 from ..bundle.parity import find_videos
 from ..sampling import SamplingSpec
-from ..video import VideoError, decode_video, has_stream_duration, resize_center_crop
+from ..video import VideoError, decode_video, resize_center_crop, stream_timing
 
 
 @dataclass
@@ -63,11 +63,14 @@ def sample_clips(items: list[VideoItem], sampling: SamplingSpec, size: int, max_
             break
         item = items[int(i)]
         n = min(clips_per_video, max_clips - len(clips))
-        timed = sampling.uses_timing and has_stream_duration(item.path)
+        timed = sampling.uses_timing and stream_timing(item.path)
+        # the decoder may ask twice (the container's count, then the decoded one): the same draws both times
+        temporal_seed = int(rng.integers(2**63))
 
         def select(count: int, fps: float) -> np.ndarray:
             if random_start:
-                return np.concatenate([sampling.train_indices(count, fps, rng, timed) for _ in range(n)])
+                draws = np.random.default_rng(temporal_seed)
+                return np.concatenate([sampling.train_indices(count, fps, draws, timed) for _ in range(n)])
             return sampling.view_indices(count, fps, n, timed).reshape(-1)
 
         try:

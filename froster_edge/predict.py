@@ -15,7 +15,7 @@ import torch
 
 from .model.student import VideoStudent, video_logits
 from .prompts import ClassText
-from .video import decode_video, has_stream_duration, normalize_clip, resize_center_crop
+from .video import decode_video, normalize_clip, resize_center_crop, stream_timing
 
 
 @dataclass
@@ -29,7 +29,7 @@ def predict_video(student: VideoStudent, video: str | Path, classes: list[ClassT
     student.eval()
     size = student.model_cfg["vision_cfg"]["image_size"]
     spec = student.config.sampling_spec()
-    timed = spec.uses_timing and has_stream_duration(video)
+    timed = spec.uses_timing and stream_timing(video)
     frames, _ = decode_video(video, lambda count, fps: spec.view_indices(count, fps, 1, timed)[0])
     crops = normalize_clip(np.stack([resize_center_crop(f, size) for f in frames]))
     view = torch.from_numpy(crops)[None]  # (1, T, 3, S, S)

@@ -171,35 +171,41 @@ class SamplingSpec:
             return (count - 1) / (self.num_frames - 1)
         return step
 
-    def max_start(self, count: int, fps: float, timed: bool) -> float:
+    def max_start(self, count: int, fps: float, timed: float) -> float:
         """The last start a clip may take in a video of `count` frames."""
         if self.placement == "reference":
             size = self._selected_window(fps) if timed else self.window_frames(fps)
             return max(float(count) - size, 0.0)
         return max(0.0, count - 1 - self._short_spacing(count, fps) * (self.num_frames - 1))
 
-    def clip(self, count: int, fps: float, start: float, timed: bool = False) -> np.ndarray:
+    def clip(self, count: int, fps: float, start: float, timed: float = 0.0) -> np.ndarray:
         """The T frame indices of the clip starting at `start`. -> (T,) int64
 
-        timed: the container reports a stream duration (decides the reference's window).
+        timed: the container's pts per frame when it reports a stream duration, else 0 (decides
+        the reference's window; True: a duration whose time base is unknown, frames counted whole).
         """
         if count < 1:
             raise ConfigError("cannot sample from a video with no frames")
         k = np.arange(self.num_frames, dtype=np.float64)
         step = self._short_spacing(count, fps)
         if self.placement == "reference" and timed:
-            first = math.ceil(start - _EPS)
-            last = min(count - 1, math.floor(start + self._selected_window(fps) - 1 + _EPS) + 1)  # + the frame after
+            end = start + self._selected_window(fps) - 1
+            if isinstance(timed, bool):
+                first, last = math.ceil(start - _EPS), math.floor(end + _EPS)
+            else:  # frames whose pts lie in [int(start * pts/frame), int(end * pts/frame)], as PyAV seeks them
+                ppf = float(timed)
+                first, last = math.ceil(int(start * ppf) / ppf - 1e-9), math.floor(int(end * ppf) / ppf + 1e-9)
+            last = min(count - 1, last + 1)  # + the frame after (the decoder's buffer)
             local = np.minimum(self._round(k * step), max(0, last - first))
             return np.minimum(first + local, count - 1)
         return np.clip(self._round(start + k * step), 0, count - 1)
 
-    def train_start(self, count: int, fps: float, rng: np.random.Generator, timed: bool = False) -> float:
+    def train_start(self, count: int, fps: float, rng: np.random.Generator, timed: float = 0.0) -> float:
         """A uniformly random start, as training draws it."""
         top = self.max_start(count, fps, timed)
         return float(rng.uniform(0.0, top)) if top > 0 else 0.0
 
-    def view_starts(self, count: int, fps: float, views: int, timed: bool = False) -> list[float]:
+    def view_starts(self, count: int, fps: float, views: int, timed: float = 0.0) -> list[float]:
         """The starts of the `views` test clips."""
         top = self.max_start(count, fps, timed)
         if self.placement == "reference":
@@ -210,11 +216,11 @@ class SamplingSpec:
             return [float(v * math.floor(top / (views - 1))) for v in range(views)]
         return [top / 2] if views == 1 else [top * v / (views - 1) for v in range(views)]
 
-    def train_indices(self, count: int, fps: float, rng: np.random.Generator, timed: bool = False) -> np.ndarray:
+    def train_indices(self, count: int, fps: float, rng: np.random.Generator, timed: float = 0.0) -> np.ndarray:
         """One training clip at a random start. -> (T,) int64"""
         return self.clip(count, fps, self.train_start(count, fps, rng, timed), timed)
 
-    def view_indices(self, count: int, fps: float, views: int, timed: bool = False) -> np.ndarray:
+    def view_indices(self, count: int, fps: float, views: int, timed: float = 0.0) -> np.ndarray:
         """The test views. -> (views, T) int64"""
         return np.stack([self.clip(count, fps, s, timed) for s in self.view_starts(count, fps, views, timed)])
 

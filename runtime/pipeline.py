@@ -35,7 +35,8 @@ from .classifier import Classifier, LabelWatcher
 from .options import RunOptions, check_options
 from .sampler import ClipAssembler, SampleRule
 from .sinks import Decision, DecisionSink, FrameSink
-from .sources import END, Frame, FrameSlot, Reader, SourceError, SourceSpec, capture_fps, open_first, parse_source
+from .sources import (END, Frame, FrameSlot, Reader, SourceError, SourceSpec, capture_fps, declared_frames, open_first,
+                      parse_source)
 from .stats import RunStats, StreamCounters
 
 
@@ -256,12 +257,15 @@ class Pipeline:
             ticker = self.rule.ticker(fps)
             counters = StreamCounters(spec.text, spec.kind, round(fps, 3), self.rule.describe(fps))
             self.stats.streams.append(counters)
-            # live: positions in seconds (x fps); fast files: frame indices (a prefilter skips RGB conversion of
-            # frames no clip uses; those before the first decision are kept for a file shorter than one clip)
+            # live: positions in seconds (x fps); files: frame indices. A file's reader hands over only the frames
+            # a clip uses (the others are not converted to RGB), and, when it may be shorter than one clip (its
+            # container says so, or has no count), every frame before the first decision for the short clip.
             assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, ticker.period, self.rule.spec.rounding,
                                       fps if live[i] else 1.0, self.rule.spec if spec.kind == "file" else None)
-            want = None if live[i] or self.frame_sinks else (
-                lambda index, t=ticker, a=assembler: t.is_sampled(index) or index <= a.first_due)
+            if declared_frames(cap) > assembler.first_due + 1:
+                assembler.short = None  # long enough for a decision: no frame kept for a short clip
+            want = None if spec.live or self.frame_sinks else (
+                lambda index, t=ticker, a=assembler: t.is_sampled(index) or a.keeps(index))
             slot = FrameSlot(keep_newest=live[i])
             threads.append(Reader(spec, cap, slot, self.stop, o.capture, self.stats, counters, want, self.log, str(i)))
             threads.append(Assembler(i, slot, board, assembler, self.size, live[i], self.frame_sinks, self.stats,

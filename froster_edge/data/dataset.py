@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..sampling import SamplingConfig, SamplingSpec
-from ..video import VideoError, decode_video, has_stream_duration, normalize_clip, resize_center_crop
+from ..video import VideoError, decode_video, normalize_clip, resize_center_crop, stream_timing
 from .lists import VideoItem
 from .transforms import train_transform
 
@@ -93,7 +93,7 @@ class VideoDataset(Dataset):
         # frame count), so the spatial draws that follow do not depend on how decoding went.
         temporal_seed = int(rng.integers(2**63))
 
-        timed = self.sampling.uses_timing and has_stream_duration(item.path)
+        timed = self.sampling.uses_timing and stream_timing(item.path)
 
         def select(count: int, fps: float) -> np.ndarray:
             return self.sampling.train_indices(count, fps, np.random.default_rng(temporal_seed), timed)
@@ -105,7 +105,7 @@ class VideoDataset(Dataset):
     def _test_sample(self, i: int) -> dict[str, Any]:
         item = self.items[i]
 
-        timed = self.sampling.uses_timing and has_stream_duration(item.path)
+        timed = self.sampling.uses_timing and stream_timing(item.path)
 
         def select(count: int, fps: float) -> np.ndarray:
             return self.sampling.view_indices(count, fps, self.views, timed).reshape(-1)
