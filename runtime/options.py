@@ -1,6 +1,6 @@
 """Runtime options: the one place their defaults live (no torch, no cv2: the CLI reads them fast).
 
-Sampling follows training: the bundle's sampling spec (froster_edge.sampling, saved with the
+Sampling follows training (README, "Sampling"): the bundle's sampling spec (froster_edge.sampling, saved with the
 student and copied into the manifest). By the reference rule that is a frame every (128 x fps/30
 - 1) / 7 source frames, 18.14 at 30 fps, ~1.65 sampled frames per second of video whatever the
 source's own frame rate. A decision is made every `hop` sampled frames once T are buffered: with

@@ -264,7 +264,8 @@ class Pipeline:
                                       fps if live[i] else 1.0, self.rule.spec if spec.kind == "file" else None)
             if declared_frames(cap) > assembler.first_due + 1:
                 assembler.short = None  # long enough for a decision: no frame kept for a short clip
-            want = None if spec.live or self.frame_sinks else (
+            every = any(getattr(sink, "needs_every_frame", True) for sink in self.frame_sinks)
+            want = None if spec.live or every else (
                 lambda index, t=ticker, a=assembler: t.is_sampled(index) or a.keeps(index))
             slot = FrameSlot(keep_newest=live[i])
             threads.append(Reader(spec, cap, slot, self.stop, o.capture, self.stats, counters, want, self.log, str(i)))
