@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 import torch
 
-from froster_edge.data import VideoDataset, VideoItem, make_loader, train_clip_indices
+from froster_edge.data import VideoDataset, VideoItem, make_loader
+from froster_edge.sampling import SamplingConfig
 from froster_edge.video import decode_video
 from froster_edge.info import environment
 
@@ -55,7 +56,8 @@ def one_worker(ds: VideoDataset, rounds: int) -> dict:
 def decode_only(items: list[VideoItem], frames: int, rounds: int) -> dict:
     """The decoding alone (every frame decoded, T converted to RGB), per CPU second, one thread."""
     cv2.setNumThreads(1)
-    select = lambda n, fps: train_clip_indices(n, fps, frames, np.random.default_rng(0))  # noqa: E731
+    spec = SamplingConfig().spec(frames)
+    select = lambda n, fps: spec.train_indices(n, fps, np.random.default_rng(0))  # noqa: E731
     c0 = time.process_time()
     for _ in range(rounds):
         for it in items:

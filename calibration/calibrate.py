@@ -26,6 +26,7 @@ from ..bundle import manifest as mf
 from ..bundle.labels import load_labels
 from ..bundle.parity import run_in_streams
 from ..bundle.sessions import onnx_video_encoder
+from ..sampling import SamplingSpec
 from .clips import gather_videos, sample_clips, split_held_out
 from .confidence import expected_calibration_error, fit_temperature, nll
 from .gate import decide, measure
@@ -36,9 +37,10 @@ INT8_ONNX = "video_encoder.int8.onnx"
 CACHE_DIR = "calibration"
 
 
-def _shape(manifest: dict) -> tuple[int, int, int]:
+def _shape(manifest: dict) -> tuple[SamplingSpec, int, int]:
+    """The bundle's sampling spec (its model's training frames), image size and clips per call."""
     pre = manifest["preprocessing"]
-    return pre["num_frames"], pre["image_size"], pre["streams"]
+    return mf.sampling_spec(manifest), pre["image_size"], pre["streams"]
 
 
 def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = None, root: Path | None = None,
@@ -47,7 +49,7 @@ def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = Non
     options = options or CalibrationOptions()
     bundle = Path(bundle)
     manifest = mf.verify_bundle(bundle, [mf.VIDEO_ONNX, mf.LABELS_FILE])  # what calibration reads
-    frames, size, streams = _shape(manifest)
+    sampling, size, streams = _shape(manifest)
     items = gather_videos(videos, root)
     if held_out is not None:
         calib_items, held_items = items, gather_videos(held_out, root)
@@ -57,8 +59,8 @@ def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = Non
     else:
         calib_items, held_items = split_held_out(items, options.held_out_fraction, options.seed)
     log(f"decoding calibration clips from {len(calib_items)} videos and gate clips from {len(held_items)} others")
-    calib = sample_clips(calib_items, frames, size, options.max_clips, options.seed, options.clips_per_video)
-    gate_clips = sample_clips(held_items, frames, size, options.max_held_out, options.seed, options.held_out_views,
+    calib = sample_clips(calib_items, sampling, size, options.max_clips, options.seed, options.clips_per_video)
+    gate_clips = sample_clips(held_items, sampling, size, options.max_held_out, options.seed, options.held_out_views,
                               random_start=False)
     table = load_labels(bundle / mf.LABELS_FILE, manifest["model"]["fingerprint"], manifest["model"]["embed_dim"])
     report = {"calibration": {"videos": sorted({Path(s).name for s in calib.sources}), "clips": int(len(calib.frames)),
@@ -98,13 +100,13 @@ def calibrate_confidence(bundle: str | Path, val: Path, root: Path | None = None
     """Fit the label table's temperature on a labelled list; write it into the table and the manifest."""
     bundle = Path(bundle)
     manifest = mf.verify_bundle(bundle, [mf.VIDEO_ONNX, mf.LABELS_FILE])
-    frames, size, streams = _shape(manifest)
+    sampling, size, streams = _shape(manifest)
     table = load_labels(bundle / mf.LABELS_FILE, manifest["model"]["fingerprint"], manifest["model"]["embed_dim"])
     from ..data.lists import read_video_list
 
     items = read_video_list(val, root, num_classes=len(table.names))
     log(f"decoding {len(items)} labelled videos")
-    clips = sample_clips(items, frames, size, max_clips, seed, 1, random_start=False)
+    clips = sample_clips(items, sampling, size, max_clips, seed, 1, random_start=False)
     if len(clips.frames) < 2:
         raise ConfigError("need at least 2 decodable labelled clips to fit a temperature")
     emb = run_in_streams(onnx_video_encoder(bundle / mf.VIDEO_ONNX), clips.frames, streams)

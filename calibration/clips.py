@@ -1,8 +1,9 @@
 """Clips for calibration and for the gates, decoded and cropped exactly as the runtime sees them.
 
 Videos come from a folder or a list file (`path [label]` lines, the data pipeline's format).
-The order is shuffled with a seed, each video gives clips of T frames at the training's stride
-(scaled to its fps) from seeded random starts, and every frame is resized on its short side and
+The order is shuffled with a seed, each video gives clips of T frames picked by the bundle's
+sampling spec (the model's training frames, froster_edge.sampling) from seeded random starts or
+at the spec's test views, and every frame is resized on its short side and
 centre-cropped to uint8 RGB, the runtime's preprocessing. The same seed and videos give the same
 clips, which is what makes the calibration cache key meaningful. Videos that fail to decode are
 skipped and named.
@@ -17,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data.lists import VideoItem, read_video_list
-from ..data.sampling import eval_clip_indices, train_clip_indices
 from ..errors import ConfigError
 from ..bundle.parity import find_videos
-from ..video import VideoError, decode_video, resize_center_crop
+from ..sampling import SamplingSpec
+from ..video import VideoError, decode_video, resize_center_crop, stream_timing
 
 
 @dataclass
@@ -50,10 +51,10 @@ def gather_videos(spec: Path, root: Path | None = None) -> list[VideoItem]:
     return read_video_list(spec, root)
 
 
-def sample_clips(items: list[VideoItem], num_frames: int, size: int, max_clips: int, seed: int = 0,
-                 clips_per_video: int = 1, random_start: bool = True, stride: int = 16,
-                 reference_fps: float = 30.0) -> ClipSet:
-    """Up to `max_clips` clips from shuffled `items`: random starts, or `clips_per_video` evenly spaced views."""
+def sample_clips(items: list[VideoItem], sampling: SamplingSpec, size: int, max_clips: int, seed: int = 0,
+                 clips_per_video: int = 1, random_start: bool = True) -> ClipSet:
+    """Up to `max_clips` clips from shuffled `items`: random starts, or the spec's `clips_per_video` test views."""
+    num_frames = sampling.num_frames
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(items))
     clips, sources, labels, skipped = [], [], [], []
@@ -62,12 +63,15 @@ def sample_clips(items: list[VideoItem], num_frames: int, size: int, max_clips: 
             break
         item = items[int(i)]
         n = min(clips_per_video, max_clips - len(clips))
+        timed = sampling.uses_timing and stream_timing(item.path)
+        # the decoder may ask twice (the container's count, then the decoded one): the same draws both times
+        temporal_seed = int(rng.integers(2**63))
 
         def select(count: int, fps: float) -> np.ndarray:
             if random_start:
-                return np.concatenate([train_clip_indices(count, fps, num_frames, rng, stride, reference_fps)
-                                       for _ in range(n)])
-            return eval_clip_indices(count, fps, num_frames, n, stride, reference_fps).reshape(-1)  # n evenly spaced
+                draws = np.random.default_rng(temporal_seed)
+                return np.concatenate([sampling.train_indices(count, fps, draws, timed) for _ in range(n)])
+            return sampling.view_indices(count, fps, n, timed).reshape(-1)
 
         try:
             frames, _ = decode_video(item.path, select)

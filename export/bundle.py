@@ -26,6 +26,7 @@ from ..errors import ConfigError, ParityError
 from ..info import environment
 from ..io import atomic_dir, recover
 from ..model.checkpoint import model_fingerprint
+from ..model.clip import activation_of
 from ..model.student import VideoStudent
 from ..prompts import ClassText
 from ..video import CLIP_MEAN, CLIP_STD
@@ -199,6 +200,7 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {
             "student": asdict(student.config), "model_cfg": student.model_cfg, "embed_dim": student.embed_dim,
+            "activation": activation_of(student.model_cfg),
             "fingerprint": table.fingerprint, "source": source,
         },
         "logit_scale": table.logit_scale,
@@ -209,7 +211,7 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
             "resize": "short side to image_size (bicubic), centre crop",
             "mean": [float(x) for x in CLIP_MEAN], "std": [float(x) for x in CLIP_STD],
             "normalisation": "inside the graph: (x / 255 - mean) / std",
-            "sampling": {"stride": 16, "reference_fps": 30.0},
+            "sampling": student.config.sampling_spec().to_dict(),
         },
         "onnx": {
             "opset": OPSET,

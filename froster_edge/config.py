@@ -20,12 +20,14 @@ import yaml
 
 from .errors import ConfigError, shorten
 from .io import read_text
+from .sampling import SamplingConfig, SamplingSpec
 
 T = TypeVar("T")
 
 TemporalAttention = Literal["neighbors", "none"]
 MAX_FRAMES_PER_CLIP = 1024  # far above any recipe (FROSTER uses 8); bounds memory before a model is built
 MAX_IMAGE_SIZE = 4096
+Activation = Literal["auto", "quick_gelu", "gelu"]
 
 
 @dataclass
@@ -34,6 +36,11 @@ class StudentConfig:
 
     model_name: an open_clip model name (`ViT-B-16`) or a path to an open_clip model-config JSON.
     pretrained: an open_clip tag (`openai`), a local checkpoint file, or None for random init.
+    sampling: which frames a clip takes (froster_edge.sampling; default the reference's rule),
+    saved with the student and copied into its bundles.
+    activation: the MLP activation of the CLIP weights. "auto" takes it from every source that
+    says one (model name/config, tag, a local file's layout or sidecar config) and refuses a
+    conflict; a built or saved student records the one it has ("quick_gelu" for OpenAI CLIP).
     """
 
     model_name: str = "ViT-B-16"
@@ -42,6 +49,12 @@ class StudentConfig:
     image_size: int = 224
     temporal_attention: TemporalAttention = "neighbors"
     grad_checkpointing: bool = False
+    activation: Activation = "auto"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def sampling_spec(self) -> SamplingSpec:
+        """The frames this student's clips take, everywhere (train, eval, calibrate, run)."""
+        return self.sampling.spec(self.num_frames)
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_frames <= MAX_FRAMES_PER_CLIP:
@@ -52,6 +65,8 @@ class StudentConfig:
             raise ConfigError(
                 f"student.temporal_attention must be 'neighbors' or 'none', got {self.temporal_attention!r}"
             )
+        if self.activation not in ("auto", "quick_gelu", "gelu"):
+            raise ConfigError(f"student.activation must be auto, quick_gelu or gelu, got {self.activation!r}")
 
 
 @dataclass
@@ -99,16 +114,17 @@ class DataConfig:
     val_root: str | None = None  # default: root
     val_classes: str | None = None  # default: classes
     val_views: int = 3
-    stride: int = 16
-    reference_fps: float = 30.0
     num_workers: int = 8
+    stride: int | None = None  # moved to student.sampling; kept only to say so
+    reference_fps: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.num_classes is None or self.num_classes >= 1, f"data.num_classes must be >= 1, got {self.num_classes}")
         _require(self.shots is None or self.shots >= 1, f"data.shots must be >= 1 or null, got {self.shots}")
         _require(self.val_views >= 1, f"data.val_views must be >= 1, got {self.val_views}")
-        _require(self.stride >= 1, f"data.stride must be >= 1, got {self.stride}")
-        _require(self.reference_fps > 0, f"data.reference_fps must be > 0, got {self.reference_fps}")
+        for old in ("stride", "reference_fps"):
+            _require(getattr(self, old) is None, f"data.{old} moved to student.sampling.{old} (the frames are the "
+                     "model's: eval, calibrate and run read them from the student and its bundle)")
         _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
 
 

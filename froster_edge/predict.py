@@ -1,6 +1,7 @@
 """Zero-shot classification of one video file: the quickest look at what a model sees.
 
-One evenly spread view of T frames, the full 29-prompt ensemble per class, softmax over
+One view of T frames (the student's sampling spec, its centre test view), the full 29-prompt
+ensemble per class, softmax over
 exp(logit_scale) x video . classes. Dataset-level evaluation (3 views, protocols) is `eval`.
 """
 
@@ -9,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .model.student import VideoStudent, video_logits
 from .prompts import ClassText
-from .video import clip_view, read_frames
+from .video import decode_video, normalize_clip, resize_center_crop, stream_timing
 
 
 @dataclass
@@ -26,7 +28,11 @@ class Prediction:
 def predict_video(student: VideoStudent, video: str | Path, classes: list[ClassText], top_k: int = 5) -> list[Prediction]:
     student.eval()
     size = student.model_cfg["vision_cfg"]["image_size"]
-    view = torch.from_numpy(clip_view(read_frames(video), student.config.num_frames, size))[None]  # (1, T, 3, S, S)
+    spec = student.config.sampling_spec()
+    timed = spec.uses_timing and stream_timing(video)
+    frames, _ = decode_video(video, lambda count, fps: spec.view_indices(count, fps, 1, timed)[0])
+    crops = normalize_clip(np.stack([resize_center_crop(f, size) for f in frames]))
+    view = torch.from_numpy(crops)[None]  # (1, T, 3, S, S)
     feats = student.encode_video(view)
     logits = video_logits(feats.video, student.class_embeddings(classes), student.logit_scale)[0]
     probs = logits.softmax(-1)

@@ -261,6 +261,32 @@ def _pyav_rgb(frame) -> np.ndarray:
     return img
 
 
+def stream_timing(path: str | Path) -> float:
+    """The video stream's pts per frame (duration / frames) when the container reports a stream
+    duration (PyAV's `stream.duration`), else 0.0.
+
+    FROSTER's decoder places clips differently with and without one (froster_edge.sampling):
+    mp4/avi/mov report it, Matroska/WebM and raw streams do not. Reads the header only; without
+    PyAV, the file's extension decides (1.0: frames counted whole).
+    """
+    av = _pyav()
+    if av is not None:
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    return 0.0
+                stream = container.streams.video[0]
+                if stream.duration is None:
+                    return 0.0
+                return stream.duration / stream.frames if stream.frames > 0 else 1.0
+        except (av.error.FFmpegError, ValueError, OSError):
+            pass  # decoding names the problem
+    return 0.0 if Path(path).suffix.lower() in _UNTIMED_SUFFIXES else 1.0
+
+
+_UNTIMED_SUFFIXES = (".webm", ".mkv", ".h264", ".264", ".hevc", ".h265", ".mpg", ".mpeg", ".ts")
+
+
 def uniform_indices(num_frames: int, count: int) -> np.ndarray:
     """`count` indices spread evenly over `num_frames` (segment centres); repeats when short."""
     if num_frames < 1:

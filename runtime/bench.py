@@ -178,7 +178,8 @@ def bench(bundle: str | Path, options: BenchOptions, log: Callable[[str], None] 
                       for p, a, b in runs[name]],
         }
     if options.realtime_check:
-        sample_fps = SampleRule.from_options(SamplingOptions(), pre).fps
+        rule = SampleRule.from_options(SamplingOptions(), pre)
+        sample_fps = rule.sampled_per_second(rule.spec.reference_fps)
         for name, o in opened.items():
             row = rows[name]
             hop = keep_up_hop(row["encoder_p50_ms"] / 1000.0, sample_fps, options.realtime_headroom, options.hop)

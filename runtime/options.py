@@ -1,10 +1,11 @@
 """Runtime options: the one place their defaults live (no torch, no cv2: the CLI reads them fast).
 
-Sampling follows training (README, "Sampling"): T frames taken one every 16 source
-frames at 30 fps, i.e. 30 / 16 = 1.875 sampled frames per second of video, whatever the source's
-own frame rate (at 25 fps that is one frame in 13.3). A decision is made every `hop` sampled
-frames once T are buffered: with the default hop of 2 that is one decision per ~1.07 s of video,
-each clip (8 frames, ~4.3 s) sharing 6 of its frames with the one before.
+Sampling follows training (README, "Sampling"): the bundle's sampling spec (froster_edge.sampling, saved with the
+student and copied into the manifest). By the reference rule that is a frame every (128 x fps/30
+- 1) / 7 source frames, 18.14 at 30 fps, ~1.65 sampled frames per second of video whatever the
+source's own frame rate. A decision is made every `hop` sampled frames once T are buffered: with
+the default hop of 2 that is one decision per ~1.2 s of video, each clip (8 frames, ~4.2 s)
+sharing 6 of its frames with the one before.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ Smoothing = Literal["ema", "mean", "none"]
 class SamplingOptions:
     """Which source frames enter a clip, and how often a clip is classified.
 
-    fps: sampled frames per second of video (None: the bundle's training rule, reference_fps / stride).
+    fps: sampled frames per second of video (None: the bundle's sampling spec, as in training).
     subsample: take every Nth source frame instead (files by index, live sources by their fps).
     hop: sampled frames between two decisions (1 = a decision on every sampled frame).
     """

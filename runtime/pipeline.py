@@ -27,15 +27,17 @@ from typing import Callable
 import numpy as np
 
 from ..errors import FrosterError
+from ..sampling import Ticker
 from ..bundle import manifest as mf
 from ..bundle.labels import load_labels
 from ..video import resize_center_crop
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
 from .options import RunOptions, check_options
-from .sampler import ClipAssembler, SampleRule, Sampler, is_sampled_index
+from .sampler import ClipAssembler, SampleRule
 from .sinks import Decision, DecisionSink, FrameSink
-from .sources import END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, open_all, parse_source
+from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, declared_frames, open_all,
+                      parse_source)
 from .stats import RunStats, StreamCounters
 
 
@@ -54,6 +56,7 @@ class Clip:
     captured: float  # newest frame's monotonic capture time
     wall: float
     ready: float  # monotonic time the clip was published
+    short: bool = False  # a file shorter than one clip: its frames by the sampling spec's short-video rule
 
 
 class ClipBoard:
@@ -108,10 +111,11 @@ class Assembler(threading.Thread):
 
     def __init__(self, stream: int, slot: FrameSlot, board: ClipBoard, assembler: ClipAssembler, size: int,
                  live: bool, frame_sinks: list[FrameSink], stats: RunStats, counters: StreamCounters,
-                 stop: threading.Event):
+                 stop: threading.Event, fps: float = 0.0):
         super().__init__(name=f"assembler-{stream}", daemon=True)
         self.stream, self.slot, self.board, self.assembler, self.size = stream, slot, board, assembler, size
         self.live, self.frame_sinks, self.stats, self.counters, self.stop = live, frame_sinks, stats, counters, stop
+        self.fps = fps
 
     def run(self) -> None:
         try:
@@ -123,7 +127,7 @@ class Assembler(threading.Thread):
             self.board.finish(self.stream)
 
     def _loop(self) -> None:
-        waiting, segment = time.monotonic(), 0
+        waiting, segment, last = time.monotonic(), 0, None
         while True:
             item = self.slot.take(0.1)
             if item is None:
@@ -131,7 +135,9 @@ class Assembler(threading.Thread):
                     return
                 continue
             if item is END:
+                self._finish(last)
                 return
+            last = item
             frame: Frame = item  # type: ignore[assignment]
             self.stats.record("capture_wait", time.monotonic() - waiting)
             if frame.segment != segment:
@@ -144,6 +150,7 @@ class Assembler(threading.Thread):
                 t = time.monotonic()
                 small = resize_center_crop(frame.image, self.size)
                 self.stats.record("preprocess", time.monotonic() - t)
+                self.assembler.keep(frame.index, small)
                 clip = self.assembler.add(small)
                 if clip is not None:
                     self.counters.clips += 1
@@ -151,19 +158,34 @@ class Assembler(threading.Thread):
                                   time.monotonic())
                     if self.board.publish(posted, wait=not self.live, stop=self.stop):
                         self.counters.clips_skipped += 1
+            elif frame.image is not None and self.assembler.keeps(frame.index):
+                self.assembler.keep(frame.index, resize_center_crop(frame.image, self.size))
             waiting = time.monotonic()
 
+    def _finish(self, last: Frame | None) -> None:
+        """A file that ended before its first decision: one short clip over the frames it has."""
+        if last is None or self.stop.is_set():
+            return
+        clip = self.assembler.finish(last.index + 1, self.fps)
+        if clip is not None:
+            self.counters.clips += 1
+            self.board.publish(Clip(self.stream, clip, last.index, last.media_time, last.captured, last.wall,
+                                    time.monotonic(), short=True), wait=True, stop=self.stop)
 
-def reader_filter(live: bool, frame_sinks: bool, period: float, fps: float) -> Callable[[float], bool] | None:
-    """Which frames a reader converts to RGB and hands on: all of them for frame sinks (they draw
-    every frame); for a file read as fast as possible, the sampled frame indices; for a camera or
-    stream, those its own Sampler takes by capture time (seconds). The assembler's Sampler, of the
-    same period, then takes every frame it is given: a frame it would have skipped never comes."""
-    if frame_sinks:
+
+def reader_filter(every_frame: bool, live_stream: bool, period: float, rounding: str, fps: float,
+                  keeps: Callable[[int], bool] | None = None) -> Callable[[float], bool] | None:
+    """Which frames a reader converts to RGB and hands on: all of them when a frame sink draws every
+    frame; for a camera or stream, those a ticker of the assembler's period takes by capture time
+    (seconds x fps): the assembler's own ticker then takes every frame it is given, and a frame it
+    would have skipped never comes; for a file, the sampled frame indices (plus those `keeps` holds
+    for a short file's clip)."""
+    if every_frame:
         return None
-    if live:
-        return Sampler(period / fps).take
-    return lambda index: is_sampled_index(int(index), period)
+    ticker = Ticker(period, rounding)
+    if live_stream:
+        return lambda seconds: ticker.take(seconds * fps)
+    return lambda index: ticker.is_sampled(int(index)) or (keeps is not None and keeps(int(index)))
 
 
 class Pipeline:
@@ -249,19 +271,25 @@ class Pipeline:
             fps = capture_fps(cap) or o.capture.fallback_fps
             if not capture_fps(cap):
                 self.log(f"stream {i}: {spec.text} does not report its frame rate; assuming {fps:g} fps")
-            period = self.rule.period_frames(fps)
+            ticker = self.rule.ticker(fps)
             counters = StreamCounters(spec.text, spec.kind, round(fps, 3), self.rule.describe(fps))
             self.stats.streams.append(counters)
-            # live: sampling by capture time (seconds); fast files: by frame index (a prefilter skips RGB conversion)
-            assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, period / fps if live[i] else period)
+            # live: positions in seconds (x fps); files: frame indices. A file's reader hands over only the frames
+            # a clip uses (the others are not converted to RGB), and, when it may be shorter than one clip (its
+            # container says so, or has no count), every frame before the first decision for the short clip.
+            assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, ticker.period, self.rule.spec.rounding,
+                                      fps if live[i] else 1.0, self.rule.spec if spec.kind == "file" else None)
+            if declared_frames(cap) > assembler.first_due + 1:
+                assembler.short = None  # long enough for a decision: no frame kept for a short clip
             # a frame sink that draws every frame gets them all; one that does not (the web view) still
             # gets every frame of a live source, as before, and the sampled ones of a fast file
             every = any(getattr(sink, "needs_every_frame", True) for sink in self.frame_sinks)
-            want = reader_filter(live[i], every or (live[i] and bool(self.frame_sinks)), period, fps)
+            want = reader_filter(every or (live[i] and bool(self.frame_sinks)), spec.live, ticker.period,
+                                 self.rule.spec.rounding, fps, assembler.keeps)
             slot = FrameSlot(keep_newest=live[i])
             threads.append(Reader(spec, cap, slot, self.stop, o.capture, self.stats, counters, want, self.log, str(i)))
             threads.append(Assembler(i, slot, board, assembler, self.size, live[i], self.frame_sinks, self.stats,
-                                     counters, self.stop))
+                                     counters, self.stop, fps))
             self.log(f"stream {i}: {spec.text} ({'realtime ' if spec.kind == 'file' and live[i] else ''}{spec.kind}, "
                      f"{fps:.4g} fps), sampling {self.rule.describe(fps)}")
         return threads
@@ -301,7 +329,7 @@ class Pipeline:
             self.stats.record("capture_to_decision", t2 - c.captured)
             decision = Decision(c.stream, self.specs[c.stream].text, c.index, c.media_time, c.wall, s.label, s.score,
                                 s.top, {"capture_to_decision": 1000 * (t2 - c.captured), "queue": 1000 * (t0 - c.ready),
-                                        "encode": 1000 * (t1 - t0)})
+                                        "encode": 1000 * (t1 - t0)}, short=c.short)
             board.latest[c.stream] = decision
             self.stats.streams[c.stream].decisions += 1
             self.stats.decisions += 1

@@ -2,79 +2,74 @@
 
 Plain single-threaded logic (the pipeline runs it on each stream's assembler thread), no torch.
 
-The rule: with a period P (in source frames for files read as fast as possible, in seconds for
-cameras, streams and --realtime files), the ticks are 0, P, 2P, ... from the stream's start, and
-a frame is sampled when its position is the first to reach the next tick. For a 30 fps file at
-the training's default (P = 16 frames) that is frames 0, 16, 32, ...; at 29.97 fps P = 15.98 and
-frame ceil(k * P) is taken. A live source that stalls skips the ticks it missed instead of
+Which frames: the bundle's sampling spec (froster_edge.sampling, the frames its model was
+trained on), unless --sample-fps or --subsample override the spacing. Ticks fall every P source
+frames (P = the spec's spacing at the source's fps: (128 x fps / 30 - 1) / 7 by the reference,
+18.14 at 30 fps, 15.10 at 25) and frame R(k x P) is taken, R the spec's rounding (the
+reference truncates): for a file, exactly the frames of the offline clips, whatever its fps.
+Positions are frame indices (files) or seconds x fps (cameras, streams, --realtime files, whose
+frames carry their media time); a live source that stalls skips the ticks it missed instead of
 catching up with a burst. A decision is due after the T-th sampled frame and then every `hop`
-sampled frames: n sampled frames give max(0, (n - T) // hop + 1) decisions.
+sampled frames: n sampled frames give max(0, (n - T) // hop + 1) decisions. A file that ends
+before its first decision gets one over the frames it has, by the spec's short-video rule
+(`finish`), marked short.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..sampling import SamplingSpec, Ticker
 from .options import SamplingOptions
-
-_EPS = 1e-6  # positions equal to a tick up to float rounding count as reaching it
 
 
 @dataclass(frozen=True)
 class SampleRule:
-    """The sampling rate: a target rate in sampled frames per second, or a fixed frame stride."""
+    """The bundle's sampling spec, and the options' spacing when they override it."""
 
-    fps: float | None
-    subsample: int | None
+    spec: SamplingSpec
+    fps: float | None = None  # --sample-fps: sampled frames per second of video
+    subsample: int | None = None  # --subsample: every Nth source frame
 
     @classmethod
     def from_options(cls, options: SamplingOptions, preprocessing: dict) -> "SampleRule":
-        """The options' rate, else the bundle's training rule (one frame every `stride` at `reference_fps`)."""
-        if options.subsample is not None:
-            return cls(None, options.subsample)
-        if options.fps is not None:
-            return cls(options.fps, None)
-        sampling = preprocessing.get("sampling") or {}
-        stride, reference = sampling.get("stride", 16), sampling.get("reference_fps", 30.0)
-        if not (stride and reference and stride > 0 and reference > 0):
-            raise ConfigError(f"the bundle's sampling {sampling} is not usable: give --sample-fps or --subsample")
-        return cls(float(reference) / float(stride), None)
+        """The bundle's spec (`preprocessing.sampling`; one from before specs: the reference default)."""
+        spec = SamplingSpec.from_manifest(preprocessing.get("sampling"), int(preprocessing.get("num_frames", 8)))
+        return cls(spec, options.fps, options.subsample)
 
     def period_frames(self, source_fps: float) -> float:
         """Source frames between two sampled frames (at least 1)."""
-        period = float(self.subsample) if self.subsample is not None else source_fps / float(self.fps)
+        if self.subsample is not None:
+            period = float(self.subsample)
+        elif self.fps is not None:
+            period = source_fps / float(self.fps)
+        else:
+            period = self.spec.spacing(source_fps)
         return max(1.0, period)
 
+    def ticker(self, source_fps: float) -> Ticker:
+        return self.spec.ticker(source_fps, self.period_frames(source_fps))
+
+    def sampled_per_second(self, source_fps: float) -> float:
+        return source_fps / self.period_frames(source_fps)
+
     def describe(self, source_fps: float) -> str:
-        rate = f"every {self.subsample} frames" if self.subsample is not None else f"{self.fps:.4g} sampled fps"
+        if self.subsample is not None:
+            rate = f"every {self.subsample} frames"
+        elif self.fps is not None:
+            rate = f"{self.fps:.4g} sampled fps"
+        else:
+            rate = f"the bundle's {self.spec.rule} rule"
         return f"{rate} (1 frame in {self.period_frames(source_fps):.2f} at {source_fps:.4g} fps)"
 
 
-class Sampler:
-    """Takes a frame when its position (frame index or seconds) reaches the next tick k * period."""
-
-    def __init__(self, period: float):
-        if not period > 0:
-            raise ConfigError(f"sampling period must be positive, not {period}")
-        self.period = period
-        self._next = 0  # index k of the next tick
-
-    def take(self, position: float) -> bool:
-        if position + _EPS < self._next * self.period:
-            return False
-        self._next = math.floor((position + _EPS) / self.period) + 1  # ticks already passed are skipped
-        return True
-
-
-def is_sampled_index(index: int, period: float) -> bool:
-    """Stateless twin of Sampler.take for consecutive frame indices: lets a file reader skip
-    converting frames no clip will use. True iff a tick k * period lies in (index - 1, index]."""
-    period = max(1.0, period)
-    return index == 0 or math.floor((index + _EPS) / period) != math.floor((index - 1 + _EPS) / period)
+def is_sampled_index(index: int, period: float, rounding: str = "floor") -> bool:
+    """Whether a file's frame `index` is one a ticker every `period` frames takes (stateless:
+    lets a file reader skip converting frames no clip will use)."""
+    return Ticker(max(1.0, period), rounding).is_sampled(index)
 
 
 class ClipRing:
@@ -98,17 +93,34 @@ class ClipRing:
 
 
 class ClipAssembler:
-    """Sampler + ring buffer + hop for one stream: `add` returns a clip when a decision is due."""
+    """Ticker + ring buffer + hop for one stream: `add` returns a clip when a decision is due.
 
-    def __init__(self, num_frames: int, size: int, hop: int, period: float):
+    scale: source frames per position unit (1 for frame indices, the fps for seconds).
+    short: a SamplingSpec when the stream is a file: frames before the first decision are kept
+    (cropped) so that `finish` can make the one short-file clip by its rule.
+    """
+
+    def __init__(self, num_frames: int, size: int, hop: int, period: float, rounding: str = "floor",
+                 scale: float = 1.0, short: SamplingSpec | None = None):
         if hop < 1:
             raise ConfigError(f"hop must be at least 1, not {hop}")
-        self.sampler = Sampler(period)
+        self.ticker = Ticker(period, rounding)
         self.ring = ClipRing(num_frames, size)
-        self.hop = hop
+        self.hop, self.scale, self.short = hop, scale, short
+        self.first_due = self.ticker._frame(num_frames - 1)  # the frame the first decision needs
+        self._early: dict[int, np.ndarray] = {}  # frame index -> crop, until the first decision
+        self._decided = False
 
     def wants(self, position: float) -> bool:
-        return self.sampler.take(position)
+        return self.ticker.take(position * self.scale)
+
+    def keeps(self, index: int) -> bool:
+        """Whether a frame that is not sampled is still wanted (for a short file's clip)."""
+        return self.short is not None and not self._decided and index <= self.first_due
+
+    def keep(self, index: int, crop: np.ndarray) -> None:
+        if self.keeps(index):
+            self._early[index] = crop
 
     def restart(self) -> None:
         """Forget the buffered frames (the source reconnected: a clip must not span the gap)."""
@@ -117,4 +129,17 @@ class ClipAssembler:
     def add(self, frame: np.ndarray) -> np.ndarray | None:
         self.ring.push(frame)
         due = self.ring.full and (self.ring.count - len(self.ring.frames)) % self.hop == 0
+        if due:
+            self._decided, self._early = True, {}
         return self.ring.clip() if due else None
+
+    def finish(self, count: int, fps: float) -> np.ndarray | None:
+        """At the end of a file of `count` frames that never reached a decision: the clip its
+        spec takes from a video that short (start 0: the reference repeats the last frame, the
+        even rule spreads over all frames), from the frames kept; None otherwise."""
+        if self.short is None or self._decided or not self._early or count < 1:
+            return None
+        have = np.array(sorted(self._early))
+        want = self.short.clip(count, fps, 0.0)
+        picks = [have[max(0, np.searchsorted(have, i, side="right") - 1)] for i in want]  # at or before
+        return np.stack([self._early[int(i)] for i in picks])

@@ -35,12 +35,13 @@ class Decision:
     score: float
     top: list[tuple[str, float]]
     latency_ms: dict[str, float]
+    short: bool = False  # the one decision of a file shorter than a clip (frames by the short-video rule)
 
     def to_json(self) -> dict:
         return {"stream": self.stream, "source": self.source, "frame": self.frame,
                 "media_time": round(self.media_time, 3), "time": round(self.time, 3), "label": self.label,
                 "score": round(self.score, 6), "top": [{"label": n, "score": round(s, 6)} for n, s in self.top],
-                "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}
+                "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}, "short": self.short}
 
 
 class DecisionSink(Protocol):
@@ -79,7 +80,8 @@ class TextSink:
     def emit(self, d: Decision) -> None:
         head = f"[{d.stream}] " if self.prefix else ""
         others = "  ".join(f"{n} {s:.0%}" for n, s in d.top[1:])
-        self.out.write(f"{head}{d.media_time:7.2f}s  {d.label:24s} {d.score:5.1%}   {others}\n")
+        note = "   (short file: one clip over all of it)" if d.short else ""
+        self.out.write(f"{head}{d.media_time:7.2f}s  {d.label:24s} {d.score:5.1%}   {others}{note}\n")
         self.out.flush()
 
     def close(self) -> None:

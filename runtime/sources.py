@@ -211,9 +211,8 @@ class FrameSlot:
 class Reader(threading.Thread):
     """One source's reader thread: frames into `slot` until the source ends or `stop` is set.
 
-    `want(position)` (the Frame's position: the frame index for files read as fast as possible,
-    seconds since the start for live sources and --realtime files) says which frames anyone will
-    use; the others are decoded (they must be, to reach the next) but neither converted to RGB nor
+    `want(position)` (the frame index for files, --realtime ones too; seconds since the start for
+    cameras and streams) says which frames anyone will use; the others are decoded (they must be, to reach the next) but neither converted to RGB nor
     handed on. None: every frame is (frame sinks draw them all).
     """
 
@@ -278,9 +277,8 @@ class Reader(threading.Thread):
                     if delay > 0 and self.stop.wait(delay):
                         break
                 now = time.monotonic()
-                position = now - start if realtime else float(index)
                 image = None
-                if self.want is None or self.want(position):
+                if self.want is None or self.want(float(index)):
                     t1 = time.monotonic()
                     ok, bgr = self.cap.retrieve()
                     if not ok:
@@ -291,6 +289,7 @@ class Reader(threading.Thread):
                 count += 1
                 self.counters.frames_read += 1
                 if image is not None:
+                    position = media_time if realtime else float(index)  # a file's frames carry their media time
                     self.slot.put(Frame(index, position, media_time, now, time.time(), image), self.stop)
         except cv2.error as e:
             raise SourceError(f"{self.spec.text}: OpenCV failed after {count} frames ({e.msg or e})") from e

@@ -92,15 +92,20 @@ def test_zero_neighbours_take_softmax_mass(tiny_student):
 
 
 def test_frames_interact_only_with_neighbours(tiny_student):
-    """Changing frame 0 changes frame 1's output after one block, but not frame 3's."""
+    """Changing frame 0 changes frame 1's output after one block, and frames 2 and 3 not at all.
+
+    The perturbation is random per token and channel: a constant added to every channel would
+    be removed by the block's LayerNorm and leave only float rounding to compare.
+    """
     block = tiny_student.clip.visual.transformer.resblocks[0]
-    x = torch.randn(4, 5, 64)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 5, 64, generator=gen)
     y = x.clone()
-    y[0] += 1.0
+    y[0] += torch.randn(5, 64, generator=gen)
     with torch.no_grad():
         a, b = block(x, 4), block(y, 4)
-    assert not torch.allclose(a[1], b[1])
-    torch.testing.assert_close(a[2:], b[2:])
+    assert (a[1] - b[1]).abs().max() > 1e-2  # float noise here is ~1e-7
+    assert torch.equal(a[2:], b[2:])
 
 
 def test_none_equals_plain_open_clip(tiny_config, tiny_model_cfg):

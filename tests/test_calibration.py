@@ -21,10 +21,13 @@ from froster_edge.bundle import manifest as mf
 from froster_edge.export.bundle import export_bundle
 from froster_edge.bundle.labels import load_labels
 from froster_edge.export.options import ExportOptions
+from froster_edge.sampling import SamplingConfig
 
 from .conftest import CLIPS
 from .test_cli import assert_one_line_error, run
 from .test_export_bundle import CLASSES, VIDEOS, make_student
+
+SPEC4 = SamplingConfig().spec(4)  # the tiny bundle's T = 4, reference rule
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +71,15 @@ def test_ece_against_a_hand_computation():
 
 def test_calibration_clips_are_reproducible_and_cropped_like_the_runtime():
     items = gather_videos(CLIPS)
-    a = sample_clips(items, 4, 64, 6, seed=3, clips_per_video=2)
-    b = sample_clips(items, 4, 64, 6, seed=3, clips_per_video=2)
+    a = sample_clips(items, SPEC4, 64, 6, seed=3, clips_per_video=2)
+    b = sample_clips(items, SPEC4, 64, 6, seed=3, clips_per_video=2)
     assert a.frames.shape == (6, 4, 64, 64, 3) and a.frames.dtype == np.uint8
     assert a.digest() == b.digest() and a.sources == b.sources
-    assert a.digest() != sample_clips(items, 4, 64, 6, seed=4, clips_per_video=2).digest()
+    assert a.digest() != sample_clips(items, SPEC4, 64, 6, seed=4, clips_per_video=2).digest()
 
 
 def test_qdq_model_keeps_sensitive_ops_float_and_the_cache_reproduces_it(float_bundle, tmp_path):
-    clips = sample_clips(gather_videos(CLIPS), 4, 64, 6, seed=0, clips_per_video=2)
+    clips = sample_clips(gather_videos(CLIPS), SPEC4, 64, 6, seed=0, clips_per_video=2)
     first = quantize_video_encoder(float_bundle / mf.VIDEO_ONNX, tmp_path / "a.onnx", clips.frames, 1, tmp_path / "cache",
                                    clips.digest())
     second = quantize_video_encoder(float_bundle / mf.VIDEO_ONNX, tmp_path / "b.onnx", clips.frames, 1, tmp_path / "cache",
@@ -169,7 +172,7 @@ def test_runtime_picks_the_kept_int8_model_and_runs_it_unchanged(bundle):
     manifest = mf.verify_bundle(bundle)
     opened = open_backend("auto", bundle, manifest, log=lambda m: None)
     assert opened.backend.name == "ort-cpu-int8"
-    clips = sample_clips(gather_videos(CLIPS), 4, 64, 2, seed=5).frames[:1]
+    clips = sample_clips(gather_videos(CLIPS), SPEC4, 64, 2, seed=5).frames[:1]
     direct = ort.InferenceSession(str(bundle / INT8_ONNX), providers=["CPUExecutionProvider"]).run(None, {"frames": clips})[0]
     np.testing.assert_array_equal(opened.backend(clips), direct)
     opened.backend.close()

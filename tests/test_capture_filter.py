@@ -23,12 +23,12 @@ def capture_times(seed: int, n: int = 3000, fps: float = 30.0) -> list[float]:
 @pytest.mark.parametrize("period_frames, fps", [(16.0, 30.0), (13.333, 25.0), (1.0, 30.0), (4.0, 8.0)])
 def test_the_reader_filter_leaves_the_assembler_the_same_frames(seed, period_frames, fps):
     times = capture_times(seed, fps=fps)
-    everything = ClipAssembler(4, 8, 2, period_frames / fps)
+    everything = ClipAssembler(4, 8, 2, period_frames, "floor", fps)
     expected = [i for i, t in enumerate(times) if everything.wants(t)]  # the assembler given every frame
 
-    want = reader_filter(True, False, period_frames, fps)
+    want = reader_filter(False, True, period_frames, "floor", fps)
     filtered = [i for i, t in enumerate(times) if want(t)]
-    assembler = ClipAssembler(4, 8, 2, period_frames / fps)
+    assembler = ClipAssembler(4, 8, 2, period_frames, "floor", fps)
     assert all(assembler.wants(times[i]) for i in filtered)  # it takes every frame it is given
     assert filtered == expected
     # and the sampled count follows the rate: about one frame per period over the stream
@@ -36,6 +36,6 @@ def test_the_reader_filter_leaves_the_assembler_the_same_frames(seed, period_fra
 
 
 def test_frame_sinks_get_every_frame_and_files_their_sampled_indices():
-    assert reader_filter(True, True, 16.0, 30.0) is None and reader_filter(False, True, 16.0, 30.0) is None
-    want = reader_filter(False, False, 16.0, 30.0)
+    assert reader_filter(True, True, 16.0, "floor", 30.0) is None and reader_filter(True, False, 16.0, "floor", 30.0) is None
+    want = reader_filter(False, False, 16.0, "floor", 30.0)
     assert [i for i in range(50) if want(float(i))] == [0, 16, 32, 48]

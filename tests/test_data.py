@@ -16,16 +16,14 @@ from froster_edge.data import (
     VideoItem,
     check_class_names,
     collate_clips,
-    eval_clip_indices,
-    frame_step,
     init_worker,
     make_loader,
     read_classes,
     read_video_list,
-    train_clip_indices,
     train_transform,
 )
 from froster_edge.errors import ConfigError
+from froster_edge.sampling import SamplingConfig
 from froster_edge.evaluation import load_protocol, prepare_part
 from froster_edge.prompts import ClassText
 from froster_edge.video import VideoError, normalize_clip, read_frames, resize_center_crop
@@ -164,8 +162,23 @@ def test_protocol_configs_resolve_to_the_shared_files(name):
 # --- temporal sampling -------------------------------------------------------------------------
 
 
+# The "even" rule, kept as a named option (the reference rule: tests/test_fidelity.py).
+
+
+def even(T: int):
+    return SamplingConfig(rule="even").spec(T)
+
+
+def eval_clip_indices(count, fps, T, views=3):
+    return even(T).view_indices(count, fps, views)
+
+
+def train_clip_indices(count, fps, T, rng):
+    return even(T).train_indices(count, fps, rng)
+
+
 def reference_clips(count: int, fps: float, T: int, views: int, stride: int = 16) -> list[list[int]]:
-    """The stated rule in exact arithmetic: step = stride*fps/30 (stride if no fps), shrunk to
+    """The even rule in exact arithmetic: step = stride*fps/30 (stride if no fps), shrunk to
     (count-1)/(T-1) for a short video; starts evenly spaced over [0, count-1-span]; round half up."""
     step = Fraction(stride) * Fraction(fps) / 30 if fps else Fraction(stride)
     if T > 1 and step * (T - 1) > count - 1:
@@ -192,7 +205,7 @@ def test_eval_clips_hand_computed():
     assert eval_clip_indices(32, 30.0, 8, 3).tolist() == [[0, 4, 9, 13, 18, 22, 27, 31]] * 3
     assert eval_clip_indices(2, 30.0, 4, 1).tolist() == [[0, 0, 1, 1]]  # fewer frames than T: repeats in order
     assert eval_clip_indices(1, 25.0, 8, 2).tolist() == [[0] * 8] * 2
-    assert frame_step(25.0, 16) == pytest.approx(40 / 3) and frame_step(0.0, 16) == 16.0  # no fps: the stride
+    assert even(8).spacing(25.0) == pytest.approx(40 / 3) and even(8).spacing(0.0) == 16.0  # no fps: the stride
 
 
 @pytest.mark.parametrize("fps", [0.0, 12.0, 25.0, 29.97, 30.0, 60.0])
@@ -250,7 +263,7 @@ def items_of(example_clips) -> list[VideoItem]:
 
 def test_test_sample_is_three_centre_cropped_views(example_clips):
     row = example_clips[4]  # a raw MPEG-4 stream, 25 fps, 180 frames
-    ds = VideoDataset([VideoItem(row["path"], 7)], num_frames=4, image_size=64, train=False, views=3)
+    ds = VideoDataset([VideoItem(row["path"], 7)], num_frames=4, image_size=64, train=False, views=3, sampling=even(4))
     s = ds[0]
     assert s["frames"].shape == (3, 4, 3, 64, 64) and s["frames"].dtype == torch.float32
     assert (s["label"], s["index"], s["ok"], s["failed"]) == (7, 0, True, [])

@@ -1,7 +1,8 @@
 """Real clips through the whole runtime with the tiny exported student, against a direct encoder call.
 
 The reference in each test is computed here, independently: frames decoded with OpenCV, the
-sampled indices from the stride arithmetic (ceil(k * fps * 16 / 30)), windows of T every hop,
+sampled indices from the reference arithmetic (floor(k * P), P = (T * 16 * fps / 30 - 1) / (T - 1),
+or fps / --sample-fps), windows of T every hop,
 ONNX Runtime called directly on the bundle's graph, softmax and smoothing by hand.
 """
 
@@ -42,12 +43,12 @@ def decode(path) -> tuple[list[np.ndarray], float]:
     return frames, fps
 
 
-def reference_clips(path, hop: int = HOP, sample_fps: float = 30 / 16) -> list[tuple[int, np.ndarray]]:
+def reference_clips(path, hop: int = HOP, sample_fps: float | None = None) -> list[tuple[int, np.ndarray]]:
     """(newest frame index, uint8 clip (T, S, S, 3)) of every decision the runtime should make."""
     frames, fps = decode(path)
-    period = fps / sample_fps
+    period = fps / sample_fps if sample_fps else (T * 16 * fps / 30 - 1) / (T - 1)
     idx, k = [], 0
-    while (i := math.ceil(k * period - 1e-9)) < len(frames):
+    while (i := math.floor(k * period + 1e-9)) < len(frames):
         idx.append(i)
         k += 1
     out = []
@@ -76,7 +77,7 @@ def test_jsonl_decisions_count_and_equal_a_direct_encoder_call(tiny_bundle, tmp_
     for stream, path in enumerate([CLIP_A, CLIP_B]):
         got = [d for d in lines if d["stream"] == stream]
         want = reference_clips(path)
-        assert len(got) == len(want) and len(want) == {0: 8, 1: 5}[stream]  # (19-4)//2+1 and (13-4)//2+1
+        assert len(got) == len(want) and len(want) == {0: 6, 1: 4}[stream]  # (15-4)//2+1 and (10-4)//2+1
         assert [d["frame"] for d in got] == [i for i, _ in want]
         probs = direct_probs(tiny_bundle, [c for _, c in want])
         for d, p in zip(got, probs):
@@ -85,13 +86,13 @@ def test_jsonl_decisions_count_and_equal_a_direct_encoder_call(tiny_bundle, tmp_
             assert d["label"] == table.names[int(np.argmax(p))] and d["source"] == str(path)
             assert d["latency_ms"]["capture_to_decision"] >= d["latency_ms"]["encode"] > 0
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert stats["decisions"] == 13 and stats["encoder_calls"] == 8  # two streams batched per call while both run
-    assert [s["frames_sampled"] for s in stats["streams"]] == [19, 13]
+    assert stats["decisions"] == 10 and stats["encoder_calls"] == 6  # two streams batched per call while both run
+    assert [s["frames_sampled"] for s in stats["streams"]] == [15, 10]
     assert [s["frames_read"] for s in stats["streams"]] == [300, 164]
     assert all(s["frames_dropped"] == 0 and s["clips_skipped"] == 0 for s in stats["streams"])
     for stage in ("read", "preprocess", "encode", "classify", "capture_to_decision"):
         assert stats["stages"][stage]["n"] > 0 and stats["stages"][stage]["p50_ms"] >= 0
-    assert "13 decisions" in proc.stderr and "capture_to_decision" in proc.stderr
+    assert "10 decisions" in proc.stderr and "capture_to_decision" in proc.stderr
 
 
 class Collect:
@@ -114,7 +115,7 @@ def test_smoothing_over_decisions_matches_the_hand_computation(tiny_bundle, smoo
     want = reference_clips(CLIP_A, hop=1, sample_fps=3.0)
     probs = direct_probs(tiny_bundle, [c for _, c in want])
     names = load_labels(tiny_bundle / "labels.npz").names
-    assert len(sink.decisions) == len(want) == 30 - T + 1
+    assert len(sink.decisions) == len(want) == 31 - T + 1  # frames floor(k * 9.99), k = 0..30
     s = None
     for j, (d, p) in enumerate(zip(sink.decisions, probs)):
         if smoothing == "ema":
@@ -160,7 +161,7 @@ def test_torch_reference_backend_agrees_with_onnxruntime(tiny_bundle):
         assert pipeline.backend.name == backend
         pipeline.run()
         results[backend] = np.array([[dict(d.top)[n] for n in sorted(dict(d.top))] for d in sink.decisions])
-    assert results["torch"].shape == (5, 12)
+    assert results["torch"].shape == (4, 12)
     np.testing.assert_allclose(results["torch"], results["ort-cpu"], atol=1e-4)
 
 
@@ -168,7 +169,7 @@ def test_record_writes_every_frame_annotated(tiny_bundle, tmp_path):
     out = tmp_path / "annotated.mp4"
     proc = run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--record", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.splitlines()) == 5  # one readable line per decision
+    assert len(proc.stdout.splitlines()) == 4  # one readable line per decision
     frames, fps = decode(out)
     source, _ = decode(CLIP_B)
     assert len(frames) == len(source) and fps == pytest.approx(25.0)
@@ -196,7 +197,7 @@ def test_bench_measures_each_available_backend_in_one_run(tiny_bundle, tmp_path)
                "--json", str(tmp_path / "bench.json"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
-    assert result["streams"] == 2 and result["clips_per_pipeline_run"] == 2 * 8  # 2 copies of the clip, 8 decisions each
+    assert result["streams"] == 2 and result["clips_per_pipeline_run"] == 2 * 6  # 2 copies of the clip, 6 decisions each
     cpu = result["backends"]["ort-cpu"]
     assert cpu["available"] and len(cpu["pairs"]) == 2
     ratios = sorted(p["pipeline"] / p["alone"] for p in cpu["pairs"])
@@ -221,5 +222,5 @@ def test_readme_runtime_example_runs(tiny_bundle, capsys):
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     out = capsys.readouterr().out
-    assert scope["stats"].decisions == 8 and sum(line.startswith('{"stream": 0') for line in out.splitlines()) == 8
+    assert scope["stats"].decisions == 6 and sum(line.startswith('{"stream": 0') for line in out.splitlines()) == 6
     assert "capture_to_decision" in out

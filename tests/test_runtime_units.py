@@ -16,7 +16,8 @@ from froster_edge.bundle.labels import LabelTable, load_labels
 from froster_edge.runtime.backends import probe, video_engine
 from froster_edge.runtime.classifier import Classifier, LabelWatcher
 from froster_edge.runtime.options import ClassifierOptions, RunOptions, SamplingOptions, check_options
-from froster_edge.runtime.sampler import ClipAssembler, ClipRing, Sampler, SampleRule, is_sampled_index
+from froster_edge.runtime.sampler import ClipAssembler, ClipRing, SampleRule, is_sampled_index
+from froster_edge.sampling import Ticker
 from froster_edge.runtime.sources import END, FrameSlot, parse_source
 from froster_edge.runtime.stats import LatencyWindow
 
@@ -24,25 +25,26 @@ from .conftest import CLIPS
 
 
 def expected_indices(num_frames: int, period: float) -> list[int]:
-    """The frames a tick every `period` frames lands on: ceil(k * period), below num_frames."""
+    """The frames a tick every `period` frames lands on as the reference truncates: floor(k * period)."""
     out, k = [], 0
-    while (i := math.ceil(k * period - 1e-9)) < num_frames:
+    while (i := math.floor(k * period + 1e-9)) < num_frames:
         out.append(i)
         k += 1
     return out
 
 
 @pytest.mark.parametrize("fps", [30.0, 30000 / 1001, 25.0, 28.0, 60.0, 12.0])
-def test_file_sampling_follows_the_training_stride(fps):
-    rule = SampleRule.from_options(SamplingOptions(), {"sampling": {"stride": 16, "reference_fps": 30.0}})
+def test_file_sampling_follows_the_training_spec(fps):
+    # a bundle from before sampling specs ({stride, reference_fps}) reads as the reference rule
+    rule = SampleRule.from_options(SamplingOptions(), {"num_frames": 8, "sampling": {"stride": 16, "reference_fps": 30.0}})
     period = rule.period_frames(fps)
-    assert period == pytest.approx(16 * fps / 30)
-    sampler = Sampler(period)
-    taken = [i for i in range(1000) if sampler.take(float(i))]
+    assert period == pytest.approx((128 * fps / 30 - 1) / 7)  # linspace(s, s + 128 fps/30 - 1, 8)
+    ticker = rule.ticker(fps)
+    taken = [i for i in range(1000) if ticker.take(float(i))]
     assert taken == expected_indices(1000, period)
     assert [i for i in range(1000) if is_sampled_index(i, period)] == taken
     if fps == 30.0:
-        assert taken[:4] == [0, 16, 32, 48]
+        assert taken[:9] == [0, 18, 36, 54, 72, 90, 108, 127, 145]
 
 
 def test_the_real_time_check_picks_a_hop_the_encoder_keeps_up_with():
@@ -60,9 +62,9 @@ def test_subsample_and_target_fps_rules():
 
 
 def test_live_sampling_skips_missed_ticks_after_a_stall():
-    sampler = Sampler(0.5)  # seconds
+    ticker = Ticker(5.0)  # a tick every 5 frames of a 10 fps camera: every 0.5 s
     times = [0.0, 0.1, 0.49, 0.51, 0.9, 1.0, 3.2, 3.3, 3.5, 3.9, 4.0]
-    taken = [t for t in times if sampler.take(t)]
+    taken = [t for t in times if ticker.take(t * 10)]
     assert taken == [0.0, 0.51, 1.0, 3.2, 3.5, 4.0]  # no burst after the 2 s gap
 
 

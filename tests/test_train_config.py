@@ -9,6 +9,7 @@ import yaml
 
 from froster_edge.config import RecipeConfig, apply_overrides, parse_override
 from froster_edge.errors import ConfigError
+from froster_edge.sampling import SamplingConfig
 from froster_edge.train.config import changed_options, load_recipe, save_recipe
 
 from .conftest import ROOT
@@ -75,6 +76,13 @@ def test_shipped_recipes_load(path):
         assert cfg.data.root is None and cfg.data.train_list is None  # placeholders the user sets
         assert cfg.train.average_from == 2 and cfg.optim.lr == 3.33e-6
         assert cfg.train.epochs == (22 if "k400_vitb16" == Path(path).stem else 12)
+        # the official training scripts: global batch, fp16 mixed precision; the reference's frames
+        batch = {"k400_vitb16": 64, "b2n_ucf101_vitb16": 64, "b2n_k400_vitb16": 32, "b2n_hmdb51_vitb16": 32,
+                 "b2n_ssv2_vitb16": 32}
+        assert (cfg.train.batch_size, cfg.train.amp) == (batch[Path(path).stem], "fp16")
+        assert cfg.student.sampling_spec() == SamplingConfig().spec(8) and cfg.student.sampling.rule == "reference"
+        if "b2n" in path:  # ViFi-CLIP's fixed 16-shot lists, never a fresh draw
+            assert cfg.data.shots is None and "fs_base_s1_train.txt" in text and "fs_base_s3_train.txt" in text
     else:
         assert Path(cfg.data.root).is_dir() and Path(cfg.data.train_list).is_file()
 

@@ -21,8 +21,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import BundleError, shorten
+from ..errors import BundleError, ConfigError, shorten
 from ..io import atomic_write_json, is_leftover, read_versioned_json, sha256_file
+from ..sampling import SamplingSpec
 
 FORMAT = "froster-edge-bundle"
 VERSION = 1
@@ -203,6 +204,16 @@ def bundle_path(bundle: str | Path, name: str, what: str = "a file") -> Path:
         raise BundleError(f"{path} leads outside the bundle (a symlink): refused")
     return path
 
+
+
+def sampling_spec(manifest: dict[str, Any]) -> SamplingSpec:
+    """The frames the bundle's model was trained on (`preprocessing.sampling`); a bundle exported
+    before the spec was recorded reads as the reference default."""
+    pre = manifest["preprocessing"]
+    try:
+        return SamplingSpec.from_manifest(pre.get("sampling"), int(pre["num_frames"]))
+    except ConfigError as e:
+        raise BundleError(f"bundle manifest: {e}") from e
 
 
 def verify_bundle(bundle: str | Path, names: Iterable[str] | None = None) -> dict[str, Any]:

@@ -31,7 +31,8 @@ def run_cmd(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per decision on stdout instead of readable lines.")] = False,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions.", min=1)] = _RUN.sampling.hop,
     sample_fps: Annotated[Optional[float], typer.Option(
-        "--sample-fps", help="Sampled frames per second of video; default the training's 30/16 = 1.875.", min=0.001)] = _RUN.sampling.fps,
+        "--sample-fps", help="Sampled frames per second of video; default the bundle's training frames (reference rule: ~1.65).",
+        min=0.001)] = _RUN.sampling.fps,
     subsample: Annotated[Optional[int], typer.Option(help="Take every Nth source frame instead of --sample-fps.", min=1)] = _RUN.sampling.subsample,
     threshold: Annotated[float, typer.Option(
         help="Below this smoothed top-1 probability the outcome is 'unknown'.", min=0.0, max=1.0)] = _RUN.classifier.threshold,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..video import VideoError, VideoInfo, decode_video, read_frames
 from .lists import VideoItem, check_class_names, read_classes, read_video_list
-from .sampling import clip_frames, clip_placement, eval_clip_indices, frame_step, train_clip_indices, train_transform
+from .transforms import train_transform
 
 __all__ = [
     "VideoDataset",
@@ -19,18 +19,13 @@ __all__ = [
     "VideoInfo",
     "VideoItem",
     "check_class_names",
-    "clip_frames",
-    "clip_placement",
     "collate_clips",
     "decode_video",
-    "eval_clip_indices",
-    "frame_step",
     "init_worker",
     "make_loader",
     "read_classes",
     "read_frames",
     "read_video_list",
-    "train_clip_indices",
     "train_transform",
     "worker_context",
 ]

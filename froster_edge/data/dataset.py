@@ -20,15 +20,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..video import VideoError, decode_video, normalize_clip, resize_center_crop
+from ..sampling import SamplingConfig, SamplingSpec
+from ..video import VideoError, decode_video, normalize_clip, resize_center_crop, stream_timing
 from .lists import VideoItem
-from .sampling import eval_clip_indices, train_clip_indices, train_transform
+from .transforms import train_transform
 
 MAX_REPLACEMENTS = 50  # bad videos in a row before training gives up on the list
 
 
 class VideoDataset(Dataset):
     """Clips of the videos in `items`, CLIP-normalised: one random clip (train) or `views` clips (test).
+
+    Frames are picked by `sampling` (default: the reference rule for `num_frames`).
 
     A sample is a dict: "frames" float32 (V, T, 3, S, S) with V = 1 in training, "label" int,
     "index" (the item actually used), "path" str, "ok" bool, "failed" list of "path: reason".
@@ -42,8 +45,7 @@ class VideoDataset(Dataset):
         image_size: int = 224,
         train: bool,
         views: int = 3,
-        stride: int = 16,
-        reference_fps: float = 30.0,
+        sampling: SamplingSpec | None = None,
         seed: int = 0,
     ):
         if not items:
@@ -53,8 +55,9 @@ class VideoDataset(Dataset):
         self.image_size = image_size
         self.train = train
         self.views = 1 if train else views
-        self.stride = stride
-        self.reference_fps = reference_fps
+        self.sampling = sampling or SamplingConfig().spec(num_frames)
+        if self.sampling.num_frames != num_frames:
+            raise ValueError(f"the sampling spec is for {self.sampling.num_frames} frames, not {num_frames}")
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -90,9 +93,10 @@ class VideoDataset(Dataset):
         # frame count), so the spatial draws that follow do not depend on how decoding went.
         temporal_seed = int(rng.integers(2**63))
 
+        timed = self.sampling.uses_timing and stream_timing(item.path)
+
         def select(count: int, fps: float) -> np.ndarray:
-            return train_clip_indices(count, fps, self.num_frames, np.random.default_rng(temporal_seed),
-                                      self.stride, self.reference_fps)
+            return self.sampling.train_indices(count, fps, np.random.default_rng(temporal_seed), timed)
 
         frames, _ = decode_video(item.path, select)  # (T, H, W, 3)
         clip = train_transform(frames, self.image_size, rng)
@@ -101,8 +105,10 @@ class VideoDataset(Dataset):
     def _test_sample(self, i: int) -> dict[str, Any]:
         item = self.items[i]
 
+        timed = self.sampling.uses_timing and stream_timing(item.path)
+
         def select(count: int, fps: float) -> np.ndarray:
-            return eval_clip_indices(count, fps, self.num_frames, self.views, self.stride, self.reference_fps).reshape(-1)
+            return self.sampling.view_indices(count, fps, self.views, timed).reshape(-1)
 
         try:
             frames, _ = decode_video(item.path, select)  # (V*T, H, W, 3)

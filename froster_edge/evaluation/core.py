@@ -71,10 +71,11 @@ def encode_videos(
     progress: bool = True,
     description: str = "encoding videos",
     shard: tuple[int, int] | None = None,
-    stride: int = 16,
-    reference_fps: float = 30.0,
 ) -> EncodedVideos:
-    """Decode, crop and encode every video (or every world-th from rank with `shard=(rank, world)`)."""
+    """Decode, crop and encode every video (or every world-th from rank with `shard=(rank, world)`).
+
+    The frames are the student's own (`student.config.sampling`): those it was trained on.
+    """
     positions = list(range(len(items)))
     if shard is not None:
         rank, world = shard
@@ -87,7 +88,7 @@ def encode_videos(
     if not sub:
         return EncodedVideos(features, ok, torch.tensor(positions, dtype=torch.long), failed)
     dataset = VideoDataset(sub, num_frames=student.config.num_frames, image_size=student_image_size(student),
-                           train=False, views=views, stride=stride, reference_fps=reference_fps)
+                           train=False, views=views, sampling=student.config.sampling_spec())
     device = torch.device(device)
     loader = make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     was_training = student.training

@@ -12,6 +12,7 @@ and config.json last, and the hashes catch a mismatched or torn pair.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from torch import nn
 from ..config import StudentConfig, from_mapping
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_json, read_tensors, read_versioned_json, save_tensors, tensors_fingerprint
-from .clip import build_clip
+from .clip import activation_of, build_clip
 from .student import VideoStudent
 
 FORMAT = "froster-edge-student"
@@ -93,6 +94,12 @@ def load_student(student_dir: str | Path, device: str | torch.device = "cpu") ->
         student_cfg = from_mapping(StudentConfig, config["student"], "student")
     except ConfigError as e:
         raise CheckpointError(f"{student_dir}: {e}") from e
+    built = activation_of(config["model_cfg"])
+    if student_cfg.activation == "auto":  # saved before the activation was recorded: the model config decides
+        student_cfg = dataclasses.replace(student_cfg, activation=built)
+    elif student_cfg.activation != built:
+        raise CheckpointError(f"{student_dir}: {CONFIG_FILE} says student.activation {student_cfg.activation} but its "
+                              f"model config builds {built}: a hand-edited or mismatched config")
     clip = build_clip(config["model_cfg"])
     load_state_strict(clip, load_tensors(student_dir, WEIGHTS_FILE, config), f"{student_dir}/{WEIGHTS_FILE}")
     return VideoStudent(clip, student_cfg, config["model_cfg"]).to(device)

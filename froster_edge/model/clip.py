@@ -12,8 +12,10 @@ import contextlib
 import copy
 import functools
 import json
+import logging
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,16 @@ from ..hub import address_of, hub_address, reachable
 from ..io import read_text
 from ..logs import quiet_logger
 
+log = logging.getLogger(__name__)
 
-def resolve_model_config(model_name: str, pretrained: str | None = None, image_size: int | None = None) -> dict[str, Any]:
+
+def resolve_model_config(model_name: str, pretrained: str | None = None, image_size: int | None = None,
+                         activation: str = "auto") -> dict[str, Any]:
     """The open_clip model config for `model_name` (a registry name or a JSON file path).
 
-    QuickGELU follows the pretrained tag (OpenAI weights need it); `image_size` overrides the
-    config's, and pretrained positional embeddings are resized to it on load.
+    `quick_gelu` is settled by `resolve_activation` (the weights' source decides, a conflict is
+    refused); `image_size` overrides the config's, and pretrained positional embeddings are
+    resized to it on load.
     """
     path = Path(model_name)
     if model_name.endswith(".json"):
@@ -53,10 +59,7 @@ def resolve_model_config(model_name: str, pretrained: str | None = None, image_s
             )
     cfg = copy.deepcopy(cfg)
     _check_supported(cfg, model_name)
-    if pretrained and not os.path.isfile(pretrained):
-        tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
-        if tag_cfg and tag_cfg.get("quick_gelu"):
-            cfg["quick_gelu"] = True
+    cfg["quick_gelu"] = resolve_activation(cfg, model_name, pretrained, activation) == "quick_gelu"
     if image_size is not None:
         cfg["vision_cfg"]["image_size"] = image_size
     check_model_size(cfg, model_name)
@@ -92,6 +95,114 @@ def check_model_size(cfg: dict[str, Any], name: str) -> None:
     params = 12 * (vl * vw * vw + tl * tw * tw) + (tokens + 3 * patch * patch) * vw + (vocab + ctx) * tw + embed * (vw + tw)
     if params > MAX_PARAMS:
         raise ConfigError(f"{name}: these sizes make a model of about {params:.2g} parameters (at most {MAX_PARAMS:.0e})")
+
+
+ACTIVATIONS = ("quick_gelu", "gelu")
+# Entries of OpenAI's own CLIP state dicts (its TorchScript releases) that are not parameters.
+OPENAI_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+
+
+def activation_of(model_cfg: dict[str, Any]) -> str:
+    """"quick_gelu" or "gelu": what `build_clip` builds from this model config."""
+    return "quick_gelu" if model_cfg.get("quick_gelu") else "gelu"
+
+
+def resolve_activation(cfg: dict[str, Any], model_name: str, pretrained: str | None, requested: str = "auto") -> str:
+    """The MLP activation the weights were trained with, from every source that says one.
+
+    Sources: `requested` (student.activation, unless "auto"), the model config's own `quick_gelu`
+    key (a `*-quickgelu` name, a JSON file), the open_clip tag's config, and for a local file
+    what `detect_file_activation` finds. They must agree (a CLIP built with the wrong activation
+    is silently another network); with none, open_clip's default GELU.
+    """
+    if requested not in ("auto", *ACTIVATIONS):
+        raise ConfigError(f"student.activation must be auto, quick_gelu or gelu, got {requested!r}")
+    claims: list[tuple[str, str]] = []
+    if requested != "auto":
+        claims.append((requested, "student.activation"))
+    if "quick_gelu" in cfg:
+        claims.append((activation_of(cfg), f"the model config of {model_name}"))
+    hint: tuple[str, str] | None = None
+    if pretrained and os.path.isfile(pretrained):
+        found = detect_file_activation(pretrained)
+        if found is not None and found[2]:
+            claims.append(found[:2])
+        elif found is not None:
+            hint = found[:2]
+    elif pretrained:
+        tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+        if tag_cfg:
+            claims.append((activation_of(tag_cfg), f"open_clip's config of {model_name}/{pretrained}"))
+    names = {a for a, _ in claims}
+    if len(names) > 1:
+        said = "; ".join(f"{why} says {a}" for a, why in claims)
+        raise ConfigError(f"conflicting activations for {model_name} ({said}): a CLIP built with the wrong one is "
+                          "another network; fix the model name (e.g. ViT-B-16-quickgelu) or student.activation")
+    if claims:
+        return claims[0][0]
+    if hint is not None:
+        return hint[0]
+    if pretrained and os.path.isfile(pretrained):
+        log.warning("nothing says which activation %s was trained with: building GELU (open_clip's default); "
+                    "for OpenAI CLIP weights use a *-quickgelu model name or student.activation: quick_gelu",
+                    pretrained)
+    return "gelu"
+
+
+def detect_file_activation(path: str | Path) -> tuple[str, str, bool] | None:
+    """(activation, why, strong) for a local weights file when anything about it says which, else None.
+
+    Evidence, strongest first: an open_clip/froster-edge config beside the file (HF hub folders
+    hold open_clip_config.json, student folders config.json) that states it; OpenAI's own layout
+    (a TorchScript archive, or the non-parameter entries input_resolution / context_length /
+    vocab_size that its releases carry); a path naming it ("quickgelu", or "openai" as in
+    open_clip's hub folders of the OpenAI weights). A path is weak evidence: it decides only
+    when nothing else says, and never makes a conflict.
+    """
+    path = Path(path)
+    for side in ("open_clip_config.json", "config.json"):
+        cfg_path = path.parent / side
+        if cfg_path.is_file():
+            try:
+                data = json.loads(cfg_path.read_text())
+            except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+                continue
+            model_cfg = data.get("model_cfg") if isinstance(data, dict) else None
+            if isinstance(model_cfg, dict) and "quick_gelu" in model_cfg:
+                return activation_of(model_cfg), f"{cfg_path.name} beside {path.name}", True
+    if _is_torchscript(path):
+        return "quick_gelu", f"{path.name} is a TorchScript archive (OpenAI's CLIP release format)", True
+    if any(k in OPENAI_EXTRAS for k in _state_keys(path)):
+        return "quick_gelu", f"{path.name} has OpenAI CLIP's layout ({'/'.join(OPENAI_EXTRAS)} entries)", True
+    lowered = path.as_posix().lower()
+    for word in ("quickgelu", "quick_gelu", "openai"):
+        if word in lowered:
+            return "quick_gelu", f"the path {path} says {word!r}", False
+    return None
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _state_keys(path: Path) -> list[str]:
+    """Top-level keys of a weights file, read without loading its tensors where possible."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return list(f.keys())
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)  # tensors not read
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        return [str(k).removeprefix("module.") for k in state] if isinstance(state, dict) else []
+    except Exception:  # unreadable here: load_pretrained names the problem
+        return []
 
 
 def _check_supported(cfg: dict[str, Any], name: str) -> None:
@@ -137,8 +248,11 @@ def load_pretrained(model: CLIP, model_name: str, pretrained: str) -> None:
         if not path:
             raise PretrainedWeightsError(f"open_clip has no download for {model_name}/{pretrained}")
     try:
-        open_clip.load_checkpoint(model, path, strict=True, weights_only=True)
-    except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as e:
+        state = open_clip.factory.load_state_dict(path, weights_only=True)
+        for key in OPENAI_EXTRAS:  # OpenAI's releases carry them; they are not parameters
+            state.pop(key, None)
+        _load_state(model, state)
+    except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError, StopIteration) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PretrainedWeightsError(f"cannot load {path} into {model_name}: {first}") from e
     model.float()
@@ -172,6 +286,18 @@ def pretrained_unavailable(model_name: str, pretrained: str) -> str | None:
         where = f"{address[0]}:{address[1]}" if address else "no download address"
         return f"CLIP weights {model_name}/{pretrained} are unreachable ({where} does not answer) and not in the cache"
     return None
+
+
+def _load_state(model: CLIP, state: dict[str, torch.Tensor]) -> None:
+    """open_clip's load_checkpoint from a state dict: format conversion, resized position embeddings, strict."""
+    from open_clip.factory import convert_state_dict, resize_pos_embed, resize_text_pos_embed
+
+    state = convert_state_dict(model, state)
+    if "logit_scale" in state and model.logit_scale.ndim != state["logit_scale"].ndim:
+        state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
+    resize_pos_embed(state, model)
+    resize_text_pos_embed(state, model)
+    model.load_state_dict(state, strict=True)
 
 
 def fetch_pretrained(tag_cfg: dict[str, Any], model_name: str, tag: str) -> str:
@@ -232,9 +358,10 @@ def _reachable(address: tuple[str, int], timeout: float = 3.0) -> bool:
     return reachable(address, timeout)  # a module-level name the tests replace
 
 
-def create_clip(model_name: str, pretrained: str | None, image_size: int | None = None) -> tuple[CLIP, dict[str, Any]]:
+def create_clip(model_name: str, pretrained: str | None, image_size: int | None = None,
+                activation: str = "auto") -> tuple[CLIP, dict[str, Any]]:
     """Build CLIP from a name or config file and load its weights; returns (model, model_cfg)."""
-    cfg = resolve_model_config(model_name, pretrained, image_size)
+    cfg = resolve_model_config(model_name, pretrained, image_size, activation)
     model = build_clip(cfg)
     if pretrained:
         load_pretrained(model, model_name, pretrained)

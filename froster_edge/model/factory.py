@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import DistillConfig, StudentConfig
-from .clip import create_clip
+from .clip import activation_of, create_clip
 from .distill import FrosterDistiller
 from .student import VideoStudent
 from .teacher import FrozenTeacher
@@ -15,8 +15,8 @@ from .teacher import FrozenTeacher
 
 def create_student(config: StudentConfig) -> VideoStudent:
     """A student from an open_clip name or config file and its pretrained weights (fp32, CPU)."""
-    clip, model_cfg = create_clip(config.model_name, config.pretrained, config.image_size)
-    return VideoStudent(clip, config, model_cfg)
+    clip, model_cfg = create_clip(config.model_name, config.pretrained, config.image_size, config.activation)
+    return VideoStudent(clip, _settled(config, model_cfg), model_cfg)
 
 
 def load_model(student: str | Path | None, model: str, pretrained: str | None, frames: int | None = None) -> VideoStudent:
@@ -38,6 +38,11 @@ def load_model(student: str | Path | None, model: str, pretrained: str | None, f
 
 def create_distiller(student: StudentConfig, distill: DistillConfig | None = None) -> FrosterDistiller:
     """Student, teacher and projectors; the teacher is a frozen copy of the same original CLIP."""
-    clip, model_cfg = create_clip(student.model_name, student.pretrained, student.image_size)
+    clip, model_cfg = create_clip(student.model_name, student.pretrained, student.image_size, student.activation)
     teacher = FrozenTeacher(copy.deepcopy(clip))
-    return FrosterDistiller(VideoStudent(clip, student, model_cfg), teacher, distill)
+    return FrosterDistiller(VideoStudent(clip, _settled(student, model_cfg), model_cfg), teacher, distill)
+
+
+def _settled(config: StudentConfig, model_cfg: dict) -> StudentConfig:
+    """The config with the activation that was built, so a saved student records it."""
+    return replace(config, activation=activation_of(model_cfg))

@@ -21,12 +21,9 @@ import yaml
 from ..config import StudentConfig
 from ..errors import CheckpointError
 from .checkpoint import load_state_strict, save_student
-from .clip import build_clip
+from .clip import OPENAI_EXTRAS, build_clip
 from .distill import ResidualProjector
 from .student import VideoStudent
-
-# Entries of OpenAI's state dict that are not parameters.
-_OPENAI_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
 # Names of the architectures open_clip ships, by (vision width, layers, patch, image, embed dim).
 _KNOWN = {
@@ -114,7 +111,7 @@ def split_release_state(model_state: dict[str, torch.Tensor]) -> dict[str, dict[
         key = key.removeprefix("module.")
         head, _, rest = key.partition(".")
         if head in groups and rest:
-            if rest not in _OPENAI_EXTRAS:
+            if rest not in OPENAI_EXTRAS:
                 groups[head][rest] = value
         else:
             unexpected.append(key)
@@ -167,6 +164,7 @@ def import_froster(ckpt_path: str | Path, out_dir: str | Path, num_frames: int |
         num_frames=num_frames or _num_frames(ckpt.get("cfg")),
         image_size=model_cfg["vision_cfg"]["image_size"],
         temporal_attention="neighbors",
+        activation="quick_gelu",  # OpenAI CLIP's, as infer_model_cfg builds
     )
     student = VideoStudent(clip, config, model_cfg)
 

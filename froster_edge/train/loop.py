@@ -276,7 +276,7 @@ class Trainer:
         from ..data import VideoDataset, collate_clips, init_worker
 
         dataset = VideoDataset(data.items, num_frames=cfg.student.num_frames, image_size=cfg.student.image_size, train=True,
-                               views=1, stride=cfg.data.stride, reference_fps=cfg.data.reference_fps, seed=t.seed)
+                               views=1, sampling=cfg.student.sampling_spec(), seed=t.seed)
         workers = cfg.data.num_workers
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_clips,
                             worker_init_fn=init_worker if workers else None, pin_memory=d.device.type == "cuda",

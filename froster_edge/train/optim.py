@@ -1,7 +1,8 @@
 """AdamW and its learning-rate schedule, as FROSTER's reference trains (PySlowFast semantics).
 
-- Weight decay on matrices only: 1-D parameters (LayerNorm, class embedding), 0-D ones
-  (logit_scale) and biases get none (the reference's ZERO_WD_1D_PARAM).
+- Weight decay on everything but 1-D parameters (LayerNorm, class embedding) and biases (the
+  reference's ZERO_WD_1D_PARAM: `len(p.shape) == 1 or name.endswith(".bias")`), so the 0-D
+  logit_scale IS decayed, as in the reference.
 - The lr is set every optimiser step from the fractional epoch: linear warm-up from
   `warmup_start_lr` to `lr` over `warmup_epochs`, then a half cosine from `lr` to `end_lr` over
   the remaining steps (COSINE_AFTER_WARMUP). The schedule is a pure function of the step, so
@@ -20,12 +21,12 @@ from ..config import OptimConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters split into a decayed group (matrices) and a non-decayed one."""
+    """Trainable parameters split into a decayed group and a non-decayed one (1-D and biases)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
+        (no_decay if p.ndim == 1 or name.endswith(".bias") else decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
