@@ -25,10 +25,10 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError
-from ..export import manifest as mf
-from ..export.labels import load_labels
-from ..export.parity import onnx_video_encoder, run_in_streams
-from ..export.labels import LabelTable
+from ..bundle import manifest as mf
+from ..bundle.labels import LabelTable, load_labels
+from ..bundle.parity import run_in_streams
+from ..bundle.sessions import onnx_video_encoder
 from .clips import ClipSet, gather_videos, sample_clips, split_held_out
 from .confidence import expected_calibration_error, fit_temperature, nll
 from .cpu_features import detect

@@ -27,7 +27,7 @@ from typing import Iterator, Literal
 import numpy as np
 
 from ..errors import ConfigError, MissingCapability
-from ..export.manifest import sha256_file
+from ..bundle.manifest import sha256_file
 from ..logs import quiet_logger
 from .variants import Variant, variant as variant_named
 
