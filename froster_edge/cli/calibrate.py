@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,6 +11,9 @@ import typer
 
 from ..calibration.options import CALIBRATION_DEFAULTS as _CAL
 from ..calibration.options import Method, Ops
+from ..calibration.variants import VARIANTS
+
+VariantName = Enum("VariantName", {name: name for name in VARIANTS}, type=str)  # --variant's choices, checked at parse time
 from ..errors import ConfigError
 from .base import command
 from .options import JsonOut, readable, write_json
@@ -26,7 +30,7 @@ def calibrate_cmd(
     trt: Annotated[bool, typer.Option("--trt", help="INT8 as a TensorRT int8+fp16 engine instead of ONNX Runtime QDQ (GPU + tensorrt; exit 3 without).")] = _CAL.trt,
     method: Annotated[Method, typer.Option(help="Range calibration: minmax, entropy or percentile (TensorRT: entropy or minmax).")] = _CAL.method,
     ops: Annotated[Ops, typer.Option(help="linear: quantize weight MatMuls only; all: every op ONNX Runtime can.")] = _CAL.ops,
-    variant: Annotated[Optional[list[str]], typer.Option("--variant", help="INT8 variant to try (repeatable): u8s8, u8s8-7bit, s8s8, s8s8-7bit, u8u8; default: the candidates this CPU's 8-bit dot product does not saturate.")] = None,
+    variant: Annotated[Optional[list[VariantName]], typer.Option("--variant", help="INT8 variant to try (repeatable); default: the candidates this CPU's 8-bit dot product does not saturate.")] = None,
     max_clips: Annotated[int, typer.Option(help="Calibration clips at most.", min=1)] = _CAL.max_clips,
     max_held_out: Annotated[int, typer.Option(help="Gate clips at most.", min=1)] = _CAL.max_held_out,
     seed: Annotated[int, typer.Option(help="Seed of the video order, clip starts and held-out split.")] = _CAL.seed,
@@ -67,7 +71,7 @@ def calibrate_cmd(
     if videos is not None:
         from ..calibration.calibrate import calibrate_int8
 
-        options = dc_replace(_CAL, trt=trt, method=method, ops=ops, variants=tuple(variant or ()), max_clips=max_clips,
+        options = dc_replace(_CAL, trt=trt, method=method, ops=ops, variants=tuple(v.value for v in variant or ()), max_clips=max_clips,
                              max_held_out=max_held_out, seed=seed, force=force,
                              thresholds=GateThresholds(min_agreement, min_speedup, min_cosine))
         report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options, log)
