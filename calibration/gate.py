@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..bundle.labels import LabelTable
-from ..bundle.parity import compare, run_in_streams
+from ..bundle.parity import compare, cosines, run_in_streams
 from .options import GateThresholds
 
 Encoder = Callable[[np.ndarray], np.ndarray]
@@ -44,7 +44,7 @@ def interleaved_median_ms(calls: dict[str, Callable[[], object]], reps: int,
 def fidelity(got: np.ndarray, ref: np.ndarray, table: LabelTable) -> dict:
     """How closely INT8 embeddings follow the float ones: min/mean cosine, top-1 agreement on `table`."""
     stats = compare(got, ref, table)
-    cos = (got * ref).sum(-1) / np.maximum(np.linalg.norm(got, axis=-1) * np.linalg.norm(ref, axis=-1), 1e-12)
+    cos = cosines(got, ref)
     return {"held_out_clips": int(len(ref)), "min_cosine": stats["min_cosine"], "mean_cosine": float(cos.mean()),
             "top1_agreement": stats["top1_agreement"]}
 

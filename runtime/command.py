@@ -20,6 +20,8 @@ from .options import RunOptions
 from .pipeline import Pipeline, stderr
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError
+from .web import HttpOptions, resolve_token, start_web
+from .web.hub import Hub
 
 
 @dataclass
@@ -30,6 +32,7 @@ class RunRequest:
     show: bool = False
     record: Path | None = None
     stats_json: Path | None = None
+    http: HttpOptions | None = None  # the web view, when asked for
 
 
 def run(req: RunRequest) -> dict:
@@ -38,11 +41,17 @@ def run(req: RunRequest) -> dict:
     stop = threading.Event()
     if req.show:
         require_display()  # before any loading: a missing display is said at once
+    http = resolve_token(req.http) if req.http is not None else None  # likewise a missing token
     frame_sinks: list = []
     if req.record is not None:  # a stream's fps is known once the pipeline has opened it
         frame_sinks.append(RecordSink(req.record, len(req.options.sources), lambda i: pipeline.stats.streams[i].fps))
     sinks = [JsonlSink() if req.jsonl else TextSink(len(req.options.sources))]
+    hub = Hub(list(req.options.sources), http) if http is not None else None
+    if hub is not None:
+        sinks.append(hub)
+        frame_sinks.append(hub)
     pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
+    web = None
     if req.show:
         frame_sinks.append(ShowSink(list(req.options.sources), stop))
     # SIGINT too: a process started in the background by a non-interactive shell inherits SIGINT
@@ -50,9 +59,13 @@ def run(req: RunRequest) -> dict:
     previous = ({sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
                 if threading.current_thread() is threading.main_thread() else {})
     try:
+        if hub is not None and http is not None:
+            web = start_web(pipeline, hub, http, stderr)
         stats = pipeline.run()
     finally:
         pipeline.backend.close()
+        if web is not None:
+            web.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     result = stats.to_dict()

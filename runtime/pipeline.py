@@ -241,7 +241,8 @@ class Pipeline:
             self.stats.streams.append(counters)
             # live: sampling by capture time (seconds); fast files: by frame index (a prefilter skips RGB conversion)
             assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, period / fps if live[i] else period)
-            want = None if live[i] or self.frame_sinks else (lambda index, p=period: is_sampled_index(index, p))
+            every = any(getattr(sink, "needs_every_frame", True) for sink in self.frame_sinks)
+            want = None if live[i] or every else (lambda index, p=period: is_sampled_index(index, p))
             slot = FrameSlot(keep_newest=live[i])
             threads.append(Reader(spec, cap, slot, self.stop, o.capture, self.stats, counters, want, self.log, str(i)))
             threads.append(Assembler(i, slot, board, assembler, self.size, live[i], self.frame_sinks, self.stats,
