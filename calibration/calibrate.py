@@ -2,8 +2,11 @@
 
 INT8 (ONNX Runtime QDQ on CPU, or with `trt` a TensorRT engine built from a symmetric-int8 QDQ model): calibration clips
 come from the user's videos; the gate measures on held-out videos (a separate list, or a seeded
-share of the videos that calibration then never sees). Only a model that passes the gate (or
-`force`) is written into the bundle, with the gate's figures in the manifest; a model that fails
+share of the videos that calibration then never sees). On the CPU route the integer types are
+chosen for this CPU: the candidates its 8-bit dot product does not saturate (variants.py) are
+all quantized from one set of cached ranges, gated side by side, and the fastest that passes is
+kept; the manifest records the CPU's features, the variant, why, and every candidate's figures.
+Only a model that passes the gate (or `force`) is written into the bundle; a model that fails
 leaves the manifest and every file it lists exactly as they were (the range cache stays, so a
 forced rebuild is quick).
 
@@ -23,15 +26,17 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..bundle import manifest as mf
-from ..bundle.labels import load_labels
+from ..bundle.labels import LabelTable, load_labels
 from ..bundle.parity import run_in_streams
 from ..bundle.sessions import onnx_video_encoder
 from ..sampling import SamplingSpec
-from .clips import gather_videos, sample_clips, split_held_out
+from .clips import ClipSet, gather_videos, sample_clips, split_held_out
 from .confidence import expected_calibration_error, fit_temperature, nll
-from .gate import decide, measure
+from .cpu_features import detect
+from .gate import decide, measure_candidates
 from .int8 import quantize_video_encoder
 from .options import CalibrationOptions
+from .variants import Variant, candidates, variant
 
 INT8_ONNX = "video_encoder.int8.onnx"
 CACHE_DIR = "calibration"
@@ -47,6 +52,7 @@ def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = Non
                    options: CalibrationOptions | None = None, log: Callable[[str], None] = lambda m: None) -> dict:
     """Quantize the bundle's video encoder, gate it, and keep it only when it pays. Returns the report."""
     options = options or CalibrationOptions()
+    asked = [variant(n) for n in dict.fromkeys(options.variants)]  # an unknown name fails before any decoding
     bundle = Path(bundle)
     manifest = mf.verify_bundle(bundle, [mf.VIDEO_ONNX, mf.LABELS_FILE])  # what calibration reads
     sampling, size, streams = _shape(manifest)
@@ -73,25 +79,55 @@ def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = Non
 
         return calibrate_trt(bundle, manifest, calib, gate_clips, table, options, report, log, bundle / CACHE_DIR)
 
-    tmp = bundle / f".{INT8_ONNX}.{os.getpid()}.tmp"
+    return _calibrate_ort(bundle, manifest, calib, gate_clips, table, options, asked, report, log)
+
+
+def _choose(figures: dict[str, dict], passing: list[str], force: bool) -> tuple[str, str]:
+    """The candidate to keep and why: the fastest that passes the gate; if none does, the most faithful."""
+    if passing:
+        name = min(passing, key=lambda n: figures[n]["int8_ms"])
+        return name, f"kept {name}: the fastest of the {len(passing)} of {len(figures)} candidates that passed the gate"
+    name = max(figures, key=lambda n: (figures[n]["top1_agreement"], figures[n]["min_cosine"]))
+    action = "kept by --force" if force else "the bundle is unchanged"
+    return name, f"no candidate passed the gate; {name} agreed most with float ({action})"
+
+
+def _calibrate_ort(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: ClipSet, table: LabelTable,
+                   options: CalibrationOptions, asked: list[Variant], report: dict, log: Callable[[str], None]) -> dict:
+    """ONNX Runtime QDQ: quantize each candidate variant from one set of cached ranges, gate them all, keep one."""
+    streams = manifest["preprocessing"]["streams"]
+    cpu = detect()
+    tried, why = (asked, "the variants asked for") if asked else candidates(cpu)
+    log(f"CPU: {cpu.describe()}; INT8 candidates {', '.join(v.name for v in tried)}: {why}")
+    tmps = {v.name: bundle / f".{INT8_ONNX}.{v.name}.{os.getpid()}.tmp" for v in tried}
     try:
-        log(f"quantizing with ONNX Runtime ({options.method}, {options.ops} ops) on {len(calib.frames)} clips")
-        report["int8"] = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmp, calib.frames, streams, bundle / CACHE_DIR,
-                                                calib.digest(), options.method, options.ops, options.activation,
-                                                options.preprocess)
-        log(f"gating on {len(gate_clips.frames)} held-out clips")
-        figures = measure(onnx_video_encoder(bundle / mf.VIDEO_ONNX), onnx_video_encoder(tmp), gate_clips.frames,
-                          streams, table, options.reps)
-        accepted, reasons = decide(figures, options.thresholds, options.force)
-        report.update(gate=figures, accepted=accepted, forced=bool(options.force and reasons), reasons=reasons,
-                      file=INT8_ONNX if accepted else None)
+        quantized = {}
+        for v in tried:
+            log(f"quantizing {v.name} with ONNX Runtime ({options.method}, {options.ops} ops) on {len(calib.frames)} clips")
+            quantized[v.name] = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmps[v.name], calib.frames, streams,
+                                                       bundle / CACHE_DIR, calib.digest(), options.method, options.ops, v,
+                                                       options.preprocess)
+        log(f"gating {len(tried)} candidates on {len(gate_clips.frames)} held-out clips")
+        figures = measure_candidates(onnx_video_encoder(bundle / mf.VIDEO_ONNX),
+                                     {n: onnx_video_encoder(p) for n, p in tmps.items()}, gate_clips.frames, streams,
+                                     table, options.reps)
+        failed = {n: decide(f, options.thresholds)[1] for n, f in figures.items()}
+        chosen, verdict = _choose(figures, [n for n in figures if not failed[n]], options.force)
+        accepted, reasons = decide(figures[chosen], options.thresholds, options.force)
+        report.update(
+            int8=quantized[chosen], gate=figures[chosen], accepted=accepted, forced=bool(options.force and reasons),
+            reasons=reasons, file=INT8_ONNX if accepted else None, cpu=cpu.to_dict(), variant=chosen,
+            why=f"{why}; {verdict}",
+            candidates=[{**v.to_dict(), **figures[v.name], "passed": not failed[v.name], "reasons": failed[v.name],
+                         "cache_hit": quantized[v.name]["cache_hit"]} for v in tried])
         if accepted:
-            os.replace(tmp, bundle / INT8_ONNX)
-            section = {k: report[k] for k in ("file", "int8", "gate", "thresholds", "forced", "reasons", "calibration", "held_out")}
-            mf.update_files(bundle, manifest, [INT8_ONNX], int8=section)
+            os.replace(tmps[chosen], bundle / INT8_ONNX)
+            keys = ("file", "int8", "gate", "thresholds", "forced", "reasons", "cpu", "variant", "why", "candidates",
+                    "calibration", "held_out")
+            mf.update_files(bundle, manifest, [INT8_ONNX], int8={k: report[k] for k in keys})
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
     return report
 
 

@@ -2,7 +2,8 @@
 
 On held-out clips (never the calibration clips) it measures the cosine of each INT8 embedding
 to the float one, how often both pick the same top-1 class of the label table, and the speed-up
-over the float model, timed here, in one run, calls interleaved so machine noise hits both alike.
+over the float model, timed here, in one run, calls interleaved so machine noise hits all alike
+(several candidate INT8 models are timed in the same run, so their speed-ups compare).
 """
 
 from __future__ import annotations
@@ -40,18 +41,31 @@ def interleaved_median_ms(calls: dict[str, Callable[[], object]], reps: int,
     return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
 
-def measure(float_encoder: Encoder, int8_encoder: Encoder, held_out: np.ndarray, streams: int, table: LabelTable,
-            reps: int = 5) -> dict:
-    """Agreement and speed of INT8 against float on held-out clips."""
-    ref = run_in_streams(float_encoder, held_out, streams)
-    got = run_in_streams(int8_encoder, held_out, streams)
+def fidelity(got: np.ndarray, ref: np.ndarray, table: LabelTable) -> dict:
+    """How closely INT8 embeddings follow the float ones: min/mean cosine, top-1 agreement on `table`."""
     stats = compare(got, ref, table)
     cos = cosines(got, ref)
+    return {"held_out_clips": int(len(ref)), "min_cosine": stats["min_cosine"], "mean_cosine": float(cos.mean()),
+            "top1_agreement": stats["top1_agreement"]}
+
+
+def measure_candidates(float_encoder: Encoder, int8_encoders: dict[str, Encoder], held_out: np.ndarray, streams: int,
+                       table: LabelTable, reps: int = 5) -> dict[str, dict]:
+    """Each INT8 model's agreement with float on held-out clips, and its speed, all timed interleaved in one run."""
+    ref = run_in_streams(float_encoder, held_out, streams)
+    figures = {name: fidelity(run_in_streams(enc, held_out, streams), ref, table) for name, enc in int8_encoders.items()}
     batch = held_out[:streams] if len(held_out) >= streams else np.repeat(held_out[:1], streams, axis=0)
-    ms = interleaved_median_ms({"float": lambda: float_encoder(batch), "int8": lambda: int8_encoder(batch)}, reps)
-    return {"held_out_clips": int(len(held_out)), "min_cosine": stats["min_cosine"], "mean_cosine": float(cos.mean()),
-            "top1_agreement": stats["top1_agreement"], "float_ms": round(ms["float"], 2), "int8_ms": round(ms["int8"], 2),
-            "speedup": round(ms["float"] / ms["int8"], 3)}
+    calls = {"float": lambda: float_encoder(batch), **{n: (lambda e=e: e(batch)) for n, e in int8_encoders.items()}}
+    ms = interleaved_median_ms(calls, reps)
+    for name, f in figures.items():
+        f.update(float_ms=round(ms["float"], 2), int8_ms=round(ms[name], 2), speedup=round(ms["float"] / ms[name], 3))
+    return figures
+
+
+def measure(float_encoder: Encoder, int8_encoder: Encoder, held_out: np.ndarray, streams: int, table: LabelTable,
+            reps: int = 5) -> dict:
+    """Agreement and speed of one INT8 model against float on held-out clips."""
+    return measure_candidates(float_encoder, {"int8": int8_encoder}, held_out, streams, table, reps)["int8"]
 
 
 def decide(figures: dict, thresholds: GateThresholds, force: bool = False) -> tuple[bool, list[str]]:
@@ -59,6 +73,8 @@ def decide(figures: dict, thresholds: GateThresholds, force: bool = False) -> tu
     reasons = []
     if figures["top1_agreement"] < thresholds.min_top1_agreement:
         reasons.append(f"top-1 agreement {figures['top1_agreement']:.1%} < {thresholds.min_top1_agreement:.0%}")
+    if figures["min_cosine"] < thresholds.min_cosine:
+        reasons.append(f"min cosine {figures['min_cosine']:.4f} < {thresholds.min_cosine:g}")
     if figures["speedup"] < thresholds.min_speedup:
         reasons.append(f"speed-up {figures['speedup']:.2f}x < {thresholds.min_speedup:.2f}x")
     return (not reasons) or force, reasons

@@ -5,20 +5,22 @@ Conv), per-channel weights. LayerNorm, Softmax, the attention products of two ac
 the final projection to the embedding stay float: they are where 8 bits cost the most agreement
 (the score a label table ranks on is the direction of the final embedding), and they are a
 small share of the time. `ops="all"` quantizes everything ONNX Runtime can, for comparison.
-Activations are asymmetric uint8 on x86 (faster there: measured-facts.md) and symmetric int8 on
-ARM (what ARM kernels prefer); weights are int8.
+The integer types (activation, weight, 7-bit weights) are a `Variant` (variants.py), which
+`calibrate` chooses for the CPU's 8-bit dot product; the default `s8s8` (symmetric int8
+activations and weights) is the plain QDQ model TensorRT also parses.
 
 The activation ranges come from calibration clips and are kept in a JSON cache whose name
-carries the fp32 model's sha256, the clips' digest, the method and the options, so a rebuild
-with the same inputs reads the ranges instead of running calibration again, and gives the
-same model.
+carries the fp32 model's sha256, the clips' digest, the method and the pre-processing: the
+variant and the set of quantized ops are not in it, because ONNX Runtime records the float range
+of every tensor whatever is quantized later. So a rebuild with the same inputs, and every
+variant tried on the same clips, reads the ranges instead of running calibration again, and a
+rebuild gives the same model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
-import platform
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -27,13 +29,10 @@ import numpy as np
 from ..errors import ConfigError, MissingCapability
 from ..bundle.manifest import sha256_file
 from ..logs import quiet_logger
+from .variants import Variant, variant as variant_named
 
 Method = Literal["minmax", "entropy", "percentile"]
 OpsChoice = Literal["linear", "all"]
-
-
-def default_activation_type() -> str:
-    return "int8" if platform.machine().lower() in ("aarch64", "arm64") else "uint8"
 
 
 def linear_nodes(model) -> tuple[list[str], str | None]:
@@ -64,14 +63,14 @@ class _ClipReader:
         self._it = iter(self.batches)
 
 
-def cache_name(onnx_sha: str, clips_digest: str, method: str, ops: str, activation: str, preprocess: bool) -> str:
-    key = hashlib.sha256(f"{onnx_sha}|{clips_digest}|{method}|{ops}|{activation}|{preprocess}".encode()).hexdigest()[:20]
+def cache_name(onnx_sha: str, clips_digest: str, method: str, preprocess: bool) -> str:
+    key = hashlib.sha256(f"{onnx_sha}|{clips_digest}|{method}|{preprocess}".encode()).hexdigest()[:20]
     return f"ort-int8-ranges-{key}.json"
 
 
 def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, streams: int, cache_dir: Path,
                            clips_digest: str, method: Method = "minmax", ops: OpsChoice = "linear",
-                           activation: str | None = None, preprocess: bool = False) -> dict:
+                           variant: Variant | str = "s8s8", preprocess: bool = False) -> dict:
     """Write the QDQ INT8 model to `out_path`; returns what was done (for the manifest).
 
     `preprocess` runs ONNX Runtime's quantization pre-processing first (graph optimisation that
@@ -84,9 +83,7 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
         raise MissingCapability("this onnxruntime cannot cache calibration ranges: install onnxruntime >= 1.24")
     if len(clips) < streams:
         raise ConfigError(f"{len(clips)} calibration clips cannot fill one call of {streams} streams")
-    activation = activation or default_activation_type()
-    if activation not in ("uint8", "int8"):
-        raise ConfigError(f"activation type must be uint8 or int8, not {activation!r}")
+    v = variant_named(variant) if isinstance(variant, str) else variant
     out_path.parent.mkdir(parents=True, exist_ok=True)
     source = fp32_path
     if preprocess:
@@ -99,7 +96,7 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
     input_name = model.graph.input[0].name
     nodes, projection = linear_nodes(model)
     to_quantize = [n for n in nodes if n != projection] if ops == "linear" else None
-    cache = cache_dir / cache_name(sha256_file(fp32_path), clips_digest, method, ops, activation, preprocess)
+    cache = cache_dir / cache_name(sha256_file(fp32_path), clips_digest, method, preprocess)
     hit = cache.is_file()
     reader = type("ClipReader", (_ClipReader, CalibrationDataReader), {})(clips, streams, input_name)
     with quiet_logger():  # ORT advises pre-processing through the root logger on every call
@@ -107,18 +104,20 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
             str(source), str(out_path), reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
-            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8 if v.activation == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QUInt8 if v.weights == "uint8" else QuantType.QInt8,
+            reduce_range=v.reduce_range,
             nodes_to_quantize=to_quantize,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],
-            extra_options={"ActivationSymmetric": activation == "int8", "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": v.activation == "int8", "WeightSymmetric": True},
             calibration_cache_path=str(cache),
         )
     if source != fp32_path:
         source.unlink()
-    return {"route": "onnxruntime-qdq", "method": method, "ops": ops, "activation": activation, "preprocess": preprocess,
-            "weights": "int8 per-channel",
+    return {"route": "onnxruntime-qdq", "method": method, "ops": ops, "variant": v.name, "activation": v.activation,
+            "preprocess": preprocess,
+            "weights": f"{v.weights} per-channel" + (", 7-bit (reduce_range)" if v.reduce_range else ""),
             "quantized_nodes": len(to_quantize) if to_quantize is not None else "all",
             "float_kept": ["LayerNormalization", "Softmax", "attention products", "final projection"] if ops == "linear" else [],
             "calibration_clips": int(len(clips)), "cache": cache.name, "cache_hit": hit}

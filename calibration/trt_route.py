@@ -28,20 +28,27 @@ from .clips import ClipSet
 from .gate import decide, measure
 from .int8 import quantize_video_encoder
 from .options import CalibrationOptions
+from .variants import variant
 
 TRT_INT8_ONNX = "video_encoder.int8-trt.onnx"
 
 
-def check_activation(activation: str | None) -> None:
-    """TensorRT quantizes to symmetric int8 only: uint8 (asymmetric) activations cannot be built."""
-    if activation not in (None, "int8"):
-        raise ConfigError(f"--trt quantizes activations to symmetric int8 (TensorRT has nothing else), not {activation}: "
-                          "leave out --activation")
+def trt_variant(names: tuple[str, ...] | list[str]) -> str:
+    """The one variant --trt quantizes with (default s8s8): TensorRT quantizes to symmetric int8 only, so
+    a variant with uint8 (asymmetric) activations or weights cannot be built."""
+    names = list(dict.fromkeys(names)) or ["s8s8"]
+    if len(names) > 1:
+        raise ConfigError(f"--trt builds one engine: give at most one --variant, not {', '.join(names)}")
+    chosen = variant(names[0])
+    if chosen.activation != "int8" or chosen.weights != "int8":
+        raise ConfigError(f"--trt quantizes activations to symmetric int8 (TensorRT has nothing else), not {chosen.name}: "
+                          "use --variant s8s8 or s8s8-7bit")
+    return chosen.name
 
 
 def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: ClipSet, table: LabelTable,
                   options: CalibrationOptions, report: dict, log: Callable[[str], None], cache_dir: Path) -> dict:
-    check_activation(options.activation)
+    chosen = trt_variant(options.variants)
     tb.require_tensorrt()
     tb.require_cuda_device()
     pre = manifest["preprocessing"]
@@ -60,7 +67,7 @@ def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Clip
     try:
         log(f"quantizing with ONNX Runtime ({options.method}, {options.ops} ops, symmetric int8) on {len(calib.frames)} clips")
         info = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmp, calib.frames, streams, cache_dir, calib.digest(),
-                                      method=options.method, ops=options.ops, activation="int8",
+                                      method=options.method, ops=options.ops, variant=chosen,
                                       preprocess=options.preprocess)
         spec = tb.EngineSpec("video_encoder", TRT_INT8_ONNX, mf.sha256_file(tmp), shapes, "int8",
                              calibration=f"{options.method}:{options.ops}:{calib.digest()}")

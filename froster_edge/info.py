@@ -32,6 +32,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_int8() -> str:
+    """The CPU's 8-bit dot product (what INT8 agreement and speed depend on), e.g. "x86_64 avx512_vnni"."""
+    from .calibration.cpu_features import detect
+
+    return detect().describe()
+
+
 def gpus() -> list[str]:
     """Names of the CUDA GPUs torch sees (empty without torch or CUDA)."""
     try:
@@ -53,6 +60,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_name(),
+        "cpu int8 dot product": cpu_int8(),
         "torch": _version("torch"),
         "open_clip": _version("open_clip", "open_clip_torch"),
         "onnx": _version("onnx"),

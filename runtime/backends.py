@@ -35,6 +35,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from ..calibration.cpu_features import detect as detect_cpu, gated_elsewhere
 from ..errors import BundleError, FrosterError, MissingCapability
 from ..bundle import manifest as mf
 from .options import AUTO_ORDER
@@ -312,6 +313,10 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str]
     if name in ("ort-cpu", "ort-cpu-int8"):
         file = int8_model(manifest) if name == "ort-cpu-int8" else video["file"]
         mf.verify_bundle(bundle, [file])
+        if name == "ort-cpu-int8":
+            warning = gated_elsewhere(manifest["int8"].get("cpu"), detect_cpu())
+            if warning:
+                log(warning)
         return OrtBackend(name, bundle / file, "CPUExecutionProvider", manifest)
     return TorchBackend(bundle, manifest)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import ConfigError, MissingCapability
 from ..bundle import manifest as mf
-from ..info import cpu_name
+from ..info import cpu_int8, cpu_name
 from .backends import Opened, cuda_device, open_backend, probe
 from .options import AUTO_ORDER, CaptureOptions, RunOptions, SamplingOptions
 from .pipeline import Pipeline
@@ -67,7 +67,7 @@ def machine() -> dict[str, Any]:
     except (MissingCapability, Exception):  # no cuda-python, no driver, no GPU: all mean "none here"
         gpu = "none"
     ort = next((version(d) for d in ("onnxruntime-gpu", "onnxruntime") if version(d) != "not installed"), "not installed")
-    return {"cpu": cpu_name(), "cpu_cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform(),
+    return {"cpu": cpu_name(), "cpu_int8_dot_product": cpu_int8(), "cpu_cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform(),
             "python": platform.python_version(), "froster-edge": version("froster-edge"), "onnxruntime": ort,
             "opencv": version("opencv-python-headless") if version("opencv-python-headless") != "not installed"
             else version("opencv-python"), "tensorrt": version("tensorrt"), "numpy": version("numpy"),
@@ -204,7 +204,7 @@ def bench(bundle: str | Path, options: BenchOptions, log: Callable[[str], None] 
 def table(result: dict[str, Any]) -> str:
     """The printed form of bench's result."""
     m = result["machine"]
-    lines = [f"machine: {m['cpu']} ({m['cpu_cores']} cores), GPU {m['gpu']}; python {m['python']}, onnxruntime "
+    lines = [f"machine: {m['cpu']} ({m['cpu_cores']} cores; int8 dot product {m['cpu_int8_dot_product']}), GPU {m['gpu']}; python {m['python']}, onnxruntime "
              f"{m['onnxruntime']}, opencv {m['opencv']}, tensorrt {m['tensorrt']}, froster-edge {m['froster-edge']}",
              f"bundle: {result['bundle']} {result['model']}, {result['streams']} stream(s) per call, hop {result['hop']}, "
              f"clip {Path(result['clip']).name} ({result['clips_per_pipeline_run']} clips per pipeline run)",

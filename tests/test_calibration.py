@@ -14,8 +14,10 @@ import pytest
 from froster_edge.calibration.calibrate import INT8_ONNX, calibrate_confidence, calibrate_int8
 from froster_edge.calibration.clips import gather_videos, sample_clips
 from froster_edge.calibration.confidence import expected_calibration_error, fit_temperature, nll
+from froster_edge.calibration.cpu_features import detect
 from froster_edge.calibration.int8 import linear_nodes, quantize_video_encoder
 from froster_edge.calibration.options import CalibrationOptions, GateThresholds
+from froster_edge.calibration.variants import candidates
 from froster_edge.errors import ConfigError
 from froster_edge.bundle import manifest as mf
 from froster_edge.export.bundle import export_bundle
@@ -103,28 +105,89 @@ def test_qdq_model_keeps_sensitive_ops_float_and_the_cache_reproduces_it(float_b
     assert out.shape == ref.shape and np.isfinite(out).all()
 
 
-def test_gate_measures_on_held_out_videos_and_an_accepted_model_enters_the_manifest(bundle):
-    options = CalibrationOptions(max_clips=6, thresholds=GateThresholds(min_top1_agreement=0.0, min_speedup=0.0), reps=2)
-    report = calibrate_int8(bundle, CLIPS, options=options)
-    assert report["accepted"] and report["file"] == INT8_ONNX
-    assert report["held_out"]["videos"] and not set(report["held_out"]["videos"]) & set(report["calibration"]["videos"])
-    assert set(report["held_out"]["videos"]) | set(report["calibration"]["videos"]) <= {p.name for p in VIDEOS}
-    manifest = mf.verify_bundle(bundle)
-    assert manifest["int8"]["gate"] == report["gate"] and manifest["files"][INT8_ONNX]
-    assert 0.0 <= report["gate"]["top1_agreement"] <= 1.0 and report["gate"]["speedup"] > 0
+def split_videos(tmp_path: Path, held: list[str]) -> tuple[Path, Path]:
+    """Folders of calibration and held-out videos (symlinks to the real clips), disjoint."""
+    calib, gate = tmp_path / "calib", tmp_path / "held"
+    for d in (calib, gate):
+        d.mkdir()
+    for v in VIDEOS:
+        (gate if v.name in held else calib).joinpath(v.name).symlink_to(v.resolve())
+    return calib, gate
+
+
+def direct_figures(fp32: Path, int8: Path, clips: np.ndarray, embeddings: np.ndarray) -> tuple[float, float, float]:
+    """Agreement, min and mean cosine of INT8 to fp32, computed here without the gate's code."""
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8)]
+    ref, got = (np.concatenate([s.run(None, {"frames": c[None]})[0] for c in clips]).astype(np.float64) for s in sessions)
+    cos = np.einsum("nd,nd->n", ref, got) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
+    agree = np.argmax(ref @ embeddings.T, axis=1) == np.argmax(got @ embeddings.T, axis=1)
+    return float(agree.mean()), float(cos.min()), float(cos.mean())
+
+
+def test_calibrate_chooses_for_this_cpu_and_records_what_a_direct_comparison_finds(bundle, tmp_path):
+    calib_dir, held_dir = split_videos(tmp_path, ["stgcn_clean_and_jerk.mp4", "mmaction2_test_cleaning_pool.mp4"])
+    # the default agreement and cosine thresholds; no speed threshold: tests never judge timings
+    options = CalibrationOptions(max_clips=6, reps=1, thresholds=GateThresholds(min_speedup=0.0))
+    report = calibrate_int8(bundle, calib_dir, held_out=held_dir, options=options)
+
+    here = detect()
+    assert report["cpu"] == here.to_dict()
+    tried = [c["name"] for c in report["candidates"]]
+    assert tried == [v.name for v in candidates(here)[0]]
+    if here.saturates_u8s8 is not False:  # AVX2 without VNNI (this machine): no full 8-bit u8 x s8
+        assert all(c["reduce_range"] or c["weights"] == "uint8" for c in report["candidates"])
+    # one calibration for all candidates: the first computed the ranges, the others read them
+    assert [c["cache_hit"] for c in report["candidates"]] == [False] + [True] * (len(tried) - 1)
+    assert len(list((bundle / "calibration").iterdir())) == 1
+
+    calib = sample_clips(gather_videos(calib_dir), 4, 64, options.max_clips, options.seed, options.clips_per_video)
+    assert calib.digest() == report["calibration"]["digest"]
+    held = sample_clips(gather_videos(held_dir), 4, 64, options.max_held_out, options.seed, options.held_out_views,
+                        random_start=False).frames
+    assert report["gate"]["held_out_clips"] == len(held) == 6
+    with np.load(bundle / "labels.npz") as table:
+        embeddings = table["embeddings"].astype(np.float64)
+    passed = []
+    for c in report["candidates"]:
+        model = tmp_path / f"{c['name']}.onnx"  # rebuilt from the cached ranges: the model the gate measured
+        quantize_video_encoder(bundle / mf.VIDEO_ONNX, model, calib.frames, 1, bundle / "calibration", calib.digest(),
+                               variant=c["name"])
+        agreement, min_cos, mean_cos = direct_figures(bundle / mf.VIDEO_ONNX, model, held, embeddings)
+        assert c["top1_agreement"] == pytest.approx(agreement, abs=1e-9), c["name"]
+        assert c["min_cosine"] == pytest.approx(min_cos, abs=1e-5) and c["mean_cosine"] == pytest.approx(mean_cos, abs=1e-5)
+        assert c["passed"] == (agreement >= 0.95 and min_cos >= 0.99), c
+        if c["passed"]:
+            passed.append(c)
+        if c["name"] == report["variant"] and report["accepted"]:
+            assert model.read_bytes() == (bundle / INT8_ONNX).read_bytes()
+    if passed:  # kept: the fastest of those that passed, with its figures and the CPU in the manifest
+        assert report["accepted"] and report["variant"] == min(passed, key=lambda c: c["int8_ms"])["name"]
+        section = mf.verify_bundle(bundle)["int8"]
+        assert section["gate"] == report["gate"] and section["cpu"] == here.to_dict()
+        assert section["variant"] == report["variant"] and section["candidates"] == report["candidates"]
+        assert report["variant"] in section["why"] and "fastest" in section["why"]
+    else:  # refused: every candidate's figures and reasons are in the report, the bundle has no INT8 model
+        assert not report["accepted"] and not (bundle / INT8_ONNX).exists()
+        assert all(c["reasons"] for c in report["candidates"]) and "no candidate passed" in report["why"]
 
 
 def test_a_failed_gate_leaves_the_float_bundle_untouched(bundle):
     before = snapshot(bundle)
     options = CalibrationOptions(max_clips=4, thresholds=GateThresholds(min_speedup=1e6), reps=1)
     report = calibrate_int8(bundle, CLIPS, options=options)
-    assert not report["accepted"] and report["reasons"] and "speed-up" in report["reasons"][0]
+    assert not report["accepted"] and report["reasons"] and "speed-up" in report["reasons"][-1]
+    assert all(any("speed-up" in r for r in c["reasons"]) for c in report["candidates"])
     assert snapshot(bundle) == before
     assert not (bundle / INT8_ONNX).exists()
-    forced = calibrate_int8(bundle, CLIPS, options=CalibrationOptions(max_clips=4, reps=1, force=True,
-                                                                      thresholds=GateThresholds(min_speedup=1e6)))
+    # a cosine no model reaches: forced, the most faithful candidate is kept with its reasons
+    forced = calibrate_int8(bundle, CLIPS, options=CalibrationOptions(max_clips=4, reps=1, force=True, variants=("s8s8", "u8u8"),
+                                                                      thresholds=GateThresholds(0.0, 0.0, min_cosine=1.5)))
     assert forced["accepted"] and forced["forced"] and (bundle / INT8_ONNX).is_file()
-    assert forced["int8"]["cache_hit"]  # same videos, seed and options: the ranges came from the cache
+    assert [c["name"] for c in forced["candidates"]] == ["s8s8", "u8u8"]
+    best = max(forced["candidates"], key=lambda c: (c["top1_agreement"], c["min_cosine"]))
+    assert forced["variant"] == best["name"] and "min cosine" in forced["reasons"][0]
+    assert forced["int8"]["cache_hit"]  # same videos and seed: the ranges came from the cache
+    assert mf.verify_bundle(bundle)["int8"]["forced"]
 
 
 def test_held_out_list_must_not_overlap_calibration(bundle, tmp_path):
@@ -148,9 +211,14 @@ def test_confidence_temperature_goes_into_the_table_and_manifest(bundle, tmp_pat
 
 def test_calibrate_command(bundle, tmp_path):
     proc = run("calibrate", "--bundle", str(bundle), "--videos", str(CLIPS), "--max-clips", "4", "--min-speedup", "1000",
-               "--json", str(tmp_path / "r.json"))
+               "--variant", "u8u8", "--variant", "s8s8-7bit", "--json", str(tmp_path / "r.json"))
     assert proc.returncode == 0, proc.stderr
     assert "rejected, the bundle is unchanged (speed-up" in proc.stdout and (tmp_path / "r.json").is_file()
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("  candidate u8u8: agreement") and lines[1].startswith("  candidate s8s8-7bit: agreement")
+    assert "CPU: " in proc.stderr
+    with pytest.raises(ConfigError, match="unknown INT8 variant"):  # the CLI refuses it at parse time (test_cli_policy)
+        calibrate_int8(bundle, CLIPS, options=CalibrationOptions(variants=("u4s4",)))
     assert_one_line_error(run("calibrate", "--bundle", str(bundle), "--videos", str(tmp_path / "none")), 1,
                           "no such video folder or list")
     assert_one_line_error(run("calibrate", "--bundle", str(bundle)), 1, "--videos")
@@ -168,10 +236,18 @@ def test_runtime_picks_the_kept_int8_model_and_runs_it_unchanged(bundle):
     manifest = mf.verify_bundle(bundle)
     with pytest.raises(MissingCapability, match="no INT8 model"):
         open_backend("ort-cpu-int8", bundle, manifest, log=lambda m: None)
-    calibrate_int8(bundle, CLIPS, options=CalibrationOptions(max_clips=4, reps=1, thresholds=GateThresholds(0.0, 0.0)))
+    calibrate_int8(bundle, CLIPS, options=CalibrationOptions(max_clips=4, reps=1, thresholds=GateThresholds(0.0, 0.0, -1.0)))
     manifest = mf.verify_bundle(bundle)
-    opened = open_backend("auto", bundle, manifest, log=lambda m: None)
-    assert opened.backend.name == "ort-cpu-int8"
+    lines: list[str] = []
+    opened = open_backend("auto", bundle, manifest, log=lines.append)
+    assert opened.backend.name == "ort-cpu-int8" and not [m for m in lines if "warning" in m]  # gated on this CPU
+    # the same bundle on a CPU with another 8-bit dot product than the one its gate ran on: one warning line
+    elsewhere = "avx512_vnni" if detect().dot_product != "avx512_vnni" else "avx2"
+    moved = {**manifest, "int8": {**manifest["int8"], "cpu": {**manifest["int8"]["cpu"], "dot_product": elsewhere}}}
+    lines.clear()
+    open_backend("ort-cpu-int8", bundle, moved, log=lines.append).backend.close()
+    warnings = [m for m in lines if "warning" in m]
+    assert len(warnings) == 1 and elsewhere in warnings[0] and detect().dot_product in warnings[0]
     clips = sample_clips(gather_videos(CLIPS), SPEC4, 64, 2, seed=5).frames[:1]
     direct = ort.InferenceSession(str(bundle / INT8_ONNX), providers=["CPUExecutionProvider"]).run(None, {"frames": clips})[0]
     np.testing.assert_array_equal(opened.backend(clips), direct)

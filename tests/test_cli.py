@@ -32,6 +32,9 @@ def test_info_json():
     for key in ("froster-edge", "torch", "open_clip", "onnx", "onnxruntime", "onnxruntime providers", "tensorrt", "gpus"):
         assert key in info
     assert "CPUExecutionProvider" in info["onnxruntime providers"]
+    from froster_edge.calibration.cpu_features import detect
+
+    assert info["cpu int8 dot product"] == detect().describe()  # what INT8 figures depend on
 
 
 @pytest.mark.parametrize("command", ["info", "import-froster", "predict"])

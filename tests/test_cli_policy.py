@@ -60,7 +60,7 @@ def test_every_output_flag_is_dash_o_and_a_path():
     (["export", "-o", "b", "--classes", "c", "--trt-route", "onnx"], ["tensorrt", "ort-trt"]),
     (["calibrate", "--bundle", "b", "--method", "histogram"], ["minmax", "entropy", "percentile"]),
     (["calibrate", "--bundle", "b", "--ops", "most"], ["linear", "all"]),
-    (["calibrate", "--bundle", "b", "--activation", "fp8"], ["uint8", "int8"]),
+    (["calibrate", "--bundle", "b", "--variant", "u4s4"], ["u8s8", "u8s8-7bit", "s8s8-7bit", "u8u8"]),
 ])
 def test_an_unknown_choice_is_a_usage_error_naming_the_choices(args, choices):
     result = invoke(*args)
@@ -95,7 +95,7 @@ def test_main_turns_project_errors_into_one_line_and_their_code(monkeypatch, cap
 
 @pytest.mark.parametrize("args, message", [
     (["labels", "--classes", "examples/clips/classes.txt"], "give exactly one of --student and --bundle"),
-    (["calibrate", "--bundle", "b", "--videos", "v", "--trt", "--activation", "uint8"], "--trt quantizes activations to symmetric int8"),
+    (["calibrate", "--bundle", "b", "--videos", "v", "--trt", "--variant", "u8s8"], "--trt quantizes activations to symmetric int8"),
     (["calibrate", "--bundle", "b", "--confidence"], "--confidence needs --val LIST"),
     (["average", "r1", "r2", "--epochs", "2..", "-o", "x"], "--epochs takes exactly one run directory"),
 ])

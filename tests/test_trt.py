@@ -95,7 +95,7 @@ def test_trt_int8_engine_from_the_qdq_model_through_calibrate(tmp_path, method):
     export_bundle(make_student(), bundle, CLASSES, VIDEOS, ExportOptions(streams=1, max_parity_clips=2))
     options = CalibrationOptions(trt=True, method=method, max_clips=6, reps=3, thresholds=GateThresholds(0.0, 0.0))
     report = calibrate_int8(bundle, CLIPS, options=options)
-    assert report["accepted"] and report["int8"]["route"] == "tensorrt-qdq" and report["int8"]["activation"] == "int8"
+    assert report["accepted"] and report["int8"]["route"] == "tensorrt-qdq" and report["int8"]["variant"] == "s8s8"
     assert check_onnx(bundle / TRT_INT8_ONNX).passed
     manifest = mf.verify_bundle(bundle)
     engines = {e["precision"]: e for e in manifest["engines"]}
@@ -119,7 +119,7 @@ def test_calibrate_trt_refuses_asymmetric_activations_and_needs_tensorrt(tiny_bu
     shutil.copytree(tiny_bundle, bundle)
     before = (bundle / "manifest.json").read_bytes()
     with pytest.raises(ConfigError, match="symmetric int8"):  # the library refuses it too, not only the CLI
-        calibrate_int8(bundle, CLIPS, options=CalibrationOptions(trt=True, activation="uint8", max_clips=2, max_held_out=2))
+        calibrate_int8(bundle, CLIPS, options=CalibrationOptions(trt=True, variants=("u8s8",), max_clips=2, max_held_out=2))
     if TRT_SKIP is not None or not torch.cuda.is_available():
         with pytest.raises(MissingCapability):
             calibrate_int8(bundle, CLIPS, options=CalibrationOptions(trt=True, max_clips=2, max_held_out=2))

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..calibration.options import CALIBRATION_DEFAULTS as _CAL
-from ..calibration.options import Activation, Method, Ops
+from ..calibration.options import Method, Ops
+from ..calibration.variants import VARIANTS
 from ..errors import ConfigError
 from .base import command
 from .options import JsonOut, readable, write_json
+
+VariantName = Enum("VariantName", {name: name for name in VARIANTS}, type=str)  # --variant's choices, checked at parse time
 
 
 @command("calibrate")
@@ -29,23 +33,28 @@ def calibrate_cmd(
                       "(GPU + TensorRT 10.3-11.x; exit 3 without).")] = _CAL.trt,
     method: Annotated[Method, typer.Option(help="Range calibration: minmax, entropy or percentile.")] = _CAL.method,
     ops: Annotated[Ops, typer.Option(help="linear: quantize weight MatMuls only; all: every op ONNX Runtime can.")] = _CAL.ops,
-    activation: Annotated[Optional[Activation], typer.Option(
-        help="Activation type uint8 or int8; default uint8 on x86, int8 on ARM (always int8 with --trt).")] = _CAL.activation,
+    variant: Annotated[Optional[list[VariantName]], typer.Option(
+        "--variant", help="INT8 variant to try (repeatable); default: the candidates this CPU's 8-bit dot product "
+        "does not saturate. --trt takes one, s8s8 (default) or s8s8-7bit.")] = None,
     max_clips: Annotated[int, typer.Option(help="Calibration clips at most.", min=1)] = _CAL.max_clips,
     max_held_out: Annotated[int, typer.Option(help="Gate clips at most.", min=1)] = _CAL.max_held_out,
     seed: Annotated[int, typer.Option(help="Seed of the video order, clip starts and held-out split.")] = _CAL.seed,
     min_agreement: Annotated[float, typer.Option(
         help="Gate: INT8 top-1 must agree with float on this share of held-out clips.", min=0.0, max=1.0)] = _CAL.thresholds.min_top1_agreement,
     min_speedup: Annotated[float, typer.Option(help="Gate: INT8 must be this many times faster than float here.", min=0.0)] = _CAL.thresholds.min_speedup,
+    min_cosine: Annotated[float, typer.Option(
+        help="Gate: every held-out INT8 embedding's cosine to float at least this.", min=-1.0, max=1.0)] = _CAL.thresholds.min_cosine,
     force: Annotated[bool, typer.Option("--force", help="Keep the INT8 model even when the gate fails (the reasons are recorded).")] = False,
     json_out: JsonOut = None,
 ) -> None:
     """INT8 that pays and confidence that means something, for an exported bundle.
 
     INT8: quantizes the video encoder on clips of --videos (decoded and cropped as the runtime
-    does), then measures on held-out clips the cosine and top-1 agreement with float and the
-    speed-up on this machine. The INT8 model enters the bundle only when agreement and speed-up
-    both pass (or --force). --confidence fits a temperature on --val so that the runtime's
+    does) in the variants this CPU's 8-bit dot product does not saturate (e.g. 7-bit weights on
+    x86 without VNNI), then measures on held-out clips each one's cosine and top-1 agreement with
+    float and its speed-up on this machine, and keeps the fastest that passes (or, with --force,
+    the most faithful). The manifest records this CPU's features, the variant and why.
+    --confidence fits a temperature on --val so that the runtime's
     --threshold is a probability. --json writes the report (gate figures, temperature, ECE).
 
     Examples:
@@ -62,23 +71,27 @@ def calibrate_cmd(
     if confidence and val is None:
         raise ConfigError("--confidence needs --val LIST")
     if trt:
-        from ..calibration.trt_route import check_activation
+        from ..calibration.trt_route import trt_variant
 
-        check_activation(activation)
+        trt_variant([v.value for v in variant or ()])
     out = readable(json_out)
     log = lambda msg: print(f"  {msg}", file=sys.stderr)
     report: dict = {}
     if videos is not None:
         from ..calibration.calibrate import calibrate_int8
 
-        options = dc_replace(_CAL, trt=trt, method=method, ops=ops, activation=activation, max_clips=max_clips,
+        options = dc_replace(_CAL, trt=trt, method=method, ops=ops, variants=tuple(v.value for v in variant or ()), max_clips=max_clips,
                              max_held_out=max_held_out, seed=seed, force=force,
-                             thresholds=GateThresholds(min_agreement, min_speedup))
+                             thresholds=GateThresholds(min_agreement, min_speedup, min_cosine))
         report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options, log)
+        figures = lambda g: (f"agreement {g['top1_agreement']:.1%}, min cosine {g['min_cosine']:.4f}, "  # noqa: E731
+                             f"speed-up {g['speedup']:.2f}x ({g['float_ms']:.1f} -> {g['int8_ms']:.1f} ms)")
+        for c in r.get("candidates", []):
+            print(f"  candidate {c['name']}: {figures(c)}: " + ("passed" if c["passed"] else "; ".join(c["reasons"])), file=out)
         g = r["gate"]
         verdict = "kept" if r["accepted"] else "rejected, the bundle is unchanged"
-        print(f"int8 ({r['int8']['route']}): agreement {g['top1_agreement']:.1%}, min cosine {g['min_cosine']:.4f}, "
-              f"speed-up {g['speedup']:.2f}x ({g['float_ms']:.1f} -> {g['int8_ms']:.1f} ms) on {g['held_out_clips']} held-out clips: {verdict}"
+        what = r["int8"]["route"] + (f", {r['variant']} on {r['cpu']['arch']} {r['cpu']['dot_product']}" if "variant" in r else "")
+        print(f"int8 ({what}): {figures(g)} on {g['held_out_clips']} held-out clips: {verdict}"
               + (f" ({'; '.join(r['reasons'])})" if r["reasons"] else ""), file=out)
     if confidence:
         from ..calibration.calibrate import calibrate_confidence
