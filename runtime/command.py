@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import atomic_write_json
-from .options import RunOptions
+from .options import RunOptions, camera_list
 from .pipeline import Pipeline, stderr
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError
@@ -40,7 +40,7 @@ def run(req: RunRequest) -> dict:
         require_display()  # before any loading: a missing display is said at once
     frame_sinks: list = []
     if req.record is not None:  # a stream's fps is known once the pipeline has opened it
-        frame_sinks.append(RecordSink(req.record, len(req.options.sources), lambda i: pipeline.stats.streams[i].fps))
+        frame_sinks.append(RecordSink(req.record, len(camera_list(req.options)), lambda i: pipeline.stats.streams[i].fps))
     sinks = [JsonlSink() if req.jsonl else TextSink(len(req.options.sources))]
     pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
     if req.show:

@@ -20,19 +20,19 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..errors import FrosterError
+from ..errors import ConfigError, FrosterError
 from ..export import manifest as mf
-from ..export.labels import load_labels
+from ..export.labels import LabelTable, load_labels
 from ..video import resize_center_crop
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
-from .options import RunOptions, check_options
+from .options import CameraOptions, CaptureOptions, RunOptions, camera_list, check_options
 from .sampler import ClipAssembler, SampleRule, is_sampled_index
 from .sinks import Decision, DecisionSink, FrameSink
 from .sources import END, Frame, FrameSlot, Reader, SourceError, SourceSpec, capture_fps, open_first, parse_source
@@ -64,6 +64,12 @@ class ClipBoard:
         self.done = [False] * streams
         self.latest: list[Decision | None] = [None] * streams  # read by frame sinks
         self._cond = threading.Condition()
+
+    def add_stream(self) -> None:
+        with self._cond:
+            self.pending.append(None)
+            self.done.append(False)
+            self.latest.append(None)
 
     def publish(self, clip: Clip, wait: bool, stop: threading.Event) -> bool:
         """Post a clip; True when it replaced one the encoder never took (live sources only)."""
@@ -108,17 +114,18 @@ class Assembler(threading.Thread):
 
     def __init__(self, stream: int, slot: FrameSlot, board: ClipBoard, assembler: ClipAssembler, size: int,
                  live: bool, frame_sinks: list[FrameSink], stats: RunStats, counters: StreamCounters,
-                 stop: threading.Event):
+                 stop: threading.Event, run_stop: threading.Event | None = None):
         super().__init__(name=f"assembler-{stream}", daemon=True)
         self.stream, self.slot, self.board, self.assembler, self.size = stream, slot, board, assembler, size
         self.live, self.frame_sinks, self.stats, self.counters, self.stop = live, frame_sinks, stats, counters, stop
+        self.run_stop = run_stop or stop
 
     def run(self) -> None:
         try:
             self._loop()
         except Exception as e:  # a failing frame sink, or a bug: stop the run with the reason, never hang it
             self.counters.error = str(e) if isinstance(e, FrosterError) else f"internal error: {type(e).__name__}: {e}"
-            self.stop.set()
+            self.run_stop.set()
         finally:
             self.board.finish(self.stream)
 
@@ -133,7 +140,7 @@ class Assembler(threading.Thread):
             if item is END:
                 return
             frame: Frame = item  # type: ignore[assignment]
-            self.stats.record("capture_wait", time.monotonic() - waiting)
+            self.stats.record("capture_wait", time.monotonic() - waiting, self.stream)
             if frame.segment != segment:
                 self.assembler.restart()
                 segment = frame.segment
@@ -143,7 +150,7 @@ class Assembler(threading.Thread):
                 self.counters.frames_sampled += 1
                 t = time.monotonic()
                 small = resize_center_crop(frame.image, self.size)
-                self.stats.record("preprocess", time.monotonic() - t)
+                self.stats.record("preprocess", time.monotonic() - t, self.stream)
                 clip = self.assembler.add(small)
                 if clip is not None:
                     self.counters.clips += 1
@@ -154,8 +161,45 @@ class Assembler(threading.Thread):
             waiting = time.monotonic()
 
 
+@dataclass
+class Camera:
+    """One running stream: a camera's options made concrete, its classifier and its threads."""
+
+    index: int  # the stream number (never reused, even after a camera is removed)
+    options: CameraOptions
+    spec: SourceSpec
+    rule: SampleRule
+    capture: CaptureOptions
+    hop: int
+    classifier: Classifier
+    table_path: Path
+    stop: threading.Event  # set to stop this camera alone (the run's stop sets every camera's)
+    removed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+
+def subset_table(table: LabelTable, names: tuple[str, ...] | None, where: str) -> LabelTable:
+    """The table restricted to `names` (in the table's order), or the table itself."""
+    if not names:
+        return table
+    missing = [n for n in names if n not in table.names]
+    if missing:
+        raise ConfigError(f"{where}: {', '.join(repr(m) for m in missing)} not in the label table "
+                          f"({', '.join(table.names[:8])}{', ...' if len(table.names) > 8 else ''})")
+    keep = [i for i, n in enumerate(table.names) if n in names]
+    return replace(table, names=[table.names[i] for i in keep], embeddings=table.embeddings[keep],
+                   texts=[table.texts[i] for i in keep], prompts=[table.prompts[i] for i in keep])
+
+
 class Pipeline:
-    """A bundle, its label table and a backend, run over sources into sinks. `run()` returns the stats."""
+    """A bundle, its label table(s) and a backend, run over cameras into sinks. `run()` returns the stats.
+
+    Cameras can be added and removed while it runs (`add_camera`, `remove_camera`, called on the
+    decision loop's thread, e.g. by `on_idle`); the others go on undisturbed.
+    """
 
     def __init__(self, bundle: str | Path, options: RunOptions, sinks: list[DecisionSink] | None = None,
                  frame_sinks: list[FrameSink] | None = None, log: Callable[[str], None] = stderr,
@@ -168,20 +212,51 @@ class Pipeline:
         self.manifest = mf.read_manifest(self.bundle)
         pre = self.manifest["preprocessing"]
         self.num_frames, self.size = int(pre["num_frames"]), int(pre["image_size"])
-        self.rule = SampleRule.from_options(options.sampling, pre)
-        self.specs: list[SourceSpec] = [parse_source(s) for s in options.sources]  # a typo fails before any loading
         model = self.manifest["model"]
+        self._fingerprint, self._dim = model["fingerprint"], int(model["embed_dim"])
         default_labels = self.bundle / self.manifest.get("labels", {}).get("file", mf.LABELS_FILE)
         self.labels_path = Path(options.labels) if options.labels is not None else default_labels
         if options.labels is None:
             mf.verify_bundle(self.bundle, [default_labels.name])
-        table = load_labels(self.labels_path, model["fingerprint"], int(model["embed_dim"]))
-        self.classifier = Classifier(table, options.classifier)
-        self.watcher = LabelWatcher(self.labels_path, model["fingerprint"], int(model["embed_dim"]), log)
+        self.tables: dict[Path, LabelTable] = {}
+        self.watchers: dict[Path, LabelWatcher] = {}
+        self.cameras: list[Camera] = []
+        self._planned = [self.prepare(c) for c in camera_list(options)]  # a typo fails before any loading
         self.opened = opened or open_backend(options.backend, self.bundle, self.manifest, log)
         self.backend = self.opened.backend
         self.stats = RunStats(options.stats_window)
         self.on_batch: Callable[[np.ndarray], None] | None = None  # benchmarks record the exact batches
+        self.on_idle: Callable[[], None] | None = None  # called between decisions (a site's reload)
+        self._board: ClipBoard | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def specs(self) -> list[SourceSpec]:
+        return [c.spec for c in self.cameras] or [c.spec for c in self._planned]
+
+    @property
+    def classifier(self) -> Classifier:
+        return (self.cameras or self._planned)[0].classifier
+
+    def _table(self, path: Path) -> LabelTable:
+        if path not in self.tables:
+            self.tables[path] = load_labels(path, self._fingerprint, self._dim)
+            self.watchers[path] = LabelWatcher(path, self._fingerprint, self._dim, self.log)
+        return self.tables[path]
+
+    def prepare(self, cam: CameraOptions, index: int = -1) -> Camera:
+        """A camera's source parsed, sampling rule and classifier made: every error before anything opens."""
+        o, where = self.options, f"camera {cam.name}"
+        spec = parse_source(cam.source)
+        sampling = cam.sampling or o.sampling
+        rule = SampleRule.from_options(sampling, self.manifest["preprocessing"])
+        capture = replace(o.capture, realtime=o.capture.realtime if cam.realtime is None else cam.realtime,
+                          loop=o.capture.loop if cam.loop is None else cam.loop)
+        table_path = Path(cam.table) if cam.table is not None else self.labels_path
+        table = subset_table(self._table(table_path), cam.labels, f"{where}: labels")
+        copts = o.classifier if cam.threshold is None else replace(o.classifier, threshold=cam.threshold)
+        return Camera(index, cam, spec, rule, capture, sampling.hop, Classifier(table, copts), table_path,
+                      threading.Event())
 
     def describe(self) -> str:
         b, o = self.opened, self.options
@@ -197,58 +272,119 @@ class Pipeline:
                            "bundle": str(self.bundle), "num_frames": self.num_frames, "image_size": self.size,
                            "streams_per_call": self.backend.streams, "hop": o.sampling.hop,
                            "warmup_s": round(self.opened.warmup_s, 3)}
-        live = [spec.live or o.capture.realtime for spec in self.specs]
-        board = ClipBoard(len(self.specs))
-        threads = self._streams(board, live)
+        board = self._board = ClipBoard(0)
+        self._open_all(self._planned)
         self.stats.started = time.monotonic()
-        for t in threads:
-            t.start()
         try:
-            self._loop(board, gather_all=not any(live))
+            self._loop(board, gather_all=not any(self._live(c) for c in self.cameras))
         except KeyboardInterrupt:
             self.stats.info["interrupted"] = True
         except BrokenPipeError:  # stdout closed by its reader (`| head`): a normal way to stop
             self.stats.info["stdout_closed"] = True
         finally:
             self.stop.set()
-            for t in threads:
+            for cam in self.cameras:
+                cam.stop.set()
+            for t in self._threads:
                 t.join(timeout=2.0)
             self.stats.finished = time.monotonic()
-            self.stats.info["label_swaps"], self.stats.info["label_rejections"] = self.watcher.swaps, self.watcher.rejected
+            self.stats.info["label_swaps"] = sum(w.swaps for w in self.watchers.values())
+            self.stats.info["label_rejections"] = sum(w.rejected for w in self.watchers.values())
             for sink in [*self.sinks, *self.frame_sinks]:
                 sink.close()
         return self.stats
 
-    def _streams(self, board: ClipBoard, live: list[bool]) -> list[threading.Thread]:
-        """Open every source (all or none: a run never starts on a source it cannot read), and make
-        each one's reader and assembler threads."""
-        o, caps = self.options, []
+    def _live(self, cam: Camera) -> bool:
+        return cam.spec.live or cam.capture.realtime
+
+    def _open_all(self, planned: list[Camera]) -> None:
+        """Open every source (all or none: a run never starts on a source it cannot read), then
+        start each one's reader and assembler threads."""
+        caps = []
         try:
-            for spec in self.specs:
-                caps.append(open_first(spec, o.capture))
+            for cam in planned:
+                caps.append(open_first(cam.spec, cam.capture))
         except SourceError:
             for cap in caps:
                 cap.release()
             raise
         self.log(self.describe())
-        threads: list[threading.Thread] = []
-        for i, (spec, cap) in enumerate(zip(self.specs, caps)):
-            fps = capture_fps(cap) or o.capture.fallback_fps
-            if not capture_fps(cap):
-                self.log(f"stream {i}: {spec.text} does not report its frame rate; assuming {fps:g} fps")
-            period = self.rule.period_frames(fps)
-            counters = StreamCounters(spec.text, spec.kind, round(fps, 3), self.rule.describe(fps))
-            self.stats.streams.append(counters)
-            # live: sampling by capture time (seconds); fast files: by frame index (a prefilter skips RGB conversion)
-            assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, period / fps if live[i] else period)
-            want = None if live[i] or self.frame_sinks else (lambda index, p=period: is_sampled_index(index, p))
-            slot = FrameSlot(keep_newest=live[i])
-            threads.append(Reader(spec, cap, slot, self.stop, o.capture, self.stats, counters, want, self.log, str(i)))
-            threads.append(Assembler(i, slot, board, assembler, self.size, live[i], self.frame_sinks, self.stats,
-                                     counters, self.stop))
-            self.log(f"stream {i}: {spec.text} ({'realtime ' if spec.kind == 'file' and live[i] else ''}{spec.kind}, "
-                     f"{fps:.4g} fps), sampling {self.rule.describe(fps)}")
+        threads = [t for cam, cap in zip(planned, caps) for t in self._threads_of(cam, cap)]
+        for t in threads:  # together: the first clips of all streams are ready together, batched
+            t.start()
+
+    def _start(self, cam: Camera, cap) -> None:
+        for t in self._threads_of(cam, cap):
+            t.start()
+
+    def _threads_of(self, cam: Camera, cap) -> list[threading.Thread]:
+        """Register an opened camera as the next stream; its reader and assembler threads."""
+        board = self._board
+        assert board is not None
+        i = cam.index = len(self.cameras)
+        self.cameras.append(cam)
+        board.add_stream()
+        live = self._live(cam)
+        fps = capture_fps(cap) or cam.capture.fallback_fps
+        if not capture_fps(cap):
+            self.log(f"stream {i}: {cam.spec.text} does not report its frame rate; assuming {fps:g} fps")
+        period = cam.rule.period_frames(fps)
+        counters = StreamCounters(cam.spec.text, cam.spec.kind, round(fps, 3), cam.rule.describe(fps), camera=cam.name)
+        self.stats.streams.append(counters)
+        # live: sampling by capture time (seconds); fast files: by frame index (a prefilter skips RGB conversion)
+        assembler = ClipAssembler(self.num_frames, self.size, cam.hop, period / fps if live else period)
+        want = None if live or self.frame_sinks else (lambda index, p=period: is_sampled_index(index, p))
+        slot = FrameSlot(keep_newest=live)
+        threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, self.log, str(i), i),
+                   Assembler(i, slot, board, assembler, self.size, live, self.frame_sinks, self.stats, counters,
+                             cam.stop, self.stop)]
+        name = "" if cam.name == cam.spec.text else f"camera {cam.name}: "
+        self.log(f"stream {i}: {name}{cam.spec.text} ({'realtime ' if cam.spec.kind == 'file' and live else ''}"
+                 f"{cam.spec.kind}, {fps:.4g} fps), sampling {cam.rule.describe(fps)}, hop {cam.hop}")
+        self._threads = [t for t in self._threads if t.is_alive() or not t.ident] + threads
         return threads
+
+    def add_camera(self, cam: CameraOptions) -> bool:
+        """Start a camera while the run goes on; False (and one log line) when it cannot be opened."""
+        try:
+            planned = self.prepare(cam)
+            cap = open_first(planned.spec, planned.capture)
+        except FrosterError as e:
+            self.log(f"camera {cam.name}: not added: {e}")
+            return False
+        self._start(planned, cap)
+        return True
+
+    def remove_camera(self, name: str) -> None:
+        """Stop one camera's threads; its stream ends ("removed") and the sinks hear of it."""
+        for cam in self.cameras:
+            if cam.name == name and not cam.removed:
+                cam.removed = True
+                cam.stop.set()
+                self.stats.streams[cam.index].ended = "removed"
+                for sink in [*self.sinks, *self.frame_sinks]:
+                    gone = getattr(sink, "camera_removed", None)
+                    if gone is not None:
+                        gone(name)
+                self.log(f"stream {cam.index}: camera {name} removed")
+
+    def running_cameras(self) -> dict[str, CameraOptions]:
+        return {c.name: c.options for c in self.cameras if not c.removed}
+
+    def _poll_tables(self) -> None:
+        """Swap in a changed label table for every camera that uses it (a camera whose subset the
+        new table lacks keeps its old one, said once)."""
+        for path, watcher in self.watchers.items():
+            table = watcher.poll()
+            if table is None:
+                continue
+            self.tables[path] = table
+            for cam in self.cameras:
+                if cam.table_path == path:
+                    try:
+                        cam.classifier.set_table(subset_table(table, cam.options.labels, f"camera {cam.name}: labels"))
+                    except ConfigError as e:
+                        self.log(f"labels: {e}; camera {cam.name} keeps its table")
 
     def _loop(self, board: ClipBoard, gather_all: bool) -> None:
         next_poll = 0.0
@@ -258,10 +394,10 @@ class Pipeline:
             if clips is None:
                 return
             if time.monotonic() >= next_poll:
-                table = self.watcher.poll()
-                if table is not None:
-                    self.classifier.set_table(table)
+                self._poll_tables()
                 next_poll = time.monotonic() + self.options.label_poll_s
+            if self.on_idle is not None:
+                self.on_idle()
             streams = self.backend.streams
             for start in range(0, len(clips), streams):
                 self._decide(board, clips[start:start + streams])
@@ -269,23 +405,27 @@ class Pipeline:
     def _decide(self, board: ClipBoard, group: list[Clip]) -> None:
         now = time.monotonic()
         for c in group:
-            self.stats.record("queue", now - c.ready)
+            self.stats.record("queue", now - c.ready, c.stream)
         batch = np.stack([c.frames for c in group] + [group[-1].frames] * (self.backend.streams - len(group)))
         if self.on_batch is not None:
             self.on_batch(batch)
         t0 = time.monotonic()
         embeddings = self.backend(batch)[: len(group)]  # (n, D)
         t1 = time.monotonic()
-        scores = self.classifier([c.stream for c in group], embeddings)
-        t2 = time.monotonic()
         self.stats.record("encode", t1 - t0)
         self.stats.batches += 1
-        for c, s in zip(group, scores):
-            self.stats.record("classify", (t2 - t1) / len(group))
-            self.stats.record("capture_to_decision", t2 - c.captured)
-            decision = Decision(c.stream, self.specs[c.stream].text, c.index, c.media_time, c.wall, s.label, s.score,
-                                s.top, {"capture_to_decision": 1000 * (t2 - c.captured), "queue": 1000 * (t0 - c.ready),
-                                        "encode": 1000 * (t1 - t0)})
+        for c, e in zip(group, embeddings):
+            cam = self.cameras[c.stream]
+            if cam.removed:
+                continue
+            tc = time.monotonic()
+            s = cam.classifier([c.stream], e[None])[0]
+            t2 = time.monotonic()
+            self.stats.record("classify", t2 - tc, c.stream)
+            self.stats.record("capture_to_decision", t2 - c.captured, c.stream)
+            decision = Decision(c.stream, cam.spec.text, c.index, c.media_time, c.wall, s.label, s.score, s.top,
+                                {"capture_to_decision": 1000 * (t2 - c.captured), "queue": 1000 * (t0 - c.ready),
+                                 "encode": 1000 * (t1 - t0)}, cam.name, cam.classifier.table.names, s.probs)
             board.latest[c.stream] = decision
             self.stats.streams[c.stream].decisions += 1
             self.stats.decisions += 1

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Protocol
 
@@ -34,9 +34,16 @@ class Decision:
     score: float
     top: list[tuple[str, float]]
     latency_ms: dict[str, float]
+    camera: str = ""  # the camera's name (a site file's, else the source string)
+    # every class's smoothed probability (for event segmentation; not in the JSON line)
+    classes: list[str] | None = field(default=None, repr=False, compare=False)
+    probs: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.camera = self.camera or self.source
 
     def to_json(self) -> dict:
-        return {"stream": self.stream, "source": self.source, "frame": self.frame,
+        return {"stream": self.stream, "camera": self.camera, "source": self.source, "frame": self.frame,
                 "media_time": round(self.media_time, 3), "time": round(self.time, 3), "label": self.label,
                 "score": round(self.score, 6), "top": [{"label": n, "score": round(s, 6)} for n, s in self.top],
                 "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}

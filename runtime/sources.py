@@ -180,11 +180,13 @@ class Reader(threading.Thread):
 
     def __init__(self, spec: SourceSpec, cap: cv2.VideoCapture, slot: FrameSlot, stop: threading.Event,
                  options: CaptureOptions, stats: RunStats, counters: StreamCounters,
-                 want: Callable[[int], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream"):
+                 want: Callable[[int], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream",
+                 stream: int | None = None):
         super().__init__(name=f"reader-{name}", daemon=True)  # daemon: a read stuck in FFmpeg cannot hang the exit
         self.spec, self.cap, self.slot, self.stop = spec, cap, slot, stop
         self.options, self.stats, self.counters, self.want, self.log = options, stats, counters, want, log
         self.label = name
+        self.stream = stream  # the stream number its latencies are recorded under
         self.fps = capture_fps(cap) or options.fallback_fps
 
     def run(self) -> None:
@@ -200,7 +202,7 @@ class Reader(threading.Thread):
         finally:
             if self.cap is not None:
                 self.cap.release()
-            self.counters.ended = self.counters.error or ("stopped" if self.stop.is_set() else "end of file")
+            self.counters.ended = self.counters.error or self.counters.ended or ("stopped" if self.stop.is_set() else "end of file")
             self.counters.frames_dropped = self.slot.dropped
             self.slot.put(END, self.stop)
 
@@ -237,7 +239,7 @@ class Reader(threading.Thread):
                     if not ok:
                         break
                     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                self.stats.record("read", time.monotonic() - t0)
+                self.stats.record("read", time.monotonic() - t0, self.stream)
                 count += 1
                 self.counters.frames_read += 1
                 media_time = index / self.fps
@@ -284,7 +286,7 @@ class Reader(threading.Thread):
                 continue
             now = time.monotonic()
             backoff = opts.reconnect_initial_s
-            self.stats.record("read", now - t0)
+            self.stats.record("read", now - t0, self.stream)
             self.counters.frames_read += 1
             frame = Frame(index, now - start, now - start, now, time.time(), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), segment)
             index += 1
