@@ -406,8 +406,9 @@ def eval_cmd(
 
 @app.command("run")
 def run_cmd(
-    bundle: Annotated[Path, typer.Option(help="The bundle to run (from froster-edge export).")],
-    source: Annotated[list[str], typer.Option("--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams.")],
+    bundle: Annotated[Optional[Path], typer.Option(help="The bundle to run (from froster-edge export); or `bundle:` in --config.")] = None,
+    source: Annotated[Optional[list[str]], typer.Option("--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Site file (YAML): named cameras with their own hop, threshold, labels; events, clips, metrics. The run flags below are its defaults. SIGHUP reloads its cameras.")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="Label table (labels.npz) of the bundle's model; default: the bundle's. Watched: a new table is swapped in between decisions.")] = None,
     backend: Annotated[str, typer.Option(help="auto, trt-int8, trt, ort-trt, ort-cuda, ort-cpu-int8, ort-cpu or torch (auto: the fastest available; the int8 ones where calibrate kept an INT8 model).")] = _RUN.backend,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per decision on stdout instead of readable lines.")] = False,
@@ -425,6 +426,10 @@ def run_cmd(
     show: Annotated[bool, typer.Option("--show", help="Overlay window per stream (needs a display; exit 2 without). q quits.")] = False,
     stats_json: Annotated[Optional[Path], typer.Option("--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
     max_decisions: Annotated[Optional[int], typer.Option(help="Stop after this many decisions.", min=1)] = _RUN.max_decisions,
+    events: Annotated[Optional[Path], typer.Option("--events", help="Append action events (start/end, hysteresis from the site file or its defaults) to this JSONL file.")] = None,
+    clips: Annotated[Optional[Path], typer.Option("--clips", help="Write an mp4 and a peak JPEG per action event into this folder (disk budget, pre-roll: site file `clips:`).")] = None,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Serve Prometheus metrics on HOST:PORT (127.0.0.1:9108; another host needs a token, see README).")] = None,
+    metrics_insecure: Annotated[bool, typer.Option("--metrics-insecure", help="Serve --metrics on a non-loopback address without a token.")] = False,
 ) -> None:
     """Classify live video against a label table: cameras, streams, files; several at once.
 
@@ -437,19 +442,23 @@ def run_cmd(
       froster-edge run --bundle bundles/b16 --source 0 --show --threshold 0.3
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --source rtsp://cam2/stream --jsonl
       froster-edge run --bundle bundles/b16 --source clip.mp4 --realtime --record out.mp4 --stats-json stats.json
+      froster-edge run --config examples/site.yaml --events events.jsonl --metrics 127.0.0.1:9108
     """
     from dataclasses import replace as dc_replace
 
     from .runtime.command import RunRequest, run
     from .runtime.options import ClassifierOptions, SamplingOptions
+    from .runtime.site import site_from_flags
 
     options = dc_replace(
-        _RUN, sources=list(source), labels=labels, backend=backend, max_decisions=max_decisions,
+        _RUN, sources=list(source or []), labels=labels, backend=backend, max_decisions=max_decisions,
         sampling=SamplingOptions(fps=sample_fps, subsample=subsample, hop=hop),
         capture=dc_replace(_RUN.capture, realtime=realtime, loop=loop),
         classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
     )
-    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json))
+    site = site_from_flags(options, bundle, config, events=events, clips=clips, metrics=metrics,
+                           metrics_insecure=metrics_insecure)
+    run(RunRequest(site.bundle, site.run, jsonl=jsonl, show=show, record=record, stats_json=stats_json, site=site))
 
 
 @app.command("bench")

@@ -15,11 +15,15 @@ from typing import Any, Iterator
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path` in one rename."""
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path` in one rename.
+
+    keep_suffix: the temporary name ends with the target's suffix (writers that pick the format
+    from the name, such as OpenCV's VideoWriter, need it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    suffix = ".tmp" + (path.suffix if keep_suffix else "")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -244,6 +244,8 @@ class EventSegmenter:
             if track.event is not None and last is not None:
                 self._close(track, track.dip[0][0] if track.dip else last, interrupted=True)
 
+    camera_removed = close_camera  # the pipeline's name for it, when a reload removes a camera
+
     def close(self) -> None:
         for camera in list(self._tracks):
             self.close_camera(camera)

@@ -40,7 +40,10 @@ from .stats import RunStats, StreamCounters
 
 
 def stderr(message: str) -> None:
-    print(f"froster-edge: {message}", file=sys.stderr, flush=True)
+    """A log line on stderr, stamped (UTC, milliseconds): a service's log reads on its own."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    print(f"{stamp} froster-edge: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
