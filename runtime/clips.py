@@ -194,7 +194,7 @@ class EventClips:
             return
         period = 1.0 / self._fps(stream)
         due = self._next.get(stream, 0.0)
-        if frame.wall < due:
+        if frame.wall < due - period / 4:  # a frame a little early still takes its tick
             return
         self._next[stream] = due + period if frame.wall - due < period else frame.wall + period
         camera = self.camera_of(stream)
