@@ -22,9 +22,10 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError
-from ..export import manifest as mf
-from ..export.labels import load_labels
-from ..export.parity import onnx_video_encoder, run_in_streams
+from ..bundle import manifest as mf
+from ..bundle.labels import load_labels
+from ..bundle.parity import run_in_streams
+from ..bundle.sessions import onnx_video_encoder
 from .clips import gather_videos, sample_clips, split_held_out
 from .confidence import expected_calibration_error, fit_temperature, nll
 from .gate import decide, measure

@@ -19,7 +19,7 @@ import numpy as np
 from ..data.lists import VideoItem, read_video_list
 from ..data.sampling import eval_clip_indices, train_clip_indices
 from ..errors import ConfigError
-from ..export.parity import find_videos
+from ..bundle.parity import find_videos
 from ..video import VideoError, decode_video, resize_center_crop
 
 

@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..export.labels import LabelTable
-from ..export.parity import compare, run_in_streams
+from ..bundle.labels import LabelTable
+from ..bundle.parity import compare, run_in_streams
 from .options import GateThresholds
 
 Encoder = Callable[[np.ndarray], np.ndarray]

@@ -25,7 +25,7 @@ from typing import Iterator, Literal
 import numpy as np
 
 from ..errors import ConfigError, MissingCapability
-from ..export.manifest import sha256_file
+from ..bundle.manifest import sha256_file
 from ..logs import quiet_logger
 
 Method = Literal["minmax", "entropy", "percentile"]

@@ -4,7 +4,7 @@ Entropy (`IInt8EntropyCalibrator2`, TensorRT's default for CNN/ViT activations) 
 (`IInt8MinMaxCalibrator`, often better when outliers matter) is selectable. The calibrator
 writes TensorRT's calibration table beside the engines, named by the fp32 ONNX hash and the
 clips' digest, so a rebuild of the same model on the same data reads it instead of calibrating
-again. The engine itself is int8 + fp16 mixed and goes through `export.tensorrt_build`, which
+again. The engine itself is int8 + fp16 mixed and goes through `bundle.engines`, which
 keys it by TensorRT version, GPU, shapes, ONNX hash and this calibration. tensorrt and torch
 (for device buffers, at export time only) are imported lazily.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.tensorrt_build import require_tensorrt
+from ..bundle.engines import require_tensorrt
 
 
 def make_calibrator(clips: np.ndarray, streams: int, cache_file: Path, method: str = "entropy"):

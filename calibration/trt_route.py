@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Callable
 
 
-from ..export import manifest as mf
-from ..export import tensorrt_build as tb
-from ..export.labels import LabelTable
-from ..export.parity import compare, onnx_video_encoder, run_in_streams
+from ..bundle import manifest as mf
+from ..bundle import engines as tb
+from ..bundle.labels import LabelTable
+from ..bundle.parity import compare, run_in_streams
+from ..bundle.sessions import onnx_video_encoder
 from .clips import ClipSet
 from .gate import decide, measure
 from .options import CalibrationOptions

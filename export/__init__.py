@@ -1,8 +1,7 @@
 """Export stage: a student in, a deployable bundle out (installed as `froster_edge.export`).
 
-onnx_graphs (the two graphs and their fp16 copy), parity (gates on real clips), labels (the
-label-table file; numpy only), label_builder (prompt ensembles through torch or ONNX), manifest
-(hashes; no torch), tensorrt_build (engines and their cache key), options (defaults), bundle
-(`export_bundle`, `relabel_bundle`). The runtime reads bundles through `labels` and `manifest`
-alone, so nothing it needs imports torch.
+Only what needs torch lives here: onnx_graphs (the two graphs and their fp16 copy), reference
+(the torch student as array encoders, the parity gates' reference), bundle (`export_bundle`),
+options (defaults; no torch, so the CLI reads them fast). The format it writes (manifest, label
+tables, parity arithmetic, engine records) is `froster_edge.bundle`, which imports no torch.
 """

@@ -25,13 +25,14 @@ from ..model.checkpoint import model_fingerprint
 from ..model.student import VideoStudent
 from ..prompts import ClassText
 from ..video import CLIP_MEAN, CLIP_STD
-from . import manifest as mf
-from .label_builder import build_label_table, onnx_text_encoder, torch_text_encoder
-from .labels import LabelTable, load_labels
+from ..bundle import manifest as mf
+from ..bundle.label_builder import build_label_table
+from ..bundle.labels import LabelTable
+from ..bundle.parity import compare, gate, load_parity_clips, require_passed, run_in_streams
+from ..bundle.sessions import onnx_text_encoder, onnx_video_encoder
 from .onnx_graphs import OPSET, export_text_encoder, export_video_encoder, to_fp16
 from .options import ExportOptions
-from .parity import (compare, gate, load_parity_clips, onnx_video_encoder, require_passed,
-                     run_in_streams, torch_video_encoder)
+from .reference import torch_text_encoder, torch_video_encoder
 
 TEXT_PROFILE_MAX = 1024  # prompts per call in the text engine; label tables batch above this
 
@@ -205,7 +206,7 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
 def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTable, parity: dict,
                    options: ExportOptions, log: Callable[[str], None]) -> None:
     """fp16 engines into the finished bundle, their parity against fp32 ONNX, then the manifest again."""
-    from . import tensorrt_build as tb
+    from ..bundle import engines as tb
 
     bundle, manifest = result.bundle, result.manifest
     engines_dir = bundle / mf.ENGINES_DIR
@@ -245,30 +246,3 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
     result.seconds["engines"] = time.perf_counter() - t
     plans = [r["file"] for r in records if r.get("route") == "tensorrt"]
     result.manifest = mf.update_files(bundle, manifest, plans, engines=records)
-
-
-def relabel_bundle(bundle: str | Path, classes: list[ClassText], out: str | Path | None = None,
-                   append: bool = False) -> LabelTable:
-    """A label table for `classes` through the bundle's own ONNX text encoder (no student, no retraining).
-
-    Written to `out`, or into the bundle (whose manifest is then re-hashed) when `out` is None.
-    """
-    bundle = Path(bundle)
-    manifest = mf.verify_bundle(bundle, [mf.TEXT_ONNX])
-    model = manifest["model"]
-    table = build_label_table(classes, onnx_text_encoder(bundle / mf.TEXT_ONNX), model["model_cfg"],
-                              model["fingerprint"], float(manifest["logit_scale"]))
-    table = write_labels(table, Path(out) if out is not None else bundle / mf.LABELS_FILE, append)
-    if out is None:
-        # a temperature fitted for the old classes does not carry over: the new table starts at T = 1
-        mf.update_files(bundle, manifest, [mf.LABELS_FILE], labels={"file": mf.LABELS_FILE, "classes": len(table.names)},
-                        confidence=None)
-    return table
-
-
-def write_labels(table: LabelTable, target: str | Path, append: bool = False) -> LabelTable:
-    """Save `table` to `target`; with `append`, after the classes already there (same model only)."""
-    if append:
-        table = load_labels(target, table.fingerprint, table.dim).extend(table)
-    table.save(target)
-    return table

@@ -132,7 +132,7 @@ def export_cmd(
     """
     from .export.bundle import check_target, export_bundle
     from .export.options import ExportOptions
-    from .export.parity import find_videos
+    from .bundle.parity import find_videos
     from .prompts import read_class_texts
 
     if trt_route not in ("tensorrt", "ort-trt"):
@@ -195,15 +195,16 @@ def labels_cmd(
         raise typer.BadParameter("give exactly one of --student and --bundle")
     class_texts = read_class_texts(classes)
     if bundle is not None:
-        from .export.bundle import relabel_bundle
+        from .bundle.relabel import relabel_bundle
 
         table = relabel_bundle(bundle, class_texts, out, append)
         target = out or bundle / "labels.npz"
     else:
         if out is None:
             raise typer.BadParameter("-o is required with --student")
-        from .export.bundle import write_labels
-        from .export.label_builder import build_label_table, torch_text_encoder
+        from .bundle.label_builder import build_label_table
+        from .bundle.relabel import write_labels
+        from .export.reference import torch_text_encoder
         from .model.checkpoint import load_student, model_fingerprint
 
         net = load_student(student).eval()

@@ -35,7 +35,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from ..errors import BundleError, FrosterError, MissingCapability
-from ..export import manifest as mf
+from ..bundle import manifest as mf
 from .options import AUTO_ORDER
 
 
@@ -149,7 +149,7 @@ class TrtBackend:
     """A TensorRT 10 engine run with the tensor-name API on cuda-python device buffers (no torch)."""
 
     def __init__(self, plan: Path, record: dict[str, Any]):
-        from ..export.tensorrt_build import require_tensorrt
+        from ..bundle.engines import require_tensorrt
 
         trt, cudart = require_tensorrt(), _cudart()
         self._cudart = cudart
@@ -205,7 +205,7 @@ class TorchBackend:
         except ImportError as e:
             raise MissingCapability("the torch backend needs torch and open_clip: pip install 'froster-edge[train]'") from e
         from ..config import StudentConfig, from_mapping
-        from ..export.parity import torch_video_encoder
+        from ..export.reference import torch_video_encoder
         from ..model.checkpoint import load_student, model_fingerprint
         from ..model.factory import create_student
 
@@ -288,7 +288,7 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str]
         mf.verify_bundle(bundle, [record["file"]])
         return TrtBackend(bundle / record["file"], record)
     if name == "ort-trt":
-        from ..export.tensorrt_build import ORT_TRT_DIR, ort_trt_provider_options
+        from ..bundle.engines import ORT_TRT_DIR, ort_trt_provider_options
 
         record = _ort_trt_record(manifest)
         cache = bundle / (record["cache_dir"] if record else f"{mf.ENGINES_DIR}/{ORT_TRT_DIR}")

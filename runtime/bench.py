@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ConfigError, MissingCapability
-from ..export import manifest as mf
+from ..bundle import manifest as mf
 from ..info import cpu_name
 from .backends import Opened, cuda_device, open_backend, probe
 from .options import AUTO_ORDER, CaptureOptions, RunOptions, SamplingOptions

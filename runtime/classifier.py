@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import BundleError
-from ..export.labels import LabelTable, load_labels
+from ..bundle.labels import LabelTable, load_labels
 from .options import ClassifierOptions
 
 

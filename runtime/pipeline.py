@@ -27,8 +27,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError, FrosterError
-from ..export import manifest as mf
-from ..export.labels import LabelTable, load_labels
+from ..bundle import manifest as mf
+from ..bundle.labels import LabelTable, load_labels
 from ..video import resize_center_crop
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher

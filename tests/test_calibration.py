@@ -17,9 +17,9 @@ from froster_edge.calibration.confidence import expected_calibration_error, fit_
 from froster_edge.calibration.int8 import linear_nodes, quantize_video_encoder
 from froster_edge.calibration.options import CalibrationOptions, GateThresholds
 from froster_edge.errors import ConfigError
-from froster_edge.export import manifest as mf
+from froster_edge.bundle import manifest as mf
 from froster_edge.export.bundle import export_bundle
-from froster_edge.export.labels import load_labels
+from froster_edge.bundle.labels import load_labels
 from froster_edge.export.options import ExportOptions
 
 from .conftest import CLIPS

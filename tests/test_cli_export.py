@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from froster_edge.export import manifest as mf
-from froster_edge.export.labels import load_labels
+from froster_edge.bundle import manifest as mf
+from froster_edge.bundle.labels import load_labels
 from froster_edge.model.checkpoint import save_student
 
 from .test_cli import assert_one_line_error, run

@@ -15,12 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from froster_edge.errors import BundleError, ConfigError, MissingCapability, ParityError
-from froster_edge.export import manifest as mf
-from froster_edge.export.bundle import export_bundle, relabel_bundle, write_labels
-from froster_edge.export.label_builder import build_label_table, torch_text_encoder
-from froster_edge.export.labels import LabelTable, load_labels
+from froster_edge.bundle import manifest as mf
+from froster_edge.bundle.label_builder import build_label_table
+from froster_edge.bundle.relabel import relabel_bundle, write_labels
+from froster_edge.export.bundle import export_bundle
+from froster_edge.export.reference import torch_text_encoder
+from froster_edge.bundle.labels import LabelTable, load_labels
 from froster_edge.export.options import ExportOptions, ParityThresholds
-from froster_edge.export.parity import compare, load_parity_clips, run_in_streams
+from froster_edge.bundle.parity import compare, load_parity_clips, run_in_streams
 from froster_edge.model.checkpoint import model_fingerprint
 from froster_edge.prompts import ClassText, read_class_texts
 
@@ -240,7 +242,7 @@ def test_without_decodable_videos_the_gates_say_they_used_noise(tmp_path):
 
 
 def test_engine_cache_key_changes_with_everything_that_invalidates_an_engine():
-    from froster_edge.export.tensorrt_build import engine_key
+    from froster_edge.bundle.engines import engine_key
 
     base = dict(tensorrt_version="10.3.0", compute_capability="8.7", precision="fp16",
                 shapes={"frames": ((1, 8, 224, 224, 3),) * 3}, onnx_sha256="ab" * 32, layernorm_fp32=False)
@@ -255,7 +257,7 @@ def test_engine_cache_key_changes_with_everything_that_invalidates_an_engine():
 def test_ort_trt_route_without_the_provider_is_a_missing_capability(bundle, tmp_path):
     if "TensorrtExecutionProvider" in ort.get_available_providers():
         pytest.skip("this ONNX Runtime has the TensorRT provider; the GPU test covers it")
-    from froster_edge.export.tensorrt_build import build_ort_trt_cache
+    from froster_edge.bundle.engines import build_ort_trt_cache
 
     _, result = bundle
     with pytest.raises(MissingCapability, match="TensorrtExecutionProvider"):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from froster_edge.export.labels import load_labels
+from froster_edge.bundle.labels import load_labels
 
 from .conftest import CLIPS, SHARED_DATA
 from .test_cli import assert_one_line_error, run

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from froster_edge.export.labels import load_labels
+from froster_edge.bundle.labels import load_labels
 from froster_edge.runtime.options import ClassifierOptions, RunOptions, SamplingOptions
 from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.video import resize_center_crop

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from froster_edge.errors import ConfigError, MissingCapability
-from froster_edge.export.labels import LabelTable, load_labels
+from froster_edge.bundle.labels import LabelTable, load_labels
 from froster_edge.runtime.backends import probe, video_engine
 from froster_edge.runtime.classifier import Classifier, LabelWatcher
 from froster_edge.runtime.options import ClassifierOptions, RunOptions, SamplingOptions, check_options
@@ -215,7 +215,7 @@ def test_option_checks():
 
 
 def test_engine_selection_needs_the_same_tensorrt_and_gpu(tiny_bundle):
-    from froster_edge.export.manifest import read_manifest
+    from froster_edge.bundle.manifest import read_manifest
 
     manifest = read_manifest(tiny_bundle)
     engines = [{"route": "tensorrt", "name": "video_encoder", "tensorrt": "10.3.0", "sm": "8.7", "file": "engines/a.plan"},
@@ -233,7 +233,7 @@ def test_engine_selection_needs_the_same_tensorrt_and_gpu(tiny_bundle):
 
 
 def test_a_table_of_the_bundle_loads_with_its_fingerprint(tiny_bundle):
-    from froster_edge.export.manifest import read_manifest
+    from froster_edge.bundle.manifest import read_manifest
 
     model = read_manifest(tiny_bundle)["model"]
     table = load_labels(tiny_bundle / "labels.npz", model["fingerprint"], model["embed_dim"])

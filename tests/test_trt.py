@@ -10,10 +10,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from froster_edge.export import manifest as mf
+from froster_edge.bundle import manifest as mf
 from froster_edge.export.bundle import export_bundle
 from froster_edge.export.options import ExportOptions
-from froster_edge.export.parity import compare, load_parity_clips, onnx_video_encoder, run_in_streams
+from froster_edge.bundle.parity import compare, load_parity_clips, run_in_streams
+from froster_edge.bundle.sessions import onnx_video_encoder
 
 from .test_export_bundle import CLASSES, VIDEOS, make_student
 

@@ -1,12 +1,15 @@
 """Video data for training and evaluation: lists, class files, sampling, the Dataset and loader.
 
-Decoding itself is `froster_edge.video` (torch-free, shared with export and the runtime).
+Decoding itself is `froster_edge.video` (torch-free, shared with export and the runtime). The
+Dataset and loader (torch) are imported on first use, so calibration can read video lists and
+sample clips on a machine without torch.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..video import VideoError, VideoInfo, decode_video, read_frames
-from .dataset import VideoDataset, collate_clips, init_worker, make_loader, worker_context
 from .lists import VideoItem, check_class_names, read_classes, read_video_list
 from .sampling import clip_frames, clip_placement, eval_clip_indices, frame_step, train_clip_indices, train_transform
 
@@ -31,3 +34,16 @@ __all__ = [
     "train_transform",
     "worker_context",
 ]
+
+_TORCH_NAMES = ("VideoDataset", "collate_clips", "init_worker", "make_loader", "worker_context")
+
+if TYPE_CHECKING:
+    from .dataset import VideoDataset, collate_clips, init_worker, make_loader, worker_context  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_NAMES:
+        from . import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,24 +3,32 @@
 Every class gets FROSTER's prompt ensemble (28 templates + the bare text); the table row is the
 mean of the normalised prompt embeddings, re-normalised, exactly as the student classifies.
 Prompts longer than the text encoder's context are refused rather than silently cut, since a
-cut description changes what the class means.
+cut description changes what the class means. No torch here: the encoder is any tokens -> array
+function (`sessions.onnx_text_encoder`, or `froster_edge.export.reference.torch_text_encoder`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
-from ..model.clip import get_tokenizer, tokenize
-from ..model.student import VideoStudent, average_prompts
 from ..prompts import ClassText, prompts_for
 from .labels import LabelTable
+from .sessions import TextEncoder
 
-TextEncoder = Callable[[np.ndarray], np.ndarray]  # int64 tokens (N, L) -> float32 (N, D)
+
+def _tokenizer(context: int):
+    from ..model.clip import get_tokenizer  # open_clip's BPE
+
+    return get_tokenizer(context)
+
+
+def _tokenize(texts: list[str], model_cfg: dict[str, Any]) -> np.ndarray:
+    from ..model.clip import tokenize
+
+    return tokenize(texts, model_cfg).numpy()
 
 
 def check_prompts(classes: list[ClassText], model_cfg: dict[str, Any]) -> list[list[str]]:
@@ -28,7 +36,7 @@ def check_prompts(classes: list[ClassText], model_cfg: dict[str, Any]) -> list[l
     if not classes:
         raise ConfigError("no classes to encode")
     context = model_cfg["text_cfg"].get("context_length", 77)
-    tokenizer = get_tokenizer(context)
+    tokenizer = _tokenizer(context)
     seen: dict[str, str] = {}
     out = []
     for c in classes:
@@ -47,36 +55,25 @@ def check_prompts(classes: list[ClassText], model_cfg: dict[str, Any]) -> list[l
     return out
 
 
+def average_prompts(feats: np.ndarray) -> np.ndarray:
+    """Mean of normalised prompt embeddings per class, re-normalised: (C, P, D) -> (C, D).
+
+    The numpy twin of `froster_edge.model.student.average_prompts` (which must stay torch for autograd).
+    """
+    feats = np.asarray(feats, np.float32)
+    feats = feats / np.maximum(np.linalg.norm(feats, axis=-1, keepdims=True), 1e-12)
+    mean = feats.mean(axis=1)
+    return mean / np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+
+
 def build_label_table(classes: list[ClassText], encode: TextEncoder, model_cfg: dict[str, Any], fingerprint: str,
                       logit_scale: float, batch_size: int = 256) -> LabelTable:
     """Encode every class's prompt ensemble with `encode` into a validated LabelTable."""
     prompts = check_prompts(classes, model_cfg)
     flat = [p for ps in prompts for p in ps]
-    tokens = tokenize(flat, model_cfg).numpy()
+    tokens = _tokenize(flat, model_cfg)
     feats = np.concatenate([encode(tokens[i:i + batch_size]) for i in range(0, len(flat), batch_size)])
     per_class = len(prompts[0])  # every class has the same ensemble size
-    table = average_prompts(torch.from_numpy(feats).float().reshape(len(classes), per_class, -1)).numpy()
+    table = average_prompts(feats.reshape(len(classes), per_class, -1))
     return LabelTable(names=[c.name for c in classes], texts=[c.text for c in classes], embeddings=table,
                       logit_scale=float(logit_scale), fingerprint=fingerprint, prompts=prompts)
-
-
-def torch_text_encoder(student: VideoStudent) -> TextEncoder:
-    device = student.logit_scale.device
-
-    def encode(tokens: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return student.encode_text(torch.from_numpy(tokens).to(device)).float().cpu().numpy()
-
-    return encode
-
-
-def onnx_text_encoder(path: str | Path, providers: list[str] | None = None) -> TextEncoder:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def encode(tokens: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: tokens.astype(np.int64)})[0]
-
-    return encode

@@ -1,30 +1,24 @@
-"""Parity gates: the exported graphs must compute what the torch student computes.
+"""Parity gates: the exported graphs must compute what the torch student computes (no torch here).
 
 Each gate runs real clips (decoded and cropped exactly as the runtime does) through the
 exported model and through torch, and measures the largest absolute difference of the
 embeddings, the smallest cosine between them, and how often both pick the same top-1 class of
 the label table. fp32 ONNX must match torch to float rounding; an fp16 model (ONNX Runtime or a
 TensorRT engine) is compared with the fp32 result. The figures go into the manifest, and a
-broken gate fails the export.
+broken gate fails the export. The torch side of each gate is `froster_edge.export.reference`;
+the same arithmetic (`compare`, `run_in_streams`) serves the INT8 gate of calibration.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
-import torch
 
 from ..errors import ConfigError, ParityError
-from ..model.student import VideoStudent
 from ..video import VideoError, decode_video, resize_center_crop, uniform_indices
 from .labels import LabelTable
-from .onnx_graphs import VideoEncoderGraph
-from .options import ParityThresholds  # noqa: F401  (re-exported: gates and thresholds in one import)
-
-VideoEncoder = Callable[[np.ndarray], np.ndarray]  # uint8 (S, T, H, W, 3) -> float32 (S, D)
+from .sessions import VideoEncoder
 
 
 @dataclass(frozen=True)
@@ -67,25 +61,6 @@ def run_in_streams(encode: VideoEncoder, clips: np.ndarray, streams: int) -> np.
             batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
         out.append(encode(batch)[:streams - pad])
     return np.concatenate(out)
-
-
-def torch_video_encoder(student: VideoStudent) -> VideoEncoder:
-    graph = VideoEncoderGraph(student).eval()
-    device = student.logit_scale.device
-
-    def encode(frames: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return graph(torch.from_numpy(frames).to(device)).float().cpu().numpy()
-
-    return encode
-
-
-def onnx_video_encoder(path: str | Path, providers: list[str] | None = None) -> VideoEncoder:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda frames: session.run(None, {name: frames})[0].astype(np.float32)
 
 
 def compare(got: np.ndarray, want: np.ndarray, table: LabelTable | None = None) -> dict[str, float]:

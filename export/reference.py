@@ -1,0 +1,34 @@
+"""The torch student as plain array -> array encoders: the reference side of the parity gates and
+the encoder of label tables built from a student (`froster-edge labels --student`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..bundle.sessions import TextEncoder, VideoEncoder
+from ..model.student import VideoStudent
+from .onnx_graphs import VideoEncoderGraph
+
+
+def torch_video_encoder(student: VideoStudent) -> VideoEncoder:
+    """uint8 clips through the exported video graph's torch module (the same preprocessing as ONNX)."""
+    graph = VideoEncoderGraph(student).eval()
+    device = student.logit_scale.device
+
+    def encode(frames: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return graph(torch.from_numpy(frames).to(device)).float().cpu().numpy()
+
+    return encode
+
+
+def torch_text_encoder(student: VideoStudent) -> TextEncoder:
+    device = student.logit_scale.device
+
+    def encode(tokens: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return student.encode_text(torch.from_numpy(tokens).to(device)).float().cpu().numpy()
+
+    return encode

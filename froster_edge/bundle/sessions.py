@@ -1,0 +1,42 @@
+"""ONNX Runtime sessions over a bundle's graphs, as plain array -> array encoders (no torch).
+
+Export's parity gates, relabelling and calibration's INT8 gate all call the graphs this way;
+the runtime's backends add providers, threads and I/O binding on top (runtime/backends.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+Encoder = Callable[[np.ndarray], np.ndarray]
+VideoEncoder = Encoder  # uint8 (S, T, H, W, 3) -> float32 (S, D)
+TextEncoder = Encoder  # int64 tokens (N, L) -> float32 (N, D)
+
+
+def open_session(path: str | Path, providers: list[str] | None = None):
+    """An onnxruntime.InferenceSession on `path` (CPU unless `providers` are given)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+
+
+def onnx_encoder(path: str | Path, providers: list[str] | None = None, input_dtype: type | None = None) -> Encoder:
+    """The graph's first output as float32, fed its one input (cast to `input_dtype` when given)."""
+    session = open_session(path, providers)
+    name = session.get_inputs()[0].name
+
+    def encode(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: x if input_dtype is None else x.astype(input_dtype)})[0].astype(np.float32)
+
+    return encode
+
+
+def onnx_video_encoder(path: str | Path, providers: list[str] | None = None) -> VideoEncoder:
+    return onnx_encoder(path, providers)
+
+
+def onnx_text_encoder(path: str | Path, providers: list[str] | None = None) -> TextEncoder:
+    return onnx_encoder(path, providers, np.int64)
