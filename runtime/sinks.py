@@ -128,6 +128,13 @@ class RecordSink:
     def frame(self, stream: int, frame: Frame, decision: Decision | None) -> None:
         if frame.image is None:
             return
+        while stream >= len(self.writers):  # a camera a site reload added: FILE_<i>
+            t = self.targets[0]
+            i = len(self.writers)
+            target = t.with_name(f"{t.stem.rsplit('_', 1)[0] if len(self.targets) > 1 else t.stem}_{i}{t.suffix}")
+            self.targets.append(target)
+            self.temps.append(target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}"))
+            self.writers.append(None)
         bgr = annotate(frame.image, decision)
         writer = self.writers[stream]
         if writer is None:
@@ -183,7 +190,8 @@ class ShowSink:
             with self._lock:
                 pending, self._latest = self._latest, {}
             for stream, bgr in pending.items():
-                cv2.imshow(f"froster-edge {stream}: {self.names[stream]}", bgr)
+                name = self.names[stream] if stream < len(self.names) else str(stream)  # added by a reload
+                cv2.imshow(f"froster-edge {stream}: {name}", bgr)
             if cv2.waitKey(15) & 0xFF in (ord("q"), 27):
                 self.stop.set()
         cv2.destroyAllWindows()
