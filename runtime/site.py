@@ -394,9 +394,4 @@ def site_from_flags(options: RunOptions, bundle: Path | None, config: Path | Non
         site.metrics = replace(site.metrics or MetricsOptions(), insecure=True)
     if site.metrics is not None:
         parse_listen(site.metrics.listen, "--metrics")
-    for what, path in (("--events", site.events.file if site.events else None),
-                       ("clips folder", site.clips.folder if site.clips else None)):
-        if path is not None and not (path if what != "--events" else path.parent).is_dir():
-            raise ConfigError(f"{what} {path}: {'folder ' + str(path.parent) if what == '--events' else 'folder'} "
-                              "does not exist")
     return site

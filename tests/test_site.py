@@ -72,6 +72,10 @@ def test_the_cli_refuses_a_bad_site_before_opening_a_camera(tiny_bundle, tmp_pat
     assert_one_line_error(run("run", "--config", str(path)), 1, "camera a: labels: 'no such class' not in the label table")
     assert_one_line_error(run("run", "--config", str(path), "--source", str(GYM)), 1, "--source and --config")
     assert_one_line_error(run("run", "--source", str(GYM)), 1, "give --bundle")
+    plain = ("run", "--bundle", str(tiny_bundle), "--source", "7")  # the outputs are refused before camera 7 is tried
+    assert_one_line_error(run(*plain, "--clips", str(tmp_path / "none")), 1, "clips folder")
+    assert_one_line_error(run(*plain, "--events", str(tmp_path / "none" / "ev.jsonl")), 1, "does not exist")
+    assert_one_line_error(run(*plain, "--metrics", f"0.0.0.0:{free_port()}"), 1, "needs a token")
 
 
 def test_the_example_site_file_loads(tmp_path):
