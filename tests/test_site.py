@@ -5,6 +5,7 @@ HTTP, SIGHUP reloads (a camera added and one removed; a bad file refused), flat 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -341,4 +342,4 @@ def test_a_two_camera_site_with_events_clips_metrics_and_reloads(tiny_bundle, tm
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_two_camera_site_for_ten_minutes(tiny_bundle, tmp_path):
-    run_site(tiny_bundle, tmp_path, seconds=600)
+    run_site(tiny_bundle, tmp_path, seconds=float(os.environ.get("FROSTER_SITE_SOAK_S", 600)))
