@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+Method = Literal["minmax", "entropy", "percentile"]  # TensorRT: entropy or minmax
+Ops = Literal["linear", "all"]
+Activation = Literal["uint8", "int8"]
 
 
 @dataclass(frozen=True)
@@ -23,9 +28,9 @@ class CalibrationOptions:
     max_held_out: int = 32  # gate clips, from videos calibration never saw
     held_out_views: int = 3  # evenly spaced gate clips per held-out video (the eval protocol's 3 views)
     held_out_fraction: float = 0.25  # of --videos, when no --held-out list is given
-    method: str = "minmax"  # ONNX Runtime: minmax | entropy | percentile; TensorRT: entropy | minmax
-    ops: str = "linear"  # linear: weight MatMuls only; all: whatever ONNX Runtime quantizes
-    activation: str | None = None  # uint8 | int8; None: uint8 on x86, int8 on ARM
+    method: Method = "minmax"  # ONNX Runtime: minmax | entropy | percentile; TensorRT: entropy | minmax
+    ops: Ops = "linear"  # linear: weight MatMuls only; all: whatever ONNX Runtime quantizes
+    activation: Activation | None = None  # uint8 | int8; None: uint8 on x86, int8 on ARM
     preprocess: bool = False  # ONNX Runtime's quantization pre-processing (MatMul + Add -> Gemm): no gain measured
     trt: bool = False
     reps: int = 5  # timing repetitions of the gate

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+TrtRoute = Literal["tensorrt", "ort-trt"]
+
 
 @dataclass(frozen=True)
 class ParityThresholds:
@@ -25,7 +27,7 @@ class ExportOptions:
     fp16: bool = True
     layernorm_fp32: bool = False
     trt: bool = False
-    trt_route: Literal["tensorrt", "ort-trt"] = "tensorrt"
+    trt_route: TrtRoute = "tensorrt"
     workspace_gb: float = 4.0
     max_parity_clips: int = 8
     thresholds: ParityThresholds = field(default_factory=ParityThresholds)

@@ -24,9 +24,11 @@ class PretrainedWeightsError(FrosterError):
 
 
 class MissingCapability(FrosterError):
-    """Something the machine lacks (a GPU, tensorrt, an optional package). Exit code 2."""
+    """Something the machine lacks (a GPU, tensorrt, a display, an optional package). Exit code 3,
+    apart from bad input (1) and usage errors (2), so scripts can tell "fix the command" from
+    "run it elsewhere"."""
 
-    exit_code = 2
+    exit_code = 3
 
 
 class BundleError(FrosterError):

@@ -22,7 +22,7 @@
 (fastest first) and says why the faster ones were passed over. ort-trt is only picked by auto when
 the bundle has a built engine cache, so auto never starts a silent multi-minute build. Every backend hashes the files it
 loads against the manifest before loading them. An asked-for backend the machine cannot run is
-MissingCapability (one line, exit 2).
+MissingCapability (one line, exit 3).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: st
 
 
 def test_info_json():
-    proc = run("info", "--json")
+    proc = run("info", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     for key in ("froster-edge", "torch", "open_clip", "onnx", "onnxruntime", "onnxruntime providers", "tensorrt", "gpus"):
@@ -53,7 +53,7 @@ def test_predict_on_a_real_clip(tiny_student, example_clips, tmp_path):
     save_student(tiny_student, tmp_path / "student")
     clip = example_clips[0]["path"]
     proc = run("predict", str(clip), "--classes", "examples/clips/classes.txt", "--student", str(tmp_path / "student"),
-               "--top-k", "3", "--json")
+               "--top-k", "3", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert len(out["top"]) == 3

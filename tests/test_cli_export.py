@@ -13,7 +13,7 @@ from froster_edge.model.checkpoint import save_student
 from .test_cli import assert_one_line_error, run
 
 
-def test_export_trt_without_tensorrt_exits_2_and_keeps_the_onnx_bundle(tiny_student, tmp_path):
+def test_export_trt_without_tensorrt_exits_3_and_keeps_the_onnx_bundle(tiny_student, tmp_path):
     pytest.importorskip("onnxruntime")
     try:
         import tensorrt  # noqa: F401
@@ -23,9 +23,11 @@ def test_export_trt_without_tensorrt_exits_2_and_keeps_the_onnx_bundle(tiny_stud
     save_student(tiny_student, tmp_path / "student")
     bundle = tmp_path / "bundle"
     proc = run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
-               "--videos", "examples/clips", "-o", str(bundle), "--trt", "--max-parity-clips", "2", "--json")
-    assert_one_line_error(proc, 2, "tensorrt is not installed")
-    assert "the ONNX bundle in" in proc.stderr
+               "--videos", "examples/clips", "-o", str(bundle), "--trt", "--max-parity-clips", "2", "--json", str(tmp_path / "m.json"))
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # after the export's progress lines
+    assert last.startswith("froster-edge: error: tensorrt is not installed") and "the ONNX bundle in" in last
+    assert not (tmp_path / "m.json").exists()  # no report of an export that did not finish
     manifest = mf.verify_bundle(bundle)
     assert manifest["engines"] == [] and all(g["passed"] for g in manifest["parity"]["gates"])
     assert manifest["model"]["source"] == {"student": str(tmp_path / "student")}
@@ -60,8 +62,8 @@ def test_labels_and_export_errors(tiny_student, tmp_path):
                               "-o", str(tmp_path / "l.npz")), 1, "appears twice")
     assert_one_line_error(run("labels", "--bundle", str(tmp_path / "nothing"), "--classes", "examples/clips/classes.txt"),
                           1, "bundle directory not found")
-    proc = run("labels", "--classes", "examples/clips/classes.txt", "-o", str(tmp_path / "l.npz"))
-    assert proc.returncode == 2 and "exactly one of --student and --bundle" in proc.stderr
+    assert_one_line_error(run("labels", "--classes", "examples/clips/classes.txt", "-o", str(tmp_path / "l.npz")),
+                          1, "exactly one of --student and --bundle")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "thesis.tex").write_text("x")
     assert_one_line_error(run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",

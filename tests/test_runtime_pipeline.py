@@ -178,17 +178,17 @@ def test_record_writes_every_frame_annotated(tiny_bundle, tmp_path):
     assert not list(tmp_path.glob(".*partial*")), "the temporary file is renamed into place"
 
 
-def test_missing_capabilities_exit_2_with_one_line(tiny_bundle):
+def test_missing_capabilities_exit_3_with_one_line(tiny_bundle):
     proc = run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--show")
-    assert_one_line_error(proc, 2, "--show needs")
+    assert_one_line_error(proc, 3, "--show needs")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--backend", "ort-cuda"),
-                              2, "backend ort-cuda is not available here")
+                              3, "backend ort-cuda is not available here")
     try:
         import tensorrt  # noqa: F401
     except ImportError:
         assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--backend", "trt"),
-                              2, "tensorrt is not installed")
+                              3, "tensorrt is not installed")
 
 
 def test_bench_measures_each_available_backend_in_one_run(tiny_bundle, tmp_path):

@@ -27,7 +27,7 @@ class EvalRequest:
     student: str | None = None
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
-    frames: int = 8
+    frames: int | None = None  # None: the student's own T, else 8
     views: int | None = None
     batch_size: int = 8
     workers: int = 2

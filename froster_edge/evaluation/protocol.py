@@ -33,6 +33,7 @@ import torch
 import yaml
 
 from .. import __version__
+from ..config import StudentConfig
 from ..data import VideoItem, check_class_names, read_classes, read_video_list
 from ..errors import ConfigError, FrosterError
 from ..model.student import VideoStudent
@@ -170,22 +171,18 @@ class StudentSource:
     directory: str | None = None
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
-    num_frames: int = 8
+    num_frames: int | None = None  # None: the student's own T, else StudentConfig's default
 
     def key(self, split: str) -> str:
         if self.directory is not None:
             return self.directory.replace("{split}", split)
-        return f"{self.model} ({self.pretrained or 'random'}) T={self.num_frames}"
+        return f"{self.model} ({self.pretrained or 'random'}) T={self.num_frames or StudentConfig().num_frames}"
 
     def load(self, split: str) -> VideoStudent:
-        if self.directory is not None:
-            from ..model.checkpoint import load_student
+        from ..model.factory import load_model
 
-            return load_student(self.key(split))
-        from ..config import StudentConfig
-        from ..model.factory import create_student
-
-        return create_student(StudentConfig(model_name=self.model, pretrained=self.pretrained, num_frames=self.num_frames))
+        path = None if self.directory is None else self.directory.replace("{split}", split)
+        return load_model(path, self.model, self.pretrained, self.num_frames)
 
 
 @dataclass

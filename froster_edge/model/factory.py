@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
+from pathlib import Path
 
 from ..config import DistillConfig, StudentConfig
 from .clip import create_clip
@@ -15,6 +17,23 @@ def create_student(config: StudentConfig) -> VideoStudent:
     """A student from an open_clip name or config file and its pretrained weights (fp32, CPU)."""
     clip, model_cfg = create_clip(config.model_name, config.pretrained, config.image_size)
     return VideoStudent(clip, config, model_cfg)
+
+
+def load_model(student: str | Path | None, model: str, pretrained: str | None, frames: int | None = None) -> VideoStudent:
+    """The student of a directory, or zero-shot open_clip CLIP with neighbour-frame attention.
+
+    `frames`, when given, replaces the student's T (the attention works for any T; an export fixes
+    it); without it a student keeps its own and a zero-shot model takes StudentConfig's default.
+    """
+    if student is not None:
+        from .checkpoint import load_student
+
+        net = load_student(student)
+        if frames is not None and frames != net.config.num_frames:
+            net.config = replace(net.config, num_frames=frames)
+        return net
+    config = StudentConfig(model_name=model, pretrained=pretrained)
+    return create_student(config if frames is None else replace(config, num_frames=frames))
 
 
 def create_distiller(student: StudentConfig, distill: DistillConfig | None = None) -> FrosterDistiller:

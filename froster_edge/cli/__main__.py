@@ -1,0 +1,5 @@
+"""`python -m froster_edge.cli` (torchrun runs training this way)."""
+
+from .base import main
+
+main()

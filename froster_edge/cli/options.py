@@ -1,0 +1,67 @@
+"""Options shared by several commands: one flag, one type, one meaning, one help text everywhere.
+
+--json FILE writes the command's result as JSON to FILE (atomically), next to the readable lines
+on stdout; `--json -` prints the JSON on stdout instead, and the readable lines go to stderr, so
+stdout can be piped. (Before, `--json` was a flag that printed in info, predict and export: that
+use is now a usage error, "Option '--json' requires an argument".)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional, TextIO
+
+import typer
+
+from ..config import StudentConfig
+
+_STUDENT = StudentConfig()
+DEFAULT_MODEL = _STUDENT.model_name
+DEFAULT_PRETRAINED = _STUDENT.pretrained or "openai"
+
+CLASSES_HELP = "Class texts: names one a line, JSON {\"0\": \"Name: description\"}, or an id,name CSV."
+
+Student = Annotated[Optional[Path], typer.Option(
+    "--student", help="A student directory (from train, average or import-froster).")]
+Model = Annotated[str, typer.Option("--model", help="open_clip model name or model-config JSON, when no --student.")]
+Pretrained = Annotated[str, typer.Option(
+    "--pretrained", help="open_clip tag (openai) or a local checkpoint file, when no --student.")]
+Frames = Annotated[Optional[int], typer.Option(
+    "--frames", min=1, help="Frames per clip (T); default: the student's, else 8.")]
+Classes = Annotated[Path, typer.Option("--classes", help=CLASSES_HELP)]
+OptionalClasses = Annotated[Optional[Path], typer.Option("--classes", help=CLASSES_HELP)]
+
+
+def _json_target(value: Optional[Path]) -> Optional[Path]:
+    if value is not None and str(value).startswith("-") and str(value) != "-":
+        raise typer.BadParameter(f"takes a file to write, or - for stdout, not {str(value)!r}")
+    return value
+
+
+JsonOut = Annotated[Optional[Path], typer.Option(
+    "--json", metavar="FILE", callback=_json_target,
+    help="Also write the result as JSON to FILE; '-' prints only the JSON on stdout (readable lines go to stderr).")]
+
+
+def out_option(help: str) -> Any:
+    """-o/--out, the one output flag of every command that writes something (its help says what)."""
+    return typer.Option("-o", "--out", help=help)
+
+
+def readable(json_out: Optional[Path]) -> TextIO:
+    """Where the readable lines go: stdout, unless `--json -` claimed it."""
+    return sys.stderr if json_out is not None and str(json_out) == "-" else sys.stdout
+
+
+def write_json(json_out: Optional[Path], data: Any) -> None:
+    """The result as JSON to the --json target: a file, written atomically, or stdout for '-'."""
+    if json_out is None:
+        return
+    if str(json_out) == "-":
+        print(json.dumps(data, indent=2))
+        return
+    from ..io import atomic_write_json
+
+    atomic_write_json(json_out, data)
