@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..bundle.labels import LabelTable
-from ..bundle.parity import compare, run_in_streams
+from ..bundle.parity import compare, cosines, run_in_streams
 from .options import GateThresholds
 
 Encoder = Callable[[np.ndarray], np.ndarray]
@@ -46,7 +46,7 @@ def measure(float_encoder: Encoder, int8_encoder: Encoder, held_out: np.ndarray,
     ref = run_in_streams(float_encoder, held_out, streams)
     got = run_in_streams(int8_encoder, held_out, streams)
     stats = compare(got, ref, table)
-    cos = (got * ref).sum(-1) / np.maximum(np.linalg.norm(got, axis=-1) * np.linalg.norm(ref, axis=-1), 1e-12)
+    cos = cosines(got, ref)
     batch = held_out[:streams] if len(held_out) >= streams else np.repeat(held_out[:1], streams, axis=0)
     ms = interleaved_median_ms({"float": lambda: float_encoder(batch), "int8": lambda: int8_encoder(batch)}, reps)
     return {"held_out_clips": int(len(held_out)), "min_cosine": stats["min_cosine"], "mean_cosine": float(cos.mean()),

@@ -10,7 +10,6 @@ a machine without a GPU or tensorrt ends with MissingCapability while the ONNX b
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -19,8 +18,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ParityError
 from ..info import environment
+from ..io import atomic_dir, recover
 from ..model.checkpoint import model_fingerprint
 from ..model.student import VideoStudent
 from ..prompts import ClassText
@@ -30,6 +30,7 @@ from ..bundle.label_builder import build_label_table
 from ..bundle.labels import LabelTable
 from ..bundle.parity import compare, gate, load_parity_clips, require_passed, run_in_streams
 from ..bundle.sessions import onnx_text_encoder, onnx_video_encoder
+from ..bundle.tokenizer import ClipTokenizer, open_clip_tokenizer, tokenizer_record
 from .onnx_graphs import OPSET, export_text_encoder, export_video_encoder, to_fp16
 from .options import ExportOptions
 from .reference import torch_text_encoder, torch_video_encoder
@@ -54,11 +55,8 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
     out = Path(out)
     check_target(out)
     student = student.eval()
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     seconds: dict[str, float] = {}
-    try:
+    with atomic_dir(out) as staging:  # the old bundle stays until every gate has passed
         t = time.perf_counter()
         log("exporting the video encoder to ONNX")
         export_video_encoder(student, staging / mf.VIDEO_ONNX, options.streams)
@@ -73,8 +71,10 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
         t = time.perf_counter()
         log(f"encoding {len(classes)} classes into the label table")
         fingerprint = model_fingerprint(student)
+        tokenizer = open_clip_tokenizer(student.model_cfg["text_cfg"].get("context_length", 77))
+        tokenizer.save(staging / mf.TOKENIZER_FILE)
         table = build_label_table(classes, torch_text_encoder(student), student.model_cfg, fingerprint,
-                                  float(student.logit_scale.detach().exp()))
+                                  float(student.logit_scale.detach().exp()), tokenizer=tokenizer)
         table.save(staging / mf.LABELS_FILE)
         seconds["labels"] = time.perf_counter() - t
 
@@ -85,11 +85,8 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
         require_passed(parity["gates"])
 
         _carry_engines(out, staging)
-        manifest = mf.write_manifest(staging, _manifest_body(student, table, options, parity, source or {}))
-        _replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        body = _manifest_body(student, table, options, parity, source or {})
+        manifest = mf.write_manifest(staging, {**body, "tokenizer": tokenizer_record(tokenizer, mf.TOKENIZER_FILE)})
     result = ExportResult(out, manifest, seconds)
     if options.trt:
         _build_engines(result, student, table, parity, options, log)
@@ -98,43 +95,9 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
 
 def check_target(out: Path) -> None:
     """Refuse to replace a folder that is not a bundle; first tidy what a killed export left beside it."""
-    recover_interrupted(out)
+    recover(out.parent, out.name)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / mf.MANIFEST_FILE).is_file())):
         raise ConfigError(f"{out} exists and is not a froster-edge bundle: choose another -o (nothing was overwritten)")
-
-
-def recover_interrupted(out: Path) -> None:
-    """Undo a killed export: put back a previous bundle caught between the two renames, drop stale staging.
-
-    Only folders of processes that are gone are touched, so a concurrent export is left alone.
-    """
-    for leftover in sorted(out.parent.glob(f".{out.name}.*-*")):
-        kind, _, pid = leftover.name[len(out.name) + 2:].rpartition("-")
-        if kind not in ("staging", "old") or not pid.isdigit() or _alive(int(pid)):
-            continue
-        if kind == "old" and not out.exists():
-            os.replace(leftover, out)  # killed after moving the old bundle aside, before the new one came in
-        else:
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _replace(staging: Path, out: Path) -> None:
-    """Swap the finished staging folder in; the old bundle is removed only after the swap."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _carry_engines(out: Path, staging: Path) -> None:
@@ -154,6 +117,8 @@ def _parity(student: VideoStudent, bundle: Path, table: LabelTable, videos: list
                   th.fp32_min_cosine, th.fp32_min_top1_agreement, th.fp32_max_abs)]
     prompts = [p for ps in table.prompts for p in ps][:64]
     tokens = student.tokenize(prompts).numpy()
+    if not np.array_equal(ClipTokenizer.from_file(bundle / mf.TOKENIZER_FILE, tokens.shape[1])(prompts), tokens):
+        raise ParityError(f"the bundle's {mf.TOKENIZER_FILE} gives other token ids than the student's tokenizer")
     text_ref = torch_text_encoder(student)(tokens)
     text_onnx = onnx_text_encoder(bundle / mf.TEXT_ONNX)(tokens)
     gates.append(gate("text fp32 onnxruntime-cpu vs torch", compare(text_onnx, text_ref),

@@ -1,17 +1,36 @@
-"""File helpers shared by every stage (no torch): atomic writes and content hashes.
+"""Persistence shared by every stage: atomic file and directory swaps, content hashes, and the
+hash-verified safetensors files that students and training states are made of.
 
-A write goes to a temporary file in the target's folder, is flushed to disk, then renamed over
-the target, so a kill at any moment leaves either the old file or the new one, never a torn one.
+A file write goes to a hidden temporary file beside the target, is flushed to disk, then renamed
+over the target, so a kill at any moment leaves the old file or the new one, never a torn one.
+A directory (a bundle, a training state, an epoch checkpoint) is filled in a hidden sibling and
+swapped in with two renames: the old one moved aside, the new one in; `recover` undoes what a
+kill between the two left. Leftovers are named `.<name>.tmp-<pid>...` and `.<name>.old-<pid>`,
+so only those of processes that are gone are touched.
+
+The module imports no torch: the tensor helpers import torch and safetensors when called.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+# `.name.tmp-PID...` (a file or directory being written) and `.name.old-PID` (a directory moved
+# aside); `staging` is what bundles' temporaries were called before this module had them.
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|staging)-(?P<pid>\d+)(?:[.-].*)?$")
 
 
 @contextmanager
@@ -22,8 +41,8 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     from the name, such as OpenCV's VideoWriter, need it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".tmp" + (path.suffix if keep_suffix else "")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=path.suffix if keep_suffix else "",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -50,6 +69,88 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield an empty hidden directory to fill; on success it replaces `final` (which may exist).
+
+    On an exception the temporary directory is deleted and `final` is as it was. The old `final`
+    is moved aside, the new one renamed in, then the old one deleted; a kill between the two
+    renames is undone by the next `recover(final)` (which this runs first).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    recover(final.parent, final.name)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for sub in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
+            _fsync_dir(sub)
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Tidy what killed writes left in `folder` (only of `name`, when given); returns what it touched.
+
+    A directory moved aside whose replacement never came in is put back; every other leftover of
+    a process that is gone is deleted. Leftovers of live processes (a concurrent writer) stay.
+    """
+    folder = Path(folder)
+    touched: list[Path] = []
+    if not folder.is_dir():
+        return touched
+    for leftover in sorted(folder.iterdir()):
+        m = _LEFTOVER.match(leftover.name)
+        if not m or (name is not None and m["name"] != name) or _alive(int(m["pid"])):
+            continue
+        final = folder / m["name"]
+        if m["kind"] == "old" and not final.exists():
+            os.replace(leftover, final)  # killed after moving the old one aside, before the new one came in
+        elif leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        touched.append(leftover)
+    return touched
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
 
 def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str, ...], error: type[Exception],
                         what: str) -> dict[str, Any]:
@@ -69,3 +170,56 @@ def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str,
         if key not in doc:
             raise error(f"{path} lacks {key!r}")
     return doc
+
+
+# ---- tensors (torch and safetensors are imported when these are called) ------------------------
+
+def _cpu_fp32(tensor: "torch.Tensor") -> "torch.Tensor":
+    """Detached, on the CPU, floating point as fp32, contiguous: how tensors are saved and hashed."""
+    import torch
+
+    return tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).contiguous()
+
+
+def save_tensors(tensors: dict[str, "torch.Tensor"], path: str | Path) -> str:
+    """Write a safetensors file atomically (floating point as fp32); returns its sha256."""
+    from safetensors.torch import save
+
+    data = save({k: _cpu_fp32(v) for k, v in tensors.items()})
+    atomic_write_bytes(path, data)
+    return sha256_bytes(data)
+
+
+def read_tensors(path: str | Path, expected_sha256: str | None, record: str) -> dict[str, "torch.Tensor"]:
+    """A safetensors file checked against the sha256 that `record` (the file listing it) gives.
+
+    Read once, hashed, then parsed from memory; nothing is unpickled. CheckpointError names the
+    file when it is missing, unrecorded, modified or unreadable.
+    """
+    from safetensors.torch import load
+
+    path = Path(path)
+    if expected_sha256 is None:
+        raise CheckpointError(f"{record} records no hash for {path.name}")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    data = path.read_bytes()
+    if sha256_bytes(data) != expected_sha256:
+        raise CheckpointError(f"{path} does not match the hash in {record}: the file is corrupt or from another save")
+    try:
+        return load(data)
+    except Exception as e:  # safetensors raises its own error type for a bad header
+        raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
+
+
+def tensors_fingerprint(tensors: dict[str, "torch.Tensor"]) -> str:
+    """sha256 over names, shapes and fp32 values: the same weights give the same print, whatever
+    file or device they came from (a model's fingerprint, a run's teacher)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        t = _cpu_fp32(tensor)
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

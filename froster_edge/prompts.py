@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from .errors import ConfigError
 
@@ -71,6 +72,20 @@ def template_prompt(cls: ClassText, template: str) -> str:
     return f"{filled} {cls.text}" if cls.description else filled
 
 
+def repeated_name(names: Iterable[str]) -> tuple[int, int] | None:
+    """(first, second) index of the first class name that repeats, case folded; None when all differ.
+
+    The one rule for "the same class twice", used by every reader of class names and label tables.
+    """
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        key = name.casefold()
+        if key in seen:
+            return seen[key], i
+        seen[key] = i
+    return None
+
+
 def read_class_texts(path: str | Path) -> list[ClassText]:
     """Read classes from a names file (one a line) or a JSON {"0": "Name: description", ...}.
 
@@ -91,11 +106,9 @@ def read_class_texts(path: str | Path) -> list[ClassText]:
     if not texts:
         raise ConfigError(f"{path} holds no classes")
     classes = [ClassText.parse(t) for t in texts]
-    seen: dict[str, int] = {}
-    for i, c in enumerate(classes):
-        if c.name.lower() in seen:
-            raise ConfigError(f"{path}: class {c.name!r} appears twice (entries {seen[c.name.lower()]} and {i})")
-        seen[c.name.lower()] = i
+    if (dup := repeated_name(c.name for c in classes)) is not None:
+        first, second = dup
+        raise ConfigError(f"{path}: class {classes[second].name!r} appears twice (entries {first} and {second})")
     return classes
 
 

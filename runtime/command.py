@@ -26,6 +26,8 @@ from .pipeline import Pipeline, stderr
 from .site import Site, SiteReloader
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError
+from .web import HttpOptions, resolve_token, start_web
+from .web.hub import Hub
 
 
 @dataclass
@@ -37,6 +39,7 @@ class RunRequest:
     record: Path | None = None
     stats_json: Path | None = None
     site: Site | None = None  # events, clips, metrics; a site file (reloaded on SIGHUP)
+    http: HttpOptions | None = None  # the web view, when asked for
 
 
 def run(req: RunRequest) -> dict:
@@ -45,13 +48,19 @@ def run(req: RunRequest) -> dict:
     stop = threading.Event()
     if req.show:
         require_display()  # before any loading: a missing display is said at once
+    http = resolve_token(req.http) if req.http is not None else None  # likewise a missing token
     frame_sinks: list = []
     if req.record is not None:  # a stream's fps is known once the pipeline has opened it
         frame_sinks.append(RecordSink(req.record, len(camera_list(req.options)), lambda i: pipeline.stats.streams[i].fps))
     sinks: list = [JsonlSink() if req.jsonl else TextSink(len(camera_list(req.options)))]
     site = req.site or Site()
     segmenter, clips = _event_sinks(site, sinks, frame_sinks, lambda: pipeline)
+    hub = Hub([c.name for c in camera_list(req.options)], http) if http is not None else None
+    if hub is not None:
+        sinks.append(hub)
+        frame_sinks.append(hub)
     pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
+    web = None
     if req.show:
         frame_sinks.append(ShowSink([c.name for c in camera_list(req.options)], stop))
     reloader = None
@@ -75,9 +84,13 @@ def run(req: RunRequest) -> dict:
     previous = ({sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
                 if threading.current_thread() is threading.main_thread() else {})
     try:
+        if hub is not None and http is not None:
+            web = start_web(pipeline, hub, http, stderr)
         stats = pipeline.run()
     finally:
         pipeline.backend.close()
+        if web is not None:
+            web.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if reloader is not None:

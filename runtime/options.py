@@ -1,6 +1,6 @@
 """Runtime options: the one place their defaults live (no torch, no cv2: the CLI reads them fast).
 
-Sampling follows training (../shared/docs/froster-method.md): T frames taken one every 16 source
+Sampling follows training (README, "Sampling"): T frames taken one every 16 source
 frames at 30 fps, i.e. 30 / 16 = 1.875 sampled frames per second of video, whatever the source's
 own frame rate (at 25 fps that is one frame in 13.3). A decision is made every `hop` sampled
 frames once T are buffered: with the default hop of 2 that is one decision per ~1.07 s of video,

@@ -336,7 +336,8 @@ class Pipeline:
         self.stats.streams.append(counters)
         # live: sampling by capture time (seconds); fast files: by frame index (a prefilter skips RGB conversion)
         assembler = ClipAssembler(self.num_frames, self.size, cam.hop, period / fps if live else period)
-        want = None if live or self.frame_sinks else (lambda index, p=period: is_sampled_index(index, p))
+        every = any(getattr(sink, "needs_every_frame", True) for sink in self.frame_sinks)
+        want = None if live or every else (lambda index, p=period: is_sampled_index(index, p))
         slot = FrameSlot(keep_newest=live)
         threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, self.log, str(i), i),
                    Assembler(i, slot, board, assembler, self.size, live, self.frame_sinks, self.stats, counters,

@@ -7,7 +7,7 @@ consumer never makes the capture lag behind. When a live source drops (read fail
 goes away, a read times out), the reader releases it and reopens it with exponential backoff
 (0.5 s doubling to 5 s by default) until it comes back or the run stops.
 
-A file is read sequentially (seeking is wrong on some containers; ../shared/docs/measured-facts.md).
+A file is read sequentially (seeking by frame index is wrong on raw MPEG-4 streams; see froster_edge/video.py).
 Without --realtime it is read as fast as the consumer takes frames and nothing is dropped: the
 slot's `put` waits. With --realtime it is paced at its own frame rate and treated like a camera.
 A file that cannot be opened is an error at start; a file that stops before its declared frame

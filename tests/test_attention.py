@@ -12,7 +12,6 @@ from froster_edge.config import StudentConfig
 from froster_edge.model.attention import NeighborFrameBlock
 from froster_edge.model.clip import build_clip
 from froster_edge.model.factory import create_student
-from froster_edge.model.student import VideoStudent
 
 
 def naive_neighbor_attention(block, x: torch.Tensor, T: int) -> torch.Tensor:

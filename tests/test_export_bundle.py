@@ -67,7 +67,7 @@ def test_manifest_hashes_every_file(bundle):
     _, result = bundle
     root = result.bundle
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
-    assert files == ["labels.npz", "text_encoder.onnx", "video_encoder.fp16.onnx", "video_encoder.onnx"]
+    assert files == ["labels.npz", "text_encoder.onnx", "tokenizer.json", "video_encoder.fp16.onnx", "video_encoder.onnx"]
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["files"] == {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for f in files}
     assert manifest["format"] == "froster-edge-bundle" and manifest["version"] == 1
@@ -75,6 +75,7 @@ def test_manifest_hashes_every_file(bundle):
     assert manifest["preprocessing"]["input"] == {"name": "frames", "shape": [2, 4, 64, 64, 3], "dtype": "uint8",
                                                   "layout": "STHWC", "color": "RGB"}
     assert manifest["versions"]["onnxruntime"] == ort.__version__
+    assert manifest["tokenizer"]["file"] == "tokenizer.json" and manifest["tokenizer"]["context_length"] == 77
     assert not list(root.parent.glob(".bundle.*")), "staging folders must not be left behind"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,19 @@ def test_class_embeddings_average_all_29_prompts(tiny_student):
         got = tiny_student.class_embeddings([c])
         each = F.normalize(tiny_student.clip.encode_text(tiny_student.tokenize(prompts_for(c))), dim=-1)
     torch.testing.assert_close(got[0], F.normalize(each.mean(0), dim=-1), atol=1e-6, rtol=1e-5)
+
+
+def test_one_duplicate_rule_case_folded_for_class_files_and_label_tables(tmp_path):
+    from froster_edge.bundle.label_builder import average_prompts as numpy_average
+    from froster_edge.data.lists import read_classes
+    from froster_edge.prompts import repeated_name
+
+    assert repeated_name(["walk", "Run", "RUN"]) == (1, 2) and repeated_name(["Straße", "STRASSE"]) == (0, 1)
+    assert repeated_name(["walk", "run"]) is None
+    (tmp_path / "c.txt").write_text("Straße\nwalk\nSTRASSE\n")
+    (tmp_path / "c.csv").write_text("id,name\n0,Straße\n1,STRASSE\n")
+    for reader, path in ((read_class_texts, "c.txt"), (read_classes, "c.csv")):
+        with pytest.raises(ConfigError, match="appears twice"):
+            reader(tmp_path / path)
+    feats = torch.randn(3, 4, 5)  # the numpy ensemble average (no torch at runtime) equals the student's
+    np.testing.assert_allclose(numpy_average(feats.numpy()), average_prompts(feats).numpy(), atol=1e-6)

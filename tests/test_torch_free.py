@@ -6,8 +6,18 @@ check runs in a fresh interpreter, since this test process has torch loaded alre
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+
+import numpy as np
+
+from froster_edge.bundle import manifest as mf
+from froster_edge.bundle.labels import load_labels
+from froster_edge.prompts import prompts_for
+
+from .conftest import CLIPS, ROOT
 
 TORCH_FREE = ["froster_edge.bundle", "froster_edge.runtime", "froster_edge.calibration"]
 
@@ -47,3 +57,76 @@ def test_data_lists_and_sampling_import_without_torch_and_the_loader_still_resol
 def test_the_probe_sees_torch_when_it_is_imported():
     """The check above can fail: a module that imports torch is seen."""
     assert "torch" in _loaded_after("import froster_edge.export.reference")
+
+
+BLOCK = (
+    "import sys\n"
+    "class _NoTorch:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('torch', 'open_clip', 'torchvision'):\n"
+    "            raise ImportError(f'{name} is blocked: this test plays a device without torch')\n"
+    "sys.meta_path.insert(0, _NoTorch())\n"
+)
+
+
+def _run_without_torch(*args: str) -> subprocess.CompletedProcess:
+    """`froster-edge ARGS` in an interpreter where importing torch or open_clip raises ImportError."""
+    code = BLOCK + f"sys.argv = ['froster-edge', *{list(args)!r}]\nfrom froster_edge.cli import main\nmain()\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def test_the_block_really_blocks_torch():
+    proc = subprocess.run([sys.executable, "-c", BLOCK + "import torch"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "blocked" in proc.stderr
+
+
+def test_labels_bundle_and_calibrate_run_where_torch_cannot_be_imported(tiny_bundle, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    (tmp_path / "mine.txt").write_text("waving: moving a hand from side to side\nclapping\nclean and jerk\n")
+    proc = _run_without_torch("labels", "--bundle", str(bundle), "--classes", str(tmp_path / "mine.txt"))
+    assert proc.returncode == 0, proc.stderr
+    table = load_labels(bundle / mf.LABELS_FILE)
+    assert table.names == ["waving", "clapping", "clean and jerk"]
+    # the same classes through torch and open_clip in this process: the same table
+    from froster_edge.bundle.sessions import onnx_text_encoder
+    from froster_edge.model.clip import tokenize
+    from froster_edge.prompts import read_class_texts
+
+    manifest = mf.verify_bundle(bundle)
+    classes = read_class_texts(tmp_path / "mine.txt")
+    prompts = [p for c in classes for p in prompts_for(c)]
+    want = onnx_text_encoder(bundle / mf.TEXT_ONNX)(tokenize(prompts, manifest["model"]["model_cfg"]).numpy())
+    want = want.reshape(len(classes), -1, want.shape[-1])
+    want = want / np.linalg.norm(want, axis=-1, keepdims=True)
+    want = want.mean(1) / np.linalg.norm(want.mean(1), axis=-1, keepdims=True)
+    np.testing.assert_allclose(table.embeddings, want, atol=1e-5)
+
+    rows = [("stgcn_clean_and_jerk.mp4", 2), ("v_Basketball_g01_c02.mp4", 1), ("mmaction2_demo_arm_wrestling.mp4", 0)]
+    (tmp_path / "val.txt").write_text("".join(f"{f} {label}\n" for f, label in rows))
+    proc = _run_without_torch("calibrate", "--bundle", str(bundle), "--videos", str(CLIPS), "--max-clips", "3",
+                              "--max-held-out", "2", "--confidence", "--val", str(tmp_path / "val.txt"), "--root", str(CLIPS),
+                              "--json", str(tmp_path / "report.json"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["int8"]["gate"]["held_out_clips"] >= 1 and report["confidence"]["clips"] == 3
+    assert mf.verify_bundle(bundle)["confidence"]["temperature"] == report["confidence"]["temperature"]
+
+
+def test_a_bundle_without_tokenizer_json_is_tokenized_by_open_clip_or_refused_in_one_line(tiny_bundle, tmp_path):
+    from froster_edge.bundle.relabel import relabel_bundle
+    from froster_edge.prompts import read_class_texts
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(tiny_bundle, old)
+    shutil.copytree(tiny_bundle, new)
+    (old / mf.TOKENIZER_FILE).unlink()  # what an export before bundles carried tokenizer.json wrote
+    mf.write_manifest(old, {k: v for k, v in mf.read_manifest(old).items() if k != "tokenizer"})
+    (tmp_path / "mine.txt").write_text("waving\nclapping\n")
+    classes = read_class_texts(tmp_path / "mine.txt")
+    np.testing.assert_array_equal(relabel_bundle(old, classes).embeddings, relabel_bundle(new, classes).embeddings)
+
+    proc = _run_without_torch("labels", "--bundle", str(old), "--classes", str(tmp_path / "mine.txt"))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "has no tokenizer.json" in lines[0] and "export the bundle again" in lines[0]

@@ -18,8 +18,9 @@ from froster_edge.errors import ConfigError
 from froster_edge.model.factory import create_distiller
 from froster_edge.train.optim import build_optimizer
 from froster_edge.train.sampler import ResumableBatchSampler
-from froster_edge.train.state import (OPTIMIZER_FILE, STATE_FILE, atomic_dir, capture_rng, latest_state, list_states,
-                                      read_state, remove_stale, restore_rng, save_state)
+from froster_edge.io import atomic_dir, recover
+from froster_edge.train.state import (OPTIMIZER_FILE, STATE_FILE, capture_rng, latest_state, list_states, read_state,
+                                      restore_rng, save_state)
 
 from .conftest import ROOT
 
@@ -205,8 +206,8 @@ def test_kill_during_saves_leaves_a_loadable_state(tmp_path):
     torch.manual_seed(k)
     assert torch.equal(state.rng[0]["torch"], torch.get_rng_state())
     # what the kill interrupted is a hidden temporary directory, never a visible step_ one
-    assert all(p.name.endswith(".tmp") for p in root.iterdir() if p.name.startswith("."))
-    remove_stale(root)
+    assert all(".tmp-" in p.name for p in root.iterdir() if p.name.startswith("."))
+    recover(root)
     assert list_states(root)[0].name == f"step_{k:08d}" and all(p.name.startswith("step_") for p in root.iterdir())
 
 

@@ -4,7 +4,8 @@ Every class gets FROSTER's prompt ensemble (28 templates + the bare text); the t
 mean of the normalised prompt embeddings, re-normalised, exactly as the student classifies.
 Prompts longer than the text encoder's context are refused rather than silently cut, since a
 cut description changes what the class means. No torch here: the encoder is any tokens -> array
-function (`sessions.onnx_text_encoder`, or `froster_edge.export.reference.torch_text_encoder`).
+function (`sessions.onnx_text_encoder`, or `froster_edge.export.reference.torch_text_encoder`), and
+the tokenizer is the bundle's `tokenizer.json` (see tokenizer.py).
 """
 
 from __future__ import annotations
@@ -14,35 +15,27 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..prompts import ClassText, prompts_for
+from ..prompts import ClassText, prompts_for, repeated_name
 from .labels import LabelTable
 from .sessions import TextEncoder
+from .tokenizer import ClipTokenizer, open_clip_tokenizer
 
 
-def _tokenizer(context: int):
-    from ..model.clip import get_tokenizer  # open_clip's BPE
-
-    return get_tokenizer(context)
-
-
-def _tokenize(texts: list[str], model_cfg: dict[str, Any]) -> np.ndarray:
-    from ..model.clip import tokenize
-
-    return tokenize(texts, model_cfg).numpy()
+def _tokenizer(model_cfg: dict[str, Any], tokenizer: ClipTokenizer | None) -> ClipTokenizer:
+    """The given tokenizer, or one built from the installed open_clip's vocabulary."""
+    return tokenizer or open_clip_tokenizer(model_cfg["text_cfg"].get("context_length", 77))
 
 
-def check_prompts(classes: list[ClassText], model_cfg: dict[str, Any]) -> list[list[str]]:
+def check_prompts(classes: list[ClassText], model_cfg: dict[str, Any], tokenizer: ClipTokenizer | None = None) -> list[list[str]]:
     """The prompt ensemble of each class; ConfigError on a duplicate class or an over-long prompt."""
     if not classes:
         raise ConfigError("no classes to encode")
-    context = model_cfg["text_cfg"].get("context_length", 77)
-    tokenizer = _tokenizer(context)
-    seen: dict[str, str] = {}
+    tokenizer = _tokenizer(model_cfg, tokenizer)
+    context = tokenizer.context_length
+    if (dup := repeated_name(c.name for c in classes)) is not None:
+        raise ConfigError(f"class {classes[dup[1]].name!r} appears twice")
     out = []
     for c in classes:
-        if c.name.casefold() in seen:
-            raise ConfigError(f"class {c.name!r} appears twice")
-        seen[c.name.casefold()] = c.name
         prompts = prompts_for(c)
         lengths = [len(tokenizer.encode(p)) + 2 for p in prompts]  # + start- and end-of-text tokens
         n = max(lengths)
@@ -67,11 +60,15 @@ def average_prompts(feats: np.ndarray) -> np.ndarray:
 
 
 def build_label_table(classes: list[ClassText], encode: TextEncoder, model_cfg: dict[str, Any], fingerprint: str,
-                      logit_scale: float, batch_size: int = 256) -> LabelTable:
-    """Encode every class's prompt ensemble with `encode` into a validated LabelTable."""
-    prompts = check_prompts(classes, model_cfg)
+                      logit_scale: float, batch_size: int = 256, tokenizer: ClipTokenizer | None = None) -> LabelTable:
+    """Encode every class's prompt ensemble with `encode` into a validated LabelTable.
+
+    `tokenizer`: the bundle's; by default one built from the installed open_clip (export time).
+    """
+    tokenizer = _tokenizer(model_cfg, tokenizer)
+    prompts = check_prompts(classes, model_cfg, tokenizer)
     flat = [p for ps in prompts for p in ps]
-    tokens = _tokenize(flat, model_cfg)
+    tokens = tokenizer(flat)
     feats = np.concatenate([encode(tokens[i:i + batch_size]) for i in range(0, len(flat), batch_size)])
     per_class = len(prompts[0])  # every class has the same ensemble size
     table = average_prompts(feats.reshape(len(classes), per_class, -1))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BundleError
+from ..prompts import repeated_name
 from ..io import atomic_write_bytes
 
 FORMAT = "froster-edge-labels"
@@ -61,11 +62,8 @@ class LabelTable:
             raise BundleError(f"{what}: {len(self.texts)} texts / {len(self.prompts)} prompt lists for {c} names")
         if any(not n.strip() for n in self.names):
             raise BundleError(f"{what} has an empty class name")
-        seen: set[str] = set()
-        for n in self.names:
-            if n.casefold() in seen:
-                raise BundleError(f"{what}: class {n!r} appears twice")
-            seen.add(n.casefold())
+        if (dup := repeated_name(self.names)) is not None:
+            raise BundleError(f"{what}: class {self.names[dup[1]]!r} appears twice")
         if not np.isfinite(emb).all():
             raise BundleError(f"{what} has non-finite embeddings")
         norms = np.linalg.norm(emb, axis=1)

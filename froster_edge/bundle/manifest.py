@@ -1,6 +1,6 @@
 """The bundle's manifest.json: what the runtime needs to use the files, and their hashes (no torch).
 
-A bundle directory holds video_encoder.onnx, text_encoder.onnx, labels.npz, optional
+A bundle directory holds video_encoder.onnx, text_encoder.onnx, tokenizer.json, labels.npz, optional
 video_encoder.fp16.onnx, engines/, and manifest.json, written last. The manifest records the
 format version, the model (config, fingerprint, logit scale), the preprocessing the video graph
 expects, the ONNX opset and tensor names, the sha256 of every file, the parity gates' results
@@ -10,12 +10,11 @@ named before a runtime loads it.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import BundleError
-from ..io import atomic_write_json, read_versioned_json
+from ..io import atomic_write_json, read_versioned_json, sha256_file
 
 FORMAT = "froster-edge-bundle"
 VERSION = 1
@@ -24,15 +23,8 @@ VIDEO_ONNX = "video_encoder.onnx"
 VIDEO_FP16_ONNX = "video_encoder.fp16.onnx"
 TEXT_ONNX = "text_encoder.onnx"
 LABELS_FILE = "labels.npz"
+TOKENIZER_FILE = "tokenizer.json"  # the text encoder's tokenizer (Hugging Face tokenizers format)
 ENGINES_DIR = "engines"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 # Caches that tools rewrite on their own (calibration ranges, TensorRT timing, ONNX Runtime's

@@ -63,10 +63,16 @@ def run_in_streams(encode: VideoEncoder, clips: np.ndarray, streams: int) -> np.
     return np.concatenate(out)
 
 
+def cosines(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """The cosine between matching rows of two embedding arrays (float64)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return (got * want).sum(-1) / np.maximum(np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1), 1e-12)
+
+
 def compare(got: np.ndarray, want: np.ndarray, table: LabelTable | None = None) -> dict[str, float]:
     """max |got - want|, the smallest cosine between matching rows, and top-1 agreement on `table`."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    cos = (got * want).sum(-1) / np.maximum(np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1), 1e-12)
+    cos = cosines(got, want)
     stats = {"max_abs": float(np.abs(got - want).max()), "min_cosine": float(cos.min()), "n": int(len(got))}
     if table is not None:
         agree = (got @ table.embeddings.T).argmax(-1) == (want @ table.embeddings.T).argmax(-1)

@@ -19,18 +19,21 @@ from .options import JsonOut, readable, write_json
 def calibrate_cmd(
     bundle: Annotated[Path, typer.Option(help="The bundle to calibrate (from froster-edge export).")],
     videos: Annotated[Optional[Path], typer.Option(help="INT8: calibration videos, a folder or a `path [label]` list.")] = None,
-    held_out: Annotated[Optional[Path], typer.Option("--held-out", help="INT8: videos for the gate; default: a seeded quarter of --videos, kept out of calibration.")] = None,
+    held_out: Annotated[Optional[Path], typer.Option(
+        "--held-out", help="INT8: videos for the gate; default: a seeded quarter of --videos, kept out of calibration.")] = None,
     root: Annotated[Optional[Path], typer.Option(help="Folder that list paths are relative to (default: the list's folder).")] = None,
     confidence: Annotated[bool, typer.Option("--confidence", help="Fit the confidence temperature on --val.")] = False,
     val: Annotated[Optional[Path], typer.Option(help="Labelled `path label` list for --confidence (labels index the bundle's table).")] = None,
-    trt: Annotated[bool, typer.Option("--trt", help="INT8 as a TensorRT int8+fp16 engine instead of ONNX Runtime QDQ (GPU + tensorrt; exit 3 without).")] = _CAL.trt,
+    trt: Annotated[bool, typer.Option(
+        "--trt", help="INT8 as a TensorRT int8+fp16 engine instead of ONNX Runtime QDQ (GPU + tensorrt; exit 3 without).")] = _CAL.trt,
     method: Annotated[Method, typer.Option(help="Range calibration: minmax, entropy or percentile (TensorRT: entropy or minmax).")] = _CAL.method,
     ops: Annotated[Ops, typer.Option(help="linear: quantize weight MatMuls only; all: every op ONNX Runtime can.")] = _CAL.ops,
     activation: Annotated[Optional[Activation], typer.Option(help="Activation type uint8 or int8; default uint8 on x86, int8 on ARM.")] = _CAL.activation,
     max_clips: Annotated[int, typer.Option(help="Calibration clips at most.", min=1)] = _CAL.max_clips,
     max_held_out: Annotated[int, typer.Option(help="Gate clips at most.", min=1)] = _CAL.max_held_out,
     seed: Annotated[int, typer.Option(help="Seed of the video order, clip starts and held-out split.")] = _CAL.seed,
-    min_agreement: Annotated[float, typer.Option(help="Gate: INT8 top-1 must agree with float on this share of held-out clips.", min=0.0, max=1.0)] = _CAL.thresholds.min_top1_agreement,
+    min_agreement: Annotated[float, typer.Option(
+        help="Gate: INT8 top-1 must agree with float on this share of held-out clips.", min=0.0, max=1.0)] = _CAL.thresholds.min_top1_agreement,
     min_speedup: Annotated[float, typer.Option(help="Gate: INT8 must be this many times faster than float here.", min=0.0)] = _CAL.thresholds.min_speedup,
     force: Annotated[bool, typer.Option("--force", help="Keep the INT8 model even when the gate fails (the reasons are recorded).")] = False,
     json_out: JsonOut = None,
@@ -59,7 +62,7 @@ def calibrate_cmd(
     if trt and method == "percentile":
         raise ConfigError("--trt calibrates with --method entropy or minmax (TensorRT has no percentile calibrator)")
     out = readable(json_out)
-    log = lambda msg: print(f"  {msg}", file=sys.stderr)  # noqa: E731
+    log = lambda msg: print(f"  {msg}", file=sys.stderr)
     report: dict = {}
     if videos is not None:
         from ..calibration.calibrate import calibrate_int8

@@ -19,7 +19,8 @@ def eval_cmd(
     data: Annotated[Optional[Path], typer.Option(help="A video list: 'path label' or 'path,label' lines (instead of --protocol).")] = None,
     classes: OptionalClasses = None,
     labels: Annotated[Optional[Path], typer.Option(help="A plain label file to check the count and order of --classes against.")] = None,
-    root: Annotated[Optional[Path], typer.Option(help="Folder the list's video paths are relative to (default: the list's folder, or the config's root).")] = None,
+    root: Annotated[Optional[Path], typer.Option(
+        help="Folder the list's video paths are relative to (default: the list's folder, or the config's root).")] = None,
     path: Annotated[Optional[list[str]], typer.Option("--path", help="NAME=DIR: where a protocol config's {NAME} folder is (repeatable).")] = None,
     student: Student = None,
     model: Model = DEFAULT_MODEL,

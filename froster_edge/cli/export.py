@@ -26,7 +26,8 @@ def export_cmd(
     pretrained: Pretrained = DEFAULT_PRETRAINED,
     frames: Frames = None,
     streams: Annotated[int, typer.Option(help="Clips per video-encoder call (cameras batched together), fixed in the graph.", min=1)] = _EXPORT.streams,
-    videos: Annotated[Optional[list[Path]], typer.Option("--videos", help="Real clips for the parity gates: files or folders, repeatable. Without it the gates run on noise.")] = None,
+    videos: Annotated[Optional[list[Path]], typer.Option(
+        "--videos", help="Real clips for the parity gates: files or folders, repeatable. Without it the gates run on noise.")] = None,
     fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Also write video_encoder.fp16.onnx and gate it against fp32.")] = _EXPORT.fp16,
     layernorm_fp32: Annotated[bool, typer.Option("--layernorm-fp32", help="Keep LayerNorm in fp32 in fp16 models and engines.")] = _EXPORT.layernorm_fp32,
     trt: Annotated[bool, typer.Option("--trt", help="Also build TensorRT fp16 engines (needs a GPU and tensorrt; exit 3 without).")] = _EXPORT.trt,
@@ -90,7 +91,8 @@ def labels_cmd(
     classes: Classes,
     out: Annotated[Optional[Path], out_option("labels.npz to write; with --bundle the default is the bundle's own table.")] = None,
     student: Student = None,
-    bundle: Annotated[Optional[Path], typer.Option(help="Encode with this bundle's ONNX text encoder (no torch needed); else with --student's torch one.")] = None,
+    bundle: Annotated[Optional[Path], typer.Option(
+        help="Encode with this bundle's ONNX text encoder (no torch needed); else with --student's torch one.")] = None,
     append: Annotated[bool, typer.Option("--append", help="Add the classes to the existing table instead of replacing it.")] = False,
 ) -> None:
     """Write a label table (labels.npz) for new class texts: change what is recognised without retraining.

@@ -12,6 +12,7 @@ import typer
 from ..errors import ConfigError
 from ..runtime.options import AUTO_ORDER, BackendName, Smoothing
 from ..runtime.options import RUN_DEFAULTS as _RUN
+from ..runtime.web.options import HTTP_DEFAULTS as _HTTP
 from .base import command
 from .options import JsonOut, readable, write_json
 
@@ -24,13 +25,16 @@ def run_cmd(
     bundle: Annotated[Optional[Path], typer.Option(help="The bundle to run (from froster-edge export); or `bundle:` in --config.")] = None,
     source: Annotated[Optional[list[str]], typer.Option("--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Site file (YAML): named cameras with their own hop, threshold, labels; events, clips, metrics. The run flags below are its defaults. SIGHUP reloads its cameras.")] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="Label table (labels.npz) of the bundle's model; default: the bundle's. Watched: a new table is swapped in between decisions.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        help="Label table (labels.npz) of the bundle's model; default: the bundle's. Watched: a new table is swapped in between decisions.")] = None,
     backend: Annotated[BackendName, typer.Option(help="auto: the fastest available; the int8 ones where calibrate kept an INT8 model.")] = _RUN.backend,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per decision on stdout instead of readable lines.")] = False,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions.", min=1)] = _RUN.sampling.hop,
-    sample_fps: Annotated[Optional[float], typer.Option("--sample-fps", help="Sampled frames per second of video; default the training's 30/16 = 1.875.", min=0.001)] = _RUN.sampling.fps,
+    sample_fps: Annotated[Optional[float], typer.Option(
+        "--sample-fps", help="Sampled frames per second of video; default the training's 30/16 = 1.875.", min=0.001)] = _RUN.sampling.fps,
     subsample: Annotated[Optional[int], typer.Option(help="Take every Nth source frame instead of --sample-fps.", min=1)] = _RUN.sampling.subsample,
-    threshold: Annotated[float, typer.Option(help="Below this smoothed top-1 probability the outcome is 'unknown'.", min=0.0, max=1.0)] = _RUN.classifier.threshold,
+    threshold: Annotated[float, typer.Option(
+        help="Below this smoothed top-1 probability the outcome is 'unknown'.", min=0.0, max=1.0)] = _RUN.classifier.threshold,
     smoothing: Annotated[Smoothing, typer.Option(help="ema, mean (of the last --window decisions) or none.")] = _RUN.classifier.smoothing,
     ema_alpha: Annotated[float, typer.Option(help="EMA weight of the newest decision.", min=0.0, max=1.0)] = _RUN.classifier.ema_alpha,
     window: Annotated[int, typer.Option(help="Decisions averaged by --smoothing mean.", min=1)] = _RUN.classifier.window,
@@ -39,12 +43,22 @@ def run_cmd(
     loop: Annotated[bool, typer.Option("--loop", help="Start files again at their end.")] = _RUN.capture.loop,
     record: Annotated[Optional[Path], typer.Option(help="Write the annotated video here (.mp4/.avi/.mkv; FILE_<i> per stream with several).")] = None,
     show: Annotated[bool, typer.Option("--show", help="Overlay window per stream (needs a display; exit 3 without). q quits.")] = False,
-    stats_json: Annotated[Optional[Path], typer.Option("--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
+    stats_json: Annotated[Optional[Path], typer.Option(
+        "--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
     max_decisions: Annotated[Optional[int], typer.Option(help="Stop after this many decisions.", min=1)] = _RUN.max_decisions,
     events: Annotated[Optional[Path], typer.Option("--events", help="Append action events (start/end, hysteresis from the site file or its defaults) to this JSONL file.")] = None,
     clips: Annotated[Optional[Path], typer.Option("--clips", help="Write an mp4 and a peak JPEG per action event into this folder (disk budget, pre-roll: site file `clips:`).")] = None,
     metrics: Annotated[Optional[str], typer.Option("--metrics", help="Serve Prometheus metrics on HOST:PORT (127.0.0.1:9108; another host needs a token, see README).")] = None,
     metrics_insecure: Annotated[bool, typer.Option("--metrics-insecure", help="Serve --metrics on a non-loopback address without a token.")] = False,
+    http: Annotated[Optional[str], typer.Option(
+        "--http", help="Serve the web view (live views, decisions, vocabulary) on HOST:PORT, e.g. 127.0.0.1:8080; "
+        "another address than loopback needs --http-token.")] = None,
+    http_token: Annotated[Optional[str], typer.Option(
+        "--http-token", envvar="FROSTER_EDGE_HTTP_TOKEN", show_envvar=True,
+        help="Token the web view requires on every request (Authorization: Bearer, or ?token= in the page's address); "
+        "at least 16 characters.")] = None,
+    http_fps: Annotated[float, typer.Option("--http-fps", help="Live views: frames per second sent to a watching browser.", min=0.1)] = _HTTP.stream_fps,
+    http_width: Annotated[int, typer.Option("--http-width", help="Live views: scaled down to at most this many pixels wide.", min=16)] = _HTTP.stream_width,
 ) -> None:
     """Classify live video against a label table: cameras, streams, files; several at once.
 
@@ -58,6 +72,8 @@ def run_cmd(
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --source rtsp://cam2/stream --jsonl
       froster-edge run --bundle bundles/b16 --source clip.mp4 --realtime --record out.mp4 --stats-json stats.json
       froster-edge run --config examples/site.yaml --events events.jsonl --metrics 127.0.0.1:9108
+      froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --http 127.0.0.1:8080
+      FROSTER_EDGE_HTTP_TOKEN=$(cat token) froster-edge run --bundle bundles/b16 --source 0 --http 0.0.0.0:8080
     """
     from dataclasses import replace as dc_replace
 
@@ -71,19 +87,27 @@ def run_cmd(
         capture=dc_replace(_RUN.capture, realtime=realtime, loop=loop),
         classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
     )
+    web = None
+    if http is not None:
+        from ..runtime.web import parse_listen
+
+        host, port = parse_listen(http)
+        web = dc_replace(_HTTP, host=host, port=port, token=http_token, stream_fps=http_fps, stream_width=http_width)
     site = site_from_flags(options, bundle, config, events=events, clips=clips, metrics=metrics,
                            metrics_insecure=metrics_insecure)
-    run(RunRequest(site.bundle, site.run, jsonl=jsonl, show=show, record=record, stats_json=stats_json, site=site))
+    run(RunRequest(site.bundle, site.run, jsonl=jsonl, show=show, record=record, stats_json=stats_json, site=site, http=web))
 
 
 @command("bench")
 def bench_cmd(
     bundle: Annotated[Path, typer.Option(help="The bundle to measure.")],
-    backend: Annotated[Optional[list[BenchBackend]], typer.Option("--backend", help=f"A backend to measure (repeatable); default: every available one of {', '.join(AUTO_ORDER)}.")] = None,
+    backend: Annotated[Optional[list[BenchBackend]], typer.Option(
+        "--backend", help=f"A backend to measure (repeatable); default: every available one of {', '.join(AUTO_ORDER)}.")] = None,
     clip: Annotated[Optional[Path], typer.Option(help="Video for the pipeline runs; default examples/clips/stgcn_clean_and_jerk.mp4.")] = None,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions in the pipeline runs.", min=1)] = _RUN.sampling.hop,
     reps: Annotated[int, typer.Option(help="Interleaved pipeline / backend-alone pairs per backend.", min=1)] = 3,
-    realtime_check: Annotated[bool, typer.Option("--realtime-check/--no-realtime-check", help="Also play the clip at its own pace for capture-to-decision latency.")] = True,
+    realtime_check: Annotated[bool, typer.Option(
+        "--realtime-check/--no-realtime-check", help="Also play the clip at its own pace for capture-to-decision latency.")] = True,
     realtime_decisions: Annotated[int, typer.Option(help="Decisions of the real-time run.", min=1)] = 8,
     json_out: JsonOut = None,
 ) -> None:

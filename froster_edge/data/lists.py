@@ -23,7 +23,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..prompts import ClassText, read_class_texts
+from ..prompts import ClassText, read_class_texts, repeated_name
 
 
 
@@ -101,11 +101,8 @@ def read_classes(path: str | Path) -> list[ClassText]:
             raise ConfigError(f"{path}: class ids must be 0..{len(rows) - 1} without gaps")
         rows = [r for _, r in sorted(zip(ids, rows), key=lambda p: p[0])]
     classes = [ClassText.parse(r["name"] or "") for r in rows]
-    seen: set[str] = set()
-    for c in classes:
-        if c.name.lower() in seen:
-            raise ConfigError(f"{path}: class {c.name!r} appears twice")
-        seen.add(c.name.lower())
+    if (dup := repeated_name(c.name for c in classes)) is not None:
+        raise ConfigError(f"{path}: class {classes[dup[1]].name!r} appears twice")
     return classes
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
 
-from ..errors import ConfigError, MissingCapability
+from ..device import resolve_device
+from ..errors import ConfigError
 from ..io import atomic_write_bytes
 from .protocol import Protocol, ProtocolReport, StudentSource, load_protocol, run_protocol, single_protocol
 
@@ -34,19 +34,6 @@ class EvalRequest:
     device: str = "auto"
     json_out: Path | None = None
     progress: bool = True
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" is the GPU when there is one; asking for CUDA without one is a missing capability."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ConfigError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, auto)") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MissingCapability(f"--device {device}: no CUDA GPU is available here")
-    return dev
 
 
 def build_protocol(req: EvalRequest) -> Protocol:

@@ -12,19 +12,16 @@ and config.json last, and the hashes catch a mismatched or torn pair.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as dump_safetensors
 from torch import nn
 
 from ..config import StudentConfig, from_mapping
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_write_bytes, atomic_write_json, read_versioned_json
+from ..io import atomic_write_json, read_tensors, read_versioned_json, save_tensors, tensors_fingerprint
 from .clip import build_clip
 from .student import VideoStudent
 
@@ -34,13 +31,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 PROJECTORS_FILE = "projectors.safetensors"
 TEACHER_FILE = "teacher.safetensors"
-
-
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
-    data = dump_safetensors({k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
-                             for k, v in tensors.items()})
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
 
 
 def save_student(
@@ -53,12 +43,12 @@ def save_student(
     """Write a student directory; returns its path. `extra` lands in config.json as provenance."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    weights = {WEIGHTS_FILE: _save_tensors(student.clip.state_dict(), out / WEIGHTS_FILE)}
+    weights = {WEIGHTS_FILE: save_tensors(student.clip.state_dict(), out / WEIGHTS_FILE)}
     if projectors:
         state = {f"{name}.{k}": v for name, mod in projectors.items() for k, v in mod.state_dict().items()}
-        weights[PROJECTORS_FILE] = _save_tensors(state, out / PROJECTORS_FILE)
+        weights[PROJECTORS_FILE] = save_tensors(state, out / PROJECTORS_FILE)
     if teacher_state is not None:
-        weights[TEACHER_FILE] = _save_tensors(teacher_state, out / TEACHER_FILE)
+        weights[TEACHER_FILE] = save_tensors(teacher_state, out / TEACHER_FILE)
     config = {
         "format": FORMAT,
         "version": VERSION,
@@ -90,19 +80,10 @@ def load_tensors(student_dir: str | Path, name: str, config: dict[str, Any] | No
     """A weights file of the directory, verified against the hash recorded in config.json."""
     d = Path(student_dir)
     config = config or read_student_config(d)
-    path = d / name
     expected = config["weights"].get(name)
     if expected is None:
         raise CheckpointError(f"{d} has no {name} recorded in its config")
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing")
-    data = path.read_bytes()  # read once: hashed, then parsed from memory
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise CheckpointError(f"{path} does not match the hash in {CONFIG_FILE}: the file is corrupt or from another save")
-    try:
-        return load_safetensors(data)
-    except Exception as e:  # safetensors raises its own error type for a bad header
-        raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
+    return read_tensors(d / name, expected, f"{d / CONFIG_FILE}")
 
 
 def load_student(student_dir: str | Path, device: str | torch.device = "cpu") -> VideoStudent:
@@ -146,9 +127,4 @@ def model_fingerprint(student: VideoStudent) -> str:
     It depends on the weights only, not on the file they came from, so a student saved, reloaded
     or exported keeps its fingerprint, and any other weights change it.
     """
-    h = hashlib.sha256()
-    for name, tensor in sorted(student.clip.state_dict().items()):
-        t = tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
+    return tensors_fingerprint(student.clip.state_dict())

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..device import resolve_device
 from ..errors import ConfigError, MissingCapability
 
 COLLECTIVE_TIMEOUT = timedelta(minutes=60)
@@ -37,17 +38,6 @@ class Dist:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto` -> this process's GPU when CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise MissingCapability(f"train.device is {name!r} but torch sees no CUDA GPU on this machine")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device("cpu")
-
-
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None:
@@ -63,7 +53,7 @@ def setup(device: str) -> Dist:
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
-    dev = resolve_device(device, local_rank)
+    dev = resolve_device(device, local_rank, "train.device")
     if dev.type == "cuda":
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise MissingCapability(f"process {rank} wants {dev} but this machine has {torch.cuda.device_count()} GPU(s)")

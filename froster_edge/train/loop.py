@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from ..config import RecipeConfig
 from ..errors import CheckpointError, ConfigError, FrosterError
-from ..io import atomic_write_text
+from ..io import atomic_dir, atomic_write_text, recover, tensors_fingerprint
 from ..model.checkpoint import save_student
 from ..model.factory import create_distiller
 from ..prompts import ClassText
@@ -40,8 +40,7 @@ from .config import changed_options, load_recipe, save_recipe
 from .fewshot import few_shot, short_classes, write_list
 from .optim import WarmupCosine, build_optimizer, set_lr
 from .sampler import ResumableBatchSampler
-from .state import (atomic_dir, capture_rng, latest_state, projector_modules, remove_stale, restore_rng,
-                    save_state, tensors_fingerprint)
+from .state import capture_rng, latest_state, projector_modules, restore_rng, save_state
 from .step import TERMS, autocast_dtype, class_prompt_tokens, step_prompts, train_step
 
 CONFIG_FILE = "config.yaml"
@@ -229,7 +228,7 @@ class Trainer:
         if d.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             for folder in (self.out, self.out / STATE_DIR, self.out / EPOCHS_DIR):
-                remove_stale(folder)  # what kills interrupted: hidden .tmp / .old entries
+                recover(folder)  # what kills interrupted: hidden .tmp / .old entries
             save_recipe(cfg, self.out / CONFIG_FILE)
             if cfg.data.shots is not None:
                 write_list(data.items, self.out / "train_list.txt", root=cfg.data.root)

@@ -7,33 +7,28 @@ A training state is a directory `step_<N>/`:
     state.json             epoch, step, sampler position, optimizer hyper-parameters, GradScaler,
                            Python RNG, sha256 of the two files above; written last
 The directory is assembled under a hidden temporary name and renamed into place in one step
-(`atomic_dir`), so `step_<N>/` either exists complete or not at all, and older states are pruned
+(`froster_edge.io.atomic_dir`), so `step_<N>/` either exists complete or not at all, and older states are pruned
 only after the new one is in place. Resume takes the newest state that reads back and whose
 hashes match, and says which newer ones it skipped.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
 import re
 import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io import atomic_write_json, read_versioned_json
-from ..model.checkpoint import (PROJECTORS_FILE, WEIGHTS_FILE, _save_tensors, load_state_strict, load_tensors,
-                                read_student_config, save_student)
+from ..io import atomic_dir, atomic_write_json, read_tensors, read_versioned_json, save_tensors
+from ..model.checkpoint import (PROJECTORS_FILE, WEIGHTS_FILE, load_state_strict, load_tensors, read_student_config,
+                                save_student)
 from ..model.distill import FrosterDistiller
 
 FORMAT = "froster-edge-train-state"
@@ -43,51 +38,6 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 STUDENT_DIR = "student"
 _STATE_DIR = re.compile(r"^step_(\d+)$")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Yield an empty hidden directory to fill; on success it becomes `final` in one rename.
-
-    An existing `final` is replaced (moved aside, then deleted once the new one is in place).
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-        for sub in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
-            _fsync_dir(sub)
-        if final.exists():
-            old = final.parent / f".{final.name}.{os.getpid()}.old"
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, final)
-        _fsync_dir(final.parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def remove_stale(root: Path) -> None:
-    """Delete the hidden leftovers of writes a kill interrupted (`.name.*.tmp`, `.name.*.old`)."""
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith(".") and p.name.endswith((".tmp", ".old")):
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
 
 
 # ---- RNG -------------------------------------------------------------------------------------
@@ -186,8 +136,8 @@ def save_state(
         save_student(distiller.student, tmp / STUDENT_DIR, projectors=projector_modules(distiller))
         opt_tensors, opt_meta = _optimizer_to_files(optimizer.state_dict())
         rng_tensors, rng_meta = _rng_to_files(rng_states)
-        files = {OPTIMIZER_FILE: _save_tensors(opt_tensors, tmp / OPTIMIZER_FILE),
-                 RNG_FILE: _save_tensors(rng_tensors, tmp / RNG_FILE)}
+        files = {OPTIMIZER_FILE: save_tensors(opt_tensors, tmp / OPTIMIZER_FILE),
+                 RNG_FILE: save_tensors(rng_tensors, tmp / RNG_FILE)}
         atomic_write_json(tmp / STATE_FILE, {
             "format": FORMAT, "version": VERSION, "step": step, "epoch": epoch, "epoch_step": epoch_step,
             "optimizer": opt_meta, "rng": rng_meta, "scaler": scaler.state_dict() if scaler is not None else None,
@@ -249,17 +199,6 @@ class TrainState:
             scaler.load_state_dict(self.meta["scaler"])
 
 
-def _read_verified(path: Path, expected: str | None) -> dict[str, torch.Tensor]:
-    if expected is None:
-        raise CheckpointError(f"{path.parent}/{STATE_FILE} records no hash for {path.name}")
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing")
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise CheckpointError(f"{path} does not match the hash in {STATE_FILE}")
-    return load_safetensors(data)
-
-
 def read_state(path: str | Path) -> TrainState:
     """Read and verify one state directory; CheckpointError names what is wrong."""
     path = Path(path)
@@ -269,8 +208,8 @@ def read_state(path: str | Path) -> TrainState:
     meta = read_versioned_json(meta_path, FORMAT, VERSION, ("step", "epoch", "epoch_step", "optimizer", "rng", "files"),
                                CheckpointError, "training state")
     files = meta["files"]
-    opt = _read_verified(path / OPTIMIZER_FILE, files.get(OPTIMIZER_FILE))
-    rng = _read_verified(path / RNG_FILE, files.get(RNG_FILE))
+    opt = read_tensors(path / OPTIMIZER_FILE, files.get(OPTIMIZER_FILE), str(meta_path))
+    rng = read_tensors(path / RNG_FILE, files.get(RNG_FILE), str(meta_path))
     student_dir = path / STUDENT_DIR
     student_cfg = read_student_config(student_dir)
     return TrainState(
@@ -292,13 +231,3 @@ def latest_state(root: str | Path) -> tuple[TrainState | None, list[str]]:
         except CheckpointError as e:
             skipped.append(str(e))
     return None, skipped
-
-
-def tensors_fingerprint(state: dict[str, torch.Tensor]) -> str:
-    """sha256 over names, shapes and values: tells whether a rebuilt teacher is the run's teacher."""
-    h = hashlib.sha256()
-    for name, t in sorted(state.items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()

@@ -1,0 +1,208 @@
+"""What the web view shows, collected from the running pipeline without ever making it wait.
+
+The hub is a frame sink and a decision sink of the pipeline. A frame costs the pipeline one
+reference assignment (the newest frame of its stream replaces the previous one); JPEG encoding
+happens on the server's threads, only while a client watches, at most `stream_fps` times a
+second per stream, and one encoding is shared by every client watching that stream. Decisions
+are kept per camera (the newest `recent`), numbered, with the version of the label table that
+made them, so the page (and the API) can tell when a vocabulary change has reached the decisions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..sinks import Decision
+from ..sources import Frame, cv2
+from .options import HttpOptions
+
+
+def encode_jpeg(image: np.ndarray, width: int, quality: int) -> bytes:
+    """An RGB frame scaled down to at most `width` pixels wide (never up), as JPEG bytes."""
+    h, w = image.shape[:2]
+    if w > width:
+        image = cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a JPEG")
+    return data.tobytes()
+
+
+@dataclass
+class PendingChange:
+    """A vocabulary change written to the label file and not yet seen in a decision."""
+
+    action: str
+    names: tuple[str, ...]
+    submitted: float  # monotonic
+
+
+class Hub:
+    """Newest frames, recent decisions and the table in use, for the server's threads to read."""
+
+    def __init__(self, cameras: list[str], options: HttpOptions):
+        self.cameras: list[str] = []
+        self.options = options
+        self.closed = threading.Event()
+        self._frames: list[tuple[int, np.ndarray] | None] = []  # per stream: (frame number, RGB image)
+        self._counts: list[int] = []
+        self._jpegs: list[tuple[int, bytes] | None] = []
+        self._encode_locks: list[threading.Lock] = []
+        self._lock = threading.Lock()
+        self._decisions: list[deque[dict[str, Any]]] = []
+        self._seq = 0
+        self._tables: list[object | None] = []
+        self.table_versions: list[int] = []  # per camera: bumped each time its decisions come from a new table
+        self.table_names: list[tuple[str, ...]] = []
+        for i, name in enumerate(cameras):
+            self._ensure(i, name)
+        self._pending: PendingChange | None = None
+        self.changes: deque[dict[str, Any]] = deque(maxlen=20)  # vocabulary changes and their delays
+        self.clients = 0  # live-view streams open now
+        self.frames_encoded = 0
+        self.cpu_s = 0.0  # CPU time the server's threads spent (requests, encoding): the web view's cost
+        self._table_of = None
+        self.events_enabled = False  # set when the run records action events (runtime/events.py)
+        self.clips_dir: Path | None = None  # where the event sink writes snapshots (the server's setting)
+        self._events: dict[str, deque[dict[str, Any]]] = {}
+        self._snapshots: dict[str, str] = {}  # event id -> snapshot file name, for the newest events
+
+    def _ensure(self, stream: int, name: str | None = None) -> None:
+        """Room for stream `stream` (a camera added while the run goes on gets the next number)."""
+        if stream < len(self.cameras):
+            return
+        with self._lock:
+            while len(self.cameras) <= stream:
+                i = len(self.cameras)
+                self.cameras.append(name if i == stream and name else f"stream {i}")
+                self._frames.append(None)
+                self._counts.append(0)
+                self._jpegs.append(None)
+                self._encode_locks.append(threading.Lock())
+                self._decisions.append(deque(maxlen=self.options.recent))
+                self._tables.append(None)
+                self.table_versions.append(0)
+                self.table_names.append(())
+
+    def attach(self, table_of: Callable[[int], object]) -> None:
+        """`table_of(stream)` returns the table that stream's classifier uses; read on the decision
+        thread, so at `emit` it is the table that made the decision."""
+        self._table_of = table_of
+
+    # --- frame sink (assembler threads) ---
+    needs_every_frame = False  # files read as fast as possible keep skipping unsampled frames
+
+    def frame(self, stream: int, frame: Frame, decision: Decision | None) -> None:
+        if frame.image is not None:
+            self._ensure(stream)
+            self._counts[stream] += 1
+            self._frames[stream] = (self._counts[stream], frame.image)
+
+    # --- decision sink (the decision thread) ---
+    def emit(self, decision: Decision) -> None:
+        i = decision.stream
+        self._ensure(i, getattr(decision, "camera", None))
+        table = self._table_of(i) if self._table_of is not None else None
+        now = time.monotonic()
+        with self._lock:
+            if table is not None and table is not self._tables[i]:
+                self._tables[i], self.table_versions[i] = table, self.table_versions[i] + 1
+                self.table_names[i] = tuple(table.names)  # type: ignore[attr-defined]
+            pending = self._pending
+            if pending is not None and pending.names == self.table_names[i]:
+                self.changes.append({"action": pending.action, "classes": len(pending.names),
+                                     "submit_to_decision_s": round(now - pending.submitted, 3)})
+                self._pending = None
+            self._seq += 1
+            self.cameras[i] = self.camera_name(decision)
+            record = {**decision.to_json(), "seq": self._seq, "camera": self.cameras[i],
+                      "labels_version": self.table_versions[i]}
+            self._decisions[i].append(record)
+
+    # --- event sink (the decision thread) ---
+    def event(self, event) -> None:
+        """An ActionEvent ("start", then "end" with the same id): the end replaces the start."""
+        record = event.to_json()
+        with self._lock:
+            kept = self._events.setdefault(event.camera, deque(maxlen=self.options.recent))
+            for i, old in enumerate(kept):
+                if old["id"] == event.id:
+                    del kept[i]
+                    break
+            kept.append(record)
+            if event.snapshot:
+                self._snapshots[event.id] = event.snapshot
+            alive = {e["id"] for q in self._events.values() for e in q}
+            self._snapshots = {k: v for k, v in self._snapshots.items() if k in alive}
+
+    def events(self) -> dict[str, list[dict[str, Any]]]:
+        with self._lock:
+            return {camera: list(q) for camera, q in self._events.items()}
+
+    def snapshot_path(self, event_id: str) -> Path | None:
+        """The snapshot of a kept event: a file name the event sink wrote, in the server's clips
+        folder (never a path from the client; a name with a folder part is not served)."""
+        with self._lock:
+            name = self._snapshots.get(event_id)
+        if name is None or self.clips_dir is None or Path(name).name != name:
+            return None
+        path = self.clips_dir / name
+        return path if path.is_file() else None
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def camera_name(self, decision: Decision) -> str:
+        return getattr(decision, "camera", None) or self.cameras[decision.stream]
+
+    # --- the server's side ---
+    def expect(self, action: str, names: list[str], submitted: float) -> None:
+        """Note a vocabulary change just written, to time it until a decision uses the new table."""
+        with self._lock:
+            self._pending = PendingChange(action, tuple(names), submitted)
+
+    def add_cpu(self, seconds: float) -> None:
+        with self._lock:
+            self.cpu_s += seconds
+
+    def count_client(self, change: int) -> None:
+        with self._lock:
+            self.clients += change
+
+    def jpeg(self, stream: int, after: int = 0) -> tuple[int, bytes] | None:
+        """The newest frame of `stream` as JPEG when it is newer than frame number `after`."""
+        latest = self._frames[stream] if stream < len(self._frames) else None
+        if latest is None or latest[0] <= after:
+            return None
+        with self._encode_locks[stream]:  # one encoding per frame, shared by every client
+            cached = self._jpegs[stream]
+            if cached is not None and cached[0] > after:
+                return cached
+            number, image = self._frames[stream]  # type: ignore[misc]
+            cached = (number, encode_jpeg(image, self.options.stream_width, self.options.jpeg_quality))
+            self._jpegs[stream] = cached
+            self.frames_encoded += 1
+            return cached
+
+    def decisions(self, since: int = 0) -> list[dict[str, Any]]:
+        """Every kept decision numbered above `since`, oldest first."""
+        with self._lock:
+            out = [d for q in self._decisions for d in q if d["seq"] > since]
+        return sorted(out, key=lambda d: d["seq"])
+
+    def latest(self) -> list[dict[str, Any] | None]:
+        with self._lock:
+            return [q[-1] if q else None for q in self._decisions]
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            return {"clients": self.clients, "frames_encoded": self.frames_encoded, "cpu_s": round(self.cpu_s, 3),
+                    "labels_versions": list(self.table_versions), "vocabulary_changes": list(self.changes),
+                    "pending_change": self._pending.action if self._pending else None}

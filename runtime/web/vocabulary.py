@@ -1,0 +1,112 @@
+"""The vocabulary as the page edits it: the watched label table, one action added or removed at a time.
+
+Adding encodes the new action's prompt ensemble with the bundle's own ONNX text encoder through
+the same library call as `froster-edge labels --bundle BUNDLE --classes FILE --append` (so the
+table is the one that command would write), into the label file the run watches: the bundle's
+labels.npz (its manifest re-hashed, as `labels --bundle` does) or the run's --labels file. The
+write is atomic and the runtime's label watcher swaps the new table in between two decisions,
+exactly as for a table edited by hand. Removing drops the action's row; nothing is re-encoded.
+Changes are serialised: two browsers cannot interleave their writes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from ...bundle import manifest as mf
+from ...bundle.labels import LabelTable, load_labels
+from ...bundle.relabel import relabel_bundle  # the function behind `froster-edge labels --bundle`
+from ...errors import ConfigError, FrosterError
+from ...prompts import ClassText
+from .options import HttpOptions
+
+
+class VocabularyError(ConfigError):
+    """A change the page asked for and that was refused; the message is shown on the page."""
+
+
+class Vocabulary:
+    """Reads and changes the label table the pipeline watches."""
+
+    def __init__(self, bundle: Path, labels_path: Path, manifest: dict[str, Any], options: HttpOptions,
+                 on_written: Callable[[str, list[str], float], None] | None = None,
+                 log: Callable[[str], None] = print):
+        self.bundle, self.labels_path, self.options, self.log = Path(bundle), Path(labels_path), options, log
+        model = manifest["model"]
+        self.fingerprint, self.dim = model["fingerprint"], int(model["embed_dim"])
+        own = self.bundle / manifest.get("labels", {}).get("file", mf.LABELS_FILE)
+        self.own_table = self.labels_path.resolve() == own.resolve() and own.name == mf.LABELS_FILE
+        self.on_written = on_written
+        self._lock = threading.Lock()
+
+    def table(self) -> LabelTable:
+        return load_labels(self.labels_path, self.fingerprint, self.dim)
+
+    def listing(self) -> dict[str, Any]:
+        table = self.table()
+        return {"actions": [{"name": n, "text": t} for n, t in zip(table.names, table.texts)],
+                "file": self.labels_path.name, "max_actions": self.options.max_actions,
+                "max_action_chars": self.options.max_action_chars}
+
+    def add(self, text: object) -> LabelTable:
+        """Encode one "Name" or "Name: description" and append it to the watched table."""
+        entry = self._parse(text)
+        with self._lock:
+            current = self.table()
+            if len(current.names) >= self.options.max_actions:
+                raise VocabularyError(f"the vocabulary is full ({self.options.max_actions} actions); remove one first")
+            submitted = time.monotonic()
+            try:
+                table = relabel_bundle(self.bundle, [entry], None if self.own_table else self.labels_path, append=True)
+            except FrosterError as e:
+                raise VocabularyError(_reason(e)) from e
+            self._written(entry.name, table, submitted)
+            return table
+
+    def remove(self, name: object) -> LabelTable:
+        """Drop one action (by name, any case) from the watched table."""
+        if not isinstance(name, str) or not name.strip():
+            raise VocabularyError("name the action to remove")
+        key = " ".join(name.split()).casefold()
+        with self._lock:
+            current = self.table()
+            keep = [i for i, n in enumerate(current.names) if n.casefold() != key]
+            if len(keep) == len(current.names):
+                raise VocabularyError(f"{name.strip()!r} is not in the vocabulary")
+            if not keep:
+                raise VocabularyError("the vocabulary needs at least one action")
+            submitted = time.monotonic()
+            table = replace(current, names=[current.names[i] for i in keep], texts=[current.texts[i] for i in keep],
+                            prompts=[current.prompts[i] for i in keep], embeddings=current.embeddings[keep])
+            table.save(self.labels_path)
+            if self.own_table:  # as `labels --bundle` does for the bundle's own table
+                mf.update_files(self.bundle, mf.read_manifest(self.bundle), [mf.LABELS_FILE],
+                                labels={"file": mf.LABELS_FILE, "classes": len(table.names)})
+            self._written(current.names[[n.casefold() for n in current.names].index(key)], table, submitted)
+            return table
+
+    def _parse(self, text: object) -> ClassText:
+        if not isinstance(text, str):
+            raise VocabularyError("an action is a text: a name, or \"Name: description\"")
+        if len(text) > self.options.max_action_chars:
+            raise VocabularyError(f"an action is at most {self.options.max_action_chars} characters, "
+                                  f"this one has {len(text)}")
+        try:
+            return ClassText.parse(text)
+        except ConfigError as e:
+            raise VocabularyError(str(e)) from e
+
+    def _written(self, action: str, table: LabelTable, submitted: float) -> None:
+        self.log(f"web: vocabulary now {len(table.names)} actions ({action!r} changed), "
+                 f"written to {self.labels_path} in {time.monotonic() - submitted:.2f} s")
+        if self.on_written is not None:
+            self.on_written(action, table.names, submitted)
+
+
+def _reason(e: FrosterError) -> str:
+    """The library's message without the label file's path (the page has no use for it)."""
+    return str(e).replace("cannot append: ", "")

@@ -1,0 +1,130 @@
+"""The web view's JSON API through a plain HTTP client (urllib) on a real run over a real clip:
+the token on every route, and a vocabulary change through the API that gives the same table as
+`froster-edge labels --bundle` on the same text, byte for byte, and reaches the decisions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from froster_edge.bundle import manifest as mf
+
+from .test_cli import assert_one_line_error
+from .web_run import WebRun, names_in_top
+
+TOKEN = "k3Y-for-the-web-view-tests-0123456789"
+GET_ROUTES = ["/", "/index.html", "/api/streams", "/api/streams/0.mjpg", "/api/streams/0.jpg", "/api/decisions?since=0",
+              "/api/events", "/api/stats", "/api/vocabulary", "/no/such/route", "/../../etc/passwd"]
+
+
+@pytest.fixture(scope="module")
+def web(tiny_bundle, tmp_path_factory):
+    root = tmp_path_factory.mktemp("web_api")
+    labels = root / "labels.npz"
+    shutil.copy(tiny_bundle / mf.LABELS_FILE, labels)
+    shutil.copy(labels, root / "original.npz")
+    run = WebRun(tiny_bundle, labels, env={"FROSTER_EDGE_HTTP_TOKEN": TOKEN})  # the token from the environment
+    run.root, run.labels = root, labels
+    run.wait_decision(lambda d: True)
+    yield run
+    run.stop()
+
+
+def request(url: str, data: dict | bytes | None = None, headers: dict | None = None, method: str | None = None,
+            read: int | None = None) -> tuple[int, bytes]:
+    body = json.dumps(data).encode() if isinstance(data, dict) else data
+    hdrs = {"Content-Type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers={**hdrs, **(headers or {})}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read(read) if read else r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_every_route_refuses_a_missing_or_wrong_token(web):
+    base = web.url.rstrip("/")
+    near = TOKEN[:-1] + ("x" if TOKEN[-1] != "x" else "y")  # right length, last character wrong
+    for path in GET_ROUTES:
+        sep = "&" if "?" in path else "?"
+        for url, headers in [(base + path, None), (base + path, bearer(near)), (base + path, bearer("")),
+                             (base + path + f"{sep}token={near}", None), (base + path, {"Authorization": TOKEN})]:
+            status, body = request(url, headers=headers)
+            assert status == 401, (url, headers, status)
+            assert "token" in json.loads(body)["error"]
+    for method in ("POST", "PUT", "DELETE", "HEAD"):
+        status, _ = request(base + "/api/vocabulary", {"add": "juggling"}, bearer(near), method=method)
+        assert status == 401, method
+    status, _ = request(base + f"/api/vocabulary?token={TOKEN}", {"add": "juggling"})  # ?token= is for GET only
+    assert status == 401
+    for path in GET_ROUTES:  # the right token opens every route (and only the page's own routes exist)
+        status, body = request(base + path, headers=bearer(TOKEN), read=4096 if path.endswith(".mjpg") else None)
+        assert status == (404 if path in ("/no/such/route", "/../../etc/passwd") else 200), (path, status)
+        if path.endswith(".mjpg"):
+            assert body.startswith(b"--froster-edge-frame\r\nContent-Type: image/jpeg") and b"\xff\xd8" in body
+    status, body = request(base + f"/api/streams/0.jpg?token={TOKEN}")  # the page's way: ?token= on images
+    assert status == 200 and body[:2] == b"\xff\xd8"
+    status, body = request(base + f"/?token={TOKEN}")
+    assert status == 200 and b"froster-edge" in body
+
+
+def test_an_action_added_through_the_api_is_the_labels_commands_table(web, tiny_bundle):
+    base, text = web.url.rstrip("/"), "Juggling: a person keeps three balls in the air"
+    status, body = request(base + "/api/vocabulary", {"add": text}, bearer(TOKEN))
+    assert status == 200, body
+    assert json.loads(body)["actions"][-1] == {"name": "Juggling", "text": text}
+    # the same text through `froster-edge labels --bundle ... --append` onto the table as it was
+    reference = web.root / "reference.npz"
+    shutil.copy(web.root / "original.npz", reference)
+    (web.root / "new.txt").write_text(text + "\n")
+    proc = subprocess.run([sys.executable, "-m", "froster_edge.cli", "labels", "--bundle", str(tiny_bundle),
+                           "--classes", str(web.root / "new.txt"), "--append", "-o", str(reference)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    with np.load(web.labels) as got, np.load(reference) as want:
+        assert sorted(got.files) == sorted(want.files)
+        for key in want.files:
+            assert got[key].dtype == want[key].dtype and got[key].tobytes() == want[key].tobytes(), key
+    # the run swaps the table in between decisions and names the new action in its top-k
+    decision = web.wait_decision(lambda d: "Juggling" in names_in_top(d))
+    assert len(decision["top"]) == 13
+    status, body = request(base + "/api/decisions", headers=bearer(TOKEN))
+    latest = json.loads(body)
+    assert "Juggling" in latest["classes"][0] and latest["labels_versions"][0] >= 2
+    status, body = request(base + "/api/stats", headers=bearer(TOKEN))
+    changes = json.loads(body)["web"]["vocabulary_changes"]
+    assert changes and changes[-1]["action"] == "Juggling" and changes[-1]["submit_to_decision_s"] > 0
+
+
+def test_a_refused_change_says_why(web):
+    base = web.url.rstrip("/")
+    for data, headers, status, reason in [
+        ({"add": "   "}, {}, 400, "empty"),
+        ({"add": "yoga"}, {}, 400, "already in the table"),
+        ({"remove": "no such action"}, {}, 400, "not in the vocabulary"),
+        ({"rename": "x"}, {}, 400, '{"add"'),
+        (b"{not json", {}, 400, "not valid JSON"),
+        ({"add": "x"}, {"Content-Type": "text/plain"}, 415, "application/json"),
+        (json.dumps({"add": "x" * 20_000}).encode(), {}, 413, "over 16384 bytes"),
+    ]:
+        got, body = request(base + "/api/vocabulary", data, {**bearer(TOKEN), **headers})
+        assert got == status and reason in json.loads(body)["error"], (data, got, body)
+
+
+def test_another_address_without_a_token_refuses_to_start(tiny_bundle, monkeypatch):
+    monkeypatch.delenv("FROSTER_EDGE_HTTP_TOKEN", raising=False)
+    proc = subprocess.run([sys.executable, "-m", "froster_edge.cli", "run", "--bundle", str(tiny_bundle), "--source",
+                           "examples/clips/stgcn_clean_and_jerk.mp4", "--http", "0.0.0.0:0"],
+                          capture_output=True, text=True, timeout=120)
+    assert_one_line_error(proc, 1, "reachable from other machines")

@@ -1,0 +1,97 @@
+"""The web view in a real browser: Debian's chromium, headless, driven through chromium-driver by
+selenium, on a real run over a real clip. The page shows a live frame and a decision; an action
+typed into the page reaches the run's decisions (the run's own output names it) and the page's
+top-k; a refused entry shows its reason; the screenshot is not blank."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from froster_edge.bundle import manifest as mf
+
+from .web_run import WebRun, names_in_top
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,900"]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS + [f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # no Selenium Manager download
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, script: str, timeout: float, what: str):
+    """Until the JavaScript expression `script` is truthy; its value."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: d.execute_script("return " + script))
+    except TimeoutException:
+        raise AssertionError(f"the page showed no {what} within {timeout} s") from None
+
+
+def test_the_page_shows_the_run_and_takes_a_new_action(browser, tiny_bundle, tmp_path):
+    labels = tmp_path / "labels.npz"
+    shutil.copy(tiny_bundle / mf.LABELS_FILE, labels)
+    run = WebRun(tiny_bundle, labels)
+    try:
+        browser.get(run.url)
+        wait(browser, "document.querySelector('.camera img').naturalWidth", 120, "live frame")
+        wait(browser, "document.querySelectorAll('.camera .topk li').length", 120, "decision")
+        shown = browser.execute_script("return [...document.querySelectorAll('#vocab-list li')].map(li => li.dataset.name)")
+        assert "yoga" in shown and "Juggling" not in shown
+        before = len(run.decisions)
+        browser.find_element("id", "vocab-input").send_keys("Juggling: a person keeps three balls in the air")
+        browser.find_element("id", "vocab-add").click()
+        wait(browser, "document.querySelector('#vocab-list li[data-name=\"Juggling\"]')", 600, "new action in the list")
+        # the run's own output: the next decisions are made with the new table
+        decision = run.wait_decision(lambda d: "Juggling" in names_in_top(d), after=before)
+        assert len(decision["top"]) == 13
+        wait(browser, "document.querySelector('.topk li[data-label=\"Juggling\"]')", 60, "new action in the top-k")
+        uses = wait(browser, "document.querySelector('.camera .uses').dataset.classes === '13' && "
+                    "document.querySelector('.camera .uses').textContent", 60, "camera's vocabulary")
+        assert uses == "all 13 actions"
+        status = wait(browser, "document.querySelector('#vocab-status').textContent.includes('is in use') && "
+                      "document.querySelector('#vocab-status').textContent", 60, "swap confirmation")
+        assert "Juggling" in status
+        # a refused entry: the reason is on the page, the table unchanged
+        browser.find_element("id", "vocab-input").send_keys("YOGA")
+        browser.find_element("id", "vocab-add").click()
+        error = wait(browser, "document.querySelector('#vocab-error').textContent", 60, "refusal")
+        assert "already in the table" in error
+        png = np.frombuffer(browser.get_screenshot_as_png(), np.uint8)
+        gray = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+        assert gray.shape[0] > 100 and gray.var() > 100, gray.var()  # a blank page has variance 0
+        view = cv2.imdecode(np.frombuffer(browser.find_element("css selector", ".camera img").screenshot_as_png,
+                                          np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert view.var() > 100, view.var()  # the live view shows the clip, not a blank box
+        # without a token the server answers only to its loopback name (no DNS rebinding)
+        req = urllib.request.Request(run.url + "api/stats", headers={"Host": "attacker.example:80"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=30)
+        assert refused.value.code == 403
+    finally:
+        log = run.stop()
+    assert "Traceback" not in log, log

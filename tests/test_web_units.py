@@ -1,0 +1,212 @@
+"""The web view's parts in-process: options and the token rule, the hub (frames to JPEG only when
+watched, decisions and the table they were made with), and the vocabulary's refusals and writes
+on a copy of the tiny bundle (its table compared with one built here from the prompts)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from froster_edge.errors import ConfigError
+from froster_edge.bundle import manifest as mf
+from froster_edge.bundle.labels import load_labels
+from froster_edge.prompts import ClassText, prompts_for
+from froster_edge.runtime.sinks import Decision
+from froster_edge.runtime.sources import Frame
+from froster_edge.runtime.web.hub import Hub
+from froster_edge.runtime.web.options import HttpOptions, parse_listen, resolve_token
+from froster_edge.runtime.web.vocabulary import Vocabulary, VocabularyError
+
+from .conftest import CLIPS
+
+TOKEN = "t" * 24
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("127.0.0.1:8080", ("127.0.0.1", 8080)), (":9000", ("127.0.0.1", 9000)), ("9000", ("127.0.0.1", 9000)),
+    ("0.0.0.0:80", ("0.0.0.0", 80)), ("[::1]:8080", ("::1", 8080)), ("localhost:0", ("localhost", 0)),
+])
+def test_parse_listen(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["host:port", "127.0.0.1:70000", "[::1]8080", ""])
+def test_parse_listen_refuses(text):
+    with pytest.raises(ConfigError):
+        parse_listen(text)
+
+
+def test_token_rule(monkeypatch):
+    monkeypatch.delenv("FROSTER_EDGE_HTTP_TOKEN", raising=False)
+    assert resolve_token(HttpOptions()).token is None  # loopback: no token needed
+    with pytest.raises(ConfigError, match="reachable from other machines"):
+        resolve_token(HttpOptions(host="0.0.0.0"))
+    with pytest.raises(ConfigError, match="at least 16"):
+        resolve_token(HttpOptions(host="0.0.0.0", token="short"))
+    assert resolve_token(HttpOptions(host="0.0.0.0", token=TOKEN)).token == TOKEN
+    monkeypatch.setenv("FROSTER_EDGE_HTTP_TOKEN", TOKEN)
+    assert resolve_token(HttpOptions(host="192.168.1.5")).token == TOKEN
+    assert resolve_token(HttpOptions(host="::1")).token == TOKEN  # a token given is a token required
+
+
+def _frame(image: np.ndarray, index: int = 0) -> Frame:
+    return Frame(index, float(index), index / 30, time.monotonic(), time.time(), image)
+
+
+def _decision(stream: int, label: str, top: list[tuple[str, float]]) -> Decision:
+    return Decision(stream, f"cam{stream}", 10, 1.0, time.time(), label, top[0][1], top, {"encode": 1.0})
+
+
+def test_hub_encodes_only_newer_frames_once_scaled_down():
+    hub = Hub(["a", "b"], HttpOptions(stream_width=160, jpeg_quality=90))
+    assert hub.jpeg(0) is None  # nothing captured yet
+    rng = np.random.default_rng(0)
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[:, :160] = (200, 30, 30)  # left half red (RGB), right half blue
+    image[:, 160:] = (30, 30, 200)
+    hub.frame(0, _frame(image), None)
+    number, data = hub.jpeg(0)
+    again = hub.jpeg(0)  # a second client asking for the same frame shares the encoding
+    assert again == (number, data) and hub.frames_encoded == 1
+    assert hub.jpeg(0, after=number) is None  # nothing newer
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert bgr.shape == (120, 160, 3)  # scaled to the width, aspect kept
+    assert bgr[60, 20, 2] > 150 and bgr[60, 20, 0] < 80  # red stays red (RGB in, BGR decoded)
+    assert bgr[60, 140, 0] > 150 and bgr[60, 140, 2] < 80
+    small = rng.integers(0, 255, (60, 80, 3), np.uint8)
+    hub.frame(0, _frame(small, 1), None)
+    n2, data2 = hub.jpeg(0, after=number)
+    assert n2 == number + 1 and cv2.imdecode(np.frombuffer(data2, np.uint8), cv2.IMREAD_COLOR).shape == (60, 80, 3)
+    assert hub.jpeg(1) is None and hub.frames_encoded == 2
+
+
+class _Table:
+    def __init__(self, names):
+        self.names = names
+
+
+def test_hub_numbers_decisions_and_times_a_vocabulary_change():
+    hub = Hub(["a", "b"], HttpOptions(recent=3))
+    table = _Table(["x", "y"])
+    hub.attach(lambda stream: table)
+    hub.emit(_decision(0, "x", [("x", 0.7), ("y", 0.3)]))
+    hub.emit(_decision(1, "y", [("y", 0.6), ("x", 0.4)]))
+    got = hub.decisions()
+    assert [d["seq"] for d in got] == [1, 2] and [d["camera"] for d in got] == ["a", "b"]
+    assert all(d["labels_version"] == 1 for d in got) and hub.decisions(since=1)[0]["label"] == "y"
+    hub.expect("z", ["x", "y", "z"], time.monotonic())
+    hub.emit(_decision(0, "x", [("x", 0.7), ("y", 0.3)]))  # still the old table: the change is pending
+    assert hub.summary()["pending_change"] == "z" and not hub.changes
+    table = _Table(["x", "y", "z"])  # the watcher swapped the new table in
+    hub.emit(_decision(0, "z", [("z", 0.5), ("x", 0.3)]))
+    assert hub.decisions(since=3)[0]["labels_version"] == 2
+    assert hub.summary()["pending_change"] is None and hub.changes[0]["action"] == "z"
+    for _ in range(5):
+        hub.emit(_decision(0, "x", [("x", 0.7)]))
+    assert len([d for d in hub.decisions() if d["stream"] == 0]) == 3  # the newest `recent` per camera
+    assert hub.latest()[1]["label"] == "y"
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    return out
+
+
+def _vocabulary(bundle, labels=None, **options):
+    manifest = mf.read_manifest(bundle)
+    changes = []
+    v = Vocabulary(bundle, labels or bundle / mf.LABELS_FILE, manifest, HttpOptions(**options),
+                   lambda *a: changes.append(a), log=lambda m: None)
+    return v, changes
+
+
+def _reference_row(bundle, text: str) -> np.ndarray:
+    """The class embedding computed here: every prompt of the ensemble tokenized with open_clip,
+    encoded one by one by the bundle's ONNX graph, normalised, averaged, normalised."""
+    import onnxruntime as ort
+    from open_clip import tokenize
+
+    session = ort.InferenceSession(str(bundle / mf.TEXT_ONNX), providers=["CPUExecutionProvider"])
+    feats = []
+    for prompt in prompts_for(ClassText.parse(text)):
+        f = session.run(None, {session.get_inputs()[0].name: tokenize([prompt]).numpy().astype(np.int64)})[0][0]
+        feats.append(f / np.linalg.norm(f))
+    mean = np.mean(feats, axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def test_vocabulary_adds_and_removes_in_the_bundles_own_table(bundle_copy):
+    v, changes = _vocabulary(bundle_copy)
+    assert v.own_table
+    before = load_labels(bundle_copy / mf.LABELS_FILE)
+    table = v.add("Juggling: a person keeps several balls in the air")
+    assert table.names == before.names + ["Juggling"] and table.texts[-1].startswith("Juggling: a person")
+    np.testing.assert_array_equal(table.embeddings[:-1], before.embeddings)  # the old rows are untouched
+    row = _reference_row(bundle_copy, "Juggling: a person keeps several balls in the air")
+    assert float(row @ table.embeddings[-1]) > 0.9999
+    others = [float(row @ e) for e in before.embeddings]
+    assert max(others) < 0.9999  # the reference tells this class from every other one
+    mf.verify_bundle(bundle_copy)  # the manifest was re-hashed: the bundle still verifies
+    assert changes[-1][0] == "Juggling" and changes[-1][1] == table.names
+    after = v.remove("JUGGLING")  # any case
+    assert after.names == before.names
+    np.testing.assert_array_equal(after.embeddings, before.embeddings)
+    mf.verify_bundle(bundle_copy)
+    assert [a["name"] for a in v.listing()["actions"]] == before.names
+
+
+def test_vocabulary_refusals_say_why(bundle_copy, tmp_path):
+    labels = tmp_path / "labels.npz"
+    shutil.copy(bundle_copy / mf.LABELS_FILE, labels)
+    manifest_before = (bundle_copy / mf.MANIFEST_FILE).read_bytes()
+    v, changes = _vocabulary(bundle_copy, labels, max_action_chars=200, max_actions=13)
+    names = load_labels(labels).names
+    cases = [("", "empty"), ("   ", "empty"), (names[0].upper(), "already in the table"), (42, "is a text"),
+             ("x" * 201, "at most 200 characters"),
+             ("Long: " + " ".join(["a"] * 80), "over the text encoder's 77")]
+    for text, reason in cases:
+        with pytest.raises(VocabularyError, match=reason):
+            v.add(text)
+    v.add("juggling")  # 13 actions: full now
+    with pytest.raises(VocabularyError, match="full"):
+        v.add("dancing")
+    with pytest.raises(VocabularyError, match="not in the vocabulary"):
+        v.remove("dancing")
+    for name in load_labels(labels).names[:-1]:
+        v.remove(name)
+    with pytest.raises(VocabularyError, match="at least one action"):
+        v.remove("juggling")
+    assert load_labels(labels).names == ["juggling"] and len(changes) == 13
+    assert (bundle_copy / mf.MANIFEST_FILE).read_bytes() == manifest_before  # another table file: bundle untouched
+
+
+def test_the_hub_costs_a_fast_file_no_extra_frame_conversion(tiny_bundle):
+    """Read as fast as possible, a file still converts only its sampled frames with the web view on:
+    the hub is handed exactly those (the pipeline's prefilter stays), and its decisions are the run's."""
+    from froster_edge.runtime.options import RunOptions
+    from froster_edge.runtime.pipeline import Pipeline
+
+    hub = Hub(["clip"], HttpOptions())
+    pipeline = Pipeline(tiny_bundle, RunOptions(sources=[str(CLIPS / "stgcn_clean_and_jerk.mp4")]), [hub], [hub],
+                        log=lambda m: None)
+    hub.attach(lambda stream: pipeline.classifier.table)
+    stats = pipeline.run()
+    pipeline.backend.close()
+    counters = stats.streams[0]
+    assert counters.frames_read == 300 and counters.frames_sampled == 19
+    assert hub._counts[0] == 19 and hub.jpeg(0) is not None
+    assert len(hub.decisions()) == stats.decisions == 8 and hub.closed.is_set()
+
+
+def test_the_hub_makes_room_for_a_camera_added_while_running():
+    hub = Hub(["a"], HttpOptions())
+    hub.frame(2, _frame(np.full((32, 48, 3), 128, np.uint8)), None)  # stream 2 appears (a site reload)
+    assert hub.cameras == ["a", "stream 1", "stream 2"] and hub.jpeg(2) is not None and hub.jpeg(1) is None
+    hub.emit(_decision(2, "x", [("x", 0.9)]))
+    assert [d["stream"] for d in hub.decisions()] == [2] and len(hub.latest()) == 3
