@@ -12,7 +12,6 @@ The endpoint binds 127.0.0.1 unless told otherwise. Any other address needs a to
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 import threading
 import time
@@ -26,17 +25,9 @@ from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
 from ..errors import ConfigError
 from .site import MetricsOptions, parse_listen
+from .web.options import is_loopback
 
 TOKEN_ENV = "FROSTER_EDGE_METRICS_TOKEN"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_token(options: MetricsOptions) -> str | None:
