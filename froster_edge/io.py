@@ -41,11 +41,16 @@ _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|staging)-(?P<pid>\d+)
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path` in one rename."""
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path` in one rename (a symlink's
+    target is replaced, the link stays).
+
+    keep_suffix: the temporary name ends with the target's suffix (writers that pick the format
+    from the name, such as OpenCV's VideoWriter, need it)."""
     path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=path.suffix if keep_suffix else "",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +30,7 @@ class Scores:
     label: str  # the top-1 class, or the unknown label under the threshold
     score: float  # smoothed top-1 probability
     top: list[tuple[str, float]]  # smoothed top-k, best first
+    probs: np.ndarray | None = field(default=None, compare=False, repr=False)  # every class's smoothed probability, in table order
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -78,7 +79,7 @@ class Classifier:
             top = [(self.table.names[i], float(s[i])) for i in order]
             best = top[0]
             label = best[0] if best[1] >= self.options.threshold else self.options.unknown_label
-            out.append(Scores(label, best[1], top))
+            out.append(Scores(label, best[1], top, s))
         return out
 
 

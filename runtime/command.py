@@ -1,4 +1,7 @@
-"""`froster-edge run` behind the CLI: sinks from the flags, the pipeline, stats at the end.
+"""`froster-edge run` behind the CLI: sinks from the flags or the site file, the pipeline, stats at the end.
+
+With a site (runtime/site.py): action events (--events), event clips (--clips), the metrics
+endpoint (--metrics) and, with a site file, SIGHUP reloading its cameras.
 
 Outputs first: every output destination (--record, --stats-json, and whatever a sink or the
 request registers in `outputs`) is checked by `io.check_outputs` before anything is loaded, so a
@@ -25,10 +28,13 @@ from pathlib import Path
 from typing import Iterable
 
 from ..bundle import manifest as mf
+from ..errors import MissingCapability
 from ..io import Output, atomic_write_json, check_outputs
+from .events import EventOptions, EventSegmenter, JsonlEventSink
 from .mqtt import MqttOptions, MqttSink, check_mqtt_options
-from .options import RunOptions
+from .options import RunOptions, camera_list
 from .pipeline import Pipeline, stderr
+from .site import Site, SiteReloader
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError, parse_source
 from .web import HttpOptions, resolve_token, start_web
@@ -44,6 +50,7 @@ class RunRequest:
     record: Path | None = None
     stats_json: Path | None = None
     mqtt: MqttOptions | None = None
+    site: Site | None = None  # events, clips, metrics; a site file (reloaded on SIGHUP)
     http: HttpOptions | None = None  # the web view, when asked for
     outputs: list[Output] = field(default_factory=list)  # more destinations to check at start (events, clips)
 
@@ -58,23 +65,45 @@ def run(req: RunRequest) -> dict:
         if req.show:
             require_display()  # before any loading: a missing display is said at once
         http = resolve_token(req.http) if req.http is not None else None  # likewise a missing token
+        cameras = camera_list(req.options)
+        names = [c.name for c in cameras]
         frame_sinks: list = []
         if req.record is not None:  # a stream's fps is known once the pipeline has opened it
-            frame_sinks.append(RecordSink(req.record, len(req.options.sources), lambda i: pipeline.stats.streams[i].fps))
-        sinks = [JsonlSink() if req.jsonl else TextSink(len(req.options.sources))]
-        check_outputs(run_outputs(req, [*sinks, *frame_sinks]), run_inputs(req))
-        hub = Hub(list(req.options.sources), http) if http is not None else None
+            frame_sinks.append(RecordSink(req.record, len(cameras), lambda i: pipeline.stats.streams[i].fps))
+        sinks: list = [JsonlSink() if req.jsonl else TextSink(len(cameras))]
+        site = req.site or Site()
+        check_outputs(run_outputs(req, [*sinks, *frame_sinks]) + site_outputs(site), run_inputs(req))
+        segmenter, clips = _event_sinks(site, sinks, frame_sinks, lambda: pipeline, events_for_mqtt=req.mqtt is not None)
+        hub = Hub(names, http) if http is not None else None
         if hub is not None:
             sinks.append(hub)
             frame_sinks.append(hub)
         pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
         web = None
         if req.show:
-            frame_sinks.append(ShowSink(list(req.options.sources), stop))
+            frame_sinks.append(ShowSink(names, stop))
         mqtt = None
         if req.mqtt is not None:  # connects in the background: a broker that is down only delays delivery
-            mqtt = MqttSink(req.mqtt, list(req.options.sources), list(pipeline.classifier.table.names), stderr)
+            mqtt = MqttSink(req.mqtt, names, list(pipeline.classifier.table.names), stderr)
             sinks.append(mqtt)
+            if segmenter is not None:
+                segmenter.sinks.append(mqtt)  # event start/end messages
+        reloader = None
+        if site.path is not None:
+            reloader = SiteReloader(site.path, site.base or req.options, pipeline, stderr,
+                                    on_camera_events=(lambda d: setattr(segmenter, "per_camera", dict(d))) if segmenter else None)
+            pipeline.on_idle = reloader.poll
+            reloader.install()
+        metrics = None
+        if site.metrics is not None:
+            try:  # prometheus-client only where metrics are asked for
+                from .metrics import MetricsServer, RunCollector
+            except ImportError as e:
+                raise MissingCapability(f"metrics need prometheus-client ({e.name} is not installed): "
+                                        "pip install 'froster-edge[site]'") from e
+
+            metrics = MetricsServer(site.metrics, RunCollector(pipeline, segmenter, clips, reloader))
+            stderr(f"metrics on http://{metrics.address}/metrics")
         try:
             if hub is not None and http is not None:
                 web = start_web(pipeline, hub, http, stderr)
@@ -85,6 +114,10 @@ def run(req: RunRequest) -> dict:
                 mqtt.close()  # the pipeline closed it already unless opening a source failed
             if web is not None:
                 web.close()
+            if reloader is not None:
+                reloader.uninstall()
+            if metrics is not None:
+                metrics.close()
         if mqtt is not None:
             stats.info["mqtt"] = mqtt.stats()
         if signals.received:
@@ -115,7 +148,8 @@ def run_outputs(req: RunRequest, sinks: Iterable[object] = ()) -> list[Output]:
 
 def run_inputs(req: RunRequest) -> list[Path]:
     """What the run reads and no output may replace: source files, the label table, the bundle's files."""
-    inputs = [Path(spec.target) for spec in map(parse_source, req.options.sources) if spec.kind == "file"]
+    sources = [c.source for c in camera_list(req.options)]
+    inputs = [Path(spec.target) for spec in map(parse_source, sources) if spec.kind == "file"]
     if req.options.labels is not None:
         inputs.append(Path(req.options.labels))
     bundle = Path(req.bundle)
@@ -151,3 +185,36 @@ class StopOnSignals:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def site_outputs(site: Site) -> list[Output]:
+    """The site's destinations, checked at start with the others: the events file, the clips folder."""
+    outputs = []
+    if site.events is not None and site.events.file is not None:
+        outputs.append(Output(Path(site.events.file), "--events"))
+    if site.clips is not None:
+        outputs.append(Output(Path(site.clips.folder), "--clips", folder=True))
+    return outputs
+
+
+def _event_sinks(site: Site, sinks: list, frame_sinks: list, pipeline_of, events_for_mqtt: bool = False) -> tuple:
+    """The event segmenter (a decision sink) and its event sinks: the JSONL file, the clips (and,
+    added by the caller, MQTT: with --mqtt, events are segmented by the defaults even without a file)."""
+    if site.events is None and site.clips is None and not events_for_mqtt:
+        return None, None
+    events = site.events or EventOptions()
+    event_sinks: list = []
+    if events.file is not None:
+        event_sinks.append(JsonlEventSink(events.file))
+    clips = None
+    if site.clips is not None:
+        from .clips import EventClips
+
+        clips = EventClips(site.clips, lambda i: pipeline_of().cameras[i].name,
+                           lambda i: pipeline_of().stats.streams[i].fps, stderr)
+        event_sinks.append(clips)
+        frame_sinks.append(clips)
+    segmenter = EventSegmenter(events, event_sinks, clip_names=clips is not None, per_camera=site.camera_events)
+    sinks.append(segmenter)
+    return segmenter, clips
+

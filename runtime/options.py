@@ -60,11 +60,30 @@ class ClassifierOptions:
     unknown_label: str = "unknown"
 
 
+@dataclass(frozen=True)
+class CameraOptions:
+    """One named camera of a site: its source and what it overrides of the run's options.
+
+    None keeps the run's value. `labels` restricts the camera to those classes of its table
+    (softmax over them only); `table` gives it a label table of its own (watched like --labels).
+    """
+
+    name: str
+    source: str
+    sampling: SamplingOptions | None = None
+    realtime: bool | None = None
+    loop: bool | None = None
+    threshold: float | None = None
+    labels: tuple[str, ...] | None = None
+    table: Path | None = None
+
+
 @dataclass
 class RunOptions:
     """Everything `froster-edge run` can change; the CLI's defaults come from here."""
 
-    sources: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # unnamed cameras (each named by its source)
+    cameras: list[CameraOptions] = field(default_factory=list)  # named ones (a site file)
     labels: Path | None = None  # None: the bundle's own labels.npz
     backend: str = "auto"
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
@@ -78,24 +97,44 @@ class RunOptions:
 RUN_DEFAULTS = RunOptions()
 
 
+def camera_list(options: RunOptions) -> list[CameraOptions]:
+    """The run's cameras: the named ones, then one per --source named by its text."""
+    return [*options.cameras, *(CameraOptions(name=s, source=s) for s in options.sources)]
+
+
 def check_options(options: RunOptions) -> None:
     """Refuse values that cannot work, with the option named (the CLI checks ranges too)."""
     from ..errors import ConfigError
 
     s, c = options.sampling, options.classifier
+    names = [cam.name for cam in options.cameras] + [s for s in options.sources if s in {c.name for c in options.cameras}]
+    twice = sorted({n for n in names if names.count(n) > 1})
     problems = [
-        (not options.sources, "give at least one --source"),
+        (not options.sources and not options.cameras, "give at least one --source"),
+        (bool(twice), f"camera name {', '.join(twice)} given twice (each camera needs its own name)"),
         (options.backend not in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, not {options.backend!r}"),
-        (s.fps is not None and s.subsample is not None, "give --sample-fps or --subsample, not both"),
-        (s.fps is not None and not s.fps > 0, f"--sample-fps must be positive, not {s.fps}"),
-        (s.subsample is not None and s.subsample < 1, f"--subsample must be at least 1, not {s.subsample}"),
-        (s.hop < 1, f"--hop must be at least 1, not {s.hop}"),
+        *sampling_problems(s, "--"),
         (not 0.0 <= c.threshold <= 1.0, f"--threshold is a probability in [0, 1], not {c.threshold}"),
         (c.smoothing not in ("ema", "mean", "none"), f"--smoothing must be ema, mean or none, not {c.smoothing!r}"),
         (not 0.0 < c.ema_alpha <= 1.0, f"--ema-alpha must be in (0, 1], not {c.ema_alpha}"),
         (c.window < 1, f"--window must be at least 1, not {c.window}"),
         (c.top_k < 1, f"--top-k must be at least 1, not {c.top_k}"),
     ]
+    for cam in options.cameras:
+        where = f"cameras[{cam.name}]."
+        problems += sampling_problems(cam.sampling, where) if cam.sampling is not None else []
+        problems.append((cam.threshold is not None and not 0.0 <= cam.threshold <= 1.0,
+                         f"{where}threshold is a probability in [0, 1], not {cam.threshold}"))
     for bad, message in problems:
         if bad:
             raise ConfigError(message)
+
+
+def sampling_problems(s: SamplingOptions, prefix: str) -> list[tuple[bool, str]]:
+    """(bad, message) pairs for one sampling setting; `prefix` names where it came from."""
+    return [
+        (s.fps is not None and s.subsample is not None, f"give {prefix}sample-fps or {prefix}subsample, not both"),
+        (s.fps is not None and not s.fps > 0, f"{prefix}sample-fps must be positive, not {s.fps}"),
+        (s.subsample is not None and s.subsample < 1, f"{prefix}subsample must be at least 1, not {s.subsample}"),
+        (s.hop < 1, f"{prefix}hop must be at least 1, not {s.hop}"),
+    ]

@@ -20,29 +20,32 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..errors import FrosterError
+from ..errors import ConfigError, FrosterError
 from ..sampling import Ticker
 from ..bundle import manifest as mf
-from ..bundle.labels import load_labels
+from ..bundle.labels import LabelTable, load_labels
 from ..video import resize_center_crop
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
-from .options import RunOptions, check_options
+from .options import CameraOptions, CaptureOptions, RunOptions, camera_list, check_options
 from .sampler import ClipAssembler, SampleRule
 from .sinks import Decision, DecisionSink, FrameSink
-from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, declared_frames, open_all,
+from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, declared_frames, open_all, open_first,
                       parse_source)
 from .stats import RunStats, StreamCounters
 
 
 def stderr(message: str) -> None:
-    print(f"froster-edge: {message}", file=sys.stderr, flush=True)
+    """A log line on stderr, stamped (UTC, milliseconds): a service's log reads on its own."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    print(f"{stamp} froster-edge: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -67,6 +70,12 @@ class ClipBoard:
         self.done = [False] * streams
         self.latest: list[Decision | None] = [None] * streams  # read by frame sinks
         self._cond = threading.Condition()
+
+    def add_stream(self) -> None:
+        with self._cond:
+            self.pending.append(None)
+            self.done.append(False)
+            self.latest.append(None)
 
     def publish(self, clip: Clip, wait: bool, stop: threading.Event) -> bool:
         """Post a clip; True when it replaced one the encoder never took (live sources only)."""
@@ -111,10 +120,11 @@ class Assembler(threading.Thread):
 
     def __init__(self, stream: int, slot: FrameSlot, board: ClipBoard, assembler: ClipAssembler, size: int,
                  live: bool, frame_sinks: list[FrameSink], stats: RunStats, counters: StreamCounters,
-                 stop: threading.Event, fps: float = 0.0):
+                 stop: threading.Event, run_stop: threading.Event | None = None, fps: float = 0.0):
         super().__init__(name=f"assembler-{stream}", daemon=True)
         self.stream, self.slot, self.board, self.assembler, self.size = stream, slot, board, assembler, size
         self.live, self.frame_sinks, self.stats, self.counters, self.stop = live, frame_sinks, stats, counters, stop
+        self.run_stop = run_stop or stop
         self.fps = fps
 
     def run(self) -> None:
@@ -122,7 +132,7 @@ class Assembler(threading.Thread):
             self._loop()
         except Exception as e:  # a failing frame sink, or a bug: stop the run with the reason, never hang it
             self.counters.error = str(e) if isinstance(e, FrosterError) else f"internal error: {type(e).__name__}: {e}"
-            self.stop.set()
+            self.run_stop.set()
         finally:
             self.board.finish(self.stream)
 
@@ -139,7 +149,7 @@ class Assembler(threading.Thread):
                 return
             last = item
             frame: Frame = item  # type: ignore[assignment]
-            self.stats.record("capture_wait", time.monotonic() - waiting)
+            self.stats.record("capture_wait", time.monotonic() - waiting, self.stream)
             if frame.segment != segment:
                 self.assembler.restart()
                 segment = frame.segment
@@ -149,7 +159,7 @@ class Assembler(threading.Thread):
                 self.counters.frames_sampled += 1
                 t = time.monotonic()
                 small = resize_center_crop(frame.image, self.size)
-                self.stats.record("preprocess", time.monotonic() - t)
+                self.stats.record("preprocess", time.monotonic() - t, self.stream)
                 self.assembler.keep(frame.index, small)
                 clip = self.assembler.add(small)
                 if clip is not None:
@@ -188,8 +198,45 @@ def reader_filter(every_frame: bool, live_stream: bool, period: float, rounding:
     return lambda index: ticker.is_sampled(int(index)) or (keeps is not None and keeps(int(index)))
 
 
+@dataclass
+class Camera:
+    """One running stream: a camera's options made concrete, its classifier and its threads."""
+
+    index: int  # the stream number (never reused, even after a camera is removed)
+    options: CameraOptions
+    spec: SourceSpec
+    rule: SampleRule
+    capture: CaptureOptions
+    hop: int
+    classifier: Classifier
+    table_path: Path
+    stop: threading.Event  # set to stop this camera alone (the run's stop sets every camera's)
+    removed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+
+def subset_table(table: LabelTable, names: tuple[str, ...] | None, where: str) -> LabelTable:
+    """The table restricted to `names` (in the table's order), or the table itself."""
+    if not names:
+        return table
+    missing = [n for n in names if n not in table.names]
+    if missing:
+        raise ConfigError(f"{where}: {', '.join(repr(m) for m in missing)} not in the label table "
+                          f"({', '.join(table.names[:8])}{', ...' if len(table.names) > 8 else ''})")
+    keep = [i for i, n in enumerate(table.names) if n in names]
+    return replace(table, names=[table.names[i] for i in keep], embeddings=table.embeddings[keep],
+                   texts=[table.texts[i] for i in keep], prompts=[table.prompts[i] for i in keep])
+
+
 class Pipeline:
-    """A bundle, its label table and a backend, run over sources into sinks. `run()` returns the stats."""
+    """A bundle, its label table(s) and a backend, run over cameras into sinks. `run()` returns the stats.
+
+    Cameras can be added and removed while it runs (`add_camera`, `remove_camera`, called on the
+    decision loop's thread, e.g. by `on_idle`); the others go on undisturbed.
+    """
 
     def __init__(self, bundle: str | Path, options: RunOptions, sinks: list[DecisionSink] | None = None,
                  frame_sinks: list[FrameSink] | None = None, log: Callable[[str], None] = stderr,
@@ -202,22 +249,53 @@ class Pipeline:
         self.manifest = mf.read_manifest(self.bundle)
         pre = self.manifest["preprocessing"]
         self.num_frames, self.size = int(pre["num_frames"]), int(pre["image_size"])
-        self.rule = SampleRule.from_options(options.sampling, pre)
-        self.specs: list[SourceSpec] = [parse_source(s) for s in options.sources]  # a typo fails before any loading
         model = self.manifest["model"]
+        self._fingerprint, self._dim = model["fingerprint"], int(model["embed_dim"])
         if options.labels is None:  # the file hashed is the file loaded
             labels_file = (self.manifest.get("labels") or {}).get("file", mf.LABELS_FILE)
             mf.verify_bundle(self.bundle, [labels_file])
             self.labels_path = mf.bundle_path(self.bundle, labels_file)
         else:
             self.labels_path = Path(options.labels)
-        table = load_labels(self.labels_path, model["fingerprint"], int(model["embed_dim"]))
-        self.classifier = Classifier(table, options.classifier)
-        self.watcher = LabelWatcher(self.labels_path, model["fingerprint"], int(model["embed_dim"]), log)
+        self.tables: dict[Path, LabelTable] = {}
+        self.watchers: dict[Path, LabelWatcher] = {}
+        self.cameras: list[Camera] = []
+        self._planned = [self.prepare(c) for c in camera_list(options)]  # a typo fails before any loading
         self.opened = opened or open_backend(options.backend, self.bundle, self.manifest, log)
         self.backend = self.opened.backend
         self.stats = RunStats(options.stats_window)
         self.on_batch: Callable[[np.ndarray], None] | None = None  # benchmarks record the exact batches
+        self.on_idle: Callable[[], None] | None = None  # called between decisions (a site's reload)
+        self._board: ClipBoard | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def specs(self) -> list[SourceSpec]:
+        return [c.spec for c in self.cameras] or [c.spec for c in self._planned]
+
+    @property
+    def classifier(self) -> Classifier:
+        return (self.cameras or self._planned)[0].classifier
+
+    def _table(self, path: Path) -> LabelTable:
+        if path not in self.tables:
+            self.tables[path] = load_labels(path, self._fingerprint, self._dim)
+            self.watchers[path] = LabelWatcher(path, self._fingerprint, self._dim, self.log)
+        return self.tables[path]
+
+    def prepare(self, cam: CameraOptions, index: int = -1) -> Camera:
+        """A camera's source parsed, sampling rule and classifier made: every error before anything opens."""
+        o, where = self.options, f"camera {cam.name}"
+        spec = parse_source(cam.source)
+        sampling = cam.sampling or o.sampling
+        rule = SampleRule.from_options(sampling, self.manifest["preprocessing"])
+        capture = replace(o.capture, realtime=o.capture.realtime if cam.realtime is None else cam.realtime,
+                          loop=o.capture.loop if cam.loop is None else cam.loop)
+        table_path = Path(cam.table) if cam.table is not None else self.labels_path
+        table = subset_table(self._table(table_path), cam.labels, f"{where}: labels")
+        copts = o.classifier if cam.threshold is None else replace(o.classifier, threshold=cam.threshold)
+        return Camera(index, cam, spec, rule, capture, sampling.hop, Classifier(table, copts), table_path,
+                      threading.Event())
 
     def describe(self) -> str:
         b, o = self.opened, self.options
@@ -233,66 +311,125 @@ class Pipeline:
                            "bundle": str(self.bundle), "num_frames": self.num_frames, "image_size": self.size,
                            "streams_per_call": self.backend.streams, "hop": o.sampling.hop,
                            "warmup_s": round(self.opened.warmup_s, 3)}
-        live = [spec.live or o.capture.realtime for spec in self.specs]
-        board = ClipBoard(len(self.specs))
-        threads: list[threading.Thread] = []
+        board = self._board = ClipBoard(0)
         self.stats.started = time.monotonic()
         try:
-            threads = self._streams(board, live)  # none when stopped while a stream was still connecting
-            self.stats.started = time.monotonic()
-            for t in threads:
-                t.start()
-            if threads:
-                self._loop(board, gather_all=not any(live))
+            if self._open_all(self._planned):  # False when stopped while a stream was still connecting
+                self.stats.started = time.monotonic()
+                self._loop(board, gather_all=not any(self._live(c) for c in self.cameras))
         except KeyboardInterrupt:
             self.stats.info["interrupted"] = True
         except BrokenPipeError:  # stdout closed by its reader (`| head`): a normal way to stop
             self.stats.info["stdout_closed"] = True
         finally:
             self.stop.set()
-            for t in threads:
+            for cam in self.cameras:
+                cam.stop.set()
+            for t in self._threads:
                 t.join(timeout=2.0)
             self.stats.finished = time.monotonic()
-            self.stats.info["label_swaps"], self.stats.info["label_rejections"] = self.watcher.swaps, self.watcher.rejected
+            self.stats.info["label_swaps"] = sum(w.swaps for w in self.watchers.values())
+            self.stats.info["label_rejections"] = sum(w.rejected for w in self.watchers.values())
             for sink in [*self.sinks, *self.frame_sinks]:
                 sink.close()
         return self.stats
 
-    def _streams(self, board: ClipBoard, live: list[bool]) -> list[threading.Thread]:
-        """Open every source (all or none: a run never starts on a source it cannot read), and make
-        each one's reader and assembler threads."""
-        o = self.options
-        caps = open_all(self.specs, o.capture, self.stop)
+    def _live(self, cam: Camera) -> bool:
+        return cam.spec.live or cam.capture.realtime
+
+    def _open_all(self, planned: list[Camera]) -> bool:
+        """Open every source (all or none: a run never starts on a source it cannot read), then
+        start each one's reader and assembler threads; False when stopped while one was connecting."""
+        caps = open_all([(cam.spec, cam.capture) for cam in planned], self.stop)
         if caps is None:
-            return []
+            return False
         self.log(self.describe())
-        threads: list[threading.Thread] = []
-        for i, (spec, cap) in enumerate(zip(self.specs, caps)):
-            fps = capture_fps(cap) or o.capture.fallback_fps
-            if not capture_fps(cap):
-                self.log(f"stream {i}: {spec.text} does not report its frame rate; assuming {fps:g} fps")
-            ticker = self.rule.ticker(fps)
-            counters = StreamCounters(spec.text, spec.kind, round(fps, 3), self.rule.describe(fps))
-            self.stats.streams.append(counters)
-            # live: positions in seconds (x fps); files: frame indices. A file's reader hands over only the frames
-            # a clip uses (the others are not converted to RGB), and, when it may be shorter than one clip (its
-            # container says so, or has no count), every frame before the first decision for the short clip.
-            assembler = ClipAssembler(self.num_frames, self.size, o.sampling.hop, ticker.period, self.rule.spec.rounding,
-                                      fps if live[i] else 1.0, self.rule.spec if spec.kind == "file" else None)
-            if declared_frames(cap) > assembler.first_due + 1:
-                assembler.short = None  # long enough for a decision: no frame kept for a short clip
-            # a frame sink that draws every frame gets them all; one that does not (the web view) still
-            # gets every frame of a live source, as before, and the sampled ones of a fast file
-            every = any(getattr(sink, "needs_every_frame", True) for sink in self.frame_sinks)
-            want = reader_filter(every or (live[i] and bool(self.frame_sinks)), spec.live, ticker.period,
-                                 self.rule.spec.rounding, fps, assembler.keeps)
-            slot = FrameSlot(keep_newest=live[i])
-            threads.append(Reader(spec, cap, slot, self.stop, o.capture, self.stats, counters, want, self.log, str(i)))
-            threads.append(Assembler(i, slot, board, assembler, self.size, live[i], self.frame_sinks, self.stats,
-                                     counters, self.stop, fps))
-            self.log(f"stream {i}: {spec.text} ({'realtime ' if spec.kind == 'file' and live[i] else ''}{spec.kind}, "
-                     f"{fps:.4g} fps), sampling {self.rule.describe(fps)}")
+        threads = [t for cam, cap in zip(planned, caps) for t in self._threads_of(cam, cap)]
+        for t in threads:  # together: the first clips of all streams are ready together, batched
+            t.start()
+        return True
+
+    def _start(self, cam: Camera, cap) -> None:
+        for t in self._threads_of(cam, cap):
+            t.start()
+
+    def _threads_of(self, cam: Camera, cap) -> list[threading.Thread]:
+        """Register an opened camera as the next stream; its reader and assembler threads."""
+        board = self._board
+        assert board is not None
+        i = cam.index = len(self.cameras)
+        self.cameras.append(cam)
+        board.add_stream()
+        live = self._live(cam)
+        fps = capture_fps(cap) or cam.capture.fallback_fps
+        if not capture_fps(cap):
+            self.log(f"stream {i}: {cam.spec.text} does not report its frame rate; assuming {fps:g} fps")
+        ticker = cam.rule.ticker(fps)
+        counters = StreamCounters(cam.spec.text, cam.spec.kind, round(fps, 3), cam.rule.describe(fps), camera=cam.name)
+        self.stats.streams.append(counters)
+        # live: positions in seconds (x fps); files: frame indices. A file's reader hands over only the frames
+        # a clip uses (the others are not converted to RGB), and, when it may be shorter than one clip (its
+        # container says so, or has no count), every frame before the first decision for the short clip.
+        assembler = ClipAssembler(self.num_frames, self.size, cam.hop, ticker.period, cam.rule.spec.rounding,
+                                  fps if live else 1.0, cam.rule.spec if cam.spec.kind == "file" else None)
+        if declared_frames(cap) > assembler.first_due + 1:
+            assembler.short = None  # long enough for a decision: no frame kept for a short clip
+        # a frame sink that draws every frame gets them all; one that does not (the web view) still
+        # gets every frame of a live source, as before, and the sampled ones of a fast file
+        every = any(getattr(sink, "needs_every_frame", True) for sink in self.frame_sinks)
+        want = reader_filter(every or (live and bool(self.frame_sinks)), cam.spec.live, ticker.period,
+                             cam.rule.spec.rounding, fps, assembler.keeps)
+        slot = FrameSlot(keep_newest=live)
+        threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, self.log, str(i), i),
+                   Assembler(i, slot, board, assembler, self.size, live, self.frame_sinks, self.stats, counters,
+                             cam.stop, self.stop, fps)]
+        name = "" if cam.name == cam.spec.text else f"camera {cam.name}: "
+        self.log(f"stream {i}: {name}{cam.spec.text} ({'realtime ' if cam.spec.kind == 'file' and live else ''}"
+                 f"{cam.spec.kind}, {fps:.4g} fps), sampling {cam.rule.describe(fps)}, hop {cam.hop}")
+        self._threads = [t for t in self._threads if t.is_alive() or not t.ident] + threads
         return threads
+
+    def add_camera(self, cam: CameraOptions) -> bool:
+        """Start a camera while the run goes on; False (and one log line) when it cannot be opened."""
+        try:
+            planned = self.prepare(cam)
+            cap = open_first(planned.spec, planned.capture)
+        except FrosterError as e:
+            self.log(f"camera {cam.name}: not added: {e}")
+            return False
+        self._start(planned, cap)
+        return True
+
+    def remove_camera(self, name: str) -> None:
+        """Stop one camera's threads; its stream ends ("removed") and the sinks hear of it."""
+        for cam in self.cameras:
+            if cam.name == name and not cam.removed:
+                cam.removed = True
+                cam.stop.set()
+                self.stats.streams[cam.index].ended = "removed"
+                for sink in [*self.sinks, *self.frame_sinks]:
+                    gone = getattr(sink, "camera_removed", None)
+                    if gone is not None:
+                        gone(name)
+                self.log(f"stream {cam.index}: camera {name} removed")
+
+    def running_cameras(self) -> dict[str, CameraOptions]:
+        return {c.name: c.options for c in self.cameras if not c.removed}
+
+    def _poll_tables(self) -> None:
+        """Swap in a changed label table for every camera that uses it (a camera whose subset the
+        new table lacks keeps its old one, said once)."""
+        for path, watcher in self.watchers.items():
+            table = watcher.poll()
+            if table is None:
+                continue
+            self.tables[path] = table
+            for cam in self.cameras:
+                if cam.table_path == path:
+                    try:
+                        cam.classifier.set_table(subset_table(table, cam.options.labels, f"camera {cam.name}: labels"))
+                    except ConfigError as e:
+                        self.log(f"labels: {e}; camera {cam.name} keeps its table")
 
     def _loop(self, board: ClipBoard, gather_all: bool) -> None:
         next_poll = 0.0
@@ -302,10 +439,10 @@ class Pipeline:
             if clips is None:
                 return
             if time.monotonic() >= next_poll:
-                table = self.watcher.poll()
-                if table is not None:
-                    self.classifier.set_table(table)
+                self._poll_tables()
                 next_poll = time.monotonic() + self.options.label_poll_s
+            if self.on_idle is not None:
+                self.on_idle()
             streams = self.backend.streams
             for start in range(0, len(clips), streams):
                 self._decide(board, clips[start:start + streams])
@@ -313,23 +450,28 @@ class Pipeline:
     def _decide(self, board: ClipBoard, group: list[Clip]) -> None:
         now = time.monotonic()
         for c in group:
-            self.stats.record("queue", now - c.ready)
+            self.stats.record("queue", now - c.ready, c.stream)
         batch = np.stack([c.frames for c in group] + [group[-1].frames] * (self.backend.streams - len(group)))
         if self.on_batch is not None:
             self.on_batch(batch)
         t0 = time.monotonic()
         embeddings = self.backend(batch)[: len(group)]  # (n, D)
         t1 = time.monotonic()
-        scores = self.classifier([c.stream for c in group], embeddings)
-        t2 = time.monotonic()
         self.stats.record("encode", t1 - t0)
         self.stats.batches += 1
-        for c, s in zip(group, scores):
-            self.stats.record("classify", (t2 - t1) / len(group))
-            self.stats.record("capture_to_decision", t2 - c.captured)
-            decision = Decision(c.stream, self.specs[c.stream].text, c.index, c.media_time, c.wall, s.label, s.score,
-                                s.top, {"capture_to_decision": 1000 * (t2 - c.captured), "queue": 1000 * (t0 - c.ready),
-                                        "encode": 1000 * (t1 - t0)}, short=c.short)
+        for c, e in zip(group, embeddings):
+            cam = self.cameras[c.stream]
+            if cam.removed:
+                continue
+            tc = time.monotonic()
+            s = cam.classifier([c.stream], e[None])[0]
+            t2 = time.monotonic()
+            self.stats.record("classify", t2 - tc, c.stream)
+            self.stats.record("capture_to_decision", t2 - c.captured, c.stream)
+            decision = Decision(c.stream, cam.spec.text, c.index, c.media_time, c.wall, s.label, s.score, s.top,
+                                {"capture_to_decision": 1000 * (t2 - c.captured), "queue": 1000 * (t0 - c.ready),
+                                 "encode": 1000 * (t1 - t0)}, short=c.short, camera=cam.name,
+                                classes=cam.classifier.table.names, probs=s.probs)
             board.latest[c.stream] = decision
             self.stats.streams[c.stream].decisions += 1
             self.stats.decisions += 1

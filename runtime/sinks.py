@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Protocol
 
@@ -36,9 +36,16 @@ class Decision:
     top: list[tuple[str, float]]
     latency_ms: dict[str, float]
     short: bool = False  # the one decision of a file shorter than a clip (frames by the short-video rule)
+    camera: str = ""  # the camera's name (a site file's, else the source string)
+    # every class's smoothed probability (for event segmentation; not in the JSON line)
+    classes: list[str] | None = field(default=None, repr=False, compare=False)
+    probs: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.camera = self.camera or self.source
 
     def to_json(self) -> dict:
-        return {"stream": self.stream, "source": self.source, "frame": self.frame,
+        return {"stream": self.stream, "camera": self.camera, "source": self.source, "frame": self.frame,
                 "media_time": round(self.media_time, 3), "time": round(self.time, 3), "label": self.label,
                 "score": round(self.score, 6), "top": [{"label": n, "score": round(s, 6)} for n, s in self.top],
                 "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}, "short": self.short}
@@ -127,6 +134,13 @@ class RecordSink:
     def frame(self, stream: int, frame: Frame, decision: Decision | None) -> None:
         if frame.image is None:
             return
+        while stream >= len(self.writers):  # a camera a site reload added: FILE_<i>
+            t = self.targets[0]
+            i = len(self.writers)
+            target = t.with_name(f"{t.stem.rsplit('_', 1)[0] if len(self.targets) > 1 else t.stem}_{i}{t.suffix}")
+            self.targets.append(target)
+            self.temps.append(target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}"))
+            self.writers.append(None)
         bgr = annotate(frame.image, decision)
         with self._lock:
             if self._closed:
@@ -189,7 +203,8 @@ class ShowSink:
             with self._lock:
                 pending, self._latest = self._latest, {}
             for stream, bgr in pending.items():
-                cv2.imshow(f"froster-edge {stream}: {self.names[stream]}", bgr)
+                name = self.names[stream] if stream < len(self.names) else str(stream)  # added by a reload
+                cv2.imshow(f"froster-edge {stream}: {name}", bgr)
             if cv2.waitKey(15) & 0xFF in (ord("q"), 27):
                 self.stop.set()
         cv2.destroyAllWindows()

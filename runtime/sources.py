@@ -101,7 +101,7 @@ def open_first(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture:
     return cap
 
 
-def open_all(specs: list[SourceSpec], options: CaptureOptions, stop: threading.Event) -> list[cv2.VideoCapture] | None:
+def open_all(sources: list[tuple[SourceSpec, CaptureOptions]], stop: threading.Event) -> list[cv2.VideoCapture] | None:
     """Open every source (all or none: a run never starts on a source it cannot read) on a helper
     thread, so a stop (a signal) while a stream is still connecting is honoured at once: None then,
     and what the helper opens afterwards it releases itself."""
@@ -110,7 +110,7 @@ def open_all(specs: list[SourceSpec], options: CaptureOptions, stop: threading.E
 
     def work() -> None:
         try:
-            for spec in specs:
+            for spec, options in sources:
                 if stop.is_set():
                     break
                 state["caps"].append(open_first(spec, options))
@@ -218,11 +218,13 @@ class Reader(threading.Thread):
 
     def __init__(self, spec: SourceSpec, cap: cv2.VideoCapture, slot: FrameSlot, stop: threading.Event,
                  options: CaptureOptions, stats: RunStats, counters: StreamCounters,
-                 want: Callable[[float], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream"):
+                 want: Callable[[float], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream",
+                 stream: int | None = None):
         super().__init__(name=f"reader-{name}", daemon=True)  # daemon: a read stuck in FFmpeg cannot hang the exit
         self.spec, self.cap, self.slot, self.stop = spec, cap, slot, stop
         self.options, self.stats, self.counters, self.want, self.log = options, stats, counters, want, log
         self.label = name
+        self.stream = stream  # the stream number its latencies are recorded under
         self.fps = capture_fps(cap) or options.fallback_fps
 
     def run(self) -> None:
@@ -238,7 +240,7 @@ class Reader(threading.Thread):
         finally:
             if self.cap is not None:
                 self.cap.release()
-            self.counters.ended = self.counters.error or ("stopped" if self.stop.is_set() else "end of file")
+            self.counters.ended = self.counters.error or self.counters.ended or ("stopped" if self.stop.is_set() else "end of file")
             self.counters.frames_dropped = self.slot.dropped
             self.slot.put(END, self.stop)
 
@@ -285,7 +287,7 @@ class Reader(threading.Thread):
                         break
                     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                     decode += time.monotonic() - t1
-                self.stats.record("read", decode)
+                self.stats.record("read", decode, self.stream)
                 count += 1
                 self.counters.frames_read += 1
                 if image is not None:
@@ -332,7 +334,7 @@ class Reader(threading.Thread):
             now = time.monotonic()
             pace.frame(now)
             backoff = opts.reconnect_initial_s
-            self.stats.record("read", now - t0)
+            self.stats.record("read", now - t0, self.stream)
             self.counters.frames_read += 1
             if bgr is not None:
                 frame = Frame(index, now - start, now - start, now, time.time(), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), segment)

@@ -56,6 +56,7 @@ class StreamCounters:
     kind: str
     fps: float = 0.0
     sampling: str = ""
+    camera: str = ""
     frames_read: int = 0
     frames_dropped: int = 0  # replaced in the reader's slot before the assembler took them
     frames_sampled: int = 0
@@ -70,9 +71,11 @@ class StreamCounters:
 class RunStats:
     """Stage latencies and stream counters of one run, as a dict or a printed table."""
 
-    def __init__(self, window: int = 10_000):
+    def __init__(self, window: int = 10_000, stream_window: int = 1_000):
         self._lock = threading.Lock()
         self.stages = {name: LatencyWindow(window) for name in STAGES}
+        self.stream_window = stream_window
+        self.stream_stages: dict[int, dict[str, LatencyWindow]] = {}  # per camera, for the metrics
         self.streams: list[StreamCounters] = []
         self.started = time.monotonic()
         self.finished: float | None = None
@@ -80,9 +83,27 @@ class RunStats:
         self.batches = 0
         self.info: dict[str, Any] = {}
 
-    def record(self, stage: str, seconds: float) -> None:
+    def record(self, stage: str, seconds: float, stream: int | None = None) -> None:
         with self._lock:
             self.stages[stage].add(seconds)
+            if stream is not None:
+                per = self.stream_stages.get(stream)
+                if per is None:
+                    per = self.stream_stages[stream] = {name: LatencyWindow(self.stream_window) for name in STAGES}
+                per[stage].add(seconds)
+
+    def stream_summaries(self) -> dict[int, dict[str, LatencyWindow]]:
+        """A consistent copy of the per-stream windows (for a metrics scrape on another thread)."""
+        with self._lock:
+            out = {}
+            for i, per in self.stream_stages.items():
+                out[i] = {}
+                for name, w in per.items():
+                    c = LatencyWindow(self.stream_window)
+                    c.samples.extend(w.samples)
+                    c.count, c.total = w.count, w.total
+                    out[i][name] = c
+            return out
 
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -108,7 +129,8 @@ class RunStats:
             if s.get("n"):
                 lines.append(f"  {name:20s} {s['n']:7d} {s['p50_ms']:9.2f} {s['p95_ms']:9.2f} {s['p99_ms']:9.2f}")
         for i, s in enumerate(d["streams"]):
-            lines.append(f"  stream {i} {s['source']}: {s['frames_read']} frames read, {s['frames_sampled']} sampled, "
+            name = f" ({s['camera']})" if s["camera"] and s["camera"] != s["source"] else ""
+            lines.append(f"  stream {i} {s['source']}{name}: {s['frames_read']} frames read, {s['frames_sampled']} sampled, "
                          f"{s['frames_dropped']} dropped, {s['clips_skipped']} clips skipped, {s['decisions']} decisions, "
                          f"{s['reconnects']} reconnects" + (f" ({s['ended']})" if s["ended"] else ""))
         return "\n".join(lines)

@@ -23,8 +23,13 @@ BenchBackend = enum.Enum("BenchBackend", {name: name for name in AUTO_ORDER + ("
 
 @command("run")
 def run_cmd(
-    bundle: Annotated[Path, typer.Option(help="The bundle to run (from froster-edge export).")],
-    source: Annotated[list[str], typer.Option("--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams.")],
+    bundle: Annotated[Optional[Path], typer.Option(
+        help="The bundle to run (from froster-edge export); or `bundle:` in --config.")] = None,
+    source: Annotated[Optional[list[str]], typer.Option(
+        "--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", help="Site file (YAML): named cameras with their own hop, threshold, labels; events, clips, metrics, "
+        "mqtt, http. The run flags below are its defaults. SIGHUP reloads its cameras.")] = None,
     labels: Annotated[Optional[Path], typer.Option(
         help="Label table (labels.npz) of the bundle's model; default: the bundle's. Watched: a new table is swapped in between decisions.")] = None,
     backend: Annotated[BackendName, typer.Option(help="auto: the fastest available; the int8 ones where calibrate kept an INT8 model.")] = _RUN.backend,
@@ -47,6 +52,13 @@ def run_cmd(
     stats_json: Annotated[Optional[Path], typer.Option(
         "--stats-json", help="Write the run's stats (latency percentiles, drops, decisions/s) here at the end.")] = None,
     max_decisions: Annotated[Optional[int], typer.Option(help="Stop after this many decisions.", min=1)] = _RUN.max_decisions,
+    events: Annotated[Optional[Path], typer.Option(
+        "--events", help="Append action events (start/end, hysteresis from the site file or its defaults) to this JSONL file.")] = None,
+    clips: Annotated[Optional[Path], typer.Option(
+        "--clips", help="Write an mp4 and a peak JPEG per action event into this folder (disk budget, pre-roll: site file `clips:`).")] = None,
+    metrics: Annotated[Optional[str], typer.Option(
+        "--metrics", help="Serve Prometheus metrics on HOST:PORT (127.0.0.1:9108; another host needs a token, see README).")] = None,
+    metrics_insecure: Annotated[bool, typer.Option("--metrics-insecure", help="Serve --metrics on a non-loopback address without a token.")] = False,
     http: Annotated[Optional[str], typer.Option(
         "--http", help="Serve the web view (live views, decisions, vocabulary) on HOST:PORT, e.g. 127.0.0.1:8080; "
         "another address than loopback needs --http-token.")] = None,
@@ -94,6 +106,7 @@ def run_cmd(
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --source rtsp://cam2/stream --jsonl
       froster-edge run --bundle bundles/b16 --source clip.mp4 --realtime --record out.mp4 --stats-json stats.json
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --mqtt 127.0.0.1 --mqtt-discovery
+      froster-edge run --config examples/site.yaml --events events.jsonl --metrics 127.0.0.1:9108
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --http 127.0.0.1:8080
       FROSTER_EDGE_HTTP_TOKEN=$(cat token) froster-edge run --bundle bundles/b16 --source 0 --http 0.0.0.0:8080
     """
@@ -101,9 +114,10 @@ def run_cmd(
 
     from ..runtime.command import RunRequest, run
     from ..runtime.options import ClassifierOptions, SamplingOptions
+    from ..runtime.site import site_from_flags
 
     options = dc_replace(
-        _RUN, sources=list(source), labels=labels, backend=backend, max_decisions=max_decisions,
+        _RUN, sources=list(source or []), labels=labels, backend=backend, max_decisions=max_decisions,
         sampling=SamplingOptions(fps=sample_fps, subsample=subsample, hop=hop),
         capture=dc_replace(_RUN.capture, realtime=realtime, loop=loop),
         classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
@@ -123,7 +137,10 @@ def run_cmd(
 
         host, port = parse_listen(http)
         web = dc_replace(_HTTP, host=host, port=port, token=http_token, stream_fps=http_fps, stream_width=http_width)
-    run(RunRequest(bundle, options, jsonl=jsonl, show=show, record=record, stats_json=stats_json, http=web, mqtt=mqtt_options))
+    site = site_from_flags(options, bundle, config, events=events, clips=clips, metrics=metrics,
+                           metrics_insecure=metrics_insecure)
+    run(RunRequest(site.bundle, site.run, jsonl=jsonl, show=show, record=record, stats_json=stats_json, site=site,
+                   http=web or site.http, mqtt=mqtt_options or site.mqtt))  # the flags win over the site file
 
 
 @command("bench")

@@ -1,0 +1,329 @@
+"""Event clips: an mp4 per action event with a pre-roll, a JPEG at its peak, within a disk budget.
+
+Each camera keeps its recent frames in memory (downscaled to at most `width` pixels wide, at
+most `fps` frames a second, bounded by `buffer_mb` and by pre_roll_s + 20 s: an event is
+announced a few decisions after it started). When an event starts, the frames from `pre_roll_s`
+before its start and every frame after it until `post_roll_s` after its end (at most
+`max_clip_s` in all) go to one writer thread through a bounded queue: the decision loop and the
+frame threads never wait for the disk; a frame or clip that finds the queue full is dropped and
+counted. The writer encodes with OpenCV (mp4v), writes to a temporary name and renames it when
+the clip is complete (froster_edge.io), so a clip on disk is always whole. The peak's frame is
+written as a JPEG the same way. Names start with the event's UTC start
+(`20261129T120305.123-back-door-falling.mp4`): a listing sorts by time, and when the folder
+exceeds `budget_mb` the oldest files are deleted first.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..io import atomic_path, atomic_write_bytes
+from .events import ActionEvent, event_file_stem
+from .sources import Frame, cv2
+
+BUFFER_MARGIN_S = 20.0  # kept beyond the pre-roll: an event is announced after its entering run
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    folder: Path
+    pre_roll_s: float = 5.0
+    post_roll_s: float = 2.0
+    max_clip_s: float = 120.0
+    budget_mb: float = 2048.0  # the folder's clips and snapshots; oldest deleted first beyond it
+    buffer_mb: float = 48.0  # recent frames kept in memory, per camera
+    width: int = 640  # frames wider than this are downscaled (aspect kept)
+    fps: float = 10.0  # at most this many frames a second in clips and the buffer
+    queue: int = 256  # frames waiting for the writer; beyond, frames are dropped (counted)
+
+    def check(self, where: str = "clips") -> None:
+        problems = [
+            (self.pre_roll_s < 0, f"{where}.pre_roll_s must be >= 0, not {self.pre_roll_s}"),
+            (self.post_roll_s < 0, f"{where}.post_roll_s must be >= 0, not {self.post_roll_s}"),
+            (not self.max_clip_s > 0, f"{where}.max_clip_s must be positive, not {self.max_clip_s}"),
+            (not self.budget_mb > 0, f"{where}.budget_mb must be positive, not {self.budget_mb}"),
+            (not self.buffer_mb > 0, f"{where}.buffer_mb must be positive, not {self.buffer_mb}"),
+            (self.width < 16, f"{where}.width must be at least 16, not {self.width}"),
+            (not self.fps > 0, f"{where}.fps must be positive, not {self.fps}"),
+            (self.queue < 1, f"{where}.queue must be at least 1, not {self.queue}"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise ConfigError(message)
+
+
+def downscale(image: np.ndarray, width: int) -> np.ndarray:
+    """At most `width` wide, even sides (mp4 encoders want them), aspect kept."""
+    h, w = image.shape[:2]
+    if w <= width and w % 2 == 0 and h % 2 == 0:
+        return image
+    scale = min(1.0, width / w)
+    nw, nh = max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
+    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+class FrameBuffer:
+    """One camera's recent (wall time, frame) pairs, bounded by seconds and bytes."""
+
+    def __init__(self, seconds: float, max_bytes: int):
+        self.seconds, self.max_bytes = seconds, max_bytes
+        self.items: deque[tuple[float, np.ndarray]] = deque()
+        self.bytes = 0
+
+    def add(self, wall: float, image: np.ndarray) -> None:
+        self.items.append((wall, image))
+        self.bytes += image.nbytes
+        while self.items and (self.bytes > self.max_bytes or wall - self.items[0][0] > self.seconds):
+            self.bytes -= self.items.popleft()[1].nbytes
+
+    def since(self, t: float) -> list[np.ndarray]:
+        return [image for wall, image in self.items if wall >= t]
+
+    def nearest(self, t: float) -> np.ndarray | None:
+        if not self.items:
+            return None
+        return min(self.items, key=lambda item: abs(item[0] - t))[1]
+
+
+class DiskBudget:
+    """Our clips and snapshots in the folder, by name (= by time); the oldest go beyond the budget."""
+
+    SUFFIXES = (".mp4", ".jpg")
+
+    def __init__(self, folder: Path, max_bytes: int, log: Callable[[str], None]):
+        self.folder, self.max_bytes, self.log = folder, max_bytes, log
+        self.files: list[tuple[str, int]] = sorted(
+            (p.name, p.stat().st_size) for p in folder.iterdir()
+            if p.is_file() and p.suffix in self.SUFFIXES and not p.name.startswith("."))
+        self.total = sum(size for _, size in self.files)
+        self.deleted = 0
+        self.trim()
+
+    def add(self, path: Path) -> None:
+        size = path.stat().st_size
+        bisect.insort(self.files, (path.name, size))
+        self.total += size
+        self.trim()
+
+    def trim(self) -> None:
+        while self.files and self.total > self.max_bytes:
+            name, size = self.files.pop(0)
+            (self.folder / name).unlink(missing_ok=True)
+            self.total -= size
+            self.deleted += 1
+
+
+@dataclass
+class _Recording:
+    stem: str
+    camera: str
+    limit: float  # wall time after which no frame is added (max_clip_s)
+    stop_at: float | None = None  # end + post-roll, once the event ended
+    snapshot: np.ndarray | None = None
+
+
+@dataclass
+class ClipCounters:
+    clips: int = 0
+    snapshots: int = 0
+    dropped_frames: int = 0  # found the writer's queue full
+    dropped_clips: int = 0
+    errors: int = 0
+    bytes_on_disk: int = 0
+    deleted: int = 0
+    open: int = 0
+
+
+@dataclass
+class _Open:
+    path: Path
+    fps: float
+    stack: contextlib.ExitStack | None = None  # the atomic write, once the first frame came
+    writer: cv2.VideoWriter | None = None
+    size: tuple[int, int] = (0, 0)
+
+
+class EventClips:
+    """An event sink and a frame sink: buffers frames per camera, records events, writes files."""
+
+    def __init__(self, options: ClipOptions, camera_of: Callable[[int], str], fps_of: Callable[[int], float],
+                 log: Callable[[str], None]):
+        options.check()
+        folder = Path(options.folder)
+        if not folder.is_dir():
+            raise ConfigError(f"clips folder {folder} does not exist")
+        self.options, self.camera_of, self.fps_of, self.log = options, camera_of, fps_of, log
+        self.counters = ClipCounters()
+        self.budget = DiskBudget(folder, int(options.budget_mb * 2**20), log)
+        self._lock = threading.Lock()
+        self._buffers: dict[str, FrameBuffer] = {}
+        self._next: dict[int, float] = {}
+        self._cam_fps: dict[str, float] = {}
+        self._recordings: dict[str, _Recording] = {}  # event id -> recording
+        self._queue: queue.Queue = queue.Queue(options.queue)
+        self._open: dict[str, _Open] = {}
+        self._logged: set[str] = set()
+        self._writer = threading.Thread(target=self._write_loop, name="clip-writer", daemon=True)
+        self._writer.start()
+
+    # --- producers: frame threads and the decision loop (never wait) ---
+
+    def _put(self, item: tuple, clip: bool = False) -> bool:
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            if clip:
+                self.counters.dropped_clips += 1
+            else:
+                self.counters.dropped_frames += 1
+            return False
+
+    def frame(self, stream: int, frame: Frame, decision) -> None:
+        if frame.image is None:
+            return
+        period = 1.0 / self._fps(stream)
+        due = self._next.get(stream, 0.0)
+        if frame.wall < due - period / 4:  # a frame a little early still takes its tick
+            return
+        self._next[stream] = due + period if frame.wall - due < period else frame.wall + period
+        camera = self.camera_of(stream)
+        small = downscale(frame.image, self.options.width)
+        with self._lock:
+            self._cam_fps[camera] = 1.0 / period
+            buf = self._buffers.get(camera)
+            if buf is None:
+                buf = self._buffers[camera] = FrameBuffer(self.options.pre_roll_s + BUFFER_MARGIN_S,
+                                                          int(self.options.buffer_mb * 2**20))
+            buf.add(frame.wall, small)
+            for key, rec in list(self._recordings.items()):
+                if rec.camera != camera:
+                    continue
+                if frame.wall > rec.limit or (rec.stop_at is not None and frame.wall > rec.stop_at):
+                    self._finish(key)
+                else:
+                    self._put(("frame", rec.stem, small))
+
+    def _fps(self, stream: int) -> float:
+        source = self.fps_of(stream)
+        return min(self.options.fps, source) if source and source > 0 else self.options.fps
+
+    def event(self, event: ActionEvent) -> None:
+        with self._lock:
+            if event.phase == "start":
+                buf = self._buffers.get(event.camera)
+                frames = buf.since(event.start_time - self.options.pre_roll_s) if buf else []
+                stem = event_file_stem(event)
+                fps = self._cam_fps.get(event.camera, self.options.fps)
+                rec = _Recording(stem, event.camera, event.start_time + self.options.max_clip_s)
+                rec.snapshot = buf.nearest(event.peak_time) if buf else None
+                if self._put(("open", stem, fps, frames), clip=True):
+                    self._recordings[event.id] = rec
+            elif event.id in self._recordings:
+                rec = self._recordings[event.id]
+                rec.stop_at = (event.end_time or 0.0) + self.options.post_roll_s
+                if event.interrupted:
+                    self._finish(event.id)
+
+    def peak(self, event: ActionEvent) -> None:
+        with self._lock:
+            rec, buf = self._recordings.get(event.id), self._buffers.get(event.camera)
+            if rec is not None and buf is not None:
+                rec.snapshot = buf.nearest(event.peak_time)
+
+    def camera_removed(self, camera: str) -> None:
+        with self._lock:
+            for key, rec in list(self._recordings.items()):
+                if rec.camera == camera:
+                    self._finish(key)
+            self._buffers.pop(camera, None)
+
+    def _finish(self, key: str) -> None:
+        """Under the lock: no more frames for this recording; the writer closes it."""
+        rec = self._recordings.pop(key)
+        try:
+            self._queue.put(("close", rec.stem, rec.snapshot), timeout=1.0)  # a close is never dropped
+        except queue.Full:
+            self.counters.dropped_clips += 1
+
+    def close(self) -> None:
+        if not self._writer.is_alive():
+            return
+        with self._lock:
+            for key in list(self._recordings):
+                self._finish(key)
+        self._queue.put(None)
+        self._writer.join(timeout=60.0)
+
+    # --- the writer thread ---
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            kind, stem = item[0], item[1]
+            try:
+                if kind == "open":
+                    self._start_clip(stem, item[2], item[3])
+                elif kind == "frame":
+                    self._write(stem, item[2])
+                else:
+                    self._end_clip(stem, item[2])
+            except Exception as e:  # a full disk or a codec: count it, say it once per kind, go on
+                self.counters.errors += 1
+                opened = self._open.pop(stem, None)
+                if opened is not None and opened.stack is not None:
+                    opened.stack.__exit__(type(e), e, e.__traceback__)
+                if kind not in self._logged:
+                    self._logged.add(kind)
+                    self.log(f"clips: {stem}: {type(e).__name__}: {e}")
+            self.counters.open = len(self._open)
+        for stem in list(self._open):
+            self._end_clip(stem, None)
+
+    def _start_clip(self, stem: str, fps: float, frames: list[np.ndarray]) -> None:
+        self._open[stem] = _Open(Path(self.options.folder) / f"{stem}.mp4", fps)
+        for image in frames:
+            self._write(stem, image)
+
+    def _write(self, stem: str, image: np.ndarray) -> None:
+        opened = self._open.get(stem)
+        if opened is None:  # its start was dropped
+            return
+        if opened.writer is None:  # the first frame sets the size
+            opened.stack = contextlib.ExitStack()
+            tmp = opened.stack.enter_context(atomic_path(opened.path, keep_suffix=True))
+            opened.size = (image.shape[1], image.shape[0])
+            opened.writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), opened.fps, opened.size)
+            if not opened.writer.isOpened():
+                raise OSError(f"OpenCV cannot write {opened.path} here (no mp4v encoder)")
+        if (image.shape[1], image.shape[0]) != opened.size:  # the source changed resolution
+            image = cv2.resize(image, opened.size, interpolation=cv2.INTER_AREA)
+        opened.writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+    def _end_clip(self, stem: str, snapshot: np.ndarray | None) -> None:
+        opened = self._open.pop(stem, None)
+        if opened is not None and opened.writer is not None and opened.stack is not None:
+            opened.writer.release()
+            opened.stack.close()  # the rename: the clip appears whole
+            self.counters.clips += 1
+            self.budget.add(opened.path)
+        if snapshot is not None:
+            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(snapshot, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+            if ok:
+                path = Path(self.options.folder) / f"{stem}.jpg"
+                atomic_write_bytes(path, jpeg.tobytes())
+                self.counters.snapshots += 1
+                self.budget.add(path)
+        self.counters.bytes_on_disk, self.counters.deleted = self.budget.total, self.budget.deleted

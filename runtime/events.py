@@ -1,0 +1,272 @@
+"""Action events from each camera's smoothed decisions: start/end with hysteresis.
+
+Per camera and label: an event starts when the label's smoothed probability is >= `enter` for
+`enter_decisions` consecutive decisions, and ends when it is < `exit` for `exit_decisions`
+consecutive ones (exit <= enter: a score between the two neither starts nor ends an event).
+The event's start (wall clock and media time) is that of the first decision of the entering
+run, its end that of the first decision of the exiting run; peak and mean score cover the
+decisions from the start up to that end (a dip shorter than `exit_decisions` belongs to the
+event). An event still open when the run stops, or when its camera is removed, is closed and
+marked `interrupted`: its end is the first decision of a dip in progress, else the last
+decision seen. Each event is announced twice to the event sinks: "start" when it starts, "end"
+(all fields, the end filled in) when it ends.
+
+Plain single-threaded logic on the decision loop's thread; no cv2, no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import IO, Protocol
+
+import numpy as np
+
+from ..errors import ConfigError
+from .sinks import Decision
+
+
+@dataclass(frozen=True)
+class EventOptions:
+    """Hysteresis of the segmentation; `labels` limits events to those classes (empty: all)."""
+
+    enter: float = 0.5
+    exit: float = 0.35
+    enter_decisions: int = 2
+    exit_decisions: int = 2
+    labels: tuple[str, ...] = ()
+    file: Path | None = None  # --events FILE.jsonl: one JSON object a line, "start" and "end"
+
+    def check(self, where: str = "events") -> None:
+        problems = [
+            (not 0.0 <= self.enter <= 1.0, f"{where}.enter is a probability in [0, 1], not {self.enter}"),
+            (not 0.0 <= self.exit <= 1.0, f"{where}.exit is a probability in [0, 1], not {self.exit}"),
+            (self.exit > self.enter, f"{where}.exit ({self.exit}) must not be above {where}.enter ({self.enter})"),
+            (self.enter_decisions < 1, f"{where}.enter_decisions must be at least 1, not {self.enter_decisions}"),
+            (self.exit_decisions < 1, f"{where}.exit_decisions must be at least 1, not {self.exit_decisions}"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise ConfigError(message)
+
+
+@dataclass
+class ActionEvent:
+    """One action on one camera (the agreed interface: docs in README "Action events")."""
+
+    id: str  # unique and sortable by time: "<camera>-<UTC YYYYmmddTHHMMSS.mmm>-<label slug>"
+    camera: str
+    label: str
+    phase: str  # "start" or "end" (an "end" repeats all fields, with the end filled in)
+    start_time: float  # wall clock, Unix seconds
+    start_media: float  # seconds into the source
+    end_time: float | None
+    end_media: float | None
+    peak_score: float
+    mean_score: float
+    peak_time: float
+    interrupted: bool = False  # closed because the run stopped (or the camera was removed)
+    clip: str | None = None  # event clip file name (relative to the clips folder), on "end"
+    snapshot: str | None = None  # peak JPEG file name (relative to the clips folder), on "end"
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for k in ("start_time", "start_media", "end_time", "end_media", "peak_time"):
+            if d[k] is not None:
+                d[k] = round(d[k], 3)
+        d["peak_score"], d["mean_score"] = round(self.peak_score, 6), round(self.mean_score, 6)
+        return d
+
+
+class EventSink(Protocol):
+    def event(self, event: ActionEvent) -> None: ...  # must never block the pipeline
+
+    def close(self) -> None: ...
+
+
+def slug(text: str) -> str:
+    """Lower case, runs of anything but letters and digits as one '-': safe in file names and topics."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def utc_stamp(t: float) -> str:
+    """YYYYmmddTHHMMSS.mmm in UTC: sorts as the time does."""
+    ms = int(round(t * 1000))
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}"
+
+
+def event_file_stem(event: ActionEvent) -> str:
+    """The event's clip/snapshot name without suffix: time first, so a folder listing sorts by time."""
+    return f"{utc_stamp(event.start_time)}-{slug(event.camera)}-{slug(event.label)}"
+
+
+@dataclass
+class _Track:
+    """One label on one camera: the entering run, or the open event and its exiting run."""
+
+    entering: list[Decision] = field(default_factory=list)
+    entering_scores: list[float] = field(default_factory=list)
+    event: ActionEvent | None = None
+    total: float = 0.0
+    count: int = 0
+    dip: list[tuple[Decision, float]] = field(default_factory=list)
+
+
+def label_scores(decision: Decision) -> dict[str, float]:
+    """The decision's smoothed probability per class: all classes where the decision carries
+    them (the pipeline's do), else its top-k (a class not in it counts as 0)."""
+    if decision.probs is not None and decision.classes is not None:
+        return dict(zip(decision.classes, map(float, decision.probs)))
+    return {name: float(score) for name, score in decision.top}
+
+
+class EventSegmenter:
+    """A decision sink that turns decisions into ActionEvents for the event sinks.
+
+    `options_of(camera)` gives a camera's EventOptions (per-camera thresholds from a site file).
+    `clip_names`: fill `clip`/`snapshot` on "end" (event clips are being written).
+    """
+
+    def __init__(self, options: EventOptions, sinks: list[EventSink], clip_names: bool = False,
+                 per_camera: dict[str, EventOptions] | None = None):
+        options.check()
+        for name, o in (per_camera or {}).items():
+            o.check(f"cameras[{name}].events")
+        self.options, self.per_camera = options, dict(per_camera or {})
+        self.sinks, self.clip_names = sinks, clip_names
+        self._tracks: dict[str, dict[str, _Track]] = {}
+        self._last: dict[str, Decision] = {}
+        self.started = 0
+        self.ended = 0
+        self.counts: dict[tuple[str, str], int] = {}  # (camera, label) -> events started (metrics)
+
+    def options_of(self, camera: str) -> EventOptions:
+        return self.per_camera.get(camera, self.options)
+
+    def emit(self, decision: Decision) -> None:
+        o = self.options_of(decision.camera)
+        tracks = self._tracks.setdefault(decision.camera, {})
+        self._last[decision.camera] = decision
+        scores = label_scores(decision)
+        if o.labels:
+            scores = {k: v for k, v in scores.items() if k in o.labels}
+        low = min(o.enter, o.exit)
+        candidates = {k for k, v in scores.items() if v >= low} | set(tracks)
+        for label in sorted(candidates):
+            p = scores.get(label, 0.0)  # a class gone from a swapped table scores 0
+            track = tracks.setdefault(label, _Track())
+            if track.event is None:
+                self._entering(decision, label, p, track, o)
+            else:
+                self._open(decision, p, track, o)
+            if track.event is None and not track.entering:
+                del tracks[label]
+
+    def _entering(self, d: Decision, label: str, p: float, track: _Track, o: EventOptions) -> None:
+        if p < o.enter:
+            track.entering.clear()
+            track.entering_scores.clear()
+            return
+        track.entering.append(d)
+        track.entering_scores.append(p)
+        if len(track.entering) < o.enter_decisions:
+            return
+        first = track.entering[0]
+        scores = track.entering_scores
+        peak = int(np.argmax(scores))
+        event = ActionEvent(id=f"{d.camera}-{utc_stamp(first.time)}-{slug(label)}", camera=d.camera, label=label,
+                            phase="start", start_time=first.time, start_media=first.media_time, end_time=None,
+                            end_media=None, peak_score=scores[peak], mean_score=sum(scores) / len(scores),
+                            peak_time=track.entering[peak].time)
+        track.event, track.total, track.count = event, sum(scores), len(scores)
+        track.entering, track.entering_scores = [], []
+        self.started += 1
+        self.counts[(d.camera, label)] = self.counts.get((d.camera, label), 0) + 1
+        self._send(replace(event))
+        self._peak(event)
+
+    def _open(self, d: Decision, p: float, track: _Track, o: EventOptions) -> None:
+        event = track.event
+        assert event is not None
+        if p < o.exit:
+            track.dip.append((d, p))
+            if len(track.dip) >= o.exit_decisions:
+                self._close(track, track.dip[0][0], interrupted=False)
+            return
+        for dd, pp in track.dip:  # a dip too short to end the event belongs to it
+            self._add(track, dd, pp)
+        track.dip.clear()
+        self._add(track, d, p)
+
+    def _add(self, track: _Track, d: Decision, p: float) -> None:
+        event = track.event
+        assert event is not None
+        track.total += p
+        track.count += 1
+        event.mean_score = track.total / track.count
+        if p > event.peak_score:
+            event.peak_score, event.peak_time = p, d.time
+            self._peak(event)
+
+    def _close(self, track: _Track, end: Decision, interrupted: bool) -> None:
+        event = track.event
+        assert event is not None
+        event.phase, event.end_time, event.end_media, event.interrupted = "end", end.time, end.media_time, interrupted
+        if self.clip_names:
+            stem = event_file_stem(event)
+            event.clip, event.snapshot = f"{stem}.mp4", f"{stem}.jpg"
+        track.event, track.dip, track.total, track.count = None, [], 0.0, 0
+        self.ended += 1
+        self._send(event)
+
+    def _send(self, event: ActionEvent) -> None:
+        for sink in self.sinks:
+            sink.event(event)
+
+    def _peak(self, event: ActionEvent) -> None:
+        """Sinks that keep a picture of the peak (event clips) hear of each new one."""
+        for sink in self.sinks:
+            peak = getattr(sink, "peak", None)
+            if peak is not None:
+                peak(event)
+
+    def open_events(self) -> list[ActionEvent]:
+        return [t.event for tracks in self._tracks.values() for t in tracks.values() if t.event is not None]
+
+    def close_camera(self, camera: str) -> None:
+        """Close the camera's open events as interrupted (the camera is removed, or the run stops)."""
+        tracks = self._tracks.pop(camera, {})
+        last = self._last.pop(camera, None)
+        for track in tracks.values():
+            if track.event is not None and last is not None:
+                self._close(track, track.dip[0][0] if track.dip else last, interrupted=True)
+
+    camera_removed = close_camera  # the pipeline's name for it, when a reload removes a camera
+
+    def close(self) -> None:
+        for camera in list(self._tracks):
+            self.close_camera(camera)
+        for sink in self.sinks:
+            sink.close()
+
+
+class JsonlEventSink:
+    """Events appended to a file, one JSON object a line, flushed at once (a small append: it
+    never holds the decision loop up). The file is opened in append mode: runs add to it."""
+
+    def __init__(self, path: Path | str, out: IO[str] | None = None):
+        self.path = Path(path)
+        if out is None and not self.path.parent.is_dir():
+            raise ConfigError(f"--events {self.path}: folder {self.path.parent} does not exist")
+        self.out = out or open(self.path, "a", encoding="utf-8")
+
+    def event(self, event: ActionEvent) -> None:
+        self.out.write(json.dumps(event.to_json()) + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if not self.out.closed:
+            self.out.close()

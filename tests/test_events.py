@@ -1,0 +1,163 @@
+"""Action events: the segmentation checked against a naive reference on the decisions of a real run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from froster_edge.errors import ConfigError
+from froster_edge.runtime.events import ActionEvent, EventOptions, EventSegmenter, JsonlEventSink, event_file_stem
+from froster_edge.runtime.options import CameraOptions, ClassifierOptions, RunOptions, SamplingOptions
+from froster_edge.runtime.pipeline import Pipeline
+
+from .conftest import CLIPS
+
+
+class Collect:
+    def __init__(self):
+        self.items: list = []
+
+    def emit(self, decision) -> None:
+        self.items.append(decision)
+
+    def event(self, event) -> None:
+        self.items.append(ActionEvent(**{k: getattr(event, k) for k in event.__dataclass_fields__}))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def decisions(tiny_bundle):
+    """Decisions of a real run: two named cameras, every class's probability, no smoothing (more movement)."""
+    options = RunOptions(cameras=[CameraOptions("pool", str(CLIPS / "mmaction2_test_cleaning_pool.mp4")),
+                                  CameraOptions("gym", str(CLIPS / "stgcn_clean_and_jerk.mp4"))],
+                         sampling=SamplingOptions(fps=8, hop=1), classifier=ClassifierOptions(smoothing="none"))
+    sink = Collect()
+    Pipeline(tiny_bundle, options, [sink], log=lambda m: None).run()
+    assert {d.camera for d in sink.items} == {"pool", "gym"}
+    return sink.items
+
+
+def reference(decisions, enter: float, exit: float, n: int, m: int) -> list[dict]:
+    """The rule written the plain way: per camera and label, walk the decisions by index."""
+    out = []
+    cameras = sorted({d.camera for d in decisions})
+    for cam in cameras:
+        seq = [d for d in decisions if d.camera == cam]
+        labels = sorted({name for d in seq for name in d.classes})
+        for label in labels:
+            p = [float(d.probs[d.classes.index(label)]) for d in seq]
+            i = 0
+            while i < len(seq):
+                # an entering run of n decisions >= enter starting at i
+                if all(i + k < len(seq) and p[i + k] >= enter for k in range(n)):
+                    start = i
+                    j = i + n  # the event holds decisions start..j-1 so far
+                    end = None
+                    while j < len(seq):
+                        if all(j + k < len(seq) and p[j + k] < exit for k in range(m)):
+                            end = j
+                            break
+                        j += 1
+                    last = end if end is not None else len(seq)
+                    # an unfinished dip at the end of the run is not part of the event
+                    while end is None and last > start + n and p[last - 1] < exit:
+                        last -= 1
+                    inside = p[start:last]
+                    peak = int(np.argmax(inside))
+                    end_at = end if end is not None else (last if last < len(seq) else len(seq) - 1)
+                    out.append({"camera": cam, "label": label, "start_time": seq[start].time,
+                                "start_media": seq[start].media_time, "end_time": seq[end_at].time,
+                                "interrupted": end is None, "peak_score": inside[peak],
+                                "peak_time": seq[start + peak].time, "mean_score": sum(inside) / len(inside)})
+                    if end is None:
+                        break
+                    i = end + m
+                else:
+                    i += 1
+    return sorted(out, key=lambda e: (e["camera"], e["label"], e["start_time"]))
+
+
+def thresholds(decisions) -> tuple[float, float]:
+    """Enter/exit between observed values of the camera and class whose probability crosses its
+    own median most often: that class goes on and off."""
+    best = None
+    for cam in sorted({d.camera for d in decisions}):
+        probs = np.array([d.probs for d in decisions if d.camera == cam])  # (decisions, classes)
+        for c in range(probs.shape[1]):
+            p = probs[:, c]
+            crossings = int(np.sum(np.diff(np.sign(p - np.median(p))) != 0))
+            if best is None or crossings > best[0]:
+                best = (crossings, np.unique(p))
+    assert best is not None and best[0] >= 4, best
+    values = best[1]
+
+    def between(q: float) -> float:
+        k = int(len(values) * q)
+        return float((values[k] + values[k + 1]) / 2)
+
+    enter, exit = between(0.6), between(0.35)
+    assert exit < enter
+    return enter, exit
+
+
+@pytest.mark.parametrize("n, m", [(1, 1), (2, 2), (3, 1), (1, 3)])
+def test_segmentation_matches_the_reference_on_a_real_run(decisions, n, m):
+    enter, exit = thresholds(decisions)
+    sink = Collect()
+    seg = EventSegmenter(EventOptions(enter=enter, exit=exit, enter_decisions=n, exit_decisions=m), [sink])
+    for d in decisions:
+        seg.emit(d)
+    seg.close()
+    starts = [e for e in sink.items if e.phase == "start"]
+    ends = [e for e in sink.items if e.phase == "end"]
+    assert sorted(e.id for e in starts) == sorted(e.id for e in ends)  # every event starts and ends once
+    got = sorted(ends, key=lambda e: (e.camera, e.label, e.start_time))
+    want = reference(decisions, enter, exit, n, m)
+    assert len(want) >= 2 and any(not w["interrupted"] for w in want)
+    assert [(e.camera, e.label, e.start_time, e.start_media, e.end_time, e.interrupted, e.peak_time) for e in got] == \
+        [(w["camera"], w["label"], w["start_time"], w["start_media"], w["end_time"], w["interrupted"], w["peak_time"])
+         for w in want]
+    np.testing.assert_allclose([e.peak_score for e in got], [w["peak_score"] for w in want], rtol=1e-9)
+    np.testing.assert_allclose([e.mean_score for e in got], [w["mean_score"] for w in want], rtol=1e-9)
+    for e in starts:  # a start is announced with the entering run's figures, the end open
+        assert e.end_time is None and e.clip is None and not e.interrupted
+
+
+def test_ids_and_file_names_sort_by_time_and_events_go_to_jsonl(decisions, tmp_path):
+    enter, exit = thresholds(decisions)
+    path = tmp_path / "events.jsonl"
+    seg = EventSegmenter(EventOptions(enter=enter, exit=exit), [JsonlEventSink(path)], clip_names=True)
+    for d in decisions:
+        seg.emit(d)
+    seg.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines and {line["phase"] for line in lines} == {"start", "end"}
+    ends = [e for e in lines if e["phase"] == "end"]
+    for e in ends:
+        assert e["clip"].endswith(".mp4") and e["snapshot"] == e["clip"][:-4] + ".jpg"
+        assert e["id"].startswith(e["camera"] + "-") and e["end_time"] >= e["start_time"]
+    by_time = sorted(ends, key=lambda e: e["start_time"])
+    for a, b in zip(by_time, by_time[1:]):
+        if b["start_time"] - a["start_time"] > 0.002:  # apart by more than the names' millisecond
+            assert a["clip"] < b["clip"]
+    assert event_file_stem(ActionEvent("x", "back door", "Clean & Jerk", "start", 0.25, 0.0, None, None, 0.9, 0.9,
+                                       0.25)) == "19700101T000000.250-back-door-clean-jerk"
+
+
+def test_labels_option_limits_the_classes_and_bad_thresholds_are_refused(decisions):
+    enter, exit = thresholds(decisions)
+    sink = Collect()
+    seg = EventSegmenter(EventOptions(enter=0.0, exit=0.0, labels=("yoga",)), [sink])
+    for d in decisions:
+        seg.emit(d)
+    seg.close()
+    assert sink.items and {e.label for e in sink.items} == {"yoga"}  # enter 0: yoga is always "on"
+    assert all(e.interrupted for e in sink.items if e.phase == "end")
+    with pytest.raises(ConfigError, match="events.exit"):
+        EventOptions(enter=0.3, exit=0.5).check()
+    with pytest.raises(ConfigError, match="enter_decisions"):
+        EventOptions(enter_decisions=0).check()

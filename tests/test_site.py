@@ -1,0 +1,345 @@
+"""A real site: a site file with two cameras (a file looped in real time and an HTTP stream served
+by ffmpeg on 127.0.0.1), events, event clips within a disk budget, Prometheus metrics scraped over
+HTTP, SIGHUP reloads (a camera added and one removed; a bad file refused), flat memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from froster_edge.errors import ConfigError
+from froster_edge.runtime.clips import ClipOptions, EventClips
+from froster_edge.runtime.events import ActionEvent
+from froster_edge.runtime.options import RunOptions
+from froster_edge.runtime.site import MetricsOptions, load_site
+from froster_edge.runtime.sources import Frame
+
+from .conftest import CLIPS
+from .test_cli import assert_one_line_error, run
+from .test_run_faults import LiveRun
+from .test_run_network import free_port, serve, wait_listening
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
+needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the server and RSS")
+POOL = CLIPS / "mmaction2_test_cleaning_pool.mp4"
+GYM = CLIPS / "stgcn_clean_and_jerk.mp4"
+ARM = CLIPS / "mmaction2_demo_arm_wrestling.mp4"
+
+
+# --- the site file: every key checked, one line naming it, before any camera opens ---
+
+@pytest.mark.parametrize("text, message", [
+    ("cameras: [{name: a, source: 7, hop: two}]", "cameras[a].hop must be an integer >= 1, not 'two'"),
+    ("camras: [{name: a, source: 7}]", "unknown key camras"),
+    ("cameras: [{name: a, source: 7, colour: red}]", "unknown key cameras[0].colour"),
+    ("cameras: [{name: a b, source: 7}]", "cameras[0].name 'a b'"),
+    ("cameras: [{name: a, source: 7}, {name: a, source: 8}]", "cameras[1].name 'a' is given twice"),
+    ("cameras: [{name: a, source: 7, threshold: 1.5}]", "cameras[a].threshold must be a number in [0.0, 1.0]"),
+    ("cameras: [{name: a, source: 7, sample_fps: 2, subsample: 3}]", "give sample_fps or subsample, not both"),
+    ("cameras: [{name: a, source: 7, events: {enter: 0.2, exit: 0.4}}]", "cameras[a].events.exit (0.4) must not be above"),
+    ("events: {enter: 0.5, exit: 0.2, colour: 1}\ncameras: [{name: a, source: 7}]", "unknown key events.colour"),
+    ("clips: {folder: x, budget_mb: -1}\ncameras: [{name: a, source: 7}]", "clips.budget_mb must be"),
+    ("metrics: {listen: 9108}\ncameras: [{name: a, source: 7}]", "metrics.listen must be HOST:PORT"),
+    ("defaults: {smoothing: median}\ncameras: [{name: a, source: 7}]", "defaults.smoothing must be ema, mean or none"),
+    ("backend: gpu\ncameras: [{name: a, source: 7}]", "backend must be one of"),
+    ("cameras: []", "cameras must be a list of at least one camera"),
+    ("cameras: [{name: a, source: 7}", "not valid YAML at line 1"),
+])
+def test_bad_site_files_are_refused_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_site(path, RunOptions())
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_cli_refuses_a_bad_site_before_opening_a_camera(tiny_bundle, tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text(f"bundle: {tiny_bundle}\ncameras: [{{name: a, source: '7', hop: 0}}]\n")  # camera 7: no such device
+    assert_one_line_error(run("run", "--config", str(path)), 1, "cameras[a].hop must be an integer >= 1, not 0")
+    path.write_text(f"bundle: {tiny_bundle}\ncameras: [{{name: a, source: {GYM}, labels: [no such class]}}]\n")
+    assert_one_line_error(run("run", "--config", str(path)), 1, "camera a: labels: 'no such class' not in the label table")
+    assert_one_line_error(run("run", "--config", str(path), "--source", str(GYM)), 1, "--source and --config")
+    assert_one_line_error(run("run", "--source", str(GYM)), 1, "give --bundle")
+    plain = ("run", "--bundle", str(tiny_bundle), "--source", "7")  # the outputs are refused before camera 7 is tried
+    assert_one_line_error(run(*plain, "--clips", str(tmp_path / "none")), 1, "clips folder")
+    assert_one_line_error(run(*plain, "--events", str(tmp_path / "none" / "ev.jsonl")), 1, "does not exist")
+    assert_one_line_error(run(*plain, "--metrics", f"0.0.0.0:{free_port()}"), 1, "needs a token")
+
+
+def test_the_example_site_file_loads(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    site = load_site(root / "examples" / "site.yaml", RunOptions())
+    assert [c.name for c in site.run.cameras] and site.events is not None and site.clips is not None
+    assert site.metrics is not None and site.metrics.listen.startswith("127.0.0.1:")
+
+
+# --- event clips: pre-roll, peak snapshot, disk budget, atomic names ---
+
+def real_frames(path: Path, n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < n:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
+def frame_count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n
+
+
+def test_event_clips_keep_the_disk_budget_oldest_first(tmp_path):
+    images = real_frames(POOL, 90)
+    budget_mb = 0.3
+    opts = ClipOptions(folder=tmp_path, pre_roll_s=2.0, post_roll_s=1.0, fps=10.0, width=160, budget_mb=budget_mb)
+    clips = EventClips(opts, camera_of=lambda i: "pool", fps_of=lambda i: 30.0, log=print)
+    t0 = 1_800_000_000.0
+    clock = {"k": 0}
+
+    def play(until: float) -> None:
+        """30 fps frames on a known clock up to `until` seconds (the buffer keeps 10 a second)."""
+        while clock["k"] / 30 < until:
+            k = clock["k"]
+            clips.frame(0, Frame(k, k / 30, k / 30, 0.0, t0 + k / 30, images[k % len(images)]), None)
+            clock["k"] += 1
+
+    def event(phase: str, start: float, end: float | None, peak: float) -> ActionEvent:
+        return ActionEvent(f"pool-{start}", "pool", "cleaning pool", phase, t0 + start, start,
+                           None if end is None else t0 + end, end, 0.9, 0.8, t0 + peak)
+
+    starts = [4.05, 11.05, 15.05, 19.05]
+    for start in starts:  # each: 2 s pre-roll, 1 s of event, 1 s post-roll
+        play(start)
+        clips.event(event("start", start, None, start))
+        play(start + 2.0)
+        clips.event(event("end", start, start + 1.0, start + 0.5))
+        play(start + 3.0)  # past the post-roll: the clip closes
+    clips.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not [n for n in names if n.startswith(".")]  # no temporary file left
+    total = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert clips.counters.clips == 4 and clips.counters.snapshots == 4 and clips.counters.dropped_frames == 0
+    assert total <= budget_mb * 2**20 and clips.counters.deleted >= 1
+    stems = [f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(t0 + s))}.050-pool-cleaning-pool" for s in starts]
+    assert names == [n for stem in stems for n in (f"{stem}.jpg", f"{stem}.mp4")][-len(names):]  # oldest went first
+    newest = tmp_path / f"{stems[-1]}.mp4"
+    # wall times 17.1 .. 21.0 s at 10 fps: the 2 s pre-roll from 17.05, to 20.05 + 1 s post-roll
+    assert frame_count(newest) == 40
+    snap = cv2.imread(str(newest.with_suffix(".jpg")))
+    assert snap is not None and snap.shape[1] == 160
+
+
+def test_the_first_clip_covers_pre_roll_to_post_roll_and_its_snapshot_is_the_peak(tmp_path):
+    images = real_frames(GYM, 60)
+    opts = ClipOptions(folder=tmp_path, pre_roll_s=1.0, post_roll_s=0.5, fps=10.0, width=640)  # the clip is 340 px wide: kept
+    clips = EventClips(opts, camera_of=lambda i: "gym", fps_of=lambda i: 10.0, log=print)
+    t0 = 1_800_000_000.0
+    for k in range(40):  # 10 fps: frame k at t0 + k / 10
+        if k == 20:
+            clips.event(ActionEvent("gym-a", "gym", "clean and jerk", "start", t0 + 1.45, 1.45, None, None, 0.5, 0.5,
+                                    t0 + 1.45))
+            clips.peak(ActionEvent("gym-a", "gym", "clean and jerk", "start", t0 + 1.45, 1.45, None, None, 0.9, 0.7,
+                                   t0 + 1.7))
+        if k == 30:
+            clips.event(ActionEvent("gym-a", "gym", "clean and jerk", "end", t0 + 1.45, 1.45, t0 + 2.45, 2.45, 0.9, 0.7,
+                                    t0 + 1.7))
+        clips.frame(0, Frame(k, k / 10, k / 10, 0.0, t0 + k / 10, images[k]), None)
+    clips.close()
+    (clip,) = [p for p in tmp_path.iterdir() if p.suffix == ".mp4"]
+    assert frame_count(clip) == 25  # wall times 0.5 .. 2.9 s: pre-roll from 1.45 - 1.0, post-roll to 2.45 + 0.5
+    cap = cv2.VideoCapture(str(clip))
+    ok, first = cap.read()
+    cap.release()
+    snap = cv2.imread(str(clip.with_suffix(".jpg")))
+    ref_first, ref_peak = (cv2.cvtColor(images[k], cv2.COLOR_RGB2BGR) for k in (5, 17))
+    # the clip starts with frame 5 (0.5 s) and the snapshot is frame 17 (1.7 s): lossy, but far closer to those
+    # frames than to their neighbours two frames away
+    def err(a, b):
+        return float(np.mean(np.abs(a.astype(np.float32) - b.astype(np.float32))))
+    assert err(first, ref_first) < err(first, cv2.cvtColor(images[8], cv2.COLOR_RGB2BGR))
+    assert err(snap, ref_peak) < min(err(snap, cv2.cvtColor(images[k], cv2.COLOR_RGB2BGR)) for k in (14, 20))
+
+
+# --- metrics endpoint policy ---
+
+def test_metrics_need_a_token_off_loopback_and_check_it(tmp_path):
+    from froster_edge.runtime.metrics import MetricsServer
+
+    class Empty:
+        def collect(self):
+            return iter(())
+
+    with pytest.raises(ConfigError, match="needs a token"):
+        MetricsServer(MetricsOptions(listen=f"0.0.0.0:{free_port()}"), Empty())
+    token = tmp_path / "token"
+    token.write_text("s3cret-token-of-32-characters-xx\n")
+    port = free_port()
+    server = MetricsServer(MetricsOptions(listen=f"0.0.0.0:{port}", token_file=token), Empty())
+    try:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert e.value.code == 401
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"Authorization": "Bearer s3cret-token-of-32-characters-xx"})
+        assert urllib.request.urlopen(req, timeout=10).status == 200
+    finally:
+        server.close()
+
+
+# --- a real two-camera site ---
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """The endpoint's samples as {(name, camera): value}, parsed by hand from the text format."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        head, value = line.rsplit(" ", 1)
+        name, _, labels = head.partition("{")
+        camera = next((kv.split("=", 1)[1].strip('"') for kv in labels.rstrip("}").split(",") if kv.startswith("camera=")), "")
+        if "quantile" not in labels:
+            out[(name, camera)] = float(value)
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def site_doc(bundle: Path, cameras: list[dict], tmp_path: Path, port: int) -> dict:
+    return {"bundle": str(bundle), "defaults": {"sample_fps": 8, "hop": 1, "top_k": 12},
+            "cameras": cameras,
+            # enter 0: the two classes are "on" from the first decisions; they end when a camera goes or the run stops
+            "events": {"file": str(tmp_path / "events.jsonl"), "enter": 0.0, "exit": 0.0, "enter_decisions": 2,
+                       "labels": ["yoga", "fencing"]},
+            "clips": {"folder": str(tmp_path / "clips"), "pre_roll_s": 1, "post_roll_s": 0.5, "max_clip_s": 20,
+                      "budget_mb": 3, "width": 160, "fps": 5},
+            "metrics": {"listen": f"127.0.0.1:{port}"}}
+
+
+def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
+    """The site for `seconds` (at least the reloads), checked throughout and at the end."""
+    (tmp_path / "clips").mkdir()
+    http_port, metrics_port = free_port(), free_port()
+    server = serve(http_port)
+    live = None
+    try:
+        wait_listening(http_port)
+        url = f"http://127.0.0.1:{http_port}/live.ts"
+        file_cam = {"name": "yard", "source": str(POOL), "realtime": True, "loop": True}
+        net_cam = {"name": "door", "source": url}
+        site = tmp_path / "site.yaml"
+        site.write_text(yaml.safe_dump(site_doc(bundle, [file_cam, net_cam], tmp_path, metrics_port)))
+        live = LiveRun("--config", str(site), "--stats-json", str(tmp_path / "stats.json"))
+        seen: list[dict] = []
+        while {"yard", "door"} - {d["camera"] for d in seen}:
+            seen.append(live.decision(timeout=60))
+        m = scrape(metrics_port)
+        assert m[("froster_edge_decisions_total", "yard")] >= 1 and m[("froster_edge_decisions_total", "door")] >= 1
+        assert m[("froster_edge_camera_up", "door")] == 1.0 and ("froster_edge_stage_seconds_count", "door") in m
+        # SIGHUP: "door" removed, "arm" added; "yard" goes on undisturbed
+        site.write_text(yaml.safe_dump(site_doc(bundle, [file_cam, {"name": "arm", "source": str(ARM), "realtime": True,
+                                                                    "loop": True}], tmp_path, metrics_port)))
+        live.proc.send_signal(signal.SIGHUP)
+        live.wait_stderr("reload:", timeout=60)
+        while "arm" not in {d["camera"] for d in seen[-1:]}:
+            seen.append(live.decision(timeout=60))
+        for _ in range(6):
+            seen.append(live.decision(timeout=60))
+        # a bad file is refused in one line and the site kept
+        site.write_text(site.read_text().replace("sample_fps", "sample_fsp"))
+        live.proc.send_signal(signal.SIGHUP)
+        refused = live.wait_stderr("reload: refused", timeout=60)
+        assert "unknown key defaults.sample_fsp" in refused
+        rss, end = [], time.monotonic() + seconds
+        while time.monotonic() < end or len(rss) < 3:
+            for _ in range(4):
+                seen.append(live.decision(timeout=60))
+            rss.append(rss_mb(live.proc.pid))
+        m2 = scrape(metrics_port)
+        assert live.stop() == 0, live.stderr
+    finally:
+        if live is not None:
+            live.kill()
+        server.kill()
+        server.wait(10)
+    err = "\n".join(live.stderr)
+    assert "Traceback" not in err
+    assert [line for line in live.stderr if "reload:" in line and "added arm; removed door; changed none; kept yard" in line]
+    cams = [d["camera"] for d in seen]
+    assert max(i for i, c in enumerate(cams) if c == "door") < cams.index("arm")  # no door decision after the reload
+    yard = [d for d in seen if d["camera"] == "yard"]
+    assert yard[-1]["time"] > seen[cams.index("arm")]["time"] and all(d["stream"] == 0 for d in yard)
+    assert [d["frame"] for d in yard] == sorted(d["frame"] for d in yard)  # never restarted
+    assert m2[("froster_edge_camera_up", "door")] == 0.0 and m2[("froster_edge_decisions_total", "arm")] >= 1
+    assert m2[("froster_edge_decisions_total", "yard")] > m[("froster_edge_decisions_total", "yard")]
+    assert m2[("froster_edge_reloads_total", "")] == 1 and m2[("froster_edge_reloads_refused_total", "")] == 1
+    # events: each started once and ended once; door's ended (interrupted) at its removal, the others at the stop
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    starts = {e["id"]: e for e in events if e["phase"] == "start"}
+    ends = {e["id"]: e for e in events if e["phase"] == "end"}
+    assert set(starts) == set(ends) and {(e["camera"], e["label"]) for e in ends.values()} == \
+        {(c, label) for c in ("yard", "door", "arm") for label in ("yoga", "fencing")}
+    by_cam: dict[str, list[dict]] = {}
+    for d in seen:
+        by_cam.setdefault(d["camera"], []).append(d)
+    for e in ends.values():
+        assert e["interrupted"]
+        decisions = by_cam[e["camera"]]
+        assert e["start_time"] == decisions[0]["time"]  # enter 0: the first decision starts it
+        inside = [d for d in decisions if e["start_time"] <= d["time"] < e["end_time"] or d["time"] == e["end_time"]]
+        scores = [next(t["score"] for t in d["top"] if t["label"] == e["label"]) for d in inside]
+        assert e["peak_score"] >= max(scores) - 1e-6  # the events saw at least the decisions we saw
+    door_end = next(e for e in ends.values() if e["camera"] == "door")
+    assert door_end["end_time"] <= by_cam["arm"][0]["time"]
+    # clips: whole files within the budget, named by time, readable
+    files = sorted((tmp_path / "clips").iterdir())
+    assert not [p for p in files if p.name.startswith(".")]
+    assert sum(p.stat().st_size for p in files) <= 3 * 2**20
+    mp4s = [p for p in files if p.suffix == ".mp4"]
+    assert mp4s and all(frame_count(p) > 0 for p in mp4s)
+    assert all(cv2.imread(str(p)) is not None for p in files if p.suffix == ".jpg")
+    assert {p.name for p in files} <= {e[k] for e in ends.values() for k in ("clip", "snapshot")}
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert [(s["camera"], s["ended"]) for s in stats["streams"]] == [("yard", "stopped"), ("door", "removed"),
+                                                                      ("arm", "stopped")]
+    if len(rss) >= 6:  # flat memory: the last third of the samples no higher than the middle third + 32 MiB
+        third = len(rss) // 3
+        assert max(rss[-third:]) <= max(rss[third:2 * third]) + 32, rss
+
+
+@needs_ffmpeg
+@needs_linux
+def test_a_two_camera_site_with_events_clips_metrics_and_reloads(tiny_bundle, tmp_path):
+    run_site(tiny_bundle, tmp_path, seconds=5)
+
+
+@needs_ffmpeg
+@needs_linux
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_two_camera_site_for_ten_minutes(tiny_bundle, tmp_path):
+    run_site(tiny_bundle, tmp_path, seconds=float(os.environ.get("FROSTER_SITE_SOAK_S", 600)))
