@@ -21,7 +21,7 @@ DEMO_OFFLINE ?= runs/demo-offline
 DEMO_MODEL_ARGS = $(if $(DEMO_STUDENT),--student $(DEMO_STUDENT),--model $(DEMO_MODEL) --pretrained $(DEMO_PRETRAINED))
 FE := $(VENV)/bin/froster-edge
 
-.PHONY: install lint test demo clean
+.PHONY: install lint test soak demo clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest -q
+
+# the long soaks (a 60 s real-time run, a two-camera site for 10 minutes): not in `make test`
+soak: install
+	$(PY) -m pytest -q -m slow
 
 demo: install
 	@set -e; \

@@ -82,6 +82,10 @@ def run(req: RunRequest) -> dict:
         web = None
         if req.show:
             frame_sinks.append(ShowSink(names, stop))
+        if hub is not None and segmenter is not None:  # the page lists each camera's recent events
+            segmenter.sinks.append(hub)
+            hub.events_enabled = True
+            hub.clips_dir = Path(site.clips.folder) if site.clips is not None else None
         mqtt = None
         if req.mqtt is not None:  # connects in the background: a broker that is down only delays delivery
             mqtt = MqttSink(req.mqtt, names, list(pipeline.classifier.table.names), stderr)

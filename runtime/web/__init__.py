@@ -22,6 +22,6 @@ def start_web(pipeline, hub, options: HttpOptions, log: Callable[[str], None]):
     from .server import WebServer
     from .vocabulary import Vocabulary
 
-    hub.attach(lambda stream: pipeline.classifier.table)
+    hub.attach(lambda stream: pipeline.cameras[stream].classifier.table)  # each camera's own (subset) table
     vocabulary = Vocabulary(pipeline.bundle, pipeline.labels_path, pipeline.manifest, options, hub.expect, log)
     return WebServer(hub, vocabulary, pipeline.stats.to_dict, options, log).start()
