@@ -140,9 +140,9 @@ def test_calibrate_chooses_for_this_cpu_and_records_what_a_direct_comparison_fin
     assert [c["cache_hit"] for c in report["candidates"]] == [False] + [True] * (len(tried) - 1)
     assert len(list((bundle / "calibration").iterdir())) == 1
 
-    calib = sample_clips(gather_videos(calib_dir), 4, 64, options.max_clips, options.seed, options.clips_per_video)
+    calib = sample_clips(gather_videos(calib_dir), SPEC4, 64, options.max_clips, options.seed, options.clips_per_video)
     assert calib.digest() == report["calibration"]["digest"]
-    held = sample_clips(gather_videos(held_dir), 4, 64, options.max_held_out, options.seed, options.held_out_views,
+    held = sample_clips(gather_videos(held_dir), SPEC4, 64, options.max_held_out, options.seed, options.held_out_views,
                         random_start=False).frames
     assert report["gate"]["held_out_clips"] == len(held) == 6
     with np.load(bundle / "labels.npz") as table:
