@@ -5,6 +5,7 @@ any way to get the weights, the offline pipeline (train the tiny recipe, export,
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -19,6 +20,13 @@ from .conftest import ROOT, TINY_MODEL
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 VENV = Path(sys.executable).parent.parent
+
+
+def sampled(T: int, frames: int = 300, fps: float = 29.97) -> int:
+    """Frames the reference rule samples from the demo clip (300 frames at 29.97 fps): a window of
+    T x 16 frames at 30 fps scaled to the clip's rate, T frames spread over it, floor(k x P) taken."""
+    period = (16 * T * fps / 30 - 1) / (T - 1)
+    return sum(1 for k in range(frames) if math.floor(k * period) < frames)
 
 
 def make_demo(env: dict | None = None, timeout: float = 400, **variables: str) -> subprocess.CompletedProcess:
@@ -41,8 +49,9 @@ def test_make_demo_with_a_local_checkpoint(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (bundle / "manifest.json").is_file()
     lines = [line for line in proc.stdout.splitlines() if re.match(r"\s+\d+\.\d\ds  \S", line)]
-    assert len(lines) == (19 - 8) // 2 + 1, proc.stdout  # 300 frames at 29.97 fps: 19 sampled, T=8, hop 2
-    assert float(lines[0].split("s")[0]) == pytest.approx(7 * 16 / 29.97, abs=0.05)  # the 8th sampled frame
+    assert len(lines) == (sampled(8) - 8) // 2 + 1, proc.stdout  # T=8, hop 2
+    period = (16 * 8 * 29.97 / 30 - 1) / 7
+    assert float(lines[0].split("s")[0]) == pytest.approx(math.floor(7 * period) / 29.97, abs=0.005)  # the 8th sampled frame
 
     again = make_demo(**vars_)
     assert again.returncode == 0 and "exported before" in again.stdout and "wrote" not in again.stdout
@@ -68,7 +77,7 @@ def test_make_demo_without_reachable_weights_runs_the_offline_pipeline(tmp_path)
     assert manifest["model"]["source"] == {"student": f"{offline}/train/student"}
     T = manifest["preprocessing"]["num_frames"]
     lines = [line for line in proc.stdout.splitlines() if re.match(r"\s+\d+\.\d\ds  \S", line)]
-    assert len(lines) == (19 - T) // 2 + 1, proc.stdout  # 300 frames at 29.97 fps: 19 sampled, hop 2
+    assert len(lines) == (sampled(T) - T) // 2 + 1, proc.stdout  # hop 2
 
     again = make_demo(env=env, timeout=600, **vars_)
     assert again.returncode == 0 and "trained and exported before" in again.stdout, again.stderr[-3000:]
