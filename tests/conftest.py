@@ -73,3 +73,16 @@ def tiny_bundle(tmp_path_factory) -> Path:
     export_bundle(student, root / "bundle", read_class_texts(CLIPS / "classes.txt"), [CLIPS / "stgcn_clean_and_jerk.mp4"],
                   ExportOptions(streams=2, max_parity_clips=1), source={"student": str(root / "student")})
     return root / "bundle"
+
+
+class Collect:
+    """A decision sink that keeps every decision (pipeline tests)."""
+
+    def __init__(self):
+        self.decisions = []
+
+    def emit(self, d):
+        self.decisions.append(d)
+
+    def close(self):
+        pass

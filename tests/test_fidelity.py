@@ -30,7 +30,7 @@ from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.sampling import SamplingConfig, SamplingSpec
 from froster_edge.video import CLIP_MEAN, CLIP_STD, stream_timing, read_frames
 
-from .conftest import CLIPS, SHARED_DATA, TINY_MODEL
+from .conftest import CLIPS, SHARED_DATA, TINY_MODEL, Collect
 
 FPS = [30.0, 25.0, 24.0, 30000 / 1001]
 LEVEL = 36  # colour step of the index code: 8 levels a channel, 512 indices
@@ -204,17 +204,6 @@ def test_training_eval_and_calibration_take_the_reference_frames(coded_videos, f
         draws = np.random.default_rng(int(rng.integers(2**63)))
         want = [ref(start=spec.train_start(count, rate, draws, stream_timing(path))) for _ in range(2)]
         assert [codes(c) for c in calib.frames] == want
-
-
-class Collect:
-    def __init__(self):
-        self.decisions = []
-
-    def emit(self, d):
-        self.decisions.append(d)
-
-    def close(self):
-        pass
 
 
 def runtime_clips(bundle, path, realtime: bool = False, max_decisions: int | None = None):

@@ -16,7 +16,8 @@ from froster_edge.runtime.options import ClassifierOptions, RunOptions
 from froster_edge.runtime.pipeline import Pipeline
 
 from .test_export_bundle import CLASSES, VIDEOS, make_student
-from .test_runtime_pipeline import CLIP_B, Collect
+from .conftest import Collect
+from .test_runtime_pipeline import CLIP_B
 
 try:
     import tensorrt

@@ -23,7 +23,7 @@ from froster_edge.runtime.options import ClassifierOptions, RunOptions, Sampling
 from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.video import resize_center_crop
 
-from .conftest import CLIPS
+from .conftest import CLIPS, Collect
 from .test_cli import assert_one_line_error, run
 
 CLIP_A = CLIPS / "stgcn_clean_and_jerk.mp4"  # 300 frames at 29.97 fps
@@ -93,17 +93,6 @@ def test_jsonl_decisions_count_and_equal_a_direct_encoder_call(tiny_bundle, tmp_
     for stage in ("read", "preprocess", "encode", "classify", "capture_to_decision"):
         assert stats["stages"][stage]["n"] > 0 and stats["stages"][stage]["p50_ms"] >= 0
     assert "10 decisions" in proc.stderr and "capture_to_decision" in proc.stderr
-
-
-class Collect:
-    def __init__(self):
-        self.decisions = []
-
-    def emit(self, d):
-        self.decisions.append(d)
-
-    def close(self):
-        pass
 
 
 @pytest.mark.parametrize("smoothing", ["ema", "mean"])
