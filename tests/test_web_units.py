@@ -54,6 +54,11 @@ def test_token_rule(monkeypatch):
     monkeypatch.setenv("FROSTER_EDGE_HTTP_TOKEN", TOKEN)
     assert resolve_token(HttpOptions(host="192.168.1.5")).token == TOKEN
     assert resolve_token(HttpOptions(host="::1")).token == TOKEN  # a token given is a token required
+    for bad, reason in [({"port": "8080x"}, "http.port must be an integer, not '8080x'"), ({"port": 70000}, "0..65535"),
+                        ({"token": 1234567890123456789}, "http.token must be a text"),
+                        ({"stream_fps": "fast"}, "http.stream_fps must be a number"), ({"recent": True}, "http.recent")]:
+        with pytest.raises(ConfigError, match=reason):  # a site file's http: section, as parsed
+            resolve_token(HttpOptions(**bad))
 
 
 def _frame(image: np.ndarray, index: int = 0) -> Frame:
