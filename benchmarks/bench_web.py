@@ -91,6 +91,7 @@ def pipeline_run(bundle: Path, options, web_options=None, adds: list[str] | None
     pipeline = Pipeline(bundle, options, list(sinks), list(sinks), log=lambda m: None)
     web = start_web(pipeline, hub, web_options, lambda m: None) if hub else None
     if web is not None and reload_encoder:
+        web.vocabulary.loaded.wait()  # its own load done first, or it would replace this one
         web.vocabulary.encoder = ReloadedEncoder(bundle)
     posts: list[float] = []
     cpu0 = time.process_time()

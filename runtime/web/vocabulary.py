@@ -4,8 +4,8 @@ Adding encodes the new action's prompt ensemble with the bundle's own ONNX text 
 the same library call as `froster-edge labels --bundle BUNDLE --classes FILE --append` (so the
 table is the one that command would write), into the label file the run watches: the bundle's
 labels.npz (its manifest re-hashed, as `labels --bundle` does) or the run's --labels file. The
-text encoder is loaded once, when the run starts (its hash checked, one ONNX Runtime session),
-and kept for the run: a change costs only its 29 prompts. Removing drops the action's row
+text encoder is loaded once, beside the run's start (its hash checked, one ONNX Runtime
+session), and kept for the run: a change costs only its 29 prompts. Removing drops the action's row
 through the same module's `remove_classes`; nothing is re-encoded. The write is atomic and the
 runtime's label watcher swaps the new table in between two decisions, exactly as for a table
 edited by hand. Changes are serialised: two browsers cannot interleave their writes.
@@ -45,11 +45,21 @@ class Vocabulary:
         self._lock = threading.Lock()
         self.encoder: BundleTextEncoder | None = None
         self._encoder_error: str | None = None
-        try:  # once for the run; a bundle that cannot encode still runs, its page refuses additions
+        self.loaded = threading.Event()  # loaded beside the run's start (seconds for ViT-B), not before it
+        threading.Thread(target=self._load_encoder, name="web-text-encoder", daemon=True).start()
+
+    def _load_encoder(self) -> None:
+        """Once for the run; a bundle that cannot encode still runs, and its page refuses additions."""
+        try:
             self.encoder = BundleTextEncoder.load(self.bundle)
         except FrosterError as e:
             self._encoder_error = str(e)
-            log(f"web: new actions cannot be added: {e}")
+            self.log(f"web: new actions cannot be added: {e}")
+        except Exception as e:  # a bug: the same refusal, never a thread's traceback on the run's stderr
+            self._encoder_error = f"the text encoder did not load ({type(e).__name__}: {e})"
+            self.log(f"web: {self._encoder_error}")
+        finally:
+            self.loaded.set()
 
     def table(self) -> LabelTable:
         return load_labels(self.labels_path, self.fingerprint, self.dim)
@@ -63,6 +73,7 @@ class Vocabulary:
     def add(self, text: object) -> LabelTable:
         """Encode one "Name" or "Name: description" and append it to the watched table."""
         entry = self._parse(text)
+        self.loaded.wait()
         if self.encoder is None:
             raise VocabularyError(f"new actions cannot be added: {self._encoder_error}")
         with self._lock:
