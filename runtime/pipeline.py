@@ -184,7 +184,8 @@ class Assembler(threading.Thread):
 
 
 def reader_filter(every_frame: bool, live_stream: bool, period: float, rounding: str, fps: float,
-                  keeps: Callable[[int], bool] | None = None, sink_fps: float | None = None) -> Callable[[float], bool] | None:
+                  keeps: Callable[[int], bool] | None = None, sink_fps: float | None = None,
+                  clock: Callable[[], float] = time.monotonic) -> Callable[[float], bool] | None:
     """Which frames a reader converts to RGB and hands on: all of them when a frame sink draws every
     frame; for a camera or stream, those a ticker of the assembler's period takes by capture time
     (seconds x fps): the assembler's own ticker then takes every frame it is given, and a frame it
@@ -204,7 +205,7 @@ def reader_filter(every_frame: bool, live_stream: bool, period: float, rounding:
     gate = RateGate(sink_fps)
 
     def wanted(position: float) -> bool:
-        due = gate.take(time.monotonic())  # both evaluated: a sampled frame also takes the sinks' tick
+        due = gate.take(clock())  # both evaluated: a sampled frame also takes the sinks' tick
         return sampled(position) or due
 
     return wanted

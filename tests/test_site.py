@@ -360,6 +360,9 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
     assert arm_binary == set(CLASSES)
     arm_label = json.loads(sub.on("homeassistant/sensor/box/arm_label/config")[-1].payload)
     assert {a["topic"] for a in arm_label["availability"]} == {"site/availability", "site/arm/availability"}
+    print(f"site {seconds:.0f} s: {len(seen)} decisions, {len(ends)} events ({sum(len(sub.on(f'site/{c}/event')) for c in ('yard', 'door', 'arm'))} "
+          f"event messages over MQTT), {len(mp4s)} clips kept ({sum(p.stat().st_size for p in files) / 2**20:.2f} MiB of 3), "
+          f"RSS {rss[0]:.0f} -> {max(rss):.0f} -> {rss[-1]:.0f} MiB over {len(rss)} samples")
 
 
 @needs_ffmpeg
