@@ -12,7 +12,7 @@ from froster_edge.errors import ConfigError
 from froster_edge.model.student import average_prompts
 from froster_edge.prompts import TEMPLATES, ClassText, prompts_for, read_class_texts
 
-from .conftest import shared_data
+from .helpers import shared_data
 
 
 def test_templates():
