@@ -17,7 +17,7 @@ import pytest
 
 from froster_edge.errors import ConfigError
 
-from .conftest import CLIPS
+from .helpers import CLIPS, run
 from .mosquitto import Broker, Subscriber, retained
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
@@ -61,7 +61,7 @@ def test_addresses_and_names():
     (["--mqtt", "127.0.0.1", "--mqtt-ca", "/nonexistent.pem", "--mqtt-tls"], "--mqtt-ca"),
 ])
 def test_bad_mqtt_options_are_one_line_errors(tiny_bundle, args, message):
-    from .test_cli import assert_one_line_error, run
+    from .helpers import assert_one_line_error
 
     assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), *args), 1, message)
 
@@ -171,8 +171,6 @@ def test_a_real_run_sends_the_segmenters_events_in_order(tiny_bundle, broker, tm
     """A real clip through `froster-edge run` with the site's event segmenter, MQTT on: the event
     and action messages a real subscriber gets are the events the hysteresis gives on the run's
     own decisions (--jsonl, every class's score: top_k = all)."""
-    from .test_cli import run
-
     def site(events: dict | None) -> Path:
         doc = {"bundle": str(tiny_bundle), "defaults": {"sample_fps": 8, "hop": 1, "top_k": len(CLASSES)},
                "cameras": [{"name": "gym", "source": str(CLIP)}]}

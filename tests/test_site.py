@@ -27,18 +27,14 @@ from froster_edge.runtime.options import RunOptions
 from froster_edge.runtime.site import MetricsOptions, load_site
 from froster_edge.runtime.sources import Frame
 
-from .conftest import CLIPS
+from .helpers import CLASSES, CLIPS, assert_one_line_error, free_port, LiveRun, run, serve, wait_listening
 from .mosquitto import Broker, Subscriber, retained
-from .test_cli import assert_one_line_error, run
-from .test_run_faults import LiveRun
-from .test_run_network import free_port, serve, wait_listening
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the server and RSS")
 POOL = CLIPS / "mmaction2_test_cleaning_pool.mp4"
 GYM = CLIPS / "stgcn_clean_and_jerk.mp4"
 ARM = CLIPS / "mmaction2_demo_arm_wrestling.mp4"
-CLASSES = [line.strip() for line in (CLIPS / "classes.txt").read_text().splitlines() if line.strip()]
 
 
 # --- the site file: every key checked, one line naming it, before any camera opens ---
@@ -357,7 +353,7 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
     assert door_configs and all(sub.on(t)[-1].payload == b"" for t in door_configs)  # Home Assistant: entity removed
     assert cleared and all(m is None for m in cleared.values())  # no retained config left for door
     arm_binary = {m.json()["name"] for m in sub.messages if m.topic.startswith("homeassistant/binary_sensor/box/arm_")}
-    assert arm_binary == set(CLASSES)
+    assert arm_binary == {c.name for c in CLASSES}
     arm_label = json.loads(sub.on("homeassistant/sensor/box/arm_label/config")[-1].payload)
     assert {a["topic"] for a in arm_label["availability"]} == {"site/availability", "site/arm/availability"}
     print(f"site {seconds:.0f} s: {len(seen)} decisions, {len(ends)} events ({sum(len(sub.on(f'site/{c}/event')) for c in ('yard', 'door', 'arm'))} "
