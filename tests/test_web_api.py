@@ -19,7 +19,7 @@ import pytest
 
 from froster_edge.bundle import manifest as mf
 
-from .test_cli import assert_one_line_error
+from .helpers import assert_one_line_error
 from .web_run import WebRun, fire_event, names_in_top, read_events, site_file
 
 TOKEN = "k3Y-for-the-web-view-tests-0123456789"

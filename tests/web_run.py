@@ -17,7 +17,7 @@ from pathlib import Path
 from froster_edge.bundle.labels import load_labels
 from froster_edge.io import atomic_write_bytes
 
-from .conftest import CLIPS
+from .helpers import CLIPS
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
 
