@@ -239,9 +239,7 @@ def subset_table(table: LabelTable, names: tuple[str, ...] | None, where: str) -
     if missing:
         raise ConfigError(f"{where}: {', '.join(repr(m) for m in missing)} not in the label table "
                           f"({', '.join(table.names[:8])}{', ...' if len(table.names) > 8 else ''})")
-    keep = [i for i, n in enumerate(table.names) if n in names]
-    return replace(table, names=[table.names[i] for i in keep], embeddings=table.embeddings[keep],
-                   texts=[table.texts[i] for i in keep], prompts=[table.prompts[i] for i in keep])
+    return table.select([i for i, n in enumerate(table.names) if n in names])
 
 
 class Pipeline:
