@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from froster_edge.evaluation import load_protocol, prepare_part
 from froster_edge.prompts import ClassText
 from froster_edge.video import VideoError, normalize_clip, read_frames, resize_center_crop
 
-from .helpers import CLIPS, ROOT, shared_data
+from .helpers import CLIPS, ROOT, VIDEOS, shared_data
 
 # --- video lists -------------------------------------------------------------------------------
 
@@ -372,3 +373,21 @@ def test_workers_start_clean_after_the_parent_decoded(example_clips):
         assert sorted(i for b in loader for i in b["index"].tolist()) == list(range(len(ds)))
     assert make_loader(ds, 2, num_workers=2).multiprocessing_context.get_start_method() != "fork"
 
+
+def test_gather_videos_reads_files_folders_and_lists_in_order(tmp_path):
+    """What --videos names in every command (export, calibrate --videos/--held-out)."""
+    from froster_edge.data.lists import gather_videos
+
+    clips = VIDEOS
+    (tmp_path / "list.txt").write_text(f"{clips[1].name} 3\n{clips[0].name} 0\n")
+    (tmp_path / "notes.md").write_text("not a video")
+    shutil.copy(clips[0], tmp_path / "a.mp4")
+    got = gather_videos([clips[2], tmp_path, tmp_path / "list.txt"], root=CLIPS)
+    want = [(clips[2], -1), (tmp_path / "a.mp4", -1), (CLIPS / clips[1].name, 3), (CLIPS / clips[0].name, 0)]
+    assert [(i.path, i.label) for i in got] == want
+    assert [(i.path, i.label) for i in gather_videos(tmp_path / "list.txt", root=CLIPS)] == want[2:]  # one path alone
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no video files"):
+        gather_videos([tmp_path / "empty"])
+    with pytest.raises(ConfigError, match="no such video, folder or list"):
+        gather_videos([clips[0], tmp_path / "missing.mp4"])
