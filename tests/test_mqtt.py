@@ -17,7 +17,7 @@ import pytest
 
 from froster_edge.errors import ConfigError
 
-from .helpers import CLIPS, run
+from .helpers import CLIPS, cli
 from .mosquitto import Broker, Subscriber, retained
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
@@ -63,7 +63,7 @@ def test_addresses_and_names():
 def test_bad_mqtt_options_are_one_line_errors(tiny_bundle, args, message):
     from .helpers import assert_one_line_error
 
-    assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), *args), 1, message)
+    assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), *args), 1, message)
 
 
 def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, broker, tmp_path):
@@ -183,7 +183,7 @@ def test_a_real_run_sends_the_segmenters_events_in_order(tiny_bundle, broker, tm
 
     # a first run picks the label and the thresholds from the scores this machine gives (the same
     # in the second run: a file read as fast as possible is decided the same way each time)
-    first = run("run", "--config", str(site(None)), "--jsonl")
+    first = cli("run", "--config", str(site(None)), "--jsonl")
     assert first.returncode == 0, first.stderr
     before = [json.loads(line) for line in first.stdout.splitlines()]
     scores = {c: [next(t["score"] for t in d["top"] if t["label"] == c) for d in before] for c in CLASSES}
@@ -191,7 +191,7 @@ def test_a_real_run_sends_the_segmenters_events_in_order(tiny_bundle, broker, tm
     threshold = quiet_threshold(scores[label])
     n_in, n_out = 2, 2
     sub = Subscriber(broker.watch_port)
-    proc = run("run", "--config", str(site({"enter": threshold, "exit": threshold, "enter_decisions": n_in,
+    proc = cli("run", "--config", str(site({"enter": threshold, "exit": threshold, "enter_decisions": n_in,
                                             "exit_decisions": n_out, "labels": [label]})), "--jsonl")
     assert proc.returncode == 0, proc.stderr
     decisions = [json.loads(line) for line in proc.stdout.splitlines()]
