@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -69,11 +67,9 @@ def test_bad_mqtt_options_are_one_line_errors(tiny_bundle, args, message):
 def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, broker, tmp_path):
     sub = Subscriber(broker.watch_port)
     stats_path = tmp_path / "stats.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "froster_edge.cli", "run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--jsonl",
-         "--hop", "1", "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "site/one", "--mqtt-discovery",
-         "--mqtt-client-id", "box 7", "--stats-json", str(stats_path)],
-        capture_output=True, text=True, timeout=300)
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--jsonl", "--hop", "1",
+               "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "site/one", "--mqtt-discovery",
+               "--mqtt-client-id", "box 7", "--stats-json", str(stats_path))
     assert proc.returncode == 0, proc.stderr
     decisions = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(decisions) > 10
