@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from .errors import ConfigError
 from .io import read_text
@@ -65,6 +65,24 @@ def prompts_for(cls: ClassText, templates: tuple[str, ...] = TEMPLATES) -> list[
     out = [template_prompt(cls, t) for t in templates]
     out.append(cls.bare)
     return out
+
+
+Encoded = TypeVar("Encoded")  # a numpy array or a torch tensor: anything with .shape and .reshape
+
+
+def encode_per_class(prompts: Sequence[Sequence[str]], encode: Callable[[list[str]], Encoded]) -> Encoded:
+    """Encode every prompt of every class in one flat call, given back per class.
+
+    `prompts` holds C classes of P prompts each; `encode` maps the C*P prompts, class by class, to an
+    array of shape (C*P, ...) (token ids, text features); the result is (C, P, ...). The one place
+    that flattens a prompt ensemble and folds it back, for numpy and torch alike (it only calls
+    .reshape), so the student, the label tables and training cannot disagree on the order.
+    """
+    sizes = {len(ps) for ps in prompts}
+    if len(sizes) != 1:
+        raise ConfigError(f"every class needs the same number of prompts, got sizes {sorted(sizes)}")
+    out = encode([p for ps in prompts for p in ps])
+    return out.reshape(len(prompts), sizes.pop(), *out.shape[1:])
 
 
 def template_prompt(cls: ClassText, template: str) -> str:

@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny randomly initialised open_clip configs and the real example clips."""
+"""Shared fixtures: tiny randomly initialised open_clip configs and the real example clips.
+
+Plain helpers (paths, the tiny student's builder, the CLI in a subprocess) are in helpers.py.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-CLIPS = ROOT / "examples" / "clips"
-TINY_MODEL = ROOT / "configs" / "models" / "tiny-vit.json"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+from .helpers import CLIPS, ROOT, SHARED_DATA, TINY_MODEL, TINY_RECIPE, make_student, shared_data, tiny_student_config
+
+__all__ = ["CLIPS", "ROOT", "SHARED_DATA", "TINY_MODEL", "shared_data"]  # older imports from conftest still work
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-
-def shared_data(sub: str) -> Path:
-    """A folder of ../shared/data, or skip the test with the reason."""
-    path = SHARED_DATA / sub
-    if not path.exists():
-        pytest.skip(f"../shared/data/{sub} is not present on this machine")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -33,17 +27,12 @@ def tiny_model_cfg() -> dict:
 
 @pytest.fixture
 def tiny_config():
-    from froster_edge.config import StudentConfig
-
-    return StudentConfig(model_name=str(TINY_MODEL), pretrained=None, num_frames=4, image_size=64)
+    return tiny_student_config()
 
 
 @pytest.fixture
 def tiny_student(tiny_config):
-    from froster_edge.model.factory import create_student
-
-    torch.manual_seed(0)
-    return create_student(tiny_config).eval()
+    return make_student(config=tiny_config)
 
 
 @pytest.fixture(scope="session")
@@ -59,30 +48,30 @@ def example_clips() -> list[dict]:
 def tiny_bundle(tmp_path_factory) -> Path:
     """A bundle of the tiny student (T=4, 64 px, 2 streams per call) whose manifest names the saved
     student directory as its source (the torch backend rebuilds it from there)."""
-    from froster_edge.config import StudentConfig
     from froster_edge.export.bundle import export_bundle
     from froster_edge.export.options import ExportOptions
     from froster_edge.model.checkpoint import save_student
-    from froster_edge.model.factory import create_student
     from froster_edge.prompts import read_class_texts
 
     root = tmp_path_factory.mktemp("tiny_bundle")
-    torch.manual_seed(0)
-    student = create_student(StudentConfig(model_name=str(TINY_MODEL), pretrained=None, num_frames=4, image_size=64)).eval()
+    student = make_student()
     save_student(student, root / "student")
     export_bundle(student, root / "bundle", read_class_texts(CLIPS / "classes.txt"), [CLIPS / "stgcn_clean_and_jerk.mp4"],
                   ExportOptions(streams=2, max_parity_clips=1), source={"student": str(root / "student")})
     return root / "bundle"
 
 
-class Collect:
-    """A decision sink that keeps every decision (pipeline tests)."""
+@pytest.fixture(scope="module")
+def tiny_batch():
+    """Four real clips of the tiny recipe, as its training loader makes them (epoch 0):
+    (recipe, class names, frames (4, T, 3, H, W), labels)."""
+    from froster_edge.data import VideoDataset, collate_clips
+    from froster_edge.train.config import load_recipe
+    from froster_edge.train.loop import prepare_data
 
-    def __init__(self):
-        self.decisions = []
-
-    def emit(self, d):
-        self.decisions.append(d)
-
-    def close(self):
-        pass
+    cfg = load_recipe(TINY_RECIPE)
+    data = prepare_data(cfg)
+    ds = VideoDataset(data.items, num_frames=cfg.student.num_frames, image_size=cfg.student.image_size, train=True,
+                      views=1, seed=0)
+    batch = collate_clips([ds[i] for i in range(4)])
+    return cfg, data.classes, batch["frames"][:, 0], batch["labels"]

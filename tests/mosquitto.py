@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import free_port
+
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").is_file() else None)
 
 
@@ -25,12 +27,6 @@ def require_mosquitto() -> str:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto; .ci/run does it as root)")
     pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (pip install paho-mqtt)")
     return MOSQUITTO
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:

@@ -25,9 +25,7 @@ from froster_edge.bundle.labels import load_labels
 from froster_edge.export.options import ExportOptions
 from froster_edge.sampling import SamplingConfig
 
-from .conftest import CLIPS
-from .test_cli import assert_one_line_error, run
-from .test_export_bundle import CLASSES, VIDEOS, make_student
+from .helpers import CLASSES, CLIPS, VIDEOS, assert_one_line_error, make_student, run
 
 SPEC4 = SamplingConfig().spec(4)  # the tiny bundle's T = 4, reference rule
 

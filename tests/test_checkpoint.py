@@ -14,7 +14,7 @@ from froster_edge.model.checkpoint import load_student, save_student
 from froster_edge.model.clip import build_clip
 from froster_edge.model.factory import create_student
 
-from .conftest import TINY_MODEL
+from .helpers import TINY_MODEL
 
 
 def _outputs(student):

@@ -11,7 +11,7 @@ from froster_edge.bundle.labels import load_labels
 from froster_edge.errors import MissingCapability
 from froster_edge.model.checkpoint import save_student
 
-from .test_cli import assert_one_line_error, run
+from .helpers import assert_one_line_error, run
 
 
 def test_export_trt_without_tensorrt_is_a_missing_capability_and_keeps_a_compatible_onnx_bundle(tiny_student, tmp_path):

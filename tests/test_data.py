@@ -28,7 +28,7 @@ from froster_edge.evaluation import load_protocol, prepare_part
 from froster_edge.prompts import ClassText
 from froster_edge.video import VideoError, normalize_clip, read_frames, resize_center_crop
 
-from .conftest import CLIPS, ROOT, shared_data
+from .helpers import CLIPS, ROOT, shared_data
 
 # --- video lists -------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from froster_edge.evaluation.command import EvalRequest, run_eval
 from froster_edge.model.checkpoint import save_student
 from froster_edge.prompts import ClassText, read_class_texts
 
-from .conftest import CLIPS, ROOT
+from .helpers import CLIPS, ROOT
 
 # --- arithmetic ----------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from froster_edge.runtime.events import ActionEvent, EventOptions, EventSegmente
 from froster_edge.runtime.options import CameraOptions, ClassifierOptions, RunOptions, SamplingOptions
 from froster_edge.runtime.pipeline import Pipeline
 
-from .conftest import CLIPS
+from .helpers import CLIPS
 
 
 class Collect:

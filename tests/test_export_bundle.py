@@ -24,23 +24,9 @@ from froster_edge.bundle.labels import LabelTable, load_labels
 from froster_edge.export.options import ExportOptions, ParityThresholds
 from froster_edge.bundle.parity import compare, load_parity_clips, run_in_streams
 from froster_edge.model.checkpoint import model_fingerprint
-from froster_edge.prompts import ClassText, read_class_texts
+from froster_edge.prompts import ClassText
 
-from .conftest import CLIPS
-from .test_export_onnx import MEAN, STD
-
-CLASSES = read_class_texts(CLIPS / "classes.txt")
-VIDEOS = sorted(p for p in CLIPS.iterdir() if p.suffix in (".mp4", ".avi"))
-
-
-def make_student(seed: int = 0):
-    from froster_edge.config import StudentConfig
-    from froster_edge.model.factory import create_student
-
-    from .conftest import TINY_MODEL
-
-    torch.manual_seed(seed)
-    return create_student(StudentConfig(model_name=str(TINY_MODEL), pretrained=None, num_frames=4, image_size=64)).eval()
+from .helpers import CLASSES, MEAN, STD, VIDEOS, make_student
 
 
 @pytest.fixture(scope="module")

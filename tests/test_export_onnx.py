@@ -11,8 +11,7 @@ import torch
 from froster_edge.export.onnx_graphs import export_text_encoder, export_video_encoder
 from froster_edge.video import read_frames, resize_center_crop, uniform_indices
 
-MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
-STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+from .helpers import MEAN, STD, make_student
 
 
 def uint8_clips(example_clips, streams: int, frames: int, size: int) -> np.ndarray:
@@ -25,13 +24,7 @@ def uint8_clips(example_clips, streams: int, frames: int, size: int) -> np.ndarr
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from froster_edge.config import StudentConfig
-    from froster_edge.model.factory import create_student
-
-    from .conftest import TINY_MODEL
-
-    torch.manual_seed(0)
-    student = create_student(StudentConfig(model_name=str(TINY_MODEL), pretrained=None, num_frames=4, image_size=64)).eval()
+    student = make_student()
     d = tmp_path_factory.mktemp("bundle")
     return student, export_video_encoder(student, d / "video_encoder.onnx", streams=2), export_text_encoder(student, d / "text_encoder.onnx")
 

@@ -60,7 +60,7 @@ def test_write_list_relative_to_root(tmp_path):
 def test_fewshot_module_command(tmp_path, capsys):
     from froster_edge.train.fewshot import main
 
-    from .conftest import CLIPS, ROOT
+    from .helpers import CLIPS, ROOT
 
     full = tmp_path / "full.txt"  # the five clips twice over: two videos per class
     full.write_text((ROOT / "configs/train/tiny_train.txt").read_text() * 2)

@@ -30,7 +30,7 @@ from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.sampling import SamplingConfig, SamplingSpec
 from froster_edge.video import CLIP_MEAN, CLIP_STD, stream_timing, read_frames
 
-from .conftest import CLIPS, SHARED_DATA, TINY_MODEL, Collect
+from .helpers import CLIPS, SHARED_DATA, TINY_MODEL, Collect
 
 FPS = [30.0, 25.0, 24.0, 30000 / 1001]
 LEVEL = 36  # colour step of the index code: 8 levels a channel, 512 indices
@@ -241,7 +241,7 @@ def test_a_file_shorter_than_one_clip_gets_one_short_decision(tiny_bundle, real_
     decisions, seen = runtime_clips(tiny_bundle, path)
     assert len(decisions) == 1 and decisions[0].short
     assert seen == [reference_clip(40, 30.0, False, start=0, T=4)] == [[0, 21, 39, 39]]  # the last frame repeats
-    from .test_cli import run
+    from .helpers import run
 
     proc = run("run", "--bundle", str(tiny_bundle), "--source", str(path), "--jsonl")
     assert proc.returncode == 0, proc.stderr
@@ -305,7 +305,7 @@ def test_eval_of_an_imported_froster_checkpoint_uses_the_reference_frames(coded_
     from froster_edge.model.froster_import import import_froster
     from froster_edge.video import normalize_clip, resize_center_crop
 
-    from .test_import_froster import release_checkpoint
+    from .helpers import release_checkpoint
 
     torch.save(release_checkpoint(tiny_model_cfg)[0], tmp_path / "froster.pyth")
     student = load_student(import_froster(tmp_path / "froster.pyth", tmp_path / "imported", num_frames=4)).eval()

@@ -6,32 +6,13 @@ import json
 import open_clip
 import pytest
 import torch
-from open_clip.model import CLIP
 
 from froster_edge.errors import CheckpointError
 from froster_edge.model.checkpoint import load_student, load_tensors
 from froster_edge.model.clip import build_clip
 from froster_edge.model.froster_import import import_froster, infer_model_cfg, known_name
 
-PYSLOWFAST_CFG = "DATA:\n  NUM_FRAMES: 8\n  SAMPLING_RATE: 16\nMODEL:\n  ARCH: vitb16\n"
-
-
-def release_checkpoint(model_cfg: dict, seed: int = 0) -> tuple[dict, CLIP]:
-    """A checkpoint in the release's layout: student `model.`, teacher `raw_model.`, projectors."""
-    torch.manual_seed(seed)
-    student = build_clip(model_cfg)
-    teacher = build_clip(model_cfg)
-    D = model_cfg["embed_dim"]
-    state = {f"model.{k}": v for k, v in student.state_dict().items()}
-    state.update({f"raw_model.{k}": v for k, v in teacher.state_dict().items()})
-    # OpenAI state dicts carry these three non-parameters
-    state.update({"model.input_resolution": torch.tensor(64), "model.context_length": torch.tensor(77),
-                  "model.vocab_size": torch.tensor(49408)})
-    for p in ("projector_v", "projector_t"):
-        state[f"{p}.0.weight"] = torch.randn(D, D)
-        state[f"{p}.2.weight"] = torch.randn(D, D) * 0.01
-    ckpt = {"epoch": 22, "model_state": state, "optimizer_state": {"state": {}, "param_groups": []}, "cfg": PYSLOWFAST_CFG}
-    return ckpt, student
+from .helpers import release_checkpoint
 
 
 def test_import_reproduces_the_student(tiny_model_cfg, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from froster_edge.errors import ConfigError
 
-from .conftest import CLIPS
+from .helpers import CLIPS
 from .mosquitto import Broker, Subscriber, retained
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
@@ -60,7 +60,7 @@ def test_addresses_and_names():
     (["--mqtt", "127.0.0.1", "--mqtt-ca", "/nonexistent.pem", "--mqtt-tls"], "--mqtt-ca"),
 ])
 def test_bad_mqtt_options_are_one_line_errors(tiny_bundle, args, message):
-    from .test_cli import assert_one_line_error, run
+    from .helpers import assert_one_line_error, run
 
     assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), *args), 1, message)
 

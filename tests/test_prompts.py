@@ -10,9 +10,9 @@ import torch
 
 from froster_edge.errors import ConfigError
 from froster_edge.model.student import average_prompts
-from froster_edge.prompts import TEMPLATES, ClassText, prompts_for, read_class_texts
+from froster_edge.prompts import TEMPLATES, ClassText, encode_per_class, prompts_for, read_class_texts
 
-from .conftest import shared_data
+from .helpers import shared_data
 
 
 def test_templates():
@@ -81,6 +81,26 @@ def test_average_prompts_matches_hand_computation():
     want = torch.tensor([[2.0, 1.0], [0.0, 1.0]])
     want = want / want.norm(dim=-1, keepdim=True)
     torch.testing.assert_close(average_prompts(feats), want)
+
+
+@pytest.mark.parametrize("array", [np.array, torch.tensor])
+def test_encode_per_class_folds_the_flat_encoding_back_class_by_class(array):
+    prompts = [["a0", "a1", "a2"], ["b0", "b1", "b2"]]
+    seen = []
+
+    def encode(flat):  # row i of the encoding names the prompt it came from
+        seen.append(flat)
+        return array([[ord(p[0]), int(p[1]), k] for k, p in enumerate(flat)])
+
+    got = encode_per_class(prompts, encode)
+    assert seen == [["a0", "a1", "a2", "b0", "b1", "b2"]]  # one call, class by class
+    assert tuple(got.shape) == (2, 3, 3)
+    for c, ps in enumerate(prompts):
+        for j, p in enumerate(ps):
+            assert [int(x) for x in got[c, j]] == [ord(p[0]), int(p[1]), 3 * c + j]
+    assert tuple(encode_per_class(prompts, lambda flat: array([0] * len(flat))).shape) == (2, 3)  # 1-D encodings too
+    with pytest.raises(ConfigError, match="same number of prompts"):
+        encode_per_class([["a0"], ["b0", "b1"]], encode)
 
 
 def test_class_embeddings_average_all_29_prompts(tiny_student):

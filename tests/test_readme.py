@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .conftest import ROOT, TINY_MODEL
+from .helpers import ROOT, TINY_MODEL
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):

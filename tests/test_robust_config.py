@@ -15,18 +15,17 @@ from froster_edge.train import ddp
 from froster_edge.train.config import load_recipe
 from froster_edge.train.loop import Trainer
 
-from .conftest import TINY_MODEL
-from .test_train_loop import TINY, _train_cli
+from .helpers import TINY_MODEL, TINY_RECIPE, train_cli
 
 
 @pytest.mark.parametrize("setting", ["optim.lr=.nan", "optim.lr=.inf", "distill.alpha=.nan", "distill.alpha=-.inf"])
 def test_non_finite_numbers_are_refused_at_validation(setting):
     with pytest.raises(ConfigError, match=f"config key {setting.split('=')[0]} must be a finite number"):
-        load_recipe(TINY, [setting])
+        load_recipe(TINY_RECIPE, [setting])
 
 
 def test_the_cli_refuses_a_nan_learning_rate_in_one_line_and_leaves_no_run_dir(tmp_path, monkeypatch, capsys):
-    code, err = _train_cli(monkeypatch, capsys, str(TINY), "--out", str(tmp_path / "run"), "--set", "optim.lr=.nan")
+    code, err = train_cli(monkeypatch, capsys, str(TINY_RECIPE), "--out", str(tmp_path / "run"), "--set", "optim.lr=.nan")
     assert code == 1 and err.count("\n") == 1 and "optim.lr must be a finite number" in err
     assert not (tmp_path / "run").exists()
 
@@ -37,7 +36,7 @@ def test_a_run_dir_left_before_the_first_checkpoint_does_not_block_the_retry(tmp
     (run / "config.yaml").write_text("optim: {lr: 1.0e-30}\n")  # what a run that failed at step 1 leaves
     (run / "metrics.jsonl").write_text('{"step": 1, "loss": NaN}\n')
     dist = ddp.Dist(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    trainer = Trainer(load_recipe(TINY), run, dist, log=lambda m: None)
+    trainer = Trainer(load_recipe(TINY_RECIPE), run, dist, log=lambda m: None)
     trainer._check_run_dir()  # no "already holds a training run"
     assert not (run / "metrics.jsonl").exists()
     (run / "checkpoints" / "epoch_001").mkdir(parents=True)

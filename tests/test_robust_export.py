@@ -15,7 +15,7 @@ from froster_edge.export.bundle import export_bundle
 from froster_edge.export.options import ExportOptions
 from froster_edge.prompts import read_class_texts
 
-from .conftest import CLIPS
+from .helpers import CLIPS
 
 CLASSES = read_class_texts(CLIPS / "classes.txt")
 VIDEOS = [CLIPS / "stgcn_clean_and_jerk.mp4"]

@@ -18,8 +18,7 @@ from froster_edge.io import atomic_write_bytes
 from froster_edge.runtime.options import CaptureOptions, RunOptions
 from froster_edge.runtime.pipeline import Pipeline
 
-from .conftest import CLIPS
-from .test_cli import assert_one_line_error, run
+from .helpers import CLIPS, assert_one_line_error, run
 
 CLIP = str(CLIPS / "stgcn_clean_and_jerk.mp4")
 

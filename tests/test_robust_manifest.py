@@ -15,7 +15,7 @@ from froster_edge.bundle.labels import load_labels
 from froster_edge.runtime.options import RunOptions
 from froster_edge.runtime.pipeline import Pipeline
 
-from .conftest import CLIPS
+from .helpers import CLIPS
 
 CLIP = str(CLIPS / "stgcn_clean_and_jerk.mp4")
 

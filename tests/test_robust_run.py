@@ -22,9 +22,7 @@ from froster_edge.io import Output, check_outputs
 from froster_edge.runtime.command import RunRequest, run as run_request
 from froster_edge.runtime.options import RunOptions
 
-from .conftest import CLIPS
-from .test_cli import assert_one_line_error, run
-from .test_run_faults import LiveRun
+from .helpers import CLIPS, assert_one_line_error, LiveRun, run
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
 
@@ -157,7 +155,7 @@ def test_run_and_predict_share_one_decoding_policy(tiny_bundle):
     """discard_first_keyframe.mp4 declares 30 frames and decodes cleanly to 25: both use the 25."""
     from froster_edge.video import decode_video
 
-    from .conftest import shared_data
+    from .helpers import shared_data
 
     path = shared_data("video_robustness/torchcodec") / "discard_first_keyframe.mp4"
     frames, info = decode_video(path)

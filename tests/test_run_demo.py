@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import ROOT, TINY_MODEL
+from .helpers import ROOT, TINY_MODEL
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 VENV = Path(sys.executable).parent.parent
@@ -62,7 +62,7 @@ def test_make_demo_with_a_local_checkpoint(tmp_path):
 def test_make_demo_without_reachable_weights_runs_the_offline_pipeline(tmp_path):
     """The hub endpoint is a closed local port and the cache is empty: the demo says so in one
     line, trains the tiny recipe, exports it and streams the clip, whatever this machine's network."""
-    from .test_run_network import free_port
+    from .helpers import free_port
 
     env = {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HOME": str(tmp_path / "hf")}
     offline = tmp_path / "offline"

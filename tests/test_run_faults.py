@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import signal
-import subprocess
-import sys
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,65 +17,9 @@ import pytest
 
 from froster_edge.bundle.labels import load_labels
 
-from .conftest import CLIPS, SHARED_DATA
-from .test_cli import assert_one_line_error, run
+from .helpers import CLIPS, SHARED_DATA, assert_one_line_error, LiveRun, run
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
-
-
-class LiveRun:
-    """`froster-edge run` in a subprocess, its JSON lines and stderr read as they come."""
-
-    def __init__(self, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "froster_edge.cli", "run", *args, "--jsonl"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.decisions: queue.Queue = queue.Queue()
-        self.stderr: list[str] = []
-        self.seen: list[dict] = []
-        threading.Thread(target=self._read_out, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-
-    def _read_out(self) -> None:
-        for line in self.proc.stdout:
-            self.decisions.put(json.loads(line))
-
-    def _read_err(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line.rstrip("\n"))
-
-    def decision(self, timeout: float = 30.0) -> dict:
-        try:
-            d = self.decisions.get(timeout=timeout)
-        except queue.Empty:
-            self.kill()
-            raise AssertionError(f"no decision within {timeout} s; stderr: {self.stderr}") from None
-        self.seen.append(d)
-        return d
-
-    def wait_stderr(self, text: str, timeout: float = 30.0) -> str:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            hits = [line for line in self.stderr if text in line]
-            if hits:
-                return hits[0]
-            time.sleep(0.05)
-        self.kill()
-        raise AssertionError(f"{text!r} not on stderr within {timeout} s: {self.stderr}")
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"no exit within {timeout} s of signal {sig}") from None
-        time.sleep(0.1)  # the reader threads drain the pipes
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def test_a_file_that_is_not_a_video(tiny_bundle, tmp_path):

@@ -15,9 +15,7 @@ from froster_edge.export.options import ExportOptions
 from froster_edge.runtime.options import ClassifierOptions, RunOptions
 from froster_edge.runtime.pipeline import Pipeline
 
-from .test_export_bundle import CLASSES, VIDEOS, make_student
-from .conftest import Collect
-from .test_runtime_pipeline import CLIP_B
+from .helpers import CLASSES, CLIP_B, VIDEOS, Collect, make_student
 
 try:
     import tensorrt

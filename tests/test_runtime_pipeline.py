@@ -23,11 +23,9 @@ from froster_edge.runtime.options import ClassifierOptions, RunOptions, Sampling
 from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.video import resize_center_crop
 
-from .conftest import CLIPS, Collect
-from .test_cli import assert_one_line_error, run
+from .helpers import CLIPS, CLIP_B, assert_one_line_error, Collect, run
 
 CLIP_A = CLIPS / "stgcn_clean_and_jerk.mp4"  # 300 frames at 29.97 fps
-CLIP_B = CLIPS / "mmaction2_test_v_ApplyEyeMakeup.avi"  # 164 frames at 25 fps
 T, SIZE, HOP = 4, 64, 2
 
 
@@ -203,7 +201,7 @@ def test_bench_measures_each_available_backend_in_one_run(tiny_bundle, tmp_path)
 def test_readme_runtime_example_runs(tiny_bundle, capsys):
     import re
 
-    from .conftest import ROOT
+    from .helpers import ROOT
 
     src = (ROOT / "README.md").read_text()
     code = next(b for b in re.findall(r"```python\n(.*?)```", src, re.S) if "Pipeline(" in b)

@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-from .conftest import CLIPS
-from .test_run_faults import LiveRun
+from .helpers import CLIPS, LiveRun
 
 SOAK_S = float(os.environ.get("FROSTER_SOAK_S", "60"))
 

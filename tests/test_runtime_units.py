@@ -21,7 +21,7 @@ from froster_edge.sampling import Ticker
 from froster_edge.runtime.sources import END, FrameSlot, parse_source
 from froster_edge.runtime.stats import LatencyWindow
 
-from .conftest import CLIPS
+from .helpers import CLIPS
 
 
 def expected_indices(num_frames: int, period: float) -> list[int]:

@@ -26,10 +26,7 @@ from froster_edge.runtime.options import RunOptions
 from froster_edge.runtime.site import MetricsOptions, load_site
 from froster_edge.runtime.sources import Frame
 
-from .conftest import CLIPS
-from .test_cli import assert_one_line_error, run
-from .test_run_faults import LiveRun
-from .test_run_network import free_port, serve, wait_listening
+from .helpers import CLIPS, assert_one_line_error, free_port, LiveRun, run, serve, wait_listening
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the server and RSS")

@@ -9,7 +9,7 @@ import pytest
 from froster_edge.bundle.tokenizer import ClipTokenizer
 from froster_edge.prompts import ClassText, prompts_for
 
-from .conftest import CLIPS, SHARED_DATA
+from .helpers import CLIPS, SHARED_DATA
 
 open_clip = pytest.importorskip("open_clip")
 

@@ -17,7 +17,7 @@ from froster_edge.bundle import manifest as mf
 from froster_edge.bundle.labels import load_labels
 from froster_edge.prompts import prompts_for
 
-from .conftest import CLIPS, ROOT
+from .helpers import CLIPS, ROOT
 
 TORCH_FREE = ["froster_edge.bundle", "froster_edge.runtime", "froster_edge.calibration"]
 

@@ -12,7 +12,7 @@ from froster_edge.errors import ConfigError
 from froster_edge.sampling import SamplingConfig
 from froster_edge.train.config import changed_options, load_recipe, save_recipe
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 def test_overrides_parse_yaml_values():

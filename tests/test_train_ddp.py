@@ -13,7 +13,7 @@ from froster_edge.model.factory import create_distiller
 from froster_edge.train.config import load_recipe
 from froster_edge.train.state import list_states
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 # 5 clips, global batch 4: one step per epoch, 3 epochs; the 2-process run gives each process 2 clips a step
 RECIPE = ["train.epochs=3", "train.batch_size=4", "train.eval_every=0", "train.progress=false", "data.num_workers=0",

@@ -21,8 +21,7 @@ from froster_edge.train.optim import build_optimizer
 from froster_edge.train.state import list_states, read_state
 from froster_edge.train.step import autocast_dtype, class_prompt_tokens, step_prompts, train_step
 
-from .conftest import ROOT
-from .test_train_step import _distiller, tiny_batch  # noqa: F401 (a fixture)
+from .helpers import ROOT, make_distiller
 
 pytestmark = [
     pytest.mark.gpu,
@@ -32,7 +31,7 @@ pytestmark = [
 
 def _sgd_update(cfg, classes, frames, labels, amp):
     """The gradient of one step (SGD, lr 1, no clipping) with autocast `amp`, on the GPU."""
-    d = _distiller(cfg).cuda().train()
+    d = make_distiller(cfg).cuda().train()
     tokens = step_prompts(class_prompt_tokens(d.student.tokenize, classes), 0, 0).cuda()
     params = [p for p in d.parameters() if p.requires_grad]
     before = torch.cat([p.detach().flatten() for p in params])
@@ -53,7 +52,7 @@ def test_bf16_step_follows_the_fp32_gradient(tiny_batch):  # noqa: F811
 
 def test_fp16_with_grad_scaler_trains(tiny_batch):  # noqa: F811
     cfg, classes, frames, labels = tiny_batch
-    d = _distiller(cfg, noise=0.05).cuda().train()
+    d = make_distiller(cfg, noise=0.05).cuda().train()
     tokens = step_prompts(class_prompt_tokens(d.student.tokenize, classes), 0, 0).cuda()
     params = [p for p in d.parameters() if p.requires_grad]
     opt = build_optimizer(d, OptimConfig(lr=1e-4))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from froster_edge.cli import main
 from froster_edge.model.checkpoint import PROJECTORS_FILE, load_student, load_tensors
 from froster_edge.model.factory import create_distiller
 from froster_edge.train import ddp
@@ -18,14 +16,13 @@ from froster_edge.train.config import load_recipe
 from froster_edge.train.loop import Trainer
 from froster_edge.video import clip_view, read_frames
 
-from .conftest import ROOT
+from .helpers import TINY_RECIPE, train_cli
 
-TINY = ROOT / "configs" / "tiny.yaml"
 FAST = ["train.epochs=3", "train.eval_every=3", "train.progress=false", "data.num_workers=0"]
 
 
 def test_tiny_recipe_trains_and_writes_a_loadable_student(tmp_path, example_clips):
-    cfg = load_recipe(TINY, FAST)
+    cfg = load_recipe(TINY_RECIPE, FAST)
     trainer = Trainer(cfg, tmp_path / "run", ddp.setup("cpu"), log=lambda _: None)
     final = trainer.fit()
     run = tmp_path / "run"
@@ -63,14 +60,6 @@ def test_tiny_recipe_trains_and_writes_a_loadable_student(tmp_path, example_clip
     assert not (run / "failed_videos.txt").exists()
 
 
-def _train_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """`froster-edge train ARGS` in this process through the console entry point: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["froster-edge", "train", *args])
-    with pytest.raises(SystemExit) as e:
-        main()
-    return e.value.code or 0, capsys.readouterr().err
-
-
 @pytest.mark.parametrize("sets,message", [
     (["optim.lrr=1e-5"], "unknown config key(s) optim.lrr"),
     (["data.root=null"], "data.root is not set"),
@@ -81,10 +70,10 @@ def _train_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     (["train.amp=fp16"], "fp16 needs a CUDA GPU"),
 ])
 def test_bad_recipes_fail_with_one_line(sets, message, tmp_path, monkeypatch, capsys):
-    args = [str(TINY), "--out", str(tmp_path / "run")]
+    args = [str(TINY_RECIPE), "--out", str(tmp_path / "run")]
     for s in sets:
         args += ["--set", s]
-    code, err = _train_cli(monkeypatch, capsys, *args)
+    code, err = train_cli(monkeypatch, capsys, *args)
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err
 
@@ -92,7 +81,7 @@ def test_bad_recipes_fail_with_one_line(sets, message, tmp_path, monkeypatch, ca
 def test_label_outside_the_classes_fails_with_one_line(tmp_path, monkeypatch, capsys):
     lst = tmp_path / "list.txt"
     lst.write_text("stgcn_clean_and_jerk.mp4 7\n")
-    code, err = _train_cli(monkeypatch, capsys, str(TINY), "--set", f"data.train_list={lst}", "--out", str(tmp_path / "r"))
+    code, err = train_cli(monkeypatch, capsys, str(TINY_RECIPE), "--set", f"data.train_list={lst}", "--out", str(tmp_path / "r"))
     assert code == 1 and err.count("\n") == 1 and "label 7 is outside the classes (0..4)" in err
 
 
@@ -101,7 +90,7 @@ def test_a_used_run_directory_needs_resume_and_the_same_recipe(tmp_path, monkeyp
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({"optim": {"lr": 0.5}}))
     (run / "state" / "step_00000002").mkdir(parents=True)  # it trained: a fresh run must not overwrite it
-    code, err = _train_cli(monkeypatch, capsys, str(TINY), "--out", str(run))
+    code, err = train_cli(monkeypatch, capsys, str(TINY_RECIPE), "--out", str(run))
     assert code == 1 and "already holds a training run; pass --resume" in err
-    code, err = _train_cli(monkeypatch, capsys, str(TINY), "--out", str(run), "--resume")
+    code, err = train_cli(monkeypatch, capsys, str(TINY_RECIPE), "--out", str(run), "--resume")
     assert code == 1 and err.count("\n") == 1 and "differs from the one" in err and "optim.lr" in err

@@ -13,8 +13,7 @@ import torch
 from froster_edge.model.checkpoint import PROJECTORS_FILE, WEIGHTS_FILE, load_tensors
 from froster_edge.train.state import list_states, read_state
 
-from .conftest import ROOT
-from .test_train_state import sigkill
+from .helpers import ROOT, sigkill
 
 # 5 clips, global batch 2: 2 steps an epoch, 3 epochs, a state after every step (keep the last 2)
 RECIPE = ["train.epochs=3", "train.eval_every=0", "train.progress=false", "data.num_workers=1",

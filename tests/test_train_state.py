@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ from froster_edge.io import atomic_dir, recover
 from froster_edge.train.state import (OPTIMIZER_FILE, STATE_FILE, capture_rng, latest_state, list_states, read_state,
                                       restore_rng, save_state)
 
-from .conftest import ROOT
+from .helpers import ROOT, sigkill
 
 
 # ---- sampler ----------------------------------------------------------------------------------
@@ -177,14 +176,6 @@ SAVER = textwrap.dedent("""
                    rng_states=[capture_rng()], extra={"teacher": "t"})
         print(step, flush=True)
 """)
-
-
-def sigkill(proc: subprocess.Popen) -> None:
-    """Kill `proc` with SIGKILL (no clean-up code of its own runs) and check that this is how it ended."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the process ended by itself (exit {proc.returncode}) before the kill"
 
 
 def test_kill_during_saves_leaves_a_loadable_state(tmp_path):

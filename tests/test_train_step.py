@@ -7,44 +7,16 @@ import torch
 
 from froster_edge.config import OptimConfig
 from froster_edge.errors import ConfigError
-from froster_edge.model.factory import create_distiller
 from froster_edge.prompts import TEMPLATES, template_prompt
-from froster_edge.train.config import load_recipe
-from froster_edge.train.loop import prepare_data
 from froster_edge.train.optim import build_optimizer
 from froster_edge.train.step import autocast_dtype, class_prompt_tokens, step_prompts, template_index, train_step
 
-from .conftest import ROOT
-
-
-@pytest.fixture(scope="module")
-def tiny_batch():
-    """Four real clips of the tiny recipe, as its training loader makes them (epoch 0)."""
-    from froster_edge.data import VideoDataset, collate_clips
-
-    cfg = load_recipe(ROOT / "configs" / "tiny.yaml")
-    data = prepare_data(cfg)
-    ds = VideoDataset(data.items, num_frames=cfg.student.num_frames, image_size=cfg.student.image_size, train=True,
-                      views=1, seed=0)
-    batch = collate_clips([ds[i] for i in range(4)])
-    return cfg, data.classes, batch["frames"][:, 0], batch["labels"]
-
-
-def _distiller(cfg, noise: float = 0.0):
-    torch.manual_seed(0)
-    d = create_distiller(cfg.student, cfg.distill)
-    if noise:  # a student that has drifted from its teacher, so both distillation terms have work to do
-        g = torch.Generator().manual_seed(1)
-        with torch.no_grad():
-            for p in d.student.parameters():
-                if p.ndim >= 2:
-                    p.add_(torch.randn(p.shape, generator=g) * noise)
-    return d
+from .helpers import make_distiller
 
 
 def test_overfits_a_fixed_batch(tiny_batch):
     cfg, classes, frames, labels = tiny_batch
-    d = _distiller(cfg, noise=0.05).train()
+    d = make_distiller(cfg, noise=0.05).train()
     tokens = step_prompts(class_prompt_tokens(d.student.tokenize, classes), 0, 0)  # fixed prompts: a fixed batch
     params = [p for p in d.parameters() if p.requires_grad]
     opt = build_optimizer(d, OptimConfig(lr=1e-4))
@@ -63,7 +35,7 @@ def test_accumulation_equals_the_whole_batch(tiny_batch):
     cfg, classes, frames, labels = tiny_batch
     updates = []
     for split in ([slice(0, 4)], [slice(0, 2), slice(2, 4)]):
-        d = _distiller(cfg).train()
+        d = make_distiller(cfg).train()
         tokens = step_prompts(class_prompt_tokens(d.student.tokenize, classes), 0, 3)
         params = [p for p in d.parameters() if p.requires_grad]
         before = [p.detach().clone() for p in params]
@@ -79,7 +51,7 @@ def test_accumulation_equals_the_whole_batch(tiny_batch):
 
 def test_training_prompts_are_one_template_plus_the_bare_text(tiny_batch):
     cfg, classes, _, _ = tiny_batch
-    d = _distiller(cfg)
+    d = make_distiller(cfg)
     all_tokens = class_prompt_tokens(d.student.tokenize, classes)
     assert all_tokens.shape[:2] == (len(classes), len(TEMPLATES) + 1)
     for step in (0, 5):
@@ -108,7 +80,7 @@ def test_activation_checkpointing_gives_the_same_step(tiny_batch):
     updates = []
     for ckpt in (False, True):
         c = replace(cfg, student=replace(cfg.student, grad_checkpointing=ckpt))
-        d = _distiller(c).train()
+        d = make_distiller(c).train()
         assert d.student.grad_checkpointing is ckpt
         tokens = step_prompts(class_prompt_tokens(d.student.tokenize, classes), 0, 1)
         params = [p for p in d.parameters() if p.requires_grad]

@@ -16,7 +16,7 @@ from froster_edge.export.options import ExportOptions
 from froster_edge.bundle.parity import compare, load_parity_clips, run_in_streams
 from froster_edge.bundle.sessions import onnx_video_encoder
 
-from .test_export_bundle import CLASSES, VIDEOS, make_student
+from .helpers import CLASSES, VIDEOS, make_student
 
 try:
     import tensorrt
@@ -89,7 +89,7 @@ def test_trt_int8_engine_from_the_qdq_model_through_calibrate(tmp_path, method):
     from froster_edge.calibration.trt_route import TRT_INT8_ONNX
     from froster_edge.bundle.trt_check import check_onnx
 
-    from .conftest import CLIPS
+    from .helpers import CLIPS
 
     bundle = tmp_path / "b"
     export_bundle(make_student(), bundle, CLASSES, VIDEOS, ExportOptions(streams=1, max_parity_clips=2))
@@ -113,7 +113,7 @@ def test_calibrate_trt_refuses_asymmetric_activations_and_needs_tensorrt(tiny_bu
     from froster_edge.calibration.options import CalibrationOptions
     from froster_edge.errors import ConfigError, MissingCapability
 
-    from .conftest import CLIPS
+    from .helpers import CLIPS
 
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)

@@ -18,7 +18,7 @@ from froster_edge.export.onnx_graphs import VideoEncoderGraph, _export, export_t
 from froster_edge.bundle.engines import tensorrt_version_problem
 from froster_edge.bundle.trt_check import check_model, check_onnx, require_compatible
 
-from .test_export_bundle import make_student
+from .helpers import make_student
 
 
 def model(nodes, inputs, outputs, initializers=(), opset=18):

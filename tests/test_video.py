@@ -7,7 +7,7 @@ import pytest
 
 from froster_edge.video import VideoError, clip_view, read_frames, resize_center_crop, uniform_indices
 
-from .conftest import shared_data
+from .helpers import shared_data
 
 
 def test_example_clips_decode_with_labelled_counts(example_clips):

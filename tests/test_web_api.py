@@ -16,7 +16,7 @@ import pytest
 
 from froster_edge.bundle import manifest as mf
 
-from .test_cli import assert_one_line_error
+from .helpers import assert_one_line_error
 from .web_run import WebRun, names_in_top
 
 TOKEN = "k3Y-for-the-web-view-tests-0123456789"

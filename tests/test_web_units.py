@@ -23,7 +23,7 @@ from froster_edge.runtime.web.hub import Hub
 from froster_edge.runtime.web.options import HttpOptions, parse_listen, resolve_token
 from froster_edge.runtime.web.vocabulary import Vocabulary, VocabularyError
 
-from .conftest import CLIPS
+from .helpers import CLIPS
 
 TOKEN = "t" * 24
 

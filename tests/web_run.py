@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from .conftest import CLIPS
+from .helpers import CLIPS
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..prompts import ClassText, prompts_for, repeated_name
+from ..prompts import ClassText, encode_per_class, prompts_for, repeated_name
 from .labels import LabelTable
 from .sessions import TextEncoder
 from .tokenizer import ClipTokenizer, open_clip_tokenizer
@@ -67,10 +67,11 @@ def build_label_table(classes: list[ClassText], encode: TextEncoder, model_cfg: 
     """
     tokenizer = _tokenizer(model_cfg, tokenizer)
     prompts = check_prompts(classes, model_cfg, tokenizer)
-    flat = [p for ps in prompts for p in ps]
-    tokens = tokenizer(flat)
-    feats = np.concatenate([encode(tokens[i:i + batch_size]) for i in range(0, len(flat), batch_size)])
-    per_class = len(prompts[0])  # every class has the same ensemble size
-    table = average_prompts(feats.reshape(len(classes), per_class, -1))
+
+    def encode_all(flat: list[str]) -> np.ndarray:
+        tokens = tokenizer(flat)
+        return np.concatenate([encode(tokens[i:i + batch_size]) for i in range(0, len(flat), batch_size)])
+
+    table = average_prompts(encode_per_class(prompts, encode_all))
     return LabelTable(names=[c.name for c in classes], texts=[c.text for c in classes], embeddings=table,
                       logit_scale=float(logit_scale), fingerprint=fingerprint, prompts=prompts)

@@ -21,6 +21,7 @@ import torch
 
 from ..data import VideoDataset, VideoItem, make_loader
 from ..model.student import VideoStudent
+from ..progress import ProgressBar
 from ..prompts import ClassText
 from .metrics import percent, topk_hits
 
@@ -94,7 +95,7 @@ def encode_videos(
     was_training = student.training
     student.eval()
     try:
-        with _progress(progress, description, len(sub)) as advance:
+        with ProgressBar(progress, description, len(sub)) as bar:
             for batch in loader:
                 good = batch["ok"]
                 if good.any():
@@ -105,35 +106,10 @@ def encode_videos(
                 ok[batch["index"]] = good
                 bad = [path for path, g in zip(batch["path"], good.tolist()) if not g]
                 failed.update(zip(bad, batch["failed"]))  # one entry per failed test sample
-                advance(len(good))
+                bar.advance(len(good))
     finally:
         student.train(was_training)
     return EncodedVideos(features, ok, torch.tensor(positions, dtype=torch.long), failed)
-
-
-class _progress:
-    """A rich progress bar on stderr (or nothing), yielding an `advance(n)` function."""
-
-    def __init__(self, enabled: bool, description: str, total: int):
-        self.enabled, self.description, self.total = enabled, description, total
-        self.bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TimeRemainingColumn(), console=Console(stderr=True))
-        self.bar.__enter__()
-        task = self.bar.add_task(self.description, total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
 
 
 @dataclass

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import StudentConfig
-from ..prompts import ClassText, prompts_for
+from ..prompts import ClassText, encode_per_class, prompts_for
 from .attention import make_temporal
 from .clip import encode_text, tokenize
 
@@ -88,11 +88,11 @@ class VideoStudent(nn.Module):
 
     def class_embeddings(self, classes: list[ClassText], batch_size: int = 256) -> torch.Tensor:
         """Prompt-ensembled class embeddings (all 29 prompts). -> (C, D), normalised"""
-        prompts = [prompts_for(c) for c in classes]
-        per_class = len(prompts[0])
-        tokens = self.tokenize([p for ps in prompts for p in ps]).to(self.logit_scale.device)
-        feats = torch.cat([self.encode_text(t) for t in tokens.split(batch_size)])
-        return average_prompts(feats.reshape(len(classes), per_class, -1))
+        def encode(flat: list[str]) -> torch.Tensor:
+            tokens = self.tokenize(flat).to(self.logit_scale.device)
+            return torch.cat([self.encode_text(t) for t in tokens.split(batch_size)])
+
+        return average_prompts(encode_per_class([prompts_for(c) for c in classes], encode))
 
     def forward(self, frames: torch.Tensor) -> VideoFeatures:
         return self.encode_video(frames)

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import ConfigError, MissingCapability
-from ..prompts import TEMPLATES, ClassText, prompts_for
+from ..prompts import TEMPLATES, ClassText, encode_per_class, prompts_for
 
 TERMS = ("total", "ce", "vision", "text")
 
@@ -44,9 +44,7 @@ def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 def class_prompt_tokens(tokenize, classes: Sequence[ClassText]) -> torch.Tensor:
     """Token ids of every prompt of every class: (C, 29, L), the bare class text last."""
-    prompts = [prompts_for(c) for c in classes]
-    per_class = len(prompts[0])
-    return tokenize([p for ps in prompts for p in ps]).reshape(len(classes), per_class, -1)
+    return encode_per_class([prompts_for(c) for c in classes], tokenize)
 
 
 def template_index(seed: int, step: int) -> int:

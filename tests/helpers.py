@@ -1,0 +1,235 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py): paths, the one way to build the
+tiny student, the CLI run in a subprocess, live runs, ports, stream servers, kills.
+
+Test modules import from here, never from one another.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from froster_edge.prompts import read_class_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIPS = ROOT / "examples" / "clips"
+TINY_MODEL = ROOT / "configs" / "models" / "tiny-vit.json"
+TINY_RECIPE = ROOT / "configs" / "tiny.yaml"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+CLASSES = read_class_texts(CLIPS / "classes.txt")
+VIDEOS = sorted(p for p in CLIPS.iterdir() if p.suffix in (".mp4", ".avi"))
+CLIP_B = CLIPS / "mmaction2_test_v_ApplyEyeMakeup.avi"  # 164 frames at 25 fps
+
+# OpenAI CLIP's pixel mean and std, written out here as the tests' independent reference
+MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+PYSLOWFAST_CFG = "DATA:\n  NUM_FRAMES: 8\n  SAMPLING_RATE: 16\nMODEL:\n  ARCH: vitb16\n"
+
+
+def shared_data(sub: str) -> Path:
+    """A folder of ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / sub
+    if not path.exists():
+        pytest.skip(f"../shared/data/{sub} is not present on this machine")
+    return path
+
+
+# --- the tiny student -------------------------------------------------------------------------------
+
+def tiny_student_config():
+    """The tiny student's config: the tiny ViT, random weights, T=4, 64 px."""
+    from froster_edge.config import StudentConfig
+
+    return StudentConfig(model_name=str(TINY_MODEL), pretrained=None, num_frames=4, image_size=64)
+
+
+def make_student(seed: int = 0, config=None):
+    """The tiny student (or one of `config`), randomly initialised from `seed`, in eval mode."""
+    import torch
+
+    from froster_edge.model.factory import create_student
+
+    torch.manual_seed(seed)
+    return create_student(config or tiny_student_config()).eval()
+
+
+def make_distiller(cfg, noise: float = 0.0):
+    """The recipe's distiller from seed 0; `noise` > 0 gives a student that has drifted from its
+    teacher, so both distillation terms have work to do."""
+    import torch
+
+    from froster_edge.model.factory import create_distiller
+
+    torch.manual_seed(0)
+    d = create_distiller(cfg.student, cfg.distill)
+    if noise:
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in d.student.parameters():
+                if p.ndim >= 2:
+                    p.add_(torch.randn(p.shape, generator=g) * noise)
+    return d
+
+
+def release_checkpoint(model_cfg: dict, seed: int = 0):
+    """A FROSTER checkpoint in the release's layout: student `model.`, teacher `raw_model.`,
+    projectors; returns (checkpoint dict, the student CLIP)."""
+    import torch
+
+    from froster_edge.model.clip import build_clip
+
+    torch.manual_seed(seed)
+    student = build_clip(model_cfg)
+    teacher = build_clip(model_cfg)
+    D = model_cfg["embed_dim"]
+    state = {f"model.{k}": v for k, v in student.state_dict().items()}
+    state.update({f"raw_model.{k}": v for k, v in teacher.state_dict().items()})
+    # OpenAI state dicts carry these three non-parameters
+    state.update({"model.input_resolution": torch.tensor(64), "model.context_length": torch.tensor(77),
+                  "model.vocab_size": torch.tensor(49408)})
+    for p in ("projector_v", "projector_t"):
+        state[f"{p}.0.weight"] = torch.randn(D, D)
+        state[f"{p}.2.weight"] = torch.randn(D, D) * 0.01
+    ckpt = {"epoch": 22, "model_state": state, "optimizer_state": {"state": {}, "param_groups": []}, "cfg": PYSLOWFAST_CFG}
+    return ckpt, student
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    """`froster-edge ARGS` in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "froster_edge.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert text in lines[0]
+
+
+def train_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`froster-edge train ARGS` in this process through the console entry point: (exit code, stderr)."""
+    from froster_edge.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["froster-edge", "train", *args])
+    with pytest.raises(SystemExit) as e:
+        main()
+    return e.value.code or 0, capsys.readouterr().err
+
+
+class LiveRun:
+    """`froster-edge run` in a subprocess, its JSON lines and stderr read as they come."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "froster_edge.cli", "run", *args, "--jsonl"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.decisions: queue.Queue = queue.Queue()
+        self.stderr: list[str] = []
+        self.seen: list[dict] = []
+        threading.Thread(target=self._read_out, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read_out(self) -> None:
+        for line in self.proc.stdout:
+            self.decisions.put(json.loads(line))
+
+    def _read_err(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr.append(line.rstrip("\n"))
+
+    def decision(self, timeout: float = 30.0) -> dict:
+        try:
+            d = self.decisions.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            raise AssertionError(f"no decision within {timeout} s; stderr: {self.stderr}") from None
+        self.seen.append(d)
+        return d
+
+    def wait_stderr(self, text: str, timeout: float = 30.0) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            hits = [line for line in self.stderr if text in line]
+            if hits:
+                return hits[0]
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError(f"{text!r} not on stderr within {timeout} s: {self.stderr}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"no exit within {timeout} s of signal {sig}") from None
+        time.sleep(0.1)  # the reader threads drain the pipes
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class Collect:
+    """A decision sink that keeps every decision (pipeline tests)."""
+
+    def __init__(self):
+        self.decisions = []
+
+    def emit(self, d):
+        self.decisions.append(d)
+
+    def close(self):
+        pass
+
+
+def sigkill(proc: subprocess.Popen) -> None:
+    """Kill `proc` with SIGKILL (no clean-up code of its own runs) and check that this is how it ended."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the process ended by itself (exit {proc.returncode}) before the kill"
+
+
+# --- the network --------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(port: int) -> subprocess.Popen:
+    """ffmpeg sending the clip in a loop, at its own pace, to the one client that connects."""
+    return subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "quiet", "-re", "-stream_loop", "-1",
+         "-i", str(CLIPS / "stgcn_clean_and_jerk.mp4"), "-c", "copy", "-f", "mpegts", "-listen", "1",
+         f"http://127.0.0.1:{port}/live.ts"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_listening(port: int, timeout: float = 15.0) -> None:
+    """Wait until something listens on the port, read from /proc/net/tcp: a probe connection would
+    be taken as ffmpeg's one client."""
+    end, hex_port = time.monotonic() + timeout, f":{port:04X}"
+    while time.monotonic() < end:
+        with open("/proc/net/tcp") as f:
+            if any(cols[1].endswith(hex_port) and cols[3] == "0A" for cols in (line.split() for line in f)):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"ffmpeg did not listen on port {port}")
