@@ -78,7 +78,8 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
     `preprocess` runs ONNX Runtime's quantization pre-processing first (graph optimisation that
     fuses MatMul + Add into Gemm), which quantizes each linear layer as one op. A dynamic variant
     ignores the clips, the method, the cache (it has no static ranges) and `preprocess` (ONNX
-    Runtime's dynamic quantization has no Gemm; its DynamicQuantizeMatMul takes the bias itself).
+    Runtime's dynamic quantization has no Gemm; its DynamicQuantizeMatMul takes the bias itself);
+    with `attention` it also quantizes the attention products of two activations (both per call).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
@@ -102,14 +103,14 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
     nodes, projection = linear_nodes(model)
     to_quantize = [n for n in nodes if n != projection] if ops == "linear" else None
     cache, hit = None, None
-    if v.dynamic:  # the weight MatMuls only (a Conv would become a slow ConvInteger; measured)
-        matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul"]
-        dynamic_nodes = [n for n in matmuls if n in set(to_quantize)] if ops == "linear" else matmuls
+    if v.dynamic:  # the weight layers (and with `attention` the other MatMuls but the projection)
+        products = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name not in nodes]
+        dynamic_nodes = (to_quantize + (products if v.attention else [])) if ops == "linear" else None
         with quiet_logger():
             quantize_dynamic(str(source), str(out_path), per_channel=True, reduce_range=v.reduce_range,
                              weight_type=QuantType.QUInt8 if v.weights == "uint8" else QuantType.QInt8,
-                             op_types_to_quantize=["MatMul"], nodes_to_quantize=dynamic_nodes,
-                             extra_options={"MatMulConstBOnly": ops == "linear"})
+                             op_types_to_quantize=["MatMul", "Conv"], nodes_to_quantize=dynamic_nodes,
+                             extra_options={"MatMulConstBOnly": not (v.attention or ops == "all")})
         to_quantize = dynamic_nodes
     else:
         cache = cache_dir / cache_name(sha256_file(fp32_path), clips_digest, method, preprocess)
@@ -122,7 +123,8 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
             "activation": v.activation + (", dynamic per-tensor range" if v.dynamic else ""), "preprocess": preprocess,
             "weights": f"{v.weights} per-channel" + (", 7-bit (reduce_range)" if v.reduce_range else ""),
             "quantized_nodes": len(to_quantize) if to_quantize is not None else "all",
-            "float_kept": ["LayerNormalization", "Softmax", "attention products", "final projection"] if ops == "linear" else [],
+            "float_kept": ([] if ops == "all" else ["LayerNormalization", "Softmax", "final projection"]
+                           + ([] if v.attention else ["attention products"])),
             "calibration_clips": 0 if v.dynamic else int(len(clips)), "cache": cache.name if cache else None, "cache_hit": hit}
 
 

@@ -2,7 +2,8 @@
 
 A variant is the integer types of the quantized matmuls: activation type, weight type, whether
 weights use 7 bits (`reduce_range`), and whether activation ranges are static (calibrated) or
-dynamic (measured on every call). All static variants share the activation ranges of one
+dynamic (measured on every call), and (dynamic only) whether the attention products of two
+activations are quantized too, both sides per call, u8 x u8 (`-attn`). All static variants share the activation ranges of one
 calibration run (the cache in `int8.py` does not depend on them), so trying several costs a
 quantization pass and a gate measurement each, never a recalibration; dynamic ones need no ranges.
 
@@ -10,8 +11,10 @@ Static vs dynamic on ONNX Runtime's CPU kernels (profiled, docs/benchmarks.md): 
 linear layer runs as QLinearMatMul with its output requantized to 8 bits, then dequantized, then
 the bias added in float (a Q and a DQ node and an Add per layer); a dynamic one is a single
 DynamicQuantizeMatMul (range, quantize, integer GEMM, scale and bias in one kernel, fp32 out).
-On the AVX2-only CPU the dynamic 7-bit variant was the fastest that agreed (1.5x and more over
-fp32, vs 1.4x for the best static one).
+On the AVX2-only CPU the dynamic 7-bit variants were the fastest that agreed: 1.6x over fp32
+for the weight layers alone, 1.9x with the attention products too, vs 1.4x for the best static
+one (random ViT-B/32 weights; with trained weights the gate decides whether the attention
+products keep their agreement).
 
 Which to try follows from the CPU's 8-bit dot product (`cpu_features.py`):
 - x86 with VNNI/AMX: products accumulate in int32, nothing saturates; uint8 activations with
@@ -44,6 +47,7 @@ class Variant:
     weights: str  # int8 | uint8, per channel
     reduce_range: bool  # 7-bit weights
     dynamic: bool = False  # activation ranges measured per call (DynamicQuantizeMatMul), not calibrated
+    attention: bool = False  # dynamic only: the attention products of two activations too (u8 x u8, per call)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +60,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("s8s8-7bit", "int8", "int8", True),
     Variant("u8u8", "uint8", "uint8", False),
     Variant("u8s8-dynamic", "uint8", "int8", False, dynamic=True),
+    Variant("u8s8-dynamic-attn", "uint8", "int8", False, dynamic=True, attention=True),
     Variant("u8s8-7bit-dynamic", "uint8", "int8", True, dynamic=True),
+    Variant("u8s8-7bit-dynamic-attn", "uint8", "int8", True, dynamic=True, attention=True),
 )}
 
 
@@ -70,15 +76,15 @@ def variant(name: str) -> Variant:
 def candidates(cpu: CpuFeatures) -> tuple[list[Variant], str]:
     """The variants worth trying on `cpu`, in order of preference, and why (one sentence for the manifest)."""
     if cpu.family == "arm":
-        names = ["s8s8", "u8s8", "u8s8-dynamic"]
+        names = ["s8s8", "u8s8", "u8s8-dynamic-attn"]
         why = (f"ARM ({cpu.dot_product}) accumulates 8-bit products without saturating: signed activations "
                "(its kernels' native type), unsigned and dynamic ones for comparison")
     elif cpu.saturates_u8s8 is False:
-        names = ["u8s8", "s8s8", "u8s8-dynamic"]
+        names = ["u8s8", "s8s8", "u8s8-dynamic-attn"]
         why = (f"{cpu.dot_product} accumulates u8 x s8 products in int32 (no saturation): full 8-bit weights, "
                "static or dynamic activations")
     else:
-        names = ["u8s8-7bit-dynamic", "u8s8-7bit", "s8s8-7bit", "u8u8"]
+        names = ["u8s8-7bit-dynamic-attn", "u8s8-7bit-dynamic", "u8s8-7bit", "s8s8-7bit", "u8u8"]
         known = "no VNNI" if cpu.saturates_u8s8 else "features unknown, assumed no VNNI"
         why = (f"{cpu.arch} {cpu.dot_product} ({known}) sums u8 x s8 pairs into a saturating int16: "
                "7-bit weights (dynamic or static activations), or uint8 weights (widened to int16 before the multiply), "

@@ -103,34 +103,42 @@ def test_qdq_model_keeps_sensitive_ops_float_and_the_cache_reproduces_it(float_b
     assert out.shape == ref.shape and np.isfinite(out).all()
 
 
-def test_dynamic_variant_quantizes_the_weight_matmuls_to_7_bits_per_channel(float_bundle, tmp_path):
-    """The 7-bit dynamic variant: every linear MatMul but the projection becomes an integer MatMul on
-    per-call quantized activations, its weights within 7 bits (no u8 x s8 pair can saturate int16)
-    and within half a step of the float weights, per output channel; everything else stays float."""
+def test_dynamic_variant_quantizes_weights_to_7_bits_and_attention_per_call(float_bundle, tmp_path):
+    """The 7-bit dynamic variant with attention: every linear layer but the projection becomes an integer
+    op on per-call quantized activations, its weights within 7 bits (no u8 x s8 pair can saturate int16)
+    and within half a step of the float weights per output channel; the attention products of two
+    activations quantize both sides per call; LayerNorm, Softmax and the projection stay float."""
     clips = sample_clips(gather_videos(CLIPS), SPEC4, 64, 2, seed=0, clips_per_video=1)
     info = quantize_video_encoder(float_bundle / mf.VIDEO_ONNX, tmp_path / "d.onnx", clips.frames, 1, tmp_path / "cache",
-                                  clips.digest(), variant="u8s8-7bit-dynamic")
+                                  clips.digest(), variant="u8s8-7bit-dynamic-attn")
     assert info["route"] == "onnxruntime-dynamic" and info["cache_hit"] is None and not (tmp_path / "cache").exists()
     fp32 = onnx.load(str(float_bundle / mf.VIDEO_ONNX))
     floats = {t.name: onnx.numpy_helper.to_array(t) for t in fp32.graph.initializer}
     linear, projection = linear_nodes(fp32)
-    weight_matmuls = {n.name: n.input[1] for n in fp32.graph.node if n.op_type == "MatMul" and n.name in linear}
+    matmuls = [n for n in fp32.graph.node if n.op_type == "MatMul"]
+    weight_matmuls = [n for n in matmuls if n.name in linear]
     model = onnx.load(str(tmp_path / "d.onnx"))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    integer = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
-    assert len(integer) == len(weight_matmuls) - 1 == info["quantized_nodes"]
     producers = {o: n for n in model.graph.node for o in n.output}
+    integer = [n for n in model.graph.node if n.op_type in ("MatMulInteger", "ConvInteger")]
+    assert len(integer) == len(linear) - 1 + len(matmuls) - len(weight_matmuls) == info["quantized_nodes"]
+    weighted = 0
     for node in integer:
         assert producers[node.input[0]].op_type == "DynamicQuantizeLinear"  # range measured per call
-        q, zero = inits[node.input[1]], inits[node.input[3]]
-        assert q.dtype == np.int8 and not zero.any() and np.abs(q).max() <= 64 and 255 * 64 * 2 <= 32767
-        scale = inits[node.input[1].replace("_quantized", "_scale")]
-        w = floats[node.input[1].removesuffix("_quantized")]
-        assert scale.shape == (w.shape[1],)  # per output channel
-        assert np.all(np.abs(q * scale - w) <= scale / 2 + 1e-7)
-    kept_float = [n for n in model.graph.node if n.op_type == "MatMul"]
-    assert projection in {n.name for n in kept_float}  # and the attention products of two activations
-    assert {n.op_type for n in model.graph.node} >= {"LayerNormalization", "Softmax", "Conv"}
+        if node.input[1] not in inits:  # an attention product: its other activation quantized per call too
+            assert producers[node.input[1]].op_type == "DynamicQuantizeLinear"
+            continue
+        weighted += 1
+        q = inits[node.input[1]]
+        assert q.dtype == np.int8 and np.abs(q).max() <= 64 and 255 * 64 * 2 <= 32767
+        if node.op_type == "MatMulInteger":
+            assert not inits[node.input[3]].any()  # symmetric weights
+            scale, w = inits[node.input[1].replace("_quantized", "_scale")], floats[node.input[1].removesuffix("_quantized")]
+            assert scale.shape == (w.shape[1],)  # per output channel
+            assert np.all(np.abs(q * scale - w) <= scale / 2 + 1e-7)
+    assert weighted == len(linear) - 1
+    assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == [projection]
+    assert {n.op_type for n in model.graph.node} >= {"LayerNormalization", "Softmax"}
     out = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"]).run(None, {"frames": clips.frames[:1]})[0]
     ref = ort.InferenceSession(str(float_bundle / mf.VIDEO_ONNX), providers=["CPUExecutionProvider"]).run(None, {"frames": clips.frames[:1]})[0]
     assert out.shape == ref.shape and np.isfinite(out).all()
