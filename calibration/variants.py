@@ -11,10 +11,12 @@ Static vs dynamic on ONNX Runtime's CPU kernels (profiled, docs/benchmarks.md): 
 linear layer runs as QLinearMatMul with its output requantized to 8 bits, then dequantized, then
 the bias added in float (a Q and a DQ node and an Add per layer); a dynamic one is a single
 DynamicQuantizeMatMul (range, quantize, integer GEMM, scale and bias in one kernel, fp32 out).
-On the AVX2-only CPU the dynamic 7-bit variants were the fastest that agreed: 1.6x over fp32
-for the weight layers alone, 1.9x with the attention products too, vs 1.4x for the best static
-one (random ViT-B/32 weights; with trained weights the gate decides whether the attention
-products keep their agreement).
+On the AVX2-only CPU (ViT-B/32, loaded machine) the 7-bit variants, static or dynamic, came
+out between 1.28x and 1.87x over fp32 from run to run, none reliably ahead (docs/benchmarks.md),
+so all are candidates and the gate's interleaved timing picks on the machine itself; on a tiny
+model the dynamic ones are far slower than fp32 (per-call range kernels cost more than small
+GEMMs save). With trained weights the gate decides whether quantized attention products keep
+their agreement.
 
 Which to try follows from the CPU's 8-bit dot product (`cpu_features.py`):
 - x86 with VNNI/AMX: products accumulate in int32, nothing saturates; uint8 activations with
