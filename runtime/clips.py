@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..io import atomic_path, atomic_write_bytes
 from .events import ActionEvent, event_file_stem
+from .sampler import RateGate
 from .sources import Frame, cv2
 
 BUFFER_MARGIN_S = 20.0  # kept beyond the pre-roll: an event is announced after its entering run
@@ -167,7 +168,7 @@ class EventClips:
         self.budget = DiskBudget(folder, int(options.budget_mb * 2**20), log)
         self._lock = threading.Lock()
         self._buffers: dict[str, FrameBuffer] = {}
-        self._next: dict[int, float] = {}
+        self._gates: dict[int, RateGate] = {}
         self._cam_fps: dict[str, float] = {}
         self._recordings: dict[str, _Recording] = {}  # event id -> recording
         self._queue: queue.Queue = queue.Queue(options.queue)
@@ -189,18 +190,24 @@ class EventClips:
                 self.counters.dropped_frames += 1
             return False
 
+    needs_every_frame = False  # the reader hands on `frame_fps` frames a second (and the sampled ones)
+
+    @property
+    def frame_fps(self) -> float:
+        return self.options.fps
+
     def frame(self, stream: int, frame: Frame, decision) -> None:
         if frame.image is None:
             return
-        period = 1.0 / self._fps(stream)
-        due = self._next.get(stream, 0.0)
-        if frame.wall < due - period / 4:  # a frame a little early still takes its tick
+        gate = self._gates.get(stream)
+        if gate is None:
+            gate = self._gates[stream] = RateGate(self._fps(stream))
+        if not gate.take(frame.wall):
             return
-        self._next[stream] = due + period if frame.wall - due < period else frame.wall + period
         camera = self.camera_of(stream)
         small = downscale(frame.image, self.options.width)
         with self._lock:
-            self._cam_fps[camera] = 1.0 / period
+            self._cam_fps[camera] = 1.0 / gate.period
             buf = self._buffers.get(camera)
             if buf is None:
                 buf = self._buffers[camera] = FrameBuffer(self.options.pre_roll_s + BUFFER_MARGIN_S,

@@ -88,7 +88,7 @@ def run(req: RunRequest) -> dict:
             hub.clips_dir = Path(site.clips.folder) if site.clips is not None else None
         mqtt = None
         if req.mqtt is not None:  # connects in the background: a broker that is down only delays delivery
-            mqtt = MqttSink(req.mqtt, names, list(pipeline.classifier.table.names), stderr)
+            mqtt = MqttSink(req.mqtt, names, pipeline.camera_labels(), stderr)
             sinks.append(mqtt)
             if segmenter is not None:
                 segmenter.sinks.append(mqtt)  # event start/end messages

@@ -3,12 +3,18 @@
 Topics (prefix `froster-edge` by default; `<camera>` is the camera's name made topic-safe):
 
   <prefix>/availability                 "online" / "offline", retained; "offline" is also the last will
+  <prefix>/<camera>/availability        "online" while the camera runs, "offline" once a reload removed it, retained
   <prefix>/<camera>/state               the newest decision: {"camera", "label", "score", "top", ...}, retained
   <prefix>/<camera>/event               an action event's start and end (ActionEvent.to_json()), not retained
   <prefix>/<camera>/action/<label>      "ON" while an event of that label is open, then "OFF", retained
   <discovery>/sensor/<node>/<camera>_label/config          (with --mqtt-discovery: Home Assistant)
   <discovery>/sensor/<node>/<camera>_score/config
   <discovery>/binary_sensor/<node>/<camera>_<label>/config one per label of the camera's table
+
+Cameras added by a reload (SIGHUP) get their availability, discovery configs and topics like the
+first ones; a removed camera's availability becomes "offline" and, with discovery, its configs are
+replaced by empty retained messages, which is how Home Assistant removes a device's entities.
+Home Assistant shows an entity available while both availability topics say "online".
 
 The pipeline never waits for the broker: `emit` and `event` only put a message into this sink's
 own bounded queue (events; the oldest is dropped and counted when it is full) or overwrite the
@@ -153,6 +159,9 @@ class Topics:
     def availability(self) -> str:
         return f"{self.prefix}/availability"
 
+    def camera_availability(self, camera: str) -> str:
+        return f"{self.prefix}/{topic_id(camera)}/availability"
+
     def state(self, camera: str) -> str:
         return f"{self.prefix}/{topic_id(camera)}/state"
 
@@ -172,7 +181,8 @@ def discovery_configs(topics: Topics, camera: str, labels: list[str], version: s
     cam = topic_id(camera)
     device = {"identifiers": [f"{topics.node}_{cam}"], "name": camera, "manufacturer": "froster-edge",
               "model": "open-vocabulary action recognition", "sw_version": version}
-    common = {"availability_topic": topics.availability, "payload_available": "online",
+    common = {"availability": [{"topic": topics.availability}, {"topic": topics.camera_availability(camera)}],
+              "availability_mode": "all", "payload_available": "online",
               "payload_not_available": "offline", "device": device,
               "origin": {"name": "froster-edge", "sw_version": version}}
     out = [
@@ -191,6 +201,16 @@ def discovery_configs(topics: Topics, camera: str, labels: list[str], version: s
                     {"name": label, "unique_id": f"{topics.node}_{cam}_{lab}", "state_topic": topics.action(camera, label),
                      "payload_on": "ON", "payload_off": "OFF", **common}))
     return out
+
+
+def topic_clash(cameras: list[str]) -> str | None:
+    """The error when two camera names give the same topic level, else None."""
+    ids = [topic_id(c) for c in cameras]
+    clash = {i for i in ids if ids.count(i) > 1}
+    if not clash:
+        return None
+    return (f"mqtt: camera names {[c for c in cameras if topic_id(c) in clash]} give the same "
+            f"topic {sorted(clash)[0]!r}; name the cameras differently")
 
 
 @dataclass
@@ -216,12 +236,11 @@ class MqttSink:
             raise MissingCapability("--mqtt needs paho-mqtt (pip install paho-mqtt)") from e
         from .. import __version__
 
-        ids = [topic_id(c) for c in cameras]
-        clash = {i for i in ids if ids.count(i) > 1}
+        clash = topic_clash(cameras)
         if clash:
-            raise ConfigError(f"mqtt: camera names {[c for c in cameras if topic_id(c) in clash]} give the same "
-                              f"topic {sorted(clash)[0]!r}; name the cameras differently")
+            raise ConfigError(clash)
         self.options, self.cameras, self.log = options, list(cameras), log
+        self._names = list(cameras)  # by stream number, for decisions without a camera name
         self.version = __version__
         self.labels = {c: list(labels[c] if isinstance(labels, dict) else labels) for c in cameras}
         self.topics = Topics(options.prefix, options.discovery_prefix, topic_id(options.client_name))
@@ -254,6 +273,9 @@ class MqttSink:
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_connect_fail, client.on_publish, client.on_message = self._on_connect_fail, self._on_publish, self._on_message
         self.client = client
+        for camera in self.cameras:
+            self._latest[self.topics.camera_availability(camera)] = _Message(self.topics.camera_availability(camera),
+                                                                             b"online", True)
         self._thread = threading.Thread(target=self._publisher, name="mqtt-publisher", daemon=True)
         self._thread.start()
         client.connect_async(options.host, options.broker_port, keepalive=options.keepalive_s)
@@ -281,6 +303,35 @@ class MqttSink:
                 self.labels[event.camera].append(event.label)  # a label swapped in at run time
                 if self.options.discovery:
                     self._add_discovery(event.camera, self.labels[event.camera])
+            self._lock.notify_all()
+
+    def camera_added(self, camera: str, labels: list[str]) -> None:
+        """A camera a reload started: its availability "online" and, with discovery, its device."""
+        with self._lock:
+            clash = topic_clash([*self.cameras, camera]) if camera not in self.cameras else None
+            if clash:
+                self.log(f"{clash}; camera {camera} is not published")
+                return
+            if camera not in self.cameras:
+                self.cameras.append(camera)
+            self.labels[camera] = list(labels)
+            self._set(self.topics.camera_availability(camera), b"online")
+            if self.options.discovery:
+                self._add_discovery(camera, self.labels[camera])
+            self._lock.notify_all()
+
+    def camera_removed(self, camera: str) -> None:
+        """A camera a reload stopped (its open events were closed before this): "offline", and its
+        Home Assistant entities removed (an empty retained config each)."""
+        with self._lock:
+            if camera not in self.cameras:
+                return
+            self.cameras.remove(camera)
+            labels = self.labels.pop(camera, [])
+            self._set(self.topics.camera_availability(camera), b"offline")
+            if self.options.discovery:
+                for topic, _ in discovery_configs(self.topics, camera, labels, self.version):
+                    self._control[topic] = _Message(topic, b"", True)
             self._lock.notify_all()
 
     def stats(self) -> dict[str, int]:
@@ -317,13 +368,18 @@ class MqttSink:
 
     def _camera(self, decision: Decision) -> str:
         camera = getattr(decision, "camera", None)  # Decision.camera once the site file lands; the source before
-        return camera or self.cameras[decision.stream]
+        return camera or self._names[decision.stream]
 
     def _set_latest(self, topic: str, value: Any) -> None:
         with self._lock:
             self._latest[topic] = _Message(topic, _payload(value), self.options.retain)
             self._dirty[topic] = None
             self._lock.notify_all()
+
+    def _set(self, topic: str, payload: bytes) -> None:
+        """A retained value kept as the newest (republished after a reconnect); under the lock."""
+        self._latest[topic] = _Message(topic, payload, True)
+        self._dirty[topic] = None
 
     def _enqueue(self, message: _Message) -> None:
         if len(self._queue) >= self.options.queue_size:

@@ -34,7 +34,7 @@ from ..video import resize_center_crop
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
 from .options import CameraOptions, CaptureOptions, RunOptions, camera_list, check_options
-from .sampler import ClipAssembler, SampleRule
+from .sampler import ClipAssembler, RateGate, SampleRule
 from .sinks import Decision, DecisionSink, FrameSink
 from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, declared_frames, open_all, open_first,
                       parse_source)
@@ -184,18 +184,31 @@ class Assembler(threading.Thread):
 
 
 def reader_filter(every_frame: bool, live_stream: bool, period: float, rounding: str, fps: float,
-                  keeps: Callable[[int], bool] | None = None) -> Callable[[float], bool] | None:
+                  keeps: Callable[[int], bool] | None = None, sink_fps: float | None = None,
+                  clock: Callable[[], float] = time.monotonic) -> Callable[[float], bool] | None:
     """Which frames a reader converts to RGB and hands on: all of them when a frame sink draws every
     frame; for a camera or stream, those a ticker of the assembler's period takes by capture time
     (seconds x fps): the assembler's own ticker then takes every frame it is given, and a frame it
     would have skipped never comes; for a file, the sampled frame indices (plus those `keeps` holds
-    for a short file's clip)."""
+    for a short file's clip). `sink_fps`: frame sinks that want at most that many frames a second of
+    wall time (event clips) get them too, by a RateGate on the reader's clock: a 30 fps camera with
+    clips at 10 fps converts a third of its frames, not all of them."""
     if every_frame:
         return None
     ticker = Ticker(period, rounding)
     if live_stream:
-        return lambda seconds: ticker.take(seconds * fps)
-    return lambda index: ticker.is_sampled(int(index)) or (keeps is not None and keeps(int(index)))
+        sampled = lambda seconds: ticker.take(seconds * fps)  # noqa: E731
+    else:
+        sampled = lambda index: ticker.is_sampled(int(index)) or (keeps is not None and keeps(int(index)))  # noqa: E731
+    if not sink_fps:
+        return sampled
+    gate = RateGate(sink_fps)
+
+    def wanted(position: float) -> bool:
+        due = gate.take(clock())  # both evaluated: a sampled frame also takes the sinks' tick
+        return sampled(position) or due
+
+    return wanted
 
 
 @dataclass
@@ -226,9 +239,7 @@ def subset_table(table: LabelTable, names: tuple[str, ...] | None, where: str) -
     if missing:
         raise ConfigError(f"{where}: {', '.join(repr(m) for m in missing)} not in the label table "
                           f"({', '.join(table.names[:8])}{', ...' if len(table.names) > 8 else ''})")
-    keep = [i for i, n in enumerate(table.names) if n in names]
-    return replace(table, names=[table.names[i] for i in keep], embeddings=table.embeddings[keep],
-                   texts=[table.texts[i] for i in keep], prompts=[table.prompts[i] for i in keep])
+    return table.select([i for i, n in enumerate(table.names) if n in names])
 
 
 class Pipeline:
@@ -375,10 +386,13 @@ class Pipeline:
         if declared_frames(cap) > assembler.first_due + 1:
             assembler.short = None  # long enough for a decision: no frame kept for a short clip
         # a frame sink that draws every frame gets them all; one that does not (the web view) still
-        # gets every frame of a live source, as before, and the sampled ones of a fast file
-        every = any(getattr(sink, "needs_every_frame", True) for sink in self.frame_sinks)
-        want = reader_filter(every or (live and bool(self.frame_sinks)), cam.spec.live, ticker.period,
-                             cam.rule.spec.rounding, fps, assembler.keeps)
+        # gets every frame of a live source, as before, and the sampled ones of a fast file; one that
+        # says its rate (`frame_fps`: event clips) gets the sampled frames and that many a second
+        rated = [s.frame_fps for s in self.frame_sinks if getattr(s, "frame_fps", None)]
+        others = [s for s in self.frame_sinks if not getattr(s, "frame_fps", None)]
+        every = any(getattr(sink, "needs_every_frame", True) for sink in others)
+        want = reader_filter(every or (live and bool(others)), cam.spec.live, ticker.period,
+                             cam.rule.spec.rounding, fps, assembler.keeps, max(rated, default=None))
         slot = FrameSlot(keep_newest=live)
         threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, self.log, str(i), i),
                    Assembler(i, slot, board, assembler, self.size, live, self.frame_sinks, self.stats, counters,
@@ -398,6 +412,10 @@ class Pipeline:
             self.log(f"camera {cam.name}: not added: {e}")
             return False
         self._start(planned, cap)
+        for sink in [*self.sinks, *self.frame_sinks]:  # e.g. MQTT announces it (availability, discovery)
+            added = getattr(sink, "camera_added", None)
+            if added is not None:
+                added(cam.name, list(planned.classifier.table.names))
         return True
 
     def remove_camera(self, name: str) -> None:
@@ -412,6 +430,10 @@ class Pipeline:
                     if gone is not None:
                         gone(name)
                 self.log(f"stream {cam.index}: camera {name} removed")
+
+    def camera_labels(self) -> dict[str, list[str]]:
+        """Each camera's class names (its label subset or table), before or while it runs."""
+        return {c.name: list(c.classifier.table.names) for c in (self.cameras or self._planned) if not c.removed}
 
     def running_cameras(self) -> dict[str, CameraOptions]:
         return {c.name: c.options for c in self.cameras if not c.removed}

@@ -66,12 +66,6 @@ class SampleRule:
         return f"{rate} (1 frame in {self.period_frames(source_fps):.2f} at {source_fps:.4g} fps)"
 
 
-def is_sampled_index(index: int, period: float, rounding: str = "floor") -> bool:
-    """Whether a file's frame `index` is one a ticker every `period` frames takes (stateless:
-    lets a file reader skip converting frames no clip will use)."""
-    return Ticker(max(1.0, period), rounding).is_sampled(index)
-
-
 class ClipRing:
     """The last T preprocessed frames of a stream, preallocated; `clip()` copies them out oldest first."""
 
@@ -143,3 +137,19 @@ class ClipAssembler:
         want = self.short.clip(count, fps, 0.0)
         picks = [have[max(0, np.searchsorted(have, i, side="right") - 1)] for i in want]  # at or before
         return np.stack([self._early[int(i)] for i in picks])
+
+
+class RateGate:
+    """At most `fps` items a second by their own timestamps: a frame a little early (a quarter
+    period) still takes its tick, a late one restarts the schedule (no burst to catch up). One rule
+    for the reader's prefilter (a frame sink's rate, e.g. event clips) and for the sink itself."""
+
+    def __init__(self, fps: float):
+        self.period = 1.0 / fps
+        self._due = float("-inf")
+
+    def take(self, t: float) -> bool:
+        if t < self._due - self.period / 4:
+            return False
+        self._due = self._due + self.period if t - self._due < self.period else t + self.period
+        return True

@@ -12,7 +12,8 @@ import onnxruntime as ort
 import pytest
 
 from froster_edge.calibration.calibrate import INT8_ONNX, calibrate_confidence, calibrate_int8
-from froster_edge.calibration.clips import gather_videos, sample_clips
+from froster_edge.calibration.clips import sample_clips
+from froster_edge.data.lists import gather_videos
 from froster_edge.calibration.confidence import expected_calibration_error, fit_temperature, nll
 from froster_edge.calibration.cpu_features import detect
 from froster_edge.calibration.int8 import linear_nodes, quantize_video_encoder
@@ -20,12 +21,10 @@ from froster_edge.calibration.options import CalibrationOptions, GateThresholds
 from froster_edge.calibration.variants import candidates
 from froster_edge.errors import ConfigError
 from froster_edge.bundle import manifest as mf
-from froster_edge.export.bundle import export_bundle
 from froster_edge.bundle.labels import load_labels
-from froster_edge.export.options import ExportOptions
 from froster_edge.sampling import SamplingConfig
 
-from .helpers import CLASSES, CLIPS, VIDEOS, assert_one_line_error, make_student, run
+from .helpers import CLASSES, CLIPS, VIDEOS, assert_one_line_error, export_tiny, run
 
 SPEC4 = SamplingConfig().spec(4)  # the tiny bundle's T = 4, reference rule
 
@@ -33,7 +32,7 @@ SPEC4 = SamplingConfig().spec(4)  # the tiny bundle's T = 4, reference rule
 @pytest.fixture(scope="module")
 def float_bundle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cal") / "bundle"
-    export_bundle(make_student(), out, CLASSES, VIDEOS, ExportOptions(streams=1, fp16=False, max_parity_clips=2))
+    export_tiny(out, streams=1, fp16=False, max_parity_clips=2)
     return out
 
 
@@ -262,7 +261,7 @@ def test_calibrate_command(bundle, tmp_path):
     with pytest.raises(ConfigError, match="unknown INT8 variant"):  # the CLI refuses it at parse time (test_cli_policy)
         calibrate_int8(bundle, CLIPS, options=CalibrationOptions(variants=("u4s4",)))
     assert_one_line_error(run("calibrate", "--bundle", str(bundle), "--videos", str(tmp_path / "none")), 1,
-                          "no such video folder or list")
+                          "no such video, folder or list")
     assert_one_line_error(run("calibrate", "--bundle", str(bundle)), 1, "--videos")
 
 

@@ -11,12 +11,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from froster_edge.errors import ConfigError
 
-from .helpers import CLIPS
+from .helpers import CLIPS, run
 from .mosquitto import Broker, Subscriber, retained
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
@@ -60,7 +61,7 @@ def test_addresses_and_names():
     (["--mqtt", "127.0.0.1", "--mqtt-ca", "/nonexistent.pem", "--mqtt-tls"], "--mqtt-ca"),
 ])
 def test_bad_mqtt_options_are_one_line_errors(tiny_bundle, args, message):
-    from .helpers import assert_one_line_error, run
+    from .helpers import assert_one_line_error
 
     assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), *args), 1, message)
 
@@ -111,7 +112,9 @@ def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, b
     assert len(configs) == len(CLASSES) + 2
     assert len({c["unique_id"] for c in configs.values()}) == len(configs)
     for c in configs.values():
-        assert c["availability_topic"] == "site/one/availability"
+        # available while the run and the camera are: both topics "online"
+        assert c["availability"] == [{"topic": "site/one/availability"}, {"topic": f"site/one/{cam}/availability"}]
+        assert c["availability_mode"] == "all"
         assert c["device"]["identifiers"] == label["device"]["identifiers"]
         assert c["device"]["name"] == str(CLIP)
 
@@ -119,6 +122,7 @@ def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, b
     late = retained(broker.watch_port, state_topic)
     assert late is not None and {k: v for k, v in late.json().items() if k != "camera"} == expected[-1]
     assert retained(broker.watch_port, "site/one/availability").payload == b"offline"
+    assert retained(broker.watch_port, f"site/one/{cam}/availability").payload == b"online"  # the camera ran to the end
     some_config = sorted(configs)[0]
     assert retained(broker.watch_port, some_config).json() == configs[some_config]
     sub.close()
@@ -126,6 +130,92 @@ def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, b
     mqtt_stats = json.loads(stats_path.read_text())["mqtt"]
     assert mqtt_stats["dropped"] == 0 and mqtt_stats["pending"] == 0 and mqtt_stats["connects"] == 1
     assert mqtt_stats["published"] >= len(states) + len(configs) + 2
+
+
+def hysteresis(decisions: list[dict], label: str, enter: float, exit: float, n_in: int, n_out: int) -> list[dict]:
+    """The README's event rule written out again, on the run's JSONL decisions: a start after n_in
+    decisions in a row >= enter (at the first of them), an end after n_out in a row < exit (at the
+    first of those), an event still open at the end closed there, interrupted."""
+    score = [next(t["score"] for t in d["top"] if t["label"] == label) for d in decisions]
+    events, run, dip, start = [], [], [], None
+    for i, p in enumerate(score):
+        if start is None:
+            run = run + [i] if p >= enter else []
+            if len(run) == n_in:
+                start, run = run[0], []
+                events.append({"phase": "start", "start": start})
+        else:
+            dip = dip + [i] if p < exit else []
+            if len(dip) == n_out:
+                events.append({"phase": "end", "start": start, "end": dip[0], "interrupted": False})
+                start, dip = None, []
+    if start is not None:
+        events.append({"phase": "end", "start": start, "end": dip[0] if dip else len(score) - 1, "interrupted": True,
+                       "upto": dip[0] if dip else len(score)})
+    for e in events:  # the peak: of the entering run on "start"; of the decisions up to the end (exclusive) on "end"
+        upto = e["start"] + n_in if e["phase"] == "start" else e.get("upto", e.get("end"))
+        e["peak"] = max(score[e["start"]:upto])
+    return events
+
+
+def quiet_threshold(values: list[float]) -> float:
+    """A threshold in the widest gap between a label's middle scores: far (in float terms) from every
+    score, so rounding the JSONL's scores to 6 decimals cannot move a decision across it."""
+    v = sorted(set(values))
+    lo, hi = len(v) // 5, len(v) - len(v) // 5
+    gap, at = max((v[i + 1] - v[i], i) for i in range(lo, hi - 1))
+    return (v[at] + v[at + 1]) / 2
+
+
+def test_a_real_run_sends_the_segmenters_events_in_order(tiny_bundle, broker, tmp_path):
+    """A real clip through `froster-edge run` with the site's event segmenter, MQTT on: the event
+    and action messages a real subscriber gets are the events the hysteresis gives on the run's
+    own decisions (--jsonl, every class's score: top_k = all)."""
+    def site(events: dict | None) -> Path:
+        doc = {"bundle": str(tiny_bundle), "defaults": {"sample_fps": 8, "hop": 1, "top_k": len(CLASSES)},
+               "cameras": [{"name": "gym", "source": str(CLIP)}]}
+        if events is not None:
+            doc["events"] = events
+            doc["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "prefix": "ev"}
+        path = tmp_path / "site.yaml"
+        path.write_text(json.dumps(doc))  # JSON is YAML
+        return path
+
+    # a first run picks the label and the thresholds from the scores this machine gives (the same
+    # in the second run: a file read as fast as possible is decided the same way each time)
+    first = run("run", "--config", str(site(None)), "--jsonl")
+    assert first.returncode == 0, first.stderr
+    before = [json.loads(line) for line in first.stdout.splitlines()]
+    scores = {c: [next(t["score"] for t in d["top"] if t["label"] == c) for d in before] for c in CLASSES}
+    label = max(CLASSES, key=lambda c: max(scores[c]) - min(scores[c]))
+    threshold = quiet_threshold(scores[label])
+    n_in, n_out = 2, 2
+    sub = Subscriber(broker.watch_port)
+    proc = run("run", "--config", str(site({"enter": threshold, "exit": threshold, "enter_decisions": n_in,
+                                            "exit_decisions": n_out, "labels": [label]})), "--jsonl")
+    assert proc.returncode == 0, proc.stderr
+    decisions = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [d["frame"] for d in decisions] == [d["frame"] for d in before]
+    margin = min(abs(next(t["score"] for t in d["top"] if t["label"] == label) - threshold) for d in decisions)
+    assert margin > 1e-5, f"a score within {margin} of the threshold: rounding could decide this test"
+
+    expected = hysteresis(decisions, label, threshold, threshold, n_in, n_out)
+    assert len(expected) >= 3, expected  # at least one whole event and the start of another
+    sub.wait(lambda ms: any(m.topic == "ev/availability" and m.payload == b"offline" for m in ms), what="offline")
+    got = [m.json() for m in sub.on("ev/gym/event")]
+    assert [(e["phase"], e["label"], e["camera"]) for e in got] == [(e["phase"], label, "gym") for e in expected]
+    for e, want in zip(got, expected):
+        assert e["start_time"] == decisions[want["start"]]["time"]
+        assert e["start_media"] == decisions[want["start"]]["media_time"]
+        assert abs(e["peak_score"] - want["peak"]) < 1e-5
+        if e["phase"] == "end":
+            assert e["end_time"] == decisions[want["end"]]["time"] and e["interrupted"] == want["interrupted"]
+    starts = [e["id"] for e in got if e["phase"] == "start"]
+    assert len(set(starts)) == len(starts) and starts == [e["id"] for e in got if e["phase"] == "end"]
+    actions = [m.payload for m in sub.on(f"ev/gym/action/{safe(label)}")]
+    assert actions == [b"ON" if e["phase"] == "start" else b"OFF" for e in expected]
+    assert retained(broker.watch_port, f"ev/gym/action/{safe(label)}").payload == b"OFF"
+    sub.close()
 
 
 def canonical(value) -> bytes:

@@ -1,6 +1,7 @@
 """A real site: a site file with two cameras (a file looped in real time and an HTTP stream served
 by ffmpeg on 127.0.0.1), events, event clips within a disk budget, Prometheus metrics scraped over
-HTTP, SIGHUP reloads (a camera added and one removed; a bad file refused), flat memory."""
+HTTP, events over MQTT to a real mosquitto (with Home Assistant discovery), SIGHUP reloads (a camera
+added and one removed, in MQTT too; a bad file refused), flat memory."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from froster_edge.runtime.options import RunOptions
 from froster_edge.runtime.site import MetricsOptions, load_site
 from froster_edge.runtime.sources import Frame
 
-from .helpers import CLIPS, assert_one_line_error, free_port, LiveRun, run, serve, wait_listening
+from .helpers import CLASSES, CLIPS, assert_one_line_error, free_port, LiveRun, run, serve, wait_listening
+from .mosquitto import Broker, Subscriber, retained
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the server and RSS")
@@ -226,7 +228,7 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
-def site_doc(bundle: Path, cameras: list[dict], tmp_path: Path, port: int) -> dict:
+def site_doc(bundle: Path, cameras: list[dict], tmp_path: Path, port: int, mqtt_port: int) -> dict:
     return {"bundle": str(bundle), "defaults": {"sample_fps": 8, "hop": 1, "top_k": 12},
             "cameras": cameras,
             # enter 0: the two classes are "on" from the first decisions; they end when a camera goes or the run stops
@@ -234,12 +236,15 @@ def site_doc(bundle: Path, cameras: list[dict], tmp_path: Path, port: int) -> di
                        "labels": ["yoga", "fencing"]},
             "clips": {"folder": str(tmp_path / "clips"), "pre_roll_s": 1, "post_roll_s": 0.5, "max_clip_s": 20,
                       "budget_mb": 3, "width": 160, "fps": 5},
-            "metrics": {"listen": f"127.0.0.1:{port}"}}
+            "metrics": {"listen": f"127.0.0.1:{port}"},
+            "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "prefix": "site", "discovery": True, "client_id": "box"}}
 
 
 def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
     """The site for `seconds` (at least the reloads), checked throughout and at the end."""
     (tmp_path / "clips").mkdir()
+    broker = Broker(tmp_path).start()  # skips, with the reason, where mosquitto is not installed
+    sub = Subscriber(broker.watch_port)
     http_port, metrics_port = free_port(), free_port()
     server = serve(http_port)
     live = None
@@ -249,19 +254,24 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
         file_cam = {"name": "yard", "source": str(POOL), "realtime": True, "loop": True}
         net_cam = {"name": "door", "source": url}
         site = tmp_path / "site.yaml"
-        site.write_text(yaml.safe_dump(site_doc(bundle, [file_cam, net_cam], tmp_path, metrics_port)))
+        site.write_text(yaml.safe_dump(site_doc(bundle, [file_cam, net_cam], tmp_path, metrics_port, broker.port)))
         live = LiveRun("--config", str(site), "--stats-json", str(tmp_path / "stats.json"))
         seen: list[dict] = []
-        while {"yard", "door"} - {d["camera"] for d in seen}:
+        while min(sum(d["camera"] == c for d in seen) for c in ("yard", "door")) < 3:  # events start at the 2nd
             seen.append(live.decision(timeout=60))
         m = scrape(metrics_port)
         assert m[("froster_edge_decisions_total", "yard")] >= 1 and m[("froster_edge_decisions_total", "door")] >= 1
         assert m[("froster_edge_camera_up", "door")] == 1.0 and ("froster_edge_stage_seconds_count", "door") in m
         # SIGHUP: "door" removed, "arm" added; "yard" goes on undisturbed
         site.write_text(yaml.safe_dump(site_doc(bundle, [file_cam, {"name": "arm", "source": str(ARM), "realtime": True,
-                                                                    "loop": True}], tmp_path, metrics_port)))
+                                                                    "loop": True}], tmp_path, metrics_port, broker.port)))
         live.proc.send_signal(signal.SIGHUP)
         live.wait_stderr("reload:", timeout=60)
+        # MQTT follows the reload: "arm" announced (availability, a Home Assistant device), "door" offline
+        # and its entities removed (empty retained configs)
+        sub.wait(lambda ms: [m for m in ms if m.topic == "site/arm/availability" and m.payload == b"online"]
+                 and [m for m in ms if m.topic == "site/door/availability" and m.payload == b"offline"]
+                 and [m for m in ms if m.topic == "homeassistant/sensor/box/arm_label/config"], 60, "arm added, door removed")
         while "arm" not in {d["camera"] for d in seen[-1:]}:
             seen.append(live.decision(timeout=60))
         for _ in range(6):
@@ -272,15 +282,21 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
         refused = live.wait_stderr("reload: refused", timeout=60)
         assert "unknown key defaults.sample_fsp" in refused
         rss, end = [], time.monotonic() + seconds
-        while time.monotonic() < end or len(rss) < 3:
-            for _ in range(4):
+        while time.monotonic() < end or len(rss) < 9:  # the short run too: enough samples to compare thirds
+            for _ in range(2):
                 seen.append(live.decision(timeout=60))
             rss.append(rss_mb(live.proc.pid))
         m2 = scrape(metrics_port)
         assert live.stop() == 0, live.stderr
+        sub.wait(lambda ms: any(m.topic == "site/availability" and m.payload == b"offline" for m in ms), 30, "offline")
+        door_configs = [t for t in {m.topic for m in sub.messages} if t.startswith("homeassistant/") and "/door_" in t]
+        cleared = {t: retained(broker.watch_port, t, timeout=2) for t in door_configs[:1]}  # None after 2 s: nothing retained
+        last_availability = {cam: retained(broker.watch_port, f"site/{cam}/availability") for cam in ("yard", "door", "arm")}
     finally:
         if live is not None:
             live.kill()
+        sub.close()
+        broker.kill()
         server.kill()
         server.wait(10)
     err = "\n".join(live.stderr)
@@ -323,9 +339,26 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert [(s["camera"], s["ended"]) for s in stats["streams"]] == [("yard", "stopped"), ("door", "removed"),
                                                                       ("arm", "stopped")]
-    if len(rss) >= 6:  # flat memory: the last third of the samples no higher than the middle third + 32 MiB
-        third = len(rss) // 3
-        assert max(rss[-third:]) <= max(rss[third:2 * third]) + 32, rss
+    # flat memory: the last third of the samples no higher than the middle third + 32 MiB
+    third = len(rss) // 3
+    assert len(rss) >= 6 and max(rss[-third:]) <= max(rss[third:2 * third]) + 32, rss
+    # MQTT: each camera's event messages are the events file's, in its order; the devices follow the reload
+    for cam in ("yard", "door", "arm"):
+        sent = [(e["id"], e["phase"]) for e in events if e["camera"] == cam]
+        got = [(m.json()["id"], m.json()["phase"]) for m in sub.on(f"site/{cam}/event")]
+        assert got == sent and len(sent) == 4, (cam, got, sent)  # yoga and fencing, each started and ended
+        assert [m.payload for m in sub.on(f"site/{cam}/action/yoga")] == [b"ON", b"OFF"]
+    assert {cam: m.payload for cam, m in last_availability.items() if m is not None} == \
+        {"yard": b"online", "door": b"offline", "arm": b"online"}
+    assert door_configs and all(sub.on(t)[-1].payload == b"" for t in door_configs)  # Home Assistant: entity removed
+    assert cleared and all(m is None for m in cleared.values())  # no retained config left for door
+    arm_binary = {m.json()["name"] for m in sub.messages if m.topic.startswith("homeassistant/binary_sensor/box/arm_")}
+    assert arm_binary == {c.name for c in CLASSES}
+    arm_label = json.loads(sub.on("homeassistant/sensor/box/arm_label/config")[-1].payload)
+    assert {a["topic"] for a in arm_label["availability"]} == {"site/availability", "site/arm/availability"}
+    print(f"site {seconds:.0f} s: {len(seen)} decisions, {len(ends)} events ({sum(len(sub.on(f'site/{c}/event')) for c in ('yard', 'door', 'arm'))} "
+          f"event messages over MQTT), {len(mp4s)} clips kept ({sum(p.stat().st_size for p in files) / 2**20:.2f} MiB of 3), "
+          f"RSS {rss[0]:.0f} -> {max(rss):.0f} -> {rss[-1]:.0f} MiB over {len(rss)} samples")
 
 
 @needs_ffmpeg

@@ -1,10 +1,13 @@
-"""The web view's JSON API through a plain HTTP client (urllib) on a real run over a real clip:
-the token on every route, and a vocabulary change through the API that gives the same table as
-`froster-edge labels --bundle` on the same text, byte for byte, and reaches the decisions."""
+"""The web view's JSON API through a plain HTTP client (urllib) on a real run over a real clip,
+configured by a site file's `http:` section (its token checked on every route): a vocabulary
+change through the API that gives the same table as `froster-edge labels --bundle` on the same
+text, byte for byte, and reaches the decisions; the run's action events and their snapshots
+as the --events file and the clips folder have them; the token rule off loopback."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import pytest
 from froster_edge.bundle import manifest as mf
 
 from .helpers import assert_one_line_error
-from .web_run import WebRun, names_in_top
+from .web_run import WebRun, fire_event, names_in_top, read_events, site_file
 
 TOKEN = "k3Y-for-the-web-view-tests-0123456789"
 GET_ROUTES = ["/", "/index.html", "/api/streams", "/api/streams/0.mjpg", "/api/streams/0.jpg", "/api/decisions?since=0",
@@ -30,7 +33,9 @@ def web(tiny_bundle, tmp_path_factory):
     labels = root / "labels.npz"
     shutil.copy(tiny_bundle / mf.LABELS_FILE, labels)
     shutil.copy(labels, root / "original.npz")
-    run = WebRun(tiny_bundle, labels, env={"FROSTER_EDGE_HTTP_TOKEN": TOKEN})  # the token from the environment
+    (root / "clips").mkdir()
+    site = site_file(root, {"host": "127.0.0.1", "port": 0, "token": TOKEN}, root / "events.jsonl", root / "clips")
+    run = WebRun(tiny_bundle, labels, site=site)  # the token from the site file
     run.root, run.labels = root, labels
     run.wait_decision(lambda d: True)
     yield run
@@ -112,7 +117,7 @@ def test_a_refused_change_says_why(web):
     for data, headers, status, reason in [
         ({"add": "   "}, {}, 400, "empty"),
         ({"add": "yoga"}, {}, 400, "already in the table"),
-        ({"remove": "no such action"}, {}, 400, "not in the vocabulary"),
+        ({"remove": "no such action"}, {}, 400, "not in the label table"),
         ({"rename": "x"}, {}, 400, '{"add"'),
         (b"{not json", {}, 400, "not valid JSON"),
         ({"add": "x"}, {"Content-Type": "text/plain"}, 415, "application/json"),
@@ -120,6 +125,51 @@ def test_a_refused_change_says_why(web):
     ]:
         got, body = request(base + "/api/vocabulary", data, {**bearer(TOKEN), **headers})
         assert got == status and reason in json.loads(body)["error"], (data, got, body)
+
+
+def test_events_and_their_snapshots_through_the_api(web):
+    """A real event (start, end, peak JPEG) as the run's --events file and clips folder have it;
+    its snapshot served by event id behind the token, never by a name or path the client gives."""
+    base = web.url.rstrip("/")
+    end, made = fire_event(web, web.labels, web.root / "events.jsonl")
+    # the segmentation rule, independently: the event starts at the first decision made with the
+    # cut table and peaks at its best score there
+    assert (end["start_media"], end["start_time"]) == (made[0]["media_time"], made[0]["time"])
+    assert end["peak_score"] == max(d["score"] for d in made) and not end["interrupted"]
+    snapshot = web.root / "clips" / end["snapshot"]
+    web._wait(lambda: snapshot.is_file(), 60, "snapshot file")
+
+    def listed():
+        status, body = request(base + "/api/events", headers=bearer(TOKEN))
+        assert status == 200
+        return next((e for e in json.loads(body)["events"].get("clip", []) if e["id"] == end["id"]
+                     and e["snapshot_url"]), None)
+
+    got = web._wait(listed, 60, "event with its snapshot in the API")
+    url = got.pop("snapshot_url")
+    assert got == end  # the API's record is the --events file's "end" line
+    assert [e["id"] for e in read_events(web.root / "events.jsonl")].count(end["id"]) == 2  # start and end
+    status, body = request(base + url, headers=bearer(TOKEN))
+    assert status == 200 and body == snapshot.read_bytes() and body[:2] == b"\xff\xd8"
+    assert request(base + url)[0] == 401 and request(base + url, headers=bearer(TOKEN[::-1]))[0] == 401
+    for path in [f"/api/events/{snapshot.stem}.jpg", f"/api/events/..%2Fclips%2F{snapshot.stem}.jpg",
+                 f"/api/events/{end['id']}x.jpg", "/api/events/%2Fetc%2Fpasswd.jpg"]:  # names, paths: not ids
+        status, body = request(base + path, headers=bearer(TOKEN))
+        assert status == 404 and "no snapshot" in json.loads(body)["error"], path
+
+
+@pytest.mark.parametrize("http, reason", [
+    ({"host": "0.0.0.0", "port": 0}, "reachable from other machines"),
+    ({"host": "0.0.0.0", "port": 0, "token": "short"}, "at least 16 characters"),
+])
+def test_a_site_file_off_loopback_needs_a_token(tiny_bundle, tmp_path, http, reason):
+    """The token rule for the site file's `http:` section: another address without a token (or
+    with one too short to resist guessing) is refused in one line before anything is loaded."""
+    site = site_file(tmp_path, http, tmp_path / "events.jsonl", tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "froster_edge.cli", "run", "--bundle", str(tiny_bundle), "--config",
+                           str(site)], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "FROSTER_EDGE_HTTP_TOKEN"})
+    assert_one_line_error(proc, 1, reason)
 
 
 def test_another_address_without_a_token_refuses_to_start(tiny_bundle, monkeypatch):

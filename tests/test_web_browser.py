@@ -1,7 +1,8 @@
 """The web view in a real browser: Debian's chromium, headless, driven through chromium-driver by
 selenium, on a real run over a real clip. The page shows a live frame and a decision; an action
 typed into the page reaches the run's decisions (the run's own output names it) and the page's
-top-k; a refused entry shows its reason; the screenshot is not blank."""
+top-k; a refused entry shows its reason; an action event appears with its snapshot loaded; the
+screenshot is not blank. One page load for all of it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from froster_edge.bundle import manifest as mf
 
-from .web_run import WebRun, names_in_top
+from .web_run import WebRun, fire_event, names_in_top
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -53,9 +54,11 @@ def wait(driver, script: str, timeout: float, what: str):
 
 
 def test_the_page_shows_the_run_and_takes_a_new_action(browser, tiny_bundle, tmp_path):
-    labels = tmp_path / "labels.npz"
+    labels, events, clips = tmp_path / "labels.npz", tmp_path / "events.jsonl", tmp_path / "clips"
     shutil.copy(tiny_bundle / mf.LABELS_FILE, labels)
-    run = WebRun(tiny_bundle, labels)
+    clips.mkdir()
+    # events with the default hysteresis; the camera is named by its source path ('/' in its event ids)
+    run = WebRun(tiny_bundle, labels, "--events", str(events), "--clips", str(clips))
     try:
         browser.get(run.url)
         wait(browser, "document.querySelector('.camera img').naturalWidth", 120, "live frame")
@@ -81,6 +84,12 @@ def test_the_page_shows_the_run_and_takes_a_new_action(browser, tiny_bundle, tmp
         browser.find_element("id", "vocab-add").click()
         error = wait(browser, "document.querySelector('#vocab-error').textContent", 60, "refusal")
         assert "already in the table" in error
+        # an action event: its row on the page, with the peak snapshot loaded from the API
+        end, _ = fire_event(run, labels, events)
+        row = f'.camera .events li[data-id="{end["id"]}"][data-phase="end"]'
+        wait(browser, f"document.querySelector('{row} img') && document.querySelector('{row} img').complete && "
+             f"document.querySelector('{row} img').naturalWidth", 120, "event snapshot")
+        assert end["label"] in browser.find_element("css selector", row).text
         png = np.frombuffer(browser.get_screenshot_as_png(), np.uint8)
         gray = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
         assert gray.shape[0] > 100 and gray.var() > 100, gray.var()  # a blank page has variance 0

@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from froster_edge.errors import ConfigError
+from froster_edge.errors import ConfigError, FrosterError
 from froster_edge.bundle import manifest as mf
 from froster_edge.bundle.labels import load_labels
+from froster_edge.bundle.relabel import BundleTextEncoder, relabel_bundle, remove_classes
 from froster_edge.prompts import ClassText, prompts_for
 from froster_edge.runtime.sinks import Decision
 from froster_edge.runtime.sources import Frame
@@ -53,6 +54,11 @@ def test_token_rule(monkeypatch):
     monkeypatch.setenv("FROSTER_EDGE_HTTP_TOKEN", TOKEN)
     assert resolve_token(HttpOptions(host="192.168.1.5")).token == TOKEN
     assert resolve_token(HttpOptions(host="::1")).token == TOKEN  # a token given is a token required
+    for bad, reason in [({"port": "8080x"}, "http.port must be an integer, not '8080x'"), ({"port": 70000}, "0..65535"),
+                        ({"token": 1234567890123456789}, "http.token must be a text"),
+                        ({"stream_fps": "fast"}, "http.stream_fps must be a number"), ({"recent": True}, "http.recent")]:
+        with pytest.raises(ConfigError, match=reason):  # a site file's http: section, as parsed
+            resolve_token(HttpOptions(**bad))
 
 
 def _frame(image: np.ndarray, index: int = 0) -> Frame:
@@ -179,14 +185,56 @@ def test_vocabulary_refusals_say_why(bundle_copy, tmp_path):
     v.add("juggling")  # 13 actions: full now
     with pytest.raises(VocabularyError, match="full"):
         v.add("dancing")
-    with pytest.raises(VocabularyError, match="not in the vocabulary"):
+    with pytest.raises(VocabularyError, match="not in the label table"):
         v.remove("dancing")
     for name in load_labels(labels).names[:-1]:
         v.remove(name)
-    with pytest.raises(VocabularyError, match="at least one action"):
+    with pytest.raises(VocabularyError, match="needs at least one class"):
         v.remove("juggling")
     assert load_labels(labels).names == ["juggling"] and len(changes) == 13
     assert (bundle_copy / mf.MANIFEST_FILE).read_bytes() == manifest_before  # another table file: bundle untouched
+
+
+def test_a_kept_text_encoder_is_loaded_once_and_refused_once_the_bundle_changes(bundle_copy, tiny_bundle, tmp_path):
+    """The web view's text encoder: hashed and opened once, then each change only encodes its
+    prompts (the file is not read again), with the same table as a freshly loaded one; a bundle
+    whose manifest records another text encoder since is refused, not silently mixed."""
+    classes = [ClassText.parse("Juggling: a person keeps several balls in the air")]
+    kept = BundleTextEncoder.load(bundle_copy)
+    fresh = relabel_bundle(bundle_copy, classes, tmp_path / "fresh.npz")
+    onnx = bundle_copy / mf.TEXT_ONNX
+    onnx.write_bytes(onnx.read_bytes()[:1000])  # the file on disk is broken now: only a kept session can encode
+    with pytest.raises(FrosterError, match="does not match its sha256"):
+        relabel_bundle(bundle_copy, classes, tmp_path / "reloaded.npz")
+    again = relabel_bundle(bundle_copy, classes, tmp_path / "kept.npz", encoder=kept)
+    assert (tmp_path / "kept.npz").read_bytes() == (tmp_path / "fresh.npz").read_bytes()
+    assert again.embeddings.tobytes() == fresh.embeddings.tobytes()
+    mf.update_files(bundle_copy, mf.read_manifest(bundle_copy), [mf.TEXT_ONNX])  # "exported again"
+    with pytest.raises(FrosterError, match="changed since it was loaded"):
+        relabel_bundle(bundle_copy, classes, tmp_path / "kept.npz", encoder=kept)
+    with pytest.raises(FrosterError, match="not from"):
+        relabel_bundle(tiny_bundle, classes, tmp_path / "other.npz", encoder=kept)  # another bundle's
+
+
+def test_removing_classes_keeps_the_other_rows_and_rehashes_the_bundle(bundle_copy, tmp_path):
+    """One rule for every table change: removal writes like relabelling (atomic; the bundle's own
+    table with its manifest re-hashed), the rows left are the old ones byte for byte."""
+    before = load_labels(bundle_copy / mf.LABELS_FILE)
+    out = tmp_path / "labels.npz"
+    shutil.copy(bundle_copy / mf.LABELS_FILE, out)
+    table = remove_classes(bundle_copy, [f"  {before.names[1].upper()} ", before.names[3]], out)
+    keep = [i for i in range(len(before.names)) if i not in (1, 3)]
+    assert load_labels(out).names == table.names == [before.names[i] for i in keep]
+    assert load_labels(out).embeddings.tobytes() == before.embeddings[keep].tobytes()
+    assert load_labels(bundle_copy / mf.LABELS_FILE).names == before.names  # -o: the bundle untouched
+    remove_classes(bundle_copy, [before.names[0]])
+    assert load_labels(bundle_copy / mf.LABELS_FILE).names == before.names[1:]
+    manifest = mf.verify_bundle(bundle_copy)
+    assert manifest["labels"]["classes"] == len(before.names) - 1
+    with pytest.raises(ConfigError, match="'no such' is not in the label table"):
+        remove_classes(bundle_copy, ["no such"])
+    with pytest.raises(ConfigError, match="needs at least one class"):
+        remove_classes(bundle_copy, before.names[1:])
 
 
 def test_the_hub_costs_a_fast_file_no_extra_frame_conversion(tiny_bundle):

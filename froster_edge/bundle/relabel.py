@@ -2,41 +2,116 @@
 
 The prompts are tokenized with the bundle's tokenizer.json. A bundle exported before bundles
 carried one is tokenized by open_clip when it is installed, else refused in one line.
+
+`BundleTextEncoder.load` hashes the text encoder once and opens one ONNX Runtime session; a caller
+that changes the table many times (the web view, for the life of a run) keeps it and passes it as
+`encoder=`, so each change costs only its prompts' encoding. Every change to a table, adding or
+removing classes, is written by one rule (`_store`): atomically, and for the bundle's own table
+with its manifest re-hashed and the confidence temperature dropped.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable
 
-from ..errors import BundleError
+from ..errors import BundleError, ConfigError
 from ..prompts import ClassText
 from . import manifest as mf
 from .label_builder import build_label_table
 from .labels import LabelTable, load_labels
-from .sessions import onnx_text_encoder
+from .sessions import TextEncoder, onnx_text_encoder
 from .tokenizer import ClipTokenizer, open_clip_tokenizer
 
 
+@dataclass(frozen=True)
+class BundleTextEncoder:
+    """A bundle's text encoder, loaded once: files verified, tokenizer read, one ONNX Runtime session."""
+
+    bundle: Path
+    encode: TextEncoder
+    tokenizer: ClipTokenizer
+    model_cfg: dict[str, Any]
+    fingerprint: str
+    logit_scale: float
+    hashes: dict[str, str]  # the sha256 of the files verified at load (text encoder, tokenizer)
+
+    @classmethod
+    def load(cls, bundle: str | Path, providers: list[str] | None = None) -> "BundleTextEncoder":
+        bundle = Path(bundle)
+        manifest = mf.read_manifest(bundle)
+        files = [mf.TEXT_ONNX] + ([mf.TOKENIZER_FILE] if mf.TOKENIZER_FILE in manifest["files"] else [])
+        mf.verify_bundle(bundle, files)
+        context = manifest["onnx"]["text_encoder"]["context_length"]
+        tokenizer = (ClipTokenizer.from_file(bundle / mf.TOKENIZER_FILE, context) if mf.TOKENIZER_FILE in files
+                     else _old_bundle(bundle, context))
+        model = manifest["model"]
+        return cls(bundle, onnx_text_encoder(bundle / mf.TEXT_ONNX, providers), tokenizer, model["model_cfg"],
+                   model["fingerprint"], float(manifest["logit_scale"]), {f: manifest["files"][f] for f in files})
+
+    def table(self, classes: list[ClassText]) -> LabelTable:
+        """The label table of `classes` (prompt ensembles, as `labels` builds them)."""
+        return build_label_table(classes, self.encode, self.model_cfg, self.fingerprint, self.logit_scale,
+                                 tokenizer=self.tokenizer)
+
+    def check_current(self, manifest: dict[str, Any]) -> None:
+        """Refuse when the bundle's manifest no longer records the files this encoder was loaded from
+        (the bundle was exported again while it was held): a string comparison, nothing re-read."""
+        if any(manifest["files"].get(name) != digest for name, digest in self.hashes.items()):
+            raise BundleError(f"{self.bundle}: the text encoder changed since it was loaded (bundle exported again?); "
+                              "restart to use the new one")
+
+
 def relabel_bundle(bundle: str | Path, classes: list[ClassText], out: str | Path | None = None,
-                   append: bool = False) -> LabelTable:
+                   append: bool = False, encoder: BundleTextEncoder | None = None) -> LabelTable:
     """A label table for `classes` through the bundle's own ONNX text encoder (no student, no retraining).
 
     Written to `out`, or into the bundle (whose manifest is then re-hashed) when `out` is None.
+    `encoder`: one loaded from this bundle earlier and kept (else one is loaded for this call).
     """
     bundle = Path(bundle)
     manifest = mf.read_manifest(bundle)
-    has_tokenizer = mf.TOKENIZER_FILE in manifest["files"]
-    mf.verify_bundle(bundle, [mf.TEXT_ONNX] + ([mf.TOKENIZER_FILE] if has_tokenizer else []))
+    if encoder is None:
+        encoder = BundleTextEncoder.load(bundle)
+    elif encoder.bundle.resolve() != bundle.resolve():
+        raise BundleError(f"the text encoder given was loaded from {encoder.bundle}, not from {bundle}")
+    encoder.check_current(manifest)
+    return _store(encoder.table(classes), bundle, manifest, out, append)
+
+
+def remove_classes(bundle: str | Path, names: Iterable[str], out: str | Path | None = None) -> LabelTable:
+    """The table (`out`, or the bundle's own) without the classes `names` (any case), written back.
+
+    Nothing is re-encoded: the other rows are kept byte for byte. A name not in the table, or
+    removing every class, is a ConfigError.
+    """
+    bundle = Path(bundle)
+    manifest = mf.read_manifest(bundle)
     model = manifest["model"]
-    context = manifest["onnx"]["text_encoder"]["context_length"]
-    tokenizer = ClipTokenizer.from_file(bundle / mf.TOKENIZER_FILE, context) if has_tokenizer else _old_bundle(bundle, context)
-    table = build_label_table(classes, onnx_text_encoder(bundle / mf.TEXT_ONNX), model["model_cfg"],
-                              model["fingerprint"], float(manifest["logit_scale"]), tokenizer=tokenizer)
+    current = load_labels(Path(out) if out is not None else bundle / mf.LABELS_FILE, model["fingerprint"],
+                          int(model["embed_dim"]))
+    keys = [n.casefold() for n in current.names]
+    drop = set()
+    for name in names:
+        key = " ".join(str(name).split()).casefold()
+        if key not in keys:
+            raise ConfigError(f"{str(name).strip()!r} is not in the label table")
+        drop.add(keys.index(key))
+    if len(drop) == len(keys):
+        raise ConfigError("a label table needs at least one class")
+    return _store(current.select([i for i in range(len(keys)) if i not in drop]), bundle, manifest, out)
+
+
+def _store(table: LabelTable, bundle: Path, manifest: dict[str, Any], out: str | Path | None,
+           append: bool = False) -> LabelTable:
+    """Write a changed table atomically: to `out`, or into the bundle with its manifest re-hashed."""
     table = write_labels(table, Path(out) if out is not None else bundle / mf.LABELS_FILE, append)
-    if out is None:
-        # a temperature fitted for the old classes does not carry over: the new table starts at T = 1
-        mf.update_files(bundle, manifest, [mf.LABELS_FILE], labels={"file": mf.LABELS_FILE, "classes": len(table.names)},
-                        confidence=None)
+    if out is not None:
+        return table
+    # a temperature fitted for the old classes does not carry over: the new table starts at T = 1
+    mf.update_files(bundle, manifest, [mf.LABELS_FILE], labels={"file": mf.LABELS_FILE, "classes": len(table.names)},
+                    confidence=None)
     return table
 
 

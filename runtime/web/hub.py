@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 import numpy as np
 
@@ -143,8 +144,14 @@ class Hub:
             self._snapshots = {k: v for k, v in self._snapshots.items() if k in alive}
 
     def events(self) -> dict[str, list[dict[str, Any]]]:
+        """The kept events per camera, each with `snapshot_url`: where its snapshot is served once
+        the clip writer has written it (None before that, or without one)."""
         with self._lock:
-            return {camera: list(q) for camera, q in self._events.items()}
+            kept = {camera: list(q) for camera, q in self._events.items()}
+        def url(event_id: str) -> str | None:
+            return f"/api/events/{quote(event_id, safe='')}.jpg" if self.snapshot_path(event_id) else None
+
+        return {camera: [{**e, "snapshot_url": url(e["id"])} for e in q] for camera, q in kept.items()}
 
     def snapshot_path(self, event_id: str) -> Path | None:
         """The snapshot of a kept event: a file name the event sink wrote, in the server's clips

@@ -75,6 +75,7 @@ def resolve_token(options: HttpOptions) -> HttpOptions:
     address without a token, or a token too short to resist guessing, is a ConfigError."""
     from dataclasses import replace
 
+    _check_types(options)
     token = options.token if options.token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None and len(token) < MIN_TOKEN_CHARS:
         raise ConfigError(f"the web view's token must be at least {MIN_TOKEN_CHARS} characters "
@@ -93,3 +94,22 @@ def resolve_token(options: HttpOptions) -> HttpOptions:
         if bad:
             raise ConfigError(message)
     return replace(options, token=token)
+
+
+_KINDS = {"host": (str, "a text"), "token": (str, "a text"), "port": (int, "an integer"),
+          "stream_fps": ((int, float), "a number"), "stream_width": (int, "an integer"),
+          "jpeg_quality": (int, "an integer"), "max_clients": (int, "an integer"), "recent": (int, "an integer"),
+          "max_request_bytes": (int, "an integer"), "max_actions": (int, "an integer"),
+          "max_action_chars": (int, "an integer")}
+
+
+def _check_types(options: HttpOptions) -> None:
+    """The site file's `http:` values reach the options unchecked: a wrong kind is one line here,
+    not a TypeError when the server binds or a request is measured against it."""
+    for name, (kind, what) in _KINDS.items():
+        value = getattr(options, name)
+        if (value is None and name == "token") or (isinstance(value, kind) and not isinstance(value, bool)):
+            continue
+        raise ConfigError(f"http.{name} must be {what}, not {value!r}")
+    if not 0 <= options.port <= 65535:
+        raise ConfigError(f"http.port {options.port} is not in 0..65535")

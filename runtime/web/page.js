@@ -131,13 +131,17 @@ async function pollEvents() {
     if (r.events === null) return; // this run records no events: the recent decisions stand in
     for (const c of cameras) {
       const kept = (r.events[c.name] || []).slice().reverse();
+      const seen = JSON.stringify(kept.map((e) => [e.id, e.phase, e.snapshot_url]));
+      if (seen === c.eventsSeen) continue; // unchanged: no re-render, no snapshot fetched again
+      c.eventsSeen = seen;
       c.events.replaceChildren(...kept.map((e) => {
         const li = el("li");
         li.dataset.id = e.id;
-        if (e.snapshot) {
+        li.dataset.phase = e.phase;
+        if (e.snapshot_url) { // served once the clip writer has written it
           const img = el("img");
-          img.alt = e.label;
-          img.src = withToken("/api/events/" + encodeURIComponent(e.id) + ".jpg");
+          img.alt = "peak of " + e.label;
+          img.src = withToken(e.snapshot_url);
           li.append(img);
         }
         const span = e.end_time ? `${(e.end_time - e.start_time).toFixed(1)} s` : "now";

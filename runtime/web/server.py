@@ -7,7 +7,8 @@ Routes (every one behind the token when the server has one; see the README's "We
   GET  /api/streams/<i>.jpg       its newest frame, once
   GET  /api/decisions?since=N     kept decisions numbered above N, oldest first
   GET  /api/events                recent events per camera (recent decisions when the run records none)
-  GET  /api/events/<id>.jpg       a kept event's snapshot (the file the event sink named, in its folder)
+  GET  /api/events/<id>.jpg       a kept event's snapshot by its event id (percent-encoded), as its
+                                  snapshot_url says: the file the clip writer named, in its folder
   GET  /api/stats                 the run's stats (as --stats-json writes them) and the web view's
   GET  /api/vocabulary            the actions of the watched label table
   POST /api/vocabulary            {"add": "Name: description"} or {"remove": "Name"}
@@ -26,7 +27,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ...errors import ConfigError, FrosterError
 from .hub import Hub
@@ -35,7 +36,8 @@ from .vocabulary import Vocabulary, VocabularyError
 
 BOUNDARY = "froster-edge-frame"
 _STREAM = re.compile(r"^/api/streams/(\d{1,4})\.(mjpg|jpg)$")
-_SNAPSHOT = re.compile(r"^/api/events/([A-Za-z0-9._-]{1,200})\.jpg$")
+_SNAPSHOT = re.compile(r"^/api/events/([^/?#]{1,600})\.jpg$")  # an event id, percent-encoded (a camera named
+# by its source has '/' and ':' in its ids); only ever a key into the hub's kept events
 
 
 def _asset(name: str) -> str:
@@ -217,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json({"events": None, "decisions": hub.decisions(0),
                                  "note": "this run records no action events: its recent decisions instead"})
         elif (m := _SNAPSHOT.match(path)) is not None:
-            snapshot = hub.snapshot_path(m.group(1))
+            snapshot = hub.snapshot_path(unquote(m.group(1)))
             if snapshot is None:
                 self._send_json({"error": "no snapshot for that event"}, HTTPStatus.NOT_FOUND)
             else:

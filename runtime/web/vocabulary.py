@@ -4,22 +4,23 @@ Adding encodes the new action's prompt ensemble with the bundle's own ONNX text 
 the same library call as `froster-edge labels --bundle BUNDLE --classes FILE --append` (so the
 table is the one that command would write), into the label file the run watches: the bundle's
 labels.npz (its manifest re-hashed, as `labels --bundle` does) or the run's --labels file. The
-write is atomic and the runtime's label watcher swaps the new table in between two decisions,
-exactly as for a table edited by hand. Removing drops the action's row; nothing is re-encoded.
-Changes are serialised: two browsers cannot interleave their writes.
+text encoder is loaded once, beside the run's start (its hash checked, one ONNX Runtime
+session), and kept for the run: a change costs only its 29 prompts. Removing drops the action's row
+through the same module's `remove_classes`; nothing is re-encoded. The write is atomic and the
+runtime's label watcher swaps the new table in between two decisions, exactly as for a table
+edited by hand. Changes are serialised: two browsers cannot interleave their writes.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from ...bundle import manifest as mf
 from ...bundle.labels import LabelTable, load_labels
-from ...bundle.relabel import relabel_bundle  # the function behind `froster-edge labels --bundle`
+from ...bundle.relabel import BundleTextEncoder, relabel_bundle, remove_classes  # `froster-edge labels --bundle`
 from ...errors import ConfigError, FrosterError
 from ...prompts import ClassText
 from .options import HttpOptions
@@ -42,6 +43,23 @@ class Vocabulary:
         self.own_table = self.labels_path.resolve() == own.resolve() and own.name == mf.LABELS_FILE
         self.on_written = on_written
         self._lock = threading.Lock()
+        self.encoder: BundleTextEncoder | None = None
+        self._encoder_error: str | None = None
+        self.loaded = threading.Event()  # loaded beside the run's start (seconds for ViT-B), not before it
+        threading.Thread(target=self._load_encoder, name="web-text-encoder", daemon=True).start()
+
+    def _load_encoder(self) -> None:
+        """Once for the run; a bundle that cannot encode still runs, and its page refuses additions."""
+        try:
+            self.encoder = BundleTextEncoder.load(self.bundle)
+        except FrosterError as e:
+            self._encoder_error = str(e)
+            self.log(f"web: new actions cannot be added: {e}")
+        except Exception as e:  # a bug: the same refusal, never a thread's traceback on the run's stderr
+            self._encoder_error = f"the text encoder did not load ({type(e).__name__}: {e})"
+            self.log(f"web: {self._encoder_error}")
+        finally:
+            self.loaded.set()
 
     def table(self) -> LabelTable:
         return load_labels(self.labels_path, self.fingerprint, self.dim)
@@ -55,13 +73,16 @@ class Vocabulary:
     def add(self, text: object) -> LabelTable:
         """Encode one "Name" or "Name: description" and append it to the watched table."""
         entry = self._parse(text)
+        self.loaded.wait()
+        if self.encoder is None:
+            raise VocabularyError(f"new actions cannot be added: {self._encoder_error}")
         with self._lock:
             current = self.table()
             if len(current.names) >= self.options.max_actions:
                 raise VocabularyError(f"the vocabulary is full ({self.options.max_actions} actions); remove one first")
             submitted = time.monotonic()
             try:
-                table = relabel_bundle(self.bundle, [entry], None if self.own_table else self.labels_path, append=True)
+                table = relabel_bundle(self.bundle, [entry], self._out, append=True, encoder=self.encoder)
             except FrosterError as e:
                 raise VocabularyError(_reason(e)) from e
             self._written(entry.name, table, submitted)
@@ -71,23 +92,20 @@ class Vocabulary:
         """Drop one action (by name, any case) from the watched table."""
         if not isinstance(name, str) or not name.strip():
             raise VocabularyError("name the action to remove")
-        key = " ".join(name.split()).casefold()
         with self._lock:
-            current = self.table()
-            keep = [i for i, n in enumerate(current.names) if n.casefold() != key]
-            if len(keep) == len(current.names):
-                raise VocabularyError(f"{name.strip()!r} is not in the vocabulary")
-            if not keep:
-                raise VocabularyError("the vocabulary needs at least one action")
+            before = self.table().names
             submitted = time.monotonic()
-            table = replace(current, names=[current.names[i] for i in keep], texts=[current.texts[i] for i in keep],
-                            prompts=[current.prompts[i] for i in keep], embeddings=current.embeddings[keep])
-            table.save(self.labels_path)
-            if self.own_table:  # as `labels --bundle` does for the bundle's own table
-                mf.update_files(self.bundle, mf.read_manifest(self.bundle), [mf.LABELS_FILE],
-                                labels={"file": mf.LABELS_FILE, "classes": len(table.names)})
-            self._written(current.names[[n.casefold() for n in current.names].index(key)], table, submitted)
+            try:
+                table = remove_classes(self.bundle, [name], self._out)
+            except FrosterError as e:
+                raise VocabularyError(str(e)) from e
+            self._written(next(n for n in before if n not in table.names), table, submitted)
             return table
+
+    @property
+    def _out(self) -> Path | None:
+        """The label file to write: None for the bundle's own table (written with its manifest)."""
+        return None if self.own_table else self.labels_path
 
     def _parse(self, text: object) -> ClassText:
         if not isinstance(text, str):
