@@ -104,7 +104,8 @@ def _calibrate_ort(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Cli
     try:
         quantized = {}
         for v in tried:
-            log(f"quantizing {v.name} with ONNX Runtime ({options.method}, {options.ops} ops) on {len(calib.frames)} clips")
+            how = "dynamic ranges" if v.dynamic else f"{options.method} ranges of {len(calib.frames)} clips"
+            log(f"quantizing {v.name} with ONNX Runtime ({how}, {options.ops} ops)")
             quantized[v.name] = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmps[v.name], calib.frames, streams,
                                                        bundle / CACHE_DIR, calib.digest(), options.method, options.ops, v,
                                                        options.preprocess)

@@ -339,11 +339,12 @@ def serve(port: int) -> subprocess.Popen:
 
 def wait_listening(port: int, timeout: float = 15.0) -> None:
     """Wait until something listens on the port, read from /proc/net/tcp: a probe connection would
-    be taken as ffmpeg's one client."""
+    be taken as ffmpeg's one client. A server that already took its client (state 01 on its local
+    port: a retrying runtime can connect between two polls, and ffmpeg then stops listening) counts."""
     end, hex_port = time.monotonic() + timeout, f":{port:04X}"
     while time.monotonic() < end:
         with open("/proc/net/tcp") as f:
-            if any(cols[1].endswith(hex_port) and cols[3] == "0A" for cols in (line.split() for line in f)):
+            if any(cols[1].endswith(hex_port) and cols[3] in ("0A", "01") for cols in (line.split() for line in f)):
                 return
         time.sleep(0.05)
     raise AssertionError(f"ffmpeg did not listen on port {port}")
