@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,7 @@ def cli(*args: str) -> Result:
     1 and 2 redirected to files, so what Python, rich/typer/click, logging handlers, C libraries and
     child processes write is all captured, as a subprocess's pipes would capture it. It saves a fresh
     interpreter's torch + open_clip import (seconds per call) and restores what a command may change
-    in the process: sys.argv, the std streams, cwd, the environment, signal handlers, the logging
+    in the process: sys.argv, __main__, the std streams, cwd, the environment, signal handlers, the logging
     configuration, warning filters and torch's thread count."""
     from froster_edge.cli import main
 
@@ -169,6 +170,7 @@ def cli(*args: str) -> Result:
         sys.stdout, sys.stderr = (io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
                                                    errors="backslashreplace", write_through=True) for fd in (1, 2))
         sys.argv = ["froster-edge", *args]
+        sys.modules["__main__"] = types.ModuleType("__main__")  # a console script's: click names the program from argv[0]
         with warnings.catch_warnings():
             try:
                 main()
@@ -197,6 +199,7 @@ class _ProcessState:
 
     def __init__(self):
         self.argv, self.stdout, self.stderr = sys.argv, sys.stdout, sys.stderr
+        self.main = sys.modules["__main__"]
         self.cwd, self.environ = os.getcwd(), dict(os.environ)
         self.signals = {s: signal.getsignal(s) for s in self.SIGNALS}
         root = logging.getLogger()
@@ -209,6 +212,7 @@ class _ProcessState:
 
     def restore(self) -> None:
         sys.argv, sys.stdout, sys.stderr = self.argv, self.stdout, self.stderr
+        sys.modules["__main__"] = self.main
         os.chdir(self.cwd)
         os.environ.clear()
         os.environ.update(self.environ)
