@@ -242,7 +242,7 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
 
     No text engine is built: label tables are made rarely and off the live path, where the fp32 ONNX
     text encoder on ONNX Runtime is exact against its gate; an engine would need its own fp32 build,
-    gate and 1..N-prompt profile for no use at run time."""
+    gate and a profile over 1..N prompts and 1..context tokens for no use at run time."""
     from ..bundle import engines as tb
     from ..bundle.trt_check import refuse_failed
 
