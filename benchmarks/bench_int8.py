@@ -3,8 +3,8 @@
 Exports a random-weight student (speed does not depend on the weights; agreement does, so the
 agreement figures measure how faithfully INT8 follows fp32 on these weights, not accuracy),
 then runs `calibrate_int8` once with every variant as a candidate and the gate open: one
-calibration (the range cache serves all variants), and all variants timed interleaved with fp32
-in the same call, so their speed-ups compare. Each figure is printed beside this CPU's 8-bit
+calibration (the range cache serves all static variants; dynamic ones need none), and all
+variants timed interleaved with fp32 in the same call, so their speed-ups compare. Each figure is printed beside this CPU's 8-bit
 dot-product features and the load average, and the variant `froster-edge calibrate` keeps on
 this CPU (its candidates for these features, the fastest that passes the default gate) is marked.
 
@@ -93,7 +93,7 @@ def main() -> None:
     print(f"CPU: {environment()['cpu']}, {os.cpu_count()} cores, {cpu.describe()}; flags {' '.join(cpu.flags) or '-'}; {load}")
     for c in r["candidates"]:
         mark = " <- kept on this CPU" if c["name"] == kept else (" (a candidate here)" if c["name"] in tried else "")
-        print(f"[{cpu.dot_product}] {c['name']:10s} agreement {c['top1_agreement']:6.1%}  min cos {c['min_cosine']:.4f}  "
+        print(f"[{cpu.dot_product}] {c['name']:22s} agreement {c['top1_agreement']:6.1%}  min cos {c['min_cosine']:.4f}  "
               f"fp32 {c['float_ms']:.0f} ms  int8 {c['int8_ms']:.0f} ms  speed-up {c['speedup']:.2f}x{mark}", flush=True)
     if kept is None:
         print(f"[{cpu.dot_product}] no candidate for this CPU passes the default gate: calibrate would refuse")

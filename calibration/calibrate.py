@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -30,7 +30,8 @@ from ..bundle.labels import LabelTable, load_labels
 from ..bundle.parity import run_in_streams
 from ..bundle.sessions import onnx_video_encoder
 from ..sampling import SamplingSpec
-from .clips import ClipSet, gather_videos, sample_clips, split_held_out
+from ..data.lists import gather_videos
+from .clips import ClipSet, sample_clips, split_held_out
 from .confidence import expected_calibration_error, fit_temperature, nll
 from .cpu_features import detect
 from .gate import decide, measure_candidates
@@ -48,7 +49,7 @@ def _shape(manifest: dict) -> tuple[SamplingSpec, int, int]:
     return mf.sampling_spec(manifest), pre["image_size"], pre["streams"]
 
 
-def calibrate_int8(bundle: str | Path, videos: Path, held_out: Path | None = None, root: Path | None = None,
+def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: Path | Sequence[Path] | None = None, root: Path | None = None,
                    options: CalibrationOptions | None = None, log: Callable[[str], None] = lambda m: None) -> dict:
     """Quantize the bundle's video encoder, gate it, and keep it only when it pays. Returns the report."""
     options = options or CalibrationOptions()
@@ -103,7 +104,8 @@ def _calibrate_ort(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Cli
     try:
         quantized = {}
         for v in tried:
-            log(f"quantizing {v.name} with ONNX Runtime ({options.method}, {options.ops} ops) on {len(calib.frames)} clips")
+            how = "dynamic ranges" if v.dynamic else f"{options.method} ranges of {len(calib.frames)} clips"
+            log(f"quantizing {v.name} with ONNX Runtime ({how}, {options.ops} ops)")
             quantized[v.name] = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmps[v.name], calib.frames, streams,
                                                        bundle / CACHE_DIR, calib.digest(), options.method, options.ops, v,
                                                        options.preprocess)

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from ..data.lists import VideoItem, read_video_list
+from ..data.lists import VideoItem
 from ..errors import ConfigError
-from ..bundle.parity import find_videos
 from ..sampling import SamplingSpec
 from ..video import VideoError, decode_video, resize_center_crop, stream_timing
 
@@ -36,19 +34,6 @@ class ClipSet:
     def digest(self) -> str:
         """sha256 of the pixels: identifies the calibration data in cache keys."""
         return hashlib.sha256(np.ascontiguousarray(self.frames).tobytes()).hexdigest()
-
-
-def gather_videos(spec: Path, root: Path | None = None) -> list[VideoItem]:
-    """A folder of videos (label -1), or a `path label` list file; ConfigError when nothing is there."""
-    spec = Path(spec)
-    if spec.is_dir():
-        items = [VideoItem(p, -1) for p in find_videos([spec])]
-        if not items:
-            raise ConfigError(f"{spec} holds no video files")
-        return items
-    if not spec.is_file():
-        raise ConfigError(f"no such video folder or list: {spec}")
-    return read_video_list(spec, root)
 
 
 def sample_clips(items: list[VideoItem], sampling: SamplingSpec, size: int, max_clips: int, seed: int = 0,

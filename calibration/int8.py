@@ -1,4 +1,4 @@
-"""INT8 post-training quantization of the video encoder with ONNX Runtime (QDQ), for CPUs.
+"""INT8 post-training quantization of the video encoder with ONNX Runtime (static QDQ or dynamic), for CPUs.
 
 What gets quantized, and why: the weight MatMuls (every linear layer of the ViT and the patch
 Conv), per-channel weights. LayerNorm, Softmax, the attention products of two activations and
@@ -7,7 +7,9 @@ the final projection to the embedding stay float: they are where 8 bits cost the
 small share of the time. `ops="all"` quantizes everything ONNX Runtime can, for comparison.
 The integer types (activation, weight, 7-bit weights) are a `Variant` (variants.py), which
 `calibrate` chooses for the CPU's 8-bit dot product; the default `s8s8` (symmetric int8
-activations and weights) is the plain QDQ model TensorRT also parses.
+activations and weights) is the plain QDQ model TensorRT also parses. A dynamic variant quantizes
+the same layers with ONNX Runtime's `quantize_dynamic` (activation ranges measured on every call,
+one DynamicQuantizeMatMul per layer with the bias inside): no calibration ranges, fewer nodes.
 
 The activation ranges come from calibration clips and are kept in a JSON cache whose name
 carries the fp32 model's sha256, the clips' digest, the method and the pre-processing: the
@@ -74,10 +76,13 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
     """Write the QDQ INT8 model to `out_path`; returns what was done (for the manifest).
 
     `preprocess` runs ONNX Runtime's quantization pre-processing first (graph optimisation that
-    fuses MatMul + Add into Gemm), which quantizes each linear layer as one op.
+    fuses MatMul + Add into Gemm), which quantizes each linear layer as one op. A dynamic variant
+    ignores the clips, the method, the cache (it has no static ranges) and `preprocess` (ONNX
+    Runtime's dynamic quantization has no Gemm; its DynamicQuantizeMatMul takes the bias itself);
+    with `attention` it also quantizes the attention products of two activations (both per call).
     """
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
 
     if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
         raise MissingCapability("this onnxruntime cannot cache calibration ranges: install onnxruntime >= 1.24")
@@ -86,6 +91,7 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
     v = variant_named(variant) if isinstance(variant, str) else variant
     out_path.parent.mkdir(parents=True, exist_ok=True)
     source = fp32_path
+    preprocess = preprocess and not v.dynamic
     if preprocess:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -96,8 +102,37 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
     input_name = model.graph.input[0].name
     nodes, projection = linear_nodes(model)
     to_quantize = [n for n in nodes if n != projection] if ops == "linear" else None
-    cache = cache_dir / cache_name(sha256_file(fp32_path), clips_digest, method, preprocess)
-    hit = cache.is_file()
+    cache, hit = None, None
+    if v.dynamic:  # the weight layers (and with `attention` the other MatMuls but the projection)
+        products = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name not in nodes]
+        dynamic_nodes = (to_quantize + (products if v.attention else [])) if ops == "linear" else None
+        with quiet_logger():
+            quantize_dynamic(str(source), str(out_path), per_channel=True, reduce_range=v.reduce_range,
+                             weight_type=QuantType.QUInt8 if v.weights == "uint8" else QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Conv"], nodes_to_quantize=dynamic_nodes,
+                             extra_options={"MatMulConstBOnly": not (v.attention or ops == "all")})
+        to_quantize = dynamic_nodes
+    else:
+        cache = cache_dir / cache_name(sha256_file(fp32_path), clips_digest, method, preprocess)
+        hit = cache.is_file()
+        _quantize_static(source, out_path, clips, streams, input_name, v, to_quantize, method, cache)
+    if source != fp32_path:
+        source.unlink()
+    route = "onnxruntime-dynamic" if v.dynamic else "onnxruntime-qdq"
+    return {"route": route, "method": "dynamic (per call)" if v.dynamic else method, "ops": ops, "variant": v.name,
+            "activation": v.activation + (", dynamic per-tensor range" if v.dynamic else ""), "preprocess": preprocess,
+            "weights": f"{v.weights} per-channel" + (", 7-bit (reduce_range)" if v.reduce_range else ""),
+            "quantized_nodes": len(to_quantize) if to_quantize is not None else "all",
+            "float_kept": ([] if ops == "all" else ["LayerNormalization", "Softmax", "final projection"]
+                           + ([] if v.attention else ["attention products"])),
+            "calibration_clips": 0 if v.dynamic else int(len(clips)), "cache": cache.name if cache else None, "cache_hit": hit}
+
+
+def _quantize_static(source: Path, out_path: Path, clips: np.ndarray, streams: int, input_name: str, v: Variant,
+                     to_quantize: list[str] | None, method: str, cache: Path) -> None:
+    """ONNX Runtime's static QDQ quantization from the cached (or freshly calibrated) activation ranges."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     reader = type("ClipReader", (_ClipReader, CalibrationDataReader), {})(clips, streams, input_name)
     with quiet_logger():  # ORT advises pre-processing through the root logger on every call
         quantize_static(
@@ -113,11 +148,3 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
             extra_options={"ActivationSymmetric": v.activation == "int8", "WeightSymmetric": True},
             calibration_cache_path=str(cache),
         )
-    if source != fp32_path:
-        source.unlink()
-    return {"route": "onnxruntime-qdq", "method": method, "ops": ops, "variant": v.name, "activation": v.activation,
-            "preprocess": preprocess,
-            "weights": f"{v.weights} per-channel" + (", 7-bit (reduce_range)" if v.reduce_range else ""),
-            "quantized_nodes": len(to_quantize) if to_quantize is not None else "all",
-            "float_kept": ["LayerNormalization", "Softmax", "attention products", "final projection"] if ops == "linear" else [],
-            "calibration_clips": int(len(clips)), "cache": cache.name, "cache_hit": hit}

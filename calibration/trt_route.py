@@ -50,7 +50,7 @@ def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Clip
                   options: CalibrationOptions, report: dict, log: Callable[[str], None], cache_dir: Path) -> dict:
     chosen = trt_variant(options.variants)
     tb.require_tensorrt()
-    tb.require_cuda_device()
+    tb.cuda_device()
     pre = manifest["preprocessing"]
     streams = pre["streams"]
     shapes = {"frames": (tuple(pre["input"]["shape"]),) * 3}
@@ -73,11 +73,12 @@ def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Clip
                              calibration=f"{options.method}:{options.ops}:{calib.digest()}")
         log("building the TensorRT int8 engine from the QDQ model (strongly typed)")
         int8_rec = tb.build_engine(tmp, spec, engines_dir)
-        float_engine, int8_engine = tb.TensorRTEngine(bundle / float_rec.file), tb.TensorRTEngine(bundle / int8_rec.file)
         log(f"gating on {len(gate_clips.frames)} held-out clips")
-        figures = measure(float_engine, int8_engine, gate_clips.frames, streams, table, options.reps)
+        with tb.TensorRTEngine(bundle / float_rec.file) as float_engine, tb.TensorRTEngine(bundle / int8_rec.file) as int8_engine:
+            figures = measure(float_engine, int8_engine, gate_clips.frames, streams, table, options.reps)
+            int8_out = run_in_streams(int8_engine, gate_clips.frames, streams)
         reference = run_in_streams(onnx_video_encoder(bundle / mf.VIDEO_ONNX), gate_clips.frames, streams)
-        vs_fp32 = compare(run_in_streams(int8_engine, gate_clips.frames, streams), reference, table)
+        vs_fp32 = compare(int8_out, reference, table)
         figures.update(min_cosine=vs_fp32["min_cosine"], top1_agreement=vs_fp32["top1_agreement"],
                        speed_baseline=f"tensorrt {float_spec.precision} engine", agreement_reference="fp32 onnx")
         accepted, reasons = decide(figures, options.thresholds, options.force)

@@ -254,7 +254,7 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
     t = time.perf_counter()
     if options.trt_route == "tensorrt":
         tb.require_tensorrt()
-        tb.require_cuda_device()
+        tb.cuda_device()
     refuse_failed(manifest["tensorrt_check"][onnx_file])  # checked at export, before the manifest was written
     if options.trt_route == "ort-trt":
         log(f"building the TensorRT engine of {onnx_file} through ONNX Runtime's TensorRT provider")
@@ -273,7 +273,8 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
         spec = tb.EngineSpec("video_encoder", onnx_file, manifest["files"][onnx_file],
                              {"frames": ((options.streams, frames, size, size, 3),) * 3}, precision, options.layernorm_fp32)
         video = tb.build_engine(bundle / onnx_file, spec, engines_dir, options.workspace_gb)
-        got = run_in_streams(tb.TensorRTEngine(bundle / video.file), parity["frames"], options.streams)
+        with tb.TensorRTEngine(bundle / video.file) as engine:
+            got = run_in_streams(engine, parity["frames"], options.streams)
         video.parity = gate(f"video {precision} tensorrt vs fp32 onnx", compare(got, parity["reference"], table),
                             th.fp16_min_cosine, th.fp16_min_top1_agreement)
         if not video.parity["passed"] and not video.reused:

@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping, TypeVar
 import yaml
 
 from .errors import ConfigError, shorten
-from .io import read_text
+from .io import read_yaml
 from .sampling import SamplingConfig, SamplingSpec
 
 T = TypeVar("T")
@@ -76,14 +76,6 @@ class DistillConfig:
     alpha: float = 0.1
     vision_weight: float = 2.0
     text_weight: float = 2.0
-
-
-@dataclass
-class ModelConfig:
-    """Student plus distillation: everything the training model needs."""
-
-    student: StudentConfig = field(default_factory=StudentConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 AmpMode = Literal["auto", "bf16", "fp16", "off"]
@@ -295,12 +287,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with a one-line error for a missing or malformed file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.load(read_text(path, "config"), Loader=_Loader)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    data = read_yaml(path, "config file", _Loader)
     if data is None:
         return {}
     if not isinstance(data, dict):

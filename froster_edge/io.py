@@ -180,16 +180,37 @@ def read_text(path: str | Path, what: str = "file", error: type[Exception] | Non
         raise (error or ConfigError)(f"{path} cannot be read: {e.strerror or e}") from e
 
 
+def read_json(path: str | Path, what: str = "file", error: type[Exception] | None = None, malformed: str = "is not valid JSON") -> Any:
+    """A JSON file, parsed; missing, unreadable or malformed is one `error` line naming it (`malformed`:
+    what a parse error is called: a user's file "is not valid JSON", one we wrote "is corrupt")."""
+    from .errors import ConfigError
+
+    try:
+        return json.loads(read_text(path, what, error))
+    except json.JSONDecodeError as e:
+        raise (error or ConfigError)(f"{path} {malformed}: {e}") from e
+
+
+def read_yaml(path: str | Path, what: str = "file", loader: Any = None) -> Any:
+    """A YAML file a user gave, parsed (by `loader`, default yaml.SafeLoader); missing, unreadable or
+    malformed is one ConfigError line naming it."""
+    import yaml
+
+    from .errors import ConfigError
+
+    try:
+        return yaml.load(read_text(path, what), Loader=loader or yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+
+
 def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str, ...], error: type[Exception],
                         what: str) -> dict[str, Any]:
     """A JSON document of ours: parsed, its format and version checked, its required keys present.
 
     Every problem is `error` with a message naming the file, so each artifact reader states it once.
     """
-    try:
-        doc = json.loads(read_text(path, what, error))
-    except json.JSONDecodeError as e:
-        raise error(f"{path} is corrupt: {e}") from e
+    doc = read_json(path, what, error, malformed="is corrupt")
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise error(f"{path} is not a froster-edge {what}")
     if doc.get("version") != version:
@@ -198,6 +219,23 @@ def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str,
         if key not in doc:
             raise error(f"{path} lacks {key!r}")
     return doc
+
+
+def read_folder_json(folder: str | Path, name: str, fmt: str, version: int, required: tuple[str, ...],
+                     error: type[Exception], kind: str, what: str, hint: str = "") -> dict[str, Any]:
+    """The versioned JSON file `name` that makes `folder` an artifact of ours (a bundle's manifest, a
+    student directory's config), read as `read_versioned_json` does.
+
+    `kind` names the artifact in the two folder errors ("bundle directory not found: ...", "... is not
+    a froster-edge bundle: no manifest.json" + `hint`), so every artifact reader words them alike.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise error(f"{kind} directory not found: {root}")
+    path = root / name
+    if not path.is_file():
+        raise error(f"{root} is not a froster-edge {kind}: no {name}{hint}")
+    return read_versioned_json(path, fmt, version, required, error, what)
 
 
 @dataclass(frozen=True)

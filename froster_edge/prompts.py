@@ -9,13 +9,12 @@ the filled template alone (the reference would append the name a second time).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
 from .errors import ConfigError
-from .io import read_text
+from .io import read_json, read_text
 
 # CLIP's Kinetics prompt set as FROSTER uses it: 4 openings x 7 phrasings = 28 templates.
 _OPENINGS = ("a photo of", "a video of", "a example of", "a demonstration of")
@@ -111,17 +110,10 @@ def read_class_texts(path: str | Path) -> list[ClassText]:
     JSON keys are class indices and must be exactly 0..C-1; names must be unique.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"class file not found: {path}")
-    raw = read_text(path, "class file")
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path} is not valid JSON: {e}") from e
-        texts = _texts_from_json(data, path)
+        texts = _texts_from_json(read_json(path, "class file"), path)
     else:
-        texts = [line.strip() for line in raw.splitlines() if line.strip()]
+        texts = [line.strip() for line in read_text(path, "class file").splitlines() if line.strip()]
     if not texts:
         raise ConfigError(f"{path} holds no classes")
     classes = [ClassText.parse(t) for t in texts]

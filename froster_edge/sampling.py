@@ -5,7 +5,8 @@ the student's config (`student.sampling`), copied into the bundle manifest by ex
 back by eval, calibrate and run, so a model is evaluated, calibrated and deployed on frames
 picked exactly as in its training.
 
-The reference rule (FROSTER's PySlowFast decoder; ../shared/docs/froster-method.md):
+The reference rule (FROSTER's PySlowFast decoder; README "Video data and evaluation" and
+"Deliberate deviations from the reference"):
 - a clip spans a window of T x stride = 128 frames at 30 fps, scaled by the video's fps:
   L = max(1, 128 * fps / 30); its T indices are linspace(s, s + L - 1, T) truncated to int and
   clamped to the last frame, so ~18.1 frames apart at 30 fps (127 / 7), ~1.65 sampled frames

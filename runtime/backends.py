@@ -38,6 +38,7 @@ import numpy as np
 from ..calibration.cpu_features import detect as detect_cpu, gated_elsewhere
 from ..errors import BundleError, FrosterError, MissingCapability
 from ..bundle import manifest as mf
+from ..bundle.engines import TensorRTEngine, cuda_device
 from .options import AUTO_ORDER
 
 
@@ -64,35 +65,6 @@ def ort_providers() -> list[str]:
     except ImportError:
         return []
     return ort.get_available_providers()
-
-
-def cuda_device() -> tuple[str, str]:
-    """(name, "major.minor") of GPU 0 through cuda-python, or MissingCapability."""
-    cudart = _cudart()
-    count = _cuda_check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount", MissingCapability)
-    if not count:
-        raise MissingCapability("no CUDA GPU is visible")
-    prop = _cuda_check(cudart.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
-    name = prop.name.decode(errors="replace").rstrip("\0") if isinstance(prop.name, bytes) else str(prop.name)
-    return name, f"{prop.major}.{prop.minor}"
-
-
-def _cudart():
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart  # cuda-python before 12.6
-        except ImportError as e:
-            raise MissingCapability("the trt backend needs cuda-python for its device buffers (pip install cuda-python)") from e
-    return cudart
-
-
-def _cuda_check(result: tuple, what: str, error: type[FrosterError] = FrosterError) -> Any:
-    err, *rest = result
-    if int(err) != 0:
-        raise error(f"{what} failed: {getattr(err, 'name', err)} (no usable CUDA driver or GPU?)")
-    return rest[0] if len(rest) == 1 else tuple(rest)
 
 
 def video_engine(manifest: dict[str, Any], tensorrt_version: str, sm: str, precision: str = "fp16") -> dict[str, Any]:
@@ -147,55 +119,13 @@ class OrtBackend:
         self.session = None
 
 
-class TrtBackend:
-    """A TensorRT 10 engine run with the tensor-name API on cuda-python device buffers (no torch)."""
+class TrtBackend(TensorRTEngine):
+    """A TensorRT engine of the bundle (bundle.engines.TensorRTEngine: cuda-python buffers, no torch)."""
 
     def __init__(self, plan: Path, record: dict[str, Any]):
-        from ..bundle.engines import require_tensorrt
-
-        trt, cudart = require_tensorrt(), _cudart()
-        self._cudart = cudart
-        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())
-        if engine is None:
-            raise BundleError(f"{plan} cannot be loaded by this TensorRT/GPU: rebuild with froster-edge export --trt")
-        self.engine, self.context = engine, engine.create_execution_context()
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        (self.input,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        (self.output,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        in_shape = tuple(engine.get_tensor_shape(self.input))
-        self.context.set_input_shape(self.input, in_shape)
-        self.in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.input)))
-        self.host_out = np.empty(tuple(self.context.get_tensor_shape(self.output)),
-                                 np.dtype(trt.nptype(engine.get_tensor_dtype(self.output))))
-        self.in_bytes = int(np.prod(in_shape)) * self.in_dtype.itemsize
-        self.d_in = _cuda_check(cudart.cudaMalloc(self.in_bytes), "cudaMalloc")
-        self.d_out = _cuda_check(cudart.cudaMalloc(self.host_out.nbytes), "cudaMalloc")
-        self.stream = _cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self.context.set_tensor_address(self.input, int(self.d_in))
-        self.context.set_tensor_address(self.output, int(self.d_out))
-        self.name, self.streams = "trt", int(in_shape[0])
+        super().__init__(plan)
+        self.name = "trt"
         self.detail = f"{record['file']} ({record['precision']}, TensorRT {record['tensorrt']}, sm {record['sm']})"
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        cudart = self._cudart
-        x = np.ascontiguousarray(frames, dtype=self.in_dtype)
-        if x.nbytes != self.in_bytes:
-            raise FrosterError(f"the engine takes {self.in_bytes} input bytes, got {x.nbytes} (shape {x.shape})")
-        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _cuda_check(cudart.cudaMemcpyAsync(self.d_in, x.ctypes.data, x.nbytes, h2d, self.stream), "cudaMemcpyAsync")
-        if not self.context.execute_async_v3(int(self.stream)):
-            raise FrosterError("TensorRT execution failed")
-        _cuda_check(cudart.cudaMemcpyAsync(self.host_out.ctypes.data, self.d_out, self.host_out.nbytes, d2h, self.stream),
-                    "cudaMemcpyAsync")
-        _cuda_check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")  # the timer stops after this
-        return self.host_out.astype(np.float32)  # a copy: the next call reuses host_out
-
-    def close(self) -> None:
-        cudart = self._cudart
-        for ptr in (self.d_in, self.d_out):
-            cudart.cudaFree(ptr)
-        cudart.cudaStreamDestroy(self.stream)
-        self.context = self.engine = None
 
 
 class TorchBackend:

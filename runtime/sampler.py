@@ -66,12 +66,6 @@ class SampleRule:
         return f"{rate} (1 frame in {self.period_frames(source_fps):.2f} at {source_fps:.4g} fps)"
 
 
-def is_sampled_index(index: int, period: float, rounding: str = "floor") -> bool:
-    """Whether a file's frame `index` is one a ticker every `period` frames takes (stateless:
-    lets a file reader skip converting frames no clip will use)."""
-    return Ticker(max(1.0, period), rounding).is_sampled(index)
-
-
 class ClipRing:
     """The last T preprocessed frames of a stream, preallocated; `clip()` copies them out oldest first."""
 

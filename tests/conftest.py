@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .helpers import CLIPS, ROOT, SHARED_DATA, TINY_MODEL, TINY_RECIPE, make_student, shared_data, tiny_student_config
+from .helpers import CLASSES, CLIPS, ROOT, SHARED_DATA, TINY_MODEL, TINY_RECIPE, make_student, shared_data, tiny_student_config
 
 __all__ = ["CLIPS", "ROOT", "SHARED_DATA", "TINY_MODEL", "shared_data"]  # older imports from conftest still work
 
@@ -51,12 +51,11 @@ def tiny_bundle(tmp_path_factory) -> Path:
     from froster_edge.export.bundle import export_bundle
     from froster_edge.export.options import ExportOptions
     from froster_edge.model.checkpoint import save_student
-    from froster_edge.prompts import read_class_texts
 
     root = tmp_path_factory.mktemp("tiny_bundle")
     student = make_student()
     save_student(student, root / "student")
-    export_bundle(student, root / "bundle", read_class_texts(CLIPS / "classes.txt"), [CLIPS / "stgcn_clean_and_jerk.mp4"],
+    export_bundle(student, root / "bundle", CLASSES, [CLIPS / "stgcn_clean_and_jerk.mp4"],
                   ExportOptions(streams=2, max_parity_clips=1), source={"student": str(root / "student")})
     return root / "bundle"
 

@@ -65,6 +65,15 @@ def make_student(seed: int = 0, config=None):
     return create_student(config or tiny_student_config()).eval()
 
 
+def export_tiny(out: Path, videos: list[Path] = VIDEOS, **options):
+    """The tiny student (seed 0) exported to `out` over the example classes and `videos` with
+    ExportOptions(**options); returns the ExportResult."""
+    from froster_edge.export.bundle import export_bundle
+    from froster_edge.export.options import ExportOptions
+
+    return export_bundle(make_student(), out, CLASSES, videos, ExportOptions(**options))
+
+
 def make_distiller(cfg, noise: float = 0.0):
     """The recipe's distiller from seed 0; `noise` > 0 gives a student that has drifted from its
     teacher, so both distillation terms have work to do."""
@@ -107,6 +116,15 @@ def release_checkpoint(model_cfg: dict, seed: int = 0):
 
 
 # --- the command line ---------------------------------------------------------------------------------
+
+def run_python(code: str, *, timeout: float = 120, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """`python -c CODE` in a fresh interpreter (this test process has torch loaded already);
+    with `check`, it must exit 0."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     """`froster-edge ARGS` in a subprocess."""
@@ -225,11 +243,12 @@ def serve(port: int) -> subprocess.Popen:
 
 def wait_listening(port: int, timeout: float = 15.0) -> None:
     """Wait until something listens on the port, read from /proc/net/tcp: a probe connection would
-    be taken as ffmpeg's one client."""
+    be taken as ffmpeg's one client. A server that already took its client (state 01 on its local
+    port: a retrying runtime can connect between two polls, and ffmpeg then stops listening) counts."""
     end, hex_port = time.monotonic() + timeout, f":{port:04X}"
     while time.monotonic() < end:
         with open("/proc/net/tcp") as f:
-            if any(cols[1].endswith(hex_port) and cols[3] == "0A" for cols in (line.split() for line in f)):
+            if any(cols[1].endswith(hex_port) and cols[3] in ("0A", "01") for cols in (line.split() for line in f)):
                 return
         time.sleep(0.05)
     raise AssertionError(f"ffmpeg did not listen on port {port}")

@@ -12,7 +12,8 @@ import onnxruntime as ort
 import pytest
 
 from froster_edge.calibration.calibrate import INT8_ONNX, calibrate_confidence, calibrate_int8
-from froster_edge.calibration.clips import gather_videos, sample_clips
+from froster_edge.calibration.clips import sample_clips
+from froster_edge.data.lists import gather_videos
 from froster_edge.calibration.confidence import expected_calibration_error, fit_temperature, nll
 from froster_edge.calibration.cpu_features import detect
 from froster_edge.calibration.int8 import linear_nodes, quantize_video_encoder
@@ -20,12 +21,10 @@ from froster_edge.calibration.options import CalibrationOptions, GateThresholds
 from froster_edge.calibration.variants import candidates
 from froster_edge.errors import ConfigError
 from froster_edge.bundle import manifest as mf
-from froster_edge.export.bundle import export_bundle
 from froster_edge.bundle.labels import load_labels
-from froster_edge.export.options import ExportOptions
 from froster_edge.sampling import SamplingConfig
 
-from .helpers import CLASSES, CLIPS, VIDEOS, assert_one_line_error, make_student, run
+from .helpers import CLASSES, CLIPS, VIDEOS, assert_one_line_error, export_tiny, run
 
 SPEC4 = SamplingConfig().spec(4)  # the tiny bundle's T = 4, reference rule
 
@@ -33,7 +32,7 @@ SPEC4 = SamplingConfig().spec(4)  # the tiny bundle's T = 4, reference rule
 @pytest.fixture(scope="module")
 def float_bundle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cal") / "bundle"
-    export_bundle(make_student(), out, CLASSES, VIDEOS, ExportOptions(streams=1, fp16=False, max_parity_clips=2))
+    export_tiny(out, streams=1, fp16=False, max_parity_clips=2)
     return out
 
 
@@ -103,6 +102,47 @@ def test_qdq_model_keeps_sensitive_ops_float_and_the_cache_reproduces_it(float_b
     assert out.shape == ref.shape and np.isfinite(out).all()
 
 
+def test_dynamic_variant_quantizes_weights_to_7_bits_and_attention_per_call(float_bundle, tmp_path):
+    """The 7-bit dynamic variant with attention: every linear layer but the projection becomes an integer
+    op on per-call quantized activations, its weights within 7 bits (no u8 x s8 pair can saturate int16)
+    and within half a step of the float weights per output channel; the attention products of two
+    activations quantize both sides per call; LayerNorm, Softmax and the projection stay float."""
+    clips = sample_clips(gather_videos(CLIPS), SPEC4, 64, 2, seed=0, clips_per_video=1)
+    info = quantize_video_encoder(float_bundle / mf.VIDEO_ONNX, tmp_path / "d.onnx", clips.frames, 1, tmp_path / "cache",
+                                  clips.digest(), variant="u8s8-7bit-dynamic-attn")
+    assert info["route"] == "onnxruntime-dynamic" and info["cache_hit"] is None and not (tmp_path / "cache").exists()
+    fp32 = onnx.load(str(float_bundle / mf.VIDEO_ONNX))
+    floats = {t.name: onnx.numpy_helper.to_array(t) for t in fp32.graph.initializer}
+    linear, projection = linear_nodes(fp32)
+    matmuls = [n for n in fp32.graph.node if n.op_type == "MatMul"]
+    weight_matmuls = [n for n in matmuls if n.name in linear]
+    model = onnx.load(str(tmp_path / "d.onnx"))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    integer = [n for n in model.graph.node if n.op_type in ("MatMulInteger", "ConvInteger")]
+    assert len(integer) == len(linear) - 1 + len(matmuls) - len(weight_matmuls) == info["quantized_nodes"]
+    weighted = 0
+    for node in integer:
+        assert producers[node.input[0]].op_type == "DynamicQuantizeLinear"  # range measured per call
+        if node.input[1] not in inits:  # an attention product: its other activation quantized per call too
+            assert producers[node.input[1]].op_type == "DynamicQuantizeLinear"
+            continue
+        weighted += 1
+        q = inits[node.input[1]]
+        assert q.dtype == np.int8 and np.abs(q).max() <= 64 and 255 * 64 * 2 <= 32767
+        if node.op_type == "MatMulInteger":
+            assert not inits[node.input[3]].any()  # symmetric weights
+            scale, w = inits[node.input[1].replace("_quantized", "_scale")], floats[node.input[1].removesuffix("_quantized")]
+            assert scale.shape == (w.shape[1],)  # per output channel
+            assert np.all(np.abs(q * scale - w) <= scale / 2 + 1e-7)
+    assert weighted == len(linear) - 1
+    assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == [projection]
+    assert {n.op_type for n in model.graph.node} >= {"LayerNormalization", "Softmax"}
+    out = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"]).run(None, {"frames": clips.frames[:1]})[0]
+    ref = ort.InferenceSession(str(float_bundle / mf.VIDEO_ONNX), providers=["CPUExecutionProvider"]).run(None, {"frames": clips.frames[:1]})[0]
+    assert out.shape == ref.shape and np.isfinite(out).all()
+
+
 def split_videos(tmp_path: Path, held: list[str]) -> tuple[Path, Path]:
     """Folders of calibration and held-out videos (symlinks to the real clips), disjoint."""
     calib, gate = tmp_path / "calib", tmp_path / "held"
@@ -134,8 +174,11 @@ def test_calibrate_chooses_for_this_cpu_and_records_what_a_direct_comparison_fin
     assert tried == [v.name for v in candidates(here)[0]]
     if here.saturates_u8s8 is not False:  # AVX2 without VNNI (this machine): no full 8-bit u8 x s8
         assert all(c["reduce_range"] or c["weights"] == "uint8" for c in report["candidates"])
-    # one calibration for all candidates: the first computed the ranges, the others read them
-    assert [c["cache_hit"] for c in report["candidates"]] == [False] + [True] * (len(tried) - 1)
+    # one calibration for all static candidates: the first computed the ranges, the others read them;
+    # dynamic ones have no ranges
+    static = [c["cache_hit"] for c in report["candidates"] if not c["dynamic"]]
+    assert static == [False] + [True] * (len(static) - 1)
+    assert all(c["cache_hit"] is None for c in report["candidates"] if c["dynamic"])
     assert len(list((bundle / "calibration").iterdir())) == 1
 
     calib = sample_clips(gather_videos(calib_dir), SPEC4, 64, options.max_clips, options.seed, options.clips_per_video)
@@ -218,7 +261,7 @@ def test_calibrate_command(bundle, tmp_path):
     with pytest.raises(ConfigError, match="unknown INT8 variant"):  # the CLI refuses it at parse time (test_cli_policy)
         calibrate_int8(bundle, CLIPS, options=CalibrationOptions(variants=("u4s4",)))
     assert_one_line_error(run("calibrate", "--bundle", str(bundle), "--videos", str(tmp_path / "none")), 1,
-                          "no such video folder or list")
+                          "no such video, folder or list")
     assert_one_line_error(run("calibrate", "--bundle", str(bundle)), 1, "--videos")
 
 

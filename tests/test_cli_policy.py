@@ -46,6 +46,18 @@ def test_a_shared_flag_has_one_type_one_default_and_one_help(flag):
         assert len({repr(p.default) for p in params.values()}) == 1
 
 
+def test_videos_and_labels_mean_one_thing_in_every_command():
+    from froster_edge.cli.options import VIDEOS_HELP
+
+    videos = {**_params("--videos"), **{f"{n} --held-out": p for n, p in _params("--held-out").items()}}
+    assert {"export", "calibrate", "calibrate --held-out"} <= set(videos)
+    for name, p in videos.items():  # one repeatable type, one resolver (gather_videos), one description of the forms
+        assert p.multiple and p.type_descriptor.annotation == list[Path] and p.help.endswith(VIDEOS_HELP), name
+    assert {name: "label table" in p.help.lower() for name, p in _params("--labels").items()} == {"run": True}
+    result = invoke("eval", "--data", "list.txt", "--labels", "names.txt")  # eval's check file is --check-classes now
+    assert result.exit_code == 2 and "No such option" in result.output, result.output
+
+
 def test_every_output_flag_is_dash_o_and_a_path():
     params = _params("--out")
     assert {"export", "labels", "import-froster", "average", "train"} <= set(params)

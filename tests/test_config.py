@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from froster_edge.config import ModelConfig, StudentConfig, from_mapping, load_yaml
+from froster_edge.config import RecipeConfig, StudentConfig, from_mapping, load_yaml
 from froster_edge.errors import ConfigError
 
 
 def test_defaults_are_the_paper_recipe():
-    cfg = ModelConfig()
+    cfg = RecipeConfig()
     assert (cfg.student.model_name, cfg.student.pretrained, cfg.student.num_frames) == ("ViT-B-16", "openai", 8)
     assert (cfg.distill.alpha, cfg.distill.vision_weight, cfg.distill.text_weight) == (0.1, 2.0, 2.0)
 
 
 def test_from_mapping_nested_and_coerced():
-    cfg = from_mapping(ModelConfig, {"student": {"num_frames": 16, "pretrained": None}, "distill": {"alpha": 1}})
+    cfg = from_mapping(RecipeConfig, {"student": {"num_frames": 16, "pretrained": None}, "distill": {"alpha": 1}})
     assert cfg.student.num_frames == 16 and cfg.student.pretrained is None
     assert cfg.distill.alpha == 1.0 and isinstance(cfg.distill.alpha, float)
 
@@ -32,7 +32,7 @@ def test_from_mapping_nested_and_coerced():
 )
 def test_bad_configs(data, match):
     with pytest.raises(ConfigError, match=match):
-        from_mapping(ModelConfig, data)
+        from_mapping(RecipeConfig, data)
 
 
 def test_load_yaml_errors(tmp_path):
@@ -42,4 +42,4 @@ def test_load_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml(tmp_path / "bad.yaml")
     (tmp_path / "ok.yaml").write_text("student:\n  num_frames: 4\n")
-    assert from_mapping(ModelConfig, load_yaml(tmp_path / "ok.yaml")).student == StudentConfig(num_frames=4)
+    assert from_mapping(RecipeConfig, load_yaml(tmp_path / "ok.yaml")).student == StudentConfig(num_frames=4)

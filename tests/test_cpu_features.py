@@ -104,9 +104,12 @@ def test_candidates_never_use_full_8bit_u8s8_where_it_saturates():
         assert "saturating" in why
         for v in tried:  # a u8 x s8 pair must fit int16: 255 * max|w| * 2 <= 32767
             if v.weights == "int8" and v.activation == "uint8":
-                assert v.reduce_range and 255 * 63 * 2 <= 32767
+                assert v.reduce_range and 255 * 64 * 2 <= 32767  # ORT's 7-bit weights span [-64, 64]
+        # static and dynamic activation ranges are both tried (dynamic: fewer nodes; neither reliably faster)
+        assert {v.dynamic for v in tried} == {True, False}
     for text in (CASCADE_LAKE, ALDER_LAKE, SAPPHIRE_RAPIDS):
-        assert candidates(parse_cpuinfo(text))[0][0].name == "u8s8"
+        tried = candidates(parse_cpuinfo(text))[0]
+        assert tried[0].name == "u8s8" and "u8s8-dynamic-attn" in [v.name for v in tried]
     for text in (ARM_DOTPROD, ARM_NO_DOTPROD):
         assert candidates(parse_cpuinfo(text))[0][0].activation == "int8"
     with pytest.raises(ConfigError, match="unknown INT8 variant"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from froster_edge.evaluation import load_protocol, prepare_part
 from froster_edge.prompts import ClassText
 from froster_edge.video import VideoError, normalize_clip, read_frames, resize_center_crop
 
-from .helpers import CLIPS, ROOT, shared_data
+from .helpers import CLIPS, ROOT, VIDEOS, shared_data
 
 # --- video lists -------------------------------------------------------------------------------
 
@@ -308,6 +309,30 @@ def test_workers_batch_size_and_persistent_workers_see_the_same_data(example_cli
     assert all(torch.equal(f, expected[i]) for i, f in collect_single().items())
 
 
+@pytest.mark.timeout(120)
+def test_the_training_loader_follows_its_batch_sampler_across_epochs_and_a_resume(example_clips):
+    """The trainer's loader is make_loader with its resumable batch sampler: persistent, non-forked
+    workers give exactly the sampler's batches, in order, for each epoch and for an epoch resumed mid-way."""
+    from froster_edge.train.sampler import ResumableBatchSampler
+
+    items = items_of(example_clips)
+    ds = VideoDataset(items, num_frames=2, image_size=32, train=True, seed=5)
+    sampler = ResumableBatchSampler(len(items), batch_size=2, micro_batch_size=1, seed=5)
+    loader = make_loader(ds, batch_sampler=sampler, num_workers=1, persistent_workers=True)
+    assert loader.multiprocessing_context.get_start_method() != "fork" and loader.persistent_workers
+    for epoch, start in [(0, 0), (1, 0), (1, 1)]:
+        ds.set_epoch(epoch)
+        sampler.set_epoch(epoch, start)
+        got = [b["index"].tolist() for b in loader]
+        perm = sampler.permutation(epoch).tolist()  # the reference: the epoch's permutation cut into batches of 2, one clip each
+        want = [[i] for step in range(start, len(items) // 2) for i in perm[2 * step:2 * step + 2]]
+        assert got == want
+    ref = VideoDataset(items, num_frames=2, image_size=32, train=True, seed=5)
+    ref.set_epoch(1)
+    last = next(iter(loader))  # epoch 1 from step 1, through the running worker
+    assert torch.equal(last["frames"][0], ref[last["index"][0].item()]["frames"])
+
+
 def test_bad_videos_are_replaced_in_training_and_flagged_in_test(example_clips, tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "junk.avi").write_bytes(b"\x00junk" * 500)
@@ -347,3 +372,22 @@ def test_workers_start_clean_after_the_parent_decoded(example_clips):
     for loader in [make_loader(ds, 2, num_workers=2)] * 2 + [forked] * 3:
         assert sorted(i for b in loader for i in b["index"].tolist()) == list(range(len(ds)))
     assert make_loader(ds, 2, num_workers=2).multiprocessing_context.get_start_method() != "fork"
+
+
+def test_gather_videos_reads_files_folders_and_lists_in_order(tmp_path):
+    """What --videos names in every command (export, calibrate --videos/--held-out)."""
+    from froster_edge.data.lists import gather_videos
+
+    clips = VIDEOS
+    (tmp_path / "list.txt").write_text(f"{clips[1].name} 3\n{clips[0].name} 0\n")
+    (tmp_path / "notes.md").write_text("not a video")
+    shutil.copy(clips[0], tmp_path / "a.mp4")
+    got = gather_videos([clips[2], tmp_path, tmp_path / "list.txt"], root=CLIPS)
+    want = [(clips[2], -1), (tmp_path / "a.mp4", -1), (CLIPS / clips[1].name, 3), (CLIPS / clips[0].name, 0)]
+    assert [(i.path, i.label) for i in got] == want
+    assert [(i.path, i.label) for i in gather_videos(tmp_path / "list.txt", root=CLIPS)] == want[2:]  # one path alone
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no video files"):
+        gather_videos([tmp_path / "empty"])
+    with pytest.raises(ConfigError, match="no such video, folder or list"):
+        gather_videos([clips[0], tmp_path / "missing.mp4"])

@@ -30,7 +30,7 @@ from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.sampling import SamplingConfig, SamplingSpec
 from froster_edge.video import CLIP_MEAN, CLIP_STD, stream_timing, read_frames
 
-from .helpers import CLIPS, SHARED_DATA, TINY_MODEL, Collect
+from .helpers import CLASSES, CLIPS, SHARED_DATA, TINY_MODEL, Collect
 
 FPS = [30.0, 25.0, 24.0, 30000 / 1001]
 LEVEL = 36  # colour step of the index code: 8 levels a channel, 512 indices
@@ -266,7 +266,6 @@ def test_a_bundle_of_a_student_with_another_spacing_runs_at_it(real_frames, tmp_
     from froster_edge.export.options import ExportOptions
     from froster_edge.model.checkpoint import load_student, save_student
     from froster_edge.model.factory import create_student
-    from froster_edge.prompts import read_class_texts
 
     torch.manual_seed(0)
     cfg = StudentConfig(model_name=str(TINY_MODEL), pretrained=None, num_frames=4, image_size=64,
@@ -274,7 +273,7 @@ def test_a_bundle_of_a_student_with_another_spacing_runs_at_it(real_frames, tmp_
     save_student(create_student(cfg), tmp_path / "student")
     student = load_student(tmp_path / "student")
     assert student.config.sampling.stride == 8  # saved with the student
-    export_bundle(student, tmp_path / "bundle", read_class_texts(CLIPS / "classes.txt"), [CLIPS / "stgcn_clean_and_jerk.mp4"],
+    export_bundle(student, tmp_path / "bundle", CLASSES, [CLIPS / "stgcn_clean_and_jerk.mp4"],
                   ExportOptions(streams=1, max_parity_clips=1))
     recorded = json.loads((tmp_path / "bundle" / "manifest.json").read_text())["preprocessing"]["sampling"]
     assert (recorded["window"], recorded["stride"], recorded["rule"]) == (32.0, 8.0, "reference")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+
+import pytest
 
 from .helpers import ROOT, TINY_MODEL
 
@@ -34,3 +37,18 @@ def test_readme_export_example_runs(tmp_path):
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["table"].names[0] == "arm wrestling" and scope["manifest"]["parity"]["gates"][0]["passed"]
+
+
+def test_the_layout_table_names_every_folder_and_module():
+    """README "Layout": every top-level folder, and every module of the packages it describes file by file."""
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Layout"):text.index("\n## ", text.index("## Layout") + 1)]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout: the tracked files are unknown")
+    folders = {p.split("/")[0] for p in tracked if "/" in p and not p.startswith(".")}
+    missing = [f for f in sorted(folders) if f"`{f}/" not in layout]
+    for package in ("froster_edge", "froster_edge/bundle", "froster_edge/model", "export", "runtime", "calibration"):
+        modules = {p.rsplit("/", 1)[1] for p in tracked if p.startswith(package + "/") and p.count("/") == package.count("/") + 1}
+        missing += [f"{package}/{m}" for m in sorted(modules) if m.endswith(".py") and m != "__init__.py" and f"`{m}`" not in layout]
+    assert not missing, f"the README's layout does not name: {missing}"

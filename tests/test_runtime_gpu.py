@@ -10,12 +10,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from froster_edge.export.bundle import export_bundle
-from froster_edge.export.options import ExportOptions
 from froster_edge.runtime.options import ClassifierOptions, RunOptions
 from froster_edge.runtime.pipeline import Pipeline
 
-from .helpers import CLASSES, CLIP_B, VIDEOS, Collect, make_student
+from .helpers import CLIP_B, VIDEOS, Collect, export_tiny
 
 try:
     import tensorrt
@@ -27,10 +25,10 @@ except ImportError:
     TRT_SKIP = "tensorrt is not installed"
 if TRT_SKIP is None:
     from froster_edge.errors import MissingCapability
-    from froster_edge.runtime.backends import _cudart
+    from froster_edge.bundle.engines import cuda_runtime
 
     try:
-        _cudart()  # the trt backend's device buffers come from cuda-python
+        cuda_runtime()  # the trt backend's device buffers come from cuda-python
     except MissingCapability as e:
         TRT_SKIP = str(e)
 
@@ -70,8 +68,7 @@ def test_ort_cuda_backend_runs_the_fp16_graph(tiny_bundle):
 @needs_gpu
 @pytest.mark.skipif(TRT_SKIP is not None, reason=str(TRT_SKIP))
 def test_trt_backend_is_picked_by_auto_and_matches_onnxruntime_cpu(tmp_path):
-    export_bundle(make_student(), tmp_path / "b", CLASSES, VIDEOS[:2],
-                  ExportOptions(streams=2, trt=True, workspace_gb=1.0, max_parity_clips=2))
+    export_tiny(tmp_path / "b", VIDEOS[:2], streams=2, trt=True, workspace_gb=1.0, max_parity_clips=2)
     name, got = probabilities(tmp_path / "b", "auto")
     _, want = probabilities(tmp_path / "b", "ort-cpu")
     assert name == "trt"
@@ -82,8 +79,7 @@ def test_trt_backend_is_picked_by_auto_and_matches_onnxruntime_cpu(tmp_path):
 @needs_gpu
 @pytest.mark.skipif("TensorrtExecutionProvider" not in PROVIDERS, reason="onnxruntime has no TensorrtExecutionProvider here")
 def test_ort_trt_backend_uses_the_bundle_engine_cache(tmp_path):
-    export_bundle(make_student(), tmp_path / "b", CLASSES, VIDEOS[:2],
-                  ExportOptions(streams=2, trt=True, trt_route="ort-trt", workspace_gb=1.0, max_parity_clips=2))
+    export_tiny(tmp_path / "b", VIDEOS[:2], streams=2, trt=True, trt_route="ort-trt", workspace_gb=1.0, max_parity_clips=2)
     cached = sorted((tmp_path / "b" / "engines" / "ort-trt").iterdir())
     name, got = probabilities(tmp_path / "b", "ort-trt")
     _, want = probabilities(tmp_path / "b", "ort-cpu")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -23,7 +21,7 @@ from froster_edge.runtime.options import ClassifierOptions, RunOptions, Sampling
 from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.video import resize_center_crop
 
-from .helpers import CLIPS, CLIP_B, assert_one_line_error, Collect, run
+from .helpers import CLIPS, CLIP_B, Collect, assert_one_line_error, run, run_python
 
 CLIP_A = CLIPS / "stgcn_clean_and_jerk.mp4"  # 300 frames at 29.97 fps
 T, SIZE, HOP = 4, 64, 2
@@ -123,8 +121,7 @@ def test_the_runtime_imports_no_torch(tiny_bundle):
         "assert not bad, bad\n"
         "print('torch-free')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(code)
     assert proc.stdout.count('"stream"') == 2 and proc.stdout.strip().endswith("torch-free")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 
@@ -17,15 +16,14 @@ from froster_edge.bundle import manifest as mf
 from froster_edge.bundle.labels import load_labels
 from froster_edge.prompts import prompts_for
 
-from .helpers import CLIPS, ROOT
+from .helpers import CLIPS, ROOT, run_python
 
 TORCH_FREE = ["froster_edge.bundle", "froster_edge.runtime", "froster_edge.calibration"]
 
 
 def _loaded_after(code: str) -> list[str]:
     probe = code + "\nimport sys\nprint([m for m in ('torch', 'open_clip') if m in sys.modules])\n"
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(probe)
     return eval(proc.stdout.strip().splitlines()[-1])  # a list literal printed by the probe above
 
 
@@ -44,9 +42,8 @@ def test_every_module_of_the_torch_free_packages_imports_without_torch():
         "            culprits.append(name)\n"
         "print('culprit:', culprits)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "culprit: []" in proc.stdout, proc.stdout
+    out = run_python(code).stdout
+    assert "culprit: []" in out, out
 
 
 def test_data_lists_and_sampling_import_without_torch_and_the_loader_still_resolves():
@@ -73,11 +70,11 @@ BLOCK = (
 def _run_without_torch(*args: str) -> subprocess.CompletedProcess:
     """`froster-edge ARGS` in an interpreter where importing torch or open_clip raises ImportError."""
     code = BLOCK + f"sys.argv = ['froster-edge', *{list(args)!r}]\nfrom froster_edge.cli import main\nmain()\n"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    return run_python(code, timeout=600, cwd=ROOT, check=False)
 
 
 def test_the_block_really_blocks_torch():
-    proc = subprocess.run([sys.executable, "-c", BLOCK + "import torch"], capture_output=True, text=True, timeout=120)
+    proc = run_python(BLOCK + "import torch", check=False)
     assert proc.returncode != 0 and "blocked" in proc.stderr
 
 

@@ -11,12 +11,10 @@ import pytest
 import torch
 
 from froster_edge.bundle import manifest as mf
-from froster_edge.export.bundle import export_bundle
-from froster_edge.export.options import ExportOptions
 from froster_edge.bundle.parity import compare, load_parity_clips, run_in_streams
 from froster_edge.bundle.sessions import onnx_video_encoder
 
-from .helpers import CLASSES, VIDEOS, make_student
+from .helpers import VIDEOS, export_tiny
 
 try:
     import tensorrt
@@ -35,16 +33,15 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GP
 @pytest.mark.skipif(TRT_SKIP is not None, reason=str(TRT_SKIP))
 @pytest.mark.parametrize("layernorm_fp32", [False, True])
 def test_trt_engines_build_pass_parity_and_are_reused(tmp_path, layernorm_fp32):
-    student = make_student()
-    options = ExportOptions(streams=2, trt=True, layernorm_fp32=layernorm_fp32, workspace_gb=1.0, max_parity_clips=3)
-    first = export_bundle(student, tmp_path / "b", CLASSES, VIDEOS, options).manifest
+    options = dict(streams=2, trt=True, layernorm_fp32=layernorm_fp32, workspace_gb=1.0, max_parity_clips=3)
+    first = export_tiny(tmp_path / "b", **options).manifest
     (video,) = first["engines"]  # no text engine: label tables use the fp32 ONNX text encoder
     assert video["name"] == "video_encoder" and video["precision"] == "fp16" and video["onnx_file"] == "video_encoder.fp16.onnx"
     assert video["parity"]["passed"] and video["parity"]["min_cosine"] >= 0.999 and video["parity"]["n"] == 3
     assert video["shapes"]["frames"] == [[2, 4, 64, 64, 3]] * 3 and video["layernorm_fp32"] == layernorm_fp32
     assert (tmp_path / "b" / "engines" / "timing.cache").is_file()
     mf.verify_bundle(tmp_path / "b")
-    again = export_bundle(student, tmp_path / "b", CLASSES, VIDEOS, options).manifest
+    again = export_tiny(tmp_path / "b", **options).manifest  # the same seed: the same weights and ONNX
     assert all(e["reused"] for e in again["engines"]), "an unchanged ONNX must reuse its cached engines"
 
 
@@ -53,8 +50,7 @@ def test_trt_engines_build_pass_parity_and_are_reused(tmp_path, layernorm_fp32):
 @pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                     reason="onnxruntime has no CUDAExecutionProvider here (onnxruntime-gpu not installed)")
 def test_ort_cuda_fp16_matches_fp32(tmp_path):
-    student = make_student()
-    result = export_bundle(student, tmp_path / "b", CLASSES, VIDEOS, ExportOptions(streams=2, max_parity_clips=4))
+    result = export_tiny(tmp_path / "b", streams=2, max_parity_clips=4)
     clips = load_parity_clips(VIDEOS, 4, 64, 4).frames
     providers = ["CUDAExecutionProvider"]
     fp32 = run_in_streams(onnx_video_encoder(result.bundle / mf.VIDEO_ONNX, providers), clips, 2)
@@ -70,9 +66,7 @@ def test_ort_cuda_fp16_matches_fp32(tmp_path):
 @pytest.mark.skipif("TensorrtExecutionProvider" not in ort.get_available_providers(),
                     reason="onnxruntime has no TensorrtExecutionProvider here")
 def test_ort_trt_route_writes_a_persistent_engine_cache(tmp_path):
-    student = make_student()
-    options = ExportOptions(streams=2, trt=True, trt_route="ort-trt", workspace_gb=1.0, max_parity_clips=3)
-    manifest = export_bundle(student, tmp_path / "b", CLASSES, VIDEOS, options).manifest
+    manifest = export_tiny(tmp_path / "b", streams=2, trt=True, trt_route="ort-trt", workspace_gb=1.0, max_parity_clips=3).manifest
     (engine,) = manifest["engines"]
     assert engine["route"] == "ort-trt" and engine["onnx_file"] == "video_encoder.fp16.onnx"
     assert engine["parity"]["passed"] and engine["parity"]["n"] == 3  # 3 clips through a 2-stream graph: padded
@@ -92,7 +86,7 @@ def test_trt_int8_engine_from_the_qdq_model_through_calibrate(tmp_path, method):
     from .helpers import CLIPS
 
     bundle = tmp_path / "b"
-    export_bundle(make_student(), bundle, CLASSES, VIDEOS, ExportOptions(streams=1, max_parity_clips=2))
+    export_tiny(bundle, streams=1, max_parity_clips=2)
     options = CalibrationOptions(trt=True, method=method, max_clips=6, reps=3, thresholds=GateThresholds(0.0, 0.0))
     report = calibrate_int8(bundle, CLIPS, options=options)
     assert report["accepted"] and report["int8"]["route"] == "tensorrt-qdq" and report["int8"]["variant"] == "s8s8"
@@ -124,3 +118,19 @@ def test_calibrate_trt_refuses_asymmetric_activations_and_needs_tensorrt(tiny_bu
         with pytest.raises(MissingCapability):
             calibrate_int8(bundle, CLIPS, options=CalibrationOptions(trt=True, max_clips=2, max_held_out=2))
     assert (bundle / "manifest.json").read_bytes() == before
+
+
+def test_one_torch_free_engine_runner_for_export_calibrate_and_run(tmp_path):
+    """Export's and calibrate's gates and `run`'s trt backends share bundle.engines.TensorRTEngine
+    (cuda-python buffers); without TensorRT, a CUDA GPU or cuda-python each says what is missing."""
+    from froster_edge.bundle import engines as tb
+    from froster_edge.errors import MissingCapability
+    from froster_edge.runtime.backends import TrtBackend
+
+    assert issubclass(TrtBackend, tb.TensorRTEngine)
+    if TRT_SKIP is not None:
+        with pytest.raises(MissingCapability, match="tensorrt|TensorRT"):
+            tb.TensorRTEngine(tmp_path / "video.plan")
+    if not torch.cuda.is_available():
+        with pytest.raises(MissingCapability, match="cuda-python|GPU|CUDA"):
+            tb.cuda_device()

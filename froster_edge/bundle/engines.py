@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import FrosterError, MissingCapability
+from ..errors import BundleError, FrosterError, MissingCapability
 from ..io import atomic_write_bytes
 
 TIMING_CACHE = "timing.cache"
@@ -123,17 +123,38 @@ def require_tensorrt():
     return trt
 
 
-def require_cuda_device() -> str:
-    """The GPU's compute capability as "major.minor", or MissingCapability when there is no GPU."""
+def cuda_runtime():
+    """cuda-python's CUDA runtime module (device buffers and streams without torch), or MissingCapability."""
     try:
-        import torch  # builds and their parity runs use torch's CUDA buffers (export and calibrate need torch anyway)
-    except ImportError as e:
-        raise MissingCapability("building TensorRT engines needs torch with CUDA: pip install 'froster-edge[gpu,train]'") from e
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python before 12.6
+        except ImportError as e:
+            raise MissingCapability("TensorRT engines run on cuda-python's device buffers: pip install cuda-python "
+                                    "(in froster-edge[gpu] and [jetson])") from e
+    return cudart
 
-    if not torch.cuda.is_available():
+
+def cuda_check(result: tuple, what: str, error: type[FrosterError] = FrosterError) -> Any:
+    """The value of a cuda-python call's (error, value...) tuple, or `error` naming the call."""
+    err, *rest = result
+    if int(err) != 0:
+        raise error(f"{what} failed: {getattr(err, 'name', err)} (no usable CUDA driver or GPU?)")
+    return rest[0] if len(rest) == 1 else tuple(rest)
+
+
+def cuda_device() -> tuple[str, str]:
+    """(name, "major.minor" compute capability: the engines' `sm`) of GPU 0 through cuda-python, or
+    MissingCapability: the same query at build and at run time, so a runtime picks exactly the
+    engines built for its GPU."""
+    cudart = cuda_runtime()
+    count = cuda_check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount", MissingCapability)
+    if not count:
         raise MissingCapability("no CUDA GPU is visible: TensorRT engines must be built on the GPU that runs them")
-    major, minor = torch.cuda.get_device_capability()
-    return f"{major}.{minor}"
+    prop = cuda_check(cudart.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
+    name = prop.name.decode(errors="replace").rstrip("\0") if isinstance(prop.name, bytes) else str(prop.name)
+    return name, f"{prop.major}.{prop.minor}"
 
 
 def strongly_typed_flags(trt) -> int:
@@ -153,7 +174,7 @@ def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace
     if spec.precision not in PRECISIONS:
         raise FrosterError(f"unknown engine precision {spec.precision!r} ({', '.join(PRECISIONS)})")
     trt = require_tensorrt()
-    sm = require_cuda_device()
+    _, sm = cuda_device()
     key = spec.key(trt.__version__, sm)
     plan = engines_dir / f"{key}.plan"
     record = EngineRecord(name=spec.name, file=f"{engines_dir.name}/{plan.name}", route="tensorrt",
@@ -207,41 +228,71 @@ def _build(trt, onnx_path: Path, spec: EngineSpec, timing_path: Path, workspace_
 
 
 class TensorRTEngine:
-    """Run a serialized engine on torch CUDA tensors (export-time parity; the runtime has its own runner)."""
+    """One static-shape engine (one input, one output) run with the tensor-name API on cuda-python
+    device buffers and stream, no torch: the runner of export's and calibrate's gates and of the
+    runtime's trt backends, so a gate measures the very code `run` uses.
+
+    As in TensorRT's own samples (samples/python/common_runtime.py): buffers from cudaMalloc, the
+    addresses bound once with `set_tensor_address`, then per call cudaMemcpyAsync in,
+    `execute_async_v3(stream)`, cudaMemcpyAsync out and a stream synchronisation.
+    """
 
     def __init__(self, plan: Path):
-        import torch
-
-        trt = require_tensorrt()
-        self._torch = torch
-        self._trt = trt
-        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())
-        if self.engine is None:
-            raise FrosterError(f"{plan} is not an engine this TensorRT/GPU can load: rebuild with froster-edge export --trt")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-
-    def __call__(self, array):
         import numpy as np
 
-        torch, trt = self._torch, self._trt
-        (name,) = self.inputs
-        x = torch.from_numpy(np.ascontiguousarray(array)).cuda()
-        self.context.set_input_shape(name, tuple(x.shape))
-        self.context.set_tensor_address(name, x.data_ptr())
-        outs = []
-        for out_name in self.outputs:
-            dtype = torch.from_numpy(np.zeros(0, trt.nptype(self.engine.get_tensor_dtype(out_name)))).dtype
-            y = torch.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=dtype, device="cuda")
-            self.context.set_tensor_address(out_name, y.data_ptr())
-            outs.append(y)
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
+        trt, cudart = require_tensorrt(), cuda_runtime()
+        self._cudart, self._np = cudart, np
+        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())
+        if engine is None:
+            raise BundleError(f"{plan} cannot be loaded by this TensorRT/GPU: rebuild with froster-edge export --trt")
+        self.engine, self.context = engine, engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        (self.input,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        (self.output,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        in_shape = tuple(engine.get_tensor_shape(self.input))
+        self.context.set_input_shape(self.input, in_shape)
+        self.in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.input)))
+        self.host_out = np.empty(tuple(self.context.get_tensor_shape(self.output)),
+                                 np.dtype(trt.nptype(engine.get_tensor_dtype(self.output))))
+        self.in_bytes = int(np.prod(in_shape)) * self.in_dtype.itemsize
+        self.streams = int(in_shape[0])
+        self.d_in = cuda_check(cudart.cudaMalloc(self.in_bytes), "cudaMalloc")
+        self.d_out = cuda_check(cudart.cudaMalloc(self.host_out.nbytes), "cudaMalloc")
+        self.stream = cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.context.set_tensor_address(self.input, int(self.d_in))
+        self.context.set_tensor_address(self.output, int(self.d_out))
+
+    def __call__(self, frames):
+        """(streams, ...) input as the engine takes it -> its output as float32 (a fresh array)."""
+        cudart = self._cudart
+        x = self._np.ascontiguousarray(frames, dtype=self.in_dtype)
+        if x.nbytes != self.in_bytes:
+            raise FrosterError(f"the engine takes {self.in_bytes} input bytes, got {x.nbytes} (shape {x.shape})")
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        cuda_check(cudart.cudaMemcpyAsync(self.d_in, x.ctypes.data, x.nbytes, h2d, self.stream), "cudaMemcpyAsync")
+        if not self.context.execute_async_v3(int(self.stream)):
             raise FrosterError("TensorRT execution failed")
-        stream.synchronize()
-        return outs[0].float().cpu().numpy()
+        cuda_check(cudart.cudaMemcpyAsync(self.host_out.ctypes.data, self.d_out, self.host_out.nbytes, d2h, self.stream),
+                   "cudaMemcpyAsync")
+        cuda_check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")  # a timer stops after this
+        return self.host_out.astype(self._np.float32)  # a copy: the next call reuses host_out
+
+    def close(self) -> None:
+        """Free the device buffers and the stream (idempotent)."""
+        if self.context is None:
+            return
+        cudart = self._cudart
+        for ptr in (self.d_in, self.d_out):
+            cudart.cudaFree(ptr)
+        cudart.cudaStreamDestroy(self.stream)
+        self.context = self.engine = None
+
+    def __enter__(self) -> "TensorRTEngine":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
 
 
 def ort_trt_session(onnx_path: Path, cache_dir: Path, workspace_gb: float = 4.0, log_severity: int = 3):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import BundleError, ConfigError, shorten
-from ..io import atomic_write_json, is_leftover, read_versioned_json, sha256_file
+from ..io import atomic_write_json, is_leftover, read_folder_json, read_versioned_json, sha256_file
 from ..sampling import SamplingSpec
 
 FORMAT = "froster-edge-bundle"
@@ -100,15 +100,9 @@ def _write(root: Path, body: dict[str, Any], files: dict[str, str]) -> dict[str,
 
 def read_manifest(bundle: str | Path) -> dict[str, Any]:
     """The parsed manifest of a bundle, checked for format and version (files are not hashed)."""
-    root = Path(bundle)
-    if not root.is_dir():
-        raise BundleError(f"bundle directory not found: {root}")
-    path = root / MANIFEST_FILE
-    if not path.is_file():
-        raise BundleError(f"{root} is not a froster-edge bundle: no {MANIFEST_FILE} (run froster-edge export)")
-    manifest = read_versioned_json(path, FORMAT, VERSION, ("model", "preprocessing", "files"), BundleError,
-                                   "bundle manifest")
-    check_structure(manifest, path)
+    manifest = read_folder_json(bundle, MANIFEST_FILE, FORMAT, VERSION, ("model", "preprocessing", "files"), BundleError,
+                                "bundle", "bundle manifest", hint=" (run froster-edge export)")
+    check_structure(manifest, Path(bundle) / MANIFEST_FILE)
     return manifest
 
 

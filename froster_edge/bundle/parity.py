@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from ..errors import ConfigError, ParityError
+from ..errors import ParityError
 from ..video import VideoError, decode_video, resize_center_crop, uniform_indices
 from .labels import LabelTable
 from .sessions import VideoEncoder
@@ -99,18 +99,3 @@ def require_passed(results: list[dict]) -> None:
         raise ParityError("parity gate failed: " + "; ".join(parts))
 
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
-
-
-def find_videos(paths: list[Path]) -> list[Path]:
-    """Video files named directly, or found (sorted) in the named folders."""
-    found: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            found += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise ConfigError(f"no such video or folder: {p}")
-    return found

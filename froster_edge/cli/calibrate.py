@@ -14,7 +14,7 @@ from ..calibration.options import Method, Ops
 from ..calibration.variants import VARIANTS
 from ..errors import ConfigError
 from .base import command
-from .options import JsonOut, readable, write_json
+from .options import JsonOut, readable, videos_option, write_json
 
 VariantName = Enum("VariantName", {name: name for name in VARIANTS}, type=str)  # --variant's choices, checked at parse time
 
@@ -22,9 +22,9 @@ VariantName = Enum("VariantName", {name: name for name in VARIANTS}, type=str)  
 @command("calibrate")
 def calibrate_cmd(
     bundle: Annotated[Path, typer.Option(help="The bundle to calibrate (from froster-edge export).")],
-    videos: Annotated[Optional[Path], typer.Option(help="INT8: calibration videos, a folder or a `path [label]` list.")] = None,
-    held_out: Annotated[Optional[Path], typer.Option(
-        "--held-out", help="INT8: videos for the gate; default: a seeded quarter of --videos, kept out of calibration.")] = None,
+    videos: Annotated[Optional[list[Path]], videos_option("INT8: calibration videos.")] = None,
+    held_out: Annotated[Optional[list[Path]], videos_option(
+        "INT8: videos for the gate; default: a seeded quarter of --videos, kept out of calibration.", "--held-out")] = None,
     root: Annotated[Optional[Path], typer.Option(help="Folder that list paths are relative to (default: the list's folder).")] = None,
     confidence: Annotated[bool, typer.Option("--confidence", help="Fit the confidence temperature on --val.")] = False,
     val: Annotated[Optional[Path], typer.Option(help="Labelled `path label` list for --confidence (labels index the bundle's table).")] = None,
@@ -60,6 +60,7 @@ def calibrate_cmd(
     Examples:
       froster-edge calibrate --bundle bundles/b32 --videos my_videos/
       froster-edge calibrate --bundle bundles/b32 --videos calib.txt --held-out test.txt --root /data
+      froster-edge calibrate --bundle bundles/b32 --videos day/ --videos night/ --videos extra.mp4
       froster-edge calibrate --bundle bundles/b32 --confidence --val val.txt --root /data --json report.json
     """
     from dataclasses import replace as dc_replace

@@ -18,7 +18,8 @@ def eval_cmd(
     protocol: Annotated[Optional[Path], typer.Option(help="A protocol config (configs/eval/*.yaml): base-to-novel or cross-dataset splits.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="A video list: 'path label' or 'path,label' lines (instead of --protocol).")] = None,
     classes: OptionalClasses = None,
-    labels: Annotated[Optional[Path], typer.Option(help="A plain label file to check the count and order of --classes against.")] = None,
+    check_classes: Annotated[Optional[Path], typer.Option(
+        "--check-classes", help="A plain label file to check the count and order of --classes against (was --labels).")] = None,
     root: Annotated[Optional[Path], typer.Option(
         help="Folder the list's video paths are relative to (default: the list's folder, or the config's root).")] = None,
     path: Annotated[Optional[list[str]], typer.Option("--path", help="NAME=DIR: where a protocol config's {NAME} folder is (repeatable).")] = None,
@@ -49,7 +50,7 @@ def eval_cmd(
 
     from ..evaluation.command import EvalRequest, run_eval
 
-    req = EvalRequest(protocol=protocol, data=data, classes=classes, labels=labels, root=root, paths=path or [],
+    req = EvalRequest(protocol=protocol, data=data, classes=classes, check_classes=check_classes, root=root, paths=path or [],
                       student=None if student is None else str(student), model=model, pretrained=pretrained,
                       frames=frames, views=views, batch_size=batch_size, workers=workers, device=device,
                       json_out=None if json_out is None or str(json_out) == "-" else json_out, progress=progress)

@@ -14,7 +14,7 @@ from ..export.options import TrtRoute
 from .base import command
 from .models import model_source
 from .options import (DEFAULT_MODEL, DEFAULT_PRETRAINED, Classes, Frames, JsonOut, Model, Pretrained, Student,
-                      out_option, readable, write_json)
+                      out_option, readable, videos_option, write_json)
 
 
 @command("export")
@@ -26,8 +26,7 @@ def export_cmd(
     pretrained: Pretrained = DEFAULT_PRETRAINED,
     frames: Frames = None,
     streams: Annotated[int, typer.Option(help="Clips per video-encoder call (cameras batched together), fixed in the graph.", min=1)] = _EXPORT.streams,
-    videos: Annotated[Optional[list[Path]], typer.Option(
-        "--videos", help="Real clips for the parity gates: files or folders, repeatable. Without it the gates run on noise.")] = None,
+    videos: Annotated[Optional[list[Path]], videos_option("Real clips for the parity gates (without them the gates run on noise).")] = None,
     fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Also write video_encoder.fp16.onnx and gate it against fp32.")] = _EXPORT.fp16,
     layernorm_fp32: Annotated[bool, typer.Option(
         "--layernorm-fp32", help="Keep LayerNorm in fp32 inside video_encoder.fp16.onnx (and so in the engine built from it).")] = _EXPORT.layernorm_fp32,
@@ -51,15 +50,14 @@ def export_cmd(
       froster-edge export --student students/froster-b16 --classes k400.json --videos clips/ -o bundles/b16
       froster-edge export --pretrained ~/weights/ViT-B-16.bin --classes names.txt --videos clip.mp4 -o bundles/zs --trt
     """
-    from ..bundle.parity import find_videos
-    from ..data.lists import read_classes
+    from ..data.lists import gather_videos, read_classes
     from ..export.bundle import check_target, export_bundle
     from ..export.options import ExportOptions
     from ..model.factory import load_model
 
     check_target(out)
     class_texts = read_classes(classes)
-    clips = find_videos(videos or [])
+    clips = [item.path for item in gather_videos(videos or [])]
     net = load_model(student, model, pretrained, frames)
     options = ExportOptions(streams=streams, fp16=fp16, layernorm_fp32=layernorm_fp32, trt=trt, trt_route=trt_route,
                             workspace_gb=workspace_gb, max_parity_clips=max_parity_clips)

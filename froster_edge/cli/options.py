@@ -30,8 +30,17 @@ Pretrained = Annotated[str, typer.Option(
     "--pretrained", help="open_clip tag (openai) or a local checkpoint file, when no --student.")]
 Frames = Annotated[Optional[int], typer.Option(
     "--frames", min=1, help="Frames per clip (T); default: the student's, else 8.")]
+VIDEOS_HELP = ("Videos: files, folders of videos, or list files of `path label` lines, label optional (paths relative to "
+               "the list's folder, or to --root where the command has one); repeatable.")
+
 Classes = Annotated[Path, typer.Option("--classes", help=CLASSES_HELP)]
 OptionalClasses = Annotated[Optional[Path], typer.Option("--classes", help=CLASSES_HELP)]
+
+
+def videos_option(purpose: str, name: str = "--videos") -> Any:
+    """A repeatable video option (--videos, --held-out), read by `froster_edge.data.lists.gather_videos`
+    in every command; `purpose` says what the videos are for."""
+    return typer.Option(name, metavar="PATH", help=f"{purpose} {VIDEOS_HELP}")
 
 
 def _json_target(value: Optional[Path]) -> Optional[Path]:

@@ -168,30 +168,38 @@ def worker_context() -> multiprocessing.context.BaseContext:
 
 def make_loader(
     dataset: VideoDataset,
-    batch_size: int,
+    batch_size: int = 1,
     *,
     num_workers: int = 2,
     shuffle: bool = False,
     sampler: Sampler | None = None,
+    batch_sampler: Sampler[list[int]] | None = None,
     drop_last: bool = False,
     pin_memory: bool = False,
     generator: torch.Generator | None = None,
     persistent_workers: bool = False,
+    prefetch_factor: int = 2,
 ) -> DataLoader:
     """A DataLoader of `dataset` with `collate_clips` and single-threaded workers (2 keep 2 cores busy),
-    started as `worker_context` says."""
+    started as `worker_context` says. The one loader builder of evaluation and training.
+
+    `batch_sampler` (training's resumable sampler) yields whole batches: then `batch_size`,
+    `shuffle`, `sampler` and `drop_last` are its business and must stay at their defaults.
+    """
+    workers = num_workers > 0
     return DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=batch_size if batch_sampler is None else 1,
         shuffle=shuffle if sampler is None else False,
         sampler=sampler,
+        batch_sampler=batch_sampler,
         num_workers=num_workers,
         collate_fn=collate_clips,
-        worker_init_fn=init_worker if num_workers > 0 else None,
+        worker_init_fn=init_worker if workers else None,
         drop_last=drop_last,
         pin_memory=pin_memory,
         generator=generator,
-        persistent_workers=persistent_workers and num_workers > 0,
-        prefetch_factor=2 if num_workers > 0 else None,
-        multiprocessing_context=worker_context() if num_workers > 0 else None,
+        persistent_workers=persistent_workers and workers,
+        prefetch_factor=prefetch_factor if workers else None,
+        multiprocessing_context=worker_context() if workers else None,
     )

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import ConfigError
 from ..io import read_text
@@ -80,6 +81,46 @@ def read_video_list(
     if require_existing and not any(item.path.is_file() for item in items):
         raise ConfigError(f"none of the {len(items)} videos of {list_file} exists under {base} "
                           f"(the first would be {items[0].path}); is --root right?")
+    return items
+
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
+
+
+def find_videos(paths: Iterable[str | Path]) -> list[Path]:
+    """Video files named directly, or found (sorted) in the named folders."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise ConfigError(f"no such video or folder: {p}")
+    return found
+
+
+def gather_videos(specs: str | Path | Iterable[str | Path], root: str | Path | None = None) -> list[VideoItem]:
+    """What `--videos` names, in every command: video files, folders of videos (sorted) and
+    `path [label]` list files (paths relative to `root`, default the list's folder), in order.
+
+    Videos found without a list have label -1. A folder without videos or a missing path is a
+    ConfigError, so a typo never silently leaves a gate or a calibration without data.
+    """
+    items: list[VideoItem] = []
+    for spec in [specs] if isinstance(specs, (str, Path)) else specs:
+        spec = Path(spec)
+        if spec.is_dir():
+            found = find_videos([spec])
+            if not found:
+                raise ConfigError(f"{spec} holds no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+            items += [VideoItem(p, -1) for p in found]
+        elif spec.is_file() and spec.suffix.lower() in VIDEO_SUFFIXES:
+            items.append(VideoItem(spec, -1))
+        elif spec.is_file():
+            items += read_video_list(spec, root)
+        else:
+            raise ConfigError(f"no such video, folder or list: {spec}")
     return items
 
 

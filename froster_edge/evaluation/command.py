@@ -21,7 +21,7 @@ class EvalRequest:
     protocol: Path | None = None
     data: Path | None = None
     classes: Path | None = None
-    labels: Path | None = None
+    check_classes: Path | None = None  # --check-classes: a plain label file the class texts must match
     root: Path | None = None
     paths: list[str] = field(default_factory=list)  # NAME=DIR
     student: str | None = None
@@ -41,8 +41,8 @@ def build_protocol(req: EvalRequest) -> Protocol:
     if (req.protocol is None) == (req.data is None):
         raise ConfigError("give either --protocol CONFIG.yaml or --data LIST (with --classes)")
     if req.protocol is not None:
-        if req.classes is not None or req.labels is not None:
-            raise ConfigError("--classes and --labels go with --data; a protocol config names its own class files")
+        if req.classes is not None or req.check_classes is not None:
+            raise ConfigError("--classes and --check-classes go with --data; a protocol config names its own class files")
         paths = {}
         for spec in req.paths:
             name, sep, value = spec.partition("=")
@@ -54,7 +54,7 @@ def build_protocol(req: EvalRequest) -> Protocol:
         raise ConfigError("--data needs --classes FILE (names, one a line, or JSON {\"0\": \"Name: description\"})")
     if req.paths:
         raise ConfigError("--path NAME=DIR goes with --protocol")
-    return single_protocol(req.data, req.classes, req.root, req.labels, req.views or 3)
+    return single_protocol(req.data, req.classes, req.root, req.check_classes, req.views or 3)
 
 
 def run_eval(req: EvalRequest, log: Callable[[str], None] | None = None) -> ProtocolReport:

@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
-import yaml
 
 from .. import __version__
 from ..config import StudentConfig
 from ..data import VideoItem, check_class_names, read_classes, read_video_list
 from ..errors import ConfigError, FrosterError
-from ..io import read_text
+from ..io import read_yaml
 from ..model.student import VideoStudent
 from ..prompts import ClassText
 from .core import EvalResult, class_embeddings, encode_videos, score_videos, student_image_size
@@ -84,12 +83,7 @@ def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: di
                   views: int | None = None) -> Protocol:
     """Read a protocol config; `root`, `paths` and `views` override its values."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"protocol config not found: {path}")
-    try:
-        data = yaml.safe_load(read_text(path, "protocol config"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    data = read_yaml(path, "protocol config")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with protocol, splits, ...")
     known = {"protocol", "name", "root", "paths", "splits", "full", "views"}

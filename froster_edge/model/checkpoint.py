@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import StudentConfig, from_mapping
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_write_json, read_tensors, read_versioned_json, save_tensors, tensors_fingerprint
+from ..io import atomic_write_json, read_folder_json, read_tensors, save_tensors, tensors_fingerprint
 from .clip import activation_of, build_clip
 from .student import VideoStudent
 
@@ -66,15 +66,8 @@ def save_student(
 
 def read_student_config(student_dir: str | Path) -> dict[str, Any]:
     """The parsed config.json of a student directory, checked for format and version."""
-    d = Path(student_dir)
-    if not d.is_dir():
-        raise CheckpointError(f"student directory not found: {d}")
-    path = d / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{d} is not a student directory: no {CONFIG_FILE}")
-    config = read_versioned_json(path, FORMAT, VERSION, ("student", "model_cfg", "weights"), CheckpointError,
-                                 "student config")
-    return config
+    return read_folder_json(student_dir, CONFIG_FILE, FORMAT, VERSION, ("student", "model_cfg", "weights"), CheckpointError,
+                            "student", "student config")
 
 
 def load_tensors(student_dir: str | Path, name: str, config: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:

@@ -26,7 +26,7 @@ from open_clip.model import CLIP
 
 from ..errors import ConfigError, PretrainedWeightsError, shorten
 from ..hub import address_of, hub_address, reachable
-from ..io import read_text
+from ..io import read_json
 from ..logs import quiet_logger
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,7 @@ def resolve_model_config(model_name: str, pretrained: str | None = None, image_s
     """
     path = Path(model_name)
     if model_name.endswith(".json"):
-        if not path.is_file():
-            raise ConfigError(f"model config file not found: {model_name}")
-        try:
-            cfg = json.loads(read_text(path, "model config"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{model_name} is not valid JSON: {e}") from e
+        cfg = read_json(path, "model config file")
         if isinstance(cfg, dict) and isinstance(cfg.get("model_cfg"), dict):
             cfg = cfg["model_cfg"]
     else:

@@ -48,9 +48,6 @@ class LossTerms:
     text: torch.Tensor  # cosine distance on class-text features, before weighting
     logits: torch.Tensor  # (B, C)
 
-    def as_floats(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "ce", "vision", "text")}
-
 
 class FrosterDistiller(nn.Module):
     """Student, frozen teacher and the two projectors; `forward` returns the training loss."""

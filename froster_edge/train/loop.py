@@ -26,13 +26,13 @@ from typing import Any, Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from ..config import RecipeConfig
 from ..errors import CheckpointError, ConfigError, FrosterError
 from ..io import atomic_dir, atomic_write_text, recover, tensors_fingerprint
 from ..model.checkpoint import save_student
 from ..model.factory import create_distiller
+from ..progress import ProgressBar
 from ..prompts import ClassText
 from . import ddp
 from .average import EPOCHS_DIR, average_students, epoch_dir, epoch_dirs
@@ -97,37 +97,6 @@ def prepare_data(config: RecipeConfig) -> TrainData:
     return data
 
 
-class _Progress:
-    """A rich progress bar on stderr with the loss terms, lr and clips/s (rank 0, when enabled)."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=Console(stderr=True))
-        self.task = self.bar.add_task("train", total=total, completed=done, epoch="-", info="")
-        self.bar.start()
-
-    def update(self, step: int, epoch: str, info: str | None = None) -> None:
-        if self.bar is not None:
-            fields = {"info": info} if info is not None else {}
-            self.bar.update(self.task, completed=step, epoch=epoch, **fields)
-
-    def print(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(text, highlight=False, markup=False, soft_wrap=True)
-        else:
-            print(text, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 class _Meter:
     """Loss terms, gradient norm and time since the last read, summed on the device."""
 
@@ -170,7 +139,7 @@ class Trainer:
         self.failed: set[str] = set()
         self.distiller = None  # the live model, once fit() has built it
         self.micro_batch = 1
-        self.progress = _Progress(False, 0, 0)
+        self.progress = ProgressBar(False, "", 0)
         self._log = log
 
     # ---- small helpers ------------------------------------------------------------------------
@@ -273,19 +242,19 @@ class Trainer:
         model = distiller
         if d.distributed:
             model = DistributedDataParallel(distiller, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-        from ..data import VideoDataset, collate_clips, init_worker
+        from ..data import VideoDataset, make_loader
 
         dataset = VideoDataset(data.items, num_frames=cfg.student.num_frames, image_size=cfg.student.image_size, train=True,
                                views=1, sampling=cfg.student.sampling_spec(), seed=t.seed)
-        workers = cfg.data.num_workers
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_clips,
-                            worker_init_fn=init_worker if workers else None, pin_memory=d.device.type == "cuda",
-                            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+        # the sampler's epoch and first step are read when each epoch's iterator starts (set_epoch below);
+        # the dataset's epoch lives in shared memory, so the persistent workers see it too
+        loader = make_loader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=d.device.type == "cuda",
+                             persistent_workers=True, prefetch_factor=4)
         total_steps = sampler.steps_per_epoch * t.epochs
         self.log(f"training {len(data.items)} videos, {len(data.classes)} classes: {t.epochs} epochs x "
                  f"{sampler.steps_per_epoch} steps of {t.batch_size} clips ({d.world_size} process(es) x "
                  f"{sampler.accumulation} micro-batch(es) of {micro}), {d.device}, amp {amp or 'off'} -> {self.out}")
-        self.progress = _Progress(t.progress and d.is_main, total_steps, step)
+        self.progress = ProgressBar(t.progress and d.is_main, "epoch -", total_steps, completed=step)
         meter, epoch_meter = _Meter(d.device), _Meter(d.device)
         try:
             for epoch in range(epoch, t.epochs):
@@ -311,11 +280,11 @@ class Trainer:
                         if not math.isfinite(m["loss"]):
                             raise FrosterError(f"the loss became {m['loss']} at step {step}: lower optim.lr, or set train.amp to bf16 or off")
                         self.metrics({"step": step, "epoch": epoch + 1, "lr": lr, **m})
-                        self.progress.update(step, f"{epoch + 1}/{t.epochs}",
+                        self.progress.update(step, f"epoch {epoch + 1}/{t.epochs}",
                                              f"loss {m['loss']:.3f} ce {m['ce']:.3f} vis {m['vision']:.4f} txt {m['text']:.4f} "
                                              f"lr {lr:.2e} {m['clips_per_s']:.1f} clips/s")
                     else:
-                        self.progress.update(step, f"{epoch + 1}/{t.epochs}")
+                        self.progress.update(step, f"epoch {epoch + 1}/{t.epochs}")
                     if t.save_every_steps and step % t.save_every_steps == 0 and not last:
                         self._save_state(distiller, optimizer, scaler, teacher_print, step, epoch, s + 1)
                 del batches
