@@ -3,7 +3,8 @@
 - Video encoder: uint8 frames [S, T, H, W, 3] (RGB, already resized/cropped) -> the video
   embedding [S, D], the mean of the L2-normalised frame features exactly as the student
   classifies. CLIP's normalisation happens inside the graph, so the runtime ships raw pixels.
-- Text encoder: int64 tokens [N, L] -> L2-normalised embeddings [N, D]. The end-of-text pooling
+- Text encoder: int64 tokens [N, L] -> L2-normalised embeddings [N, D], N and L (1..context) both
+  dynamic, so prompts are fed padded to the longest rather than to 77. The end-of-text pooling
   index is an ArgMax over the tokens cast to float (ids < 2^24 are exact), which more runtimes
   accept than an int64 ArgMax.
 Exported with torch's dynamo exporter (opset 18) without the fused-MHA fast path, so LayerNorm
@@ -26,6 +27,7 @@ from ..video import CLIP_MEAN, CLIP_STD
 
 OPSET = 18
 EXTERNAL_DATA_BYTES = 1_500_000_000
+TRACE_LENGTH = 12  # the example's token length when the axis is dynamic
 
 
 class VideoEncoderGraph(nn.Module):
@@ -48,7 +50,7 @@ class TextEncoderGraph(nn.Module):
         self.clip = student.clip
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return encode_text(self.clip, tokens, normalize=True, trim=False)  # static length for the graph
+        return encode_text(self.clip, tokens, normalize=True, trim=False)  # no data-dependent slicing in the graph
 
 
 def export_video_encoder(student: VideoStudent, path: str | Path, streams: int = 1) -> Path:
@@ -58,12 +60,20 @@ def export_video_encoder(student: VideoStudent, path: str | Path, streams: int =
     return _export(VideoEncoderGraph(student).eval(), example, path, "frames", "video_embedding")
 
 
-def export_text_encoder(student: VideoStudent, path: str | Path) -> Path:
-    """Trace the text encoder with a dynamic number of prompts to ONNX."""
+def export_text_encoder(student: VideoStudent, path: str | Path, dynamic_length: bool = True) -> Path:
+    """Trace the text encoder to ONNX with a dynamic number of prompts and, unless `dynamic_length`
+    is False (the static form of bundles exported before), a dynamic token length 1..context.
+
+    The graph slices the positional embedding and the causal mask to the input's length (symbolic in
+    the trace), so a caller feeds tokens padded only to its longest prompt (tokenizer `pad_to="longest"`).
+    """
     context = student.model_cfg["text_cfg"].get("context_length", 77)
     example = student.tokenize(["a video of a person doing something."] * 2)[:, :context]  # 2: keep the axis dynamic
-    dims = {"tokens": {0: torch.export.Dim("prompts", min=1, max=4096)}}
-    return _export(TextEncoderGraph(student).eval(), example, path, "tokens", "text_embedding", dims)
+    dims = {0: torch.export.Dim("prompts", min=1, max=4096)}
+    if dynamic_length:
+        example = example[:, :TRACE_LENGTH]  # not 1 or the context: a length the tracer cannot specialise on
+        dims[1] = torch.export.Dim("tokens", min=1, max=context)
+    return _export(TextEncoderGraph(student).eval(), example, path, "tokens", "text_embedding", {"tokens": dims})
 
 
 def _export(module: nn.Module, example: torch.Tensor, path: str | Path, input_name: str, output_name: str,

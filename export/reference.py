@@ -9,7 +9,7 @@ import torch
 
 from ..bundle.sessions import TextEncoder, VideoEncoder
 from ..model.student import VideoStudent
-from .onnx_graphs import VideoEncoderGraph
+from .onnx_graphs import TextEncoderGraph, VideoEncoderGraph
 
 
 def torch_video_encoder(student: VideoStudent) -> VideoEncoder:
@@ -24,11 +24,16 @@ def torch_video_encoder(student: VideoStudent) -> VideoEncoder:
     return encode
 
 
-def torch_text_encoder(student: VideoStudent) -> TextEncoder:
+def torch_text_encoder(student: VideoStudent, full_length: bool = False) -> TextEncoder:
+    """Token ids through the student's text tower, which reads only up to the batch's last end token;
+    `full_length`: through the exported graph's torch module instead, every position of the input
+    (the parity gate's reference at the full context)."""
+    graph = TextEncoderGraph(student).eval() if full_length else None
     device = student.logit_scale.device
 
     def encode(tokens: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return student.encode_text(torch.from_numpy(tokens).to(device)).float().cpu().numpy()
+            x = torch.from_numpy(tokens).to(device)
+            return (graph(x) if graph is not None else student.encode_text(x)).float().cpu().numpy()
 
     return encode

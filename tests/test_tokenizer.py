@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from froster_edge.bundle.tokenizer import ClipTokenizer
@@ -61,6 +62,22 @@ def test_ids_equal_open_clips_on_awkward_text_and_long_text_is_cut_to_end_with_t
     row = ours([text])[0]
     assert (row == ref([text]).numpy()[0]).all()
     assert row[0] == ours.sot and ours.eot in row.tolist()
+
+
+def test_padding_to_the_longest_is_open_clips_ids_cut_after_the_last_end_token(tokenizers):
+    """pad_to="longest": the same ids as open_clip's 77-token rows, cut just after the longest
+    text's end token (reference: the last non-zero column of open_clip's rows, counted here)."""
+    ours, ref = tokenizers
+    texts = [_class_texts(CLIPS / "classes.txt")[0], "a video of a person practicing archery in a field.", "yoga", "x" * 300]
+    for batch in (texts[:1], texts[:3], texts):
+        full = ref(batch).numpy()
+        length = max(int(np.nonzero(row)[0].max()) + 1 for row in full)
+        got = ours(batch, pad_to="longest")
+        assert got.dtype == np.int64 and got.shape == (len(batch), length)
+        assert (got == full[:, :length]).all() and not full[:, length:].any()
+    assert ours(["yoga"], pad_to="longest").shape == (1, 3)  # start, one id, end
+    with pytest.raises(ValueError, match="pad_to"):
+        ours(["yoga"], pad_to="max")
 
 
 def test_a_file_that_is_not_a_tokenizer_is_one_bundle_error(tmp_path):

@@ -1,7 +1,9 @@
 """New class texts for an exported bundle through its own ONNX text encoder: no student, no torch.
 
 The prompts are tokenized with the bundle's tokenizer.json. A bundle exported before bundles
-carried one is tokenized by open_clip when it is installed, else refused in one line.
+carried one is tokenized by open_clip when it is installed, else refused in one line. They are
+padded only to the longest prompt of a batch (label_builder); a text encoder exported before its
+token axis was free (a static 77-token input) gets them padded to 77 (sessions.onnx_text_encoder).
 
 `BundleTextEncoder.load` hashes the text encoder once and opens one ONNX Runtime session; a caller
 that changes the table many times (the web view, for the life of a run) keeps it and passes it as

@@ -39,4 +39,21 @@ def onnx_video_encoder(path: str | Path, providers: list[str] | None = None) -> 
 
 
 def onnx_text_encoder(path: str | Path, providers: list[str] | None = None) -> TextEncoder:
-    return onnx_encoder(path, providers, np.int64)
+    """Token ids (N, L) of any L up to the context through the text graph.
+
+    Graphs exported since the token axis became dynamic take L as given (the tokenizer's
+    `pad_to="longest"`); an older graph with a static length gets the zeros it expects appended
+    (padding after the end token changes nothing in a causal tower that pools there).
+    """
+    session = open_session(path, providers)
+    name, shape = session.get_inputs()[0].name, session.get_inputs()[0].shape
+    static = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
+
+    def encode(tokens: np.ndarray) -> np.ndarray:
+        tokens = tokens.astype(np.int64)
+        if static is not None and tokens.shape[1] < static:
+            tokens = np.pad(tokens, ((0, 0), (0, static - tokens.shape[1])))
+        return session.run(None, {name: tokens})[0].astype(np.float32)
+
+    return encode
+

@@ -2,7 +2,8 @@
 
 open_clip's CLIP tokenizer is byte-level BPE (49,408 ids) over words found by a regex, after the
 text is cleaned (ftfy.fix_text, HTML entities unescaped twice, whitespace collapsed, lower case),
-then wrapped in start- and end-of-text ids, cut or zero-padded to the context length. Here the
+then wrapped in start- and end-of-text ids, cut to the context length and zero-padded to it (open_clip's
+form) or only to the batch's longest text (what the bundle's text encoder is fed). Here the
 BPE and the word split run in Hugging Face `tokenizers` (a compiled, well-kept library), built
 once from open_clip's own vocabulary file at export and shipped in the bundle as
 `tokenizer.json`; the cleaning runs in Python exactly as open_clip's. tests/test_tokenizer.py
@@ -16,7 +17,7 @@ import html
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from ..errors import BundleError, MissingCapability
 
 START, END = "<start_of_text>", "<end_of_text>"
 SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""  # open_clip's word regex
+PadTo = Literal["context", "longest"]
 MERGES = 49152 - 256 - 2  # open_clip keeps the first 48,894 merges of the vocabulary file
 
 
@@ -116,14 +118,25 @@ class ClipTokenizer:
         """The BPE ids of `text` alone (no start/end ids, not cut)."""
         return self.tokenizer.encode(clean(text), add_special_tokens=False).ids
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        """int64 (N, context_length): start, ids, end, zeros; a text too long is cut and ends in `end`."""
-        out = np.zeros((len(texts), self.context_length), np.int64)
-        for i, text in enumerate(texts):
+    def __call__(self, texts: list[str], pad_to: PadTo = "context") -> np.ndarray:
+        """int64 (N, L): start, ids, end, zeros; a text too long is cut and ends in `end`.
+
+        `pad_to="context"`: L = context_length, open_clip's form. `"longest"`: L = the longest text's
+        length (end token included), which is all a causal text tower pooling at the end token reads:
+        the zeros after it cannot change the embedding, and each costs as much as a real token.
+        """
+        if pad_to not in ("context", "longest"):
+            raise ValueError(f"pad_to must be 'context' or 'longest', not {pad_to!r}")
+        rows = []
+        for text in texts:
             ids = [self.sot] + self.encode(text) + [self.eot]
             if len(ids) > self.context_length:
                 ids = ids[:self.context_length]
                 ids[-1] = self.eot
+            rows.append(ids)
+        length = self.context_length if pad_to == "context" else max((len(r) for r in rows), default=2)
+        out = np.zeros((len(texts), length), np.int64)
+        for i, ids in enumerate(rows):
             out[i, :len(ids)] = ids
         return out
 
