@@ -1,6 +1,6 @@
 """Shared fixtures: tiny randomly initialised open_clip configs and the real example clips.
 
-Plain helpers (paths, the tiny student's builder, the CLI in a subprocess) are in helpers.py.
+Plain helpers (paths, the tiny student's builder, the CLI in this process or a subprocess) are in helpers.py.
 """
 
 from __future__ import annotations

@@ -1,19 +1,26 @@
 """Helpers shared by the test modules (fixtures live in conftest.py): paths, the one way to build the
-tiny student, the CLI run in a subprocess, live runs, ports, stream servers, kills.
+tiny student, the CLI in this process (`cli`) or a subprocess (`run`), live runs, ports, stream servers, kills.
 
 Test modules import from here, never from one another.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import os
 import queue
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import types
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -127,25 +134,118 @@ def run_python(code: str, *, timeout: float = 120, cwd: Path | None = None, chec
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    """`froster-edge ARGS` in a subprocess."""
+    """`froster-edge ARGS` in a subprocess: for tests about the process itself (signals, kills, a fresh
+    interpreter, stdout/stderr of a streaming run); everything else uses `cli`."""
     return subprocess.run([sys.executable, "-m", "froster_edge.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> None:
+@dataclass
+class Result:
+    """What `cli` saw: the exit code and everything written to stdout and stderr."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str) -> Result:
+    """`froster-edge ARGS` in this process, through the console entry point `froster_edge.cli.main`
+    exactly as the console script calls it (sys.argv set, SystemExit caught), with file descriptors
+    1 and 2 redirected to files, so what Python, rich/typer/click, logging handlers, C libraries and
+    child processes write is all captured, as a subprocess's pipes would capture it. It saves a fresh
+    interpreter's torch + open_clip import (seconds per call) and restores what a command may change
+    in the process: sys.argv, __main__, the std streams, cwd, the environment, signal handlers, the logging
+    configuration, warning filters and torch's thread count."""
+    from froster_edge.cli import main
+
+    saved = _ProcessState()
+    outs = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    for f in (sys.stdout, sys.stderr):
+        f.flush()
+    fds = [os.dup(1), os.dup(2)]
+    code: int | str | None = 0
+    try:
+        os.dup2(outs[0].fileno(), 1)
+        os.dup2(outs[1].fileno(), 2)
+        sys.stdout, sys.stderr = (io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
+                                                   errors="backslashreplace", write_through=True) for fd in (1, 2))
+        sys.argv = ["froster-edge", *args]
+        sys.modules["__main__"] = types.ModuleType("__main__")  # a console script's: click names the program from argv[0]
+        with warnings.catch_warnings():
+            try:
+                main()
+            except SystemExit as e:
+                code = e.code
+    finally:
+        for f in (sys.stdout, sys.stderr):
+            f.flush()
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        for fd in fds:
+            os.close(fd)
+        saved.restore()
+    text = [f.seek(0) or f.read().decode("utf-8", "backslashreplace") for f in outs]
+    for f in outs:
+        f.close()
+    if isinstance(code, str):  # sys.exit("message"): the interpreter prints it on stderr and exits 1
+        return Result(1, text[0], text[1] + code + "\n")
+    return Result(code or 0, *text)
+
+
+class _ProcessState:
+    """The process-wide state a CLI command may change, saved to be restored after an in-process run."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
+
+    def __init__(self):
+        self.argv, self.stdout, self.stderr = sys.argv, sys.stdout, sys.stderr
+        self.main = sys.modules["__main__"]
+        self.cwd, self.environ = os.getcwd(), dict(os.environ)
+        self.signals = {s: signal.getsignal(s) for s in self.SIGNALS}
+        root = logging.getLogger()
+        self.root = (root.level, list(root.handlers))
+        self.loggers = {name: (lg.level, list(lg.handlers), lg.propagate, lg.disabled)
+                        for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+        self.disable = logging.root.manager.disable
+        torch = sys.modules.get("torch")
+        self.threads = torch.get_num_threads() if torch else None
+
+    def restore(self) -> None:
+        sys.argv, sys.stdout, sys.stderr = self.argv, self.stdout, self.stderr
+        sys.modules["__main__"] = self.main
+        os.chdir(self.cwd)
+        os.environ.clear()
+        os.environ.update(self.environ)
+        for s, handler in self.signals.items():
+            if handler is not None and signal.getsignal(s) is not handler:
+                signal.signal(s, handler)
+        root = logging.getLogger()
+        root.setLevel(self.root[0])
+        root.handlers[:] = self.root[1]
+        for name, lg in logging.Logger.manager.loggerDict.items():
+            if isinstance(lg, logging.Logger):
+                level, handlers, propagate, disabled = self.loggers.get(name, (logging.NOTSET, [], True, False))
+                lg.setLevel(level)
+                lg.handlers[:] = handlers
+                lg.propagate, lg.disabled = propagate, disabled
+        logging.disable(self.disable)
+        torch = sys.modules.get("torch")
+        if torch is not None and self.threads is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess | Result, code: int, text: str) -> None:
+    """Exit `code` and exactly one line on stderr that contains `text` (from `run` or `cli`)."""
     assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert text in lines[0]
 
 
-def train_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """`froster-edge train ARGS` in this process through the console entry point: (exit code, stderr)."""
-    from froster_edge.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["froster-edge", "train", *args])
-    with pytest.raises(SystemExit) as e:
-        main()
-    return e.value.code or 0, capsys.readouterr().err
+def train_cli(*args: str) -> tuple[int, str]:
+    """`froster-edge train ARGS` in this process: (exit code, stderr)."""
+    r = cli("train", *args)
+    return r.returncode, r.stderr
 
 
 class LiveRun:

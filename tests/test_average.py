@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 
-from froster_edge.cli import main
 from froster_edge.config import StudentConfig
 from froster_edge.errors import CheckpointError, ConfigError
 from froster_edge.model.checkpoint import PROJECTORS_FILE, load_student, load_tensors, read_student_config, save_student
 from froster_edge.model.distill import ResidualProjector
 from froster_edge.model.factory import create_student
 from froster_edge.train.average import average_state_dicts, average_students, epoch_dir, epoch_dirs, parse_epoch_range
+
+from .helpers import cli
 
 
 def test_average_of_known_state_dicts():
@@ -94,26 +93,22 @@ def test_epoch_ranges(tiny_config, tmp_path):
         epoch_dirs(tmp_path / "empty", 1)
 
 
-def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`froster-edge average ARGS` in this process, through the same entry point (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["froster-edge", "average", *args])
-    with pytest.raises(SystemExit) as e:
-        main()
-    out = capsys.readouterr()
-    return e.value.code or 0, out.out, out.err
+def _average(*args: str) -> tuple[int, str, str]:
+    r = cli("average", *args)
+    return r.returncode, r.stdout, r.stderr
 
 
-def test_average_command_over_a_run_and_one_line_errors(tiny_config, tmp_path, monkeypatch, capsys):
+def test_average_command_over_a_run_and_one_line_errors(tiny_config, tmp_path):
     run = tmp_path / "run"
     _students(tiny_config, [epoch_dir(run, e) for e in (1, 2, 3)], seed=10)
-    code, out, err = _cli(monkeypatch, capsys, str(run), "--epochs", "2..", "-o", str(tmp_path / "avg"))
+    code, out, err = _average(str(run), "--epochs", "2..", "-o", str(tmp_path / "avg"))
     assert code == 0, err
     assert "average of 2 checkpoints" in out
     want = average_state_dicts([load_student(epoch_dir(run, e)).clip.state_dict() for e in (2, 3)])
     got = load_student(tmp_path / "avg").clip.state_dict()
     for k in want:
         torch.testing.assert_close(got[k], want[k])
-    code, _, err = _cli(monkeypatch, capsys, str(run), "--epochs", "2..9", "-o", str(tmp_path / "x"))
+    code, _, err = _average(str(run), "--epochs", "2..9", "-o", str(tmp_path / "x"))
     assert code == 1 and err.count("\n") == 1 and "lacks epoch checkpoint(s) 4, 5" in err
-    code, _, err = _cli(monkeypatch, capsys, str(tmp_path / "nothing"), "-o", str(tmp_path / "y"))
+    code, _, err = _average(str(tmp_path / "nothing"), "-o", str(tmp_path / "y"))
     assert code == 1 and err.count("\n") == 1 and "student directory not found" in err

@@ -24,7 +24,7 @@ from froster_edge.bundle import manifest as mf
 from froster_edge.bundle.labels import load_labels
 from froster_edge.sampling import SamplingConfig
 
-from .helpers import CLASSES, CLIPS, VIDEOS, assert_one_line_error, export_tiny, run
+from .helpers import CLASSES, CLIPS, VIDEOS, assert_one_line_error, export_tiny, cli
 
 SPEC4 = SamplingConfig().spec(4)  # the tiny bundle's T = 4, reference rule
 
@@ -251,7 +251,7 @@ def test_confidence_temperature_goes_into_the_table_and_manifest(bundle, tmp_pat
 
 
 def test_calibrate_command(bundle, tmp_path):
-    proc = run("calibrate", "--bundle", str(bundle), "--videos", str(CLIPS), "--max-clips", "4", "--min-speedup", "1000",
+    proc = cli("calibrate", "--bundle", str(bundle), "--videos", str(CLIPS), "--max-clips", "4", "--min-speedup", "1000",
                "--variant", "u8u8", "--variant", "s8s8-7bit", "--json", str(tmp_path / "r.json"))
     assert proc.returncode == 0, proc.stderr
     assert "rejected, the bundle is unchanged (speed-up" in proc.stdout and (tmp_path / "r.json").is_file()
@@ -260,9 +260,9 @@ def test_calibrate_command(bundle, tmp_path):
     assert "CPU: " in proc.stderr
     with pytest.raises(ConfigError, match="unknown INT8 variant"):  # the CLI refuses it at parse time (test_cli_policy)
         calibrate_int8(bundle, CLIPS, options=CalibrationOptions(variants=("u4s4",)))
-    assert_one_line_error(run("calibrate", "--bundle", str(bundle), "--videos", str(tmp_path / "none")), 1,
+    assert_one_line_error(cli("calibrate", "--bundle", str(bundle), "--videos", str(tmp_path / "none")), 1,
                           "no such video, folder or list")
-    assert_one_line_error(run("calibrate", "--bundle", str(bundle)), 1, "--videos")
+    assert_one_line_error(cli("calibrate", "--bundle", str(bundle)), 1, "--videos")
 
 
 def test_file_hash_helper_is_sha256(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -120,12 +121,18 @@ def test_hub_failure_is_one_clear_error(monkeypatch):
         raise RuntimeError("Failed to download weights: connection refused")
 
     monkeypatch.setattr(open_clip, "download_pretrained", offline)
+    # the tiny model stands in for ViT-B-32 under ViT-B-32/openai's real download entry: the same
+    # path to the error without building an 88M-parameter tower first
+    tag_cfg = open_clip.get_pretrained_cfg("ViT-B-32", "openai")
+    assert tag_cfg
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda name, tag: tag_cfg if tag == "openai" else {})
+    config = StudentConfig(model_name=str(TINY_MODEL), pretrained="openai", num_frames=1, image_size=64)
     monkeypatch.setattr(clip_mod, "_reachable", lambda host, timeout=3.0: False)
     with pytest.raises(PretrainedWeightsError, match="no network and not in the cache.*--pretrained PATH"):
-        create_student(StudentConfig(model_name="ViT-B-32", pretrained="openai", num_frames=1, image_size=32))
+        create_student(config)
     monkeypatch.setattr(clip_mod, "_reachable", lambda host, timeout=3.0: True)
-    with pytest.raises(PretrainedWeightsError, match="cannot download open_clip weights ViT-B-32/openai"):
-        create_student(StudentConfig(model_name="ViT-B-32", pretrained="openai", num_frames=1, image_size=32))
+    with pytest.raises(PretrainedWeightsError, match=re.escape(f"cannot download open_clip weights {TINY_MODEL}/openai")):
+        create_student(config)
 
 
 def test_cached_tag_weights_load_without_network(tiny_model_cfg, monkeypatch, tmp_path):

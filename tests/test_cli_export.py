@@ -11,7 +11,7 @@ from froster_edge.bundle.labels import load_labels
 from froster_edge.errors import MissingCapability
 from froster_edge.model.checkpoint import save_student
 
-from .helpers import assert_one_line_error, run
+from .helpers import assert_one_line_error, cli
 
 
 def test_export_trt_without_tensorrt_is_a_missing_capability_and_keeps_a_compatible_onnx_bundle(tiny_student, tmp_path):
@@ -23,7 +23,7 @@ def test_export_trt_without_tensorrt_is_a_missing_capability_and_keeps_a_compati
         pass
     save_student(tiny_student, tmp_path / "student")
     bundle = tmp_path / "bundle"
-    proc = run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
+    proc = cli("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
                "--videos", "examples/clips", "-o", str(bundle), "--trt", "--max-parity-clips", "2", "--json", str(tmp_path / "m.json"))
     assert proc.returncode == MissingCapability.exit_code == 3 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]  # after the export's progress lines
@@ -40,20 +40,20 @@ def test_export_trt_without_tensorrt_is_a_missing_capability_and_keeps_a_compati
 def test_export_then_labels_from_the_bundle(tiny_student, tmp_path):
     save_student(tiny_student, tmp_path / "student")
     bundle = tmp_path / "bundle"
-    proc = run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
+    proc = cli("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
                "--videos", "examples/clips/stgcn_clean_and_jerk.mp4", "-o", str(bundle), "--no-fp16")
     assert proc.returncode == 0, proc.stderr
     assert "pass  video fp32 onnxruntime-cpu vs torch" in proc.stdout and "FAIL" not in proc.stdout
     assert not (bundle / "video_encoder.fp16.onnx").exists()
 
     (tmp_path / "mine.txt").write_text("waving\nclapping\n")
-    proc = run("labels", "--bundle", str(bundle), "--classes", str(tmp_path / "mine.txt"))
+    proc = cli("labels", "--bundle", str(bundle), "--classes", str(tmp_path / "mine.txt"))
     assert proc.returncode == 0, proc.stderr
     assert load_labels(bundle / "labels.npz").names == ["waving", "clapping"]
     mf.verify_bundle(bundle)
 
     (tmp_path / "more.json").write_text(json.dumps({"0": "Jumping: leaving the ground with both feet"}))
-    proc = run("labels", "--student", str(tmp_path / "student"), "--classes", str(tmp_path / "more.json"),
+    proc = cli("labels", "--student", str(tmp_path / "student"), "--classes", str(tmp_path / "more.json"),
                "-o", str(bundle / "labels.npz"), "--append")
     assert proc.returncode == 0, proc.stderr
     assert load_labels(bundle / "labels.npz").names == ["waving", "clapping", "Jumping"]
@@ -62,21 +62,21 @@ def test_export_then_labels_from_the_bundle(tiny_student, tmp_path):
 def test_labels_and_export_errors(tiny_student, tmp_path):
     save_student(tiny_student, tmp_path / "student")
     (tmp_path / "dup.txt").write_text("run\nRun\n")
-    assert_one_line_error(run("labels", "--student", str(tmp_path / "student"), "--classes", str(tmp_path / "dup.txt"),
+    assert_one_line_error(cli("labels", "--student", str(tmp_path / "student"), "--classes", str(tmp_path / "dup.txt"),
                               "-o", str(tmp_path / "l.npz")), 1, "appears twice")
-    assert_one_line_error(run("labels", "--bundle", str(tmp_path / "nothing"), "--classes", "examples/clips/classes.txt"),
+    assert_one_line_error(cli("labels", "--bundle", str(tmp_path / "nothing"), "--classes", "examples/clips/classes.txt"),
                           1, "bundle directory not found")
-    assert_one_line_error(run("labels", "--classes", "examples/clips/classes.txt", "-o", str(tmp_path / "l.npz")),
+    assert_one_line_error(cli("labels", "--classes", "examples/clips/classes.txt", "-o", str(tmp_path / "l.npz")),
                           1, "exactly one of --student and --bundle")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "thesis.tex").write_text("x")
-    assert_one_line_error(run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
+    assert_one_line_error(cli("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
                               "-o", str(tmp_path / "taken")), 1, "is not a froster-edge bundle")
-    assert_one_line_error(run("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
+    assert_one_line_error(cli("export", "--student", str(tmp_path / "student"), "--classes", "examples/clips/classes.txt",
                               "--videos", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "b")), 1, "no such video")
 
 
 @pytest.mark.parametrize("command", ["export", "labels"])
 def test_help(command):
-    proc = run(command, "--help")
+    proc = cli(command, "--help")
     assert proc.returncode == 0 and "Example" in proc.stdout

@@ -1,7 +1,8 @@
 """The CLI's one policy: shared flags mean one thing, choices are checked at parse time, exit codes.
 
-In-process through click's test runner (usage errors, --help) and through `main` (exit codes of
-the project's exceptions); the subprocess tests of each command check the same codes end to end.
+In-process through click's test runner (usage errors, --help) and through the console entry point
+`main` (helpers.cli: exit codes of the project's exceptions); each command's tests check the same
+codes end to end.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from froster_edge.cli import EXIT_CODES, app, main
+from froster_edge.cli import EXIT_CODES, app
 from froster_edge.errors import ConfigError, MissingCapability
+
+from .helpers import assert_one_line_error, cli
 
 COMMANDS = typer.main.get_command(app).commands
 runner = CliRunner()
@@ -93,16 +96,14 @@ def test_json_writes_a_file_or_prints_with_dash_and_the_old_flag_form_is_refused
 
 
 @pytest.mark.parametrize("error, code", [(ConfigError("bad --hop"), 1), (MissingCapability("no GPU here"), 3)])
-def test_main_turns_project_errors_into_one_line_and_their_code(monkeypatch, capsys, error, code):
+def test_main_turns_project_errors_into_one_line_and_their_code(monkeypatch, error, code):
     def fail():
         raise error
 
     monkeypatch.setattr("froster_edge.cli.base.app", fail)
-    with pytest.raises(SystemExit) as e:
-        main()
-    assert e.value.code == code
-    err = capsys.readouterr().err
-    assert err.strip().splitlines() == [f"froster-edge: error: {error}"]
+    result = cli()
+    assert result.returncode == code
+    assert result.stderr.strip().splitlines() == [f"froster-edge: error: {error}"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -111,10 +112,7 @@ def test_main_turns_project_errors_into_one_line_and_their_code(monkeypatch, cap
     (["calibrate", "--bundle", "b", "--confidence"], "--confidence needs --val LIST"),
     (["average", "r1", "r2", "--epochs", "2..", "-o", "x"], "--epochs takes exactly one run directory"),
 ])
-def test_a_bad_flag_combination_exits_1_with_one_line_before_any_work(monkeypatch, capsys, args, message):
-    monkeypatch.setattr("sys.argv", ["froster-edge", *args])
-    with pytest.raises(SystemExit) as e:
-        main()
-    assert e.value.code == 1
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("froster-edge: error: ") and message in lines[0]
+def test_a_bad_flag_combination_exits_1_with_one_line_before_any_work(args, message):
+    result = cli(*args)
+    assert_one_line_error(result, 1, message)
+    assert result.stderr.startswith("froster-edge: error: ")

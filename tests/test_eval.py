@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -29,7 +27,7 @@ from froster_edge.evaluation.command import EvalRequest, run_eval
 from froster_edge.model.checkpoint import save_student
 from froster_edge.prompts import ClassText, read_class_texts
 
-from .helpers import CLIPS, ROOT
+from .helpers import CLIPS, ROOT, cli
 
 # --- arithmetic ----------------------------------------------------------------------------------
 
@@ -197,17 +195,19 @@ def test_bad_protocol_configs(tmp_path, change, match):
         load_protocol(config)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "froster_edge.cli", "eval", *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+@pytest.fixture
+def run_eval_cli(monkeypatch):
+    """`froster-edge eval ARGS` in this process (helpers.cli), run from the repository root."""
+    monkeypatch.chdir(ROOT)
+    return lambda *args: cli("eval", *args)
 
 
 @pytest.mark.timeout(300)
-def test_eval_command_end_to_end_on_real_clips(tiny_student, example_clips, tmp_path):
+def test_eval_command_end_to_end_on_real_clips(tiny_student, example_clips, tmp_path, run_eval_cli):
     save_student(tiny_student, tmp_path / "student")
     lines = [f"{r['file']} {i}" for i, r in enumerate(example_clips)] + ["lost/clip.mp4 3"]
     (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
-    proc = run_cli("--student", str(tmp_path / "student"), "--data", str(tmp_path / "val.txt"), "--root", str(CLIPS),
+    proc = run_eval_cli("--student", str(tmp_path / "student"), "--data", str(tmp_path / "val.txt"), "--root", str(CLIPS),
                    "--classes", str(CLIPS / "classes.txt"), "--json", str(tmp_path / "r.json"), "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert "top-1" in proc.stdout and "5/6" in proc.stdout  # the table
@@ -221,7 +221,7 @@ def test_eval_command_end_to_end_on_real_clips(tiny_student, example_clips, tmp_
     assert test["top1"] == pytest.approx(100 * hits / 5) and d["summary"]["top1"] == test["top1"]
 
 
-def test_eval_command_bad_input_is_one_line(tmp_path):
+def test_eval_command_bad_input_is_one_line(tmp_path, run_eval_cli):
     (tmp_path / "val.txt").write_text("nothing/here.mp4 0\n")
     cases = [
         (["--data", str(tmp_path / "val.txt"), "--classes", str(CLIPS / "classes.txt")], "none of the 1 videos"),
@@ -229,7 +229,7 @@ def test_eval_command_bad_input_is_one_line(tmp_path):
         (["--protocol", "configs/eval/k400_to_ucf101.yaml", "--path", "vifi=/x"], "has no folder 'vifi'"),
     ]
     for args, text in cases:
-        proc = run_cli(*args, "--no-progress")
+        proc = run_eval_cli(*args, "--no-progress")
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in proc.stderr and text in lines[0], proc.stderr

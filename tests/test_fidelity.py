@@ -241,13 +241,13 @@ def test_a_file_shorter_than_one_clip_gets_one_short_decision(tiny_bundle, real_
     decisions, seen = runtime_clips(tiny_bundle, path)
     assert len(decisions) == 1 and decisions[0].short
     assert seen == [reference_clip(40, 30.0, False, start=0, T=4)] == [[0, 21, 39, 39]]  # the last frame repeats
-    from .helpers import run
+    from .helpers import cli
 
-    proc = run("run", "--bundle", str(tiny_bundle), "--source", str(path), "--jsonl")
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(path), "--jsonl")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) == 1 and lines[0]["short"] is True and lines[0]["frame"] == 39
-    normal = run("run", "--bundle", str(tiny_bundle), "--source", str(CLIPS / "stgcn_clean_and_jerk.mp4"), "--jsonl")
+    normal = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIPS / "stgcn_clean_and_jerk.mp4"), "--jsonl")
     assert all(json.loads(line)["short"] is False for line in normal.stdout.splitlines())
 
 

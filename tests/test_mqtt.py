@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ import pytest
 
 from froster_edge.errors import ConfigError
 
-from .helpers import CLIPS, run
+from .helpers import CLIPS, cli
 from .mosquitto import Broker, Subscriber, retained
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
@@ -63,17 +61,15 @@ def test_addresses_and_names():
 def test_bad_mqtt_options_are_one_line_errors(tiny_bundle, args, message):
     from .helpers import assert_one_line_error
 
-    assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), *args), 1, message)
+    assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), *args), 1, message)
 
 
 def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, broker, tmp_path):
     sub = Subscriber(broker.watch_port)
     stats_path = tmp_path / "stats.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "froster_edge.cli", "run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--jsonl",
-         "--hop", "1", "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "site/one", "--mqtt-discovery",
-         "--mqtt-client-id", "box 7", "--stats-json", str(stats_path)],
-        capture_output=True, text=True, timeout=300)
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--jsonl", "--hop", "1",
+               "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "site/one", "--mqtt-discovery",
+               "--mqtt-client-id", "box 7", "--stats-json", str(stats_path))
     assert proc.returncode == 0, proc.stderr
     decisions = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(decisions) > 10
@@ -183,7 +179,7 @@ def test_a_real_run_sends_the_segmenters_events_in_order(tiny_bundle, broker, tm
 
     # a first run picks the label and the thresholds from the scores this machine gives (the same
     # in the second run: a file read as fast as possible is decided the same way each time)
-    first = run("run", "--config", str(site(None)), "--jsonl")
+    first = cli("run", "--config", str(site(None)), "--jsonl")
     assert first.returncode == 0, first.stderr
     before = [json.loads(line) for line in first.stdout.splitlines()]
     scores = {c: [next(t["score"] for t in d["top"] if t["label"] == c) for d in before] for c in CLASSES}
@@ -191,7 +187,7 @@ def test_a_real_run_sends_the_segmenters_events_in_order(tiny_bundle, broker, tm
     threshold = quiet_threshold(scores[label])
     n_in, n_out = 2, 2
     sub = Subscriber(broker.watch_port)
-    proc = run("run", "--config", str(site({"enter": threshold, "exit": threshold, "enter_decisions": n_in,
+    proc = cli("run", "--config", str(site({"enter": threshold, "exit": threshold, "enter_decisions": n_in,
                                             "exit_decisions": n_out, "labels": [label]})), "--jsonl")
     assert proc.returncode == 0, proc.stderr
     decisions = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -18,7 +18,7 @@ from froster_edge.io import atomic_write_bytes
 from froster_edge.runtime.options import CaptureOptions, RunOptions
 from froster_edge.runtime.pipeline import Pipeline
 
-from .helpers import CLIPS, assert_one_line_error, run
+from .helpers import CLIPS, assert_one_line_error, cli
 
 CLIP = str(CLIPS / "stgcn_clean_and_jerk.mp4")
 
@@ -112,7 +112,7 @@ def test_the_same_files_at_start_are_one_line_errors(tiny_bundle, table, tmp_pat
         path.write_bytes(bad[name])
         with pytest.raises(BundleError, match=str(path)):
             Pipeline(tiny_bundle, RunOptions(sources=[CLIP], labels=path, backend="ort-cpu"), log=lambda m: None)
-    proc = run("run", "--bundle", str(tiny_bundle), "--source", CLIP, "--labels", str(tmp_path / "string_version.npz"))
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", CLIP, "--labels", str(tmp_path / "string_version.npz"))
     assert_one_line_error(proc, 1, "version must be 0-d integers")
     assert "internal error" not in proc.stderr
 

@@ -22,7 +22,7 @@ from froster_edge.io import Output, check_outputs
 from froster_edge.runtime.command import RunRequest, run as run_request
 from froster_edge.runtime.options import RunOptions
 
-from .helpers import CLIPS, assert_one_line_error, LiveRun, run
+from .helpers import CLIPS, assert_one_line_error, LiveRun, cli
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
 
@@ -71,7 +71,7 @@ def test_an_input_is_never_an_output(tiny_bundle, tmp_path, capsys):
 
 def test_the_cli_says_it_in_one_line_with_exit_1(tiny_bundle, tmp_path):
     (tmp_path / "stats").mkdir()
-    proc = run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--jsonl", "--stats-json", str(tmp_path / "stats"))
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--jsonl", "--stats-json", str(tmp_path / "stats"))
     assert_one_line_error(proc, 1, "--stats-json")
     assert proc.stdout == ""
 
@@ -160,7 +160,7 @@ def test_run_and_predict_share_one_decoding_policy(tiny_bundle):
     path = shared_data("video_robustness/torchcodec") / "discard_first_keyframe.mp4"
     frames, info = decode_video(path)
     assert (len(frames), info.declared_frames) == (25, 30)
-    proc = run("run", "--bundle", str(tiny_bundle), "--source", str(path), "--jsonl", "--sample-fps", "25", "--hop", "1")
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(path), "--jsonl", "--sample-fps", "25", "--hop", "1")
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 25 - 4 + 1  # every frame sampled, T=4, hop 1
     assert "25 frames read" in proc.stderr and "error" not in proc.stderr
@@ -179,7 +179,7 @@ def test_a_video_file_behind_an_http_url_says_why_it_decides_nothing(tiny_bundle
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        proc = run("run", "--bundle", str(tiny_bundle), "--source", f"http://127.0.0.1:{server.server_port}/long.avi")
+        proc = cli("run", "--bundle", str(tiny_bundle), "--source", f"http://127.0.0.1:{server.server_port}/long.avi")
     finally:
         server.shutdown()
         server.server_close()
@@ -191,5 +191,5 @@ def test_a_video_file_behind_an_http_url_says_why_it_decides_nothing(tiny_bundle
 
 def test_every_commands_json_file_is_checked_before_any_work(tmp_path):
     (tmp_path / "report").mkdir()
-    assert_one_line_error(run("info", "--json", str(tmp_path / "report")), 1, "--json")
-    assert_one_line_error(run("bench", "--bundle", str(tmp_path), "--json", "/proc/froster.json"), 1, "cannot write in /proc")
+    assert_one_line_error(cli("info", "--json", str(tmp_path / "report")), 1, "--json")
+    assert_one_line_error(cli("bench", "--bundle", str(tmp_path), "--json", "/proc/froster.json"), 1, "cannot write in /proc")

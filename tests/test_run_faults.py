@@ -17,7 +17,7 @@ import pytest
 
 from froster_edge.bundle.labels import load_labels
 
-from .helpers import CLIPS, SHARED_DATA, assert_one_line_error, LiveRun, run
+from .helpers import CLIPS, SHARED_DATA, assert_one_line_error, LiveRun, cli
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
 
@@ -25,34 +25,34 @@ CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
 def test_a_file_that_is_not_a_video(tiny_bundle, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(os.urandom(5000))
-    assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(bad)), 1, "bad.mp4 cannot be opened as a video")
+    assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--source", str(bad)), 1, "bad.mp4 cannot be opened as a video")
 
 
 def test_a_missing_camera_index(tiny_bundle):
     if Path("/dev/video7").exists():
         pytest.skip("this machine has a camera 7")
-    assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", "7"), 1, "camera 7 cannot be opened")
+    assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--source", "7"), 1, "camera 7 cannot be opened")
 
 
 def test_bad_arguments_say_so_in_one_line(tiny_bundle, tmp_path):
-    assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(tmp_path / "none.mp4")), 1,
+    assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--source", str(tmp_path / "none.mp4")), 1,
                           "no such video file")
-    assert_one_line_error(run("run", "--bundle", str(tmp_path), "--source", str(CLIP)), 1, "not a froster-edge bundle")
-    usage = run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--backend", "gpu")
+    assert_one_line_error(cli("run", "--bundle", str(tmp_path), "--source", str(CLIP)), 1, "not a froster-edge bundle")
+    usage = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--backend", "gpu")
     assert usage.returncode == 2 and "'gpu' is not one of" in usage.stderr, usage.stderr  # a parser usage error
 
 
 def test_a_table_of_another_model_and_a_tampered_bundle_are_refused_at_start(tiny_bundle, tmp_path):
     table = load_labels(tiny_bundle / "labels.npz")
     replace(table, fingerprint="0" * 64).save(tmp_path / "other.npz")
-    assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--labels", str(tmp_path / "other.npz")),
+    assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--labels", str(tmp_path / "other.npz")),
                           1, "not by this bundle's model")
     copy = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, copy)
     data = bytearray((copy / "video_encoder.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (copy / "video_encoder.onnx").write_bytes(bytes(data))
-    assert_one_line_error(run("run", "--bundle", str(copy), "--source", str(CLIP)), 1,
+    assert_one_line_error(cli("run", "--bundle", str(copy), "--source", str(CLIP)), 1,
                           "video_encoder.onnx does not match its sha256")
 
 
@@ -60,7 +60,7 @@ def test_a_file_corrupt_midway_gives_its_decisions_the_stats_and_one_error(tiny_
     corrupt = SHARED_DATA / "video_robustness" / "decord" / "corrupted.mp4"  # 50 frames declared, 28 decodable, 10 fps
     if not corrupt.is_file():
         pytest.skip("../shared/data/video_robustness/decord/corrupted.mp4 is not present on this machine")
-    proc = run("run", "--bundle", str(tiny_bundle), "--source", str(corrupt), "--jsonl", "--sample-fps", "5", "--hop", "1")
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(corrupt), "--jsonl", "--sample-fps", "5", "--hop", "1")
     assert proc.returncode == 1, proc.stderr
     assert len(proc.stdout.splitlines()) == (28 // 2 - 4) // 1 + 1  # frames 0, 2, ..., 26 sampled; T=4, hop 1
     assert "Traceback" not in proc.stderr and "28 frames read" in proc.stderr

@@ -21,7 +21,7 @@ from froster_edge.runtime.options import ClassifierOptions, RunOptions, Sampling
 from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.video import resize_center_crop
 
-from .helpers import CLIPS, CLIP_B, Collect, assert_one_line_error, run, run_python
+from .helpers import CLIPS, CLIP_B, Collect, assert_one_line_error, cli, run_python
 
 CLIP_A = CLIPS / "stgcn_clean_and_jerk.mp4"  # 300 frames at 29.97 fps
 T, SIZE, HOP = 4, 64, 2
@@ -65,7 +65,7 @@ def direct_probs(bundle, clips: list[np.ndarray]) -> np.ndarray:
 
 
 def test_jsonl_decisions_count_and_equal_a_direct_encoder_call(tiny_bundle, tmp_path):
-    proc = run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_A), "--source", str(CLIP_B), "--jsonl",
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_A), "--source", str(CLIP_B), "--jsonl",
                "--smoothing", "none", "--top-k", "12", "--stats-json", str(tmp_path / "stats.json"))
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -151,7 +151,7 @@ def test_torch_reference_backend_agrees_with_onnxruntime(tiny_bundle):
 
 def test_record_writes_every_frame_annotated(tiny_bundle, tmp_path):
     out = tmp_path / "annotated.mp4"
-    proc = run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--record", str(out))
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--record", str(out))
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 4  # one readable line per decision
     frames, fps = decode(out)
@@ -164,20 +164,20 @@ def test_record_writes_every_frame_annotated(tiny_bundle, tmp_path):
 
 
 def test_missing_capabilities_exit_3_with_one_line(tiny_bundle):
-    proc = run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--show")
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--show")
     assert_one_line_error(proc, 3, "--show needs")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--backend", "ort-cuda"),
+        assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--backend", "ort-cuda"),
                               3, "backend ort-cuda is not available here")
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        assert_one_line_error(run("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--backend", "trt"),
+        assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_B), "--backend", "trt"),
                               3, "tensorrt is not installed")
 
 
 def test_bench_measures_each_available_backend_in_one_run(tiny_bundle, tmp_path):
-    proc = run("bench", "--bundle", str(tiny_bundle), "--clip", str(CLIP_A), "--reps", "2", "--realtime-decisions", "2",
+    proc = cli("bench", "--bundle", str(tiny_bundle), "--clip", str(CLIP_A), "--reps", "2", "--realtime-decisions", "2",
                "--json", str(tmp_path / "bench.json"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())

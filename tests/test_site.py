@@ -27,7 +27,7 @@ from froster_edge.runtime.options import RunOptions
 from froster_edge.runtime.site import MetricsOptions, load_site
 from froster_edge.runtime.sources import Frame
 
-from .helpers import CLASSES, CLIPS, assert_one_line_error, free_port, LiveRun, run, serve, wait_listening
+from .helpers import CLASSES, CLIPS, assert_one_line_error, free_port, LiveRun, cli, serve, wait_listening
 from .mosquitto import Broker, Subscriber, retained
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
@@ -67,15 +67,15 @@ def test_bad_site_files_are_refused_naming_the_key(tmp_path, text, message):
 def test_the_cli_refuses_a_bad_site_before_opening_a_camera(tiny_bundle, tmp_path):
     path = tmp_path / "site.yaml"
     path.write_text(f"bundle: {tiny_bundle}\ncameras: [{{name: a, source: '7', hop: 0}}]\n")  # camera 7: no such device
-    assert_one_line_error(run("run", "--config", str(path)), 1, "cameras[a].hop must be an integer >= 1, not 0")
+    assert_one_line_error(cli("run", "--config", str(path)), 1, "cameras[a].hop must be an integer >= 1, not 0")
     path.write_text(f"bundle: {tiny_bundle}\ncameras: [{{name: a, source: {GYM}, labels: [no such class]}}]\n")
-    assert_one_line_error(run("run", "--config", str(path)), 1, "camera a: labels: 'no such class' not in the label table")
-    assert_one_line_error(run("run", "--config", str(path), "--source", str(GYM)), 1, "--source and --config")
-    assert_one_line_error(run("run", "--source", str(GYM)), 1, "give --bundle")
+    assert_one_line_error(cli("run", "--config", str(path)), 1, "camera a: labels: 'no such class' not in the label table")
+    assert_one_line_error(cli("run", "--config", str(path), "--source", str(GYM)), 1, "--source and --config")
+    assert_one_line_error(cli("run", "--source", str(GYM)), 1, "give --bundle")
     plain = ("run", "--bundle", str(tiny_bundle), "--source", "7")  # the outputs are refused before camera 7 is tried
-    assert_one_line_error(run(*plain, "--clips", str(tmp_path / "none")), 1, "clips folder")
-    assert_one_line_error(run(*plain, "--events", str(tmp_path / "none" / "ev.jsonl")), 1, "does not exist")
-    assert_one_line_error(run(*plain, "--metrics", f"0.0.0.0:{free_port()}"), 1, "needs a token")
+    assert_one_line_error(cli(*plain, "--clips", str(tmp_path / "none")), 1, "clips folder")
+    assert_one_line_error(cli(*plain, "--events", str(tmp_path / "none" / "ev.jsonl")), 1, "does not exist")
+    assert_one_line_error(cli(*plain, "--metrics", f"0.0.0.0:{free_port()}"), 1, "needs a token")
 
 
 def test_the_example_site_file_loads(tmp_path):

@@ -69,28 +69,28 @@ def test_tiny_recipe_trains_and_writes_a_loadable_student(tmp_path, example_clip
     (["train.batch_size=8"], "fewer than one global batch (8)"),
     (["train.amp=fp16"], "fp16 needs a CUDA GPU"),
 ])
-def test_bad_recipes_fail_with_one_line(sets, message, tmp_path, monkeypatch, capsys):
+def test_bad_recipes_fail_with_one_line(sets, message, tmp_path):
     args = [str(TINY_RECIPE), "--out", str(tmp_path / "run")]
     for s in sets:
         args += ["--set", s]
-    code, err = train_cli(monkeypatch, capsys, *args)
+    code, err = train_cli(*args)
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err
 
 
-def test_label_outside_the_classes_fails_with_one_line(tmp_path, monkeypatch, capsys):
+def test_label_outside_the_classes_fails_with_one_line(tmp_path):
     lst = tmp_path / "list.txt"
     lst.write_text("stgcn_clean_and_jerk.mp4 7\n")
-    code, err = train_cli(monkeypatch, capsys, str(TINY_RECIPE), "--set", f"data.train_list={lst}", "--out", str(tmp_path / "r"))
+    code, err = train_cli(str(TINY_RECIPE), "--set", f"data.train_list={lst}", "--out", str(tmp_path / "r"))
     assert code == 1 and err.count("\n") == 1 and "label 7 is outside the classes (0..4)" in err
 
 
-def test_a_used_run_directory_needs_resume_and_the_same_recipe(tmp_path, monkeypatch, capsys):
+def test_a_used_run_directory_needs_resume_and_the_same_recipe(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({"optim": {"lr": 0.5}}))
     (run / "state" / "step_00000002").mkdir(parents=True)  # it trained: a fresh run must not overwrite it
-    code, err = train_cli(monkeypatch, capsys, str(TINY_RECIPE), "--out", str(run))
+    code, err = train_cli(str(TINY_RECIPE), "--out", str(run))
     assert code == 1 and "already holds a training run; pass --resume" in err
-    code, err = train_cli(monkeypatch, capsys, str(TINY_RECIPE), "--out", str(run), "--resume")
+    code, err = train_cli(str(TINY_RECIPE), "--out", str(run), "--resume")
     assert code == 1 and err.count("\n") == 1 and "differs from the one" in err and "optim.lr" in err

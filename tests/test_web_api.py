@@ -7,7 +7,6 @@ as the --events file and the clips folder have them; the token rule off loopback
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from froster_edge.bundle import manifest as mf
 
-from .helpers import assert_one_line_error
+from .helpers import assert_one_line_error, cli
 from .web_run import WebRun, fire_event, names_in_top, read_events, site_file
 
 TOKEN = "k3Y-for-the-web-view-tests-0123456789"
@@ -162,19 +161,15 @@ def test_events_and_their_snapshots_through_the_api(web):
     ({"host": "0.0.0.0", "port": 0}, "reachable from other machines"),
     ({"host": "0.0.0.0", "port": 0, "token": "short"}, "at least 16 characters"),
 ])
-def test_a_site_file_off_loopback_needs_a_token(tiny_bundle, tmp_path, http, reason):
+def test_a_site_file_off_loopback_needs_a_token(tiny_bundle, tmp_path, monkeypatch, http, reason):
     """The token rule for the site file's `http:` section: another address without a token (or
     with one too short to resist guessing) is refused in one line before anything is loaded."""
     site = site_file(tmp_path, http, tmp_path / "events.jsonl", tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "froster_edge.cli", "run", "--bundle", str(tiny_bundle), "--config",
-                           str(site)], capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "FROSTER_EDGE_HTTP_TOKEN"})
-    assert_one_line_error(proc, 1, reason)
+    monkeypatch.delenv("FROSTER_EDGE_HTTP_TOKEN", raising=False)
+    assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--config", str(site)), 1, reason)
 
 
 def test_another_address_without_a_token_refuses_to_start(tiny_bundle, monkeypatch):
     monkeypatch.delenv("FROSTER_EDGE_HTTP_TOKEN", raising=False)
-    proc = subprocess.run([sys.executable, "-m", "froster_edge.cli", "run", "--bundle", str(tiny_bundle), "--source",
-                           "examples/clips/stgcn_clean_and_jerk.mp4", "--http", "0.0.0.0:0"],
-                          capture_output=True, text=True, timeout=120)
+    proc = cli("run", "--bundle", str(tiny_bundle), "--source", "examples/clips/stgcn_clean_and_jerk.mp4", "--http", "0.0.0.0:0")
     assert_one_line_error(proc, 1, "reachable from other machines")
