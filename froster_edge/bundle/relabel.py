@@ -40,9 +40,11 @@ class BundleTextEncoder:
     hashes: dict[str, str]  # the sha256 of the files verified at load (text encoder, tokenizer)
 
     @classmethod
-    def load(cls, bundle: str | Path, providers: list[str] | None = None) -> "BundleTextEncoder":
+    def load(cls, bundle: str | Path, providers: list[str] | None = None,
+             manifest: dict[str, Any] | None = None) -> "BundleTextEncoder":
+        """`manifest`: the bundle's, when the caller has just read it (else it is read here)."""
         bundle = Path(bundle)
-        manifest = mf.read_manifest(bundle)
+        manifest = manifest if manifest is not None else mf.read_manifest(bundle)
         files = [mf.TEXT_ONNX] + ([mf.TOKENIZER_FILE] if mf.TOKENIZER_FILE in manifest["files"] else [])
         mf.verify_bundle(bundle, files)
         context = manifest["onnx"]["text_encoder"]["context_length"]
@@ -75,7 +77,7 @@ def relabel_bundle(bundle: str | Path, classes: list[ClassText], out: str | Path
     bundle = Path(bundle)
     manifest = mf.read_manifest(bundle)
     if encoder is None:
-        encoder = BundleTextEncoder.load(bundle)
+        encoder = BundleTextEncoder.load(bundle, manifest=manifest)
     elif encoder.bundle.resolve() != bundle.resolve():
         raise BundleError(f"the text encoder given was loaded from {encoder.bundle}, not from {bundle}")
     encoder.check_current(manifest)
