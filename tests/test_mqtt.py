@@ -338,3 +338,46 @@ def test_broker_killed_and_restarted_mid_run(tiny_bundle, broker):
     assert retained(broker.watch_port, "p/availability").payload == b"offline"
     assert mqtt.stats()["pending"] == 0, broker_log
     sub.close()
+
+
+def _decision(frame: int, label: str):
+    from froster_edge.runtime.sinks import Decision
+
+    return Decision(0, "cam", frame, frame / 30.0, 1.7e9 + frame / 30.0, label, 0.9, [(label, 0.9)], {}, camera="gate")
+
+
+@pytest.mark.parametrize("interval", [30.0, 0.0])
+def test_state_goes_on_a_new_label_and_at_most_once_an_interval(broker, interval):
+    """A camera's state topic: at once when the top label changes, else at most once per
+    state_interval_s (the newest decision), and the newest state before "offline" at close;
+    0 publishes every decision (coalesced only while the publisher is behind)."""
+    from froster_edge.runtime.mqtt import MqttOptions, MqttSink
+
+    sub = Subscriber(broker.watch_port)
+    sink = MqttSink(MqttOptions(host="127.0.0.1", port=broker.port, prefix="p", state_interval_s=interval),
+                    ["gate"], CLASSES, lambda m: None)
+    wait_for(lambda: sink.connects, 15, "the connection")
+    states = lambda: [m.json() for m in sub.on("p/gate/state")]  # noqa: E731
+    sink.emit(_decision(0, "yoga"))
+    wait_for(lambda: len(states()) == 1, 15, "the first state")
+    for frame in range(1, 100):  # the same label: within the interval, nothing goes (with 30 s)
+        sink.emit(_decision(frame, "yoga"))
+        time.sleep(0.002)
+    if interval:
+        time.sleep(0.5)
+        assert len(states()) == 1
+    sink.emit(_decision(100, "fencing"))  # a new top label goes at once, whatever the interval
+    wait_for(lambda: any(s["label"] == "fencing" for s in states()), 15, "the new label's state")
+    for frame in range(101, 150):
+        sink.emit(_decision(frame, "fencing"))
+    sink.close()
+    sub.wait(lambda ms: any(m.topic == "p/availability" and m.payload == b"offline" for m in ms), what="offline")
+    got = states()
+    sub.close()
+    frames = [s["frame"] for s in got]
+    assert frames == sorted(frames) and frames[0] == 0 and frames[-1] == 149  # the newest goes out at close
+    if interval:
+        assert [(s["frame"], s["label"]) for s in got] == [(0, "yoga"), (100, "fencing"), (149, "fencing")]
+    else:
+        assert len(got) > 50  # every decision, but for the few the publisher coalesced
+    assert sink.stats()["pending"] == 0

@@ -89,6 +89,9 @@ def run_cmd(
     mqtt_queue: Annotated[int, typer.Option(
         "--mqtt-queue", help="Event messages kept while the broker is unreachable (the oldest dropped beyond).", min=1,
         rich_help_panel="MQTT")] = _MQTT.queue_size,
+    mqtt_state_interval: Annotated[float, typer.Option(
+        "--mqtt-state-interval", help="A camera's state topic: at once when its top label changes, else at most once "
+        "per this many seconds (the newest decision); 0: every decision.", min=0.0, rich_help_panel="MQTT")] = _MQTT.state_interval_s,
     mqtt_tls: Annotated[bool, typer.Option(
         "--mqtt-tls", help="Connect with TLS (port 8883 unless given).", rich_help_panel="MQTT")] = _MQTT.tls,
     mqtt_ca: Annotated[Optional[Path], typer.Option(
@@ -130,6 +133,7 @@ def run_cmd(
         mqtt_options = dc_replace(_MQTT, host=host, port=port, prefix=mqtt_prefix, client_id=mqtt_client_id,
                                   username=mqtt_username, qos=mqtt_qos, retain=mqtt_retain, discovery=mqtt_discovery,
                                   discovery_prefix=mqtt_discovery_prefix, queue_size=mqtt_queue, tls=mqtt_tls,
+                                  state_interval_s=mqtt_state_interval,
                                   ca_file=mqtt_ca)
     web = None
     if http is not None:
