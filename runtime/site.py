@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..config import check_fields
 from ..errors import ConfigError
 from .clips import ClipOptions
 from .events import EventOptions
@@ -50,8 +51,8 @@ class Site:
     camera_events: dict[str, EventOptions] = field(default_factory=dict)  # per-camera overrides
     clips: ClipOptions | None = None
     metrics: MetricsOptions | None = None
-    mqtt: Any = None  # runtime/mqtt.py's MqttOptions once that lands (see _optional_section)
-    http: Any = None  # the web view's HttpOptions once that lands
+    mqtt: Any = None  # runtime/mqtt.py's MqttOptions (see _optional_section)
+    http: Any = None  # the web view's HttpOptions
     path: Path | None = None  # the site file, for reloads
     base: RunOptions | None = None  # the options the file was read over (the CLI's), for reloads
 
@@ -195,9 +196,9 @@ def parse_listen(text: str, where: str) -> tuple[str, int]:
 
 
 def _optional_section(name: str, d: Any) -> Any:
-    """HOOK for the `mqtt:` and `http:` sections, whose options belong to other modules
-    (runtime/mqtt.py MqttOptions, the web view's HttpOptions): their dataclass is used when
-    present; until it lands here the section is refused in one line."""
+    """The `mqtt:` and `http:` sections, whose options belong to their sinks' modules
+    (runtime/mqtt.py MqttOptions, the web view's HttpOptions): unknown keys and values of the
+    wrong type (by the dataclass's type hints) are one line naming the key."""
     if d is None:
         return None
     module, cls = {"mqtt": ("mqtt", "MqttOptions"), "http": ("web", "HttpOptions")}[name]
@@ -207,7 +208,7 @@ def _optional_section(name: str, d: Any) -> Any:
     except (ImportError, AttributeError):
         raise ConfigError(f"{name}: this froster-edge has no {name} sink yet (remove the section)") from None
     known = {f.name: None for f in fields(options_cls)}
-    return options_cls(**_mapping(name, d, known))
+    return options_cls(**check_fields(options_cls, _mapping(name, d, known), name))
 
 
 def _camera(i: int, d: Any, base: RunOptions, base_dir: Path) -> tuple[CameraOptions, dict | None]:

@@ -55,6 +55,12 @@ ARM = CLIPS / "mmaction2_demo_arm_wrestling.mp4"
     ("backend: gpu\ncameras: [{name: a, source: 7}]", "backend must be one of"),
     ("cameras: []", "cameras must be a list of at least one camera"),
     ("cameras: [{name: a, source: 7}", "not valid YAML at line 1"),
+    ("mqtt: {host: 127.0.0.1, port: x}\ncameras: [{name: a, source: 7}]", "mqtt.port: 'x' fits none of"),
+    ("mqtt: {host: 127.0.0.1, qos: '1'}\ncameras: [{name: a, source: 7}]", "mqtt.qos must be an integer, got '1'"),
+    ("mqtt: {host: 127.0.0.1, discovery: 'yes'}\ncameras: [{name: a, source: 7}]", "mqtt.discovery must be true or false"),
+    ("mqtt: {host: 127.0.0.1, state_interval_s: soon}\ncameras: [{name: a, source: 7}]", "mqtt.state_interval_s must be a finite"),
+    ("mqtt: {host: 127.0.0.1, colour: 1}\ncameras: [{name: a, source: 7}]", "unknown key mqtt.colour"),
+    ("http: {port: x}\ncameras: [{name: a, source: 7}]", "http.port must be an integer, got 'x'"),
 ])
 def test_bad_site_files_are_refused_naming_the_key(tmp_path, text, message):
     path = tmp_path / "site.yaml"
@@ -76,6 +82,8 @@ def test_the_cli_refuses_a_bad_site_before_opening_a_camera(tiny_bundle, tmp_pat
     assert_one_line_error(cli(*plain, "--clips", str(tmp_path / "none")), 1, "clips folder")
     assert_one_line_error(cli(*plain, "--events", str(tmp_path / "none" / "ev.jsonl")), 1, "does not exist")
     assert_one_line_error(cli(*plain, "--metrics", f"0.0.0.0:{free_port()}"), 1, "needs a token")
+    path.write_text(f"bundle: {tiny_bundle}\nmqtt: {{host: 127.0.0.1, port: x}}\ncameras: [{{name: a, source: '7'}}]\n")
+    assert_one_line_error(cli("run", "--config", str(path)), 1, "mqtt.port: 'x' fits none of")  # was a TypeError
 
 
 def test_the_example_site_file_loads(tmp_path):
