@@ -43,7 +43,8 @@ def browser(tmp_path):
 
 
 def wait(driver, script: str, timeout: float, what: str):
-    """Until the JavaScript expression `script` is truthy; its value."""
+    """Until the JavaScript expression `script` is truthy; its value. Write it null-safe (`?.`): the
+    page builds a camera's card only after its first poll, and a throwing script fails the wait at once."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -61,7 +62,7 @@ def test_the_page_shows_the_run_and_takes_a_new_action(browser, tiny_bundle, tmp
     run = WebRun(tiny_bundle, labels, "--events", str(events), "--clips", str(clips))
     try:
         browser.get(run.url)
-        wait(browser, "document.querySelector('.camera img').naturalWidth", 120, "live frame")
+        wait(browser, "document.querySelector('.camera img')?.naturalWidth", 120, "live frame")
         wait(browser, "document.querySelectorAll('.camera .topk li').length", 120, "decision")
         shown = browser.execute_script("return [...document.querySelectorAll('#vocab-list li')].map(li => li.dataset.name)")
         assert "yoga" in shown and "Juggling" not in shown
@@ -73,7 +74,7 @@ def test_the_page_shows_the_run_and_takes_a_new_action(browser, tiny_bundle, tmp
         decision = run.wait_decision(lambda d: "Juggling" in names_in_top(d), after=before)
         assert len(decision["top"]) == 13
         wait(browser, "document.querySelector('.topk li[data-label=\"Juggling\"]')", 60, "new action in the top-k")
-        uses = wait(browser, "document.querySelector('.camera .uses').dataset.classes === '13' && "
+        uses = wait(browser, "document.querySelector('.camera .uses')?.dataset.classes === '13' && "
                     "document.querySelector('.camera .uses').textContent", 60, "camera's vocabulary")
         assert uses == "all 13 actions"
         status = wait(browser, "document.querySelector('#vocab-status').textContent.includes('is in use') && "
