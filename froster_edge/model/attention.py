@@ -20,14 +20,15 @@ from torch import nn
 from ..errors import ConfigError
 
 
-def neighbor_tokens(x: torch.Tensor) -> torch.Tensor:
+def neighbor_tokens(x: torch.Tensor, dim: int = 2) -> torch.Tensor:
     """Per frame, the tokens of its next, previous and own frame, zeros past the clip's ends.
 
-    (B, T, L, C) -> (B, T, 3L, C)
+    Frames on axis 1, tokens on axis `dim`: (B, T, L, C) -> (B, T, 3L, C) with dim=2, and
+    (B, T, H, L, d) -> (B, T, H, 3L, d) with dim=3.
     """
-    padded = F.pad(x, (0, 0, 0, 0, 1, 1))  # (B, T+2, L, C), a zero frame at each end
+    padded = F.pad(x, (0, 0) * (x.dim() - 2) + (1, 1))  # (B, T+2, ...), a zero frame at each end
     nxt, prev = padded[:, 2:], padded[:, :-2]
-    return torch.cat([nxt, prev, x], dim=2)
+    return torch.cat([nxt, prev, x], dim=dim)
 
 
 class NeighborFrameBlock(ResidualAttentionBlock):
@@ -49,11 +50,11 @@ class NeighborFrameBlock(ResidualAttentionBlock):
         B = BT // T
         H = attn.num_heads
         q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)  # 3 x (BT, L, C)
-        q = q.reshape(BT, L, H, C // H).transpose(1, 2)  # (BT, H, L, d)
-        k = neighbor_tokens(k.reshape(B, T, L, C))  # (B, T, 3L, C)
-        v = neighbor_tokens(v.reshape(B, T, L, C))
-        k = k.reshape(BT, 3 * L, H, C // H).transpose(1, 2)  # (BT, H, 3L, d)
-        v = v.reshape(BT, 3 * L, H, C // H).transpose(1, 2)
+        d = C // H
+        q = q.reshape(BT, L, H, d).transpose(1, 2)  # (BT, H, L, d)
+        # heads split per frame, then the three frames joined: each transpose moves L tokens, not 3L
+        k = neighbor_tokens(k.reshape(B, T, L, H, d).transpose(2, 3), dim=3).reshape(BT, H, 3 * L, d)
+        v = neighbor_tokens(v.reshape(B, T, L, H, d).transpose(2, 3), dim=3).reshape(BT, H, 3 * L, d)
         dropout = attn.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)  # (BT, H, L, d)
         y = y.transpose(1, 2).reshape(BT, L, C)
