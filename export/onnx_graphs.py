@@ -8,7 +8,8 @@
   index is an ArgMax over the tokens cast to float (ids < 2^24 are exact), which more runtimes
   accept than an int64 ArgMax.
 Exported with torch's dynamo exporter (opset 18) without the fused-MHA fast path, so LayerNorm
-and attention stay plain ONNX ops that TensorRT and every ONNX Runtime provider accept. A graph
+and attention stay plain ONNX ops that TensorRT and every ONNX Runtime provider accept; exact
+GELUs are written out in the form ONNX Runtime fuses into one Gelu kernel (`ErfGELU`). A graph
 keeps its weights inside the .onnx file unless they pass 1.5 GB (protobuf's limit is 2 GB), when
 they go to a `.onnx.data` file beside it. `to_fp16` makes the half-precision copy that the fp16
 parity gate checks and GPU runtimes may load.
@@ -16,6 +17,9 @@ parity gate checks and GPU runtimes may load.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,6 +32,29 @@ from ..video import CLIP_MEAN, CLIP_STD
 OPSET = 18
 EXTERNAL_DATA_BYTES = 1_500_000_000
 TRACE_LENGTH = 12  # the example's token length when the axis is dynamic
+
+
+class ErfGELU(nn.Module):
+    """Exact GELU, `x * 0.5 * (1 + erf(x / sqrt 2))`, written in the order ONNX Runtime's Gelu fusion
+    matches. torch's exporter applies the 0.5 to the erf term instead, which ORT leaves as five
+    element-wise passes over the MLP's 4x-wide activations. (OpenAI CLIP's QuickGELU fuses as is.)"""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+@contextmanager
+def fusable_gelu(module: nn.Module) -> Iterator[None]:
+    """Within the block, every exact `nn.GELU` in `module` is an `ErfGELU` (same function); restored after."""
+    found = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
+             if type(child) is nn.GELU and child.approximate == "none"]
+    for parent, name, _ in found:
+        setattr(parent, name, ErfGELU())
+    try:
+        yield
+    finally:
+        for parent, name, child in found:
+            setattr(parent, name, child)
 
 
 class VideoEncoderGraph(nn.Module):
@@ -84,7 +111,7 @@ def _export(module: nn.Module, example: torch.Tensor, path: str | Path, input_na
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused MHA kernel does not export
     try:
-        with torch.no_grad():
+        with torch.no_grad(), fusable_gelu(module):
             torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=OPSET,
                               input_names=[input_name], output_names=[output_name],
                               dynamic_shapes=dynamic_shapes, external_data=external, verbose=False)
