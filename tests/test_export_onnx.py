@@ -25,6 +25,13 @@ def uint8_clips(example_clips, streams: int, frames: int, size: int) -> np.ndarr
     return np.stack(out)  # (S, T, size, size, 3) uint8
 
 
+def torch_video(student, clips: np.ndarray) -> np.ndarray:
+    """The torch student's video embeddings of uint8 clips, normalised here as CLIP does."""
+    x = torch.from_numpy(((clips.astype(np.float32) / 255.0 - MEAN) / STD).transpose(0, 1, 4, 2, 3).copy())
+    with torch.no_grad():
+        return student.encode_video(x).video.numpy()
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     student = make_student()
@@ -37,9 +44,7 @@ def test_video_encoder_matches_torch_on_real_clips(exported, example_clips):
     clips = uint8_clips(example_clips, 2, 4, 64)
     sess = ort.InferenceSession(str(video_path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"frames": clips})[0]
-    x = torch.from_numpy(((clips.astype(np.float32) / 255.0 - MEAN) / STD).transpose(0, 1, 4, 2, 3).copy())
-    with torch.no_grad():
-        want = student.encode_video(x).video.numpy()
+    want = torch_video(student, clips)
     assert got.shape == want.shape == (2, student.embed_dim)
     assert np.abs(got - want).max() < 1e-4
     cos = (got * want).sum(-1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1))
@@ -94,7 +99,5 @@ def test_exact_gelu_exports_as_the_form_onnx_runtime_fuses(tmp_path, tiny_model_
 
     clips = uint8_clips(example_clips, 2, 4, 64)
     got = ort.InferenceSession(str(video), providers=["CPUExecutionProvider"]).run(None, {"frames": clips})[0]
-    x = torch.from_numpy(((clips.astype(np.float32) / 255.0 - MEAN) / STD).transpose(0, 1, 4, 2, 3).copy())
-    with torch.no_grad():
-        want = student.encode_video(x).video.numpy()
+    want = torch_video(student, clips)
     assert np.abs(got - want).max() < 1e-4

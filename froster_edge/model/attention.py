@@ -20,15 +20,14 @@ from torch import nn
 from ..errors import ConfigError
 
 
-def neighbor_tokens(x: torch.Tensor, dim: int = 2) -> torch.Tensor:
+def neighbor_tokens(x: torch.Tensor) -> torch.Tensor:
     """Per frame, the tokens of its next, previous and own frame, zeros past the clip's ends.
 
-    Frames on axis 1, tokens on axis `dim`: (B, T, L, C) -> (B, T, 3L, C) with dim=2, and
-    (B, T, H, L, d) -> (B, T, H, 3L, d) with dim=3.
+    Frames on axis 1, tokens on axis -2: (B, T, H, L, d) -> (B, T, H, 3L, d)
     """
     padded = F.pad(x, (0, 0) * (x.dim() - 2) + (1, 1))  # (B, T+2, ...), a zero frame at each end
     nxt, prev = padded[:, 2:], padded[:, :-2]
-    return torch.cat([nxt, prev, x], dim=dim)
+    return torch.cat([nxt, prev, x], dim=-2)
 
 
 class NeighborFrameBlock(ResidualAttentionBlock):
@@ -52,9 +51,11 @@ class NeighborFrameBlock(ResidualAttentionBlock):
         q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)  # 3 x (BT, L, C)
         d = C // H
         q = q.reshape(BT, L, H, d).transpose(1, 2)  # (BT, H, L, d)
-        # heads split per frame, then the three frames joined: each transpose moves L tokens, not 3L
-        k = neighbor_tokens(k.reshape(B, T, L, H, d).transpose(2, 3), dim=3).reshape(BT, H, 3 * L, d)
-        v = neighbor_tokens(v.reshape(B, T, L, H, d).transpose(2, 3), dim=3).reshape(BT, H, 3 * L, d)
+
+        def joined(t: torch.Tensor) -> torch.Tensor:  # heads split per frame, then frames joined: transposes move L tokens, not 3L
+            return neighbor_tokens(t.reshape(B, T, L, H, d).transpose(2, 3)).reshape(BT, H, 3 * L, d)
+
+        k, v = joined(k), joined(v)  # (BT, H, 3L, d)
         dropout = attn.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)  # (BT, H, L, d)
         y = y.transpose(1, 2).reshape(BT, L, C)
