@@ -107,8 +107,7 @@ def _calibrate_ort(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Cli
             how = "dynamic ranges" if v.dynamic else f"{options.method} ranges of {len(calib.frames)} clips"
             log(f"quantizing {v.name} with ONNX Runtime ({how}, {options.ops} ops)")
             quantized[v.name] = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmps[v.name], calib.frames, streams,
-                                                       bundle / CACHE_DIR, calib.digest(), options.method, options.ops, v,
-                                                       options.preprocess)
+                                                       bundle / CACHE_DIR, calib.digest(), options.method, options.ops, v)
         log(f"gating {len(tried)} candidates on {len(gate_clips.frames)} held-out clips")
         figures = measure_candidates(onnx_video_encoder(bundle / mf.VIDEO_ONNX),
                                      {n: onnx_video_encoder(p) for n, p in tmps.items()}, gate_clips.frames, streams,

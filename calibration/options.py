@@ -32,7 +32,6 @@ class CalibrationOptions:
     method: Method = "minmax"  # minmax | entropy | percentile (ONNX Runtime's range calibration, both routes)
     ops: Ops = "linear"  # linear: weight MatMuls only; all: whatever ONNX Runtime quantizes
     variants: tuple[str, ...] = ()  # INT8 variants to try (variants.py); empty: chosen for this CPU's dot product
-    preprocess: bool = False  # ONNX Runtime's quantization pre-processing (MatMul + Add -> Gemm): no gain measured
     trt: bool = False
     reps: int = 5  # timing repetitions of the gate
     force: bool = False

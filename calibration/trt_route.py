@@ -2,7 +2,8 @@
 
 TensorRT 10 deprecated its implicit-quantization calibrators and TensorRT 11 removed them, so the
 INT8 engine is built from an explicitly quantized ONNX: ONNX Runtime's static quantization (the CPU
-route's `quantize_video_encoder`, same clips, methods and range cache) with symmetric int8
+route's `quantize_video_encoder`, same clips and methods, `target="tensorrt"`: the plain QDQ form
+with every output requantized and float biases, not the CPU route's QGemm form) with symmetric int8
 activations and weights, since TensorRT quantizes to symmetric int8 only (all-zero zero points).
 The QDQ model must pass the TensorRT-compatibility check and is built as a strongly typed network.
 Speed is measured against the bundle's fp16 engine (built here from video_encoder.fp16.onnx if the
@@ -68,7 +69,7 @@ def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Clip
         log(f"quantizing with ONNX Runtime ({options.method}, {options.ops} ops, symmetric int8) on {len(calib.frames)} clips")
         info = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmp, calib.frames, streams, cache_dir, calib.digest(),
                                       method=options.method, ops=options.ops, variant=chosen,
-                                      preprocess=options.preprocess)
+                                      target="tensorrt")
         spec = tb.EngineSpec("video_encoder", TRT_INT8_ONNX, mf.sha256_file(tmp), shapes, "int8",
                              calibration=f"{options.method}:{options.ops}:{calib.digest()}")
         log("building the TensorRT int8 engine from the QDQ model (strongly typed)")

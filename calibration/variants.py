@@ -7,20 +7,20 @@ activations are quantized too, both sides per call, u8 x u8 (`-attn`). All stati
 calibration run (the cache in `int8.py` does not depend on them), so trying several costs a
 quantization pass and a gate measurement each, never a recalibration; dynamic ones need no ranges.
 
-Static vs dynamic on ONNX Runtime's CPU kernels (profiled, docs/benchmarks.md): a static QDQ
-linear layer runs as QLinearMatMul with its output requantized to 8 bits, then dequantized, then
-the bias added in float (a Q and a DQ node and an Add per layer); a dynamic one is a single
-DynamicQuantizeMatMul (range, quantize, integer GEMM, scale and bias in one kernel, fp32 out).
-On the AVX2-only CPU (ViT-B/32, loaded machine) the 7-bit variants, static or dynamic, came
-out between 1.28x and 1.87x over fp32 from run to run, none reliably ahead (docs/benchmarks.md),
-so all are candidates and the gate's interleaved timing picks on the machine itself; on a tiny
-model the dynamic ones are far slower than fp32 (per-call range kernels cost more than small
-GEMMs save). With trained weights the gate decides whether quantized attention products keep
-their agreement.
+Static vs dynamic on ONNX Runtime's CPU kernels (profiled, docs/benchmarks.md): a static
+linear layer is built as a Gemm with quantized inputs, an int32 bias and a float output, which ORT
+runs as one QGemm (integer GEMM, scales and bias in one kernel, fp32 out); a dynamic one is one
+DynamicQuantizeMatMul (the same plus measuring and quantizing the activation range per call). On
+AVX2 kernels (ViT-B/32, T=8, idle 2-core Zen 4 with AVX-512 masked, docs/benchmarks.md) static
+u8s8-7bit measured 1.71x over fp32, s8s8-7bit 1.51x, the 7-bit dynamic ones 1.3-1.5x; all stay
+candidates because the gate's interleaved timing picks on the machine itself, and on a tiny model
+the dynamic ones are far slower than fp32 (per-call range kernels cost more than small GEMMs
+save). With trained weights the gate decides whether quantized attention products keep their
+agreement.
 
 Which to try follows from the CPU's 8-bit dot product (`cpu_features.py`):
 - x86 with VNNI/AMX: products accumulate in int32, nothing saturates; uint8 activations with
-  int8 weights use the fastest kernels (measured 2.2x over fp32).
+  int8 weights use the fastest kernels (measured 2.4x over fp32 in the QGemm form).
 - x86 without VNNI (AVX2, AVX-512 without VNNI): u8 x s8 pairs are summed into a saturating
   int16, so full 8-bit weights can flip decisions (measured: 75% agreement). Tried instead:
   7-bit weights (|w| <= 64, 255 x 64 x 2 < 32767: no pair overflows) with dynamic uint8 activations, or
@@ -30,8 +30,9 @@ Which to try follows from the CPU's 8-bit dot product (`cpu_features.py`):
   multiplies otherwise), uint8 activations for comparison, and the dynamic full 8-bit one.
 The gate measures each on held-out clips and keeps the fastest that agrees.
 
-TensorRT parses only signed int8 Q/DQ: `s8s8` (and `s8s8-7bit`) are plain TensorRT-parsable QDQ
-models; the uint8 and dynamic ones are for ONNX Runtime's CPU kernels.
+TensorRT parses only signed int8 Q/DQ: `s8s8` (and `s8s8-7bit`) built for it (`int8.py`,
+`target="tensorrt"`) are plain QDQ models; the uint8 and dynamic ones are for ONNX Runtime's CPU
+kernels.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def candidates(cpu: CpuFeatures) -> tuple[list[Variant], str]:
         why = (f"{cpu.dot_product} accumulates u8 x s8 products in int32 (no saturation): full 8-bit weights, "
                "static or dynamic activations")
     else:
-        names = ["u8s8-7bit-dynamic-attn", "u8s8-7bit-dynamic", "u8s8-7bit", "s8s8-7bit", "u8u8"]
+        names = ["u8s8-7bit", "s8s8-7bit", "u8s8-7bit-dynamic", "u8s8-7bit-dynamic-attn", "u8u8"]
         known = "no VNNI" if cpu.saturates_u8s8 else "features unknown, assumed no VNNI"
         why = (f"{cpu.arch} {cpu.dot_product} ({known}) sums u8 x s8 pairs into a saturating int16: "
                "7-bit weights (dynamic or static activations), or uint8 weights (widened to int16 before the multiply), "

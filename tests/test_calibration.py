@@ -102,6 +102,48 @@ def test_qdq_model_keeps_sensitive_ops_float_and_the_cache_reproduces_it(float_b
     assert out.shape == ref.shape and np.isfinite(out).all()
 
 
+def _optimized_ops(path: Path, tmp_path: Path) -> dict[str, int]:
+    """The op counts of the graph ONNX Runtime's CPU provider actually runs (after its fusions)."""
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / f"{path.stem}.optimized.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    counts: dict[str, int] = {}
+    for n in onnx.load(so.optimized_model_filepath).graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return counts
+
+
+def test_onnxruntime_form_runs_each_linear_layer_as_one_qgemm_and_tensorrt_form_stays_plain_qdq(float_bundle, tmp_path):
+    """For ONNX Runtime every quantized linear layer is a Gemm whose output stays float and whose bias
+    is int32, which ORT fuses into one QGemm; for TensorRT every output is requantized (plain QDQ)."""
+    clips = sample_clips(gather_videos(CLIPS), SPEC4, 64, 2, seed=0, clips_per_video=1)
+    fp32 = onnx.load(str(float_bundle / mf.VIDEO_ONNX))
+    linear, _ = linear_nodes(fp32)
+    weight_matmuls = [n for n in fp32.graph.node if n.name in linear and n.op_type == "MatMul"]  # the Conv is the patch embedding
+    forms = {}
+    for target in ("onnxruntime", "tensorrt"):
+        path = tmp_path / f"{target}.onnx"
+        forms[target] = quantize_video_encoder(float_bundle / mf.VIDEO_ONNX, path, clips.frames, 1, tmp_path / "cache",
+                                               clips.digest(), variant="u8s8-7bit", target=target)
+    assert "QGemm" in forms["onnxruntime"]["linear_layers"] and "plain QDQ" in forms["tensorrt"]["linear_layers"]
+
+    model = onnx.load(str(tmp_path / "onnxruntime.onnx"))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: t for t in model.graph.initializer}
+    consumers = {i for n in model.graph.node if n.op_type == "QuantizeLinear" for i in n.input[:1]}
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm" and producers.get(n.input[0]) is not None
+             and producers[n.input[0]].op_type == "DequantizeLinear"]
+    assert len(gemms) == len(weight_matmuls) - 1  # every linear layer but the projection
+    for g in gemms:
+        assert g.output[0] not in consumers, f"{g.name}: its output was requantized"
+        bias = producers[g.input[2]]
+        assert bias.op_type == "DequantizeLinear" and inits[bias.input[0]].data_type == onnx.TensorProto.INT32
+    assert _optimized_ops(tmp_path / "onnxruntime.onnx", tmp_path).get("QGemm") == len(gemms)
+
+    plain = _optimized_ops(tmp_path / "tensorrt.onnx", tmp_path)
+    assert "QGemm" not in plain and plain.get("QLinearMatMul", 0) == len(weight_matmuls) - 1
+
+
 def test_dynamic_variant_quantizes_weights_to_7_bits_and_attention_per_call(float_bundle, tmp_path):
     """The 7-bit dynamic variant with attention: every linear layer but the projection becomes an integer
     op on per-call quantized activations, its weights within 7 bits (no u8 x s8 pair can saturate int16)

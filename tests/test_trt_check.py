@@ -152,7 +152,8 @@ def test_the_symmetric_int8_qdq_model_passes_and_the_x86_uint8_one_does_not(grap
     verdicts = {}
     for activation, variant in (("int8", "s8s8"), ("uint8", "u8s8")):  # activations int8 / uint8, int8 weights
         out = tmp_path / f"{activation}.onnx"
-        quantize_video_encoder(graphs["video"], out, clips, 2, tmp_path / "cache", "digest", variant=variant)
+        quantize_video_encoder(graphs["video"], out, clips, 2, tmp_path / "cache", "digest", variant=variant,
+                               target="tensorrt")
         verdicts[activation] = check_onnx(out)
     assert verdicts["int8"].passed, verdicts["int8"].problems
     assert "QuantizeLinear" in verdicts["int8"].ops and "DequantizeLinear" in verdicts["int8"].ops
