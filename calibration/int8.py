@@ -12,9 +12,10 @@ The integer types (activation, weight, 7-bit weights) are a `Variant` (variants.
   inputs are quantized, the bias to int32), so ORT runs every layer as one QGemm: the integer
   GEMM, the scales and the bias in one kernel with fp32 out, the static counterpart of
   DynamicQuantizeMatMul. With the output requantized (the plain form) each layer costs a
-  QLinearMatMul, a DequantizeLinear and a float bias Add and the GELU fuses with that Add: 1.51x
-  against 1.71x over fp32 on AVX2 kernels, 2.0-2.3x against 2.4-2.5x on AVX512-VNNI
-  (docs/benchmarks.md), and one rounding to 8 bits less per layer.
+  QLinearMatMul, a DequantizeLinear and a float bias Add and the GELU fuses with that Add:
+  2.1-2.3x against 2.4-2.55x over fp32 on AVX512-VNNI, 1.69x for the QGemm form on AVX-512
+  without VNNI and 1.42-1.64x on AVX2 kernels (docs/benchmarks.md), and one rounding to 8 bits
+  less per layer.
 - TensorRT (`target="tensorrt"`, `s8s8` / `s8s8-7bit`): the plain QDQ model (symmetric int8
   activations and weights, every output requantized, float biases), which TensorRT parses and
   fuses itself.
