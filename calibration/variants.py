@@ -12,7 +12,7 @@ linear layer is built as a Gemm with quantized inputs, an int32 bias and a float
 runs as one QGemm (integer GEMM, scales and bias in one kernel, fp32 out); a dynamic one is one
 DynamicQuantizeMatMul (the same plus measuring and quantizing the activation range per call). On
 AVX2 kernels (ViT-B/32, T=8, a 2-core Zen 4 with AVX-512 masked, docs/benchmarks.md) the static
-7-bit ones measured 1.42-1.64x over fp32 and the 7-bit dynamic ones 1.42-1.55x, by run; all stay
+7-bit ones measured 1.43-1.64x over fp32 and the 7-bit dynamic ones 1.42-1.55x, by run; all stay
 candidates because the gate's interleaved timing picks on the machine itself, and on a tiny model
 the dynamic ones are far slower than fp32 (per-call range kernels cost more than small GEMMs
 save). With trained weights the gate decides whether quantized attention products keep their
