@@ -12,10 +12,9 @@ The integer types (activation, weight, 7-bit weights) are a `Variant` (variants.
   inputs are quantized, the bias to int32), so ORT runs every layer as one QGemm: the integer
   GEMM, the scales and the bias in one kernel with fp32 out, the static counterpart of
   DynamicQuantizeMatMul. With the output requantized (the plain form) each layer costs a
-  QLinearMatMul, a DequantizeLinear and a float bias Add and the GELU fuses with that Add:
-  2.1-2.3x against 2.4-2.55x over fp32 on AVX512-VNNI, 1.69x for the QGemm form on AVX-512
-  without VNNI and 1.43-1.64x on AVX2 kernels (docs/benchmarks.md), and one rounding to 8 bits
-  less per layer.
+  QLinearMatMul, a DequantizeLinear and a float bias Add and the GELU fuses with that Add: the
+  QGemm form is faster on every x86 class measured (docs/benchmarks.md, per CPU class) and rounds
+  to 8 bits once less per layer.
 - TensorRT (`target="tensorrt"`, `s8s8` / `s8s8-7bit`): the plain QDQ model (symmetric int8
   activations and weights, every output requantized, float biases), which TensorRT parses and
   fuses itself.

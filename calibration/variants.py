@@ -11,16 +11,16 @@ Static vs dynamic on ONNX Runtime's CPU kernels (profiled, docs/benchmarks.md): 
 linear layer is built as a Gemm with quantized inputs, an int32 bias and a float output, which ORT
 runs as one QGemm (integer GEMM, scales and bias in one kernel, fp32 out); a dynamic one is one
 DynamicQuantizeMatMul (the same plus measuring and quantizing the activation range per call). On
-AVX2 kernels (ViT-B/32, T=8, a 2-core Zen 4 with AVX-512 masked, docs/benchmarks.md) the static
-7-bit ones measured 1.43-1.64x over fp32 and the 7-bit dynamic ones 1.42-1.55x, by run; all stay
-candidates because the gate's interleaved timing picks on the machine itself, and on a tiny model
+AVX2 kernels the static 7-bit ones and the 7-bit dynamic ones trade places from run to run
+(docs/benchmarks.md has the figures per CPU class); all stay candidates because the gate's
+interleaved timing picks on the machine itself, and on a tiny model
 the dynamic ones are far slower than fp32 (per-call range kernels cost more than small GEMMs
 save). With trained weights the gate decides whether quantized attention products keep their
 agreement.
 
 Which to try follows from the CPU's 8-bit dot product (`cpu_features.py`):
 - x86 with VNNI/AMX: products accumulate in int32, nothing saturates; uint8 activations with
-  int8 weights use the fastest kernels (measured 2.4-2.55x over fp32 in the QGemm form).
+  int8 weights use the fastest kernels (int8 activations run the same ones on x86).
 - x86 without VNNI (AVX2, AVX-512 without VNNI): u8 x s8 pairs are summed into a saturating
   int16, so full 8-bit weights can flip decisions (measured: 75% agreement). Tried instead:
   7-bit weights (|w| <= 64, 255 x 64 x 2 < 32767: no pair overflows) with dynamic uint8 activations, or
