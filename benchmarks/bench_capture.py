@@ -58,7 +58,7 @@ def child(url: str, convert_all: bool) -> None:
     """The runtime's capture path on `url` until SIGTERM; prints its counters as JSON at the end."""
     from froster_edge.runtime.options import CaptureOptions, SamplingOptions
     from froster_edge.runtime.pipeline import Assembler, ClipBoard
-    from froster_edge.runtime.sampler import ClipAssembler, SampleRule
+    from froster_edge.runtime.assembly import ClipAssembler, SampleRule
     from froster_edge.runtime.sources import FrameSlot, Reader, capture_fps, open_first, parse_source
     from froster_edge.runtime.stats import RunStats, StreamCounters
 

@@ -104,8 +104,8 @@ class EveryFrame(Drop):
 
 def one_run(bundle: Path, opened, sources: list[str], hop: int, decisions: int, folder: Path | None,
             frame_sink: bool = False, mqtt_port: int | None = None, enter: float = 0.0) -> dict:
-    from froster_edge.runtime.clips import ClipOptions, EventClips
-    from froster_edge.runtime.events import EventOptions, EventSegmenter, JsonlEventSink
+    from froster_edge.runtime.site.clips import ClipOptions, EventClips
+    from froster_edge.runtime.site.events import EventOptions, EventSegmenter, JsonlEventSink
     from froster_edge.runtime.options import CameraOptions, CaptureOptions, RunOptions, SamplingOptions
     from froster_edge.runtime.pipeline import Pipeline
 
@@ -124,7 +124,7 @@ def one_run(bundle: Path, opened, sources: list[str], hop: int, decisions: int, 
                                    [JsonlEventSink(folder / "events.jsonl"), clips], clip_names=True)
         sinks.append(segmenter)
         if mqtt_port is not None:  # as command.py wires it: states from the decisions, events from the segmenter
-            from froster_edge.runtime.mqtt import MqttOptions, MqttSink
+            from froster_edge.runtime.site.mqtt import MqttOptions, MqttSink
 
             mqtt = MqttSink(MqttOptions(host="127.0.0.1", port=mqtt_port, discovery=True),
                             [c.name for c in options.cameras], CLASSES, lambda m: None)

@@ -83,8 +83,8 @@ def pipeline_run(bundle: Path, options, web_options=None, adds: list[str] | None
     """One pipeline run (the web view on when `web_options`), as `froster-edge run` wires it;
     `reload_encoder`: the text encoder loaded for every vocabulary change (the old way), for comparison."""
     from froster_edge.runtime.pipeline import Pipeline
-    from froster_edge.runtime.web import start_web
-    from froster_edge.runtime.web.hub import Hub
+    from froster_edge.runtime.site.web import start_web
+    from froster_edge.runtime.site.web.live import Hub
 
     hub = Hub([str(s) for s in options.sources], web_options) if web_options else None
     sinks = [hub] if hub else []
@@ -143,7 +143,7 @@ def main() -> None:
 
     from froster_edge.bundle import manifest as mf
     from froster_edge.runtime.options import RUN_DEFAULTS
-    from froster_edge.runtime.web.options import HttpOptions
+    from froster_edge.runtime.site.web.options import HttpOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle or export_random(args.model, args.frames, 1, Path(tmp))

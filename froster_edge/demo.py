@@ -14,7 +14,7 @@ import os
 import sys
 
 from .errors import FrosterError
-from .hub import hub_address, reachable
+from .reachability import hub_address, reachable
 
 UNREACHABLE = 10  # not an exit code of the CLI (1 bad input, 2 usage, 3 missing capability)
 

@@ -38,7 +38,7 @@ from ..info import cpu_int8, cpu_name
 from .backends import Opened, cuda_device, open_backend, probe
 from .options import AUTO_ORDER, CaptureOptions, RunOptions, SamplingOptions
 from .pipeline import Pipeline
-from .sampler import SampleRule
+from .assembly import SampleRule
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`froster-edge run` behind the CLI: sinks from the flags or the site file, the pipeline, stats at the end.
 
-With a site (runtime/site.py): action events (--events), event clips (--clips), the metrics
+With a site (runtime/site/config.py): action events (--events), event clips (--clips), the metrics
 endpoint (--metrics) and, with a site file, SIGHUP reloading its cameras.
 
 Outputs first: every output destination (--record, --stats-json, and whatever a sink or the
@@ -30,15 +30,15 @@ from typing import Iterable
 from ..bundle import manifest as mf
 from ..errors import MissingCapability
 from ..io import Output, atomic_write_json, check_outputs
-from .events import EventOptions, EventSegmenter, JsonlEventSink
-from .mqtt import MqttOptions, MqttSink, check_mqtt_options
+from .site.events import EventOptions, EventSegmenter, JsonlEventSink
+from .site.mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .options import RunOptions, camera_list
 from .pipeline import Pipeline, stderr
-from .site import Site, SiteReloader
+from .site.config import Site, SiteReloader
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError, parse_source
-from .web import HttpOptions, resolve_token, start_web
-from .web.hub import Hub
+from .site.web import HttpOptions, resolve_token, start_web
+from .site.web.live import Hub
 
 
 @dataclass
@@ -101,7 +101,7 @@ def run(req: RunRequest) -> dict:
         metrics = None
         if site.metrics is not None:
             try:  # prometheus-client only where metrics are asked for
-                from .metrics import MetricsServer, RunCollector
+                from .site.metrics import MetricsServer, RunCollector
             except ImportError as e:
                 raise MissingCapability(f"metrics need prometheus-client ({e.name} is not installed): "
                                         "pip install 'froster-edge[site]'") from e
@@ -212,7 +212,7 @@ def _event_sinks(site: Site, sinks: list, frame_sinks: list, pipeline_of, events
         event_sinks.append(JsonlEventSink(events.file))
     clips = None
     if site.clips is not None:
-        from .clips import EventClips
+        from .site.clips import EventClips
 
         clips = EventClips(site.clips, lambda i: pipeline_of().cameras[i].name,
                            lambda i: pipeline_of().stats.streams[i].fps, stderr)

@@ -34,7 +34,7 @@ from ..video import resize_center_crop
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
 from .options import CameraOptions, CaptureOptions, RunOptions, camera_list, check_options
-from .sampler import ClipAssembler, RateGate, SampleRule
+from .assembly import ClipAssembler, RateGate, SampleRule
 from .sinks import Decision, DecisionSink, FrameSink
 from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, declared_frames, open_all, open_first,
                       parse_source)

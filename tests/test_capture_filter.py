@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from froster_edge.runtime.pipeline import reader_filter
-from froster_edge.runtime.sampler import ClipAssembler
+from froster_edge.runtime.assembly import ClipAssembler
 
 
 def capture_times(seed: int, n: int = 3000, fps: float = 30.0) -> list[float]:
@@ -58,7 +58,7 @@ def test_a_rated_frame_sink_gets_its_frames_and_sampling_is_unchanged(seed):
     """Event clips at 10 fps on a 30 fps camera: the reader converts the sampled frames and the
     clips' 10 a second, not every frame; the assembler samples what it would from every frame, and
     the clips keep what they would keep from every frame."""
-    from froster_edge.runtime.sampler import RateGate
+    from froster_edge.runtime.assembly import RateGate
 
     period_frames, fps, sink_fps = 16.0, 30.0, 10.0
     times = capture_times(seed, fps=fps)

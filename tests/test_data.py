@@ -313,7 +313,7 @@ def test_workers_batch_size_and_persistent_workers_see_the_same_data(example_cli
 def test_the_training_loader_follows_its_batch_sampler_across_epochs_and_a_resume(example_clips):
     """The trainer's loader is make_loader with its resumable batch sampler: persistent, non-forked
     workers give exactly the sampler's batches, in order, for each epoch and for an epoch resumed mid-way."""
-    from froster_edge.train.sampler import ResumableBatchSampler
+    from froster_edge.train.batches import ResumableBatchSampler
 
     items = items_of(example_clips)
     ds = VideoDataset(items, num_frames=2, image_size=32, train=True, seed=5)

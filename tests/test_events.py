@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from froster_edge.errors import ConfigError
-from froster_edge.runtime.events import ActionEvent, EventOptions, EventSegmenter, JsonlEventSink, event_file_stem
+from froster_edge.runtime.site.events import ActionEvent, EventOptions, EventSegmenter, JsonlEventSink, event_file_stem
 from froster_edge.runtime.options import CameraOptions, ClassifierOptions, RunOptions, SamplingOptions
 from froster_edge.runtime.pipeline import Pipeline
 

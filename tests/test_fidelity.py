@@ -252,7 +252,7 @@ def test_a_file_shorter_than_one_clip_gets_one_short_decision(tiny_bundle, real_
 
 
 def test_a_live_source_never_decides_on_a_short_clip():
-    from froster_edge.runtime.sampler import ClipAssembler
+    from froster_edge.runtime.assembly import ClipAssembler
 
     live = ClipAssembler(4, 2, 2, 5.0, scale=10.0)  # a camera: no short-file rule
     for i in range(3):

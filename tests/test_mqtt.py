@@ -41,7 +41,7 @@ def is_subsequence(part: list, whole: list) -> bool:
 
 
 def test_addresses_and_names():
-    from froster_edge.runtime.mqtt import parse_address, topic_id
+    from froster_edge.runtime.site.mqtt import parse_address, topic_id
 
     assert parse_address("broker.lan") == ("broker.lan", None)
     assert parse_address("10.0.0.2:1884") == ("10.0.0.2", 1884)
@@ -220,7 +220,7 @@ def canonical(value) -> bytes:
 
 @dataclass
 class Event:
-    """The fields of runtime/events.py's ActionEvent this sink reads."""
+    """The fields of runtime/site/events.py's ActionEvent this sink reads."""
 
     id: str
     camera: str
@@ -273,7 +273,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def test_broker_killed_and_restarted_mid_run(tiny_bundle, broker):
-    from froster_edge.runtime.mqtt import MqttOptions, MqttSink
+    from froster_edge.runtime.site.mqtt import MqttOptions, MqttSink
     from froster_edge.runtime.options import CaptureOptions, RunOptions, SamplingOptions
     from froster_edge.runtime.pipeline import Pipeline
 
@@ -351,7 +351,7 @@ def test_state_goes_on_a_new_label_and_at_most_once_an_interval(broker, interval
     """A camera's state topic: at once when the top label changes, else at most once per
     state_interval_s (the newest decision), and the newest state before "offline" at close;
     0 publishes every decision (coalesced only while the publisher is behind)."""
-    from froster_edge.runtime.mqtt import MqttOptions, MqttSink
+    from froster_edge.runtime.site.mqtt import MqttOptions, MqttSink
 
     sub = Subscriber(broker.watch_port)
     sink = MqttSink(MqttOptions(host="127.0.0.1", port=broker.port, prefix="p", state_interval_s=interval),

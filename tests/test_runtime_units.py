@@ -16,7 +16,7 @@ from froster_edge.bundle.labels import LabelTable, load_labels
 from froster_edge.runtime.backends import probe, video_engine
 from froster_edge.runtime.classifier import Classifier, LabelWatcher
 from froster_edge.runtime.options import ClassifierOptions, RunOptions, SamplingOptions, check_options
-from froster_edge.runtime.sampler import ClipAssembler, ClipRing, SampleRule
+from froster_edge.runtime.assembly import ClipAssembler, ClipRing, SampleRule
 from froster_edge.sampling import Ticker
 from froster_edge.runtime.sources import END, FrameSlot, parse_source
 from froster_edge.runtime.stats import LatencyWindow

@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from froster_edge.errors import ConfigError
-from froster_edge.runtime.clips import ClipOptions, EventClips
-from froster_edge.runtime.events import ActionEvent
+from froster_edge.runtime.site.clips import ClipOptions, EventClips
+from froster_edge.runtime.site.events import ActionEvent
 from froster_edge.runtime.options import RunOptions
-from froster_edge.runtime.site import MetricsOptions, load_site
+from froster_edge.runtime.site.config import MetricsOptions, load_site
 from froster_edge.runtime.sources import Frame
 
 from .helpers import CLASSES, CLIPS, assert_one_line_error, free_port, LiveRun, cli, serve, wait_listening
@@ -191,7 +191,7 @@ def test_the_first_clip_covers_pre_roll_to_post_roll_and_its_snapshot_is_the_pea
 # --- metrics endpoint policy ---
 
 def test_metrics_need_a_token_off_loopback_and_check_it(tmp_path):
-    from froster_edge.runtime.metrics import MetricsServer
+    from froster_edge.runtime.site.metrics import MetricsServer
 
     class Empty:
         def collect(self):

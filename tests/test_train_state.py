@@ -16,7 +16,7 @@ from froster_edge.config import OptimConfig
 from froster_edge.errors import ConfigError
 from froster_edge.model.factory import create_distiller
 from froster_edge.train.optim import build_optimizer
-from froster_edge.train.sampler import ResumableBatchSampler
+from froster_edge.train.batches import ResumableBatchSampler
 from froster_edge.io import atomic_dir, recover
 from froster_edge.train.state import (OPTIMIZER_FILE, STATE_FILE, capture_rng, latest_state, list_states, read_state,
                                       restore_rng, save_state)

@@ -20,9 +20,9 @@ from froster_edge.bundle.relabel import BundleTextEncoder, relabel_bundle, remov
 from froster_edge.prompts import ClassText, prompts_for
 from froster_edge.runtime.sinks import Decision
 from froster_edge.runtime.sources import Frame
-from froster_edge.runtime.web.hub import Hub
-from froster_edge.runtime.web.options import HttpOptions, parse_listen, resolve_token
-from froster_edge.runtime.web.vocabulary import Vocabulary, VocabularyError
+from froster_edge.runtime.site.web.live import Hub
+from froster_edge.runtime.site.web.options import HttpOptions, parse_listen, resolve_token
+from froster_edge.runtime.site.web.vocabulary import Vocabulary, VocabularyError
 
 from .helpers import CLIPS
 

@@ -11,9 +11,9 @@ import typer
 
 from ..errors import ConfigError
 from ..runtime.options import AUTO_ORDER, BackendName, Smoothing
-from ..runtime.mqtt import MQTT_DEFAULTS as _MQTT
+from ..runtime.site.mqtt import MQTT_DEFAULTS as _MQTT
 from ..runtime.options import RUN_DEFAULTS as _RUN
-from ..runtime.web.options import HTTP_DEFAULTS as _HTTP
+from ..runtime.site.web.options import HTTP_DEFAULTS as _HTTP
 from .base import command
 from .options import JsonOut, readable, write_json
 
@@ -117,7 +117,7 @@ def run_cmd(
 
     from ..runtime.command import RunRequest, run
     from ..runtime.options import ClassifierOptions, SamplingOptions
-    from ..runtime.site import site_from_flags
+    from ..runtime.site.config import site_from_flags
 
     options = dc_replace(
         _RUN, sources=list(source or []), labels=labels, backend=backend, max_decisions=max_decisions,
@@ -127,7 +127,7 @@ def run_cmd(
     )
     mqtt_options = None
     if mqtt is not None:
-        from ..runtime.mqtt import parse_address
+        from ..runtime.site.mqtt import parse_address
 
         host, port = parse_address(mqtt)
         mqtt_options = dc_replace(_MQTT, host=host, port=port, prefix=mqtt_prefix, client_id=mqtt_client_id,
@@ -137,7 +137,7 @@ def run_cmd(
                                   ca_file=mqtt_ca)
     web = None
     if http is not None:
-        from ..runtime.web import parse_listen
+        from ..runtime.site.web import parse_listen
 
         host, port = parse_listen(http)
         web = dc_replace(_HTTP, host=host, port=port, token=http_token, stream_fps=http_fps, stream_width=http_width)

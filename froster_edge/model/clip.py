@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from open_clip.model import CLIP
 
 from ..errors import ConfigError, PretrainedWeightsError, shorten
-from ..hub import address_of, hub_address, reachable
+from ..reachability import address_of, hub_address, reachable
 from ..io import read_json
 from ..logs import quiet_logger
 

@@ -39,7 +39,7 @@ from .average import EPOCHS_DIR, average_students, epoch_dir, epoch_dirs
 from .config import changed_options, load_recipe, save_recipe
 from .fewshot import few_shot, short_classes, write_list
 from .optim import WarmupCosine, build_optimizer, set_lr
-from .sampler import ResumableBatchSampler
+from .batches import ResumableBatchSampler
 from .state import capture_rng, latest_state, projector_modules, restore_rng, save_state
 from .step import TERMS, autocast_dtype, class_prompt_tokens, step_prompts, train_step
 

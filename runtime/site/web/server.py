@@ -29,8 +29,8 @@ from importlib import resources
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ...errors import ConfigError, FrosterError
-from .hub import Hub
+from ....errors import ConfigError, FrosterError
+from .live import Hub
 from .options import HttpOptions, is_loopback
 from .vocabulary import Vocabulary, VocabularyError
 

@@ -22,11 +22,11 @@ from typing import Any, Callable
 
 import yaml
 
-from ..config import check_fields
-from ..errors import ConfigError
+from ...config import check_fields
+from ...errors import ConfigError
 from .clips import ClipOptions
 from .events import EventOptions
-from .options import BACKENDS, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, check_options
+from ..options import BACKENDS, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, check_options
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # used in file names, metric labels, topics
 
@@ -51,7 +51,7 @@ class Site:
     camera_events: dict[str, EventOptions] = field(default_factory=dict)  # per-camera overrides
     clips: ClipOptions | None = None
     metrics: MetricsOptions | None = None
-    mqtt: Any = None  # runtime/mqtt.py's MqttOptions (see _optional_section)
+    mqtt: Any = None  # runtime/site/mqtt.py's MqttOptions (see _optional_section)
     http: Any = None  # the web view's HttpOptions
     path: Path | None = None  # the site file, for reloads
     base: RunOptions | None = None  # the options the file was read over (the CLI's), for reloads
@@ -197,7 +197,7 @@ def parse_listen(text: str, where: str) -> tuple[str, int]:
 
 def _optional_section(name: str, d: Any) -> Any:
     """The `mqtt:` and `http:` sections, whose options belong to their sinks' modules
-    (runtime/mqtt.py MqttOptions, the web view's HttpOptions): unknown keys and values of the
+    (runtime/site/mqtt.py MqttOptions, the web view's HttpOptions): unknown keys and values of the
     wrong type (by the dataclass's type hints) are one line naming the key."""
     if d is None:
         return None

@@ -23,8 +23,8 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
-from ..errors import ConfigError
-from .site import MetricsOptions, parse_listen
+from ...errors import ConfigError
+from .config import MetricsOptions, parse_listen
 from .web.options import is_loopback
 
 TOKEN_ENV = "FROSTER_EDGE_METRICS_TOKEN"

@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..sinks import Decision
-from ..sources import Frame, cv2
+from ...sinks import Decision
+from ...sources import Frame, cv2
 from .options import HttpOptions
 
 
@@ -70,7 +70,7 @@ class Hub:
         self.frames_encoded = 0
         self.cpu_s = 0.0  # CPU time the server's threads spent (requests, encoding): the web view's cost
         self._table_of = None
-        self.events_enabled = False  # set when the run records action events (runtime/events.py)
+        self.events_enabled = False  # set when the run records action events (runtime/site/events.py)
         self.clips_dir: Path | None = None  # where the event sink writes snapshots (the server's setting)
         self._events: dict[str, deque[dict[str, Any]]] = {}
         self._snapshots: dict[str, str] = {}  # event id -> snapshot file name, for the newest events

@@ -10,7 +10,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
-from ...errors import ConfigError
+from ....errors import ConfigError
 
 TOKEN_ENV = "FROSTER_EDGE_HTTP_TOKEN"
 MIN_TOKEN_CHARS = 16

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ...bundle import manifest as mf
-from ...bundle.labels import LabelTable, load_labels
-from ...bundle.relabel import BundleTextEncoder, relabel_bundle, remove_classes  # `froster-edge labels --bundle`
-from ...errors import ConfigError, FrosterError
-from ...prompts import ClassText
+from ....bundle import manifest as mf
+from ....bundle.labels import LabelTable, load_labels
+from ....bundle.relabel import BundleTextEncoder, relabel_bundle, remove_classes  # `froster-edge labels --bundle`
+from ....errors import ConfigError, FrosterError
+from ....prompts import ClassText
 from .options import HttpOptions
 
 

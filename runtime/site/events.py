@@ -25,8 +25,8 @@ from typing import IO, Protocol
 
 import numpy as np
 
-from ..errors import ConfigError
-from .sinks import Decision
+from ...errors import ConfigError
+from ..sinks import Decision
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ..errors import ConfigError, MissingCapability
-from .sinks import Decision
+from ...errors import ConfigError, MissingCapability
+from ..sinks import Decision
 
 PASSWORD_ENV = "FROSTER_EDGE_MQTT_PASSWORD"
 USERNAME_ENV = "FROSTER_EDGE_MQTT_USERNAME"
@@ -145,7 +145,7 @@ def topic_id(name: str) -> str:
 
 
 class ActionEventLike(Protocol):
-    """What this sink reads of runtime/events.py's ActionEvent."""
+    """What this sink reads of runtime/site/events.py's ActionEvent."""
 
     camera: str
     label: str
@@ -241,7 +241,7 @@ class MqttSink:
             import paho.mqtt.client as paho
         except ImportError as e:
             raise MissingCapability("--mqtt needs paho-mqtt (pip install paho-mqtt)") from e
-        from .. import __version__
+        from ... import __version__
 
         clash = topic_clash(cameras)
         if clash:

@@ -26,11 +26,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..io import atomic_path, atomic_write_bytes
+from ...errors import ConfigError
+from ...io import atomic_path, atomic_write_bytes
 from .events import ActionEvent, event_file_stem
-from .sampler import RateGate
-from .sources import Frame, cv2
+from ..assembly import RateGate
+from ..sources import Frame, cv2
 
 BUFFER_MARGIN_S = 20.0  # kept beyond the pre-roll: an event is announced after its entering run
 
