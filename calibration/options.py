@@ -33,6 +33,7 @@ class CalibrationOptions:
     ops: Ops = "linear"  # linear: weight MatMuls only; all: whatever ONNX Runtime quantizes
     variants: tuple[str, ...] = ()  # INT8 variants to try (variants.py); empty: chosen for this CPU's dot product
     trt: bool = False
+    openvino: bool | None = None  # OpenVINO candidates on the CPU route; None: where openvino is installed
     reps: int = 5  # timing repetitions of the gate
     force: bool = False
     thresholds: GateThresholds = field(default_factory=GateThresholds)

@@ -10,17 +10,22 @@
             --trt-route ort-trt`; built on first use otherwise, which takes minutes on a Jetson).
   ort-cuda  ONNX Runtime's CUDA provider on video_encoder.fp16.onnx (fp32 when the bundle has none).
   ort-cpu   ONNX Runtime on the CPU, fp32.
-  trt-int8, ort-cpu-int8
-            the INT8 engine / QDQ model that `froster-edge calibrate` kept in the bundle because
-            it passed its gate (agreement and speed-up measured on held-out clips); absent
-            otherwise.
+  ov        OpenVINO on video_encoder.onnx, on `ov_device` (CPU by default; GPU, NPU, AUTO where
+            OpenVINO lists them), with an explicit precision hint: fp32, or the reduced precision
+            (bf16/fp16) `calibrate` kept for this device because it passed the gate. Compiled models
+            are cached in the bundle (engines/openvino/), so a restart does not compile again.
+  trt-int8, ort-cpu-int8, ov-int8
+            the INT8 engine / QDQ model / NNCF-quantized OpenVINO IR that `froster-edge calibrate`
+            kept in the bundle because it passed its gate (agreement and speed-up measured on
+            held-out clips); absent otherwise. On the CPU calibrate keeps one model across ONNX
+            Runtime and OpenVINO (manifest `int8.backend` names its backend).
   torch     the reference: rebuilds the student from the manifest's model source (a student
             directory, or an open_clip model and pretrained weights), checks that its weights'
             fingerprint is the bundle's, and runs the same graph in eager torch (CUDA when present).
             The only backend that imports torch, and only when chosen.
 
-`auto` takes the first available of trt-int8 > trt > ort-trt > ort-cuda > ort-cpu-int8 > ort-cpu
-(fastest first) and says why the faster ones were passed over. ort-trt is only picked by auto when
+`auto` takes the first available of trt-int8 > trt > ort-trt > ort-cuda > (the CPU model calibrate
+kept: ort-cpu-int8, ov-int8 or ov) > ort-cpu (fastest first) and says why the faster ones were passed over. ort-trt is only picked by auto when
 the bundle has a built engine cache, so auto never starts a silent multi-minute build. Every backend hashes the files it
 loads against the manifest before loading them. An asked-for backend the machine cannot run is
 MissingCapability (one line, exit 3).
@@ -39,6 +44,7 @@ from ..calibration.cpu_features import detect as detect_cpu, gated_elsewhere
 from ..errors import BundleError, FrosterError, MissingCapability
 from ..bundle import manifest as mf
 from ..bundle.engines import TensorRTEngine, cuda_device
+from ..bundle.ov_sessions import CACHE_DIR as OV_CACHE_DIR, INSTALL as OV_INSTALL, OvEncoder, installed as ov_installed
 from .options import AUTO_ORDER
 
 
@@ -80,10 +86,21 @@ def video_engine(manifest: dict[str, Any], tensorrt_version: str, sm: str, preci
                             f"sm {sm}; the bundle has: {have}): build one with {how} on this machine")
 
 
-def int8_model(manifest: dict[str, Any]) -> str | None:
-    """The INT8 ONNX file `froster-edge calibrate` kept in the bundle (it passed the gate, or was forced)."""
+def kept_backend(manifest: dict[str, Any]) -> str | None:
+    """The backend of the CPU model `froster-edge calibrate` kept (ort-cpu-int8, ov-int8 or ov), or None."""
     section = manifest.get("int8") or {}
-    return section.get("file")
+    return section.get("backend", "ort-cpu-int8") if section.get("file") else None
+
+
+def int8_model(manifest: dict[str, Any]) -> str | None:
+    """The INT8 ONNX file `froster-edge calibrate` kept for ONNX Runtime (it passed the gate, or was forced)."""
+    return manifest["int8"]["file"] if kept_backend(manifest) == "ort-cpu-int8" else None
+
+
+def auto_order(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """AUTO_ORDER with the CPU slot taken by the backend of the model calibrate kept."""
+    kept = kept_backend(manifest) or "ort-cpu-int8"
+    return tuple(kept if name == "ort-cpu-int8" else name for name in AUTO_ORDER)
 
 
 class OrtBackend:
@@ -117,6 +134,15 @@ class OrtBackend:
 
     def close(self) -> None:
         self.session = None
+
+
+class OvBackend(OvEncoder):
+    """An OpenVINO compiled model of the bundle (bundle.ov_sessions.OvEncoder), batched over streams like ort-cpu."""
+
+    def __init__(self, name: str, bundle: Path, file: str, device: str, precision: str):
+        super().__init__(bundle / file, device, precision, bundle / OV_CACHE_DIR)
+        self.name = name
+        self.detail = f"{file} on OpenVINO {device} ({precision})"
 
 
 class TrtBackend(TensorRTEngine):
@@ -201,6 +227,12 @@ def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
         return "the bundle has no INT8 model (froster-edge calibrate keeps one where it pays)"
     if name in ("ort-cpu", "ort-cpu-int8"):
         return None if "CPUExecutionProvider" in providers else "onnxruntime is not installed"
+    if name in ("ov", "ov-int8"):
+        if not ov_installed():
+            return f"openvino is not installed: {OV_INSTALL}"
+        if name == "ov-int8" and kept_backend(manifest) != "ov-int8":
+            return "the bundle has no OpenVINO INT8 model (froster-edge calibrate keeps one where it is the fastest that passes)"
+        return None
     if name == "torch":
         import importlib.util
 
@@ -214,7 +246,7 @@ def _ort_trt_record(manifest: dict[str, Any]) -> dict[str, Any] | None:
                  and e.get("name", "video_encoder") == "video_encoder" and e.get("onnx_file")), None)
 
 
-def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str], None]) -> Backend:
+def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str], None], ov_device: str = "CPU") -> Backend:
     reason = probe(name, bundle, manifest)
     if reason:
         raise MissingCapability(f"backend {name} is not available here: {reason}")
@@ -248,21 +280,44 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str]
             if warning:
                 log(warning)
         return OrtBackend(name, bundle / file, "CPUExecutionProvider", manifest)
+    if name in ("ov", "ov-int8"):
+        return _load_ov(name, bundle, manifest, ov_device, log)
     return TorchBackend(bundle, manifest)
 
 
-def open_backend(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str], None] = print) -> Opened:
-    """Load `name` (or the fastest available for "auto"), warm it up on one zero batch, and return it."""
+def _load_ov(name: str, bundle: Path, manifest: dict[str, Any], device: str, log: Callable[[str], None]) -> OvBackend:
+    """`ov`: the fp32 ONNX at fp32, or at the precision calibrate kept for this device; `ov-int8`: the kept IR."""
+    section = manifest.get("int8") or {}
+    kept = kept_backend(manifest) == name and section.get("device", "CPU") == device
+    if name == "ov-int8":
+        files = section.get("files") or [section["file"]]
+        precision = section.get("precision", "fp32") if kept else "fp32"
+    else:
+        files = [manifest["onnx"]["video_encoder"]["file"]]
+        precision = section.get("precision", "fp32") if kept else "fp32"
+    mf.verify_bundle(bundle, files)
+    if kept or name == "ov-int8":
+        warning = gated_elsewhere(section.get("cpu"), detect_cpu()) if device == "CPU" else (
+            None if kept else f"{name}: the OpenVINO model was gated on {section.get('device', 'CPU')}, not on {device}")
+        if warning:
+            log(warning)
+    return OvBackend(name, bundle, files[0], device, precision)
+
+
+def open_backend(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str], None] = print,
+                 ov_device: str = "CPU") -> Opened:
+    """Load `name` (or the fastest available for "auto"), warm it up on one zero batch, and return it.
+    `ov_device`: the OpenVINO device of the ov backends (MissingCapability where OpenVINO does not list it)."""
     passed: dict[str, str] = {}
     if name == "auto":
         backend = None
-        for candidate in AUTO_ORDER:
+        for candidate in auto_order(manifest):
             reason = probe(candidate, bundle, manifest)
             if reason is None and candidate == "ort-trt" and _ort_trt_record(manifest) is None:
                 reason = "the bundle has no ort-trt engine cache (export --trt --trt-route ort-trt builds one)"
             if reason is None:
                 try:
-                    backend = _load(candidate, bundle, manifest, log)
+                    backend = _load(candidate, bundle, manifest, log, ov_device)
                     break
                 except MissingCapability as e:
                     reason = str(e)
@@ -270,7 +325,7 @@ def open_backend(name: str, bundle: Path, manifest: dict[str, Any], log: Callabl
         if backend is None:
             raise MissingCapability("no backend can run here: " + "; ".join(f"{k}: {v}" for k, v in passed.items()))
     else:
-        backend = _load(name, bundle, manifest, log)
+        backend = _load(name, bundle, manifest, log, ov_device)
     shape = manifest["preprocessing"]["input"]["shape"]
     t = time.perf_counter()
     backend(np.zeros(shape, np.uint8))  # first calls allocate, autotune or build: keep them out of the stats

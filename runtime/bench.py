@@ -36,7 +36,7 @@ from ..errors import ConfigError, MissingCapability
 from ..bundle import manifest as mf
 from ..info import cpu_int8, cpu_name
 from .backends import Opened, cuda_device, open_backend, probe
-from .options import AUTO_ORDER, CaptureOptions, RunOptions, SamplingOptions
+from .options import BENCH_ORDER, CaptureOptions, RunOptions, SamplingOptions
 from .pipeline import Pipeline
 from .assembly import SampleRule
 
@@ -44,7 +44,8 @@ from .assembly import SampleRule
 @dataclass
 class BenchOptions:
     clip: Path
-    backends: list[str] = field(default_factory=list)  # empty: every available one of AUTO_ORDER
+    backends: list[str] = field(default_factory=list)  # empty: every available one of BENCH_ORDER
+    ov_device: str = "CPU"
     reps: int = 3  # pipeline / backend-alone pairs per backend
     latency_calls: int = 20  # encoder calls per backend for the latency percentiles
     hop: int = SamplingOptions().hop
@@ -75,6 +76,7 @@ def machine() -> dict[str, Any]:
 
 
 def _pipeline_options(clip: Path, streams: int, hop: int, realtime: bool, max_decisions: int | None = None) -> RunOptions:
+    """The pipeline runs reuse an opened backend, so its name and device are not needed here."""
     return RunOptions(sources=[str(clip)] * streams, sampling=SamplingOptions(hop=hop), max_decisions=max_decisions,
                       capture=CaptureOptions(realtime=realtime, loop=realtime))
 
@@ -122,14 +124,14 @@ def bench(bundle: str | Path, options: BenchOptions, log: Callable[[str], None] 
         raise ConfigError(f"--clip {options.clip}: no such video file")
     pre = manifest["preprocessing"]
     streams = int(pre["streams"])
-    names = options.backends or list(AUTO_ORDER)
+    names = options.backends or list(BENCH_ORDER)
     rows: dict[str, dict[str, Any]] = {}
     opened: dict[str, Opened] = {}
     for name in names:
         reason = probe(name, bundle, manifest)
         if reason is None:
             try:
-                opened[name] = open_backend(name, bundle, manifest, log)
+                opened[name] = open_backend(name, bundle, manifest, log, options.ov_device)
             except MissingCapability as e:
                 reason = str(e)
         if reason is not None:

@@ -11,12 +11,13 @@ import typer
 
 from ..calibration.options import CALIBRATION_DEFAULTS as _CAL
 from ..calibration.options import Method, Ops
+from ..calibration.ov_route import OV_CANDIDATES
 from ..calibration.variants import VARIANTS
 from ..errors import ConfigError
 from .base import command
 from .options import JsonOut, readable, videos_option, write_json
 
-VariantName = Enum("VariantName", {name: name for name in VARIANTS}, type=str)  # --variant's choices, checked at parse time
+VariantName = Enum("VariantName", {name: name for name in (*VARIANTS, *OV_CANDIDATES)}, type=str)  # --variant's choices, checked at parse time
 
 
 @command("calibrate")
@@ -31,11 +32,15 @@ def calibrate_cmd(
     trt: Annotated[bool, typer.Option(
         "--trt", help="INT8 as a TensorRT engine built from a symmetric-int8 QDQ model, gated on the GPU "
                       "(GPU + TensorRT 10.3-11.x; exit 3 without).")] = _CAL.trt,
+    openvino: Annotated[Optional[bool], typer.Option(
+        "--openvino/--no-openvino", help="CPU route: also gate OpenVINO candidates (NNCF INT8, bf16/fp16 hints) beside "
+        "ONNX Runtime's; default: where openvino is installed (--openvino without it: exit 3).")] = _CAL.openvino,
     method: Annotated[Method, typer.Option(help="Range calibration: minmax, entropy or percentile.")] = _CAL.method,
     ops: Annotated[Ops, typer.Option(help="linear: quantize weight MatMuls only; all: every op ONNX Runtime can.")] = _CAL.ops,
     variant: Annotated[Optional[list[VariantName]], typer.Option(
-        "--variant", help="INT8 variant to try (repeatable); default: the candidates this CPU's 8-bit dot product "
-        "does not saturate. --trt takes one, s8s8 (default) or s8s8-7bit.")] = None,
+        "--variant", help="Candidate to try (repeatable): an ONNX Runtime INT8 variant or an OpenVINO one (ov-...); "
+        "default: the ONNX Runtime variants this CPU's 8-bit dot product does not saturate, and OpenVINO's where it is "
+        "installed. --trt takes one, s8s8 (default) or s8s8-7bit.")] = None,
     max_clips: Annotated[int, typer.Option(help="Calibration clips at most.", min=1)] = _CAL.max_clips,
     max_held_out: Annotated[int, typer.Option(help="Gate clips at most.", min=1)] = _CAL.max_held_out,
     seed: Annotated[int, typer.Option(help="Seed of the video order, clip starts and held-out split.")] = _CAL.seed,
@@ -53,7 +58,10 @@ def calibrate_cmd(
     does) in the variants this CPU's 8-bit dot product does not saturate (e.g. 7-bit weights on
     x86 without VNNI), then measures on held-out clips each one's cosine and top-1 agreement with
     float and its speed-up on this machine, and keeps the fastest that passes (or, with --force,
-    the most faithful). The manifest records this CPU's features, the variant and why.
+    the most faithful). Where openvino is installed, OpenVINO's candidates (NNCF INT8, and bf16/fp16
+    where the CPU lists them) are gated in the same run, and the fastest of both runtimes is kept
+    (`run --backend auto` then uses it). The manifest records this CPU's features, the kept
+    candidate's route, backend, device and precision, and why.
     --confidence fits a temperature on --val so that the runtime's
     --threshold is a probability. --json writes the report (gate figures, temperature, ECE).
 
@@ -71,6 +79,8 @@ def calibrate_cmd(
         raise ConfigError("give --videos for INT8, --confidence --val for the temperature, or both")
     if confidence and val is None:
         raise ConfigError("--confidence needs --val LIST")
+    if openvino and trt:
+        raise ConfigError("--openvino gates CPU candidates; --trt builds a TensorRT engine: give one of them")
     if trt:
         from ..calibration.trt_route import trt_variant
 
@@ -82,7 +92,7 @@ def calibrate_cmd(
         from ..calibration.calibrate import calibrate_int8
 
         options = dc_replace(_CAL, trt=trt, method=method, ops=ops, variants=tuple(v.value for v in variant or ()), max_clips=max_clips,
-                             max_held_out=max_held_out, seed=seed, force=force,
+                             openvino=openvino, max_held_out=max_held_out, seed=seed, force=force,
                              thresholds=GateThresholds(min_agreement, min_speedup, min_cosine))
         report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options, log)
         figures = lambda g: (f"agreement {g['top1_agreement']:.1%}, min cosine {g['min_cosine']:.4f}, "  # noqa: E731
@@ -92,6 +102,7 @@ def calibrate_cmd(
         g = r["gate"]
         verdict = "kept" if r["accepted"] else "rejected, the bundle is unchanged"
         what = r["int8"]["route"] + (f", {r['variant']} on {r['cpu']['arch']} {r['cpu']['dot_product']}" if "variant" in r else "")
+        what += f", backend {r['backend']}" if "backend" in r else ""
         print(f"int8 ({what}): {figures(g)} on {g['held_out_clips']} held-out clips: {verdict}"
               + (f" ({'; '.join(r['reasons'])})" if r["reasons"] else ""), file=out)
     if confidence:
