@@ -70,7 +70,7 @@ def quantize_nncf(fp32_onnx: Path, out_xml: Path, clips: np.ndarray, streams: in
     try:
         import nncf
     except ImportError as e:
-        raise MissingCapability("OpenVINO INT8 candidates need nncf: pip install 'froster-edge[openvino]'") from e
+        raise MissingCapability("OpenVINO INT8 candidates need nncf: pip install 'froster-edge[openvino,nncf]'") from e
     batches = [clips[i:i + streams] for i in range(0, len(clips) - streams + 1, streams)]
     model = ov.Core().read_model(str(fp32_onnx))
     with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout carries --json - and --jsonl

@@ -71,7 +71,7 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu_name(), "cpu_int8_dot_product": cpu_int8(), "cpu_cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform(),
             "python": platform.python_version(), "froster-edge": version("froster-edge"), "onnxruntime": ort,
             "opencv": version("opencv-python-headless") if version("opencv-python-headless") != "not installed"
-            else version("opencv-python"), "tensorrt": version("tensorrt"), "numpy": version("numpy"),
+            else version("opencv-python"), "tensorrt": version("tensorrt"), "openvino": version("openvino"), "numpy": version("numpy"),
             "date": time.strftime("%Y-%m-%d")}
 
 
@@ -207,7 +207,7 @@ def table(result: dict[str, Any]) -> str:
     """The printed form of bench's result."""
     m = result["machine"]
     lines = [f"machine: {m['cpu']} ({m['cpu_cores']} cores; int8 dot product {m['cpu_int8_dot_product']}), GPU {m['gpu']}; python {m['python']}, onnxruntime "
-             f"{m['onnxruntime']}, opencv {m['opencv']}, tensorrt {m['tensorrt']}, froster-edge {m['froster-edge']}",
+             f"{m['onnxruntime']}, opencv {m['opencv']}, tensorrt {m['tensorrt']}, openvino {m.get('openvino', '-')}, froster-edge {m['froster-edge']}",
              f"bundle: {result['bundle']} {result['model']}, {result['streams']} stream(s) per call, hop {result['hop']}, "
              f"clip {Path(result['clip']).name} ({result['clips_per_pipeline_run']} clips per pipeline run)",
              f"{'backend':12s} {'enc p50':>9s} {'enc p95':>9s} {'clips/s':>8s} {'pipe dec/s':>11s} {'alone dec/s':>12s} "

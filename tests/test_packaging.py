@@ -116,3 +116,12 @@ def test_pip_resolves_each_install_line_with_one_onnxruntime(line, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     installed = {canonicalize_name(i["metadata"]["name"]) for i in json.loads(report.read_text())["install"]}
     assert installed & ORT == EXPECTED[target(extras)], sorted(installed)
+
+
+def test_the_openvino_extras_add_neither_torch_nor_an_onnxruntime_build():
+    """openvino (and nncf for calibrate) sit beside the cpu or gpu extra: nothing they pull in may
+    bring torch onto a torch-free device or a second ONNX Runtime build onto a GPU box."""
+    for extras in (["openvino"], ["nncf"]):
+        got = closure(declared(extras))
+        assert {"openvino"} <= got and not got & (ORT | {"torch"}), (extras, sorted(got & (ORT | {"torch"})))
+    assert "nncf" in closure(declared(["nncf"])) and "nncf" in closure(declared(["dev"]))
