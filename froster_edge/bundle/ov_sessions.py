@@ -37,7 +37,10 @@ def require_openvino():
 def installed() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("openvino") is not None
+    try:
+        return importlib.util.find_spec("openvino") is not None
+    except ImportError:  # a finder that refuses it
+        return False
 
 
 def core(cache_dir: Path | None = None):
