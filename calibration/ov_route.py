@@ -55,12 +55,15 @@ OV_CANDIDATES: dict[str, OvCandidate] = {c.name: c for c in (
 
 def ov_candidates() -> tuple[list[OvCandidate], str]:
     """The OpenVINO candidates for this CPU and why (one sentence for the manifest); MissingCapability without openvino."""
+    import importlib.util
+
     require_openvino()
     reduced = reduced_precisions(DEVICE)
-    found = [OV_CANDIDATES["ov-int8"]] + [OV_CANDIDATES[f"ov{kind}-{p}"] for p in reduced for kind in ("", "-int8")]
-    why = ("OpenVINO: NNCF INT8 (transformer model type) with its float remainder at fp32"
-           + (f", and at {', '.join(reduced)}, and the fp32 model at {', '.join(reduced)} (the CPU plugin lists "
-              + ", ".join(p.upper() for p in reduced) + ")" if reduced else "; the CPU plugin lists no bf16 or fp16"))
+    int8 = importlib.util.find_spec("nncf") is not None
+    found = [c for c in OV_CANDIDATES.values() if (c.precision == "fp32" or c.precision in reduced) and (int8 or not c.int8)]
+    lists = f"the CPU plugin lists {', '.join(p.upper() for p in reduced)}" if reduced else "the CPU plugin lists no BF16 or FP16"
+    why = (f"OpenVINO: {'NNCF INT8 (transformer model type) at fp32' if int8 else 'no INT8 (nncf is not installed)'}"
+           + (f", and the fp32 model{' and the INT8 one' if int8 else ''} at {', '.join(reduced)}" if reduced else "") + f" ({lists})")
     return found, why
 
 

@@ -289,18 +289,17 @@ def _load_ov(name: str, bundle: Path, manifest: dict[str, Any], device: str, log
     """`ov`: the fp32 ONNX at fp32, or at the precision calibrate kept for this device; `ov-int8`: the kept IR."""
     section = manifest.get("int8") or {}
     kept = kept_backend(manifest) == name and section.get("device", "CPU") == device
-    if name == "ov-int8":
-        files = section.get("files") or [section["file"]]
-        precision = section.get("precision", "fp32") if kept else "fp32"
-    else:
-        files = [manifest["onnx"]["video_encoder"]["file"]]
-        precision = section.get("precision", "fp32") if kept else "fp32"
+    files = (section.get("files") or [section["file"]]) if name == "ov-int8" else [manifest["onnx"]["video_encoder"]["file"]]
+    precision = section.get("precision", "fp32") if kept else "fp32"
     mf.verify_bundle(bundle, files)
-    if kept or name == "ov-int8":
-        warning = gated_elsewhere(section.get("cpu"), detect_cpu()) if device == "CPU" else (
-            None if kept else f"{name}: the OpenVINO model was gated on {section.get('device', 'CPU')}, not on {device}")
-        if warning:
-            log(warning)
+    if kept and device == "CPU":
+        warning = gated_elsewhere(section.get("cpu"), detect_cpu())
+    elif name == "ov-int8" and not kept:
+        warning = f"ov-int8: the OpenVINO model was gated on {section.get('device', 'CPU')}, not on {device}: it runs at fp32 here"
+    else:
+        warning = None
+    if warning:
+        log(warning)
     return OvBackend(name, bundle, files[0], device, precision)
 
 
