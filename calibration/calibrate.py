@@ -31,7 +31,7 @@ from ..errors import ConfigError
 from ..bundle import manifest as mf
 from ..bundle.labels import LabelTable, load_labels
 from ..bundle.parity import run_in_streams
-from ..bundle.ov_sessions import CACHE_DIR as OV_CACHE_DIR, installed as ov_installed, require_openvino, versions as ov_versions
+from ..bundle.ov_sessions import installed as ov_installed, require_openvino, versions as ov_versions
 from ..bundle.sessions import onnx_video_encoder
 from ..sampling import SamplingSpec
 from ..data.lists import gather_videos
@@ -131,7 +131,7 @@ def _calibrate_ort(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Cli
             nncf_info = quantize_nncf(bundle / mf.VIDEO_ONNX, ov_xml, calib.frames, streams)
         for c in ov_tried:
             quantized[c.name] = nncf_info if c.int8 else {"route": "openvino", "precision": c.precision, "versions": ov_versions()}
-            encoders[c.name] = open_candidate(c, bundle / mf.VIDEO_ONNX, ov_xml, bundle / OV_CACHE_DIR)
+            encoders[c.name] = open_candidate(c, bundle / mf.VIDEO_ONNX, ov_xml)
         log(f"gating {len(encoders)} candidates on {len(gate_clips.frames)} held-out clips")
         figures = measure_candidates(onnx_video_encoder(bundle / mf.VIDEO_ONNX), encoders, gate_clips.frames, streams,
                                      table, options.reps)

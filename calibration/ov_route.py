@@ -85,7 +85,7 @@ def quantize_nncf(fp32_onnx: Path, out_xml: Path, clips: np.ndarray, streams: in
             "format": "OpenVINO IR", "versions": versions()}
 
 
-def open_candidate(candidate: OvCandidate, fp32_onnx: Path, int8_xml: Path | None, cache_dir: Path) -> OvEncoder:
-    """The candidate compiled on the CPU with its precision hint (the gate's encoder, the runtime's code)."""
-    return OvEncoder(int8_xml if candidate.int8 else fp32_onnx, DEVICE, candidate.precision,
-                     None if candidate.int8 else cache_dir)
+def open_candidate(candidate: OvCandidate, fp32_onnx: Path, int8_xml: Path) -> OvEncoder:
+    """The candidate compiled on the CPU with its precision hint (the gate's encoder, the runtime's code). Not
+    cached: a gate that keeps nothing leaves the bundle as it was; `run` caches what it compiles."""
+    return OvEncoder(int8_xml if candidate.int8 else fp32_onnx, DEVICE, candidate.precision)
