@@ -39,6 +39,7 @@ from ..calibration.cpu_features import detect as detect_cpu, gated_elsewhere
 from ..errors import BundleError, FrosterError, MissingCapability
 from ..bundle import manifest as mf
 from ..bundle.engines import TensorRTEngine, cuda_device
+from ..bundle.sessions import preload_gpu_libraries
 from .options import AUTO_ORDER
 
 
@@ -95,6 +96,8 @@ class OrtBackend:
 
         video = manifest["onnx"]["video_encoder"]
         if session is None:
+            if provider != "CPUExecutionProvider":
+                preload_gpu_libraries()
             so = ort.SessionOptions()
             so.log_severity_level = 3  # ORT's warnings about nodes placed on the CPU are not ours to print
             providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
@@ -188,7 +191,7 @@ def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
         try:
             _, sm = cuda_device()
             video_engine(manifest, trt.__version__, sm, "int8" if name == "trt-int8" else "fp16")
-        except MissingCapability as e:
+        except (FrosterError, RuntimeError, OSError) as e:  # any CUDA error passes the backend over, with its reason
             return str(e)
         return None
     if name == "ort-trt":
