@@ -236,6 +236,8 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str]
         file = record["onnx_file"] if record else (video.get("fp16_file") or video["file"])
         if record is None:
             log(f"ort-trt: the bundle has no engine cache; ONNX Runtime builds one into {cache} now (minutes on a Jetson)")
+        elif (record.get("speed") or {}).get("warning"):
+            log(record["speed"]["warning"])
         mf.verify_bundle(bundle, [file])
         session = ort_trt_session(bundle / file, cache)
         return OrtBackend(name, bundle / file, "TensorrtExecutionProvider", manifest, session)

@@ -323,3 +323,18 @@ def test_refused_trt_combinations_cost_nothing(tiny_bundle):
                           1, "belong to --trt")
     assert_one_line_error(cli("calibrate", "--bundle", str(tiny_bundle), "--videos", str(CLIPS), "--trt", "--quantize-only",
                               "--qdq", str(tiny_bundle / mf.VIDEO_ONNX)), 1, "give one of them")
+
+
+def test_an_ort_trt_engine_is_timed_against_ort_cuda_and_a_slow_one_warns(tiny_bundle):
+    """Item 7: ONNX Runtime 1.27+ on a Jetson may build a weakly typed, slow engine: export records the
+    ort-trt engine's ms a call against ort-cuda on the same graph and warns when it is not faster. Here
+    two CPU sessions of the same graph stand in for the two providers (the figures are not asserted)."""
+    assert "weakly typed" in tb.slow_engine_warning(5.0, 4.0, "1.27.0") and "1.27.0" in tb.slow_engine_warning(4.0, 4.0, "1.27.0")
+    assert tb.slow_engine_warning(3.0, 4.0, "1.27.0") is None and tb.slow_engine_warning(3.0, None, "1.27.0") is None
+    session = ort.InferenceSession(str(tiny_bundle / mf.VIDEO_ONNX), providers=["CPUExecutionProvider"])
+    frames = np.zeros(mf.read_manifest(tiny_bundle)["preprocessing"]["input"]["shape"], np.uint8)
+    record = tb.ort_trt_speed(session, session, frames, reps=2)
+    assert record["ort_trt_ms"] > 0 and record["ort_cuda_ms"] > 0 and record["reps"] == 2
+    assert record["warning"] == tb.slow_engine_warning(record["ort_trt_ms"], record["ort_cuda_ms"], ort.__version__)
+    alone = tb.ort_trt_speed(session, None, frames, reps=2)
+    assert alone["ort_cuda_ms"] is None and alone["speedup_vs_ort_cuda"] is None and alone["warning"] is None

@@ -425,3 +425,32 @@ def ort_trt_provider_options(cache_dir: Path, workspace_gb: float = 4.0) -> dict
         "trt_timing_cache_path": str(cache_dir),
         "trt_max_workspace_size": int(workspace_gb * (1 << 30)),
     }
+
+
+def slow_engine_warning(ort_trt_ms: float, ort_cuda_ms: float | None, onnxruntime_version: str) -> str | None:
+    """Why an ort-trt engine that is no faster than ONNX Runtime's CUDA provider on the same graph is suspect
+    (None: it is faster, or there was nothing to compare with). ONNX Runtime 1.27 and later may have its
+    TensorRT provider build a weakly typed network, which can run an fp16 graph slower than CUDA does."""
+    if ort_cuda_ms is None or ort_trt_ms < ort_cuda_ms:
+        return None
+    return (f"ort-trt is no faster than ort-cuda here ({ort_trt_ms:.2f} vs {ort_cuda_ms:.2f} ms a call, ONNX Runtime "
+            f"{onnxruntime_version}): its TensorRT provider may have built a weakly typed engine; "
+            "export --trt --trt-route tensorrt builds a strongly typed one")
+
+
+def ort_trt_speed(trt_session, cuda_session, frames, reps: int = 10) -> dict[str, Any]:
+    """ms a call of the ort-trt session and, where one could be opened, of an ort-cuda session on the same
+    graph (`cuda_session` None: none), timed interleaved on `frames`; with the warning when ort-trt is not faster."""
+    import onnxruntime as ort
+
+    from ..calibration.gate import interleaved_median_ms
+
+    name = trt_session.get_inputs()[0].name
+    calls = {"ort-trt": lambda: trt_session.run(None, {name: frames})}
+    if cuda_session is not None:
+        calls["ort-cuda"] = lambda: cuda_session.run(None, {name: frames})
+    ms = interleaved_median_ms(calls, reps)
+    trt_ms, cuda_ms = ms["ort-trt"], ms.get("ort-cuda")
+    return {"ort_trt_ms": round(trt_ms, 3), "ort_cuda_ms": None if cuda_ms is None else round(cuda_ms, 3),
+            "speedup_vs_ort_cuda": None if cuda_ms is None else round(cuda_ms / trt_ms, 3), "reps": reps,
+            "onnxruntime": ort.__version__, "warning": slow_engine_warning(trt_ms, cuda_ms, ort.__version__)}
