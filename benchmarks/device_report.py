@@ -44,6 +44,7 @@ from froster_edge.bundle.parity import compare, load_parity_clips
 from froster_edge.export.onnx_graphs import VideoEncoderGraph
 from froster_edge.export.reference import torch_text_encoder
 from froster_edge.info import environment
+from froster_edge.io import atomic_write_json
 from froster_edge.model.factory import create_student
 from froster_edge.prompts import read_class_texts
 
@@ -193,14 +194,16 @@ def torch_free_runtime(work: Path, timeout: float) -> dict:
     return out
 
 
-def part(report: dict, name: str, fn, *args):
-    """report[name] = fn(*args), or the error it raised: one failing part leaves the others to run."""
+def part(report: dict, out: Path, name: str, fn, *args):
+    """report[name] = fn(*args), or the error it raised: one failing part leaves the others to run. The
+    report is written after each part, so a run stopped by the script's time limit leaves what it measured."""
     t = time.perf_counter()
     try:
         report[name] = fn(*args)
     except Exception as e:  # the report records any failure of a part, with where it happened
         report[name] = {"error": f"{type(e).__name__}: {e}", "where": traceback.format_exc().strip().splitlines()[-3:]}
     report.setdefault("part_seconds", {})[name] = round(time.perf_counter() - t, 1)
+    atomic_write_json(out, report)
     return report[name]
 
 
@@ -217,6 +220,8 @@ def main() -> None:
         if not torch.cuda.is_available():
             sys.exit("device_report: no CUDA GPU visible (use --dry-run to check the report on a CPU)")
         device, model, frames, size, batches, reps, train = torch.device("cuda"), "ViT-B-16", 8, 224, [1, 32], args.reps, (8, 400)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     env = environment()
     report: dict = {"dry_run": args.dry_run, "ran": True, "device": str(device), "model": Path(model).name, "frames": frames,
                     "image_size": size, "machine": {k: env.get(k) for k in ("cpu", "gpus", "torch", "python", "onnxruntime", "tensorrt")}}
@@ -228,21 +233,20 @@ def main() -> None:
     student = create_student(StudentConfig(model_name=model, pretrained=None, num_frames=frames, image_size=size)).eval().to(device)
     clips = load_parity_clips(sorted(p for p in CLIPS.iterdir() if p.suffix in (".mp4", ".avi")), frames, size, 4).frames
     reset_peak(device)
-    part(report, "parity", parity, student, clips, device)
-    part(report, "throughput", throughput, student, frames, size, batches, reps, device)
+    part(report, out, "parity", parity, student, clips, device)
+    part(report, out, "throughput", throughput, student, frames, size, batches, reps, device)
     del student
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    part(report, "train", train_step, model, frames, size, train[0], train[1], max(reps // 2, 1), device)
+    part(report, out, "train", train_step, model, frames, size, train[0], train[1], max(reps // 2, 1), device)
     report.setdefault("memory", {})["peak_train_gib"] = report["train"].get("peak_memory_gib")
-    part(report, "cuda_bindings", cuda_round_trip)
+    part(report, out, "cuda_bindings", cuda_round_trip)
     with tempfile.TemporaryDirectory() as work:
-        part(report, "torch_free_runtime", torch_free_runtime, Path(work), 120.0)
+        part(report, out, "torch_free_runtime", torch_free_runtime, Path(work), 60.0)
     report["gpu_tests"] = junit_counts(Path(args.junit)) if args.junit else None
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(summary(report) + f" -> {args.out}")
+    atomic_write_json(out, report)
+    print(summary(report) + f" -> {out}")
     parts = ["parity", "throughput", "train", "torch_free_runtime"] + ([] if args.dry_run else ["cuda_bindings"])  # no driver on a CPU
     failed = [k for k in parts if isinstance(report[k], dict) and ("error" in report[k] or report[k].get("returncode")
                                                                    or report[k].get("equal") is False)]

@@ -4,8 +4,9 @@
 # network, no TensorRT). It installs froster-edge without dependencies and the wheels `make
 # device-wheels` put in ./wheels (open_clip_torch, ftfy, wcwidth, av, paho-mqtt), checks that every
 # module it needs imports (one line per missing one, then it stops), runs the GPU tests and writes
-# one JSON report (benchmarks/device_report.py). Under 8 minutes on one H100 by construction: each
-# step has its own time limit, the figures small iteration counts.
+# one JSON report (benchmarks/device_report.py). Under 8 minutes on one H100 by construction: the
+# steps' time limits add up to 450 s (installs 60 + 60, GPU tests 180, report 150), the figures use
+# small iteration counts.
 #   bash scripts/device_check.sh [REPORT.json]            # default: ${OUT:-device_out}/device_report.json
 #   bash scripts/device_check.sh --dry-run [REPORT.json]  # CPU, tiny model, no install, no pytest
 # PYTHON picks the interpreter (default python3). The exit code is non-zero when a module is
@@ -26,9 +27,9 @@ if [ "$DRY" = 0 ]; then
     "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" || true
   } 2>&1 | tee "$DIR/machine.txt"
   if compgen -G "wheels/*.whl" > /dev/null; then
-    timeout 120 "$PY" -m pip install -q --no-index --no-deps wheels/*.whl || echo "device_check: installing wheels/*.whl failed"
+    timeout 60 "$PY" -m pip install -q --no-index --no-deps wheels/*.whl || echo "device_check: installing wheels/*.whl failed"
   fi
-  timeout 120 "$PY" -m pip install -q --no-deps --no-build-isolation -e . || { echo "device_check: installing froster-edge failed"; exit 1; }
+  timeout 60 "$PY" -m pip install -q --no-deps --no-build-isolation -e . || { echo "device_check: installing froster-edge failed"; exit 1; }
 fi
 
 # Every module the tests and the report import: one line each for what is missing, the report says
@@ -60,8 +61,8 @@ fi
 
 # GPU tests (TensorRT ones skip with their reason where tensorrt is absent); the CPU suite is CI's job.
 # A module that cannot be collected is reported as an error and the others still run.
-timeout 210 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or trt" -rs --continue-on-collection-errors \
+timeout 180 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or trt" -rs --continue-on-collection-errors \
   --junitxml "$DIR/pytest_gpu.xml" tests 2>&1 | tee "$DIR/pytest_gpu.txt" || status=1
-timeout 180 "$PY" benchmarks/device_report.py --out "$REPORT" --junit "$DIR/pytest_gpu.xml" \
+timeout 150 "$PY" benchmarks/device_report.py --out "$REPORT" --junit "$DIR/pytest_gpu.xml" \
   2>&1 | tee "$DIR/device_report.txt" || status=1
 exit $status
