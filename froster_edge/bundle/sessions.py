@@ -36,8 +36,8 @@ def preload_gpu_libraries() -> None:
 
     preload = getattr(ort, "preload_dlls", None)
     if preload is None:
-        log.warning("onnxruntime %s has no preload_dlls (1.21+): CUDA libraries must be on the loader path",
-                    ort.__version__)
+        log.info("onnxruntime %s has no preload_dlls (1.21+): CUDA libraries must be on the loader path (a Jetson's are)",
+                 ort.__version__)
         return
     with contextlib.redirect_stdout(sys.stderr):
         try:
