@@ -130,7 +130,7 @@ def one_run(bundle: Path, opened, sources: list[str], hop: int, decisions: int, 
                             [c.name for c in options.cameras], CLASSES, lambda m: None)
             sinks.append(mqtt)
             segmenter.sinks.append(mqtt)
-    pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened, log=lambda m: None)
+    pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened)
     threads = ThreadCpu() if sys.platform.startswith("linux") else None
     cpu = time.process_time()
     stats = pipeline.run().to_dict()
