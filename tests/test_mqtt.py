@@ -356,7 +356,7 @@ def test_state_goes_on_a_new_label_and_at_most_once_an_interval(broker, interval
 
     sub = Subscriber(broker.watch_port)
     sink = MqttSink(MqttOptions(host="127.0.0.1", port=broker.port, prefix="p", state_interval_s=interval),
-                    ["gate"], CLASSES, lambda m: None)
+                    ["gate"], CLASSES)
     wait_for(lambda: sink.connects, 15, "the connection")
     states = lambda: [m.json() for m in sub.on("p/gate/state")]  # noqa: E731
     sink.emit(_decision(0, "yoga"))
