@@ -30,7 +30,6 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ConfigError
 from ..bundle import manifest as mf
@@ -162,7 +161,7 @@ def _quantize(bundle: Path, manifest: dict, calib: ClipSet, options: Calibration
 
 
 def quantize_for_tensorrt(bundle: Path, manifest: dict, calib: ClipSet, options: CalibrationOptions, report: dict,
-                          log: Callable[[str], None], cache_dir: Path) -> dict:
+                          cache_dir: Path) -> dict:
     """`--quantize-only`: the QDQ model for the TensorRT installed here (else JetPack 6's), no GPU needed."""
     chosen = check_trt_options(options)
     try:
@@ -175,7 +174,7 @@ def quantize_for_tensorrt(bundle: Path, manifest: dict, calib: ClipSet, options:
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{QDQ_FILE}.{os.getpid()}.tmp"
     try:
-        log(f"quantizing for TensorRT {major}.x with ONNX Runtime ({options.method}, symmetric int8) on {len(calib.frames)} clips")
+        log.info(f"quantizing for TensorRT {major}.x with ONNX Runtime ({options.method}, symmetric int8) on {len(calib.frames)} clips")
         info = _quantize(bundle, manifest, calib, options, chosen, major, tmp, cache_dir)
         os.replace(tmp, out)
     finally:
@@ -185,7 +184,7 @@ def quantize_for_tensorrt(bundle: Path, manifest: dict, calib: ClipSet, options:
 
 
 def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: ClipSet, table: LabelTable,
-                  options: CalibrationOptions, report: dict, log: Callable[[str], None], cache_dir: Path) -> dict:
+                  options: CalibrationOptions, report: dict, cache_dir: Path) -> dict:
     chosen = check_trt_options(options)
     trt = tb.require_tensorrt()
     tb.cuda_device()
@@ -202,27 +201,27 @@ def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Clip
     mf.verify_bundle(bundle, [float_file])
     float_spec = tb.EngineSpec("video_encoder", float_file, manifest["files"][float_file], shapes,
                                "fp16" if video.get("fp16_file") else "fp32", bool(video.get("layernorm_fp32")))
-    log(f"building (or reusing) the TensorRT engine of {float_file}, the speed baseline")
+    log.info(f"building (or reusing) the TensorRT engine of {float_file}, the speed baseline")
     float_rec = tb.build_engine(bundle / float_file, float_spec, engines_dir)
     tmp = bundle / f".{TRT_INT8_ONNX}.{os.getpid()}.tmp"
     int8_rec = None
     try:
         if options.qdq is not None:
-            log(f"building from {Path(options.qdq).name}, quantized from {facts['source']} on another machine")
+            log.info(f"building from {Path(options.qdq).name}, quantized from {facts['source']} on another machine")
             shutil.copyfile(options.qdq, tmp)
             source, why = qdq_source(manifest, major)
             info = {"route": "tensorrt-qdq", "source": source, "why_source": why, "tensorrt_major": major,
                     "variant": chosen, "method": options.method, "ops": options.ops, "qdq": str(options.qdq)}
             calibration = facts["calibration"]
         else:
-            log(f"quantizing with ONNX Runtime ({options.method}, {options.ops} ops, symmetric int8) on {len(calib.frames)} clips")
+            log.info(f"quantizing with ONNX Runtime ({options.method}, {options.ops} ops, symmetric int8) on {len(calib.frames)} clips")
             info = _quantize(bundle, manifest, calib, options, chosen, major, tmp, cache_dir)
             calibration = f"{options.method}:{options.ops}:{calib.digest()}"
-        log(info["why_source"])
+        log.info(info["why_source"])
         spec = tb.EngineSpec("video_encoder", TRT_INT8_ONNX, mf.sha256_file(tmp), shapes, "int8", calibration=calibration)
-        log("building the TensorRT int8 engine from the QDQ model")
+        log.info("building the TensorRT int8 engine from the QDQ model")
         int8_rec = tb.build_engine(tmp, spec, engines_dir)
-        log(f"gating on {len(gate_clips.frames)} held-out clips")
+        log.info(f"gating on {len(gate_clips.frames)} held-out clips")
         with tb.TensorRTEngine(bundle / float_rec.file) as float_engine, tb.TensorRTEngine(bundle / int8_rec.file) as int8_engine:
             figures = measure(float_engine, int8_engine, gate_clips.frames, streams, table, options.reps)
             int8_out = run_in_streams(int8_engine, gate_clips.frames, streams)

@@ -162,7 +162,7 @@ from froster_edge.runtime.backends import open_backend
 
 bundle = Path(BUNDLE)
 for name in ('ort-cuda', 'ort-trt'):
-    open_backend(name, bundle, mf.verify_bundle(bundle), log=lambda m: None).backend.close()
+    open_backend(name, bundle, mf.verify_bundle(bundle)).backend.close()
 print(json.dumps(events))
 """
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +12,7 @@ from ..calibration.options import CALIBRATION_DEFAULTS as _CAL
 from ..calibration.options import Method, Ops
 from ..calibration.variants import VARIANTS
 from ..errors import ConfigError
+from ..logs import install_cli_handler
 from .base import command
 from .options import JsonOut, readable, videos_option, write_json
 
@@ -90,12 +90,12 @@ def calibrate_cmd(
 
         check_trt_options(options)
     out = readable(json_out)
-    log = lambda msg: print(f"  {msg}", file=sys.stderr)
+    install_cli_handler(indent="  ")
     report: dict = {}
     if videos is not None:
         from ..calibration.calibrate import calibrate_int8
 
-        report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options, log)
+        report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options)
         if quantize_only:
             print(f"int8 (tensorrt-qdq for TensorRT {r['int8']['tensorrt_major']}.x, from {r['int8']['source']}): "
                   f"wrote {r['int8']['qdq']}; build and gate it on the GPU box with --trt --qdq", file=out)
@@ -104,7 +104,7 @@ def calibrate_cmd(
     if confidence:
         from ..calibration.calibrate import calibrate_confidence
 
-        report["confidence"] = c = calibrate_confidence(bundle, val, root, seed, log=log)
+        report["confidence"] = c = calibrate_confidence(bundle, val, root, seed)
         print(f"temperature {c['temperature']:.3f} on {c['clips']} clips: ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}, "
               f"NLL {c['nll_before']:.3f} -> {c['nll_after']:.3f}", file=out)
     write_json(json_out, report)
