@@ -30,6 +30,7 @@ lazily: everything else in froster-edge works without it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -272,9 +273,11 @@ def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace
     return record
 
 
+@functools.cache
 def _capturing_logger(trt):
-    """A TensorRT logger that keeps every message of a build (to read why it failed) and passes warnings
-    and errors on to this module's log."""
+    """A TensorRT logger that keeps the messages of a build (to read why it failed; `lines` is emptied per
+    build) and passes warnings and errors on to this module's log. One per process: TensorRT keeps the
+    first logger a builder was given as its global one, so that object must live as long as the process."""
 
     class Capture(trt.ILogger):
         def __init__(self):
@@ -293,6 +296,7 @@ def _build(trt, onnx_path: Path, spec: EngineSpec, timing_path: Path, workspace_
     """(serialized engine or None, builder config, why it failed, TensorRT's log lines); `typing` STRONG or
     a weak_typing(precision) build with that precision's flags."""
     logger = _capturing_logger(trt)
+    logger.lines = []
     builder = trt.Builder(logger)
     network = builder.create_network(strongly_typed_flags(trt) if typing == STRONG else 0)
     parser = trt.OnnxParser(network, logger)
