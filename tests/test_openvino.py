@@ -73,7 +73,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_ov_backend_equals_onnx_runtime_fp32_on_real_clips(float_bundle):
     clips = real_clips(float_bundle, 5)
     want = in_streams(onnx_video_encoder(float_bundle / mf.VIDEO_ONNX), clips, 2)
-    opened = open_backend("ov", float_bundle, mf.read_manifest(float_bundle), log=lambda m: None)
+    opened = open_backend("ov", float_bundle, mf.read_manifest(float_bundle))
     assert opened.backend.streams == 2 and "(fp32)" in opened.backend.detail
     got = in_streams(opened.backend, clips, opened.backend.streams)
     assert got.shape == want.shape and np.abs(want).max() > 0.1  # embeddings of substance, not zeros
@@ -113,7 +113,7 @@ def test_the_kept_ir_is_hashed_and_is_the_model_the_backend_runs(ov_bundle):
     plain = in_streams(lambda x: compiled(x)[0], clips, 2)
     ref = in_streams(onnx_video_encoder(ov_bundle / mf.VIDEO_ONNX), clips, 2)
     assert np.abs(plain - ref).max() > 1e-4 and cosine(plain, ref).min() > 0.9
-    opened = open_backend("auto", ov_bundle, manifest, log=lambda m: None)
+    opened = open_backend("auto", ov_bundle, manifest)
     assert opened.backend.name == "ov-int8"
     np.testing.assert_allclose(in_streams(opened.backend, clips, 2), plain, atol=1e-5, rtol=0)
 
@@ -172,7 +172,7 @@ def test_the_gate_refuses_figures_that_are_not_numbers():
 def test_bench_measures_openvino_beside_onnx_runtime(ov_bundle):
     from froster_edge.runtime.bench import BenchOptions, bench, table
 
-    result = bench(ov_bundle, BenchOptions(clip=CLIP, reps=1, latency_calls=2, realtime_check=False), log=lambda m: None)
+    result = bench(ov_bundle, BenchOptions(clip=CLIP, reps=1, latency_calls=2, realtime_check=False))
     rows = result["backends"]
     assert rows["ov-int8"]["available"] and rows["ov"]["available"] and rows["ort-cpu"]["available"]
     assert "OpenVINO CPU" in rows["ov-int8"]["detail"] and rows["ov-int8"]["pipeline_decisions_per_s"] > 0
