@@ -76,6 +76,7 @@ def calibrate_cmd(
       froster-edge calibrate --bundle bundles/b32 --videos calib.txt --held-out test.txt --root /data
       froster-edge calibrate --bundle bundles/b32 --videos day/ --videos night/ --videos extra.mp4
       froster-edge calibrate --bundle bundles/b32 --confidence --val val.txt --root /data --json report.json
+      froster-edge calibrate --bundle bundles/b32 --videos my_videos/ --variant ov-int8 --variant s8s8
       froster-edge calibrate --bundle b32 --videos calib/ --trt --quantize-only
       froster-edge calibrate --bundle b32 --videos calib/ --trt --qdq b32/calibration/video_encoder.int8-trt.qdq.onnx
     (the last two: quantize on an x86 box without a GPU, then build and gate on the Jetson)
