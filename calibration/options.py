@@ -1,4 +1,7 @@
-"""Calibration options: the one place their defaults live (no torch, so the CLI reads them fast)."""
+"""Calibration options: the one place their defaults live (no torch, so the CLI reads them fast).
+
+See docs/calibration.md.
+"""
 
 from __future__ import annotations
 
