@@ -1,8 +1,9 @@
 """Zero-shot classification of one video file: the quickest look at what a model sees.
 
-One view of T frames (the student's sampling spec, its centre test view), the full 29-prompt
-ensemble per class, softmax over
-exp(logit_scale) x video . classes. Dataset-level evaluation (3 views, protocols) is `eval`.
+One view of T frames (the sampling spec's centre test view), the full prompt ensemble per class,
+softmax over exp(logit_scale) x video . classes. Dataset-level evaluation is `eval`.
+
+See docs/cli.md.
 """
 
 from __future__ import annotations

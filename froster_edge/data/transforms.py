@@ -1,12 +1,10 @@
 """The spatial transforms of training and test clips (numpy, no torch).
 
-Which frames a clip takes is `froster_edge.sampling` (one spec for training, eval, calibration
-and the runtime).
+Training scales the short side to a random size in [S, S x 256/224], takes a random S x S crop and
+flips with probability 1/2, the same for every frame; test scales the short side to S and takes the
+centre crop. Which frames a clip takes is `froster_edge.sampling`.
 
-Training scales the short side to a random integer size in [S, S x 256/224] (FROSTER's
-[224, 256] at S = 224), takes a random S x S crop and flips horizontally with probability 1/2,
-the same for every frame of the clip; test scales the short side to S and takes the centre crop
-(as `froster_edge.video.resize_center_crop`).
+See docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Building open_clip CLIP models and loading their pretrained weights, in full precision.
 
-One path for every source: the architecture comes from an open_clip model name or a model-config
-JSON file (open_clip's format), then weights come from an open_clip tag (downloaded and cached by
-open_clip), a local checkpoint file, or nowhere (random init, for tests). The model config is
-kept as plain data so a saved student rebuilds without the open_clip registry.
+The architecture comes from an open_clip name or a model-config JSON; weights from an open_clip tag
+(downloaded and cached by open_clip), a local checkpoint file, or nowhere (random init, for tests).
+The model config is kept as plain data so a saved student rebuilds without the open_clip registry.
+
+See docs/method.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The FROSTER student: an open_clip CLIP whose image tower sees neighbouring frames.
 
-`encode_video` returns the L2-normalised per-frame features and their mean, which is the video
-feature FROSTER classifies with (the mean is NOT re-normalised, as in the reference). With
+`encode_video` returns the L2-normalised per-frame features and their mean, the video feature
+FROSTER classifies with (the mean is NOT re-normalised, as in the reference). With
 `temporal_attention="none"` the student is plain per-frame CLIP.
+
+See docs/method.md.
 """
 
 from __future__ import annotations
