@@ -1,18 +1,13 @@
 """Clip assembly for one stream: which frames are sampled, a ring buffer of T frames, when to decide.
 
-Plain single-threaded logic (the pipeline runs it on each stream's assembler thread), no torch.
+Plain single-threaded logic, no torch. Ticks fall every P source frames (P = the bundle's sampling
+spec's spacing at the source's fps, unless --sample-fps or --subsample override it) and frame
+R(k x P) is taken, R the spec's rounding: for a file, exactly the offline clips. Positions are
+frame indices, or seconds x fps for live and --realtime sources, where a stall skips missed ticks.
+A decision is due after the T-th sampled frame, then every `hop`; a file that ends before its first
+decision gets one over what it has (`finish`), marked short.
 
-Which frames: the bundle's sampling spec (froster_edge.sampling, the frames its model was
-trained on), unless --sample-fps or --subsample override the spacing. Ticks fall every P source
-frames (P = the spec's spacing at the source's fps: (128 x fps / 30 - 1) / 7 by the reference,
-18.14 at 30 fps, 15.10 at 25) and frame R(k x P) is taken, R the spec's rounding (the
-reference truncates): for a file, exactly the frames of the offline clips, whatever its fps.
-Positions are frame indices (files) or seconds x fps (cameras, streams, --realtime files, whose
-frames carry their media time); a live source that stalls skips the ticks it missed instead of
-catching up with a burst. A decision is due after the T-th sampled frame and then every `hop`
-sampled frames: n sampled frames give max(0, (n - T) // hop + 1) decisions. A file that ends
-before its first decision gets one over the frames it has, by the spec's short-video rule
-(`finish`), marked short.
+See docs/runtime.md.
 """
 
 from __future__ import annotations
