@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import torch
 
 # `.name.tmp-PID...` (a file or directory being written) and `.name.old-PID` (a directory moved
-# aside); `staging` is what bundles' temporaries were called before this module had them.
+# aside); `staging` is the name of bundle temporaries that older froster-edge versions leave.
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|staging)-(?P<pid>\d+)(?:[.-].*)?$")
 
 

@@ -156,7 +156,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     fork of this process. A fork copies OpenCV's, FFmpeg's and OpenMP's thread pools half alive,
     and a worker can then wait forever on one of their locks (seen: cv2.setNumThreads in a forked
     worker after the parent had decoded videos). The server imports this package once, so each
-    worker starts in a fraction of a second. Scripts need the `if __name__ == "__main__":` guard."""
+    worker starts without importing it again. Scripts need the `if __name__ == "__main__":` guard."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["froster_edge.data"])
