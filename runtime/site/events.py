@@ -50,7 +50,7 @@ class EventOptions:
 
 @dataclass
 class ActionEvent:
-    """One action on one camera (the agreed interface: docs in README "Action events")."""
+    """One action on one camera (the agreed interface; see docs/site.md)."""
 
     id: str  # unique and sortable by time: "<camera>-<UTC YYYYmmddTHHMMSS.mmm>-<label slug>"
     camera: str

@@ -138,7 +138,7 @@ class ActionEventLike(Protocol):
 
 @dataclass(frozen=True)
 class Topics:
-    """The topic layout (module docstring), in one place for the sink, the tests and the README."""
+    """The topic layout (module docstring), in one place for the sink, the tests and docs/mqtt.md."""
 
     prefix: str
     discovery_prefix: str = "homeassistant"

@@ -45,7 +45,7 @@ class Vocabulary:
         self._lock = threading.Lock()
         self.encoder: BundleTextEncoder | None = None
         self._encoder_error: str | None = None
-        self.loaded = threading.Event()  # loaded beside the run's start (seconds for ViT-B), not before it
+        self.loaded = threading.Event()  # loaded beside the run's start, not before it
         threading.Thread(target=self._load_encoder, name="web-text-encoder", daemon=True).start()
 
     def _load_encoder(self) -> None:
