@@ -1,14 +1,17 @@
 """Which source frames a clip takes: one spec for training, eval, calibration and the runtime.
 
 numpy only. A `SamplingSpec` is saved with the student, copied into the manifest by export and read
-by eval, calibrate and run, so a model is deployed on frames picked as in its training. The
-reference rule (FROSTER's PySlowFast decoder): a clip spans 128 frames at 30 fps scaled by the
-video's fps, its T indices linspace over the window truncated to int (selective decoding where the
-container reports a duration, whole-video otherwise), a short video repeating its last frame. The
-"even" rule spaces frames `stride` apart, rounded, spreading a short video evenly. The streaming
-ticker takes frames R(k * P), so a file's stream gives exactly the offline clips.
+by eval, calibrate and run, so a model is deployed on frames picked as in its training.
+The reference rule (FROSTER's PySlowFast decoder): a clip spans L = max(1, T * stride * fps / 30)
+frames, its T indices linspace(s, s + L - 1, T) truncated and clamped to the last frame, so a short
+video repeats its last frame; s in [0, count - L], test views at v * floor((count - L) / (V - 1)).
+A container that reports a stream duration is decoded selectively instead: W = ceil(stride *
+(T - 1) * fps / 30) frames plus one from s in [0, count - W], linspace(0, L - 1, T) over them,
+clamped to them; test views at s = (count - W) * v / V.
+The "even" rule spaces frames `stride` apart at 30 fps, rounded to the nearest, spreading a short
+video evenly. The streaming ticker takes frames R(k * P), so a file's stream gives the offline clips.
 
-See docs/deviations.md.
+See docs/method.md.
 """
 
 from __future__ import annotations
