@@ -4,8 +4,9 @@ Plain single-threaded logic, no torch. Ticks fall every P source frames (P = the
 spec's spacing at the source's fps, unless --sample-fps or --subsample override it) and frame
 R(k x P) is taken, R the spec's rounding: for a file, exactly the offline clips. Positions are
 frame indices, or seconds x fps for live and --realtime sources, where a stall skips missed ticks.
-A decision is due after the T-th sampled frame, then every `hop`; a file that ends before its first
-decision gets one over what it has (`finish`), marked short.
+A decision is due after the T-th sampled frame, then every `hop` (n sampled frames give
+max(0, (n - T) // hop + 1) decisions); a file that ends before its first decision gets one over
+what it has (`finish`), marked short.
 
 See docs/runtime.md.
 """

@@ -1,9 +1,11 @@
 """Latency and counters of a run: per-stage percentiles, capture-to-decision, drops, decisions/s.
 
-Stages in milliseconds: read, capture_wait, preprocess, queue, encode, classify, and
-capture_to_decision (from the capture of a clip's newest frame to its decision). Each keeps its
-newest `window` samples (flat memory in a long run) plus an overall count and sum; recording is
-thread-safe.
+Stages (milliseconds): read (a frame from the source; a camera's wait for its next one),
+capture_wait (an assembler waiting for its reader), preprocess (resize + crop of one sampled frame),
+queue (a ready clip waiting for the encoder), encode (one backend call on all streams' clips),
+classify (one decision), capture_to_decision (a clip's newest frame captured to its decision).
+Each keeps its newest `window` samples (flat memory in a long run) plus an overall count and sum;
+recording is thread-safe.
 
 See docs/runtime.md.
 """
