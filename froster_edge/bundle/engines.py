@@ -5,8 +5,9 @@ ONNX file; all of those make its cache key and file name (`engines/<key>.plan`),
 records each. Engines are built from the bundle's typed ONNX (fp16 copy or QDQ INT8), as strongly
 typed networks (`tensorrt` route) or through ONNX Runtime's TensorRT provider (`ort-trt`,
 `engines/ort-trt/`); on 10.x a QDQ graph, or a parser that cannot type LayerNormalization, gets
-the precision-flag build instead, and the record says which (`typing`). Supported: TensorRT 10.3
-to 11.x. `tensorrt` is imported here only, lazily.
+the precision-flag build instead, and the record says which (`typing`). `--layernorm-fp32` lives in
+the fp16 ONNX itself; one timing cache per TensorRT version serves all of a bundle's builds.
+Supported: TensorRT 10.3 to 11.x. `tensorrt` is imported here only, lazily.
 
 See docs/gpu.md.
 """

@@ -1,7 +1,8 @@
 """New class texts for an exported bundle through its own ONNX text encoder: no student, no torch.
 
 Prompts are tokenized with the bundle's tokenizer.json (open_clip's when the bundle has none and it
-is installed, else refused in one line). `BundleTextEncoder.load` hashes the encoder and opens one
+is installed, else refused in one line) and padded to the batch's longest prompt, or to the graph's
+length where its token axis is static. `BundleTextEncoder.load` hashes the encoder and opens one
 session, which a caller that changes the table often (the web view) keeps. Every change, adding or
 removing classes, is written by one rule (`_store`): atomically, and for the bundle's own table with
 its manifest re-hashed and the confidence temperature dropped.
