@@ -100,7 +100,7 @@ class VideoStudent(nn.Module):
         return self.encode_video(frames)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute block activations in backward: less memory for about a third more time."""
+        """Recompute block activations in backward: less memory for more compute."""
         self.grad_checkpointing = enable
         self.clip.transformer.grad_checkpointing = enable  # text tower
         self.clip.visual.transformer.grad_checkpointing = enable  # image tower with `none`
