@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .base import command
-from .options import (DEFAULT_MODEL, DEFAULT_PRETRAINED, Frames, JsonOut, Model, OptionalClasses, Pretrained, Student,
+from .options import (ActivationOption, DEFAULT_MODEL, DEFAULT_PRETRAINED, Frames, JsonOut, Model, OptionalClasses, Pretrained, Student,
                       readable, write_json)
 
 
@@ -26,6 +26,7 @@ def eval_cmd(
     student: Student = None,
     model: Model = DEFAULT_MODEL,
     pretrained: Pretrained = DEFAULT_PRETRAINED,
+    activation: ActivationOption = "auto",
     frames: Frames = None,
     views: Annotated[Optional[int], typer.Option(help="Temporal views per video, logits summed (default 3).", min=1)] = None,
     batch_size: Annotated[int, typer.Option(help="Videos per forward pass (results do not depend on it).", min=1)] = 8,
@@ -51,7 +52,7 @@ def eval_cmd(
     from ..evaluation.command import EvalRequest, run_eval
 
     req = EvalRequest(protocol=protocol, data=data, classes=classes, check_classes=check_classes, root=root, paths=path or [],
-                      student=None if student is None else str(student), model=model, pretrained=pretrained,
+                      student=None if student is None else str(student), model=model, pretrained=pretrained, activation=activation,
                       frames=frames, views=views, batch_size=batch_size, workers=workers, device=device,
                       json_out=None if json_out is None or str(json_out) == "-" else json_out, progress=progress)
     report = run_eval(req, log=lambda msg: print(msg, file=sys.stderr))

@@ -27,6 +27,7 @@ class EvalRequest:
     student: str | None = None
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
+    activation: str = "auto"  # --activation: the zero-shot model's
     frames: int | None = None  # None: the student's own T, else 8
     views: int | None = None
     batch_size: int = 8
@@ -63,7 +64,7 @@ def run_eval(req: EvalRequest, log: Callable[[str], None] | None = None) -> Prot
     if req.batch_size < 1 or req.workers < 0:
         raise ConfigError("--batch-size must be >= 1 and --workers >= 0")
     device = resolve_device(req.device)
-    source = StudentSource(req.student, req.model, req.pretrained, req.frames)
+    source = StudentSource(req.student, req.model, req.pretrained, req.frames, req.activation)
     report = run_protocol(protocol, source, batch_size=req.batch_size, num_workers=req.workers, device=device,
                           progress=req.progress, log=log)
     if req.json_out is not None:

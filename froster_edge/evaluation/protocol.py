@@ -167,6 +167,7 @@ class StudentSource:
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
     num_frames: int | None = None  # None: the student's own T, else StudentConfig's default
+    activation: str = "auto"  # the zero-shot model's (a student directory records its own)
 
     def key(self, split: str) -> str:
         if self.directory is not None:
@@ -177,7 +178,7 @@ class StudentSource:
         from ..model.factory import load_model
 
         path = None if self.directory is None else self.directory.replace("{split}", split)
-        return load_model(path, self.model, self.pretrained, self.num_frames)
+        return load_model(path, self.model, self.pretrained, self.num_frames, self.activation)
 
 
 @dataclass
