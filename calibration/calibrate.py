@@ -66,9 +66,11 @@ def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: 
     else:
         calib_items, held_items = split_held_out(items, options.held_out_fraction, options.seed)
     log(f"decoding calibration clips from {len(calib_items)} videos and gate clips from {len(held_items)} others")
-    calib = sample_clips(calib_items, sampling, size, options.max_clips, options.seed, options.clips_per_video)
+    spatial = mf.spatial_spec(manifest)
+    calib = sample_clips(calib_items, sampling, size, options.max_clips, options.seed, options.clips_per_video,
+                         spatial=spatial)
     gate_clips = sample_clips(held_items, sampling, size, options.max_held_out, options.seed, options.held_out_views,
-                              random_start=False)
+                              random_start=False, spatial=spatial)
     table = load_labels(bundle / mf.LABELS_FILE, manifest["model"]["fingerprint"], manifest["model"]["embed_dim"])
     report = {"calibration": {"videos": sorted({Path(s).name for s in calib.sources}), "clips": int(len(calib.frames)),
                               "seed": options.seed, "digest": calib.digest(), "skipped": calib.skipped},
@@ -143,7 +145,7 @@ def calibrate_confidence(bundle: str | Path, val: Path, root: Path | None = None
 
     items = read_video_list(val, root, num_classes=len(table.names))
     log(f"decoding {len(items)} labelled videos")
-    clips = sample_clips(items, sampling, size, max_clips, seed, 1, random_start=False)
+    clips = sample_clips(items, sampling, size, max_clips, seed, 1, random_start=False, spatial=mf.spatial_spec(manifest))
     if len(clips.frames) < 2:
         raise ConfigError("need at least 2 decodable labelled clips to fit a temperature")
     emb = run_in_streams(onnx_video_encoder(bundle / mf.VIDEO_ONNX), clips.frames, streams)

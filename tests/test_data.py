@@ -27,6 +27,7 @@ from froster_edge.errors import ConfigError
 from froster_edge.sampling import SamplingConfig
 from froster_edge.evaluation import load_protocol, prepare_part
 from froster_edge.prompts import ClassText
+from froster_edge.spatial import SpatialConfig
 from froster_edge.video import VideoError, normalize_clip, read_frames, resize_center_crop
 
 from .helpers import CLIPS, ROOT, VIDEOS, shared_data
@@ -238,7 +239,7 @@ def test_train_transform_crops_flips_and_shares_them_over_frames():
     frames = np.stack([base + t for t in range(4)])  # (4, 64, 100, 3)
     flips = 0
     for seed in range(60):
-        out = train_transform(frames, 64, np.random.default_rng(seed), jitter_ratio=1.0)  # short side stays 64
+        out = train_transform(frames, 64, np.random.default_rng(seed), SpatialConfig(jitter_ratio=1.0).spec())  # short side 64
         assert out.shape == (4, 64, 64, 3)
         assert all(np.array_equal(out[t], out[0] + t) for t in range(4))  # one crop and flip for every frame
         row = out[0, 0, :, 0].astype(int)

@@ -75,7 +75,8 @@ def encode_videos(
 ) -> EncodedVideos:
     """Decode, crop and encode every video (or every world-th from rank with `shard=(rank, world)`).
 
-    The frames are the student's own (`student.config.sampling`): those it was trained on.
+    The frames and their crops are the student's own (`student.config.sampling`, `.spatial`): those it
+    was trained on.
     """
     positions = list(range(len(items)))
     if shard is not None:
@@ -89,7 +90,8 @@ def encode_videos(
     if not sub:
         return EncodedVideos(features, ok, torch.tensor(positions, dtype=torch.long), failed)
     dataset = VideoDataset(sub, num_frames=student.config.num_frames, image_size=student_image_size(student),
-                           train=False, views=views, sampling=student.config.sampling_spec())
+                           train=False, views=views, sampling=student.config.sampling_spec(),
+                           spatial=student.config.spatial_spec())
     device = torch.device(device)
     loader = make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     was_training = student.training

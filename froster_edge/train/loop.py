@@ -245,7 +245,8 @@ class Trainer:
         from ..data import VideoDataset, make_loader
 
         dataset = VideoDataset(data.items, num_frames=cfg.student.num_frames, image_size=cfg.student.image_size, train=True,
-                               views=1, sampling=cfg.student.sampling_spec(), seed=t.seed)
+                               views=1, sampling=cfg.student.sampling_spec(), spatial=cfg.student.spatial_spec(),
+                               seed=t.seed)
         # the sampler's epoch and first step are read when each epoch's iterator starts (set_epoch below);
         # the dataset's epoch lives in shared memory, so the persistent workers see it too
         loader = make_loader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=d.device.type == "cuda",
