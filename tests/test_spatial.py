@@ -136,3 +136,20 @@ def test_the_spec_travels_from_student_to_bundle_and_old_artifacts_keep_theirs(t
     mixed = SpatialConfig(rule="legacy", interpolation="bilinear").spec()
     assert (mixed.interpolation, mixed.long_side, mixed.centre) == ("bilinear", "nearest", "floor")
     assert SpatialSpec.from_manifest(json.loads(json.dumps(mixed.to_dict()))) == mixed
+
+
+def test_a_bundle_records_its_spatial_spec_and_an_old_one_reads_as_legacy(tiny_bundle, tiny_student, tmp_path):
+    from froster_edge.bundle.manifest import read_manifest, spatial_spec
+    from froster_edge.model.checkpoint import load_student, save_student
+
+    manifest = read_manifest(tiny_bundle)
+    assert manifest["preprocessing"]["spatial"] == REFERENCE.to_dict() and spatial_spec(manifest) == REFERENCE
+    old = json.loads(json.dumps(manifest))
+    del old["preprocessing"]["spatial"]  # exported before the spec was recorded
+    assert spatial_spec(old) == LEGACY
+    save_student(tiny_student, tmp_path / "student")
+    assert load_student(tmp_path / "student").config.spatial_spec() == REFERENCE
+    config = json.loads((tmp_path / "student" / "config.json").read_text())
+    del config["student"]["spatial"]  # saved before the spec existed
+    (tmp_path / "student" / "config.json").write_text(json.dumps(config))
+    assert load_student(tmp_path / "student").config.spatial_spec() == LEGACY
