@@ -67,6 +67,7 @@ def test_score_videos_by_hand():
     assert (r.num_videos, r.num_scored, r.num_failed, r.failed) == (5, 4, 1, ["v3.mp4: corrupt"])
     assert r.top1 == 50.0  # v0 and v2 right, v1 and v4 wrong
     assert r.top5 == 100.0
+    assert r.reference_top1 == 40.0 and r.reference_top5 == 80.0  # the reference: the undecodable v3 is wrong
     assert [(c.name, c.videos, c.top1) for c in r.per_class] == [("a", 1, 100.0), ("b", 0, None), ("c", 3, 100 / 3)]
     assert r.mean_class_top1 == pytest.approx((100 + 100 / 3) / 2)
     assert r.videos[1] == {"path": "v1.mp4", "label": 2, "ok": True, "top5": [1, 2, 0]}
@@ -219,6 +220,11 @@ def test_eval_command_end_to_end_on_real_clips(tiny_student, example_clips, tmp_
     assert [v["ok"] for v in test["videos"]] == [True] * 5 + [False]
     hits = sum(v["top5"][0] == v["label"] for v in test["videos"] if v["ok"])
     assert test["top1"] == pytest.approx(100 * hits / 5) and d["summary"]["top1"] == test["top1"]
+    assert test["reference_top1"] == pytest.approx(100 * hits / 6) == d["summary"]["reference_top1"]
+    assert d["summary"]["failed"] == 1
+    assert "ref top-1" in proc.stdout and "skipped" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if "5/6" in line)
+    assert f"{100 * hits / 5:.1f}" in row and f"{100 * hits / 6:.1f}" in row  # both figures, the skipped count beside
 
 
 def test_eval_command_bad_input_is_one_line(tmp_path, run_eval_cli):
