@@ -163,6 +163,23 @@ def test_base_to_novel_protocol_with_a_student_per_split(tiny_student, tiny_conf
     assert d["summary"]["base_top1"] == pytest.approx(sum(b) / 2) and d["summary"]["novel_top1"] == pytest.approx(sum(n) / 2)
     assert d["summary"]["hm_top1"] == pytest.approx(harmonic_mean(sum(b) / 2, sum(n) / 2))
     assert d["failed_videos"] == [f"{CLIPS / 'gone.mp4'}: video not found"]
+    # each seed's figures and their mean on the terminal; the reference's base figure counts gone.mp4 wrong
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(report.table())
+    text = console.export_text()
+    cells = [line.replace("│", " ").split() for line in text.splitlines()]
+    rows = {c[0]: " ".join(c) for c in cells if c and c[0] in ("s1", "s2", "mean")}
+    for name, s in zip(("s1", "s2"), d["splits"]):
+        assert s["base"]["reference_top1"] == pytest.approx(s["base"]["top1"] * 3 / 4)
+        assert f"{s['base']['top1']:.1f}" in rows[name] and f"{s['base']['reference_top1']:.1f}" in rows[name]
+    assert f"{sum(b) / 2:.1f}" in rows["mean"] and "mean of 2" in text
+    # --split scores one seed
+    one = run_eval(EvalRequest(protocol=config, root=CLIPS, paths=[f"{k}={v}" for k, v in paths.items()], splits=["s2"],
+                               student=str(tmp_path / "run_{split}"), workers=0, batch_size=2, device="cpu",
+                               progress=False))
+    assert [r.name for r in one.splits] == ["s2"] and one.splits[0].results["base"].top1 == b[1]
     # the split's student alone, through evaluate(), scores the same
     alone = evaluate(tiny_student, [VideoItem(CLIPS / p, i) for i, p in enumerate(
         ["mmaction2_test_v_ApplyEyeMakeup.avi", "v_Basketball_g01_c02.mp4"])],

@@ -24,6 +24,7 @@ class EvalRequest:
     check_classes: Path | None = None  # --check-classes: a plain label file the class texts must match
     root: Path | None = None
     paths: list[str] = field(default_factory=list)  # NAME=DIR
+    splits: list[str] = field(default_factory=list)  # --split NAME: score only these splits (seeds)
     student: str | None = None
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
@@ -50,11 +51,11 @@ def build_protocol(req: EvalRequest) -> Protocol:
             if not sep or not name or not value:
                 raise ConfigError(f"--path expects NAME=DIR, got {spec!r}")
             paths[name] = value
-        return load_protocol(req.protocol, root=req.root, paths=paths, views=req.views)
+        return load_protocol(req.protocol, root=req.root, paths=paths, views=req.views, only=req.splits)
     if req.classes is None:
         raise ConfigError("--data needs --classes FILE (names, one a line, or JSON {\"0\": \"Name: description\"})")
-    if req.paths:
-        raise ConfigError("--path NAME=DIR goes with --protocol")
+    if req.paths or req.splits:
+        raise ConfigError("--path NAME=DIR and --split NAME go with --protocol")
     return single_protocol(req.data, req.classes, req.root, req.check_classes, req.views or 3)
 
 

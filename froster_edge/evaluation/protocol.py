@@ -80,8 +80,8 @@ def single_protocol(list_file: str | Path, classes: str | Path, root: str | Path
 
 
 def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: dict[str, str] | None = None,
-                  views: int | None = None) -> Protocol:
-    """Read a protocol config; `root`, `paths` and `views` override its values."""
+                  views: int | None = None, only: list[str] | None = None) -> Protocol:
+    """Read a protocol config; `root`, `paths` and `views` override its values; `only` keeps those splits."""
     path = Path(path)
     data = read_yaml(path, "protocol config")
     if not isinstance(data, dict):
@@ -113,6 +113,11 @@ def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: di
     names = [s.name for s in splits]
     if len(set(names)) != len(names) or "full" in names:
         raise ConfigError(f"{path}: split names must be unique and not 'full', got {names}")
+    if only:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ConfigError(f"--split {unknown[0]}: {path} has the splits {', '.join(names)}")
+        splits = [s for s in splits if s.name in only]
     full = data.get("full")
     if full is not None and kind != "cross_dataset":
         raise ConfigError(f"{path}: 'full' belongs to cross_dataset protocols")
@@ -329,6 +334,9 @@ def run_protocol(
     groups: dict[str, list[str]] = {}
     for name, _ in named:
         groups.setdefault(key_of(name), []).append(name)
+    if log and protocol.kind == "base2novel" and len(protocol.splits) > 1 and len(groups) == 1:
+        log(f"one student for all {len(protocol.splits)} training seeds: each seed's row is the same model "
+            "(put {split} in --student for each seed's student, or --split NAME to score one)")
     results: dict[tuple[str, str], EvalResult] = {}
     students_used: dict[str, dict[str, int]] = {}
     for key, split_names in groups.items():
