@@ -332,7 +332,8 @@ class Pipeline:
     def describe(self) -> str:
         b, o = self.opened, self.options
         auto = f" (auto; passed over: {'; '.join(f'{k}: {v}' for k, v in b.passed_over.items())})" if b.passed_over else ""
-        return (f"bundle {self.bundle}: T={self.num_frames}, {self.size} px, {self.backend.streams} clip(s) per call; "
+        return (f"bundle {self.bundle}: T={self.num_frames}, {self.size} px ({self.spatial.describe()}), "
+                f"{self.backend.streams} clip(s) per call; "
                 f"backend {self.backend.name}{auto}: {self.backend.detail}; labels: {len(self.classifier.table.names)} "
                 f"classes from {self.labels_path}; hop {o.sampling.hop}")
 
