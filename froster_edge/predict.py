@@ -1,8 +1,9 @@
 """Zero-shot classification of one video file: the quickest look at what a model sees.
 
-One view of T frames (the student's sampling spec, its centre test view), the full 29-prompt
-ensemble per class, softmax over
-exp(logit_scale) x video . classes. Dataset-level evaluation (3 views, protocols) is `eval`.
+One view of T frames, the student's sampling spec's single test view (the first clip where the
+container reports a stream duration, mp4 or avi; the centre clip where it does not, webm or
+mkv; as the reference's decoder places one view), cropped by its spatial spec; the full
+29-prompt ensemble per class, softmax over exp(logit_scale) x video . classes. Dataset-level evaluation (3 views, protocols) is `eval`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Which frames: the bundle's sampling spec (froster_edge.sampling, the frames its 
 trained on), unless --sample-fps or --subsample override the spacing. Ticks fall every P source
 frames (P = the spec's spacing at the source's fps: (128 x fps / 30 - 1) / 7 by the reference,
 18.14 at 30 fps, 15.10 at 25) and frame R(k x P) is taken, R the spec's rounding (the
-reference truncates): for a file, exactly the frames of the offline clips, whatever its fps.
+reference truncates): for a file, the clips of the untimed placement starting at each tick,
+whatever its fps (the first decision on a file with a duration: see below).
 Positions are frame indices (files) or seconds x fps (cameras, streams, --realtime files, whose
 frames carry their media time); a live source that stalls skips the ticks it missed instead of
 catching up with a burst. A decision is due after the T-th sampled frame and then every `hop`
