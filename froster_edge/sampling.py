@@ -7,11 +7,12 @@ frames, its T indices linspace(s, s + L - 1, T) truncated and clamped to the las
 video repeats its last frame; s in [0, count - L], test views at v * floor((count - L) / (V - 1)).
 A container that reports a stream duration is decoded selectively instead: W = ceil(stride *
 (T - 1) * fps / 30) frames plus one from s in [0, count - W], linspace(0, L - 1, T) over them,
-clamped to them; test views at s = (count - W) * v / V.
+clamped to them; test views at s = (count - W) * v / V. Training draws s uniformly.
 The "even" rule spaces frames `stride` apart at 30 fps, rounded to the nearest, spreading a short
-video evenly. The streaming ticker takes frames R(k * P), so a file's stream gives the offline clips.
+video evenly. The streaming ticker takes frames R(k * P): on a file, the clips of the untimed
+placement starting at each tick (its first decision is eval's first view: runtime/assembly.py).
 
-See docs/method.md.
+See docs/deviations.md.
 """
 
 from __future__ import annotations
