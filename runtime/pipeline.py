@@ -38,6 +38,7 @@ from .assembly import ClipAssembler, RateGate, SampleRule
 from .sinks import Decision, DecisionSink, FrameSink
 from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, declared_frames, open_all, open_first,
                       parse_source)
+from .source_url import read_password
 from .stats import RunStats, StreamCounters
 
 
@@ -297,7 +298,8 @@ class Pipeline:
     def prepare(self, cam: CameraOptions, index: int = -1) -> Camera:
         """A camera's source parsed, sampling rule and classifier made: every error before anything opens."""
         o, where = self.options, f"camera {cam.name}"
-        spec = parse_source(cam.source)
+        spec = parse_source(cam.source, read_password(f"cameras[{cam.name}]", cam.password_env, cam.password_file), cam.rtsp_transport,
+                            where)
         sampling = cam.sampling or o.sampling
         rule = SampleRule.from_options(sampling, self.manifest["preprocessing"])
         capture = replace(o.capture, realtime=o.capture.realtime if cam.realtime is None else cam.realtime,

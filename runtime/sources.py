@@ -17,15 +17,18 @@ a file again at its end, frame numbers continuing.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 
 from ..errors import ConfigError, FrosterError
+from .source_url import redact, scrub, secrets_of, with_password
 from ..video import MAX_FRAMES, VideoError, check_early_stop  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
 from .options import CaptureOptions
 from .stats import RunStats, StreamCounters
@@ -42,22 +45,39 @@ class SourceError(FrosterError):
     """A source that cannot be opened or read."""
 
 
+RtspTransport = Literal["tcp", "udp"]
+
+
 @dataclass(frozen=True)
 class SourceSpec:
-    """A parsed --source: what it is and what OpenCV opens."""
+    """A parsed --source: what it is and what OpenCV opens.
+
+    `text` is what may be shown (a URL's password replaced by ***); `target` is what opens the
+    stream, with the password: it is read by open_capture and the fault probe only, and kept out
+    of repr(). `scrub` hides the password in a message another library wrote."""
 
     text: str
     kind: SourceKind
-    target: int | str  # camera index, or a path / URL
+    target: int | str = field(repr=False)  # camera index, or a path / URL (with its credentials)
+    transport: RtspTransport | None = None  # rtsp:// only: None keeps OpenCV's (TCP)
 
     @property
     def live(self) -> bool:
         return self.kind != "file"
 
+    def scrub(self, message: str) -> str:
+        return scrub(message, secrets_of(self.target) if isinstance(self.target, str) else ())
 
-def parse_source(text: str) -> SourceSpec:
-    """A camera index ("0"), a camera device ("/dev/video0"), a URL, or an existing video file."""
+
+def parse_source(text: str, password: str | None = None, transport: RtspTransport | None = None,
+                 where: str = "--source") -> SourceSpec:
+    """A camera index ("0"), a camera device ("/dev/video0"), a URL, or an existing video file.
+    `password` (from a site file's password_env/password_file) goes into the URL, whose user it needs."""
     s = text.strip()
+    if transport is not None and not s.lower().startswith(("rtsp://", "rtsps://")):
+        raise ConfigError(f"{where}: rtsp_transport applies to rtsp:// sources only, not {redact(s)}")
+    if password is not None:
+        s = with_password(s, password, where)
     if s.isdigit():
         return SourceSpec(s, "camera", int(s))
     if s.startswith("/dev/video"):
@@ -65,25 +85,71 @@ def parse_source(text: str) -> SourceSpec:
     if "://" in s:
         scheme = s.split("://", 1)[0].lower()
         if scheme not in URL_SCHEMES:
-            raise ConfigError(f"--source {s}: unsupported scheme {scheme!r} (use one of {', '.join(URL_SCHEMES)}, "
+            raise ConfigError(f"--source {redact(s)}: unsupported scheme {scheme!r} (use one of {', '.join(URL_SCHEMES)}, "
                               "a camera index or a video file)")
-        return SourceSpec(s, "url", s)
+        return SourceSpec(redact(s), "url", s, transport)
     path = Path(s)
     if not path.is_file():
         raise ConfigError(f"--source {s}: no such video file (a camera is a number, a stream a URL)")
     return SourceSpec(s, "file", str(path))
 
 
+CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # FFmpeg options OpenCV reads at each open ("k;v|k;v")
+
+
+class _CaptureOptionsEnv:
+    """OpenCV takes FFmpeg's demuxer options (rtsp_transport) only from one process-wide
+    environment variable, read when a capture opens. Opens that need the same value run together;
+    an open that needs another value waits until they are done. The value the user set before the
+    run is the base every camera's transport is added to."""
+
+    def __init__(self) -> None:
+        self.base = os.environ.get(CAPTURE_OPTIONS_ENV)
+        self._cond = threading.Condition()
+        self._value: str | None = None
+        self._holders = 0
+
+    def value_for(self, transport: str | None) -> str | None:
+        if transport is None:
+            return self.base
+        kept = [kv for kv in (self.base or "").split("|") if kv and kv.split(";", 1)[0] != "rtsp_transport"]
+        return "|".join([*kept, f"rtsp_transport;{transport}"])
+
+    @contextmanager
+    def holding(self, transport: str | None) -> Iterator[None]:
+        value = self.value_for(transport)
+        with self._cond:
+            while self._holders and self._value != value:
+                self._cond.wait()
+            if self._holders == 0:
+                self._value = value
+                if value is None:
+                    os.environ.pop(CAPTURE_OPTIONS_ENV, None)
+                else:
+                    os.environ[CAPTURE_OPTIONS_ENV] = value
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holders -= 1
+                self._cond.notify_all()
+
+
+_CAPTURE_ENV = _CaptureOptionsEnv()
+
+
 def open_capture(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture | None:
     """An opened VideoCapture, or None. Network streams get open/read timeouts so a dead server
-    cannot block a reader for FFmpeg's default 30 s."""
+    cannot block a reader for FFmpeg's default 30 s, and an rtsp:// camera its transport."""
     if spec.kind == "camera":
         cap = cv2.VideoCapture(spec.target)
     else:
         params = [cv2.CAP_PROP_N_THREADS, 1] if spec.kind == "file" else [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(options.open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(options.read_timeout_s * 1000)]
-        cap = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
+        with _CAPTURE_ENV.holding(spec.transport):
+            cap = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
         return None
@@ -234,9 +300,9 @@ class Reader(threading.Thread):
             else:
                 self._read_file()
         except FrosterError as e:
-            self.counters.error = str(e)
+            self.counters.error = self.spec.scrub(str(e))
         except Exception as e:  # a bug: end this stream and say so, never hang the run
-            self.counters.error = f"internal error in the reader: {type(e).__name__}: {e}"
+            self.counters.error = self.spec.scrub(f"internal error in the reader: {type(e).__name__}: {e}")
         finally:
             if self.cap is not None:
                 self.cap.release()
@@ -294,7 +360,7 @@ class Reader(threading.Thread):
                     position = media_time if realtime else float(index)  # a file's frames carry their media time
                     self.slot.put(Frame(index, position, media_time, now, time.time(), image), self.stop)
         except cv2.error as e:
-            raise SourceError(f"{self.spec.text}: OpenCV failed after {count} frames ({e.msg or e})") from e
+            raise SourceError(self.spec.scrub(f"{self.spec.text}: OpenCV failed after {count} frames ({e.msg or e})")) from e
         return count
 
     def _read_live(self) -> None:

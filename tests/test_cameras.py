@@ -1,0 +1,197 @@
+"""Cameras with passwords, against a real RTSP server (GStreamer's, with authentication): the
+password opens the stream and shows nowhere else; faults are named for what they are."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+import yaml
+
+from froster_edge.errors import ConfigError
+from froster_edge.runtime.options import CameraOptions, RunOptions, camera_list
+from froster_edge.runtime.source_url import read_password, redact, redact_text, with_password
+from froster_edge.runtime.sources import parse_source
+
+from .helpers import CLIPS, LiveRun, free_port
+from .mosquitto import Broker, Subscriber
+from .rtsp_server import RtspServer, encode_clip, gstreamer_missing
+
+PASSWORD = "Zq7-secret-Pw4x"  # unique enough that any hit is a leak
+USER = "viewer"
+
+
+@pytest.fixture(scope="module")
+def rtsp_video(tmp_path_factory) -> Path:
+    why = gstreamer_missing()
+    if why:
+        pytest.skip(why)
+    return encode_clip(CLIPS / "stgcn_clean_and_jerk.mp4", tmp_path_factory.mktemp("rtsp") / "cam.mp4", repeat=12)
+
+
+# --- the redaction rule, against urllib's reading of the same URLs ---
+
+@pytest.mark.parametrize("url", [
+    "rtsp://admin:hunter2@10.0.0.7:554/Streaming/Channels/101",
+    "rtsp://admin:p%40ss%2Fw@cam.local/live?x=1",
+    "http://u:pw@[::1]:8080/video.mjpg",
+    "rtsp://user@host/path",
+    "rtsp://host/path",
+])
+def test_redact_hides_exactly_the_password(url):
+    ref = urlsplit(url)
+    shown = redact(url)
+    if ref.password is not None:
+        assert ref.password not in shown and f"{ref.username}:***@" in shown
+        assert urlsplit(shown).hostname == ref.hostname and urlsplit(shown).path == ref.path
+        assert redact_text(f"cannot open {url} now") == f"cannot open {shown} now"
+    else:
+        assert shown == url
+
+
+def test_a_password_from_a_file_or_the_environment_goes_into_the_url_encoded(tmp_path, monkeypatch):
+    secret = "p@ss:w/rd?#"
+    url = with_password("rtsp://admin@cam.local:554/live", secret, "cameras[a]")
+    ref = urlsplit(url)
+    assert ref.username == "admin" and ref.password == quote(secret, safe="") and ref.path == "/live"
+    f = tmp_path / "pw"
+    f.write_text(secret + "\n")
+    assert read_password("cameras[a]", None, f) == secret
+    monkeypatch.setenv("CAM_A_PW", secret)
+    assert read_password("cameras[a]", "CAM_A_PW", None) == secret
+    spec = parse_source("rtsp://admin@cam.local:554/live", secret)
+    assert spec.target == url and secret not in spec.text and quote(secret, safe="") not in spec.text
+    assert quote(secret, safe="") not in repr(spec) and spec.text == "rtsp://admin:***@cam.local:554/live"
+    for args, message in [((None, tmp_path / "missing"), "cannot be read"), (("NOT_SET_X", None), "NOT_SET_X is not set"),
+                          (("CAM_A_PW", f), "not both")]:
+        monkeypatch.delenv("NOT_SET_X", raising=False)
+        with pytest.raises(ConfigError, match=message):
+            read_password("cameras[a]", *args)
+    with pytest.raises(ConfigError, match="user name"):
+        with_password("rtsp://cam.local/live", secret, "cameras[a]")
+    with pytest.raises(ConfigError, match="already has a password"):
+        with_password("rtsp://a:b@cam.local/live", secret, "cameras[a]")
+
+
+def test_an_unnamed_source_is_named_by_its_redacted_url():
+    opts = RunOptions(sources=[f"rtsp://{USER}:{PASSWORD}@127.0.0.1:8554/cam"],
+                      cameras=[CameraOptions("door", "rtsp://x@h/p", password_env="X")])
+    assert [c.name for c in camera_list(opts)] == ["door", f"rtsp://{USER}:***@127.0.0.1:8554/cam"]
+
+
+# --- the attack: a real run over a real password-protected stream, every surface searched ---
+
+def _get(port: int, path: str) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).read().decode()
+
+
+def _files_and_names(root: Path) -> list[tuple[str, bytes]]:
+    out = []
+    for p in root.rglob("*"):
+        out.append((str(p.relative_to(root)), p.read_bytes() if p.is_file() else b""))
+    return out
+
+
+def _assert_nowhere(texts: dict[str, str | bytes]) -> None:
+    forms = {PASSWORD, quote(PASSWORD, safe="")}
+    leaks = [(where, form) for where, text in texts.items() for form in forms
+             if (form.encode() if isinstance(text, bytes) else form) in text]
+    assert not leaks, leaks[:10]
+
+
+def _surfaces(live: LiveRun, sub: Subscriber, metrics_port: int, http_port: int) -> dict[str, str | bytes]:
+    return {"metrics": _get(metrics_port, "/metrics"),
+            **{f"web {p}": _get(http_port, p) for p in ("/api/streams", "/api/decisions", "/api/events", "/api/stats")},
+            **{f"mqtt topic {i}": m.topic for i, m in enumerate(sub.messages)},
+            **{f"mqtt payload {i} ({m.topic})": m.payload for i, m in enumerate(sub.messages)}}
+
+
+def test_a_password_shows_in_no_log_file_name_topic_payload_metric_or_api(rtsp_video, tiny_bundle, tmp_path,
+                                                                       monkeypatch):
+    out = tmp_path / "out"
+    (out / "clips").mkdir(parents=True)
+    secret_file = tmp_path / "secrets" / "gate.pw"
+    secret_file.parent.mkdir()
+    secret_file.write_text(PASSWORD + "\n")
+    monkeypatch.setenv("DOOR_PASSWORD", PASSWORD)
+    broker = Broker(tmp_path).start()  # skips, with the reason, where mosquitto is not installed
+    sub = Subscriber(broker.watch_port)
+    metrics_port, http_port = free_port(), free_port()
+    live = None
+    with RtspServer(rtsp_video, USER, PASSWORD) as server:
+        cameras = [{"name": "door", "source": server.url(USER), "password_env": "DOOR_PASSWORD"},
+                   {"name": "gate", "source": server.url(USER), "password_file": str(secret_file),
+                    "rtsp_transport": "tcp"},
+                   {"name": "yard", "source": server.url(USER, PASSWORD)}]  # the way examples/site.yaml used to show
+        site = tmp_path / "site.yaml"
+        site.write_text(yaml.safe_dump({
+            "bundle": str(tiny_bundle), "defaults": {"sample_fps": 8, "hop": 1}, "cameras": cameras,
+            "events": {"file": str(out / "events.jsonl"), "enter": 0.0, "exit": 0.0, "enter_decisions": 1},
+            "clips": {"folder": str(out / "clips"), "pre_roll_s": 1, "post_roll_s": 0.5, "width": 160, "fps": 5},
+            "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+            "http": {"port": http_port},
+            "mqtt": {"host": "127.0.0.1", "port": broker.port, "prefix": "site", "discovery": True, "client_id": "box"}}))
+        try:
+            live = LiveRun("--config", str(site), "--stats-json", str(out / "stats.json"))
+            seen: list[dict] = []
+            while min(sum(d["camera"] == c for d in seen) for c in ("door", "gate", "yard")) < 3:
+                seen.append(live.decision(timeout=90))
+            sub.wait(lambda ms: any(m.topic == "site/yard/state" for m in ms), 30, "a state of yard")
+            surfaces = _surfaces(live, sub, metrics_port, http_port)
+            assert live.stop() == 0, live.stderr
+        finally:
+            if live is not None:
+                live.kill()
+            sub.close()
+            broker.kill()
+    surfaces |= {f"stderr {i}": line for i, line in enumerate(live.stderr)}
+    surfaces |= {f"decision {i}": json.dumps(d) for i, d in enumerate(live.seen)}
+    for name, content in _files_and_names(out):
+        surfaces[f"file name {name}"] = name
+        surfaces[f"file {name}"] = content
+    _assert_nowhere(surfaces)
+    # not vacuous: every camera decided, events and clips were written, and the inline source shows redacted
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert {e["camera"] for e in events} == {"door", "gate", "yard"}
+    assert any(p.suffix == ".mp4" for p in (out / "clips").iterdir())
+    yard = [d for d in seen if d["camera"] == "yard"]
+    assert yard[0]["source"] == server.url(USER, "***")
+    stats = json.loads((out / "stats.json").read_text())
+    assert [s["source"] for s in stats["streams"]] == [server.url(USER, "***")] * 3
+
+
+def test_an_unnamed_source_with_a_password_leaks_nowhere_either(rtsp_video, tiny_bundle, tmp_path):
+    out = tmp_path / "out"
+    (out / "clips").mkdir(parents=True)
+    broker = Broker(tmp_path).start()
+    sub = Subscriber(broker.watch_port)
+    metrics_port, http_port = free_port(), free_port()
+    live = None
+    with RtspServer(rtsp_video, USER, PASSWORD) as server:
+        try:
+            live = LiveRun("--bundle", str(tiny_bundle), "--source", server.url(USER, PASSWORD), "--sample-fps", "8",
+                           "--hop", "1", "--stats-json", str(out / "stats.json"), "--events", str(out / "events.jsonl"),
+                           "--clips", str(out / "clips"), "--metrics", f"127.0.0.1:{metrics_port}",
+                           "--http", f"127.0.0.1:{http_port}", "--mqtt", f"127.0.0.1:{broker.port}",
+                           "--mqtt-discovery", "--mqtt-client-id", "box")
+            for _ in range(3):
+                live.decision(timeout=90)
+            sub.wait(lambda ms: any(m.topic.endswith("/state") for m in ms), 30, "a state")
+            surfaces = _surfaces(live, sub, metrics_port, http_port)
+            assert live.stop() == 0, live.stderr
+        finally:
+            if live is not None:
+                live.kill()
+            sub.close()
+            broker.kill()
+    surfaces |= {f"stderr {i}": line for i, line in enumerate(live.stderr)}
+    surfaces |= {f"decision {i}": json.dumps(d) for i, d in enumerate(live.seen)}
+    for name, content in _files_and_names(out):
+        surfaces[f"file name {name}"] = name
+        surfaces[f"file {name}"] = content
+    _assert_nowhere(surfaces)
+    assert live.seen[0]["camera"] == live.seen[0]["source"] == server.url(USER, "***")
+    assert any(f"camera=\"{server.url(USER, '***')}\"" in line for line in surfaces["metrics"].splitlines())
