@@ -156,13 +156,25 @@ def open_capture(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture 
     return cap
 
 
+def why_not_opened(spec: SourceSpec, options: CaptureOptions) -> str:
+    """Why `spec` did not open, in words: a stream's server is asked (runtime/probe.py)."""
+    if spec.kind == "camera":
+        return "no such device, no permission, or busy"
+    if spec.kind == "file":
+        return "corrupt, or a codec OpenCV lacks"
+    from .probe import diagnose
+
+    return spec.scrub(str(diagnose(str(spec.target), min(options.open_timeout_s, 5.0))))
+
+
 def open_first(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture:
-    """Open a source at start, or fail with one line: a run never starts on a source it cannot read."""
+    """Open a source at start, or fail with one line naming why: a run never starts on a source it cannot read."""
     cap = open_capture(spec, options)
     if cap is None:
-        what = {"camera": f"camera {spec.text} cannot be opened (no such device, no permission, or busy)",
-                "url": f"stream {spec.text} cannot be opened (server unreachable, wrong URL or not a video stream)",
-                "file": f"{spec.text} cannot be opened as a video (corrupt, or a codec OpenCV lacks)"}[spec.kind]
+        why = why_not_opened(spec, options)
+        what = {"camera": f"camera {spec.text} cannot be opened ({why})",
+                "url": f"stream {spec.text} cannot be opened: {why}",
+                "file": f"{spec.text} cannot be opened as a video ({why})"}[spec.kind]
         raise SourceError(what)
     return cap
 
@@ -285,13 +297,27 @@ class Reader(threading.Thread):
     def __init__(self, spec: SourceSpec, cap: cv2.VideoCapture, slot: FrameSlot, stop: threading.Event,
                  options: CaptureOptions, stats: RunStats, counters: StreamCounters,
                  want: Callable[[float], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream",
-                 stream: int | None = None):
+                 stream: int | None = None, on_state: Callable[[bool, str], None] | None = None,
+                 respec: Callable[[], SourceSpec] | None = None):
         super().__init__(name=f"reader-{name}", daemon=True)  # daemon: a read stuck in FFmpeg cannot hang the exit
         self.spec, self.cap, self.slot, self.stop = spec, cap, slot, stop
         self.options, self.stats, self.counters, self.want, self.log = options, stats, counters, want, log
         self.label = name
         self.stream = stream  # the stream number its latencies are recorded under
         self.fps = capture_fps(cap) or options.fallback_fps
+        self.on_state = on_state  # (up, why) on every change of the stream's state: sinks show a camera down
+        self.respec = respec  # the source parsed again before each reconnection (a password file changed)
+        counters.up = True
+
+    def _state(self, up: bool, why: str = "") -> None:
+        """Up or down (with why), said to the counters and `on_state` when it changes."""
+        c = self.counters
+        if c.up == up and c.down_reason == why:
+            return
+        c.outages += int(c.up and not up)
+        c.up, c.down_reason = up, why
+        if self.on_state is not None:
+            self.on_state(up, why)
 
     def run(self) -> None:
         try:
@@ -307,6 +333,7 @@ class Reader(threading.Thread):
             if self.cap is not None:
                 self.cap.release()
             self.counters.ended = self.counters.error or self.counters.ended or ("stopped" if self.stop.is_set() else "end of file")
+            self.counters.up = False
             self.counters.frames_dropped = self.slot.dropped
             self.slot.put(END, self.stop)
 
@@ -371,9 +398,21 @@ class Reader(threading.Thread):
         segment, pace = 0, _Pace(self.fps)
         while not self.stop.is_set():
             if self.cap is None:
+                self.counters.reconnect_attempts += 1
+                if self.respec is not None:
+                    try:
+                        self.spec = self.respec()
+                    except FrosterError as e:  # the password file unreadable for now: the old one is tried
+                        self.log(f"stream {self.label}: {e}")
                 self.cap = open_capture(self.spec, opts)
                 if self.cap is None:
-                    self.log(f"stream {self.label}: {self.spec.text} unreachable, retrying in {backoff:.1f} s")
+                    if self.stop.is_set():
+                        return
+                    why = why_not_opened(self.spec, opts)
+                    if why != self.counters.down_reason:  # said once per cause, not once per retry
+                        self.log(f"stream {self.label}: {self.spec.text} unreachable: {why}; retrying every "
+                                 f"{backoff:.1f} s up to {opts.reconnect_max_s:g} s")
+                    self._state(False, why)
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, opts.reconnect_max_s)
                     continue
@@ -381,8 +420,9 @@ class Reader(threading.Thread):
                 segment += 1
                 pace = _Pace(capture_fps(self.cap) or self.fps)
                 self.log(f"stream {self.label}: reconnected to {self.spec.text}")
+                self._state(True)
             t0 = time.monotonic()
-            ok, bgr = self._grab_live(start)
+            ok, bgr, silent = self._grab_live(start)
             if not ok:
                 if self.stop.is_set():
                     return
@@ -391,7 +431,10 @@ class Reader(threading.Thread):
                         f"{self.spec.text} delivered {pace.media:.0f} s of video in {pace.wall:.1f} s and ended: it is a "
                         "video file served over the network, not a live stream, so its frames were dropped as live "
                         "ones; download it and give the file to --source")
-                self.log(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s")
+                why = (f"no frame for {opts.read_timeout_s:g} s (the read timeout)" if silent
+                       else "the stream ended or its connection broke")
+                self.log(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s: {why}")
+                self._state(False, why)
                 self.cap.release()
                 self.cap = None
                 self.stop.wait(backoff)
@@ -408,17 +451,25 @@ class Reader(threading.Thread):
             index += 1
             self.counters.frames_dropped = self.slot.dropped
 
-    def _grab_live(self, start: float) -> tuple[bool, np.ndarray | None]:
-        """(decoded, BGR image or None when `want` skips the frame)."""
+    def _grab_live(self, start: float) -> tuple[bool, np.ndarray | None, bool]:
+        """(decoded, BGR image or None when `want` skips the frame, silent).
+
+        A grab that ran into the read timeout is the end of the connection, even when it returns
+        a frame: OpenCV's FFmpeg reader, interrupted, hands out the decoder's buffered frames first
+        (two more timeouts), so a silent stream would be noticed only after three read timeouts."""
+        limit = self.options.read_timeout_s
         try:
+            t0 = time.monotonic()
             if not self.cap.grab():
-                return False, None
+                return False, None, time.monotonic() - t0 >= limit
+            if time.monotonic() - t0 >= limit:
+                return False, None, True
             if self.want is not None and not self.want(time.monotonic() - start):
-                return True, None
+                return True, None, False
             ok, bgr = self.cap.retrieve()
         except cv2.error:
-            return False, None
-        return (True, bgr) if ok and bgr is not None else (False, None)
+            return False, None, False
+        return (True, bgr, False) if ok and bgr is not None else (False, None, False)
 
 class _Pace:
     """How much video a connection delivered (frames over the frame rate it reports) against the

@@ -4,6 +4,7 @@ password opens the stream and shows nowhere else; faults are named for what they
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -16,7 +17,7 @@ from froster_edge.runtime.options import CameraOptions, RunOptions, camera_list
 from froster_edge.runtime.source_url import read_password, redact, redact_text, with_password
 from froster_edge.runtime.sources import parse_source
 
-from .helpers import CLIPS, LiveRun, free_port
+from .helpers import CLIPS, LiveRun, assert_one_line_error, cli, free_port
 from .mosquitto import Broker, Subscriber
 from .rtsp_server import RtspServer, encode_clip, gstreamer_missing
 
@@ -195,3 +196,105 @@ def test_an_unnamed_source_with_a_password_leaks_nowhere_either(rtsp_video, tiny
     _assert_nowhere(surfaces)
     assert live.seen[0]["camera"] == live.seen[0]["source"] == server.url(USER, "***")
     assert any(f"camera=\"{server.url(USER, '***')}\"" in line for line in surfaces["metrics"].splitlines())
+
+
+# --- faults named for what they are; a camera that is down reads as down ---
+
+@pytest.mark.parametrize("auth", ["basic", "digest"])
+def test_each_fault_of_a_stream_is_named_by_the_servers_own_answer(rtsp_video, tiny_bundle, auth):
+    with RtspServer(rtsp_video, USER, PASSWORD, auth) as server:
+        cases = [(server.url(USER, "not-the-password"), f"refused user '{USER}' and its password (401"),
+                 (server.url(), "needs a user name and password (401"),
+                 (server.url(USER, PASSWORD, path="nope"), "no stream at path '/nope' on this server (404"),
+                 (f"rtsp://127.0.0.1:{free_port()}/cam", "connection refused by 127.0.0.1")]
+        for url, said in cases:
+            r = cli("run", "--bundle", str(tiny_bundle), "--source", url, "--max-decisions", "1")
+            assert_one_line_error(r, 1, said)
+            assert "not-the-password" not in r.stderr
+
+
+def _scrape(port: int) -> dict[str, float]:
+    out = {}
+    for line in _get(port, "/metrics").splitlines():
+        if line and not line.startswith("#"):
+            head, value = line.rsplit(" ", 1)
+            out[head] = float(value)
+    return out
+
+
+def test_a_camera_whose_password_changed_reads_down_everywhere_and_comes_back(rtsp_video, tiny_bundle, tmp_path):
+    pw_file = tmp_path / "door.pw"
+    pw_file.write_text(PASSWORD + "\n")
+    broker = Broker(tmp_path).start()
+    sub = Subscriber(broker.watch_port)
+    metrics_port, http_port = free_port(), free_port()
+    server = RtspServer(rtsp_video, USER, PASSWORD).start()
+    live = None
+    up = 'froster_edge_camera_up{camera="door",stream="0"}'
+    attempts = 'froster_edge_reconnect_attempts_total{camera="door",stream="0"}'
+    try:
+        site = tmp_path / "site.yaml"
+        site.write_text(yaml.safe_dump({
+            "bundle": str(tiny_bundle), "defaults": {"sample_fps": 8, "hop": 1},
+            "cameras": [{"name": "door", "source": server.url(USER), "password_file": str(pw_file)}],
+            "metrics": {"listen": f"127.0.0.1:{metrics_port}"}, "http": {"port": http_port},
+            "mqtt": {"host": "127.0.0.1", "port": broker.port, "prefix": "site", "client_id": "box"}}))
+        live = LiveRun("--config", str(site), "--stats-json", str(tmp_path / "stats.json"))
+        live.decision(timeout=90)
+        assert _scrape(metrics_port)[up] == 1.0
+        sub.wait(lambda ms: [m for m in ms if m.topic == "site/door/availability" and m.payload == b"online"], 30, "online")
+        # the camera's password is changed: the stream drops and every reconnection gets a 401
+        server.kill()
+        server.start(password="a-new-password-9")
+        refused = live.wait_stderr(f"refused user '{USER}' and its password", timeout=60)
+        assert "unreachable" in refused  # the line names the cause, once, not "unreachable" alone on every retry
+        sub.wait(lambda ms: [m for m in ms if m.topic == "site/door/availability"][-1].payload == b"offline", 30,
+                 "door offline")
+        first = _scrape(metrics_port)
+        streams = json.loads(_get(http_port, "/api/streams"))["streams"]
+        stats = json.loads(_get(http_port, "/api/stats"))["run"]["streams"][0]
+        live.wait_stderr("retrying", timeout=30)
+        end = 0
+        while _scrape(metrics_port)[attempts] <= first[attempts] and end < 200:  # reconnection attempts move
+            end += 1
+            time.sleep(0.1)
+        second = _scrape(metrics_port)
+        assert first[up] == 0.0 and second[attempts] > first[attempts]
+        assert streams[0]["up"] is False and "401" in streams[0]["down_reason"]
+        assert stats["up"] is False and "401" in stats["down_reason"] and stats["outages"] == 1
+        # the new password is put in the file: the next reconnection uses it, and the camera is back
+        pw_file.write_text("a-new-password-9\n")
+        live.wait_stderr("reconnected to", timeout=60)
+        live.decision(timeout=60)
+        sub.wait(lambda ms: [m for m in ms if m.topic == "site/door/availability"][-1].payload == b"online", 30,
+                 "door online again")
+        assert _scrape(metrics_port)[up] == 1.0
+        assert json.loads(_get(http_port, "/api/streams"))["streams"][0]["up"] is True
+        assert sum("refused user" in line for line in live.stderr) == 1, live.stderr
+        assert live.stop() == 0
+    finally:
+        if live is not None:
+            live.kill()
+        sub.close()
+        broker.kill()
+        server.kill()
+    stats = json.loads((tmp_path / "stats.json").read_text())["streams"][0]
+    assert stats["reconnects"] == 1 and stats["outages"] == 1 and "Traceback" not in "\n".join(live.stderr)
+
+
+def test_a_silent_stream_is_dropped_at_the_read_timeout_not_three_of_them(rtsp_video, tiny_bundle, tmp_path):
+    """The server is frozen (SIGSTOP: its connection open, nothing sent, a network black hole)."""
+    live = None
+    with RtspServer(rtsp_video) as server:
+        try:
+            live = LiveRun("--bundle", str(tiny_bundle), "--source", server.url(), "--sample-fps", "8", "--hop", "1")
+            live.decision(timeout=90)
+            server.pause()
+            dropped = live.wait_stderr("dropped, reconnecting", timeout=60)
+            server.resume()
+            live.wait_stderr("reconnected to", timeout=60)
+            assert live.stop() == 0
+        finally:
+            if live is not None:
+                live.kill()
+    assert "no frame for 5 s (the read timeout)" in dropped

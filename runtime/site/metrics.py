@@ -55,9 +55,12 @@ class RunCollector:
         counters = {
             "frames_read": "Frames read from the source", "frames_dropped": "Frames replaced before use (live)",
             "frames_sampled": "Frames sampled into clips", "clips_skipped": "Clips replaced before the encoder took them",
-            "decisions": "Decisions made", "reconnects": "Reconnections of a live source"}
+            "decisions": "Decisions made", "reconnects": "Reconnections of a live source",
+            "reconnect_attempts": "Tries to reconnect a live source, failed ones included",
+            "outages": "Times the camera's stream went down"}
         families = {k: CounterMetricFamily(f"froster_edge_{k}", v, labels=labels) for k, v in counters.items()}
-        up = GaugeMetricFamily("froster_edge_camera_up", "1 while the camera's stream runs", labels=labels)
+        up = GaugeMetricFamily("froster_edge_camera_up", "1 while the camera's frames come, 0 while it is down or gone",
+                               labels=labels)
         rate = GaugeMetricFamily("froster_edge_decisions_per_second", "Decisions per second since the camera started",
                                  labels=labels)
         latency = GaugeMetricFamily("froster_edge_stage_latency_seconds",
@@ -73,7 +76,7 @@ class RunCollector:
             s, lv = stats.streams[i], [cam.name, str(i)]
             for key, family in families.items():
                 family.add_metric(lv, getattr(s, key))
-            up.add_metric(lv, 0.0 if (cam.removed or s.ended) else 1.0)
+            up.add_metric(lv, 1.0 if (s.up and not cam.removed and not s.ended) else 0.0)
             rate.add_metric(lv, s.decisions / max(now - stats.started, 1e-9))
             for stage, window in per_stream.get(i, {}).items():
                 if window.count:

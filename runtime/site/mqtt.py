@@ -3,7 +3,8 @@
 Topics (prefix `froster-edge` by default; `<camera>` is the camera's name made topic-safe):
 
   <prefix>/availability                 "online" / "offline", retained; "offline" is also the last will
-  <prefix>/<camera>/availability        "online" while the camera runs, "offline" once a reload removed it, retained
+  <prefix>/<camera>/availability        "online" while the camera's frames come, "offline" while its stream is down
+                                        (dropped, silent, refused) and once a reload removed it, retained
   <prefix>/<camera>/state               the newest decision: {"camera", "label", "score", "top", ...}, retained;
                                         at once when the top label changes, else at most every state_interval_s
   <prefix>/<camera>/event               an action event's start and end (ActionEvent.to_json()), not retained
@@ -333,6 +334,15 @@ class MqttSink:
             self._set(self.topics.camera_availability(camera), b"online")
             if self.options.discovery:
                 self._add_discovery(camera, self.labels[camera])
+            self._lock.notify_all()
+
+    def camera_state(self, camera: str, up: bool, why: str = "") -> None:
+        """A camera's stream went down (its availability "offline": Home Assistant shows its entities
+        unavailable, not its last label) or came back ("online")."""
+        with self._lock:
+            if camera not in self.cameras:
+                return
+            self._set(self.topics.camera_availability(camera), b"online" if up else b"offline")
             self._lock.notify_all()
 
     def camera_removed(self, camera: str) -> None:

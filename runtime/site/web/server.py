@@ -2,7 +2,7 @@
 
 Routes (every one behind the token when the server has one; see the README's "Web view"):
   GET  /                          the page
-  GET  /api/streams               cameras, their latest decision
+  GET  /api/streams               cameras, their latest decision, up or down (and why)
   GET  /api/streams/<i>.mjpg      live view of camera i (multipart/x-mixed-replace JPEG)
   GET  /api/streams/<i>.jpg       its newest frame, once
   GET  /api/decisions?since=N     kept decisions numbered above N, oldest first
@@ -193,6 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/streams":
             latest = hub.latest()
             self._send_json({"streams": [{"index": i, "camera": name, "latest": latest[i],
+                                          "up": hub.down_reason(name) is None, "down_reason": hub.down_reason(name),
                                           "mjpeg": f"/api/streams/{i}.mjpg", "jpeg": f"/api/streams/{i}.jpg"}
                                          for i, name in enumerate(hub.cameras)],
                              "stream_fps": web.options.stream_fps})
