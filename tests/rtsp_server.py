@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class RtspServer:
         self.video, self.user, self.password, self.auth = video, user, password, auth
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
+        self.transports: list[str] = []  # the Transport header of each client's SETUP, as the server got it
 
     def url(self, user: str | None = None, password: str | None = None, path: str = "cam") -> str:
         cred = f"{user}:{password}@" if user is not None and password is not None else f"{user}@" if user else ""
@@ -74,6 +76,7 @@ class RtspServer:
         if "listening" not in line:
             rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
             raise AssertionError(f"the RTSP server did not start: {line}{rest}")
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         end = time.monotonic() + 10
         while time.monotonic() < end:
             try:
@@ -82,6 +85,11 @@ class RtspServer:
             except OSError:
                 time.sleep(0.05)
         raise AssertionError(f"the RTSP server does not listen on {self.port}")
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            if line.startswith("transport "):
+                self.transports.append(line.split(" ", 1)[1].strip())
 
     def pause(self) -> None:
         assert self.proc is not None
@@ -135,6 +143,11 @@ def main(argv: list[str]) -> None:
         permissions.add_role_from_structure(Gst.Structure.new_from_string(
             "viewer, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"))
         factory.set_permissions(permissions)
+    def on_setup(client, ctx) -> None:  # the transport each client asked for, for the tests to read
+        ok, value = ctx.request.get_header(GstRtsp.RTSPHeaderField.TRANSPORT, 0)
+        print(f"transport {value}", flush=True)
+
+    server.connect("client-connected", lambda srv, client: client.connect("setup-request", on_setup))
     server.get_mount_points().add_factory("/cam", factory)
     if server.attach(None) == 0:
         print(f"cannot listen on {port}", flush=True)

@@ -298,3 +298,34 @@ def test_a_silent_stream_is_dropped_at_the_read_timeout_not_three_of_them(rtsp_v
             if live is not None:
                 live.kill()
     assert "no frame for 5 s (the read timeout)" in dropped
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_rtsp_transport_is_what_the_camera_is_asked_for(rtsp_video, tiny_bundle, tmp_path, transport):
+    with RtspServer(rtsp_video) as server:
+        site = tmp_path / "site.yaml"
+        site.write_text(yaml.safe_dump({"bundle": str(tiny_bundle), "defaults": {"sample_fps": 8, "hop": 1},
+                                        "cameras": [{"name": "door", "source": server.url(), "rtsp_transport": transport}]}))
+        live = LiveRun("--config", str(site))
+        try:
+            live.decision(timeout=90)
+            assert live.stop() == 0
+        finally:
+            live.kill()
+        asked = list(server.transports)
+    assert asked and all(("RTP/AVP/TCP" in t) == (transport == "tcp") for t in asked), asked
+    assert all(("client_port=" in t) == (transport == "udp") for t in asked), asked
+
+
+@pytest.mark.parametrize("camera, message", [
+    ({"rtsp_transport": "quic"}, "cameras[door].rtsp_transport must be tcp or udp, not 'quic'"),
+    ({"source": "0", "rtsp_transport": "udp"}, "rtsp_transport applies to rtsp:// sources only"),
+    ({"password_env": "FROSTER_TEST_UNSET_PW"}, "cameras[door].password_env: the environment variable FROSTER_TEST_UNSET_PW is not set"),
+    ({"password_file": "missing.pw"}, "cameras[door].password_file:"),
+    ({"source": "rtsp://127.0.0.1:1/cam", "password_env": "HOME"}, "give the user name in the source"),
+])
+def test_bad_camera_credentials_and_transports_are_one_line_naming_the_key(tiny_bundle, tmp_path, camera, message):
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({"bundle": str(tiny_bundle),
+                                    "cameras": [{"name": "door", "source": "rtsp://u@127.0.0.1:1/cam", **camera}]}))
+    assert_one_line_error(cli("run", "--config", str(site)), 1, message)
