@@ -17,6 +17,7 @@ a file again at its end, frame numbers continuing.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -34,6 +35,8 @@ from .options import CaptureOptions
 from .stats import RunStats, StreamCounters
 
 import cv2  # noqa: E402  (after ..video, see above)
+
+log = logging.getLogger(__name__)
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV's own warnings, e.g. on a missing camera
 
@@ -296,12 +299,12 @@ class Reader(threading.Thread):
 
     def __init__(self, spec: SourceSpec, cap: cv2.VideoCapture, slot: FrameSlot, stop: threading.Event,
                  options: CaptureOptions, stats: RunStats, counters: StreamCounters,
-                 want: Callable[[float], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream",
+                 want: Callable[[float], bool] | None = None, name: str = "stream",
                  stream: int | None = None, on_state: Callable[[bool, str], None] | None = None,
                  respec: Callable[[], SourceSpec] | None = None):
         super().__init__(name=f"reader-{name}", daemon=True)  # daemon: a read stuck in FFmpeg cannot hang the exit
         self.spec, self.cap, self.slot, self.stop = spec, cap, slot, stop
-        self.options, self.stats, self.counters, self.want, self.log = options, stats, counters, want, log
+        self.options, self.stats, self.counters, self.want = options, stats, counters, want
         self.label = name
         self.stream = stream  # the stream number its latencies are recorded under
         self.fps = capture_fps(cap) or options.fallback_fps
@@ -403,14 +406,14 @@ class Reader(threading.Thread):
                     try:
                         self.spec = self.respec()
                     except FrosterError as e:  # the password file unreadable for now: the old one is tried
-                        self.log(f"stream {self.label}: {e}")
+                        log.warning(f"stream {self.label}: {e}")
                 self.cap = open_capture(self.spec, opts)
                 if self.cap is None:
                     if self.stop.is_set():
                         return
                     why = why_not_opened(self.spec, opts)
                     if why != self.counters.down_reason:  # said once per cause, not once per retry
-                        self.log(f"stream {self.label}: {self.spec.text} unreachable: {why}; retrying every "
+                        log.warning(f"stream {self.label}: {self.spec.text} unreachable: {why}; retrying every "
                                  f"{backoff:.1f} s up to {opts.reconnect_max_s:g} s")
                     self._state(False, why)
                     self.stop.wait(backoff)
@@ -419,7 +422,7 @@ class Reader(threading.Thread):
                 self.counters.reconnects += 1
                 segment += 1
                 pace = _Pace(capture_fps(self.cap) or self.fps)
-                self.log(f"stream {self.label}: reconnected to {self.spec.text}")
+                log.info(f"stream {self.label}: reconnected to {self.spec.text}")
                 self._state(True)
             t0 = time.monotonic()
             ok, bgr, silent = self._grab_live(start)
@@ -433,7 +436,7 @@ class Reader(threading.Thread):
                         "ones; download it and give the file to --source")
                 why = (f"no frame for {opts.read_timeout_s:g} s (the read timeout)" if silent
                        else "the stream ended or its connection broke")
-                self.log(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s: {why}")
+                log.warning(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s: {why}")
                 self._state(False, why)
                 self.cap.release()
                 self.cap = None

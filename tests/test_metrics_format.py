@@ -47,7 +47,7 @@ def test_the_metrics_pass_promtool_and_latency_is_a_summary(tiny_bundle):
 
     options = RunOptions(sources=[str(CLIPS / "stgcn_clean_and_jerk.mp4")], backend="ort-cpu", max_decisions=3,
                          sampling=SamplingOptions(hop=1, fps=4.0))
-    pipeline = Pipeline(tiny_bundle, options, [], log=lambda m: None)
+    pipeline = Pipeline(tiny_bundle, options, [])
     pipeline.run()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RunCollector(pipeline))
