@@ -20,6 +20,7 @@ from froster_edge.runtime.sources import parse_source
 from .helpers import CLIPS, LiveRun, assert_one_line_error, cli, free_port
 from .mosquitto import Broker, Subscriber
 from .rtsp_server import RtspServer, encode_clip, gstreamer_missing
+from .test_web_browser import browser  # noqa: F401  (the fixture: headless chromium)
 
 PASSWORD = "Zq7-secret-Pw4x"  # unique enough that any hit is a leak
 USER = "viewer"
@@ -329,3 +330,30 @@ def test_bad_camera_credentials_and_transports_are_one_line_naming_the_key(tiny_
     site.write_text(yaml.safe_dump({"bundle": str(tiny_bundle),
                                     "cameras": [{"name": "door", "source": "rtsp://u@127.0.0.1:1/cam", **camera}]}))
     assert_one_line_error(cli("run", "--config", str(site)), 1, message)
+
+
+def test_the_web_page_marks_a_camera_down_with_its_cause_and_up_again(browser, rtsp_video, tiny_bundle):  # noqa: F811
+    """In a real browser (chromium): the server goes away (closed port), the page says so; it comes back."""
+    from .test_web_browser import wait
+
+    http_port = free_port()
+    server = RtspServer(rtsp_video).start()
+    live = None
+    try:
+        live = LiveRun("--bundle", str(tiny_bundle), "--source", server.url(), "--sample-fps", "8", "--hop", "1",
+                       "--http", f"127.0.0.1:{http_port}")
+        live.decision(timeout=90)
+        browser.get(f"http://127.0.0.1:{http_port}/")
+        wait(browser, "document.querySelectorAll('.camera .topk li').length", 60, "decision")
+        server.kill()
+        label = wait(browser, "document.querySelector('.camera')?.dataset.down === '1' && "
+                              "document.querySelector('.camera .label').textContent", 60, "camera down")
+        assert label.startswith("down: ") and "connection refused by 127.0.0.1" in label
+        server.start()
+        wait(browser, "document.querySelector('.camera') && !document.querySelector('.camera').dataset.down", 60,
+             "camera up again")
+        assert live.stop() == 0
+    finally:
+        if live is not None:
+            live.kill()
+        server.kill()
