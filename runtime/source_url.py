@@ -81,6 +81,14 @@ def with_password(url: str, password: str, where: str) -> str:
     return parts.join(quote(password, safe=""))
 
 
+def with_camera_options(text: str, password: str | None, transport: str | None, where: str) -> str:
+    """A source's text with its password put in; refuses a transport for a non-RTSP source. The one
+    check of a camera's credentials and transport keys (the site file and the source parser use it)."""
+    if transport is not None and not text.strip().lower().startswith(("rtsp://", "rtsps://")):
+        raise ConfigError(f"{where}: rtsp_transport applies to rtsp:// sources only, not {redact(text.strip())}")
+    return text if password is None else with_password(text.strip(), password, where)
+
+
 def read_password(where: str, env: str | None, file: Path | None) -> str | None:
     """The password from the environment variable `env` or the file `file` (its first line), or
     None when neither is given. Missing, unreadable or empty: a ConfigError naming the key."""

@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Literal
 import numpy as np
 
 from ..errors import ConfigError, FrosterError
-from .source_url import redact, scrub, secrets_of, with_password
+from .source_url import redact, scrub, secrets_of, with_camera_options
 from ..video import MAX_FRAMES, VideoError, check_early_stop  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
 from .options import CaptureOptions
 from .stats import RunStats, StreamCounters
@@ -76,11 +76,7 @@ def parse_source(text: str, password: str | None = None, transport: RtspTranspor
                  where: str = "--source") -> SourceSpec:
     """A camera index ("0"), a camera device ("/dev/video0"), a URL, or an existing video file.
     `password` (from a site file's password_env/password_file) goes into the URL, whose user it needs."""
-    s = text.strip()
-    if transport is not None and not s.lower().startswith(("rtsp://", "rtsps://")):
-        raise ConfigError(f"{where}: rtsp_transport applies to rtsp:// sources only, not {redact(s)}")
-    if password is not None:
-        s = with_password(s, password, where)
+    s = with_camera_options(text, password, transport, where).strip()
     if s.isdigit():
         return SourceSpec(s, "camera", int(s))
     if s.startswith("/dev/video"):

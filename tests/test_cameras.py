@@ -329,7 +329,9 @@ def test_bad_camera_credentials_and_transports_are_one_line_naming_the_key(tiny_
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump({"bundle": str(tiny_bundle),
                                     "cameras": [{"name": "door", "source": "rtsp://u@127.0.0.1:1/cam", **camera}]}))
-    assert_one_line_error(cli("run", "--config", str(site)), 1, message)
+    r = cli("run", "--config", str(site))
+    assert_one_line_error(r, 1, message)
+    assert f"{site}: cameras[door]" in r.stderr  # the file and the key path, as every site file error
 
 
 def test_the_web_page_marks_a_camera_down_with_its_cause_and_up_again(browser, rtsp_video, tiny_bundle):  # noqa: F811

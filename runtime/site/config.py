@@ -27,6 +27,7 @@ from ...config import check_fields
 from ...errors import ConfigError
 from .clips import ClipOptions
 from .events import EventOptions
+from ..source_url import read_password, with_camera_options
 from ..options import BACKENDS, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, check_options
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,8 @@ def _camera(i: int, d: Any, base: RunOptions, base_dir: Path) -> tuple[CameraOpt
         password_env=_str(f"{where}.password_env", d["password_env"]) if "password_env" in d else None,
         password_file=_path(base_dir, _str(f"{where}.password_file", d["password_file"])) if "password_file" in d else None,
         rtsp_transport=_transport(f"{where}.rtsp_transport", d["rtsp_transport"]) if "rtsp_transport" in d else None)
+    # credentials and transport checked with the file (the password is read again when the camera opens)
+    with_camera_options(cam.source, read_password(where, cam.password_env, cam.password_file), cam.rtsp_transport, where)
     return cam, d.get("events")
 
 
