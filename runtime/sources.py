@@ -122,10 +122,11 @@ class _CaptureOptionsEnv:
                 self._cond.wait()
             if self._holders == 0:
                 self._value = value
-                if value is None:
-                    os.environ.pop(CAPTURE_OPTIONS_ENV, None)
-                else:
-                    os.environ[CAPTURE_OPTIONS_ENV] = value
+                if os.environ.get(CAPTURE_OPTIONS_ENV) != value:  # written only on a change (setenv is not free)
+                    if value is None:
+                        os.environ.pop(CAPTURE_OPTIONS_ENV, None)
+                    else:
+                        os.environ[CAPTURE_OPTIONS_ENV] = value
             self._holders += 1
         try:
             yield

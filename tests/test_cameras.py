@@ -4,6 +4,7 @@ password opens the stream and shows nowhere else; faults are named for what they
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -359,3 +360,15 @@ def test_the_web_page_marks_a_camera_down_with_its_cause_and_up_again(browser, r
         if live is not None:
             live.kill()
         server.kill()
+
+
+def test_a_cameras_transport_is_added_to_the_users_own_capture_options(monkeypatch):
+    from froster_edge.runtime.sources import CAPTURE_OPTIONS_ENV, _CaptureOptionsEnv
+
+    monkeypatch.setenv(CAPTURE_OPTIONS_ENV, "stimeout;5000000|rtsp_transport;tcp|buffer_size;1024")
+    env = _CaptureOptionsEnv()
+    parsed = lambda v: dict(kv.split(";", 1) for kv in v.split("|"))  # noqa: E731  (OpenCV's "k;v|k;v")
+    assert parsed(env.value_for("udp")) == {"stimeout": "5000000", "rtsp_transport": "udp", "buffer_size": "1024"}
+    assert env.value_for(None) == "stimeout;5000000|rtsp_transport;tcp|buffer_size;1024"
+    with env.holding("udp"):
+        assert parsed(os.environ[CAPTURE_OPTIONS_ENV])["rtsp_transport"] == "udp"
