@@ -302,12 +302,14 @@ def test_a_silent_stream_is_dropped_at_the_read_timeout_not_three_of_them(rtsp_v
     assert "no frame for 5 s (the read timeout)" in dropped
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", ["udp", "tcp", None])
 def test_rtsp_transport_is_what_the_camera_is_asked_for(rtsp_video, tiny_bundle, tmp_path, transport):
+    """None: the key left out, and the documented default (TCP) is asked for."""
     with RtspServer(rtsp_video) as server:
         site = tmp_path / "site.yaml"
+        camera = {"name": "door", "source": server.url(), **({"rtsp_transport": transport} if transport else {})}
         site.write_text(yaml.safe_dump({"bundle": str(tiny_bundle), "defaults": {"sample_fps": 8, "hop": 1},
-                                        "cameras": [{"name": "door", "source": server.url(), "rtsp_transport": transport}]}))
+                                        "cameras": [camera]}))
         live = LiveRun("--config", str(site))
         try:
             live.decision(timeout=90)
@@ -315,7 +317,7 @@ def test_rtsp_transport_is_what_the_camera_is_asked_for(rtsp_video, tiny_bundle,
         finally:
             live.kill()
         asked = list(server.transports)
-    assert asked and all(("RTP/AVP/TCP" in t) == (transport == "tcp") for t in asked), asked
+    assert asked and all(("RTP/AVP/TCP" in t) == (transport != "udp") for t in asked), asked
     assert all(("client_port=" in t) == (transport == "udp") for t in asked), asked
 
 
