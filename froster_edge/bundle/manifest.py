@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from ..errors import BundleError, ConfigError, shorten
 from ..io import atomic_write_json, is_leftover, read_folder_json, read_versioned_json, sha256_file
 from ..sampling import SamplingSpec
+from ..spatial import SpatialSpec
 
 FORMAT = "froster-edge-bundle"
 VERSION = 1
@@ -158,7 +159,8 @@ def check_structure(doc: dict[str, Any], where: Path) -> None:
     for key, kind in [("model.student", "dict"), ("model.source", "dict"), ("labels", "dict"), ("labels.file", "path"),
                       ("onnx.video_encoder.fp16_file", "path"), ("int8", "dict"), ("int8.file", "path"),
                       ("confidence", "dict"), ("preprocessing.sampling", "dict"),
-                      ("preprocessing.sampling.stride", "number"), ("preprocessing.sampling.reference_fps", "number")]:
+                      ("preprocessing.sampling.stride", "number"), ("preprocessing.sampling.reference_fps", "number"),
+                      ("preprocessing.spatial", "dict")]:
         need(key, kind, optional=True)
     pre = doc["preprocessing"]
     want = [pre["streams"], pre["num_frames"], pre["image_size"], pre["image_size"], 3]
@@ -206,6 +208,15 @@ def sampling_spec(manifest: dict[str, Any]) -> SamplingSpec:
     pre = manifest["preprocessing"]
     try:
         return SamplingSpec.from_manifest(pre.get("sampling"), int(pre["num_frames"]))
+    except ConfigError as e:
+        raise BundleError(f"bundle manifest: {e}") from e
+
+
+def spatial_spec(manifest: dict[str, Any]) -> SpatialSpec:
+    """How the bundle's frames are resized and cropped (`preprocessing.spatial`); a bundle exported
+    before the spec was recorded keeps the legacy transforms it was exported with."""
+    try:
+        return SpatialSpec.from_manifest(manifest["preprocessing"].get("spatial"))
     except ConfigError as e:
         raise BundleError(f"bundle manifest: {e}") from e
 
