@@ -8,8 +8,9 @@ request registers in `outputs`) is checked by `io.check_outputs` before anything
 path that cannot be written, a folder, an input video or a bundle file is one line and exit 1
 before the first frame, never a loss after hours of work.
 
-Signals: from the start of `run` to its end, SIGINT and SIGTERM only ask the run to stop (any
-number of them, as `timeout`, a process-group kill or a service manager send them): no exception
+Signals (runtime/signals.py): from the start of `run` to its end, SIGINT and SIGTERM only ask the
+run to stop (any number of them, as `timeout`, a process-group kill or a service manager send
+them), and SIGHUP reloads the site file and reopens the events file, or is ignored: no exception
 interrupts the shutdown, so the threads are stopped, the recording is finished into a playable
 file, the stats are printed (stderr) and written (--stats-json), and the exit code is 0. A signal
 while loading or while a stream is still connecting stops the run there, with its stats. A
@@ -20,7 +21,6 @@ line, exit code 1.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -34,6 +34,7 @@ from .site.events import EventOptions, EventSegmenter, JsonlEventSink
 from .site.mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .options import RunOptions, camera_list
 from .pipeline import Pipeline, stderr
+from .signals import RunSignals
 from .site.config import Site, SiteReloader
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError, parse_source
@@ -59,7 +60,7 @@ def run(req: RunRequest) -> dict:
     """Run until the sources end or a signal; returns the stats dict (raises SourceError after
     printing them when a source failed)."""
     stop = threading.Event()
-    with StopOnSignals(stop) as signals:
+    with RunSignals(stop) as signals:
         if req.mqtt is not None:
             check_mqtt_options(req.mqtt)  # before any loading
         if req.show:
@@ -74,6 +75,8 @@ def run(req: RunRequest) -> dict:
         site = req.site or Site()
         check_outputs(run_outputs(req, [*sinks, *frame_sinks]) + site_outputs(site), run_inputs(req))
         segmenter, clips = _event_sinks(site, sinks, frame_sinks, lambda: pipeline, events_for_mqtt=req.mqtt is not None)
+        event_files = [s for s in (segmenter.sinks if segmenter is not None else ()) if isinstance(s, JsonlEventSink)]
+        signals.on_hangup.extend(s.reopen for s in event_files)  # a rotated events file is opened again
         hub = Hub(names, http) if http is not None else None
         if hub is not None:
             sinks.append(hub)
@@ -97,7 +100,7 @@ def run(req: RunRequest) -> dict:
             reloader = SiteReloader(site.path, site.base or req.options, pipeline, stderr,
                                     on_camera_events=(lambda d: setattr(segmenter, "per_camera", dict(d))) if segmenter else None)
             pipeline.on_idle = reloader.poll
-            reloader.install()
+            signals.on_hangup.append(reloader.request)
         metrics = None
         if site.metrics is not None:
             try:  # prometheus-client only where metrics are asked for
@@ -118,12 +121,13 @@ def run(req: RunRequest) -> dict:
                 mqtt.close()  # the pipeline closed it already unless opening a source failed
             if web is not None:
                 web.close()
-            if reloader is not None:
-                reloader.uninstall()
             if metrics is not None:
                 metrics.close()
         if mqtt is not None:
             stats.info["mqtt"] = mqtt.stats()
+        lost = sum(s.lost for s in event_files)
+        if lost:
+            stats.info["events_lost"] = lost
         if signals.received:
             stats.info["interrupted"] = True
             stats.info["signals"] = signals.received
@@ -160,35 +164,6 @@ def run_inputs(req: RunRequest) -> list[Path]:
     manifest = mf.read_manifest(bundle)
     inputs += [bundle / mf.MANIFEST_FILE, *(bundle / name for name in manifest["files"])]
     return inputs
-
-
-class StopOnSignals:
-    """While active, SIGINT and SIGTERM set `stop` (and are counted) instead of raising, so any
-    number of them leaves the shutdown whole. Only the main thread can install handlers; elsewhere
-    this does nothing."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, stop: threading.Event):
-        self.stop, self.received = stop, 0
-        self._previous: dict = {}
-
-    def _handle(self, signum, frame) -> None:
-        self.received += 1
-        if self.received == 1:
-            stderr(f"{signal.Signals(signum).name}: stopping (stats and outputs are being finished)")
-        self.stop.set()
-
-    def __enter__(self) -> "StopOnSignals":
-        # SIGINT too: a process started in the background by a non-interactive shell inherits SIGINT
-        # ignored, and `kill -INT` must still stop it cleanly with its stats
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def site_outputs(site: Site) -> list[Output]:

@@ -16,17 +16,22 @@ Plain single-threaded logic on the decision loop's thread; no cv2, no torch.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ...errors import ConfigError
 from ..sinks import Decision
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -254,19 +259,75 @@ class EventSegmenter:
 
 
 class JsonlEventSink:
-    """Events appended to a file, one JSON object a line, flushed at once (a small append: it
-    never holds the decision loop up). The file is opened in append mode: runs add to it."""
+    """Events appended to a file, one JSON object a line, written at once (a small append: it never
+    holds the decision loop up). Runs add to the file.
 
-    def __init__(self, path: Path | str, out: IO[str] | None = None):
+    A failed write (a full disk, a file-size limit, a file made read-only) never stops the run: the
+    first failure is logged, every lost event is counted (`lost`), and the file is cut back to its
+    size before the write, so the next line that can be written starts on a whole line (where even
+    the cut fails, the next write ends the cut-off line first). `reopen()` (SIGHUP, after the file was
+    rotated away) makes the next write open the path again.
+    """
+
+    def __init__(self, path: Path | str):
         self.path = Path(path)
-        if out is None and not self.path.parent.is_dir():
+        if not self.path.parent.is_dir():
             raise ConfigError(f"--events {self.path}: folder {self.path.parent} does not exist")
-        self.out = out or open(self.path, "a", encoding="utf-8")
+        self.lost = 0
+        self._fd: int | None = self._open()
+        self._reopen = False
+        self._cut = False  # the file may end in a cut-off line
+        self._failing = False
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+    def reopen(self) -> None:
+        """Open the path again before the next write (safe from any thread: only a flag is set)."""
+        self._reopen = True
 
     def event(self, event: ActionEvent) -> None:
-        self.out.write(json.dumps(event.to_json()) + "\n")
-        self.out.flush()
+        data = (json.dumps(event.to_json()) + "\n").encode()
+        try:
+            self._write(data)
+        except OSError as e:
+            self.lost += 1
+            if not self._failing:
+                self._failing = True
+                log.warning("events file %s: %s; events are counted as lost until writes succeed again",
+                            self.path, e.strerror or e)
+            return
+        if self._failing:
+            self._failing = False
+            log.warning("events file %s: writing again (%d events lost so far)", self.path, self.lost)
+
+    def _write(self, data: bytes) -> None:
+        if self._reopen or self._fd is None:
+            self._reopen = False
+            self._close_fd()
+            self._fd = self._open()
+            self._cut = False
+        fd = self._fd
+        size = os.fstat(fd).st_size
+        if self._cut and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # the cut-off line ends here, alone; this one starts whole
+        try:
+            done = os.write(fd, data)
+            if done != len(data):  # the rest would fail with the reason (EFBIG, ENOSPC)
+                os.write(fd, data[done:])
+                raise OSError(errno.ENOSPC, "short write")
+        except OSError:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                self._cut = True
+            raise
+        self._cut = False
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def close(self) -> None:
-        if not self.out.closed:
-            self.out.close()
+        self._close_fd()
