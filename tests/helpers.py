@@ -251,9 +251,9 @@ def train_cli(*args: str) -> tuple[int, str]:
 class LiveRun:
     """`froster-edge run` in a subprocess, its JSON lines and stderr read as they come."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, **popen):
         self.proc = subprocess.Popen([sys.executable, "-m", "froster_edge.cli", "run", *args, "--jsonl"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
         self.decisions: queue.Queue = queue.Queue()
         self.stderr: list[str] = []
         self.seen: list[dict] = []
