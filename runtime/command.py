@@ -193,7 +193,7 @@ def _event_sinks(site: Site, sinks: list, frame_sinks: list, pipeline_of, events
                            lambda i: pipeline_of().stats.streams[i].fps, stderr)
         event_sinks.append(clips)
         frame_sinks.append(clips)
-    segmenter = EventSegmenter(events, event_sinks, clip_names=clips is not None, per_camera=site.camera_events)
+    segmenter = EventSegmenter(events, event_sinks, clip_names=clips.names if clips is not None else False, per_camera=site.camera_events)
     sinks.append(segmenter)
     return segmenter, clips
 

@@ -9,15 +9,18 @@ frame threads never wait for the disk; a frame or clip that finds the queue full
 counted. The writer encodes with OpenCV (mp4v), writes to a temporary name and renames it when
 the clip is complete (froster_edge.io), so a clip on disk is always whole. The peak's frame is
 written as a JPEG the same way. Names start with the event's UTC start
-(`20261129T120305.123-back-door-falling.mp4`): a listing sorts by time, and when the folder
-exceeds `budget_mb` the oldest files are deleted first.
+(`20261129T120305.123-back-door-falling.mp4`): a listing sorts by time. When the clips this
+sink wrote (named so, and listed in the folder's record `.froster-edge-clips.json`) exceed
+`budget_mb`, the oldest are deleted first; no other file in the folder is ever deleted.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import queue
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -27,10 +30,12 @@ from typing import Callable
 import numpy as np
 
 from ...errors import ConfigError
-from ...io import atomic_path, atomic_write_bytes
+from ...io import atomic_path, atomic_write_bytes, atomic_write_json, read_versioned_json, recover
 from .events import ActionEvent, event_file_stem
 from ..assembly import RateGate
 from ..sources import Frame, cv2
+
+log = logging.getLogger(__name__)
 
 BUFFER_MARGIN_S = 20.0  # kept beyond the pre-roll: an event is announced after its entering run
 
@@ -41,7 +46,7 @@ class ClipOptions:
     pre_roll_s: float = 5.0
     post_roll_s: float = 2.0
     max_clip_s: float = 120.0
-    budget_mb: float = 2048.0  # the folder's clips and snapshots; oldest deleted first beyond it
+    budget_mb: float = 2048.0  # this sink's clips and snapshots (DiskBudget); oldest deleted first beyond it
     buffer_mb: float = 48.0  # recent frames kept in memory, per camera
     width: int = 640  # frames wider than this are downscaled (aspect kept)
     fps: float = 10.0  # at most this many frames a second in clips and the buffer
@@ -61,6 +66,17 @@ class ClipOptions:
         for bad, message in problems:
             if bad:
                 raise ConfigError(message)
+
+
+def playable(path: Path | None) -> bool:
+    """The file opens as a video and its first frame decodes."""
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return False
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return bool(cap.isOpened() and cap.read()[0])
+    finally:
+        cap.release()
 
 
 def downscale(image: np.ndarray, width: int) -> np.ndarray:
@@ -96,32 +112,62 @@ class FrameBuffer:
         return min(self.items, key=lambda item: abs(item[0] - t))[1]
 
 
+RECORD_FILE = ".froster-edge-clips.json"  # the clips this sink wrote, in the clips folder
+RECORD_FORMAT, RECORD_VERSION = "froster-edge-clips", 1
+OWN_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}-[a-z0-9-]+\.(?:mp4|jpg)$")  # event_file_stem + suffix
+
+
 class DiskBudget:
-    """Our clips and snapshots in the folder, by name (= by time); the oldest go beyond the budget."""
+    """The clips and snapshots this sink wrote, oldest first beyond the budget.
 
-    SUFFIXES = (".mp4", ".jpg")
+    Only a file both named as ours (OWN_NAME) and listed in the folder's record (RECORD_FILE, kept
+    by every run and written atomically) is counted or ever deleted: a user's video in the folder,
+    even one named like ours, is never touched and does not count against the budget. A record
+    that cannot be read is said once and started afresh (nothing of the folder is then trimmed
+    until this run writes its own)."""
 
-    def __init__(self, folder: Path, max_bytes: int, log: Callable[[str], None]):
-        self.folder, self.max_bytes, self.log = folder, max_bytes, log
+    def __init__(self, folder: Path, max_bytes: int):
+        self.folder, self.max_bytes = folder, max_bytes
+        self.record = folder / RECORD_FILE
         self.files: list[tuple[str, int]] = sorted(
-            (p.name, p.stat().st_size) for p in folder.iterdir()
-            if p.is_file() and p.suffix in self.SUFFIXES and not p.name.startswith("."))
+            (name, (folder / name).stat().st_size) for name in self._recorded()
+            if OWN_NAME.match(name) and (folder / name).is_file() and not (folder / name).is_symlink())
         self.total = sum(size for _, size in self.files)
         self.deleted = 0
         self.trim()
+
+    def _recorded(self) -> set[str]:
+        if not self.record.exists():
+            return set()
+        try:
+            doc = read_versioned_json(self.record, RECORD_FORMAT, RECORD_VERSION, ("files",), ConfigError, "clips record")
+            names = doc["files"]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ConfigError(f"{self.record} is corrupt: 'files' is not a list of names")
+        except ConfigError as e:
+            log.warning("clips: %s; starting a new record (files it named are no longer trimmed)", e)
+            return set()
+        return set(names)
+
+    def _save(self) -> None:
+        atomic_write_json(self.record, {"format": RECORD_FORMAT, "version": RECORD_VERSION,
+                                        "files": [name for name, _ in self.files]})
 
     def add(self, path: Path) -> None:
         size = path.stat().st_size
         bisect.insort(self.files, (path.name, size))
         self.total += size
-        self.trim()
+        self.trim(save=True)
 
-    def trim(self) -> None:
+    def trim(self, save: bool = False) -> None:
         while self.files and self.total > self.max_bytes:
             name, size = self.files.pop(0)
             (self.folder / name).unlink(missing_ok=True)
             self.total -= size
             self.deleted += 1
+            save = True
+        if save:
+            self._save()
 
 
 @dataclass
@@ -152,6 +198,7 @@ class _Open:
     stack: contextlib.ExitStack | None = None  # the atomic write, once the first frame came
     writer: cv2.VideoWriter | None = None
     size: tuple[int, int] = (0, 0)
+    tmp: Path | None = None  # the temporary file being written, renamed to `path` once verified
 
 
 class EventClips:
@@ -165,7 +212,8 @@ class EventClips:
             raise ConfigError(f"clips folder {folder} does not exist")
         self.options, self.camera_of, self.fps_of, self.log = options, camera_of, fps_of, log
         self.counters = ClipCounters()
-        self.budget = DiskBudget(folder, int(options.budget_mb * 2**20), log)
+        recover(folder)  # hidden temporaries a killed run left (ours only: by name, of processes that are gone)
+        self.budget = DiskBudget(folder, int(options.budget_mb * 2**20))
         self._lock = threading.Lock()
         self._buffers: dict[str, FrameBuffer] = {}
         self._gates: dict[int, RateGate] = {}
@@ -174,6 +222,7 @@ class EventClips:
         self._queue: queue.Queue = queue.Queue(options.queue)
         self._open: dict[str, _Open] = {}
         self._logged: set[str] = set()
+        self._failed: set[str] = set()  # stems whose writing failed (the writer adds, under the lock)
         self._writer = threading.Thread(target=self._write_loop, name="clip-writer", daemon=True)
         self._writer.start()
 
@@ -242,6 +291,16 @@ class EventClips:
                 if event.interrupted:
                     self._finish(event.id)
 
+    def names(self, event: ActionEvent) -> tuple[str | None, str | None]:
+        """The clip and snapshot names an ending event may carry: those of a recording under way
+        whose writing has not failed so far (a failure after the event's end, in the post-roll or
+        at the final check, is counted in `errors` and leaves no file, but the event is written)."""
+        with self._lock:
+            rec = self._recordings.get(event.id)
+            if rec is None or rec.stem in self._failed:
+                return None, None
+            return f"{rec.stem}.mp4", (f"{rec.stem}.jpg" if rec.snapshot is not None else None)
+
     def peak(self, event: ActionEvent) -> None:
         with self._lock:
             rec, buf = self._recordings.get(event.id), self._buffers.get(event.camera)
@@ -289,12 +348,17 @@ class EventClips:
                     self._end_clip(stem, item[2])
             except Exception as e:  # a full disk or a codec: count it, say it once per kind, go on
                 self.counters.errors += 1
+                with self._lock:
+                    self._failed.add(stem)
                 opened = self._open.pop(stem, None)
                 if opened is not None and opened.stack is not None:
                     opened.stack.__exit__(type(e), e, e.__traceback__)
                 if kind not in self._logged:
                     self._logged.add(kind)
                     self.log(f"clips: {stem}: {type(e).__name__}: {e}")
+            if kind == "close":  # the event was named before its close was queued: its failure is no longer asked for
+                with self._lock:
+                    self._failed.discard(stem)
             self.counters.open = len(self._open)
         for stem in list(self._open):
             self._end_clip(stem, None)
@@ -310,7 +374,7 @@ class EventClips:
             return
         if opened.writer is None:  # the first frame sets the size
             opened.stack = contextlib.ExitStack()
-            tmp = opened.stack.enter_context(atomic_path(opened.path, keep_suffix=True))
+            tmp = opened.tmp = opened.stack.enter_context(atomic_path(opened.path, keep_suffix=True))
             opened.size = (image.shape[1], image.shape[0])
             opened.writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), opened.fps, opened.size)
             if not opened.writer.isOpened():
@@ -323,6 +387,10 @@ class EventClips:
         opened = self._open.pop(stem, None)
         if opened is not None and opened.writer is not None and opened.stack is not None:
             opened.writer.release()
+            if not playable(opened.tmp):  # OpenCV's writer never raises: a full disk leaves a torn file
+                error = OSError(f"{opened.path.name} could not be written whole (a full disk or a size limit?)")
+                opened.stack.__exit__(OSError, error, None)  # the temporary is deleted, nothing renamed
+                raise error
             opened.stack.close()  # the rename: the clip appears whole
             self.counters.clips += 1
             self.budget.add(opened.path)

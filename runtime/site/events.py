@@ -24,7 +24,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -132,10 +132,12 @@ class EventSegmenter:
     """A decision sink that turns decisions into ActionEvents for the event sinks.
 
     `options_of(camera)` gives a camera's EventOptions (per-camera thresholds from a site file).
-    `clip_names`: fill `clip`/`snapshot` on "end" (event clips are being written).
+    `clip_names`: fill `clip`/`snapshot` on "end": True names the files an event's clip is written
+    to; a function (EventClips.names) names only what is being written and has not failed so far.
     """
 
-    def __init__(self, options: EventOptions, sinks: list[EventSink], clip_names: bool = False,
+    def __init__(self, options: EventOptions, sinks: list[EventSink],
+                 clip_names: bool | Callable[[ActionEvent], tuple[str | None, str | None]] = False,
                  per_camera: dict[str, EventOptions] | None = None):
         options.check()
         for name, o in (per_camera or {}).items():
@@ -220,7 +222,9 @@ class EventSegmenter:
         event = track.event
         assert event is not None
         event.phase, event.end_time, event.end_media, event.interrupted = "end", end.time, end.media_time, interrupted
-        if self.clip_names:
+        if callable(self.clip_names):
+            event.clip, event.snapshot = self.clip_names(event)
+        elif self.clip_names:
             stem = event_file_stem(event)
             event.clip, event.snapshot = f"{stem}.mp4", f"{stem}.jpg"
         track.event, track.dip, track.total, track.count = None, [], 0.0, 0
