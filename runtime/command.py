@@ -155,11 +155,18 @@ def run_outputs(req: RunRequest, sinks: Iterable[object] = ()) -> list[Output]:
 
 
 def run_inputs(req: RunRequest) -> list[Path]:
-    """What the run reads and no output may replace: source files, the label table, the bundle's files."""
+    """What the run reads and no output may replace: source files, the label table, the bundle's
+    files, the site file and every secret file its sections name (a token, a password)."""
     sources = [c.source for c in camera_list(req.options)]
     inputs = [Path(spec.target) for spec in map(parse_source, sources) if spec.kind == "file"]
     if req.options.labels is not None:
         inputs.append(Path(req.options.labels))
+    site = req.site or Site()
+    if site.path is not None:
+        inputs.append(Path(site.path))
+    for section in (site.metrics, site.mqtt, site.http, req.mqtt, req.http):
+        inputs += [Path(value) for key, value in vars(section).items()
+                   if key.endswith("_file") and value is not None] if hasattr(section, "__dict__") else []
     bundle = Path(req.bundle)
     manifest = mf.read_manifest(bundle)
     inputs += [bundle / mf.MANIFEST_FILE, *(bundle / name for name in manifest["files"])]

@@ -239,7 +239,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess | Result, code: int,
     assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert text in lines[0]
+    assert text in lines[0], lines[0]
 
 
 def train_cli(*args: str) -> tuple[int, str]:
