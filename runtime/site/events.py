@@ -17,6 +17,7 @@ Plain single-threaded logic on the decision loop's thread; no cv2, no torch.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -92,9 +93,21 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?:[ _-][A-Za-z0-9]+)*")  # Latin letters and digits, single separators
+
+
 def slug(text: str) -> str:
-    """Lower case, runs of anything but letters and digits as one '-': safe in file names and topics."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+    """Lower case, runs of anything but letters and digits as one '-': safe in file names and topics.
+    A name that is not plain (PLAIN_NAME: punctuation, another script; `Jump!` and `jump?`, two
+    names in Cyrillic) gets a short hash of itself added, so two such names never share a slug;
+    plain names differing only in case or separator (`Arm wrestling`, `arm-wrestling`) still do."""
+    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return base if PLAIN_NAME.fullmatch(text) else f"{base or 'x'}-{short_hash(text)}"
+
+
+def short_hash(text: str) -> str:
+    """Six hex digits of the name's SHA-1: what tells apart names whose safe forms are the same."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
 
 
 def utc_stamp(t: float) -> str:

@@ -48,6 +48,7 @@ from typing import Any, Callable, Protocol
 
 from ...errors import ConfigError, MissingCapability
 from ..sinks import Decision
+from .events import PLAIN_NAME, short_hash
 
 PASSWORD_ENV = "FROSTER_EDGE_MQTT_PASSWORD"
 USERNAME_ENV = "FROSTER_EDGE_MQTT_USERNAME"
@@ -140,8 +141,17 @@ def check_mqtt_options(o: MqttOptions) -> None:
 
 
 def topic_id(name: str) -> str:
-    """A camera or label name as one topic level and Home Assistant object id ([A-Za-z0-9_-])."""
+    """A camera name as one topic level and Home Assistant object id ([A-Za-z0-9_-]); two cameras
+    that give the same one are refused (topic_clash)."""
     return _TOPIC_SAFE.sub("_", name.strip()).strip("_").lower() or "_"
+
+
+def label_id(label: str) -> str:
+    """A label as one topic level and object id: topic_id, with a short hash of the label where it is
+    not plain (events.slug's rule), so labels that differ only in punctuation or script get topics
+    of their own."""
+    base = topic_id(label)
+    return base if PLAIN_NAME.fullmatch(label) else f"{base}_{short_hash(label)}"
 
 
 class ActionEventLike(Protocol):
@@ -176,7 +186,7 @@ class Topics:
         return f"{self.prefix}/{topic_id(camera)}/event"
 
     def action(self, camera: str, label: str) -> str:
-        return f"{self.prefix}/{topic_id(camera)}/action/{topic_id(label)}"
+        return f"{self.prefix}/{topic_id(camera)}/action/{label_id(label)}"
 
     def config(self, component: str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.node}/{object_id}/config"
@@ -203,7 +213,7 @@ def discovery_configs(topics: Topics, camera: str, labels: list[str], version: s
           "state_class": "measurement", **common}),
     ]
     for label in labels:
-        lab = topic_id(label)
+        lab = label_id(label)
         out.append((topics.config("binary_sensor", f"{cam}_{lab}"),
                     {"name": label, "unique_id": f"{topics.node}_{cam}_{lab}", "state_topic": topics.action(camera, label),
                      "payload_on": "ON", "payload_off": "OFF", **common}))
