@@ -17,7 +17,8 @@ No torch is imported here or by anything this imports (only the torch backend im
 
 from __future__ import annotations
 
-import sys
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -30,7 +31,8 @@ from ..errors import ConfigError, FrosterError
 from ..sampling import Ticker
 from ..bundle import manifest as mf
 from ..bundle.labels import LabelTable, load_labels
-from ..video import resize_center_crop
+from ..spatial import SpatialSpec
+from ..video import stream_timing
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
 from .options import CameraOptions, CaptureOptions, RunOptions, camera_list, check_options
@@ -40,12 +42,7 @@ from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, de
                       parse_source)
 from .stats import RunStats, StreamCounters
 
-
-def stderr(message: str) -> None:
-    """A log line on stderr, stamped (UTC, milliseconds): a service's log reads on its own."""
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
-    print(f"{stamp} froster-edge: {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,11 +115,11 @@ class ClipBoard:
 class Assembler(threading.Thread):
     """One stream's clip assembly: frames from the reader's slot to clips on the board."""
 
-    def __init__(self, stream: int, slot: FrameSlot, board: ClipBoard, assembler: ClipAssembler, size: int,
-                 live: bool, frame_sinks: list[FrameSink], stats: RunStats, counters: StreamCounters,
+    def __init__(self, stream: int, slot: FrameSlot, board: ClipBoard, assembler: ClipAssembler,
+                 crop: Callable[[np.ndarray], np.ndarray], live: bool, frame_sinks: list[FrameSink], stats: RunStats, counters: StreamCounters,
                  stop: threading.Event, run_stop: threading.Event | None = None, fps: float = 0.0):
         super().__init__(name=f"assembler-{stream}", daemon=True)
-        self.stream, self.slot, self.board, self.assembler, self.size = stream, slot, board, assembler, size
+        self.stream, self.slot, self.board, self.assembler, self.crop = stream, slot, board, assembler, crop
         self.live, self.frame_sinks, self.stats, self.counters, self.stop = live, frame_sinks, stats, counters, stop
         self.run_stop = run_stop or stop
         self.fps = fps
@@ -158,19 +155,24 @@ class Assembler(threading.Thread):
             if frame.image is not None and self.assembler.wants(frame.position):
                 self.counters.frames_sampled += 1
                 t = time.monotonic()
-                small = resize_center_crop(frame.image, self.size)
+                small = self.crop(frame.image)
                 self.stats.record("preprocess", time.monotonic() - t, self.stream)
                 self.assembler.keep(frame.index, small)
-                clip = self.assembler.add(small)
-                if clip is not None:
-                    self.counters.clips += 1
-                    posted = Clip(self.stream, clip, frame.index, frame.media_time, frame.captured, frame.wall,
-                                  time.monotonic())
-                    if self.board.publish(posted, wait=not self.live, stop=self.stop):
-                        self.counters.clips_skipped += 1
+                self._post(self.assembler.take_first(frame.index), frame)
+                self._post(self.assembler.add(small), frame)
             elif frame.image is not None and self.assembler.keeps(frame.index):
-                self.assembler.keep(frame.index, resize_center_crop(frame.image, self.size))
+                self.assembler.keep(frame.index, self.crop(frame.image))
+                self._post(self.assembler.take_first(frame.index), frame)
             waiting = time.monotonic()
+
+    def _post(self, clip: np.ndarray | None, frame: Frame) -> None:
+        """Publish a clip whose newest frame is `frame`."""
+        if clip is None:
+            return
+        self.counters.clips += 1
+        posted = Clip(self.stream, clip, frame.index, frame.media_time, frame.captured, frame.wall, time.monotonic())
+        if self.board.publish(posted, wait=not self.live, stop=self.stop):
+            self.counters.clips_skipped += 1
 
     def _finish(self, last: Frame | None) -> None:
         """A file that ended before its first decision: one short clip over the frames it has."""
@@ -183,6 +185,19 @@ class Assembler(threading.Thread):
                                     time.monotonic(), short=True), wait=True, stop=self.stop)
 
 
+def first_clip(cam: Camera, fps: float, declared: int) -> np.ndarray | None:
+    """A file's first clip by the bundle's spec (eval's first view: the reference clamps it to its
+    selective window where the container reports a duration), when the spec sets the spacing."""
+    spec = cam.rule.spec
+    if cam.spec.kind != "file" or cam.rule.fps is not None or cam.rule.subsample is not None or not spec.uses_timing:
+        return None
+    timed = stream_timing(str(cam.spec.target))
+    if not timed:
+        return None
+    count = max(declared, math.ceil(spec.window_frames(fps)) + 1)  # a clip's frames, unclamped by the end
+    return spec.clip(count, fps, 0.0, timed)
+
+
 def reader_filter(every_frame: bool, live_stream: bool, period: float, rounding: str, fps: float,
                   keeps: Callable[[int], bool] | None = None, sink_fps: float | None = None,
                   clock: Callable[[], float] = time.monotonic) -> Callable[[float], bool] | None:
@@ -190,7 +205,7 @@ def reader_filter(every_frame: bool, live_stream: bool, period: float, rounding:
     frame; for a camera or stream, those a ticker of the assembler's period takes by capture time
     (seconds x fps): the assembler's own ticker then takes every frame it is given, and a frame it
     would have skipped never comes; for a file, the sampled frame indices (plus those `keeps` holds
-    for a short file's clip). `sink_fps`: frame sinks that want at most that many frames a second of
+    for a short file's clip or a file's first clip). `sink_fps`: frame sinks that want at most that many frames a second of
     wall time (event clips) get them too, by a RateGate on the reader's clock: a 30 fps camera with
     clips at 10 fps converts a third of its frames, not all of them."""
     if every_frame:
@@ -250,16 +265,17 @@ class Pipeline:
     """
 
     def __init__(self, bundle: str | Path, options: RunOptions, sinks: list[DecisionSink] | None = None,
-                 frame_sinks: list[FrameSink] | None = None, log: Callable[[str], None] = stderr,
+                 frame_sinks: list[FrameSink] | None = None,
                  opened: Opened | None = None, stop: threading.Event | None = None):
         check_options(options)
-        self.bundle, self.options, self.log = Path(bundle), options, log
+        self.bundle, self.options = Path(bundle), options
         self.sinks = sinks if sinks is not None else []
         self.frame_sinks = frame_sinks if frame_sinks is not None else []  # the caller's list: it may add to it
         self.stop = stop or threading.Event()
         self.manifest = mf.read_manifest(self.bundle)
         pre = self.manifest["preprocessing"]
         self.num_frames, self.size = int(pre["num_frames"]), int(pre["image_size"])
+        self.spatial: SpatialSpec = mf.spatial_spec(self.manifest)  # each frame resized and cropped once, by it
         model = self.manifest["model"]
         self._fingerprint, self._dim = model["fingerprint"], int(model["embed_dim"])
         if options.labels is None:  # the file hashed is the file loaded
@@ -272,7 +288,7 @@ class Pipeline:
         self.watchers: dict[Path, LabelWatcher] = {}
         self.cameras: list[Camera] = []
         self._planned = [self.prepare(c) for c in camera_list(options)]  # a typo fails before any loading
-        self.opened = opened or open_backend(options.backend, self.bundle, self.manifest, log)
+        self.opened = opened or open_backend(options.backend, self.bundle, self.manifest)
         self.backend = self.opened.backend
         self.stats = RunStats(options.stats_window)
         self.on_batch: Callable[[np.ndarray], None] | None = None  # benchmarks record the exact batches
@@ -291,7 +307,7 @@ class Pipeline:
     def _table(self, path: Path) -> LabelTable:
         if path not in self.tables:
             self.tables[path] = load_labels(path, self._fingerprint, self._dim)
-            self.watchers[path] = LabelWatcher(path, self._fingerprint, self._dim, self.log)
+            self.watchers[path] = LabelWatcher(path, self._fingerprint, self._dim)
         return self.tables[path]
 
     def prepare(self, cam: CameraOptions, index: int = -1) -> Camera:
@@ -311,7 +327,8 @@ class Pipeline:
     def describe(self) -> str:
         b, o = self.opened, self.options
         auto = f" (auto; passed over: {'; '.join(f'{k}: {v}' for k, v in b.passed_over.items())})" if b.passed_over else ""
-        return (f"bundle {self.bundle}: T={self.num_frames}, {self.size} px, {self.backend.streams} clip(s) per call; "
+        return (f"bundle {self.bundle}: T={self.num_frames}, {self.size} px ({self.spatial.describe()}), "
+                f"{self.backend.streams} clip(s) per call; "
                 f"backend {self.backend.name}{auto}: {self.backend.detail}; labels: {len(self.classifier.table.names)} "
                 f"classes from {self.labels_path}; hop {o.sampling.hop}")
 
@@ -354,7 +371,7 @@ class Pipeline:
         caps = open_all([(cam.spec, cam.capture) for cam in planned], self.stop)
         if caps is None:
             return False
-        self.log(self.describe())
+        log.info(self.describe())
         threads = [t for cam, cap in zip(planned, caps) for t in self._threads_of(cam, cap)]
         for t in threads:  # together: the first clips of all streams are ready together, batched
             t.start()
@@ -374,7 +391,7 @@ class Pipeline:
         live = self._live(cam)
         fps = capture_fps(cap) or cam.capture.fallback_fps
         if not capture_fps(cap):
-            self.log(f"stream {i}: {cam.spec.text} does not report its frame rate; assuming {fps:g} fps")
+            log.info(f"stream {i}: {cam.spec.text} does not report its frame rate; assuming {fps:g} fps")
         ticker = cam.rule.ticker(fps)
         counters = StreamCounters(cam.spec.text, cam.spec.kind, round(fps, 3), cam.rule.describe(fps), camera=cam.name)
         self.stats.streams.append(counters)
@@ -382,7 +399,8 @@ class Pipeline:
         # a clip uses (the others are not converted to RGB), and, when it may be shorter than one clip (its
         # container says so, or has no count), every frame before the first decision for the short clip.
         assembler = ClipAssembler(self.num_frames, self.size, cam.hop, ticker.period, cam.rule.spec.rounding,
-                                  fps if live else 1.0, cam.rule.spec if cam.spec.kind == "file" else None)
+                                  fps if live else 1.0, cam.rule.spec if cam.spec.kind == "file" else None,
+                                  first_clip(cam, fps, declared_frames(cap)))
         if declared_frames(cap) > assembler.first_due + 1:
             assembler.short = None  # long enough for a decision: no frame kept for a short clip
         # a frame sink that draws every frame gets them all; one that does not (the web view) still
@@ -394,14 +412,17 @@ class Pipeline:
         want = reader_filter(every or (live and bool(others)), cam.spec.live, ticker.period,
                              cam.rule.spec.rounding, fps, assembler.keeps, max(rated, default=None))
         slot = FrameSlot(keep_newest=live)
-        threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, self.log, str(i), i),
-                   Assembler(i, slot, board, assembler, self.size, live, self.frame_sinks, self.stats, counters,
+        threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, str(i), i),
+                   Assembler(i, slot, board, assembler, self._crop, live, self.frame_sinks, self.stats, counters,
                              cam.stop, self.stop, fps)]
         name = "" if cam.name == cam.spec.text else f"camera {cam.name}: "
-        self.log(f"stream {i}: {name}{cam.spec.text} ({'realtime ' if cam.spec.kind == 'file' and live else ''}"
+        log.info(f"stream {i}: {name}{cam.spec.text} ({'realtime ' if cam.spec.kind == 'file' and live else ''}"
                  f"{cam.spec.kind}, {fps:.4g} fps), sampling {cam.rule.describe(fps)}, hop {cam.hop}")
         self._threads = [t for t in self._threads if t.is_alive() or not t.ident] + threads
         return threads
+
+    def _crop(self, image: np.ndarray) -> np.ndarray:
+        return self.spatial.center_crop(image, self.size)
 
     def add_camera(self, cam: CameraOptions) -> bool:
         """Start a camera while the run goes on; False (and one log line) when it cannot be opened."""
@@ -409,7 +430,7 @@ class Pipeline:
             planned = self.prepare(cam)
             cap = open_first(planned.spec, planned.capture)
         except FrosterError as e:
-            self.log(f"camera {cam.name}: not added: {e}")
+            log.warning(f"camera {cam.name}: not added: {e}")
             return False
         self._start(planned, cap)
         for sink in [*self.sinks, *self.frame_sinks]:  # e.g. MQTT announces it (availability, discovery)
@@ -429,7 +450,7 @@ class Pipeline:
                     gone = getattr(sink, "camera_removed", None)
                     if gone is not None:
                         gone(name)
-                self.log(f"stream {cam.index}: camera {name} removed")
+                log.info(f"stream {cam.index}: camera {name} removed")
 
     def camera_labels(self) -> dict[str, list[str]]:
         """Each camera's class names (its label subset or table), before or while it runs."""
@@ -451,7 +472,7 @@ class Pipeline:
                     try:
                         cam.classifier.set_table(subset_table(table, cam.options.labels, f"camera {cam.name}: labels"))
                     except ConfigError as e:
-                        self.log(f"labels: {e}; camera {cam.name} keeps its table")
+                        log.warning(f"labels: {e}; camera {cam.name} keeps its table")
 
     def _loop(self, board: ClipBoard, gather_all: bool) -> None:
         next_poll = 0.0

@@ -2,7 +2,7 @@
 
 A signal handler runs in the main thread between two bytecodes, possibly while that thread holds a
 lock (inside `threading.Event.set()`, a logging handler, a buffered write): a handler that takes a
-lock or writes to stderr can wait on itself for good. So the handler here only writes the signal's
+lock (a logging handler's, a buffered write's) can wait on itself for good. So the handler here only writes the signal's
 number to a pipe (one non-blocking `os.write`, re-entrant and lock-free); a watcher thread reads
 the pipe and does the work (sets the stop event, logs, requests the reload). Any burst of signals
 therefore costs a few bytes each, and the ones that find the pipe full are dropped: they would only
@@ -15,12 +15,13 @@ a no-op said once on the log: the run goes on.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
 from typing import Callable
 
-from .pipeline import stderr
+log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -87,7 +88,7 @@ class RunSignals:
             first = self.received == 0
             self.received += len(stops)
             if first:
-                stderr(f"{signal.Signals(stops[0]).name}: stopping (stats and outputs are being finished)")
+                log.info(f"{signal.Signals(stops[0]).name}: stopping (stats and outputs are being finished)")
             self.stop.set()
         hangups = len(data) - len(stops)
         if hangups:  # a burst is one request: the callbacks only ask for work done once, later
@@ -96,4 +97,4 @@ class RunSignals:
                 callback()
             if not self.on_hangup and not self._ignored_said:
                 self._ignored_said = True
-                stderr("SIGHUP: nothing to reload (no site file, no events file); ignored, the run goes on")
+                log.warning("SIGHUP: nothing to reload (no site file, no events file); ignored, the run goes on")

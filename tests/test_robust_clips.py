@@ -73,7 +73,7 @@ def test_the_budget_never_deletes_a_users_files_even_named_like_clips(tmp_path):
     mine = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert sum(len(b) for b in mine.values()) > 0.2 * 2**20  # the user's files alone exceed the budget
     opts = ClipOptions(folder=tmp_path, pre_roll_s=0.5, post_roll_s=0.5, fps=10.0, width=160, budget_mb=0.2)
-    clips = EventClips(opts, camera_of=lambda i: "pool", fps_of=lambda i: 30.0, log=print)
+    clips = EventClips(opts, camera_of=lambda i: "pool", fps_of=lambda i: 30.0)
     record_events(clips, [2.05, 5.05, 8.05, 11.05, 14.05], pool_frames(60))
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in mine} == mine  # all there, unchanged
     ours = sorted(p.name for p in tmp_path.iterdir() if p.name not in mine and not p.name.startswith("."))
@@ -81,8 +81,7 @@ def test_the_budget_never_deletes_a_users_files_even_named_like_clips(tmp_path):
     assert sum((tmp_path / n).stat().st_size for n in ours) <= 0.2 * 2**20  # the budget counts our files only
     assert json.loads((tmp_path / RECORD_FILE).read_text())["files"] == ours
     # a second run over the same folder: trims its own older files by the record, still nothing of the user's
-    clips = EventClips(ClipOptions(folder=tmp_path, budget_mb=0.05), camera_of=lambda i: "pool", fps_of=lambda i: 30.0,
-                       log=print)
+    clips = EventClips(ClipOptions(folder=tmp_path, budget_mb=0.05), camera_of=lambda i: "pool", fps_of=lambda i: 30.0)
     clips.close()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in mine} == mine
     left = sorted(p.name for p in tmp_path.iterdir() if p.name not in mine and not p.name.startswith("."))
@@ -100,7 +99,7 @@ def test_a_clip_that_could_not_be_written_whole_is_not_renamed_nor_named(tmp_pat
         rng = np.random.default_rng(1)
         noise = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(8)]  # big frames
         clips = EventClips(ClipOptions(folder={str(tmp_path)!r}, pre_roll_s=0.5, post_roll_s=0.5, width=320),
-                           camera_of=lambda i: "pool", fps_of=lambda i: 30.0, log=print)
+                           camera_of=lambda i: "pool", fps_of=lambda i: 30.0)
         resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
         named = record_events(clips, [2.05], noise)
         print(json.dumps({{"named": named, "clips": clips.counters.clips, "errors": clips.counters.errors}}))
@@ -121,7 +120,7 @@ def test_hidden_temporaries_of_a_killed_run_are_removed_at_the_next_start(tmp_pa
     live_tmp.write_bytes(b"\0")
     users = tmp_path / ".my.tmp"
     users.write_bytes(b"mine")
-    EventClips(ClipOptions(folder=tmp_path), camera_of=lambda i: "pool", fps_of=lambda i: 30.0, log=print).close()
+    EventClips(ClipOptions(folder=tmp_path), camera_of=lambda i: "pool", fps_of=lambda i: 30.0).close()
     assert not left.exists() and live_tmp.exists() and users.read_bytes() == b"mine"
 
 

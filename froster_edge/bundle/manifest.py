@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from ..errors import BundleError, ConfigError, shorten
 from ..io import atomic_write_json, is_leftover, read_folder_json, read_versioned_json, sha256_file
 from ..sampling import SamplingSpec
+from ..spatial import SpatialSpec
 
 FORMAT = "froster-edge-bundle"
 VERSION = 1
@@ -38,7 +39,7 @@ ENGINES_DIR = "engines"
 
 # Caches that tools rewrite on their own (calibration ranges, TensorRT timing, ONNX Runtime's
 # TensorRT engines) are not part of what is verified: a stale or deleted cache is rebuilt.
-CACHES = ("calibration/", "engines/ort-trt/", "engines/timing.cache")
+CACHES = ("calibration/", "engines/ort-trt/", "engines/timing-", "engines/timing.cache")  # timing-<TensorRT version>.cache
 CALIBRATION_CACHE_PREFIX = "ort-int8-ranges-"  # calibration/<prefix><key>.json: INT8 ranges (calibration/int8.py)
 # What a re-export may leave behind as ours: the calibration ranges caches, and calibrate's hidden
 # temporaries `.<file>.<...>.<pid>.tmp` (besides io's `.<name>.tmp-<pid>` leftovers). Anything else,
@@ -165,7 +166,8 @@ def check_structure(doc: dict[str, Any], where: Path) -> None:
     for key, kind in [("model.student", "dict"), ("model.source", "dict"), ("labels", "dict"), ("labels.file", "path"),
                       ("onnx.video_encoder.fp16_file", "path"), ("int8", "dict"), ("int8.file", "path"),
                       ("confidence", "dict"), ("preprocessing.sampling", "dict"),
-                      ("preprocessing.sampling.stride", "number"), ("preprocessing.sampling.reference_fps", "number")]:
+                      ("preprocessing.sampling.stride", "number"), ("preprocessing.sampling.reference_fps", "number"),
+                      ("preprocessing.spatial", "dict")]:
         need(key, kind, optional=True)
     pre = doc["preprocessing"]
     want = [pre["streams"], pre["num_frames"], pre["image_size"], pre["image_size"], 3]
@@ -213,6 +215,15 @@ def sampling_spec(manifest: dict[str, Any]) -> SamplingSpec:
     pre = manifest["preprocessing"]
     try:
         return SamplingSpec.from_manifest(pre.get("sampling"), int(pre["num_frames"]))
+    except ConfigError as e:
+        raise BundleError(f"bundle manifest: {e}") from e
+
+
+def spatial_spec(manifest: dict[str, Any]) -> SpatialSpec:
+    """How the bundle's frames are resized and cropped (`preprocessing.spatial`); a bundle exported
+    before the spec was recorded keeps the legacy transforms it was exported with."""
+    try:
+        return SpatialSpec.from_manifest(manifest["preprocessing"].get("spatial"))
     except ConfigError as e:
         raise BundleError(f"bundle manifest: {e}") from e
 

@@ -204,13 +204,12 @@ class _Open:
 class EventClips:
     """An event sink and a frame sink: buffers frames per camera, records events, writes files."""
 
-    def __init__(self, options: ClipOptions, camera_of: Callable[[int], str], fps_of: Callable[[int], float],
-                 log: Callable[[str], None]):
+    def __init__(self, options: ClipOptions, camera_of: Callable[[int], str], fps_of: Callable[[int], float]):
         options.check()
         folder = Path(options.folder)
         if not folder.is_dir():
             raise ConfigError(f"clips folder {folder} does not exist")
-        self.options, self.camera_of, self.fps_of, self.log = options, camera_of, fps_of, log
+        self.options, self.camera_of, self.fps_of = options, camera_of, fps_of
         self.counters = ClipCounters()
         recover(folder)  # hidden temporaries a killed run left (ours only: by name, of processes that are gone)
         self.budget = DiskBudget(folder, int(options.budget_mb * 2**20))
@@ -355,7 +354,7 @@ class EventClips:
                     opened.stack.__exit__(type(e), e, e.__traceback__)
                 if kind not in self._logged:
                     self._logged.add(kind)
-                    self.log(f"clips: {stem}: {type(e).__name__}: {e}")
+                    log.info(f"clips: {stem}: {type(e).__name__}: {e}")
             if kind == "close":  # the event was named before its close was queued: its failure is no longer asked for
                 with self._lock:
                     self._failed.discard(stem)
