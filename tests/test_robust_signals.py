@@ -1,7 +1,8 @@
 """Attacks on `froster-edge run` with signals (issue 31): bursts of SIGHUP and SIGTERM back to back
 never deadlock the run (it still stops with its stats); SIGHUP without a site file (an ssh session
 that dropped) is a no-op said once, never a kill; SIGHUP after the events file was rotated away
-makes the run write to a new file at the path."""
+makes the run write to a new file at the path; a reload that removes a camera removes it from the
+web API."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import json
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 
+import pytest
 import yaml
 
-from .helpers import CLIPS, LiveRun
+from .helpers import CLIPS, LiveRun, free_port
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
 
@@ -92,3 +96,33 @@ def test_sighup_reopens_a_rotated_events_file(tiny_bundle, tmp_path):
     new = [json.loads(line) for line in events.read_text().splitlines()]
     assert {e["phase"] for e in old} == {"start"} and len(old) == 2
     assert {e["phase"] for e in new} == {"end"} and {e["id"] for e in new} == {e["id"] for e in old}
+
+
+def test_a_reload_that_removes_a_camera_removes_it_from_the_web_api(tiny_bundle, tmp_path):
+    port = free_port()
+    doc = {"bundle": str(tiny_bundle), "defaults": {"sample_fps": 8, "hop": 1},
+           "cameras": [{"name": name, "source": str(CLIP), "realtime": True, "loop": True} for name in ("yard", "door")],
+           "http": {"host": "127.0.0.1", "port": port}}
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(doc))
+    live = LiveRun("--config", str(site))
+
+    def streams() -> list[str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as r:
+            return [s["camera"] for s in json.loads(r.read())["streams"]]
+
+    try:
+        while {d["camera"] for d in live.seen} != {"yard", "door"}:
+            live.decision(60)
+        assert streams() == ["yard", "door"]
+        doc["cameras"] = doc["cameras"][:1]
+        site.write_text(yaml.safe_dump(doc))
+        live.proc.send_signal(signal.SIGHUP)
+        live.wait_stderr("reload:")
+        assert streams() == ["yard"]
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams/1.jpg", timeout=10)
+        assert gone.value.code == 404
+        assert live.stop(signal.SIGTERM, timeout=60) == 0, live.stderr
+    finally:
+        live.kill()
