@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 PASSWORD_ENV = "FROSTER_EDGE_MQTT_PASSWORD"
 USERNAME_ENV = "FROSTER_EDGE_MQTT_USERNAME"
 INFLIGHT = 20  # messages handed to paho and not yet acknowledged
+REPUBLISH_MIN_S = 10.0  # at most one republish for Home Assistant's "online" in this long
 _TOPIC_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -266,6 +267,8 @@ class MqttSink:
         self.dropped = 0  # events dropped from a full queue
         self.published = 0  # acknowledged by the broker (QoS 1/2) or written to it (QoS 0)
         self.connects = 0
+        self.status_ignored = 0  # Home Assistant "online" messages that came too soon after a republish
+        self._republished = -float("inf")  # monotonic time of the last republish
         self._queue: collections.deque[_Message] = collections.deque()
         self._control: dict[str, _Message] = {}  # availability, discovery: published first after a connect
         self._latest: dict[str, _Message] = {}  # newest retained value per state/action topic
@@ -367,7 +370,8 @@ class MqttSink:
         with self._lock:
             pending = (len(self._queue) + len(self._dirty) + len(self._control) + len(self._states) + self._inflight
                        + (self._final is not None))
-            return {"published": self.published, "dropped": self.dropped, "connects": self.connects, "pending": pending}
+            return {"published": self.published, "dropped": self.dropped, "connects": self.connects, "pending": pending,
+                    "status_ignored": self.status_ignored}
 
     def close(self) -> None:
         """Say "offline", let what is queued go out (waiting up to close_timeout_s, also for a first
@@ -498,6 +502,7 @@ class MqttSink:
     def _republish(self) -> None:
         """After a connect: "online", the discovery configs and every newest retained value again (a
         restarted broker may have lost them). Called with the lock held."""
+        self._republished = time.monotonic()
         online = {self.topics.availability: _Message(self.topics.availability, b"online", True)}
         if not self._closing:
             self._control = {**online, **self._control}
@@ -539,5 +544,13 @@ class MqttSink:
     def _on_message(self, client, userdata, message) -> None:
         if message.topic == f"{self.options.discovery_prefix}/status" and message.payload == b"online":
             with self._lock:  # Home Assistant restarted: it wants the discovery configs and states again
+                if time.monotonic() - self._republished < REPUBLISH_MIN_S:
+                    # a flood (or a restart within seconds: the retained configs are there) would
+                    # keep the configs ahead of every event and state: one republish is enough
+                    self.status_ignored += 1
+                    if self.status_ignored == 1:
+                        log.warning(f"mqtt: {message.topic} 'online' again within {REPUBLISH_MIN_S:.0f} s of a "
+                                    "republish: ignored (counted as status_ignored)")
+                    return
                 self._republish()
                 self._lock.notify_all()
