@@ -422,3 +422,35 @@ def test_a_flood_on_home_assistants_status_topic_does_not_stop_publishing(tiny_b
     mqtt_stats = json.loads(stats_path.read_text())["mqtt"]
     assert mqtt_stats["status_ignored"] >= 1900 and mqtt_stats["dropped"] == 0
     assert sum("homeassistant/status" in line for line in live.stderr) == 1
+
+
+def test_a_broker_that_never_answers_connack_is_reported(tiny_bundle):
+    """A TCP server that takes the connection and the CONNECT packet and never answers."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    live = LiveRun("--bundle", str(tiny_bundle), "--source", str(CLIP), "--realtime", "--loop", "--sample-fps", "8",
+                   "--mqtt", f"127.0.0.1:{server.getsockname()[1]}")
+    try:
+        line = live.wait_stderr("MQTT handshake", timeout=90)
+        assert "no CONNACK" in line and held and live.proc.poll() is None  # said, and the run goes on
+        live.decision(60)
+        assert live.stop(timeout=60) == 0, live.stderr
+    finally:
+        live.kill()
+        server.close()
+        for conn in held:
+            conn.close()
+    assert sum("MQTT handshake" in line for line in live.stderr) == 1

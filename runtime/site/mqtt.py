@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 PASSWORD_ENV = "FROSTER_EDGE_MQTT_PASSWORD"
 USERNAME_ENV = "FROSTER_EDGE_MQTT_USERNAME"
 INFLIGHT = 20  # messages handed to paho and not yet acknowledged
+CONNACK_S = 10.0  # a broker that took the TCP connection and has not answered CONNECT in this long is said
 REPUBLISH_MIN_S = 10.0  # at most one republish for Home Assistant's "online" in this long
 _TOPIC_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -284,6 +285,7 @@ class MqttSink:
         self._stopped = False  # close() gave up waiting: the publisher thread ends
         self._down_reported = False
         self._lock = threading.Condition()
+        self._started = time.monotonic()
 
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=options.client_name,
                              protocol=paho.MQTTv311, clean_session=True)
@@ -473,6 +475,9 @@ class MqttSink:
                 while not (self._connected and self._has_pending() and self._inflight < INFLIGHT and not self._hold):
                     if self._stopped:
                         return
+                    if not self.connects and not self._down_reported and time.monotonic() - self._started > CONNACK_S:
+                        self._report_down(f"broker {self.where} has not answered the MQTT handshake within {CONNACK_S:.0f} s "
+                                          "(no CONNACK: not an MQTT broker, or a stuck one?); still trying")
                     self._lock.wait(self._wait_s())
                 message = self._next()
                 if message is None:  # only "offline" left, waiting for the acknowledgements before it
