@@ -1,17 +1,13 @@
 """Event clips: an mp4 per action event with a pre-roll, a JPEG at its peak, within a disk budget.
 
-Each camera keeps its recent frames in memory (downscaled to at most `width` pixels wide, at
-most `fps` frames a second, bounded by `buffer_mb` and by pre_roll_s + 20 s: an event is
-announced a few decisions after it started). When an event starts, the frames from `pre_roll_s`
-before its start and every frame after it until `post_roll_s` after its end (at most
-`max_clip_s` in all) go to one writer thread through a bounded queue: the decision loop and the
-frame threads never wait for the disk; a frame or clip that finds the queue full is dropped and
-counted. The writer encodes with OpenCV (mp4v), writes to a temporary name and renames it when
-the clip is complete (froster_edge.io), so a clip on disk is always whole. The peak's frame is
-written as a JPEG the same way. Names start with the event's UTC start
-(`20261129T120305.123-back-door-falling.mp4`): a listing sorts by time. When the clips this
-sink wrote (named so, and listed in the folder's record `.froster-edge-clips.json`) exceed
-`budget_mb`, the oldest are deleted first; no other file in the folder is ever deleted.
+Each camera keeps recent frames in memory (downscaled, rate-limited, bounded by `buffer_mb`). An
+event's frames from `pre_roll_s` before its start to `post_roll_s` after its end (at most
+`max_clip_s`) go through a bounded queue to one writer thread, so the pipeline never waits for the
+disk (a full queue drops and counts). Clips and snapshots are written atomically; names start with
+the event's UTC start, so a listing sorts by time. Beyond `budget_mb` the oldest of the files this sink wrote (named so
+and listed in the folder's record `.froster-edge-clips.json`) go first; no other file is deleted.
+
+See docs/site.md and docs/robustness.md.
 """
 
 from __future__ import annotations
