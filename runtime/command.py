@@ -1,7 +1,7 @@
 """`froster-edge run` behind the CLI: sinks from the flags or the site file, the pipeline, stats at the end.
 
 With a site (runtime/site/config.py): action events (--events), event clips (--clips), the metrics
-endpoint (--metrics) and, with a site file, SIGHUP reloading its cameras.
+endpoint (--metrics), the archive (--archive) and, with a site file, SIGHUP reloading its cameras.
 
 Outputs first: every output destination (--record, --stats-json, and whatever a sink or the
 request registers in `outputs`) is checked by `io.check_outputs` before anything is loaded, so a
@@ -78,6 +78,7 @@ def run(req: RunRequest) -> dict:
         if hub is not None:
             sinks.append(hub)
             frame_sinks.append(hub)
+        archive = _archive_sink(site, req.bundle, sinks, frame_sinks, segmenter)
         pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
         web = None
         if req.show:
@@ -124,6 +125,8 @@ def run(req: RunRequest) -> dict:
                 metrics.close()
         if mqtt is not None:
             stats.info["mqtt"] = mqtt.stats()
+        if archive is not None:
+            stats.info["archive"] = archive.stats()
         if signals.received:
             stats.info["interrupted"] = True
             stats.info["signals"] = signals.received
@@ -198,7 +201,27 @@ def site_outputs(site: Site) -> list[Output]:
         outputs.append(Output(Path(site.events.file), "--events"))
     if site.clips is not None:
         outputs.append(Output(Path(site.clips.folder), "--clips", folder=True))
+    if site.archive is not None:
+        outputs.append(Output(Path(site.archive.file), "--archive"))
     return outputs
+
+
+def _archive_sink(site: Site, bundle: Path, sinks: list, frame_sinks: list, segmenter):
+    """The archive (a decision sink after the segmenter, so a decision that starts an event carries
+    its id; an event sink for clip paths; a frame sink for thumbnails), or None."""
+    if site.archive is None:
+        return None
+    from .site.archive import Archive
+
+    model = mf.read_manifest(bundle)["model"]
+    clips_dir = Path(site.clips.folder).resolve() if site.clips is not None else None
+    archive = Archive(site.archive, model["fingerprint"], int(model["embed_dim"]), clips_dir)
+    sinks.append(archive)
+    if archive.options.thumb_every_s > 0:
+        frame_sinks.append(archive)
+    if segmenter is not None:
+        segmenter.sinks.append(archive)
+    return archive
 
 
 def _event_sinks(site: Site, sinks: list, frame_sinks: list, pipeline_of, events_for_mqtt: bool = False) -> tuple:

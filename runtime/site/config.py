@@ -3,7 +3,7 @@
 Every key is checked before any camera opens: an unknown key or a bad value is one ConfigError
 naming it (`site.yaml: cameras[1].hop must be an integer >= 1, not 'two'`). The run's CLI
 options are the defaults under the file (its `defaults:` section, then each camera's own keys
-override them); output flags given on the command line (--events, --clips, --metrics) replace
+override them); output flags given on the command line (--events, --clips, --metrics, --archive) replace
 the file's. `examples/site.yaml` shows every key; the README documents them.
 
 SIGHUP reloads the file (SiteReloader): cameras added, removed or changed are started and
@@ -24,6 +24,7 @@ import yaml
 
 from ...config import check_fields
 from ...errors import ConfigError
+from .archive import ArchiveOptions
 from .clips import ClipOptions
 from .events import EventOptions
 from ..options import BACKENDS, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, check_options
@@ -53,6 +54,7 @@ class Site:
     metrics: MetricsOptions | None = None
     mqtt: Any = None  # runtime/site/mqtt.py's MqttOptions (see _optional_section)
     http: Any = None  # the web view's HttpOptions
+    archive: ArchiveOptions | None = None  # every decision's embedding kept for `froster-edge search`
     path: Path | None = None  # the site file, for reloads
     base: RunOptions | None = None  # the options the file was read over (the CLI's), for reloads
 
@@ -122,7 +124,7 @@ EVENT_KEYS = {"enter": None, "exit": None, "enter_decisions": None, "exit_decisi
 CAMERA_KEYS = {"name": None, "source": None, "labels": None, "events": None, **SAMPLING_KEYS, **CAPTURE_KEYS,
                "threshold": None}
 TOP_KEYS = {"bundle": None, "backend": None, "labels": None, "defaults": None, "cameras": None, "events": None,
-            "clips": None, "metrics": None, "mqtt": None, "http": None}
+            "clips": None, "metrics": None, "mqtt": None, "http": None, "archive": None}
 
 
 def _sampling(where: str, d: dict, base: SamplingOptions) -> SamplingOptions:
@@ -170,6 +172,22 @@ def _clips(d: Any, base_dir: Path) -> ClipOptions:
         if key in d:
             kw[key] = _int(f"clips.{key}", d[key])
     options = ClipOptions(**kw)
+    options.check()
+    return options
+
+
+def _archive(d: Any, base_dir: Path) -> ArchiveOptions:
+    d = _mapping("archive", d, {f.name: None for f in fields(ArchiveOptions)})
+    if "file" not in d:
+        raise ConfigError("archive.file is required (the SQLite file the decisions go to)")
+    kw: dict[str, Any] = {"file": _path(base_dir, _str("archive.file", d["file"]))}
+    for key in ("thumb_every_s", "retain_days", "max_mb", "commit_s"):
+        if key in d:
+            kw[key] = _number(f"archive.{key}", d[key], low=0.0)
+    for key in ("thumb_width", "queue"):
+        if key in d:
+            kw[key] = _int(f"archive.{key}", d[key])
+    options = ArchiveOptions(**kw)
     options.check()
     return options
 
@@ -291,6 +309,8 @@ def parse_site(doc: Any, base: RunOptions, base_dir: Path, path: Path | None = N
         site.clips = _clips(d["clips"], base_dir)
     if "metrics" in d:
         site.metrics = _metrics(d["metrics"], base_dir)
+    if "archive" in d:
+        site.archive = _archive(d["archive"], base_dir)
     site.mqtt = _optional_section("mqtt", d.get("mqtt"))
     site.http = _optional_section("http", d.get("http"))
     site.run = run
@@ -372,7 +392,8 @@ class SiteReloader:
 
 
 def site_from_flags(options: RunOptions, bundle: Path | None, config: Path | None, events: Path | None = None,
-                    clips: Path | None = None, metrics: str | None = None, metrics_insecure: bool = False) -> Site:
+                    clips: Path | None = None, metrics: str | None = None, metrics_insecure: bool = False,
+                    archive: Path | None = None) -> Site:
     """The run's Site from the CLI: the site file read over the flags, then the output flags on top."""
     if config is not None:
         if options.sources:
@@ -389,6 +410,8 @@ def site_from_flags(options: RunOptions, bundle: Path | None, config: Path | Non
         site.clips = replace(site.clips, folder=clips) if site.clips else ClipOptions(folder=clips)
     if site.clips is not None and site.events is None:
         site.events = EventOptions()  # clips are of events: the default hysteresis
+    if archive is not None:
+        site.archive = replace(site.archive, file=archive) if site.archive else ArchiveOptions(file=archive)
     if metrics is not None:
         site.metrics = replace(site.metrics or MetricsOptions(), listen=metrics)
     if metrics_insecure:

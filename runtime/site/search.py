@@ -1,0 +1,298 @@
+"""Searching the archive (site/archive.py) with typed actions: no video is read, no video model runs.
+
+The queries are encoded by the bundle's own text encoder with the prompt ensemble of its label
+tables (BundleTextEncoder.table: the same rule `labels` and the web view use), so a query that is
+a class name of a table gets exactly that class's row. A decision's score for a query is the
+classifier's similarity, embedding . text (the clip embedding is the mean of its frames' unit
+features, so this is the mean cosine of its frames to the query); its order over decisions is the
+order of that class's logit. With several queries they compete as the classifier's classes do: a
+decision's scores are the softmax of logit_scale x similarity over the queries, and a decision
+belongs to the query it scores highest for.
+
+Hits and ranges: for each query, the decisions it wins (all of them with one query) whose score is
+among the best `hits` fraction of the range's decisions (at least `top`) are hits; consecutive
+hits of one camera (no other decision of that camera between them, at most `gap_s` apart) merge
+into one time range, ranked by its best score. Embeddings are read block by block (numpy, a chunk
+of rows at a time), so memory stays bounded by the chunk and the per-decision scores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ...errors import ConfigError, shorten
+from ..classifier import softmax
+from .archive import check_space, connect, read_meta
+
+CHUNK_ROWS = 65_536  # embeddings scored per numpy call
+_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    camera: str | None = None
+    start: float | None = None  # Unix seconds, inclusive
+    end: float | None = None
+    top: int = 10  # ranges per query
+    hits: float = 0.05  # fraction of the range's decisions that can be hits (at least `top`)
+    gap_s: float = 10.0  # consecutive hits of a camera at most this far apart merge
+
+
+@dataclass
+class Hit:
+    """One time range of one camera for one query."""
+
+    camera: str
+    start: float  # wall time (Unix seconds) of its first decision
+    end: float
+    start_media: float
+    end_media: float
+    score: float  # its best decision's score
+    best_id: int  # that decision's row id
+    decisions: int
+    best_time: float
+    first_id: int
+    last_id: int
+    thumb_id: int | None = None  # the decision whose thumbnail shows the range (nearest the best one)
+    clip: str | None = None
+    snapshot: str | None = None
+    event_id: str | None = None
+    top: list = field(default_factory=list)  # the best decision's top labels as the run scored them
+
+
+def parse_since(text: str) -> float:
+    """'24h', '90m', '7d', '30s', '2w' -> seconds; anything else is a ConfigError."""
+    m = _SINCE.match(text or "")
+    if not m or not float(m.group(1)) > 0:
+        raise ConfigError(f"--since {shorten(text)!r}: give a positive duration such as 30m, 24h or 7d")
+    return float(m.group(1)) * _UNIT_S[m.group(2).lower()]
+
+
+def parse_when(text: str, flag: str) -> float:
+    """An ISO-8601 date/time (UTC unless it says otherwise) or Unix seconds -> Unix seconds."""
+    value = (text or "").strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{flag} {shorten(text)!r}: give a date/time such as 2026-12-07T21:00 (UTC) or Unix seconds") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def time_range(since: str | None, start: str | None, end: str | None, now: float | None = None) -> tuple[float | None, float | None]:
+    """The (start, end) of --since or --from/--to; one ConfigError line for a bad combination or value."""
+    if since is not None and (start is not None or end is not None):
+        raise ConfigError("give --since or --from/--to, not both")
+    if since is not None:
+        return (time.time() if now is None else now) - parse_since(since), None
+    lo = parse_when(start, "--from") if start is not None else None
+    hi = parse_when(end, "--to") if end is not None else None
+    if lo is not None and hi is not None and hi < lo:
+        raise ConfigError("--to is before --from")
+    return lo, hi
+
+
+def clean_queries(queries: list[str]) -> list[str]:
+    """The queries with runs of white space as one; an empty one is a ConfigError."""
+    out = [" ".join(str(q).split()) for q in queries]
+    if not out or any(not q for q in out):
+        raise ConfigError("give a query: the action to look for, in words (e.g. \"someone climbing a fence\")")
+    return out
+
+
+def open_for_search(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """The archive opened read-only, its meta read; a missing or foreign file is one ConfigError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--archive {path}: no such file")
+    try:
+        conn = connect(path, readonly=True)
+    except sqlite3.Error as e:
+        raise ConfigError(f"--archive {path}: cannot be opened ({e})") from None
+    return conn, read_meta(conn, path)
+
+
+def _chunks(conn: sqlite3.Connection, o: SearchOptions, dim: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[str], np.ndarray]]:
+    """(ids, times, cameras, float32 embeddings) of the decisions in range, a chunk at a time."""
+    lo = -np.inf if o.start is None else o.start
+    hi = np.inf if o.end is None else o.end
+    where, args = "", []
+    if o.camera is not None:
+        where, args = " AND camera = ?", [o.camera]
+    buf: list[tuple[np.ndarray, np.ndarray, str, bytes]] = []
+    rows = 0
+
+    def flush():
+        ids = np.concatenate([b[0] for b in buf])
+        times = np.concatenate([b[1] for b in buf])
+        cams = [b[2] for b in buf for _ in range(len(b[0]))]
+        emb = np.frombuffer(b"".join(b[3] for b in buf), np.float16).reshape(len(ids), dim).astype(np.float32)
+        return ids, times, cams, emb
+
+    blocks = conn.execute("SELECT camera, ids, times, embeddings FROM blocks WHERE t1 >= ? AND t0 <= ?" + where,
+                          [float(max(lo, -1e300)), float(min(hi, 1e300)), *args])
+    loose = conn.execute("SELECT id, time, camera, embedding FROM decisions WHERE block IS NULL AND embedding IS NOT NULL "
+                         "AND time >= ? AND time <= ?" + where, [float(max(lo, -1e300)), float(min(hi, 1e300)), *args])
+    sources = ((cam, np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), emb) for cam, ids, times, emb in blocks)
+    singles = ((cam, np.array([i], np.int64), np.array([t], np.float64), emb) for i, t, cam, emb in loose)
+    for cam, ids, times, emb in itertools.chain(sources, singles):
+        keep = (times >= lo) & (times <= hi)
+        if not keep.all():
+            e = np.frombuffer(emb, np.float16).reshape(len(ids), dim)[keep]
+            ids, times, emb = ids[keep], times[keep], e.tobytes()
+        if len(ids) == 0:
+            continue
+        buf.append((ids, times, cam, emb))
+        rows += len(ids)
+        if rows >= CHUNK_ROWS:
+            yield flush()
+            buf, rows = [], 0
+    if buf:
+        yield flush()
+
+
+def score(embeddings: np.ndarray, texts: np.ndarray, logit_scale: float) -> np.ndarray:
+    """(N, D) embeddings, (K, D) query rows -> (N, K) scores: the similarity with one query, the
+    classifier's softmax over the queries with several."""
+    sim = embeddings @ texts.T  # (N, K)
+    if texts.shape[0] == 1:
+        return sim
+    return softmax(logit_scale * sim.astype(np.float64))
+
+
+def search(conn: sqlite3.Connection, meta: dict[str, str], queries: list[str], texts: np.ndarray, logit_scale: float,
+           options: SearchOptions) -> dict[str, Any]:
+    """Score every decision in range, pick each query's hits, merge them into ranges; a JSON-ready dict."""
+    dim = int(meta["embed_dim"])
+    ids_l, times_l, cams_l, scores_l = [], [], [], []
+    t0 = time.perf_counter()
+    for ids, times, cams, emb in _chunks(conn, options, dim):
+        ids_l.append(ids)
+        times_l.append(times)
+        cams_l.extend(cams)
+        scores_l.append(score(emb, texts, logit_scale).astype(np.float32))
+    seconds = time.perf_counter() - t0
+    n = sum(len(i) for i in ids_l)
+    results = []
+    if n:
+        ids, times = np.concatenate(ids_l), np.concatenate(times_l)
+        scores = np.concatenate(scores_l)
+        cam_names, cams = np.unique(np.array(cams_l, dtype=object), return_inverse=True)
+        order = np.lexsort((times, ids, cams))  # each camera's decisions in time order
+        ids, times, cams, scores = ids[order], times[order], cams[order], scores[order]
+        winner = scores.argmax(axis=1)
+        for k, query in enumerate(queries):
+            ranges = _ranges(ids, times, cams, cam_names, scores[:, k], winner == k, options)
+            results.append({"query": query, "ranges": [_describe(conn, h) for h in ranges]})
+    else:
+        results = [{"query": q, "ranges": []} for q in queries]
+    return {"archive_rows": n, "score_s": round(seconds, 4), "queries": results,
+            "score": "similarity" if len(queries) == 1 else "probability over the queries"}
+
+
+def _ranges(ids, times, cams, cam_names, s, won, o: SearchOptions) -> list[Hit]:
+    n = len(s)
+    keep = max(o.top, int(np.ceil(o.hits * n)))
+    candidates = np.flatnonzero(won)
+    if len(candidates) > keep:
+        cut = np.partition(s[candidates], len(candidates) - keep)[len(candidates) - keep]
+        candidates = candidates[s[candidates] >= cut]
+    hit = np.zeros(n, bool)
+    hit[candidates] = True
+    out: list[Hit] = []
+    i = 0
+    positions = np.flatnonzero(hit)
+    while i < len(positions):
+        first = last = positions[i]
+        j = i + 1
+        while (j < len(positions) and positions[j] == last + 1 and cams[positions[j]] == cams[first]
+               and times[positions[j]] - times[last] <= o.gap_s):
+            last = positions[j]
+            j += 1
+        span = np.arange(first, last + 1)
+        best = span[np.argmax(s[span])]
+        out.append(Hit(str(cam_names[cams[first]]), float(times[first]), float(times[last]), 0.0, 0.0, float(s[best]),
+                       int(ids[best]), int(len(span)), float(times[best]), int(ids[first]), int(ids[last])))
+        i = j
+    out.sort(key=lambda h: (-h.score, h.start))
+    return out[: o.top]
+
+
+def _describe(conn: sqlite3.Connection, h: Hit) -> dict[str, Any]:
+    """A range with what the rows hold: media times, the best decision's labels, event, clip, thumbnail."""
+    media = dict(conn.execute("SELECT id, media_time FROM decisions WHERE id IN (?, ?)", (h.first_id, h.last_id)).fetchall())
+    h.start_media, h.end_media = float(media.get(h.first_id, 0.0)), float(media.get(h.last_id, 0.0))
+    best = conn.execute("SELECT top, event_id, clip, snapshot FROM decisions WHERE id = ?", (h.best_id,)).fetchone()
+    if best is not None:
+        h.top, h.event_id, h.clip, h.snapshot = json.loads(best[0]), best[1], best[2], best[3]
+    if h.clip is None:  # another decision of the range may belong to an event with a clip
+        other = conn.execute("SELECT clip, snapshot, event_id FROM decisions WHERE camera = ? AND time >= ? AND time <= ? "
+                             "AND clip IS NOT NULL LIMIT 1", (h.camera, h.start, h.end)).fetchone()
+        if other is not None:
+            h.clip, h.snapshot, h.event_id = other
+    thumb = conn.execute("SELECT t.decision FROM thumbs t JOIN decisions d ON d.id = t.decision WHERE d.camera = ? "
+                         "AND d.time >= ? AND d.time <= ? ORDER BY ABS(d.time - ?) LIMIT 1",
+                         (h.camera, h.start - 1e-6, h.end + 1e-6, h.best_time)).fetchone()
+    h.thumb_id = int(thumb[0]) if thumb is not None else None
+    out = asdict(h)
+    out["score"] = round(h.score, 6)
+    out["start_utc"], out["end_utc"] = utc(h.start), utc(h.end)
+    return out
+
+
+def thumbnail(conn: sqlite3.Connection, decision: int) -> bytes | None:
+    row = conn.execute("SELECT jpeg FROM thumbs WHERE decision = ?", (int(decision),)).fetchone()
+    return bytes(row[0]) if row is not None else None
+
+
+def utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def check_bundle_space(meta: dict[str, str], path: Path, fingerprint: str, dim: int) -> None:
+    check_space(meta, path, fingerprint, dim, "the bundle given")
+
+
+def query_table(encoder, queries: list[str]):
+    """The queries' rows through the bundle's text encoder, as a label table of them (one prompt ensemble rule)."""
+    from ...prompts import ClassText
+
+    return encoder.table([ClassText.parse(q) for q in queries])
+
+
+def search_archive(archive: Path, bundle: Path, queries: list[str], options: SearchOptions,
+                   encoder=None) -> dict[str, Any]:
+    """The whole search: the archive opened and checked against the bundle's model, the queries
+    encoded (`encoder`: a BundleTextEncoder kept by the caller, else one is loaded), ranges found."""
+    from ...bundle import manifest as mf
+    from ...bundle.relabel import BundleTextEncoder
+
+    queries = clean_queries(queries)
+    conn, meta = open_for_search(archive)
+    try:
+        manifest = mf.read_manifest(bundle)
+        model = manifest["model"]
+        check_bundle_space(meta, Path(archive), model["fingerprint"], int(model["embed_dim"]))
+        encoder = encoder or BundleTextEncoder.load(bundle, manifest=manifest)
+        table = query_table(encoder, queries)
+        result = search(conn, meta, queries, table.embeddings, table.logit_scale / table.temperature, options)
+    finally:
+        conn.close()
+    result["archive"] = str(archive)
+    return result
