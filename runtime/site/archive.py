@@ -264,7 +264,7 @@ class Archive:
                 self._commit(items)
             if done or time.monotonic() - self._last_retention >= 30.0:
                 self._last_retention = time.monotonic()
-                self._guarded(self._retention)
+                self._guarded(self._retention, recovers=False)
 
     def _commit(self, items: list[tuple]) -> None:
         rows = [i for i in items if i[0] == "row"]
@@ -322,8 +322,9 @@ class Archive:
             self.conn.execute(f"UPDATE decisions SET block = ?, embedding = NULL WHERE id IN ({','.join('?' * len(ids))})",
                               (cur.lastrowid, *map(int, ids)))
 
-    def _guarded(self, write) -> bool:
-        """Run one write; a failure (full disk, read-only file, locked) is said once and counted."""
+    def _guarded(self, write, recovers: bool = True) -> bool:
+        """Run one write; a failure (full disk, read-only file, locked) is said once and counted, and
+        the next commit that works says so (`recovers`: retention may delete nothing and prove nothing)."""
         try:
             write()
         except sqlite3.Error as e:
@@ -332,7 +333,7 @@ class Archive:
                 self._failing = True
                 log.warning("archive: %s: writes failing (%s); the run goes on deciding without archiving", self.path, e)
             return False
-        if self._failing:
+        if self._failing and recovers:
             self._failing = False
             log.warning("archive: %s: writing again", self.path)
         return True

@@ -35,6 +35,7 @@ from ..classifier import softmax
 from .archive import check_space, connect, read_meta
 
 CHUNK_ROWS = 65_536  # embeddings scored per numpy call
+THUMB_REACH_S = 60.0  # a range's thumbnail: its camera's nearest to the best decision, at most this far outside it
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
 
@@ -64,7 +65,7 @@ class Hit:
     best_time: float
     first_id: int
     last_id: int
-    thumb_id: int | None = None  # the decision whose thumbnail shows the range (nearest the best one)
+    thumb_id: int | None = None  # the decision whose thumbnail shows the range (its camera's nearest the best one)
     clip: str | None = None
     snapshot: str | None = None
     event_id: str | None = None
@@ -248,7 +249,7 @@ def _describe(conn: sqlite3.Connection, h: Hit) -> dict[str, Any]:
             h.clip, h.snapshot, h.event_id = other
     thumb = conn.execute("SELECT t.decision FROM thumbs t JOIN decisions d ON d.id = t.decision WHERE d.camera = ? "
                          "AND d.time >= ? AND d.time <= ? ORDER BY ABS(d.time - ?) LIMIT 1",
-                         (h.camera, h.start - 1e-6, h.end + 1e-6, h.best_time)).fetchone()
+                         (h.camera, h.start - THUMB_REACH_S, h.end + THUMB_REACH_S, h.best_time)).fetchone()
     h.thumb_id = int(thumb[0]) if thumb is not None else None
     out = asdict(h)
     out["score"] = round(h.score, 6)
