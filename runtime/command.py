@@ -80,6 +80,9 @@ def run(req: RunRequest) -> dict:
             frame_sinks.append(hub)
         archive = _archive_sink(site, req.bundle, sinks, frame_sinks, segmenter)
         pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
+        if hub is not None and archive is not None:  # the page searches it
+            hub.archive = archive.path
+            hub.clips_dir = Path(site.clips.folder) if site.clips is not None else None
         web = None
         if req.show:
             frame_sinks.append(ShowSink(names, stop))
