@@ -159,37 +159,29 @@ def _events(where: str, d: Any, base: EventOptions) -> EventOptions:
     return e
 
 
-def _clips(d: Any, base_dir: Path) -> ClipOptions:
-    known = {f.name: None for f in fields(ClipOptions)}
-    d = _mapping("clips", d, known)
-    if "folder" not in d:
-        raise ConfigError("clips.folder is required (where event clips and snapshots go)")
-    kw: dict[str, Any] = {"folder": _path(base_dir, _str("clips.folder", d["folder"]))}
-    for key in ("pre_roll_s", "post_roll_s", "max_clip_s", "budget_mb", "buffer_mb", "fps"):
-        if key in d:
-            kw[key] = _number(f"clips.{key}", d[key], low=0.0)
-    for key in ("width", "queue"):
-        if key in d:
-            kw[key] = _int(f"clips.{key}", d[key])
-    options = ClipOptions(**kw)
+def _file_section(name: str, cls: type, d: Any, base_dir: Path, path_key: str, what: str, ints: tuple[str, ...]) -> Any:
+    """A section of one required path (relative to the site file) and numbers >= 0 (`ints`: integers
+    >= 1), every key one of `cls`'s fields; the options checked by their own `check`."""
+    d = _mapping(name, d, {f.name: None for f in fields(cls)})
+    if path_key not in d:
+        raise ConfigError(f"{name}.{path_key} is required ({what})")
+    kw: dict[str, Any] = {path_key: _path(base_dir, _str(f"{name}.{path_key}", d[path_key]))}
+    for key in d:
+        if key != path_key:
+            kw[key] = _int(f"{name}.{key}", d[key]) if key in ints else _number(f"{name}.{key}", d[key], low=0.0)
+    options = cls(**kw)
     options.check()
     return options
+
+
+def _clips(d: Any, base_dir: Path) -> ClipOptions:
+    return _file_section("clips", ClipOptions, d, base_dir, "folder", "where event clips and snapshots go",
+                         ints=("width", "queue"))
 
 
 def _archive(d: Any, base_dir: Path) -> ArchiveOptions:
-    d = _mapping("archive", d, {f.name: None for f in fields(ArchiveOptions)})
-    if "file" not in d:
-        raise ConfigError("archive.file is required (the SQLite file the decisions go to)")
-    kw: dict[str, Any] = {"file": _path(base_dir, _str("archive.file", d["file"]))}
-    for key in ("thumb_every_s", "retain_days", "max_mb", "commit_s"):
-        if key in d:
-            kw[key] = _number(f"archive.{key}", d[key], low=0.0)
-    for key in ("thumb_width", "queue"):
-        if key in d:
-            kw[key] = _int(f"archive.{key}", d[key])
-    options = ArchiveOptions(**kw)
-    options.check()
-    return options
+    return _file_section("archive", ArchiveOptions, d, base_dir, "file", "the SQLite file the decisions go to",
+                         ints=("thumb_width", "queue"))
 
 
 def _metrics(d: Any, base_dir: Path) -> MetricsOptions:
