@@ -11,7 +11,8 @@ belongs to the query it scores highest for.
 
 Hits and ranges: for each query, the decisions it wins (all of them with one query) whose score is
 among the best `hits` fraction of the range's decisions (at least `top`) are hits; consecutive
-hits of one camera (no other decision of that camera between them, at most `gap_s` apart) merge
+hits of one camera (no other decision of that camera between them in the order they were made,
+at most `gap_s` apart) merge
 into one time range, ranked by its best score. Embeddings are read block by block (numpy, a chunk
 of rows at a time), so memory stays bounded by the chunk and the per-decision scores.
 """
@@ -129,43 +130,47 @@ def open_for_search(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     return conn, read_meta(conn, path)
 
 
-def _chunks(conn: sqlite3.Connection, o: SearchOptions, dim: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[str], np.ndarray]]:
-    """(ids, times, cameras, float32 embeddings) of the decisions in range, a chunk at a time."""
+def _chunks(conn: sqlite3.Connection, o: SearchOptions, dim: int,
+            codes: dict[str, int]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(ids, times, camera codes, float32 embeddings) of the decisions in range, a chunk at a time:
+    the blocks in the order they were written, then the rows not yet packed, so each camera's
+    decisions come in the order they were made. `codes` is filled with camera -> code."""
     lo = -np.inf if o.start is None else o.start
     hi = np.inf if o.end is None else o.end
+    bounds = [float(max(lo, -1e300)), float(min(hi, 1e300))]
     where, args = "", []
     if o.camera is not None:
         where, args = " AND camera = ?", [o.camera]
-    buf: list[tuple[np.ndarray, np.ndarray, str, bytes]] = []
+    blocks = conn.execute("SELECT camera, ids, times, embeddings FROM blocks WHERE t1 >= ? AND t0 <= ?" + where
+                          + " ORDER BY id", [*bounds, *args])
+    loose = conn.execute("SELECT camera, id, time, embedding FROM decisions WHERE block IS NULL AND embedding IS NOT NULL "
+                         "AND time >= ? AND time <= ?" + where + " ORDER BY id", [*bounds, *args])
+    packed = ((cam, np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), emb) for cam, ids, times, emb in blocks)
+    single = ((cam, np.array([i], np.int64), np.array([t], np.float64), emb) for cam, i, t, emb in loose)
+    buf: list[tuple[np.ndarray, np.ndarray, int, bytes]] = []
     rows = 0
-
-    def flush():
-        ids = np.concatenate([b[0] for b in buf])
-        times = np.concatenate([b[1] for b in buf])
-        cams = [b[2] for b in buf for _ in range(len(b[0]))]
-        emb = np.frombuffer(b"".join(b[3] for b in buf), np.float16).reshape(len(ids), dim).astype(np.float32)
-        return ids, times, cams, emb
-
-    blocks = conn.execute("SELECT camera, ids, times, embeddings FROM blocks WHERE t1 >= ? AND t0 <= ?" + where,
-                          [float(max(lo, -1e300)), float(min(hi, 1e300)), *args])
-    loose = conn.execute("SELECT id, time, camera, embedding FROM decisions WHERE block IS NULL AND embedding IS NOT NULL "
-                         "AND time >= ? AND time <= ?" + where, [float(max(lo, -1e300)), float(min(hi, 1e300)), *args])
-    sources = ((cam, np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), emb) for cam, ids, times, emb in blocks)
-    singles = ((cam, np.array([i], np.int64), np.array([t], np.float64), emb) for i, t, cam, emb in loose)
-    for cam, ids, times, emb in itertools.chain(sources, singles):
+    for cam, ids, times, emb in itertools.chain(packed, single):
         keep = (times >= lo) & (times <= hi)
         if not keep.all():
-            e = np.frombuffer(emb, np.float16).reshape(len(ids), dim)[keep]
-            ids, times, emb = ids[keep], times[keep], e.tobytes()
+            ids, times = ids[keep], times[keep]
+            emb = np.frombuffer(emb, np.float16).reshape(-1, dim)[keep].tobytes()
         if len(ids) == 0:
             continue
-        buf.append((ids, times, cam, emb))
+        buf.append((ids, times, codes.setdefault(cam, len(codes)), emb))
         rows += len(ids)
         if rows >= CHUNK_ROWS:
-            yield flush()
+            yield _stack(buf, dim)
             buf, rows = [], 0
     if buf:
-        yield flush()
+        yield _stack(buf, dim)
+
+
+def _stack(buf: list[tuple[np.ndarray, np.ndarray, int, bytes]], dim: int):
+    ids = np.concatenate([b[0] for b in buf])
+    times = np.concatenate([b[1] for b in buf])
+    cams = np.concatenate([np.full(len(b[0]), b[2], np.int16) for b in buf])
+    emb = np.frombuffer(b"".join(b[3] for b in buf), np.float16).reshape(len(ids), dim).astype(np.float32)
+    return ids, times, cams, emb
 
 
 def score(embeddings: np.ndarray, texts: np.ndarray, logit_scale: float) -> np.ndarray:
@@ -182,20 +187,21 @@ def search(conn: sqlite3.Connection, meta: dict[str, str], queries: list[str], t
     """Score every decision in range, pick each query's hits, merge them into ranges; a JSON-ready dict."""
     dim = int(meta["embed_dim"])
     ids_l, times_l, cams_l, scores_l = [], [], [], []
+    codes: dict[str, int] = {}
     t0 = time.perf_counter()
-    for ids, times, cams, emb in _chunks(conn, options, dim):
+    for ids, times, cams, emb in _chunks(conn, options, dim, codes):
         ids_l.append(ids)
         times_l.append(times)
-        cams_l.extend(cams)
+        cams_l.append(cams)
         scores_l.append(score(emb, texts, logit_scale).astype(np.float32))
     seconds = time.perf_counter() - t0
     n = sum(len(i) for i in ids_l)
     results = []
     if n:
-        ids, times = np.concatenate(ids_l), np.concatenate(times_l)
+        ids, times, cams = np.concatenate(ids_l), np.concatenate(times_l), np.concatenate(cams_l)
         scores = np.concatenate(scores_l)
-        cam_names, cams = np.unique(np.array(cams_l, dtype=object), return_inverse=True)
-        order = np.lexsort((times, ids, cams))  # each camera's decisions in time order
+        cam_names = sorted(codes, key=codes.get)
+        order = np.argsort(cams, kind="stable")  # each camera's decisions together, in the order they were made
         ids, times, cams, scores = ids[order], times[order], cams[order], scores[order]
         winner = scores.argmax(axis=1)
         for k, query in enumerate(queries):
@@ -214,25 +220,27 @@ def _ranges(ids, times, cams, cam_names, s, won, o: SearchOptions) -> list[Hit]:
     if len(candidates) > keep:
         cut = np.partition(s[candidates], len(candidates) - keep)[len(candidates) - keep]
         candidates = candidates[s[candidates] >= cut]
-    hit = np.zeros(n, bool)
-    hit[candidates] = True
+    positions = np.sort(candidates)
+    if len(positions) == 0:
+        return []
+    # a new range where the hits are not adjacent in their camera's order, change camera, or are too far apart
+    new = np.ones(len(positions), bool)
+    new[1:] = ((np.diff(positions) != 1) | (np.diff(cams[positions]) != 0)
+               | (np.diff(times[positions]) > o.gap_s))
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], len(positions)) - 1
+    hs = s[positions]
+    best_in = np.maximum.reduceat(hs, starts)
+    chosen = np.lexsort((times[positions[starts]], -best_in))[: o.top]  # best first, earlier first on a tie
     out: list[Hit] = []
-    i = 0
-    positions = np.flatnonzero(hit)
-    while i < len(positions):
-        first = last = positions[i]
-        j = i + 1
-        while (j < len(positions) and positions[j] == last + 1 and cams[positions[j]] == cams[first]
-               and times[positions[j]] - times[last] <= o.gap_s):
-            last = positions[j]
-            j += 1
-        span = np.arange(first, last + 1)
-        best = span[np.argmax(s[span])]
+    for r in chosen:
+        a, b = starts[r], ends[r]
+        span = positions[a:b + 1]
+        best = span[int(np.argmax(s[span]))]
+        first, last = positions[a], positions[b]
         out.append(Hit(str(cam_names[cams[first]]), float(times[first]), float(times[last]), 0.0, 0.0, float(s[best]),
                        int(ids[best]), int(len(span)), float(times[best]), int(ids[first]), int(ids[last])))
-        i = j
-    out.sort(key=lambda h: (-h.score, h.start))
-    return out[: o.top]
+    return out
 
 
 def _describe(conn: sqlite3.Connection, h: Hit) -> dict[str, Any]:
