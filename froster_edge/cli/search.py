@@ -13,11 +13,11 @@ from .options import JsonOut, readable, write_json
 
 @command("search")
 def search_cmd(
+    archive: Annotated[Path, typer.Option("--archive", help="The archive a run wrote (run --archive FILE.db).")],
+    bundle: Annotated[Path, typer.Option("--bundle", help="A bundle of the model that wrote the archive: its text encoder encodes the query.")],
     text: Annotated[Optional[list[str]], typer.Argument(
         help="The action to look for, in words (quote it); more than one compete as a classifier's classes do.",
         show_default=False)] = None,
-    archive: Annotated[Path, typer.Option("--archive", help="The archive a run wrote (run --archive FILE.db).")] = ...,  # type: ignore[assignment]
-    bundle: Annotated[Path, typer.Option("--bundle", help="A bundle of the model that wrote the archive: its text encoder encodes the query.")] = ...,  # type: ignore[assignment]
     query: Annotated[Optional[list[str]], typer.Option("--query", help="Another query (repeatable), as the arguments.")] = None,
     camera: Annotated[Optional[str], typer.Option("--camera", help="Only this camera's decisions.")] = None,
     since: Annotated[Optional[str], typer.Option("--since", help="Only the last 30m, 24h, 7d, ... (s, m, h, d, w).")] = None,
