@@ -61,7 +61,7 @@ def one_run(bundle: Path, opened, streams: int, decisions: int, archive_file: Pa
         archive = Archive(ArchiveOptions(archive_file), model["fingerprint"], int(model["embed_dim"]))
         sinks.append(archive)
         frame_sinks.append(archive)
-    pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened, log=lambda m: None)
+    pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened)
     cpu = time.process_time()
     stats = pipeline.run().to_dict()
     cpu = time.process_time() - cpu
@@ -76,7 +76,7 @@ def write_cost(name: str, bundle: Path, streams: int, decisions: int, reps: int,
     from froster_edge.bundle import manifest as mf
     from froster_edge.runtime.backends import open_backend
 
-    opened = open_backend("auto", bundle, mf.read_manifest(bundle), lambda m: None)
+    opened = open_backend("auto", bundle, mf.read_manifest(bundle))
     one_run(bundle, opened, streams, decisions, None)  # warm-up
     plain, kept = [], []
     for r in range(reps):
