@@ -12,9 +12,12 @@ belongs to the query it scores highest for.
 Hits and ranges: for each query, the decisions it wins (all of them with one query) whose score is
 among the best `hits` fraction of the range's decisions (at least `top`) are hits; consecutive
 hits of one camera (no other decision of that camera between them in the order they were made,
-at most `gap_s` apart) merge
-into one time range, ranked by its best score. Embeddings are read block by block (numpy, a chunk
-of rows at a time), so memory stays bounded by the chunk and the per-decision scores.
+at most `gap_s` apart) merge into one time range, ranked by its best score.
+
+Embeddings are read block by block, in place, and converted to float32 a CHUNK_ROWS chunk at a
+time into one reused buffer: a small chunk stays in the CPU's cache and its matrix product runs
+on one BLAS thread, where converting everything at once spends most of its time on fresh pages
+and a large product on idle BLAS threads. Memory stays bounded by the per-decision scores.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from ...errors import ConfigError, shorten
 from ..classifier import softmax
 from .archive import check_space, connect, read_meta
 
-CHUNK_ROWS = 65_536  # embeddings scored per numpy call
+CHUNK_ROWS = 512  # embeddings converted to float32 and scored per numpy call: in cache, and one BLAS thread
 THUMB_REACH_S = 60.0  # a range's thumbnail: its camera's nearest to the best decision, at most this far outside it
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
@@ -130,11 +133,12 @@ def open_for_search(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     return conn, read_meta(conn, path)
 
 
-def _chunks(conn: sqlite3.Connection, o: SearchOptions, dim: int,
-            codes: dict[str, int]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(ids, times, camera codes, float32 embeddings) of the decisions in range, a chunk at a time:
-    the blocks in the order they were written, then the rows not yet packed, so each camera's
-    decisions come in the order they were made. `codes` is filled with camera -> code."""
+def _blocks(conn: sqlite3.Connection, o: SearchOptions, dim: int,
+            codes: dict[str, int]) -> Iterator[tuple[np.ndarray, np.ndarray, int, np.ndarray]]:
+    """(ids, times, camera code, float16 embeddings (n, D)) of the decisions in range, one block at
+    a time (read in place, no copy): the blocks in the order they were written, then the rows not
+    yet packed, so each camera's decisions come in the order they were made. `codes` is filled
+    with camera -> code."""
     lo = -np.inf if o.start is None else o.start
     hi = np.inf if o.end is None else o.end
     bounds = [float(max(lo, -1e300)), float(min(hi, 1e300))]
@@ -147,30 +151,13 @@ def _chunks(conn: sqlite3.Connection, o: SearchOptions, dim: int,
                          "AND time >= ? AND time <= ?" + where + " ORDER BY id", [*bounds, *args])
     packed = ((cam, np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), emb) for cam, ids, times, emb in blocks)
     single = ((cam, np.array([i], np.int64), np.array([t], np.float64), emb) for cam, i, t, emb in loose)
-    buf: list[tuple[np.ndarray, np.ndarray, int, bytes]] = []
-    rows = 0
     for cam, ids, times, emb in itertools.chain(packed, single):
+        vectors = np.frombuffer(emb, np.float16).reshape(len(ids), dim)
         keep = (times >= lo) & (times <= hi)
         if not keep.all():
-            ids, times = ids[keep], times[keep]
-            emb = np.frombuffer(emb, np.float16).reshape(-1, dim)[keep].tobytes()
-        if len(ids) == 0:
-            continue
-        buf.append((ids, times, codes.setdefault(cam, len(codes)), emb))
-        rows += len(ids)
-        if rows >= CHUNK_ROWS:
-            yield _stack(buf, dim)
-            buf, rows = [], 0
-    if buf:
-        yield _stack(buf, dim)
-
-
-def _stack(buf: list[tuple[np.ndarray, np.ndarray, int, bytes]], dim: int):
-    ids = np.concatenate([b[0] for b in buf])
-    times = np.concatenate([b[1] for b in buf])
-    cams = np.concatenate([np.full(len(b[0]), b[2], np.int16) for b in buf])
-    emb = np.frombuffer(b"".join(b[3] for b in buf), np.float16).reshape(len(ids), dim).astype(np.float32)
-    return ids, times, cams, emb
+            ids, times, vectors = ids[keep], times[keep], vectors[keep]
+        if len(ids):
+            yield ids, times, codes.setdefault(cam, len(codes)), vectors
 
 
 def score(embeddings: np.ndarray, texts: np.ndarray, logit_scale: float) -> np.ndarray:
@@ -189,11 +176,26 @@ def search(conn: sqlite3.Connection, meta: dict[str, str], queries: list[str], t
     ids_l, times_l, cams_l, scores_l = [], [], [], []
     codes: dict[str, int] = {}
     t0 = time.perf_counter()
-    for ids, times, cams, emb in _chunks(conn, options, dim, codes):
+    buf = np.empty((CHUNK_ROWS, dim), np.float32)  # converted a chunk at a time: it stays in the CPU's cache
+    filled = 0
+
+    def flush(n: int) -> None:
+        scores_l.append(score(buf[:n], texts, logit_scale).astype(np.float32))
+
+    for ids, times, cam, vectors in _blocks(conn, options, dim, codes):
         ids_l.append(ids)
         times_l.append(times)
-        cams_l.append(cams)
-        scores_l.append(score(emb, texts, logit_scale).astype(np.float32))
+        cams_l.append(np.full(len(ids), cam, np.int16))
+        start = 0
+        while start < len(vectors):
+            take = min(CHUNK_ROWS - filled, len(vectors) - start)
+            np.copyto(buf[filled:filled + take], vectors[start:start + take])
+            filled, start = filled + take, start + take
+            if filled == CHUNK_ROWS:
+                flush(filled)
+                filled = 0
+    if filled:
+        flush(filled)
     seconds = time.perf_counter() - t0
     n = sum(len(i) for i in ids_l)
     results = []
