@@ -5,7 +5,8 @@ search scores 100k / 1M / 5M stored decisions, and how much a camera-day takes o
    --reps times each way, interleaved, over --streams copies of the clip read as fast as possible:
    decisions to a sink that drops them, and the same plus the archive (its defaults: a thumbnail
    every 10 s of media time, commits every 1 s on the writer thread). Reported: decisions/s and
-   CPU ms per decision (all threads), medians, and their ratios.
+   CPU ms per decision (all threads), medians, and their ratios; and the archive writer thread's
+   own CPU ms per decision (read from /proc), which does not depend on how busy the machine is.
 2. Search: archives of N decisions of --dim float16 embeddings (random vectors, 4 cameras, one
    decision a second) are written in the archive's own layout (blocks of PACK rows, as a run packs
    them) by a bulk writer here, then `search.search` scores all of them against one query row and
@@ -63,13 +64,22 @@ def one_run(bundle: Path, opened, streams: int, decisions: int, archive_file: Pa
         sinks.append(archive)
         frame_sinks.append(archive)
     pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened)
+    threads = None
+    if archive is not None and sys.platform.startswith("linux"):
+        from bench_site import ThreadCpu
+
+        threads = ThreadCpu()
+        threads.NAMES = ("archive-writer",)
     cpu = time.process_time()
     stats = pipeline.run().to_dict()
     cpu = time.process_time() - cpu
     out = {"decisions": stats["decisions"], "decisions_per_s": stats["decisions_per_s"],
            "cpu_ms_per_decision": round(1000 * cpu / max(1, stats["decisions"]), 3)}
     if archive is not None:
+        archive.close()  # the writer's last commit counted
         out["archive"] = archive.stats()
+        writer = sum(threads.stop().values()) if threads is not None else float("nan")
+        out["writer_cpu_ms_per_decision"] = round(1000 * writer / max(1, stats["decisions"]), 3)
     return out
 
 
@@ -87,7 +97,8 @@ def write_cost(name: str, bundle: Path, streams: int, decisions: int, reps: int,
         print(f"{name} rep {r}: plain {plain[-1]['decisions_per_s']:.2f}/s {plain[-1]['cpu_ms_per_decision']:.1f} ms CPU; "
               f"archive {kept[-1]['decisions_per_s']:.2f}/s {kept[-1]['cpu_ms_per_decision']:.1f} ms CPU "
               f"({kept[-1]['archive']['rows']} rows, {kept[-1]['archive']['thumbs']} thumbs, "
-              f"{kept[-1]['archive']['dropped']} dropped)", file=sys.stderr)
+              f"{kept[-1]['archive']['dropped']} dropped; writer thread {kept[-1]['writer_cpu_ms_per_decision']} ms CPU "
+              "per decision)", file=sys.stderr)
     med = {k: {m: statistics.median(x[m] for x in runs) for m in ("decisions_per_s", "cpu_ms_per_decision")}
            for k, runs in (("plain", plain), ("archive", kept))}
     med["archive_over_plain_decisions_per_s"] = round(med["archive"]["decisions_per_s"] / med["plain"]["decisions_per_s"], 4)
@@ -217,7 +228,8 @@ def main() -> None:
     p.add_argument("--sizes", default="100000,1000000,5000000")
     p.add_argument("--dim", type=int, default=512, help="embedding size of the search and storage parts (ViT-B: 512)")
     p.add_argument("--search-reps", type=int, default=3)
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: write, search, storage")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: write, vit (the --model write runs), "
+                   "search, storage")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -234,9 +246,10 @@ def main() -> None:
 
             export_tiny(tmp / "tiny", [CLIP], streams=args.streams, max_parity_clips=1)
             result["write_tiny"] = write_cost("tiny", tmp / "tiny", args.streams, 5 * args.decisions, args.reps, tmp)
-            (tmp / args.model).mkdir()
-            vit = export_random(args.model, 8, args.streams, tmp / args.model)
-            result["write_" + args.model] = write_cost(args.model, vit, args.streams, args.decisions, args.reps, tmp)
+            if "vit" not in skip:
+                (tmp / args.model).mkdir()
+                vit = export_random(args.model, 8, args.streams, tmp / args.model)
+                result["write_" + args.model] = write_cost(args.model, vit, args.streams, args.decisions, args.reps, tmp)
         if "search" not in skip:
             result["search"] = search_speed([int(s) for s in args.sizes.split(",")], args.dim, args.search_reps, tmp)
         if "storage" not in skip:
