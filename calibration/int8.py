@@ -1,45 +1,27 @@
-"""INT8 post-training quantization of the video encoder with ONNX Runtime (static QDQ or dynamic), for CPUs.
+"""INT8 post-training quantization of the video encoder with ONNX Runtime (static QDQ or dynamic).
 
-What gets quantized, and why: the weight MatMuls (every linear layer of the ViT and the patch
-Conv), per-channel weights. LayerNorm, Softmax, the attention products of two activations and
-the final projection to the embedding stay float: they are where 8 bits cost the most agreement
-(the score a label table ranks on is the direction of the final embedding), and they are a
-small share of the time. `ops="all"` quantizes everything ONNX Runtime can, for comparison.
-The integer types (activation, weight, 7-bit weights) are a `Variant` (variants.py), which
-`calibrate` chooses for the CPU's 8-bit dot product. The graph is built for the runtime that runs it:
-- ONNX Runtime (`target="onnxruntime"`, static variants): its pre-processing first fuses each
-  linear layer's MatMul + bias Add into one Gemm, and the Gemm's output stays float (only its
-  inputs are quantized, the bias to int32), so ORT runs every layer as one QGemm: the integer
-  GEMM, the scales and the bias in one kernel with fp32 out, the static counterpart of
-  DynamicQuantizeMatMul. With the output requantized (the plain form) each layer costs a
-  QLinearMatMul, a DequantizeLinear and a float bias Add and the GELU fuses with that Add: the
-  QGemm form is faster on every x86 class measured (docs/benchmarks.md, per CPU class) and rounds
-  to 8 bits once less per layer.
-- TensorRT (`target="tensorrt"`, `s8s8` / `s8s8-7bit`): the plain QDQ model (symmetric int8
-  activations and weights, every output requantized, float biases), which TensorRT parses and
-  fuses itself.
-A dynamic variant quantizes the same layers with ONNX Runtime's `quantize_dynamic` (activation
-ranges measured on every call, one DynamicQuantizeMatMul per layer with the bias inside): no
-calibration ranges.
+Only the weight MatMuls and the patch Conv are quantized (per-channel weights); LayerNorm,
+Softmax, the attention products and the final projection stay float, where 8 bits cost the most
+agreement (`ops="all"` quantizes everything, for comparison). `target="onnxruntime"` builds the
+QGemm form (float outputs, int32 bias); `target="tensorrt"` the plain QDQ form TensorRT fuses.
+Activation ranges are cached in JSON keyed by the fp32 model's sha256, the clips, the method and
+the pre-processing, so every variant reuses one calibration; an onnxruntime whose `quantize_static`
+lacks `calibration_cache_path` calibrates anew and gives the same model.
 
-The activation ranges come from calibration clips and are kept in a JSON cache whose name
-carries the fp32 model's sha256, the clips' digest, the method and the pre-processing: the
-variant and the set of quantized ops are not in it, because ONNX Runtime records the float range
-of every tensor whatever is quantized later. So a rebuild with the same inputs, and every
-variant tried on the same clips, reads the ranges instead of running calibration again, and a
-rebuild gives the same model.
+See docs/calibration.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 from pathlib import Path
 from typing import Iterator, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, MissingCapability
+from ..errors import ConfigError
 from ..bundle.manifest import sha256_file
 from ..logs import quiet_logger
 from .variants import Variant, variant as variant_named
@@ -47,6 +29,15 @@ from .variants import Variant, variant as variant_named
 Method = Literal["minmax", "entropy", "percentile"]
 OpsChoice = Literal["linear", "all"]
 Target = Literal["onnxruntime", "tensorrt"]
+
+log = logging.getLogger(__name__)
+
+
+def caches_ranges() -> bool:
+    """Whether this onnxruntime's `quantize_static` can keep calibration ranges in a file (1.24 and later)."""
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 
 def linear_nodes(model) -> tuple[list[str], str | None]:
@@ -92,10 +83,8 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
     (both per call).
     """
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
-        raise MissingCapability("this onnxruntime cannot cache calibration ranges: install onnxruntime >= 1.24")
     if len(clips) < streams:
         raise ConfigError(f"{len(clips)} calibration clips cannot fill one call of {streams} streams")
     v = variant_named(variant) if isinstance(variant, str) else variant
@@ -125,8 +114,14 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
                              extra_options={"MatMulConstBOnly": not (v.attention or ops == "all")})
         to_quantize = dynamic_nodes
     else:
-        cache = cache_dir / cache_name(sha256_file(fp32_path), clips_digest, method, preprocess)
-        hit = cache.is_file()
+        if caches_ranges():
+            cache = cache_dir / cache_name(sha256_file(fp32_path), clips_digest, method, preprocess)
+            hit = cache.is_file()
+        else:
+            import onnxruntime
+
+            log.warning("onnxruntime %s cannot keep calibration ranges in a file (1.24 can): calibrating anew",
+                        onnxruntime.__version__)
         _quantize_static(source, out_path, clips, streams, input_name, v, to_quantize, method, cache, float_output)
     if source != fp32_path:
         source.unlink()
@@ -144,9 +139,10 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
 
 
 def _quantize_static(source: Path, out_path: Path, clips: np.ndarray, streams: int, input_name: str, v: Variant,
-                     to_quantize: list[str] | None, method: str, cache: Path, float_output: bool) -> None:
-    """ONNX Runtime's static QDQ quantization from the cached (or freshly calibrated) activation ranges;
-    `float_output`: the Gemms' outputs are left float (only their inputs and bias quantized)."""
+                     to_quantize: list[str] | None, method: str, cache: Path | None, float_output: bool) -> None:
+    """ONNX Runtime's static QDQ quantization from the cached (or freshly calibrated) activation ranges
+    (`cache` None: calibrated, not kept); `float_output`: the Gemms' outputs are left float (only their
+    inputs and bias quantized)."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     reader = type("ClipReader", (_ClipReader, CalibrationDataReader), {})(clips, streams, input_name)
@@ -163,5 +159,5 @@ def _quantize_static(source: Path, out_path: Path, clips: np.ndarray, streams: i
                               "percentile": CalibrationMethod.Percentile}[method],
             extra_options={"ActivationSymmetric": v.activation == "int8", "WeightSymmetric": True,
                            "OpTypesToExcludeOutputQuantization": ["Gemm"] if float_output else []},
-            calibration_cache_path=str(cache),
+            **({"calibration_cache_path": str(cache)} if cache is not None else {}),
         )

@@ -1,8 +1,12 @@
-"""Calibration options: the one place their defaults live (no torch, so the CLI reads them fast)."""
+"""Calibration options: the one place their defaults live (no torch, so the CLI reads them fast).
+
+See docs/calibration.md.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 Method = Literal["minmax", "entropy", "percentile"]
@@ -12,7 +16,7 @@ Ops = Literal["linear", "all"]
 @dataclass(frozen=True)
 class GateThresholds:
     """Defaults: INT8 must agree with float on 95% of held-out clips, keep every embedding's cosine
-    to float >= 0.99 (8-bit saturation drops it well below: 0.956 measured) and be 1.2x faster."""
+    to float >= 0.99 (8-bit saturation drops it well below) and be 1.2x faster."""
 
     min_top1_agreement: float = 0.95
     min_speedup: float = 1.2
@@ -33,6 +37,8 @@ class CalibrationOptions:
     ops: Ops = "linear"  # linear: weight MatMuls only; all: whatever ONNX Runtime quantizes
     variants: tuple[str, ...] = ()  # INT8 variants to try (variants.py); empty: chosen for this CPU's dot product
     trt: bool = False
+    quantize_only: bool = False  # trt: write the QDQ model into calibration/, build nothing (no GPU needed)
+    qdq: Path | None = None  # trt: build this QDQ model (from quantize_only on another machine) instead of quantizing
     reps: int = 5  # timing repetitions of the gate
     force: bool = False
     thresholds: GateThresholds = field(default_factory=GateThresholds)

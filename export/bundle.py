@@ -1,14 +1,13 @@
 """`export_bundle`: a student in, a verified deployable bundle out.
 
-Order of work: the ONNX graphs, their fp16 copy and the label table are written into a staging
-folder beside the target; the parity gates run on real clips; the manifest (hashes, gates,
-versions, and the TensorRT-compatibility check of every graph) is written last; then the staging folder replaces the old bundle in two renames, so a
-failed gate or a kill leaves the previous bundle as it was. Only an empty folder or a folder whose
-manifest.json is a froster-edge manifest is ever replaced, and files in it that the bundle did
-not create (not in its manifest: a user's notes, site files) are carried into the new bundle, so
-nothing of the user's is deleted. An -o that is a symlink stays one: its target is replaced.
-TensorRT engines are built after that into the finished bundle (engines of the previous bundle whose ONNX did not change are kept), and
-a machine without a GPU or tensorrt ends with MissingCapability while the ONNX bundle stands.
+Graphs, fp16 copy and label table go to a staging folder; the parity gates run on real clips; the
+manifest is written last; two renames then replace the old bundle, so a failed gate or a kill
+leaves it as it was. Only an empty folder or a froster-edge bundle is replaced, and files the
+bundle did not create are carried over; a symlinked -o stays one. TensorRT engines are built
+afterwards (unchanged ones kept); without a GPU or tensorrt that ends in MissingCapability while
+the ONNX bundle stands.
+
+See docs/export.md.
 """
 
 from __future__ import annotations
@@ -171,7 +170,8 @@ def tensorrt_check(bundle: Path, fp16: bool) -> dict[str, dict]:
 
 def _parity(student: VideoStudent, bundle: Path, table: LabelTable, videos: list[Path], options: ExportOptions) -> dict:
     size = student.model_cfg["vision_cfg"]["image_size"]
-    clips = load_parity_clips(videos, student.config.num_frames, size, options.max_parity_clips)
+    clips = load_parity_clips(videos, student.config.num_frames, size, options.max_parity_clips,
+                              spatial=student.config.spatial_spec())
     th = options.thresholds
     reference = run_in_streams(torch_video_encoder(student), clips.frames, options.streams)
     fp32 = run_in_streams(onnx_video_encoder(bundle / mf.VIDEO_ONNX), clips.frames, options.streams)
@@ -213,10 +213,11 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
             "image_size": size, "num_frames": frames, "streams": options.streams,
             "input": {"name": "frames", "shape": [options.streams, frames, size, size, 3], "dtype": "uint8",
                       "layout": "STHWC", "color": "RGB"},
-            "resize": "short side to image_size (bicubic), centre crop",
+            "resize": f"short side to image_size, centre crop ({student.config.spatial_spec().describe()})",
             "mean": [float(x) for x in CLIP_MEAN], "std": [float(x) for x in CLIP_STD],
             "normalisation": "inside the graph: (x / 255 - mean) / std",
             "sampling": student.config.sampling_spec().to_dict(),
+            "spatial": student.config.spatial_spec().to_dict(),
         },
         "onnx": {
             "opset": OPSET,
@@ -235,6 +236,23 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
         "engines": [],
         "versions": {k: env[k] for k in ("froster-edge", "python", "torch", "open_clip", "onnx", "onnxruntime", "tensorrt")},
     }
+
+
+def _ort_cuda_session(path: Path):
+    """(ONNX Runtime's CUDA provider on `path`, the yardstick of an ort-trt engine's speed, or None; why not)."""
+    import onnxruntime as ort
+
+    from ..bundle.sessions import open_session
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None, "ONNX Runtime has no CUDAExecutionProvider"
+    try:
+        session = open_session(path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own types for missing CUDA libraries: recorded, no yardstick
+        return None, f"ort-cuda cannot start: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return None, f"ort-cuda fell back to {session.get_providers()[0]}"
+    return session, ""
 
 
 def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTable, parity: dict,
@@ -268,8 +286,15 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
                      th.fp16_min_cosine, th.fp16_min_top1_agreement)
         require_passed([check])
         options_kept = {k: v for k, v in tb.ort_trt_provider_options(cache, options.workspace_gb).items() if not k.endswith("_path")}
+        cuda, why_not = _ort_cuda_session(bundle / onnx_file)
+        speed = tb.ort_trt_speed(session, cuda, parity["frames"][:1].repeat(options.streams, 0))
+        if why_not:
+            speed["ort_cuda"] = why_not
+        if speed["warning"]:
+            log.warning(speed["warning"])
         records = [{"name": "video_encoder", "route": "ort-trt", "precision": precision, "onnx_file": onnx_file,
-                    "cache_dir": f"{mf.ENGINES_DIR}/{tb.ORT_TRT_DIR}", "options": options_kept, "parity": check}]
+                    "cache_dir": f"{mf.ENGINES_DIR}/{tb.ORT_TRT_DIR}", "options": options_kept, "parity": check,
+                    "speed": speed}]
     else:
         log.info(f"building the TensorRT {precision} engine from {onnx_file} (strongly typed)")
         spec = tb.EngineSpec("video_encoder", onnx_file, manifest["files"][onnx_file],

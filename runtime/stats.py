@@ -1,15 +1,13 @@
 """Latency and counters of a run: per-stage percentiles, capture-to-decision, drops, decisions/s.
 
-Stages (milliseconds):
-  read                frame from the source (decode; a camera's wait for its next frame)
-  capture_wait        an assembler waiting for its reader's next frame
-  preprocess          resize + centre crop of one sampled frame (uint8), once, on arrival
-  queue               a ready clip waiting for the encoder (a busy encoder, or other streams)
-  encode              one backend call on the batch of all streams' clips
-  classify            table, softmax, smoothing, top-k for one decision
-  capture_to_decision from the capture of a clip's newest frame to its decision
-Each stage keeps its newest `window` samples (memory stays flat in a long run) plus an overall
-count and sum. Recording is thread-safe: readers, assemblers and the main loop all record.
+Stages (milliseconds): read (a frame from the source; a camera's wait for its next one),
+capture_wait (an assembler waiting for its reader), preprocess (resize + crop of one sampled frame),
+queue (a ready clip waiting for the encoder), encode (one backend call on all streams' clips),
+classify (one decision), capture_to_decision (a clip's newest frame captured to its decision).
+Each keeps its newest `window` samples (flat memory in a long run) plus an overall count and sum;
+recording is thread-safe.
+
+See docs/runtime.md.
 """
 
 from __future__ import annotations
@@ -63,7 +61,11 @@ class StreamCounters:
     clips: int = 0
     clips_skipped: int = 0  # a newer clip replaced one the encoder had not taken yet
     decisions: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # connections made again after a drop
+    reconnect_attempts: int = 0  # tries to connect again, failed ones included (they move during an outage)
+    outages: int = 0  # times the stream went down
+    up: bool = False  # frames are coming (a live source: connected and not silent past the read timeout)
+    down_reason: str = ""  # why it is down now (the server's answer where it gave one), "" while up
     ended: str = ""  # why the stream stopped: "end of file", "stopped", or the error
     error: str = ""
 
@@ -132,7 +134,8 @@ class RunStats:
             name = f" ({s['camera']})" if s["camera"] and s["camera"] != s["source"] else ""
             lines.append(f"  stream {i} {s['source']}{name}: {s['frames_read']} frames read, {s['frames_sampled']} sampled, "
                          f"{s['frames_dropped']} dropped, {s['clips_skipped']} clips skipped, {s['decisions']} decisions, "
-                         f"{s['reconnects']} reconnects" + (f" ({s['ended']})" if s["ended"] else ""))
+                         f"{s['reconnects']} reconnects" + (f" ({s['ended']})" if s["ended"] else "")
+                         + (f"; down: {s['down_reason']}" if s["down_reason"] and not s["up"] else ""))
         return "\n".join(lines)
 
 

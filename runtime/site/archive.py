@@ -21,6 +21,8 @@ view reads while the run writes, and a killed run leaves every committed row rea
 
 `meta` records the format, the model fingerprint and the embedding size: a run or a search with
 another model's bundle is refused (its embeddings live in another space).
+
+See docs/archive.md.
 """
 
 from __future__ import annotations

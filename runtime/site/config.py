@@ -1,14 +1,12 @@
 """A site file (`froster-edge run --config site.yaml`): named cameras and the sinks, from YAML.
 
-Every key is checked before any camera opens: an unknown key or a bad value is one ConfigError
-naming it (`site.yaml: cameras[1].hop must be an integer >= 1, not 'two'`). The run's CLI
-options are the defaults under the file (its `defaults:` section, then each camera's own keys
-override them); output flags given on the command line (--events, --clips, --metrics, --archive) replace
-the file's. `examples/site.yaml` shows every key; the README documents them.
+Every key is checked before any camera opens; a bad one is one ConfigError naming the file and key.
+The run's CLI options are the defaults under the file (`defaults:`, then each camera's keys); output
+flags (--events, --clips, --metrics, --archive) replace the file's. SIGHUP reloads it (SiteReloader): changed
+cameras restart while the others go on, a file that does not load is refused in one log line, and
+other sections take effect at the next start.
 
-SIGHUP reloads the file (SiteReloader): cameras added, removed or changed are started and
-stopped while the others go on; a file that does not load is refused in one log line and the
-running site kept. Other sections take effect at the next start.
+See docs/site.md.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from ...errors import ConfigError
 from .archive import ArchiveOptions
 from .clips import ClipOptions
 from .events import EventOptions
+from ..source_url import read_password, with_camera_options
 from ..options import BACKENDS, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, check_options
 
 log = logging.getLogger(__name__)
@@ -125,7 +124,7 @@ CLASSIFIER_KEYS = {"threshold": None, "smoothing": None, "ema_alpha": None, "win
 CAPTURE_KEYS = {"realtime": None, "loop": None}
 EVENT_KEYS = {"enter": None, "exit": None, "enter_decisions": None, "exit_decisions": None, "labels": None}
 CAMERA_KEYS = {"name": None, "source": None, "labels": None, "events": None, **SAMPLING_KEYS, **CAPTURE_KEYS,
-               "threshold": None}
+               "threshold": None, "password_env": None, "password_file": None, "rtsp_transport": None}
 TOP_KEYS = {"bundle": None, "backend": None, "labels": None, "defaults": None, "cameras": None, "events": None,
             "clips": None, "metrics": None, "mqtt": None, "http": None, "archive": None}
 
@@ -248,8 +247,19 @@ def _camera(i: int, d: Any, base: RunOptions, base_dir: Path) -> tuple[CameraOpt
         realtime=_bool(f"{where}.realtime", d["realtime"]) if "realtime" in d else None,
         loop=_bool(f"{where}.loop", d["loop"]) if "loop" in d else None,
         threshold=_number(f"{where}.threshold", d["threshold"], 0.0, 1.0) if "threshold" in d else None,
-        labels=labels, table=table)
+        labels=labels, table=table,
+        password_env=_str(f"{where}.password_env", d["password_env"]) if "password_env" in d else None,
+        password_file=_path(base_dir, _str(f"{where}.password_file", d["password_file"])) if "password_file" in d else None,
+        rtsp_transport=_transport(f"{where}.rtsp_transport", d["rtsp_transport"]) if "rtsp_transport" in d else None)
+    # credentials and transport checked with the file (the password is read again when the camera opens)
+    with_camera_options(cam.source, read_password(where, cam.password_env, cam.password_file), cam.rtsp_transport, where)
     return cam, d.get("events")
+
+
+def _transport(where: str, v: Any) -> str:
+    if v not in ("tcp", "udp"):
+        raise _bad(where, "tcp or udp", v)
+    return v
 
 
 def parse_site(doc: Any, base: RunOptions, base_dir: Path, path: Path | None = None) -> Site:

@@ -18,6 +18,8 @@ Embeddings are read block by block, in place, and converted to float32 a CHUNK_R
 time into one reused buffer: a small chunk stays in the CPU's cache and its matrix product runs
 on one BLAS thread, where converting everything at once spends most of its time on fresh pages
 and a large product on idle BLAS threads. Memory stays bounded by the per-decision scores.
+
+See docs/archive.md.
 """
 
 from __future__ import annotations

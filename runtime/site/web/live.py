@@ -1,11 +1,11 @@
 """What the web view shows, collected from the running pipeline without ever making it wait.
 
-The hub is a frame sink and a decision sink of the pipeline. A frame costs the pipeline one
-reference assignment (the newest frame of its stream replaces the previous one); JPEG encoding
-happens on the server's threads, only while a client watches, at most `stream_fps` times a
-second per stream, and one encoding is shared by every client watching that stream. Decisions
-are kept per camera (the newest `recent`), numbered, with the version of the label table that
-made them, so the page (and the API) can tell when a vocabulary change has reached the decisions.
+A frame and decision sink: a frame costs the pipeline one reference assignment; JPEG encoding runs
+on the server's threads only while a client watches, at most `stream_fps` a second per stream,
+shared by all its clients. Decisions are kept per camera (the newest `recent`), numbered, with the
+label table version that made them, so the page can tell when a vocabulary change has arrived.
+
+See docs/web.md.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class Hub:
         self._events: dict[str, deque[dict[str, Any]]] = {}
         self._snapshots: dict[str, str] = {}  # event id -> snapshot file name, for the newest events
         self.archive: Path | None = None  # the run's archive (runtime/site/archive.py), searched by the page
+        self._down: dict[str, str] = {}  # camera name -> why its stream is down (absent: up)
 
     def _ensure(self, stream: int, name: str | None = None) -> None:
         """Room for stream `stream` (a camera added while the run goes on gets the next number)."""
@@ -235,6 +236,19 @@ class Hub:
         with self._lock:
             out = [d for q in self._decisions for d in q if d["seq"] > since]
         return sorted(out, key=lambda d: d["seq"])
+
+    def camera_state(self, camera: str, up: bool, why: str = "") -> None:
+        """A reader's thread: the camera's stream went down (why) or came back."""
+        with self._lock:
+            if up:
+                self._down.pop(camera, None)
+            else:
+                self._down[camera] = why or "no frames"
+
+    def down_reason(self, camera: str) -> str | None:
+        """Why the camera is down, or None while it is up."""
+        with self._lock:
+            return self._down.get(camera)
 
     def latest(self) -> list[dict[str, Any] | None]:
         with self._lock:

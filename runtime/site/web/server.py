@@ -1,25 +1,14 @@
 """The web view's HTTP server: one page, MJPEG live views and a small JSON API (standard library only).
 
-Routes (every one behind the token when the server has one; see the README's "Web view"):
-  GET  /                          the page
-  GET  /api/streams               cameras, their latest decision
-  GET  /api/streams/<i>.mjpg      live view of camera i (multipart/x-mixed-replace JPEG)
-  GET  /api/streams/<i>.jpg       its newest frame, once
-  GET  /api/decisions?since=N     kept decisions numbered above N, oldest first
-  GET  /api/events                recent events per camera (recent decisions when the run records none)
-  GET  /api/events/<id>.jpg       a kept event's snapshot by its event id (percent-encoded), as its
-                                  snapshot_url says: the file the clip writer named, in its folder
-  GET  /api/stats                 the run's stats (as --stats-json writes them) and the web view's
-  GET  /api/vocabulary            the actions of the watched label table
-  POST /api/vocabulary            {"add": "Name: description"} or {"remove": "Name"}
-  GET  /api/search?q=TEXT[&q=...][&camera=NAME][&since=24h][&top=N]
-                                  the run's archive searched (as `froster-edge search --json`), each range
-                                  with thumb_url and clip_url (404 when the run keeps no archive)
-  GET  /api/archive/<id>.jpg      the thumbnail kept with archived decision <id>
-  GET  /api/archive/<id>.mp4      the event clip archived decision <id> belongs to (a file of the run's
-                                  clips folder, as the archive names it)
-No route takes a path from the client: files served are the package's own page, by fixed names,
-and files the run wrote, by the key (event id, decision id) it recorded them under.
+Routes, all behind the token when there is one: GET / (the page); /api/streams (cameras, up or down and why), /api/streams/<i>.mjpg
+and .jpg (cameras, live view, newest frame); /api/decisions?since=N; /api/events and
+/api/events/<id>.jpg (an event's snapshot); /api/stats; GET and POST /api/vocabulary
+({"add": "Name: description"} or {"remove": "Name"}); /api/search?q=TEXT (the run's archive, as
+`froster-edge search --json`); /api/archive/<id>.jpg and .mp4 (an archived decision's thumbnail and
+event clip). No route takes a path from the client: files served are the package's own page, snapshots
+by the event ids the clip writer named, or thumbnails and clips by the decision ids the archive recorded.
+
+See docs/web.md.
 """
 
 from __future__ import annotations
@@ -203,6 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/streams":
             latest = hub.latest()
             self._send_json({"streams": [{"index": i, "camera": name, "latest": latest[i],
+                                          "up": hub.down_reason(name) is None, "down_reason": hub.down_reason(name),
                                           "mjpeg": f"/api/streams/{i}.mjpg", "jpeg": f"/api/streams/{i}.jpg"}
                                          for i, name in enumerate(hub.cameras)],
                              "stream_fps": web.options.stream_fps})
