@@ -33,7 +33,8 @@ def stored(db: Path) -> dict[int, tuple[str, float, np.ndarray]]:
     conn = sqlite3.connect(db)
     dim = int(dict(conn.execute("SELECT key, value FROM meta"))["embed_dim"])
     rows = {i: (c, t, np.frombuffer(e, np.float16).astype(np.float64))
-            for i, c, t, e in conn.execute("SELECT id, camera, time, embedding FROM decisions WHERE embedding IS NOT NULL")}
+            for i, c, t, e in conn.execute("SELECT d.id, d.camera, d.time, p.embedding FROM pending p JOIN decisions d "
+                                           "ON d.id = p.decision")}
     for camera, ids, times, emb in conn.execute("SELECT camera, ids, times, embeddings FROM blocks"):
         e = np.frombuffer(emb, np.float16).reshape(-1, dim).astype(np.float64)
         for i, t, v in zip(np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), e):

@@ -4,11 +4,12 @@ with no model run over the video again.
 
 One row per decision in `decisions`: camera, media time, UTC wall time, the top labels and
 scores (JSON), the id of the camera's open action event (the one of the decision's top label,
-else the newest), the event's clip and snapshot paths once its end is known, and the embedding
-as float16 (exactly the vector the classifier scored). Every `PACK` decisions of a camera are
-moved, in one transaction, into one row of `blocks` (their ids, times and embeddings side by
-side; the decision rows keep their block number): a search then reads a few thousand blobs
-instead of a million rows. A JPEG thumbnail (`thumbs`) is kept at most every `thumb_every_s` of
+else the newest), the event's clip and snapshot paths once its end is known. Its embedding, as
+float16 (exactly the vector the classifier scored), waits in `pending` until the camera has
+`PACK` of them, which move in one transaction into one row of `blocks` (their ids, times and
+embeddings side by side; the decision rows keep their block number, the pending rows are
+deleted, freeing whole pages): a search then reads a few thousand blobs instead of a million rows.
+A JPEG thumbnail (`thumbs`) is kept at most every `thumb_every_s` of
 a camera's media time (a live source's is its running time; a file read faster than real time
 still gets one per that many seconds of video), from the newest frame its frame thread handed over.
 
@@ -59,11 +60,11 @@ CREATE TABLE IF NOT EXISTS decisions (
     event_id TEXT,
     clip TEXT,
     snapshot TEXT,
-    embedding BLOB,
     block INTEGER
 );
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions (time);
-CREATE INDEX IF NOT EXISTS decisions_unpacked ON decisions (camera, id) WHERE block IS NULL;
+CREATE TABLE IF NOT EXISTS pending (decision INTEGER PRIMARY KEY, camera TEXT NOT NULL, embedding BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_camera ON pending (camera, decision);
 CREATE INDEX IF NOT EXISTS decisions_event ON decisions (event_id) WHERE event_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS blocks (
     id INTEGER PRIMARY KEY,
@@ -278,8 +279,10 @@ class Archive:
                 for i, item in enumerate(rows):
                     _, camera, media, wall, emb, top, event_id, _ = item
                     cur = self.conn.execute(
-                        "INSERT INTO decisions (camera, media_time, time, top, event_id, embedding) VALUES (?, ?, ?, ?, ?, ?)",
-                        (camera, media, wall, json.dumps(top), event_id, emb))
+                        "INSERT INTO decisions (camera, media_time, time, top, event_id) VALUES (?, ?, ?, ?, ?)",
+                        (camera, media, wall, json.dumps(top), event_id))
+                    self.conn.execute("INSERT INTO pending (decision, camera, embedding) VALUES (?, ?, ?)",
+                                      (cur.lastrowid, camera, emb))
                     if thumbs.get(i) is not None:
                         self.conn.execute("INSERT INTO thumbs (decision, jpeg) VALUES (?, ?)", (cur.lastrowid, thumbs[i]))
                     cameras.add(camera)
@@ -311,8 +314,9 @@ class Archive:
     def _pack(self, camera: str) -> None:
         """Move a camera's oldest PACK unpacked decisions into one block (in the caller's transaction)."""
         while True:
-            rows = self.conn.execute("SELECT id, time, embedding FROM decisions WHERE camera = ? AND block IS NULL "
-                                     "ORDER BY id LIMIT ?", (camera, PACK)).fetchall()
+            rows = self.conn.execute("SELECT p.decision, d.time, p.embedding FROM pending p JOIN decisions d "
+                                     "ON d.id = p.decision WHERE p.camera = ? ORDER BY p.decision LIMIT ?",
+                                     (camera, PACK)).fetchall()
             if len(rows) < PACK:
                 return
             ids = np.array([r[0] for r in rows], np.int64)
@@ -321,8 +325,9 @@ class Archive:
                 "INSERT INTO blocks (camera, first_id, last_id, t0, t1, ids, times, embeddings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (camera, int(ids[0]), int(ids[-1]), float(times.min()), float(times.max()), ids.tobytes(),
                  times.tobytes(), b"".join(r[2] for r in rows)))
-            self.conn.execute(f"UPDATE decisions SET block = ?, embedding = NULL WHERE id IN ({','.join('?' * len(ids))})",
-                              (cur.lastrowid, *map(int, ids)))
+            marks = ",".join("?" * len(ids))
+            self.conn.execute(f"UPDATE decisions SET block = ? WHERE id IN ({marks})", (cur.lastrowid, *map(int, ids)))
+            self.conn.execute(f"DELETE FROM pending WHERE decision IN ({marks})", tuple(map(int, ids)))
 
     def _guarded(self, write, recovers: bool = True) -> bool:
         """Run one write; a failure (full disk, read-only file, locked) is said once and counted, and
@@ -383,6 +388,7 @@ def _delete_through(conn: sqlite3.Connection, last: int) -> int:
         last = int(widest)
     with conn:
         conn.execute("DELETE FROM thumbs WHERE decision <= ?", (last,))
+        conn.execute("DELETE FROM pending WHERE decision <= ?", (last,))
         conn.execute("DELETE FROM blocks WHERE last_id <= ?", (last,))
         n = conn.execute("DELETE FROM decisions WHERE id <= ?", (last,)).rowcount
     return int(n)

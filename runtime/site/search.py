@@ -149,8 +149,9 @@ def _blocks(conn: sqlite3.Connection, o: SearchOptions, dim: int,
         where, args = " AND camera = ?", [o.camera]
     blocks = conn.execute("SELECT camera, ids, times, embeddings FROM blocks WHERE t1 >= ? AND t0 <= ?" + where
                           + " ORDER BY id", [*bounds, *args])
-    loose = conn.execute("SELECT camera, id, time, embedding FROM decisions WHERE block IS NULL AND embedding IS NOT NULL "
-                         "AND time >= ? AND time <= ?" + where + " ORDER BY id", [*bounds, *args])
+    loose = conn.execute("SELECT p.camera, p.decision, d.time, p.embedding FROM pending p JOIN decisions d ON d.id = "
+                         "p.decision WHERE d.time >= ? AND d.time <= ?" + where.replace("camera", "p.camera")
+                         + " ORDER BY p.decision", [*bounds, *args])
     packed = ((cam, np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), emb) for cam, ids, times, emb in blocks)
     single = ((cam, np.array([i], np.int64), np.array([t], np.float64), emb) for cam, i, t, emb in loose)
     for cam, ids, times, emb in itertools.chain(packed, single):
