@@ -34,8 +34,10 @@ ENGINES_DIR = "engines"
 
 
 # Caches that tools rewrite on their own (calibration ranges, TensorRT timing, ONNX Runtime's
-# TensorRT engines) are not part of what is verified: a stale or deleted cache is rebuilt.
-CACHES = ("calibration/", "engines/ort-trt/", "engines/timing-", "engines/timing.cache")  # timing-<TensorRT version>.cache
+# TensorRT engines, OpenVINO's compiled models) are not part of what is verified: a stale or deleted
+# cache is rebuilt.
+CACHES = ("calibration/", "engines/ort-trt/", "engines/timing-", "engines/timing.cache",  # timing-<TensorRT version>.cache
+          "engines/openvino/")
 
 
 def bundle_files(bundle: str | Path) -> list[str]:
@@ -166,6 +168,12 @@ def check_structure(doc: dict[str, Any], where: Path) -> None:
     if math.prod(want) > MAX_INPUT_BYTES:
         raise BundleError(f"{where}: preprocessing asks for {math.prod(want)} input bytes per call "
                           f"(at most {MAX_INPUT_BYTES}): not a bundle froster-edge made")
+    kept = get("int8.files", optional=True)
+    if kept is not None:
+        if not isinstance(kept, list):
+            raise bad("int8.files", "a list of file names", kept)
+        for i, name in enumerate(kept):
+            check_relative(name, f"int8.files[{i}]", where)
     engines = doc.get("engines", [])
     if not isinstance(engines, list) or not all(isinstance(e, dict) for e in engines):
         raise bad("engines", "a list of mappings", engines)
