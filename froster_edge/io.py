@@ -273,6 +273,7 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | Path] = ()) 
              for p in inputs if Path(p).exists()}
     for out in outputs:
         path, name = Path(out.path), f"{out.option} {shorten(str(out.path), 200)}"
+        check_reachable(path, name)
         key = _identity(path)
         if key in taken:
             raise ConfigError(f"{name} {taken[key]}")
@@ -295,6 +296,19 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | Path] = ()) 
             os.unlink(probe)
         except OSError as e:
             raise ConfigError(f"{name}: cannot write in {shorten(str(folder), 200)} ({e.strerror or e})") from e
+
+
+def check_reachable(path: str | Path, name: str) -> None:
+    """ConfigError when `path` cannot even be looked up (a symlink loop, a file where a folder should
+    be), which `Path.exists()` reports only as False; a missing path is fine."""
+    from .errors import ConfigError
+
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise ConfigError(f"{name}: {e.strerror or e}: choose another path") from e
 
 
 def _identity(path: Path) -> tuple:
