@@ -57,7 +57,7 @@ def run_cmd(
     clips: Annotated[Optional[Path], typer.Option(
         "--clips", help="Write an mp4 and a peak JPEG per action event into this folder (disk budget, pre-roll: site file `clips:`).")] = None,
     metrics: Annotated[Optional[str], typer.Option(
-        "--metrics", help="Serve Prometheus metrics on HOST:PORT (127.0.0.1:9108; another host needs a token, see README).")] = None,
+        "--metrics", help="Serve Prometheus metrics on HOST:PORT (127.0.0.1:9108; another host needs a token, see docs/site.md).")] = None,
     metrics_insecure: Annotated[bool, typer.Option("--metrics-insecure", help="Serve --metrics on a non-loopback address without a token.")] = False,
     http: Annotated[Optional[str], typer.Option(
         "--http", help="Serve the web view (live views, decisions, vocabulary) on HOST:PORT, e.g. 127.0.0.1:8080; "
