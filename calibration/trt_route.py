@@ -15,9 +15,9 @@ unchanged (the range cache stays, so a forced rebuild is quick).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ConfigError
 from ..bundle import manifest as mf
@@ -30,6 +30,8 @@ from .gate import decide, measure
 from .int8 import quantize_video_encoder
 from .options import CalibrationOptions
 from .variants import variant
+
+log = logging.getLogger(__name__)
 
 TRT_INT8_ONNX = "video_encoder.int8-trt.onnx"
 
@@ -48,7 +50,7 @@ def trt_variant(names: tuple[str, ...] | list[str]) -> str:
 
 
 def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: ClipSet, table: LabelTable,
-                  options: CalibrationOptions, report: dict, log: Callable[[str], None], cache_dir: Path) -> dict:
+                  options: CalibrationOptions, report: dict, cache_dir: Path) -> dict:
     chosen = trt_variant(options.variants)
     tb.require_tensorrt()
     tb.cuda_device()
@@ -61,20 +63,20 @@ def calibrate_trt(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Clip
     mf.verify_bundle(bundle, [float_file])
     float_spec = tb.EngineSpec("video_encoder", float_file, manifest["files"][float_file], shapes,
                                "fp16" if video.get("fp16_file") else "fp32", bool(video.get("layernorm_fp32")))
-    log(f"building (or reusing) the TensorRT engine of {float_file}, the speed baseline")
+    log.info(f"building (or reusing) the TensorRT engine of {float_file}, the speed baseline")
     float_rec = tb.build_engine(bundle / float_file, float_spec, engines_dir)
     tmp = bundle / f".{TRT_INT8_ONNX}.{os.getpid()}.tmp"
     int8_rec = None
     try:
-        log(f"quantizing with ONNX Runtime ({options.method}, {options.ops} ops, symmetric int8) on {len(calib.frames)} clips")
+        log.info(f"quantizing with ONNX Runtime ({options.method}, {options.ops} ops, symmetric int8) on {len(calib.frames)} clips")
         info = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmp, calib.frames, streams, cache_dir, calib.digest(),
                                       method=options.method, ops=options.ops, variant=chosen,
                                       target="tensorrt")
         spec = tb.EngineSpec("video_encoder", TRT_INT8_ONNX, mf.sha256_file(tmp), shapes, "int8",
                              calibration=f"{options.method}:{options.ops}:{calib.digest()}")
-        log("building the TensorRT int8 engine from the QDQ model (strongly typed)")
+        log.info("building the TensorRT int8 engine from the QDQ model (strongly typed)")
         int8_rec = tb.build_engine(tmp, spec, engines_dir)
-        log(f"gating on {len(gate_clips.frames)} held-out clips")
+        log.info(f"gating on {len(gate_clips.frames)} held-out clips")
         with tb.TensorRTEngine(bundle / float_rec.file) as float_engine, tb.TensorRTEngine(bundle / int8_rec.file) as int8_engine:
             figures = measure(float_engine, int8_engine, gate_clips.frames, streams, table, options.reps)
             int8_out = run_in_streams(int8_engine, gate_clips.frames, streams)

@@ -211,7 +211,7 @@ def runtime_clips(bundle, path, realtime: bool = False, max_decisions: int | Non
     sink, seen = Collect(), []
     options = RunOptions(sources=[str(path)], sampling=SamplingOptions(hop=2), max_decisions=max_decisions,
                          capture=CaptureOptions(realtime=realtime), classifier=ClassifierOptions(smoothing="none"))
-    pipeline = Pipeline(bundle, options, [sink], log=lambda m: None)
+    pipeline = Pipeline(bundle, options, [sink])
     pipeline.on_batch = lambda batch: seen.append(codes(batch[0]))
     pipeline.run()
     assert not pipeline.errors()

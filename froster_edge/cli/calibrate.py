@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +12,7 @@ from ..calibration.options import CALIBRATION_DEFAULTS as _CAL
 from ..calibration.options import Method, Ops
 from ..calibration.variants import VARIANTS
 from ..errors import ConfigError
+from ..logs import install_cli_handler
 from .base import command
 from .options import JsonOut, readable, videos_option, write_json
 
@@ -76,7 +76,7 @@ def calibrate_cmd(
 
         trt_variant([v.value for v in variant or ()])
     out = readable(json_out)
-    log = lambda msg: print(f"  {msg}", file=sys.stderr)
+    install_cli_handler(indent="  ")
     report: dict = {}
     if videos is not None:
         from ..calibration.calibrate import calibrate_int8
@@ -84,7 +84,7 @@ def calibrate_cmd(
         options = dc_replace(_CAL, trt=trt, method=method, ops=ops, variants=tuple(v.value for v in variant or ()), max_clips=max_clips,
                              max_held_out=max_held_out, seed=seed, force=force,
                              thresholds=GateThresholds(min_agreement, min_speedup, min_cosine))
-        report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options, log)
+        report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options)
         figures = lambda g: (f"agreement {g['top1_agreement']:.1%}, min cosine {g['min_cosine']:.4f}, "  # noqa: E731
                              f"speed-up {g['speedup']:.2f}x ({g['float_ms']:.1f} -> {g['int8_ms']:.1f} ms)")
         for c in r.get("candidates", []):
@@ -97,7 +97,7 @@ def calibrate_cmd(
     if confidence:
         from ..calibration.calibrate import calibrate_confidence
 
-        report["confidence"] = c = calibrate_confidence(bundle, val, root, seed, log=log)
+        report["confidence"] = c = calibrate_confidence(bundle, val, root, seed)
         print(f"temperature {c['temperature']:.3f} on {c['clips']} clips: ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}, "
               f"NLL {c['nll_before']:.3f} -> {c['nll_after']:.3f}", file=out)
     write_json(json_out, report)

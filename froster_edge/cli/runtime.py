@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import ConfigError
+from ..logs import install_cli_handler
 from ..runtime.options import AUTO_ORDER, BackendName, Smoothing
 from ..runtime.site.mqtt import MQTT_DEFAULTS as _MQTT
 from ..runtime.options import RUN_DEFAULTS as _RUN
@@ -143,6 +143,7 @@ def run_cmd(
         web = dc_replace(_HTTP, host=host, port=port, token=http_token, stream_fps=http_fps, stream_width=http_width)
     site = site_from_flags(options, bundle, config, events=events, clips=clips, metrics=metrics,
                            metrics_insecure=metrics_insecure)
+    install_cli_handler(stamped=True)
     run(RunRequest(site.bundle, site.run, jsonl=jsonl, show=show, record=record, stats_json=stats_json, site=site,
                    http=web or site.http, mqtt=mqtt_options or site.mqtt))  # the flags win over the site file
 
@@ -176,6 +177,7 @@ def bench_cmd(
         raise ConfigError("give --clip VIDEO (the repository's example clip is not here)")
     options = BenchOptions(clip=clip or default_clip, backends=[b.value for b in backend or []], reps=reps, hop=hop,
                            realtime_check=realtime_check, realtime_decisions=realtime_decisions)
-    result = bench(bundle, options, log=lambda msg: print(f"  {msg}", file=sys.stderr))
+    install_cli_handler(indent="  ")
+    result = bench(bundle, options)
     print(table(result), file=readable(json_out))
     write_json(json_out, result)

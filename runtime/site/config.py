@@ -13,6 +13,7 @@ running site kept. Other sections take effect at the next start.
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import threading
@@ -27,6 +28,8 @@ from ...errors import ConfigError
 from .clips import ClipOptions
 from .events import EventOptions
 from ..options import BACKENDS, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, check_options
+
+log = logging.getLogger(__name__)
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # used in file names, metric labels, topics
 
@@ -321,9 +324,9 @@ class SiteReloader:
     """SIGHUP -> reload the site file between two decisions (Pipeline.on_idle): cameras added,
     removed or changed are applied; a bad file is refused in one log line and the site kept."""
 
-    def __init__(self, path: Path, base: RunOptions, pipeline, log: Callable[[str], None],
+    def __init__(self, path: Path, base: RunOptions, pipeline,
                  on_camera_events: Callable[[dict[str, EventOptions]], None] | None = None):
-        self.path, self.base, self.pipeline, self.log = Path(path), base, pipeline, log
+        self.path, self.base, self.pipeline = Path(path), base, pipeline
         self.on_camera_events = on_camera_events
         self.requested = threading.Event()
         self.reloads = 0
@@ -355,7 +358,7 @@ class SiteReloader:
                 self.pipeline.prepare(cam)
         except ConfigError as e:
             self.refused += 1
-            self.log(f"reload: refused ({e}); the running site is kept")
+            log.warning(f"reload: refused ({e}); the running site is kept")
             return
         remove = [n for n, c in running.items() if n not in wanted or wanted[n] != c]
         for name in remove:
@@ -365,7 +368,7 @@ class SiteReloader:
         added = [c.name for c in add if self.pipeline.add_camera(c)]
         self.reloads += 1
         kept = sorted(set(running) & set(wanted) - set(remove))
-        self.log(f"reload: {self.path}: added {', '.join(added) or 'none'}; removed "
+        log.info(f"reload: {self.path}: added {', '.join(added) or 'none'}; removed "
                  f"{', '.join(n for n in remove if n not in wanted) or 'none'}; changed "
                  f"{', '.join(n for n in remove if n in wanted) or 'none'}; kept {', '.join(kept) or 'none'} "
                  "(sections other than cameras take effect at the next start)")

@@ -2,26 +2,24 @@
 in a browser, for boxes without a screen. Standard library HTTP server; imports no torch, and
 importing the package itself loads only the options (the CLI reads their defaults fast).
 
-options (HttpOptions, the token rule), hub (frames and decisions handed over by the pipeline,
+options (HttpOptions, the token rule), live (frames and decisions handed over by the pipeline,
 JPEG encoding on the server's side), vocabulary (adding/removing actions through the bundle's text
 encoder into the watched label table), server (routes, token checks, the page).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 from .options import HTTP_DEFAULTS, TOKEN_ENV, HttpOptions, parse_listen, resolve_token
 
 __all__ = ["HTTP_DEFAULTS", "TOKEN_ENV", "HttpOptions", "parse_listen", "resolve_token", "start_web"]
 
 
-def start_web(pipeline, hub, options: HttpOptions, log: Callable[[str], None]):
-    """Serve `pipeline` (whose sinks and frame sinks include `hub`, a hub.Hub) on options.host:port;
+def start_web(pipeline, hub, options: HttpOptions):
+    """Serve `pipeline` (whose sinks and frame sinks include `hub`, a live.Hub) on options.host:port;
     returns the started server.WebServer."""
     from .server import WebServer
     from .vocabulary import Vocabulary
 
     hub.attach(lambda stream: pipeline.cameras[stream].classifier.table)  # each camera's own (subset) table
-    vocabulary = Vocabulary(pipeline.bundle, pipeline.labels_path, pipeline.manifest, options, hub.expect, log)
-    return WebServer(hub, vocabulary, pipeline.stats.to_dict, options, log).start()
+    vocabulary = Vocabulary(pipeline.bundle, pipeline.labels_path, pipeline.manifest, options, hub.expect)
+    return WebServer(hub, vocabulary, pipeline.stats.to_dict, options).start()
