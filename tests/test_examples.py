@@ -147,3 +147,10 @@ def test_site_run_example_checks_the_file_first(tmp_path):
     site.write_text(SITE.format(bundle=tmp_path / "no-bundle", clips=CLIPS).replace("hop: 2", "hop: two"))
     with pytest.raises(ConfigError, match=r"site\.yaml.*hop"):
         example("site_run")["check"](str(site))
+
+
+def test_the_example_site_file_passes_the_check():
+    """examples/site.yaml, the file docs/site.md and the README point a newcomer at, reads and checks."""
+    site = example("site_run")["check"](str(EXAMPLES / "site.yaml"))
+    assert [c.name for c in site.run.cameras] == ["yard", "gym"] and site.bundle.name == "demo-bundle"
+    assert site.events is not None and site.clips is not None and site.metrics is not None
