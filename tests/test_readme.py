@@ -119,6 +119,24 @@ def test_commands_shown_are_real(page):
     assert not bad, f"{page.name}: commands the CLI does not accept: {bad}"
 
 
+# Flags the pages name in prose that belong to other programs: --help (every command), pip's
+# --extra-index-url, `python -m froster_edge.train.fewshot --shots`, `benchmarks/as_cpu.py --check`
+# (the benchmark scripts' own flags are only on benchmarks.md, which this check leaves out).
+OTHER_FLAGS = {"--help", "--extra-index-url", "--shots", "--check"}
+
+
+@pytest.mark.parametrize("page", [p for p in pages() if p.name != "benchmarks.md"],
+                         ids=[i for i in page_ids() if not i.endswith("benchmarks.md")])
+def test_flags_named_in_prose_exist(page):
+    """A `--flag` in the text (outside code blocks) is a flag of some command: a flag removed or
+    renamed is found on every page that still names it."""
+    group = typer.main.get_command(app)
+    known = {opt for c in group.commands.values() for p in c.params for opt in (*p.opts, *p.secondary_opts)}
+    prose = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    named = {f for span in re.findall(r"`([^`\n]+)`", prose) for f in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", span)}
+    assert not named - known - OTHER_FLAGS, f"{page.name} names flags no command has: {sorted(named - known - OTHER_FLAGS)}"
+
+
 def test_readme_shows_the_main_commands():
     shown = {words[0] for words in shown_commands(README.read_text(encoding="utf-8")) if words}
     assert {"train", "export", "calibrate", "run", "search"} <= shown, shown
