@@ -57,6 +57,10 @@ def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: 
     """Quantize the bundle's video encoder, gate it, and keep it only when it pays. Returns the report."""
     options = options or CalibrationOptions()
     asked = [variant(n) for n in dict.fromkeys(options.variants)]  # an unknown name fails before any decoding
+    if options.trt:
+        from .trt_route import check_trt_options
+
+        check_trt_options(options)  # as early: a refused combination costs no decoding and no engine build
     bundle = Path(bundle)
     manifest = mf.verify_bundle(bundle, [mf.VIDEO_ONNX, mf.LABELS_FILE])  # what calibration reads
     sampling, size, streams = _shape(manifest)
@@ -70,11 +74,15 @@ def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: 
         calib_items, held_items = split_held_out(items, options.held_out_fraction, options.seed)
     log.info(f"decoding calibration clips from {len(calib_items)} videos and gate clips from {len(held_items)} others")
     calib = sample_clips(calib_items, sampling, size, options.max_clips, options.seed, options.clips_per_video)
+    if options.trt and options.quantize_only:  # nothing is gated here: the QDQ model alone
+        from .trt_route import quantize_for_tensorrt
+
+        report = {"calibration": _calibration_facts(calib, options.seed)}
+        return quantize_for_tensorrt(bundle, manifest, calib, options, report, bundle / CACHE_DIR)
     gate_clips = sample_clips(held_items, sampling, size, options.max_held_out, options.seed, options.held_out_views,
                               random_start=False)
     table = load_labels(bundle / mf.LABELS_FILE, manifest["model"]["fingerprint"], manifest["model"]["embed_dim"])
-    report = {"calibration": {"videos": sorted({Path(s).name for s in calib.sources}), "clips": int(len(calib.frames)),
-                              "seed": options.seed, "digest": calib.digest(), "skipped": calib.skipped},
+    report = {"calibration": _calibration_facts(calib, options.seed),
               "held_out": {"videos": sorted({Path(s).name for s in gate_clips.sources}), "clips": int(len(gate_clips.frames)),
                            "skipped": gate_clips.skipped},
               "thresholds": asdict(options.thresholds)}
@@ -84,6 +92,11 @@ def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: 
         return calibrate_trt(bundle, manifest, calib, gate_clips, table, options, report, bundle / CACHE_DIR)
 
     return _calibrate_ort(bundle, manifest, calib, gate_clips, table, options, asked, report)
+
+
+def _calibration_facts(calib: ClipSet, seed: int) -> dict:
+    return {"videos": sorted({Path(s).name for s in calib.sources}), "clips": int(len(calib.frames)), "seed": seed,
+            "digest": calib.digest(), "skipped": calib.skipped}
 
 
 def _choose(figures: dict[str, dict], passing: list[str], force: bool) -> tuple[str, str]:

@@ -237,6 +237,23 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
     }
 
 
+def _ort_cuda_session(path: Path):
+    """(ONNX Runtime's CUDA provider on `path`, the yardstick of an ort-trt engine's speed, or None; why not)."""
+    import onnxruntime as ort
+
+    from ..bundle.sessions import open_session
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None, "ONNX Runtime has no CUDAExecutionProvider"
+    try:
+        session = open_session(path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own types for missing CUDA libraries: recorded, no yardstick
+        return None, f"ort-cuda cannot start: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return None, f"ort-cuda fell back to {session.get_providers()[0]}"
+    return session, ""
+
+
 def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTable, parity: dict,
                    options: ExportOptions) -> None:
     """The video engine from the bundle's typed ONNX (fp16 copy, else fp32) into the finished bundle,
@@ -268,8 +285,15 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
                      th.fp16_min_cosine, th.fp16_min_top1_agreement)
         require_passed([check])
         options_kept = {k: v for k, v in tb.ort_trt_provider_options(cache, options.workspace_gb).items() if not k.endswith("_path")}
+        cuda, why_not = _ort_cuda_session(bundle / onnx_file)
+        speed = tb.ort_trt_speed(session, cuda, parity["frames"][:1].repeat(options.streams, 0))
+        if why_not:
+            speed["ort_cuda"] = why_not
+        if speed["warning"]:
+            log.warning(speed["warning"])
         records = [{"name": "video_encoder", "route": "ort-trt", "precision": precision, "onnx_file": onnx_file,
-                    "cache_dir": f"{mf.ENGINES_DIR}/{tb.ORT_TRT_DIR}", "options": options_kept, "parity": check}]
+                    "cache_dir": f"{mf.ENGINES_DIR}/{tb.ORT_TRT_DIR}", "options": options_kept, "parity": check,
+                    "speed": speed}]
     else:
         log.info(f"building the TensorRT {precision} engine from {onnx_file} (strongly typed)")
         spec = tb.EngineSpec("video_encoder", onnx_file, manifest["files"][onnx_file],

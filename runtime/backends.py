@@ -40,6 +40,7 @@ from ..calibration.cpu_features import detect as detect_cpu, gated_elsewhere
 from ..errors import BundleError, FrosterError, MissingCapability
 from ..bundle import manifest as mf
 from ..bundle.engines import TensorRTEngine, cuda_device
+from ..bundle.sessions import preload_gpu_libraries
 from .options import AUTO_ORDER
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class OrtBackend:
 
         video = manifest["onnx"]["video_encoder"]
         if session is None:
+            if provider != "CPUExecutionProvider":
+                preload_gpu_libraries()
             so = ort.SessionOptions()
             so.log_severity_level = 3  # ORT's warnings about nodes placed on the CPU are not ours to print
             providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
@@ -191,7 +194,7 @@ def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
         try:
             _, sm = cuda_device()
             video_engine(manifest, trt.__version__, sm, "int8" if name == "trt-int8" else "fp16")
-        except MissingCapability as e:
+        except (FrosterError, RuntimeError, OSError) as e:  # any CUDA error passes the backend over, with its reason
             return str(e)
         return None
     if name == "ort-trt":
@@ -236,6 +239,8 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any]) -> Backend:
         file = record["onnx_file"] if record else (video.get("fp16_file") or video["file"])
         if record is None:
             log.info(f"ort-trt: the bundle has no engine cache; ONNX Runtime builds one into {cache} now (minutes on a Jetson)")
+        elif (record.get("speed") or {}).get("warning"):
+            log.warning(record["speed"]["warning"])
         mf.verify_bundle(bundle, [file])
         session = ort_trt_session(bundle / file, cache)
         return OrtBackend(name, bundle / file, "TensorrtExecutionProvider", manifest, session)

@@ -103,6 +103,35 @@ def test_qdq_model_keeps_sensitive_ops_float_and_the_cache_reproduces_it(float_b
     assert out.shape == ref.shape and np.isfinite(out).all()
 
 
+def test_an_onnxruntime_without_the_range_cache_quantizes_the_same_model(float_bundle, tmp_path, monkeypatch):
+    """onnxruntime 1.23 (the newest with a Python 3.10 build, JetPack 6's Python) has no
+    `calibration_cache_path`: quantization still runs, calibrating anew, and gives the very model
+    that the cached route gives."""
+    import inspect
+
+    import onnxruntime.quantization as q
+
+    clips = sample_clips(gather_videos(CLIPS), SPEC4, 64, 2, seed=0, clips_per_video=1)
+    cached = quantize_video_encoder(float_bundle / mf.VIDEO_ONNX, tmp_path / "cached.onnx", clips.frames, 1,
+                                    tmp_path / "cache", clips.digest(), variant="s8s8", target="tensorrt")
+    real = q.quantize_static
+    params = [p for name, p in inspect.signature(real).parameters.items() if name != "calibration_cache_path"]
+    seen = []
+
+    def quantize_static_1_23(*args, **kwargs):
+        seen.append(sorted(kwargs))
+        return real(*args, **kwargs)
+
+    quantize_static_1_23.__signature__ = inspect.Signature(params)
+    monkeypatch.setattr(q, "quantize_static", quantize_static_1_23)
+    info = quantize_video_encoder(float_bundle / mf.VIDEO_ONNX, tmp_path / "old.onnx", clips.frames, 1, tmp_path / "none",
+                                  clips.digest(), variant="s8s8", target="tensorrt")
+    assert seen and all("calibration_cache_path" not in kw for kw in seen)
+    assert info["cache"] is None and info["cache_hit"] is None and not (tmp_path / "none").exists()
+    assert cached["cache"] and cached["cache_hit"] is False
+    assert (tmp_path / "old.onnx").read_bytes() == (tmp_path / "cached.onnx").read_bytes()
+
+
 def _optimized_ops(path: Path, tmp_path: Path) -> dict[str, int]:
     """The op counts of the graph ONNX Runtime's CPU provider actually runs (after its fusions)."""
     so = ort.SessionOptions()

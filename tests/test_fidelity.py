@@ -16,7 +16,6 @@ import shutil
 import subprocess
 from fractions import Fraction
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -31,6 +30,8 @@ from froster_edge.sampling import SamplingConfig, SamplingSpec
 from froster_edge.video import CLIP_MEAN, CLIP_STD, stream_timing, read_frames
 
 from .helpers import CLASSES, CLIPS, SHARED_DATA, TINY_MODEL, Collect
+
+av = pytest.importorskip("av", reason="PyAV (the reference decoder's backend) is not installed: pip install av")
 
 FPS = [30.0, 25.0, 24.0, 30000 / 1001]
 LEVEL = 36  # colour step of the index code: 8 levels a channel, 512 indices
