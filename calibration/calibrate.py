@@ -1,18 +1,12 @@
-"""`froster-edge calibrate`: INT8 that pays, behind a gate, and a confidence temperature.
+"""`froster-edge calibrate`: INT8 kept only where it passes the gate, and a confidence temperature.
 
-INT8 (ONNX Runtime QDQ on CPU, or with `trt` a TensorRT engine built from a symmetric-int8 QDQ model): calibration clips
-come from the user's videos; the gate measures on held-out videos (a separate list, or a seeded
-share of the videos that calibration then never sees). On the CPU route the integer types are
-chosen for this CPU: the candidates its 8-bit dot product does not saturate (variants.py) are
-all quantized from one set of cached ranges, gated side by side, and the fastest that passes is
-kept; the manifest records the CPU's features, the variant, why, and every candidate's figures.
-Only a model that passes the gate (or `force`) is written into the bundle; a model that fails
-leaves the manifest and every file it lists exactly as they were (the range cache stays, so a
-forced rebuild is quick).
+INT8 candidates (ONNX Runtime QDQ for this CPU, or with `trt` a TensorRT engine) are calibrated on
+the user's videos and gated on held-out ones that calibration never sees; the fastest that passes
+is kept and the manifest records every candidate's figures. A candidate that fails (without
+`force`) leaves the manifest and its files as they were; the range cache stays. The temperature is
+fitted on a labelled list and stored in the label table and the manifest.
 
-Confidence: a temperature fitted on a labelled list, stored in the label table (the runtime
-divides logits by it, so `--threshold` is a probability) and in the manifest, with the expected
-calibration error before and after.
+See docs/calibration.md.
 """
 
 from __future__ import annotations
@@ -73,14 +67,16 @@ def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: 
     else:
         calib_items, held_items = split_held_out(items, options.held_out_fraction, options.seed)
     log.info(f"decoding calibration clips from {len(calib_items)} videos and gate clips from {len(held_items)} others")
-    calib = sample_clips(calib_items, sampling, size, options.max_clips, options.seed, options.clips_per_video)
+    spatial = mf.spatial_spec(manifest)
+    calib = sample_clips(calib_items, sampling, size, options.max_clips, options.seed, options.clips_per_video,
+                         spatial=spatial)
     if options.trt and options.quantize_only:  # nothing is gated here: the QDQ model alone
         from .trt_route import quantize_for_tensorrt
 
         report = {"calibration": _calibration_facts(calib, options.seed)}
         return quantize_for_tensorrt(bundle, manifest, calib, options, report, bundle / CACHE_DIR)
     gate_clips = sample_clips(held_items, sampling, size, options.max_held_out, options.seed, options.held_out_views,
-                              random_start=False)
+                              random_start=False, spatial=spatial)
     table = load_labels(bundle / mf.LABELS_FILE, manifest["model"]["fingerprint"], manifest["model"]["embed_dim"])
     report = {"calibration": _calibration_facts(calib, options.seed),
               "held_out": {"videos": sorted({Path(s).name for s in gate_clips.sources}), "clips": int(len(gate_clips.frames)),
@@ -159,7 +155,7 @@ def calibrate_confidence(bundle: str | Path, val: Path, root: Path | None = None
 
     items = read_video_list(val, root, num_classes=len(table.names))
     log.info(f"decoding {len(items)} labelled videos")
-    clips = sample_clips(items, sampling, size, max_clips, seed, 1, random_start=False)
+    clips = sample_clips(items, sampling, size, max_clips, seed, 1, random_start=False, spatial=mf.spatial_spec(manifest))
     if len(clips.frames) < 2:
         raise ConfigError("need at least 2 decodable labelled clips to fit a temperature")
     emb = run_in_streams(onnx_video_encoder(bundle / mf.VIDEO_ONNX), clips.frames, streams)

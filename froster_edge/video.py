@@ -1,18 +1,12 @@
 """Reading a video file into frames, and the CLIP test-time view of a clip (no torch).
 
-Decoding is sequential (seeking is wrong on raw MPEG-4 streams) and the frame count comes from
-what was decoded, never from the container. OpenCV reads first, one decoder thread per call
-(workers parallelise across videos). PyAV reads a file OpenCV cannot open or decodes nothing
-from, a container without a frame count (raw MPEG-4 streams, some WebM), and a file OpenCV
-stops reading early without saying why: PyAV then either decodes it or names the corruption.
-A file that yields no frame, or stops on corrupt data, is a `VideoError` naming the file.
+Decoding is sequential (seeking is wrong on raw MPEG-4 streams) and the frame count is what was
+decoded, never the container's. OpenCV reads first; PyAV reads what OpenCV cannot open, has no
+frame count for, or stops on early, and names the corruption. `decode_video(path, select)` keeps
+only the frames `select(count, fps)` picks from the true count (re-choosing if decoding finds
+another). Rotation metadata is applied. A file that yields no frame is a `VideoError`.
 
-`decode_video(path, select)` keeps only the frames a sampler asks for: `select(count, fps)`
-gets the true decoded count, so a sampler never trusts the container either. When the
-container's count is plausible the frames are chosen from it while decoding (one pass, only
-the chosen frames converted to RGB); if decoding then finds another count, the choice is made
-again from the real count (a second pass only when a newly chosen frame was not kept).
-Rotation metadata is applied (OpenCV does it itself; PyAV frames are rotated here).
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -30,6 +24,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .errors import FrosterError  # noqa: E402
+from .spatial import REFERENCE, SpatialSpec  # noqa: E402
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
@@ -216,7 +211,7 @@ def _decode_pyav(path: Path, select: FrameSelect | None, declared: int = 0) -> t
     return np.stack([rgb[i] for i in idx]), VideoInfo(count, fps, "pyav", declared)
 
 
-PYAV_HOLD_BYTES = 1 << 29  # 512 MiB of decoded frames: ~1000 frames of 720p
+PYAV_HOLD_BYTES = 1 << 29  # 512 MiB of decoded frames: ~390 frames of 720p at 1.5 bytes a pixel
 
 
 def _pyav_pass(av, path: Path, want: set[int] | None, declared: int) -> tuple[dict | None, int, float, int]:
@@ -295,20 +290,9 @@ def uniform_indices(num_frames: int, count: int) -> np.ndarray:
     return np.minimum(((edges[:-1] + edges[1:]) / 2).astype(np.int64), num_frames - 1)
 
 
-def resize_short_side(frame: np.ndarray, size: int) -> np.ndarray:
-    """Scale so the short side is `size` (bicubic, as CLIP), keeping the aspect ratio. uint8 RGB."""
-    h, w = frame.shape[:2]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    return cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_CUBIC)
-
-
-def resize_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
-    """Short side to `size` (bicubic, as CLIP), then the centre `size` x `size` crop. uint8 RGB."""
-    resized = resize_short_side(frame, size)
-    nh, nw = resized.shape[:2]
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return resized[top : top + size, left : left + size]
+def resize_center_crop(frame: np.ndarray, size: int, spec: SpatialSpec = REFERENCE) -> np.ndarray:
+    """Short side to `size`, then the centre `size` x `size` crop, by `spec` (froster_edge.spatial). uint8 RGB."""
+    return spec.center_crop(frame, size)
 
 
 def normalize_clip(frames: np.ndarray) -> np.ndarray:

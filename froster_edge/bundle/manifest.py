@@ -1,16 +1,12 @@
 """The bundle's manifest.json: what the runtime needs to use the files, and their hashes (no torch).
 
-A bundle directory holds video_encoder.onnx, text_encoder.onnx, tokenizer.json, labels.npz, optional
-video_encoder.fp16.onnx, engines/, and manifest.json, written last. The manifest records the
-format version, the model (config, fingerprint, logit scale), the preprocessing the video graph
-expects, the ONNX opset and tensor names, the sha256 of every file, the parity gates' results
-and the versions used. `verify_bundle` re-hashes the files, so a tampered or truncated file is
-named before a runtime loads it.
+It records the format version, the model (config, fingerprint, logit scale), the preprocessing,
+the ONNX opset and tensor names, the sha256 of every file, the parity results and the versions used;
+it is written last. `verify_bundle` re-hashes the files so a tampered or truncated one is named
+before loading. `read_manifest` type- and range-checks every field a reader uses, and refuses paths
+that are absolute, contain `..` or leave the bundle through a symlink.
 
-`read_manifest` validates the structure once for every reader: each field a reader uses has its
-type and range checked (a bad one is named), every path in it is relative and resolves inside the
-bundle (no `..`, no absolute path, no symlink out), and the model fingerprint that label tables
-are checked against must be there.
+See docs/export.md.
 """
 
 from __future__ import annotations
@@ -24,6 +20,7 @@ from typing import Any, Iterable
 from ..errors import BundleError, ConfigError, shorten
 from ..io import atomic_write_json, is_leftover, read_folder_json, read_versioned_json, sha256_file
 from ..sampling import SamplingSpec
+from ..spatial import SpatialSpec
 
 FORMAT = "froster-edge-bundle"
 VERSION = 1
@@ -158,7 +155,8 @@ def check_structure(doc: dict[str, Any], where: Path) -> None:
     for key, kind in [("model.student", "dict"), ("model.source", "dict"), ("labels", "dict"), ("labels.file", "path"),
                       ("onnx.video_encoder.fp16_file", "path"), ("int8", "dict"), ("int8.file", "path"),
                       ("confidence", "dict"), ("preprocessing.sampling", "dict"),
-                      ("preprocessing.sampling.stride", "number"), ("preprocessing.sampling.reference_fps", "number")]:
+                      ("preprocessing.sampling.stride", "number"), ("preprocessing.sampling.reference_fps", "number"),
+                      ("preprocessing.spatial", "dict")]:
         need(key, kind, optional=True)
     pre = doc["preprocessing"]
     want = [pre["streams"], pre["num_frames"], pre["image_size"], pre["image_size"], 3]
@@ -206,6 +204,15 @@ def sampling_spec(manifest: dict[str, Any]) -> SamplingSpec:
     pre = manifest["preprocessing"]
     try:
         return SamplingSpec.from_manifest(pre.get("sampling"), int(pre["num_frames"]))
+    except ConfigError as e:
+        raise BundleError(f"bundle manifest: {e}") from e
+
+
+def spatial_spec(manifest: dict[str, Any]) -> SpatialSpec:
+    """How the bundle's frames are resized and cropped (`preprocessing.spatial`); a bundle exported
+    before the spec was recorded keeps the legacy transforms it was exported with."""
+    try:
+        return SpatialSpec.from_manifest(manifest["preprocessing"].get("spatial"))
     except ConfigError as e:
         raise BundleError(f"bundle manifest: {e}") from e
 

@@ -1,12 +1,11 @@
 """Parity gates: the exported graphs must compute what the torch student computes (no torch here).
 
-Each gate runs real clips (decoded and cropped exactly as the runtime does) through the
-exported model and through torch, and measures the largest absolute difference of the
-embeddings, the smallest cosine between them, and how often both pick the same top-1 class of
-the label table. fp32 ONNX must match torch to float rounding; an fp16 model (ONNX Runtime or a
-TensorRT engine) is compared with the fp32 result. The figures go into the manifest, and a
-broken gate fails the export. The torch side of each gate is `froster_edge.export.reference`;
-the same arithmetic (`compare`, `run_in_streams`) serves the INT8 gate of calibration.
+Real clips run through the exported model and through torch (`froster_edge.export.reference`);
+the largest absolute difference, smallest cosine and top-1 agreement go into the manifest, and a
+broken gate fails the export. fp16 models are compared with the fp32 result. The same arithmetic
+(`compare`, `run_in_streams`) serves calibration's INT8 gate.
+
+See docs/export.md.
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParityError
-from ..video import VideoError, decode_video, resize_center_crop, uniform_indices
+from ..spatial import REFERENCE, SpatialSpec
+from ..video import VideoError, decode_video, uniform_indices
 from .labels import LabelTable
 from .sessions import VideoEncoder
 
@@ -31,8 +31,10 @@ class ParityClips:
     skipped: list[str]
 
 
-def load_parity_clips(videos: list[Path], num_frames: int, size: int, max_clips: int = 8, seed: int = 0) -> ParityClips:
-    """One evenly spread clip per video, as the runtime crops it; noise clips only if no video decodes."""
+def load_parity_clips(videos: list[Path], num_frames: int, size: int, max_clips: int = 8, seed: int = 0,
+                      spatial: SpatialSpec = REFERENCE) -> ParityClips:
+    """One evenly spread clip per video, cropped by `spatial` as the runtime crops it; noise clips only if
+    no video decodes."""
     clips, sources, skipped = [], [], []
     for path in videos:
         if len(clips) >= max_clips:
@@ -42,7 +44,7 @@ def load_parity_clips(videos: list[Path], num_frames: int, size: int, max_clips:
         except VideoError as e:
             skipped.append(str(e))
             continue
-        clips.append(np.stack([resize_center_crop(frame, size) for frame in picked]))
+        clips.append(np.stack([spatial.center_crop(frame, size) for frame in picked]))
         sources.append(Path(path).name)
     if clips:
         return ParityClips(np.stack(clips), sources, False, skipped)

@@ -1,14 +1,12 @@
 """The torch Dataset of video clips, its collate function and DataLoader.
 
-Every random choice of sample i in epoch e (temporal offset, short side, crop, flip) comes from
-`numpy.random.default_rng([seed, epoch, i])`, never from a global RNG or a worker id, so 0, 1 or
-8 workers, one process or several, and a resumed run all see the same clips. The epoch lives in
-shared memory, so `set_epoch` reaches persistent workers too.
+Every random choice of sample i in epoch e comes from `numpy.random.default_rng([seed, epoch, i])`,
+so any worker or process count and a resumed run see the same clips; the epoch lives in shared
+memory so `set_epoch` reaches persistent workers. Bad videos never stop a run: in training the
+sample is replaced by the next video (named in "failed"); at test time it comes back with zero
+frames and "ok": False, so evaluation can count what it could not score.
 
-Bad videos (missing, empty, corrupt) never stop a run: in training the sample is replaced by
-the next video of the list (attempt a uses rng [seed, epoch, i, a]) and the bad one is named in
-"failed"; at test time the sample comes back with zero frames, "ok": False and its "failed"
-entry, so evaluation can count what it could not score.
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -21,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..sampling import SamplingConfig, SamplingSpec
-from ..video import VideoError, decode_video, normalize_clip, resize_center_crop, stream_timing
+from ..spatial import REFERENCE, SpatialSpec
+from ..video import VideoError, decode_video, normalize_clip, stream_timing
 from .lists import VideoItem
 from .transforms import train_transform
 
@@ -31,7 +30,8 @@ MAX_REPLACEMENTS = 50  # bad videos in a row before training gives up on the lis
 class VideoDataset(Dataset):
     """Clips of the videos in `items`, CLIP-normalised: one random clip (train) or `views` clips (test).
 
-    Frames are picked by `sampling` (default: the reference rule for `num_frames`).
+    Frames are picked by `sampling` (default: the reference rule for `num_frames`) and resized and
+    cropped by `spatial` (default: the reference transforms).
 
     A sample is a dict: "frames" float32 (V, T, 3, S, S) with V = 1 in training, "label" int,
     "index" (the item actually used), "path" str, "ok" bool, "failed" list of "path: reason".
@@ -46,6 +46,7 @@ class VideoDataset(Dataset):
         train: bool,
         views: int = 3,
         sampling: SamplingSpec | None = None,
+        spatial: SpatialSpec = REFERENCE,
         seed: int = 0,
     ):
         if not items:
@@ -58,6 +59,7 @@ class VideoDataset(Dataset):
         self.sampling = sampling or SamplingConfig().spec(num_frames)
         if self.sampling.num_frames != num_frames:
             raise ValueError(f"the sampling spec is for {self.sampling.num_frames} frames, not {num_frames}")
+        self.spatial = spatial
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -99,7 +101,7 @@ class VideoDataset(Dataset):
             return self.sampling.train_indices(count, fps, np.random.default_rng(temporal_seed), timed)
 
         frames, _ = decode_video(item.path, select)  # (T, H, W, 3)
-        clip = train_transform(frames, self.image_size, rng)
+        clip = train_transform(frames, self.image_size, rng, self.spatial)
         return normalize_clip(clip)[None]  # (1, T, 3, S, S)
 
     def _test_sample(self, i: int) -> dict[str, Any]:
@@ -115,7 +117,7 @@ class VideoDataset(Dataset):
         except VideoError as e:
             empty = np.zeros((self.views, self.num_frames, 3, self.image_size, self.image_size), np.float32)
             return _sample(empty, item, i, False, [_failure(item, e)])
-        crops = np.stack([resize_center_crop(f, self.image_size) for f in frames])
+        crops = np.stack([self.spatial.center_crop(f, self.image_size) for f in frames])
         clips = normalize_clip(crops).reshape(self.views, self.num_frames, 3, self.image_size, self.image_size)
         return _sample(clips, item, i, True, [])
 
@@ -158,7 +160,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     fork of this process. A fork copies OpenCV's, FFmpeg's and OpenMP's thread pools half alive,
     and a worker can then wait forever on one of their locks (seen: cv2.setNumThreads in a forked
     worker after the parent had decoded videos). The server imports this package once, so each
-    worker starts in a fraction of a second. Scripts need the `if __name__ == "__main__":` guard."""
+    worker starts without importing it again. Scripts need the `if __name__ == "__main__":` guard."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["froster_edge.data"])

@@ -1,15 +1,12 @@
 """Scoring a student on a list of videos: 3 temporal views x 1 centre crop, view logits summed.
 
-Two steps, so that a protocol encodes each video once however many splits and class sets it
-appears in: `encode_videos` gives each video the sum of its views' video features (logits are
-linear in the feature, so scoring that sum against the classes is the sum of the view logits);
-`score_videos` scores features against class embeddings. `evaluate` does both.
+`encode_videos` gives each video the sum of its views' features (logits are linear in it, so
+scoring the sum is summing the view logits), `score_videos` scores features against class
+embeddings, so a protocol encodes each video once. Results do not depend on batch, worker or
+process count: nothing is padded or duplicated, and shards (`shard=(rank, world)`) are merged by
+list index (`merge_encoded`). Accuracies count the videos that could be scored; the others are named.
 
-Results do not depend on batch size, worker count or process count: each video's views are
-encoded together, results are stored by the video's index in the list, nothing is padded or
-duplicated (the reference's distributed sampler pads and re-counts videos), and a list split
-over processes with `shard=(rank, world)` is put back together by `merge_encoded`.
-Accuracies count the videos that could be scored; the others are counted and named.
+See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -75,7 +72,8 @@ def encode_videos(
 ) -> EncodedVideos:
     """Decode, crop and encode every video (or every world-th from rank with `shard=(rank, world)`).
 
-    The frames are the student's own (`student.config.sampling`): those it was trained on.
+    The frames and their crops are the student's own (`student.config.sampling`, `.spatial`): those it
+    was trained on.
     """
     positions = list(range(len(items)))
     if shard is not None:
@@ -89,7 +87,8 @@ def encode_videos(
     if not sub:
         return EncodedVideos(features, ok, torch.tensor(positions, dtype=torch.long), failed)
     dataset = VideoDataset(sub, num_frames=student.config.num_frames, image_size=student_image_size(student),
-                           train=False, views=views, sampling=student.config.sampling_spec())
+                           train=False, views=views, sampling=student.config.sampling_spec(),
+                           spatial=student.config.spatial_spec())
     device = torch.device(device)
     loader = make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     was_training = student.training
@@ -121,10 +120,17 @@ class ClassAccuracy:
 
 @dataclass
 class EvalResult:
-    """Accuracy of one list against one class set (top-1/top-5 in %, over the scored videos)."""
+    """Accuracy of one list against one class set (top-1/top-5 in %, over the scored videos).
+
+    reference_top1 / reference_top5: the reference's figures, over every video of the list: a video
+    that could not be decoded counts as wrong (FROSTER's test loop scores every listed video), so
+    they equal top1 / top5 when nothing failed and are lower by the failed share otherwise.
+    """
 
     top1: float | None
     top5: float | None
+    reference_top1: float | None
+    reference_top5: float | None
     mean_class_top1: float | None  # mean of the per-class top-1 over classes with scored videos
     num_videos: int
     num_scored: int
@@ -153,6 +159,7 @@ def score_videos(encoded: EncodedVideos, items: Sequence[VideoItem], class_embed
     ok = encoded.ok
     top5 = logits.topk(min(5, classes.shape[0]), dim=1).indices  # (N, k)
     hit1 = topk_hits(logits, labels, 1)
+    hit5 = topk_hits(logits, labels, 5)
     per_class = []
     for c, name in enumerate(class_names):
         mask = ok & (labels == c)
@@ -163,7 +170,9 @@ def score_videos(encoded: EncodedVideos, items: Sequence[VideoItem], class_embed
               for it, good, row in zip(items, ok.tolist(), top5.tolist())]
     return EvalResult(
         top1=percent(hit1[ok]),
-        top5=percent(topk_hits(logits, labels, 5)[ok]),
+        top5=percent(hit5[ok]),
+        reference_top1=percent(hit1 & ok),
+        reference_top5=percent(hit5 & ok),
         mean_class_top1=sum(present) / len(present) if present else None,
         num_videos=len(items),
         num_scored=int(ok.sum()),

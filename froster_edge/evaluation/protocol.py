@@ -1,26 +1,13 @@
-"""The paper's evaluation protocols as YAML files, run with one command each.
+"""The paper's evaluation protocols as YAML files (configs/eval/*.yaml), run with one command each.
 
-A protocol config (configs/eval/*.yaml) names its lists and class files; nothing is hard-coded:
+A protocol names its kind (base2novel | cross_dataset), root, named `paths` folders (`{name}` in a
+path is replaced by that folder; --path NAME=DIR overrides), and per split the `base`/`novel` (or
+`test`) parts' list, classes and labels, plus an optional `full` part (cross_dataset); nothing is
+hard-coded. Every list is checked against its
+class file, and the class texts against a plain label file, before any model is loaded. A split
+may have its own student (`--student runs/k400_{split}`). Each video is encoded once per student.
 
-    protocol: base2novel            # base2novel | cross_dataset
-    name: UCF101 base-to-novel
-    root: data/ucf101               # the videos; --root replaces it
-    paths:                          # folders holding the split and label files; --path NAME=DIR
-      froster: data/froster_label_db
-    splits:
-      - name: s1
-        base:  {list: "{froster}/zs_label_db/B2N_ucf101/val.csv", classes: "...", labels: "..."}
-        novel: {list: "{froster}/zs_label_db/B2N_ucf101/test.csv", classes: "...", labels: "..."}
-    full: {list: ..., classes: ...}   # cross_dataset only, optional: the whole dataset, reported apart
-
-`{name}` in a path is replaced by the folder of that name; relative paths are relative to the
-working directory. Each part's list is checked against its class file (labels in range) and,
-when `labels` names a plain label file, the class texts' count and order against it, all
-before any model is loaded. Base-to-novel splits differ by their training seed, so each may
-have its own student: `--student runs/k400_{split}` puts the split name in the directory.
-
-Every video is encoded once per student however many splits list it (the features do not
-depend on the class set), then scored against each split's classes.
+See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -83,8 +70,8 @@ def single_protocol(list_file: str | Path, classes: str | Path, root: str | Path
 
 
 def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: dict[str, str] | None = None,
-                  views: int | None = None) -> Protocol:
-    """Read a protocol config; `root`, `paths` and `views` override its values."""
+                  views: int | None = None, only: list[str] | None = None) -> Protocol:
+    """Read a protocol config; `root`, `paths` and `views` override its values; `only` keeps those splits."""
     path = Path(path)
     data = read_yaml(path, "protocol config")
     if not isinstance(data, dict):
@@ -116,6 +103,11 @@ def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: di
     names = [s.name for s in splits]
     if len(set(names)) != len(names) or "full" in names:
         raise ConfigError(f"{path}: split names must be unique and not 'full', got {names}")
+    if only:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ConfigError(f"--split {unknown[0]}: {path} has the splits {', '.join(names)}")
+        splits = [s for s in splits if s.name in only]
     full = data.get("full")
     if full is not None and kind != "cross_dataset":
         raise ConfigError(f"{path}: 'full' belongs to cross_dataset protocols")
@@ -170,6 +162,7 @@ class StudentSource:
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
     num_frames: int | None = None  # None: the student's own T, else StudentConfig's default
+    activation: str = "auto"  # the zero-shot model's (a student directory records its own)
 
     def key(self, split: str) -> str:
         if self.directory is not None:
@@ -180,7 +173,7 @@ class StudentSource:
         from ..model.factory import load_model
 
         path = None if self.directory is None else self.directory.replace("{split}", split)
-        return load_model(path, self.model, self.pretrained, self.num_frames)
+        return load_model(path, self.model, self.pretrained, self.num_frames, self.activation)
 
 
 @dataclass
@@ -209,21 +202,23 @@ class ProtocolReport:
     def summary(self) -> dict[str, Any]:
         if self.protocol.kind == "base2novel":
             out = {}
-            for metric in ("top1", "top5"):
+            for metric in ("top1", "top5", "reference_top1"):
                 s = base_to_novel_summary([getattr(r.results["base"], metric) for r in self.splits],
                                           [getattr(r.results["novel"], metric) for r in self.splits])
                 out.update({f"{k}_{metric}": v for k, v in s.items()})
             return out
         if self.protocol.kind == "single":
             test = self.splits[0].results["test"]
-            return {"top1": test.top1, "top5": test.top5, "mean_class_top1": test.mean_class_top1}
+            return {"top1": test.top1, "top5": test.top5, "mean_class_top1": test.mean_class_top1,
+                    "reference_top1": test.reference_top1, "failed": test.num_failed}
         out = {}
-        for metric in ("top1", "top5"):
+        for metric in ("top1", "top5", "reference_top1"):
             m, sd = mean_std([getattr(r.results["test"], metric) for r in self.splits])
             out[f"{metric}_mean"], out[f"{metric}_std"] = m, sd
         if self.full is not None:
             out["full_top1"] = self.full.results["test"].top1
             out["full_top5"] = self.full.results["test"].top5
+            out["full_reference_top1"] = self.full.results["test"].reference_top1
         return out
 
     @property
@@ -273,29 +268,34 @@ class ProtocolReport:
         from rich.table import Table
 
         p = self.protocol
-        table = Table(title=f"{p.name} ({p.views} views, top-1 / top-5 %)")
+        table = Table(title=f"{p.name} ({p.views} views, top-1 / top-5 %; ref: the reference's figure, "
+                            "a skipped video counted wrong)")
         fmt = _fmt
         if p.kind == "base2novel":
-            for col in ("split", "base", "novel", "HM", "base top-5", "novel top-5", "scored", "failed"):
+            for col in ("split", "base", "novel", "HM", "ref base", "ref novel", "ref HM", "base top-5", "novel top-5",
+                        "scored", "skipped"):
                 table.add_column(col, justify="left" if col == "split" else "right")
             for r in self.splits:
                 b, n = r.results["base"], r.results["novel"]
-                table.add_row(r.name, fmt(b.top1), fmt(n.top1), fmt(r.hm), fmt(b.top5), fmt(n.top5),
+                table.add_row(r.name, fmt(b.top1), fmt(n.top1), fmt(r.hm), fmt(b.reference_top1), fmt(n.reference_top1),
+                              fmt(harmonic_mean(b.reference_top1, n.reference_top1)), fmt(b.top5), fmt(n.top5),
                               f"{b.num_scored + n.num_scored}/{b.num_videos + n.num_videos}", str(b.num_failed + n.num_failed))
             if len(self.splits) > 1:
                 s = self.summary
-                table.add_row("mean", fmt(s["base_top1"]), fmt(s["novel_top1"]), fmt(s["hm_top1"]),
+                table.add_row(f"mean of {len(self.splits)}", fmt(s["base_top1"]), fmt(s["novel_top1"]), fmt(s["hm_top1"]),
+                              fmt(s["base_reference_top1"]), fmt(s["novel_reference_top1"]), fmt(s["hm_reference_top1"]),
                               fmt(s["base_top5"]), fmt(s["novel_top5"]), "", "", style="bold")
             return table
-        for col in ("split", "top-1", "top-5", "mean class top-1", "scored", "failed"):
+        for col in ("split", "top-1", "ref top-1", "top-5", "mean class top-1", "scored", "skipped"):
             table.add_column(col, justify="left" if col == "split" else "right")
         for r in self.splits + ([self.full] if self.full else []):
             t = r.results["test"]
-            table.add_row(r.name, fmt(t.top1), fmt(t.top5), fmt(t.mean_class_top1), f"{t.num_scored}/{t.num_videos}",
-                          str(t.num_failed))
+            table.add_row(r.name, fmt(t.top1), fmt(t.reference_top1), fmt(t.top5), fmt(t.mean_class_top1),
+                          f"{t.num_scored}/{t.num_videos}", str(t.num_failed))
         if len(self.splits) > 1:
             s = self.summary
             table.add_row("mean ± std", f"{fmt(s['top1_mean'])} ± {fmt(s['top1_std'])}",
+                          f"{fmt(s['reference_top1_mean'])} ± {fmt(s['reference_top1_std'])}",
                           f"{fmt(s['top5_mean'])} ± {fmt(s['top5_std'])}", "", "", "", style="bold")
         return table
 
@@ -323,6 +323,9 @@ def run_protocol(
     groups: dict[str, list[str]] = {}
     for name, _ in named:
         groups.setdefault(key_of(name), []).append(name)
+    if protocol.kind == "base2novel" and len(protocol.splits) > 1 and len(groups) == 1:
+        log.warning(f"one student for all {len(protocol.splits)} training seeds: each seed's row is the same model "
+                    "(put {split} in --student for each seed's student, or --split NAME to score one)")
     results: dict[tuple[str, str], EvalResult] = {}
     students_used: dict[str, dict[str, int]] = {}
     for key, split_names in groups.items():

@@ -1,13 +1,11 @@
 """Student checkpoints: safetensors weights plus a JSON config that rebuilds the model.
 
-A student directory holds
-    config.json             format, version, StudentConfig, the open_clip model config, and the
-                            sha256 of each weights file (also the model's fingerprint)
-    model.safetensors       the student CLIP (open_clip parameter names, fp32)
-    projectors.safetensors  optional: the residual projectors (to continue training)
-    teacher.safetensors     optional: the frozen teacher's CLIP (when not an open_clip tag)
-Loading never unpickles anything: safetensors and JSON only. Each file is written atomically
-and config.json last, and the hashes catch a mismatched or torn pair.
+A student directory holds config.json (format, version, StudentConfig, the open_clip model config,
+the sha256 of each weights file, also the model's fingerprint), model.safetensors, and optionally
+projectors.safetensors and teacher.safetensors. Nothing is unpickled; each file is written
+atomically, config.json last, and the hashes catch a mismatched or torn pair.
+
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import StudentConfig, from_mapping
+from ..config import saved_student_config
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_json, read_folder_json, read_tensors, save_tensors, tensors_fingerprint
 from .clip import activation_of, build_clip
@@ -84,7 +82,7 @@ def load_student(student_dir: str | Path, device: str | torch.device = "cpu") ->
     """Rebuild the student from its directory; identical outputs to the saved model."""
     config = read_student_config(student_dir)
     try:
-        student_cfg = from_mapping(StudentConfig, config["student"], "student")
+        student_cfg = saved_student_config(config["student"])
     except ConfigError as e:
         raise CheckpointError(f"{student_dir}: {e}") from e
     built = activation_of(config["model_cfg"])

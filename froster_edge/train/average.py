@@ -1,9 +1,10 @@
 """Uniform weight averaging of student checkpoints (FROSTER averages epochs 2..last).
 
-Every floating-point tensor of the student CLIP and, when every input has them, of the residual
-projectors is the plain mean over the inputs, accumulated in float64 and stored as float32;
-integer tensors must agree and are kept. Inputs must share the architecture (the same
-StudentConfig and open_clip model config), which is checked before anything is read.
+Every floating-point tensor of the student CLIP (and of the projectors, when every input has them)
+is the plain mean, accumulated in float64 and stored as float32; integer tensors must agree. Inputs
+must share the StudentConfig and open_clip model config, checked before anything is read.
+
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from ..config import StudentConfig, from_mapping
+from ..config import saved_student_config
 from ..errors import CheckpointError, ConfigError
 from ..model.checkpoint import (PROJECTORS_FILE, TEACHER_FILE, WEIGHTS_FILE, load_state_strict, load_tensors,
                                 read_student_config, save_student)
@@ -101,7 +102,7 @@ def average_students(student_dirs: Sequence[str | Path], out_dir: str | Path) ->
             raise CheckpointError(f"{d} is a different model from {dirs[0]} (student or model config differs)")
     weights = average_state_dicts([load_tensors(d, WEIGHTS_FILE, c) for d, c in zip(dirs, configs)])
     try:
-        student_cfg = from_mapping(StudentConfig, first["student"], "student")
+        student_cfg = saved_student_config(first["student"])
     except ConfigError as e:
         raise CheckpointError(f"{dirs[0]}: {e}") from e
     clip = build_clip(first["model_cfg"])

@@ -1,9 +1,10 @@
 """Reading a training recipe: YAML file, then `--set KEY=VALUE` overrides, into a RecipeConfig.
 
-The dataclasses in `froster_edge.config` hold every default; a YAML recipe states only what
-differs. Paths written in the YAML are relative to the YAML file's folder (a recipe works from
-any current directory); paths given with --set are relative to the current directory. Both end
-up absolute in the resolved config that the run saves beside its checkpoints.
+`froster_edge.config` holds every default; a recipe states only what differs. Paths in the YAML are
+relative to its folder, paths given with --set to the current directory; both end up absolute in
+the resolved config the run saves.
+
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         _resolve_paths(data, path.resolve().parent)
     data = apply_overrides(data, list(overrides))
     _resolve_paths(data, Path.cwd())  # what is still relative came from --set
+    return from_mapping(RecipeConfig, data)
+
+
+def load_saved_recipe(path: str | Path) -> RecipeConfig:
+    """The recipe a run directory saved; one saved before `student.spatial` existed ran with the
+    legacy transforms (froster_edge.spatial), so resuming it asks for them."""
+    path = Path(path)
+    data = load_yaml(path)
+    if isinstance(data.get("student"), dict):
+        data["student"].setdefault("spatial", {"rule": "legacy"})
+    _resolve_paths(data, path.resolve().parent)
     return from_mapping(RecipeConfig, data)
 
 

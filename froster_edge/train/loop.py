@@ -1,18 +1,12 @@
 """The training run behind `froster-edge train`: from a recipe to a student directory.
 
-Run directory (`--out`):
-    config.yaml            the resolved recipe (every option, absolute paths)
-    metrics.jsonl          one JSON line per logged step and per epoch (loss terms, lr, clips/s, val)
-    train_list.txt         the K-shot list actually trained on (when data.shots is set)
-    checkpoints/epoch_NNN  a student directory after each epoch (1-based), kept for averaging
-    state/step_NNNNNNNN    the newest complete training state (weights, optimizer, RNG, sampler)
-    student/               the result: the average of epochs average_from..last, or the last epoch
-    failed_videos.txt      videos that could not be decoded (each was replaced by another sample)
+The run directory (`--out`) holds config.yaml (resolved recipe), metrics.jsonl, train_list.txt
+(K-shot runs), checkpoints/epoch_NNN, state/step_NNNNNNNN (newest resumable state), student/ (the
+average of epochs average_from..last, or the last) and failed_videos.txt. Every randomness is a
+function of the seed and the position, so a resumed run, or another process split, computes the
+same steps. Only rank 0 writes files.
 
-Every randomness of the run is a function of the seed and the position (model init: seed;
-sampling: seed and epoch; clip augmentation: seed, epoch and index; training template: seed and
-step), so a resumed run, or the same global batch split over other processes, computes the
-same steps. Rank 0 alone writes files; the others only train.
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -37,7 +31,7 @@ from ..progress import ProgressBar
 from ..prompts import ClassText
 from . import ddp
 from .average import EPOCHS_DIR, average_students, epoch_dir, epoch_dirs
-from .config import changed_options, load_recipe, save_recipe
+from .config import changed_options, load_saved_recipe, save_recipe
 from .fewshot import few_shot, short_classes, write_list
 from .optim import WarmupCosine, build_optimizer, set_lr
 from .batches import ResumableBatchSampler
@@ -168,7 +162,7 @@ class Trainer:
             (self.out / METRICS_FILE).unlink(missing_ok=True)
         if self.resume and saved.exists():
             try:
-                before = load_recipe(saved)
+                before = load_saved_recipe(saved)
             except FrosterError as e:
                 raise CheckpointError(f"{saved} cannot be read back: {e}") from e
             changed = changed_options(before, self.config)
@@ -247,7 +241,8 @@ class Trainer:
         from ..data import VideoDataset, make_loader
 
         dataset = VideoDataset(data.items, num_frames=cfg.student.num_frames, image_size=cfg.student.image_size, train=True,
-                               views=1, sampling=cfg.student.sampling_spec(), seed=t.seed)
+                               views=1, sampling=cfg.student.sampling_spec(), spatial=cfg.student.spatial_spec(),
+                               seed=t.seed)
         # the sampler's epoch and first step are read when each epoch's iterator starts (set_epoch below);
         # the dataset's epoch lives in shared memory, so the persistent workers see it too
         loader = make_loader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=d.device.type == "cuda",

@@ -1,14 +1,12 @@
 """A site file (`froster-edge run --config site.yaml`): named cameras and the sinks, from YAML.
 
-Every key is checked before any camera opens: an unknown key or a bad value is one ConfigError
-naming it (`site.yaml: cameras[1].hop must be an integer >= 1, not 'two'`). The run's CLI
-options are the defaults under the file (its `defaults:` section, then each camera's own keys
-override them); output flags given on the command line (--events, --clips, --metrics) replace
-the file's. `examples/site.yaml` shows every key; the README documents them.
+Every key is checked before any camera opens; a bad one is one ConfigError naming the file and key.
+The run's CLI options are the defaults under the file (`defaults:`, then each camera's keys); output
+flags (--events, --clips, --metrics) replace the file's. SIGHUP reloads it (SiteReloader): changed
+cameras restart while the others go on, a file that does not load is refused in one log line, and
+other sections take effect at the next start.
 
-SIGHUP reloads the file (SiteReloader): cameras added, removed or changed are started and
-stopped while the others go on; a file that does not load is refused in one log line and the
-running site kept. Other sections take effect at the next start.
+See docs/site.md.
 """
 
 from __future__ import annotations
