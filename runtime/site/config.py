@@ -25,6 +25,7 @@ from ...config import check_fields
 from ...errors import ConfigError
 from .clips import ClipOptions
 from .events import EventOptions
+from ..source_url import read_password, with_camera_options
 from ..options import BACKENDS, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, check_options
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ CLASSIFIER_KEYS = {"threshold": None, "smoothing": None, "ema_alpha": None, "win
 CAPTURE_KEYS = {"realtime": None, "loop": None}
 EVENT_KEYS = {"enter": None, "exit": None, "enter_decisions": None, "exit_decisions": None, "labels": None}
 CAMERA_KEYS = {"name": None, "source": None, "labels": None, "events": None, **SAMPLING_KEYS, **CAPTURE_KEYS,
-               "threshold": None}
+               "threshold": None, "password_env": None, "password_file": None, "rtsp_transport": None}
 TOP_KEYS = {"bundle": None, "backend": None, "labels": None, "defaults": None, "cameras": None, "events": None,
             "clips": None, "metrics": None, "mqtt": None, "http": None}
 
@@ -236,8 +237,19 @@ def _camera(i: int, d: Any, base: RunOptions, base_dir: Path) -> tuple[CameraOpt
         realtime=_bool(f"{where}.realtime", d["realtime"]) if "realtime" in d else None,
         loop=_bool(f"{where}.loop", d["loop"]) if "loop" in d else None,
         threshold=_number(f"{where}.threshold", d["threshold"], 0.0, 1.0) if "threshold" in d else None,
-        labels=labels, table=table)
+        labels=labels, table=table,
+        password_env=_str(f"{where}.password_env", d["password_env"]) if "password_env" in d else None,
+        password_file=_path(base_dir, _str(f"{where}.password_file", d["password_file"])) if "password_file" in d else None,
+        rtsp_transport=_transport(f"{where}.rtsp_transport", d["rtsp_transport"]) if "rtsp_transport" in d else None)
+    # credentials and transport checked with the file (the password is read again when the camera opens)
+    with_camera_options(cam.source, read_password(where, cam.password_env, cam.password_file), cam.rtsp_transport, where)
     return cam, d.get("events")
+
+
+def _transport(where: str, v: Any) -> str:
+    if v not in ("tcp", "udp"):
+        raise _bad(where, "tcp or udp", v)
+    return v
 
 
 def parse_site(doc: Any, base: RunOptions, base_dir: Path, path: Path | None = None) -> Site:
