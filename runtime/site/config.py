@@ -2,7 +2,7 @@
 
 Every key is checked before any camera opens; a bad one is one ConfigError naming the file and key.
 The run's CLI options are the defaults under the file (`defaults:`, then each camera's keys); output
-flags (--events, --clips, --metrics) replace the file's. SIGHUP reloads it (SiteReloader): changed
+flags (--events, --clips, --metrics, --archive) replace the file's. SIGHUP reloads it (SiteReloader): changed
 cameras restart while the others go on, a file that does not load is refused in one log line, and
 other sections take effect at the next start.
 
@@ -22,6 +22,7 @@ import yaml
 
 from ...config import check_fields
 from ...errors import ConfigError
+from .archive import ArchiveOptions
 from .clips import ClipOptions
 from .events import EventOptions
 from ..source_url import read_password, with_camera_options
@@ -54,6 +55,7 @@ class Site:
     metrics: MetricsOptions | None = None
     mqtt: Any = None  # runtime/site/mqtt.py's MqttOptions (see _optional_section)
     http: Any = None  # the web view's HttpOptions
+    archive: ArchiveOptions | None = None  # every decision's embedding kept for `froster-edge search`
     path: Path | None = None  # the site file, for reloads
     base: RunOptions | None = None  # the options the file was read over (the CLI's), for reloads
 
@@ -123,7 +125,7 @@ EVENT_KEYS = {"enter": None, "exit": None, "enter_decisions": None, "exit_decisi
 CAMERA_KEYS = {"name": None, "source": None, "labels": None, "events": None, **SAMPLING_KEYS, **CAPTURE_KEYS,
                "threshold": None, "password_env": None, "password_file": None, "rtsp_transport": None}
 TOP_KEYS = {"bundle": None, "backend": None, "labels": None, "defaults": None, "cameras": None, "events": None,
-            "clips": None, "metrics": None, "mqtt": None, "http": None}
+            "clips": None, "metrics": None, "mqtt": None, "http": None, "archive": None}
 
 
 def _sampling(where: str, d: dict, base: SamplingOptions) -> SamplingOptions:
@@ -158,21 +160,29 @@ def _events(where: str, d: Any, base: EventOptions) -> EventOptions:
     return e
 
 
-def _clips(d: Any, base_dir: Path) -> ClipOptions:
-    known = {f.name: None for f in fields(ClipOptions)}
-    d = _mapping("clips", d, known)
-    if "folder" not in d:
-        raise ConfigError("clips.folder is required (where event clips and snapshots go)")
-    kw: dict[str, Any] = {"folder": _path(base_dir, _str("clips.folder", d["folder"]))}
-    for key in ("pre_roll_s", "post_roll_s", "max_clip_s", "budget_mb", "buffer_mb", "fps"):
-        if key in d:
-            kw[key] = _number(f"clips.{key}", d[key], low=0.0)
-    for key in ("width", "queue"):
-        if key in d:
-            kw[key] = _int(f"clips.{key}", d[key])
-    options = ClipOptions(**kw)
+def _file_section(name: str, cls: type, d: Any, base_dir: Path, path_key: str, what: str, ints: tuple[str, ...]) -> Any:
+    """A section of one required path (relative to the site file) and numbers >= 0 (`ints`: integers
+    >= 1), every key one of `cls`'s fields; the options checked by their own `check`."""
+    d = _mapping(name, d, {f.name: None for f in fields(cls)})
+    if path_key not in d:
+        raise ConfigError(f"{name}.{path_key} is required ({what})")
+    kw: dict[str, Any] = {path_key: _path(base_dir, _str(f"{name}.{path_key}", d[path_key]))}
+    for key in d:
+        if key != path_key:
+            kw[key] = _int(f"{name}.{key}", d[key]) if key in ints else _number(f"{name}.{key}", d[key], low=0.0)
+    options = cls(**kw)
     options.check()
     return options
+
+
+def _clips(d: Any, base_dir: Path) -> ClipOptions:
+    return _file_section("clips", ClipOptions, d, base_dir, "folder", "where event clips and snapshots go",
+                         ints=("width", "queue"))
+
+
+def _archive(d: Any, base_dir: Path) -> ArchiveOptions:
+    return _file_section("archive", ArchiveOptions, d, base_dir, "file", "the SQLite file the decisions go to",
+                         ints=("thumb_width", "queue"))
 
 
 def _metrics(d: Any, base_dir: Path) -> MetricsOptions:
@@ -303,6 +313,8 @@ def parse_site(doc: Any, base: RunOptions, base_dir: Path, path: Path | None = N
         site.clips = _clips(d["clips"], base_dir)
     if "metrics" in d:
         site.metrics = _metrics(d["metrics"], base_dir)
+    if "archive" in d:
+        site.archive = _archive(d["archive"], base_dir)
     site.mqtt = _optional_section("mqtt", d.get("mqtt"))
     site.http = _optional_section("http", d.get("http"))
     site.run = run
@@ -377,7 +389,8 @@ class SiteReloader:
 
 
 def site_from_flags(options: RunOptions, bundle: Path | None, config: Path | None, events: Path | None = None,
-                    clips: Path | None = None, metrics: str | None = None, metrics_insecure: bool = False) -> Site:
+                    clips: Path | None = None, metrics: str | None = None, metrics_insecure: bool = False,
+                    archive: Path | None = None) -> Site:
     """The run's Site from the CLI: the site file read over the flags, then the output flags on top."""
     if config is not None:
         if options.sources:
@@ -394,6 +407,8 @@ def site_from_flags(options: RunOptions, bundle: Path | None, config: Path | Non
         site.clips = replace(site.clips, folder=clips) if site.clips else ClipOptions(folder=clips)
     if site.clips is not None and site.events is None:
         site.events = EventOptions()  # clips are of events: the default hysteresis
+    if archive is not None:
+        site.archive = replace(site.archive, file=archive) if site.archive else ArchiveOptions(file=archive)
     if metrics is not None:
         site.metrics = replace(site.metrics or MetricsOptions(), listen=metrics)
     if metrics_insecure:
