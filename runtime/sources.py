@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import ConfigError, FrosterError
 from ..video import MAX_FRAMES, VideoError, check_early_stop  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
-from .options import CaptureOptions
+from .options import CaptureOptions, camera_index
 from .stats import RunStats, StreamCounters
 
 import cv2  # noqa: E402  (after ..video, see above)
@@ -58,8 +58,9 @@ class SourceSpec:
 def parse_source(text: str) -> SourceSpec:
     """A camera index ("0"), a camera device ("/dev/video0"), a URL, or an existing video file."""
     s = text.strip()
-    if s.isdigit():
-        return SourceSpec(s, "camera", int(s))
+    index = camera_index(s)
+    if index is not None:
+        return SourceSpec(s, "camera", index)
     if s.startswith("/dev/video"):
         return SourceSpec(s, "camera", s)
     if "://" in s:

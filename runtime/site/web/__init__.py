@@ -16,12 +16,12 @@ from .options import HTTP_DEFAULTS, TOKEN_ENV, HttpOptions, parse_listen, resolv
 __all__ = ["HTTP_DEFAULTS", "TOKEN_ENV", "HttpOptions", "parse_listen", "resolve_token", "start_web"]
 
 
-def start_web(pipeline, hub, options: HttpOptions, log: Callable[[str], None]):
+def start_web(pipeline, hub, options: HttpOptions, log: Callable[[str], None], metrics=None):
     """Serve `pipeline` (whose sinks and frame sinks include `hub`, a hub.Hub) on options.host:port;
-    returns the started server.WebServer."""
+    `metrics`: () -> (body, content type) served at /metrics. Returns the started server.WebServer."""
     from .server import WebServer
     from .vocabulary import Vocabulary
 
     hub.attach(lambda stream: pipeline.cameras[stream].classifier.table)  # each camera's own (subset) table
     vocabulary = Vocabulary(pipeline.bundle, pipeline.labels_path, pipeline.manifest, options, hub.expect, log)
-    return WebServer(hub, vocabulary, pipeline.stats.to_dict, options, log).start()
+    return WebServer(hub, vocabulary, pipeline.stats.to_dict, options, log, metrics).start()
