@@ -30,7 +30,7 @@ from typing import Iterable
 from ..bundle import manifest as mf
 from ..errors import MissingCapability
 from ..io import Output, atomic_write_json, check_outputs
-from .site.events import EventOptions, EventSegmenter, JsonlEventSink
+from .site.events import EventOptions, EventSegmenter, JsonlEventSink, check_events_file
 from .site.mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .options import RunOptions, camera_list
 from .pipeline import Pipeline, stderr
@@ -157,7 +157,7 @@ def prepare(req: RunRequest):
         if http is None:
             check_metrics(site.metrics)
         else:
-            metrics_beside_web(site.metrics, http, "metrics")
+            metrics_beside_web(site.metrics, http)
     return http
 
 
@@ -167,6 +167,12 @@ def check_request(req: RunRequest) -> str:
     prepare(req)
     site = req.site or Site()
     check_outputs(run_outputs(req) + site_outputs(site), run_inputs(req))
+    if site.events is not None and site.events.file is not None:
+        check_events_file(Path(site.events.file))
+    if site.clips is not None:
+        from .site.clips import check_clips_folder  # cv2's module: only where clips are asked for
+
+        check_clips_folder(site.clips)
     names = [c.name for c in camera_list(req.options)]
     parts = [name for name, on in (("events", site.events), ("clips", site.clips), ("metrics", site.metrics),
                                    ("mqtt", req.mqtt), ("web view", req.http)) if on is not None]

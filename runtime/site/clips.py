@@ -53,6 +53,14 @@ class ClipOptions(Model):
     queue: Annotated[int, Field(ge=1)] = 256  # frames waiting for the writer; beyond, frames are dropped (counted)
 
 
+def check_clips_folder(options: ClipOptions) -> Path:
+    """The clips folder must exist: it is the user's, made and chosen on purpose."""
+    folder = Path(options.folder)
+    if not folder.is_dir():
+        raise ConfigError(f"clips folder {folder} does not exist")
+    return folder
+
+
 def downscale(image: np.ndarray, width: int) -> np.ndarray:
     """At most `width` wide, even sides (mp4 encoders want them), aspect kept."""
     h, w = image.shape[:2]
@@ -149,9 +157,7 @@ class EventClips:
 
     def __init__(self, options: ClipOptions, camera_of: Callable[[int], str], fps_of: Callable[[int], float],
                  log: Callable[[str], None]):
-        folder = Path(options.folder)
-        if not folder.is_dir():
-            raise ConfigError(f"clips folder {folder} does not exist")
+        folder = check_clips_folder(options)
         self.options, self.camera_of, self.fps_of, self.log = options, camera_of, fps_of, log
         self.counters = ClipCounters()
         self.budget = DiskBudget(folder, int(options.budget_mb * 2**20), log)

@@ -199,7 +199,7 @@ class SiteFile(Model):
                 if cam.events is not None:
                     cam.events.over(self.events or EventOptions(), f"cameras[{i}].events")
             if self.http is not None and self.metrics is not None:
-                metrics_beside_web(self.metrics, self.http, "metrics")
+                metrics_beside_web(self.metrics, self.http)
         except ConfigError as e:
             raise ValueError(str(e)) from None
         return self
@@ -224,15 +224,16 @@ def reference_site() -> str:
             + reference_yaml(SiteFile, REFERENCE_EXAMPLES) + "\n")
 
 
-def metrics_beside_web(metrics: MetricsOptions, http: HttpOptions, where: str) -> None:
+def metrics_beside_web(metrics: MetricsOptions, http: HttpOptions, where: str = "metrics.listen") -> None:
     """With the web view on, /metrics is on its server (one port, one auth): a metrics address of
-    its own or a token of its own would be a second one, and is refused."""
+    its own or a token of its own would be a second one, and is refused. `where`: what gave the
+    address (the file's key or the flag)."""
     if metrics.listen is not None and metrics.address != (http.host, http.port):
-        raise ConfigError(f"{where}.listen {metrics.listen}: with the web view on, /metrics is served on its address "
-                          f"({http.host}:{http.port}); leave {where}.listen out or give the same address")
+        raise ConfigError(f"{where}: with the web view on, /metrics is served on its address ({http.host}:{http.port}), "
+                          f"not {metrics.listen}: leave the metrics address out or give the same one")
     if metrics.token_file is not None or metrics.insecure:
-        raise ConfigError(f"{where}: with the web view on, /metrics uses the web view's token: leave token_file and "
-                          "insecure out")
+        raise ConfigError("metrics: with the web view on, /metrics uses the web view's token: leave metrics.token_file, "
+                          "metrics.insecure and --metrics-insecure out")
 
 
 @dataclass
@@ -380,5 +381,5 @@ def site_from_flags(options: RunOptions, bundle: Path | None, config: Path | Non
         host, port = mqtt_address(mqtt)
         site.mqtt = updated(site.mqtt or MqttOptions(), "--mqtt", host=host, port=port)
     if site.http is not None and site.metrics is not None:
-        metrics_beside_web(site.metrics, site.http, "metrics" if metrics is None else "--metrics")
+        metrics_beside_web(site.metrics, site.http, "metrics.listen" if metrics is None else "--metrics")
     return site

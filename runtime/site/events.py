@@ -249,14 +249,20 @@ class EventSegmenter:
             sink.close()
 
 
+def check_events_file(path: Path) -> None:
+    """The events file's folder must exist (a typo in it is said at start, not made a new tree)."""
+    if not path.parent.is_dir():
+        raise ConfigError(f"--events {path}: folder {path.parent} does not exist")
+
+
 class JsonlEventSink:
     """Events appended to a file, one JSON object a line, flushed at once (a small append: it
     never holds the decision loop up). The file is opened in append mode: runs add to it."""
 
     def __init__(self, path: Path | str, out: IO[str] | None = None):
         self.path = Path(path)
-        if out is None and not self.path.parent.is_dir():
-            raise ConfigError(f"--events {self.path}: folder {self.path.parent} does not exist")
+        if out is None:
+            check_events_file(self.path)
         self.out = out or open(self.path, "a", encoding="utf-8")
 
     def event(self, event: ActionEvent) -> None:

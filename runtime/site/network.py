@@ -134,6 +134,7 @@ class BoundedServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the kernel's queue of connections not yet accepted (no descriptor of ours)
 
     def __init__(self, address: tuple[str, int], handler: type, max_connections: int, timeout_s: float):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
