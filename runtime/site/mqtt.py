@@ -8,7 +8,7 @@ Topics (prefix `froster-edge` by default; `<camera>` is the camera's name made t
                                         at once when the top label changes, else at most every state_interval_s
   <prefix>/<camera>/event               an action event's start and end (ActionEvent.to_json()), not retained
   <prefix>/<camera>/action/<label>      "ON" while an event of that label is open, then "OFF", retained
-  <discovery>/sensor/<node>/<camera>_label/config          (with --mqtt-discovery: Home Assistant)
+  <discovery>/sensor/<node>/<camera>_label/config          (with discovery: true, Home Assistant)
   <discovery>/sensor/<node>/<camera>_score/config
   <discovery>/binary_sensor/<node>/<camera>_<label>/config one per label of the camera's table
 
