@@ -1,7 +1,9 @@
 """`froster-edge run` behind the CLI: sinks from the flags or the site file, the pipeline, stats at the end.
 
 With a site (runtime/site/config.py): action events (--events), event clips (--clips), the metrics
-endpoint (--metrics) and, with a site file, SIGHUP reloading its cameras.
+endpoint (--metrics; on the web view's port when that is on), MQTT, the web view and, with a site
+file, SIGHUP reloading its cameras. `prepare` holds every check that needs no model and opens no
+camera; `check_request` is `run --check`.
 
 Outputs first: every output destination (--record, --stats-json, and whatever a sink or the
 request registers in `outputs`) is checked by `io.check_outputs` before anything is loaded, so a

@@ -2,8 +2,8 @@
 in a browser, for boxes without a screen. Standard library HTTP server; imports no torch, and
 importing the package itself loads only the options (the CLI reads their defaults fast).
 
-options (HttpOptions, the token rule), hub (frames and decisions handed over by the pipeline,
-JPEG encoding on the server's side), vocabulary (adding/removing actions through the bundle's text
+options (HttpOptions; addresses and the token rule are ../network.py's), live (frames and
+decisions handed over by the pipeline, JPEG encoding on the server's side), vocabulary (adding/removing actions through the bundle's text
 encoder into the watched label table), server (routes, token checks, the page).
 """
 
