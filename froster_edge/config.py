@@ -227,13 +227,6 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "") 
         raise ConfigError(f"bad config for {where or cls.__name__}: {e}") from e
 
 
-def check_fields(cls: type, data: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """`data`'s values checked against the type hints of dataclass `cls`'s fields (keys already known
-    to be fields), ints coerced to floats where a float is asked; errors name `where.key`."""
-    hints = typing.get_type_hints(cls)
-    return {k: _check_scalar(f"{where}.{k}", hints[k], v) for k, v in data.items()}
-
-
 def _show(value: Any) -> str:
     """A config value in a message, bounded (a small YAML with aliases can expand to megabytes)."""
     return shorten(repr(value), 120)

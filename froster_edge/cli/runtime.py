@@ -70,7 +70,7 @@ def run_cmd(
         "(password or token: $FROSTER_EDGE_MQTT_PASSWORD). Prefix, QoS, discovery, TLS: the site file's mqtt: section.")] = None,
     check: Annotated[bool, typer.Option(
         "--check", help="Check the site file and flags (every key, tokens, addresses, output folders, the bundle's "
-        "manifest) and exit: 0 and a summary, or 1 and the one-line error. Nothing is loaded or opened.")] = False,
+        "manifest) and exit: 0 and a summary, or 1 and the one-line error. No model is loaded, no camera opened.")] = False,
 ) -> None:
     """Classify live video against a label table: cameras, streams, files; several at once.
 
