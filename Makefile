@@ -21,7 +21,7 @@ DEMO_OFFLINE ?= runs/demo-offline
 DEMO_MODEL_ARGS = $(if $(DEMO_STUDENT),--student $(DEMO_STUDENT),--model $(DEMO_MODEL) --pretrained $(DEMO_PRETRAINED))
 FE := $(VENV)/bin/froster-edge
 
-.PHONY: install lint test soak demo clean
+.PHONY: install lint test soak demo device-wheels clean
 
 install: $(STAMP)
 
@@ -60,6 +60,17 @@ demo: install
 		echo "froster-edge demo: the tiny student was trained on five clips from random weights: what follows shows the pipeline working, not accuracy"; \
 	else exit $$online; fi; \
 	$(FE) run --bundle $$bundle --source $(DEMO_CLIP)
+
+# The five packages a typical GPU image (Python 3.12, torch, onnx, onnxruntime, cuda-bindings, opencv,
+# tokenizers, pytest) lacks, as wheels for scripts/device_check.sh to install offline (docs/gpu.md).
+# Wheels only, no dependencies (the image has them); av needs the manylinux_2_17/2_28 tags.
+DEVICE_WHEELS ?= wheels
+DEVICE_PY ?= 3.12
+device-wheels:
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version $(DEVICE_PY) \
+		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+		-d $(DEVICE_WHEELS) open_clip_torch ftfy wcwidth av paho-mqtt
+	@du -ch $(DEVICE_WHEELS)/*.whl | tail -1
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -77,7 +77,7 @@ def child(url: str, convert_all: bool) -> None:
     # convert_all: as with --record/--show, every frame is converted to RGB and handed on (the runtime
     # did that for every live frame before it grabbed without retrieving)
     want = reader_filter(convert_all, True, period, rule.spec.rounding, fps)  # a live source, as Pipeline does
-    reader = Reader(spec, cap, slot, stop, options, stats, counters, want, lambda m: None)
+    reader = Reader(spec, cap, slot, stop, options, stats, counters, want)
     assembler = Assembler(0, slot, board, ClipAssembler(8, 224, 2, period, rule.spec.rounding, fps), 224, True, [], stats,
                           counters, stop)
     reader.start()

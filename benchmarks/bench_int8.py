@@ -83,7 +83,7 @@ def main() -> None:
         options = CalibrationOptions(max_clips=a.max_clips, reps=a.reps, ops=a.ops, variants=tuple(a.variants),
                                      thresholds=GateThresholds(0.0, 0.0, -1.0))
         load_before = os.getloadavg()
-        r = calibrate_int8(bundle, videos, options=options, log=lambda m: print(f"  {m}", file=sys.stderr))
+        r = calibrate_int8(bundle, videos, options=options)
         load_after = os.getloadavg()
     gate = CalibrationOptions().thresholds
     tried = {v.name for v in candidates(cpu)[0]}

@@ -57,18 +57,19 @@ def main() -> None:
     args = p.parse_args()
 
     from froster_edge.io import atomic_write_json
+    from froster_edge.logs import install_cli_handler
     from froster_edge.runtime.bench import BenchOptions, bench, table
 
     options = BenchOptions(clip=args.clip, backends=args.backend, reps=args.reps, hop=args.hop,
                            realtime_check=not args.no_realtime_check)
-    log = lambda msg: print(f"  {msg}", file=sys.stderr)  # noqa: E731
+    install_cli_handler(indent="  ")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle
         if bundle is None:
             folder = args.keep or Path(tmp)
             folder.mkdir(parents=True, exist_ok=True)
             bundle = export_random(args.model, args.frames, args.streams, folder)
-        result = bench(bundle, options, log)
+        result = bench(bundle, options)
     result["command"] = " ".join(["python", "benchmarks/bench_runtime.py", *sys.argv[1:]])
     print(table(result))
     if args.json:

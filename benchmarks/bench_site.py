@@ -127,10 +127,10 @@ def one_run(bundle: Path, opened, sources: list[str], hop: int, decisions: int, 
             from froster_edge.runtime.site.mqtt import MqttOptions, MqttSink
 
             mqtt = MqttSink(MqttOptions(host="127.0.0.1", port=mqtt_port, discovery=True),
-                            [c.name for c in options.cameras], CLASSES, lambda m: None)
+                            [c.name for c in options.cameras], CLASSES)
             sinks.append(mqtt)
             segmenter.sinks.append(mqtt)
-    pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened, log=lambda m: None)
+    pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened)
     threads = ThreadCpu() if sys.platform.startswith("linux") else None
     cpu = time.process_time()
     stats = pipeline.run().to_dict()
@@ -171,7 +171,7 @@ def main() -> None:
             bundle = export_random(args.model, args.frames, args.streams, Path(tmp))
         broker = None if args.no_mqtt else start_broker(Path(tmp))
         port = broker.port if broker is not None else None
-        opened = open_backend("auto", bundle, mf.read_manifest(bundle), lambda m: None)
+        opened = open_backend("auto", bundle, mf.read_manifest(bundle))
         sources = [str(args.clip)] * args.streams
         one_run(bundle, opened, sources, args.hop, args.decisions, None)  # warm-up: caches, the decoder
         plain, framed, site, quiet = [], [], [], []

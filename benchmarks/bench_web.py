@@ -88,8 +88,8 @@ def pipeline_run(bundle: Path, options, web_options=None, adds: list[str] | None
 
     hub = Hub([str(s) for s in options.sources], web_options) if web_options else None
     sinks = [hub] if hub else []
-    pipeline = Pipeline(bundle, options, list(sinks), list(sinks), log=lambda m: None)
-    web = start_web(pipeline, hub, web_options, lambda m: None) if hub else None
+    pipeline = Pipeline(bundle, options, list(sinks), list(sinks))
+    web = start_web(pipeline, hub, web_options) if hub else None
     if web is not None and reload_encoder:
         web.vocabulary.loaded.wait()  # its own load done first, or it would replace this one
         web.vocabulary.encoder = ReloadedEncoder(bundle)

@@ -17,10 +17,11 @@ calibration error before and after.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -39,6 +40,8 @@ from .int8 import quantize_video_encoder
 from .options import CalibrationOptions
 from .variants import Variant, candidates, variant
 
+log = logging.getLogger(__name__)
+
 INT8_ONNX = "video_encoder.int8.onnx"
 CACHE_DIR = "calibration"
 
@@ -50,10 +53,14 @@ def _shape(manifest: dict) -> tuple[SamplingSpec, int, int]:
 
 
 def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: Path | Sequence[Path] | None = None, root: Path | None = None,
-                   options: CalibrationOptions | None = None, log: Callable[[str], None] = lambda m: None) -> dict:
+                   options: CalibrationOptions | None = None) -> dict:
     """Quantize the bundle's video encoder, gate it, and keep it only when it pays. Returns the report."""
     options = options or CalibrationOptions()
     asked = [variant(n) for n in dict.fromkeys(options.variants)]  # an unknown name fails before any decoding
+    if options.trt:
+        from .trt_route import check_trt_options
+
+        check_trt_options(options)  # as early: a refused combination costs no decoding and no engine build
     bundle = Path(bundle)
     manifest = mf.verify_bundle(bundle, [mf.VIDEO_ONNX, mf.LABELS_FILE])  # what calibration reads
     sampling, size, streams = _shape(manifest)
@@ -65,22 +72,31 @@ def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: 
             raise ConfigError(f"{len(overlap)} held-out videos are also calibration videos (e.g. {sorted(overlap)[0]})")
     else:
         calib_items, held_items = split_held_out(items, options.held_out_fraction, options.seed)
-    log(f"decoding calibration clips from {len(calib_items)} videos and gate clips from {len(held_items)} others")
+    log.info(f"decoding calibration clips from {len(calib_items)} videos and gate clips from {len(held_items)} others")
     calib = sample_clips(calib_items, sampling, size, options.max_clips, options.seed, options.clips_per_video)
+    if options.trt and options.quantize_only:  # nothing is gated here: the QDQ model alone
+        from .trt_route import quantize_for_tensorrt
+
+        report = {"calibration": _calibration_facts(calib, options.seed)}
+        return quantize_for_tensorrt(bundle, manifest, calib, options, report, bundle / CACHE_DIR)
     gate_clips = sample_clips(held_items, sampling, size, options.max_held_out, options.seed, options.held_out_views,
                               random_start=False)
     table = load_labels(bundle / mf.LABELS_FILE, manifest["model"]["fingerprint"], manifest["model"]["embed_dim"])
-    report = {"calibration": {"videos": sorted({Path(s).name for s in calib.sources}), "clips": int(len(calib.frames)),
-                              "seed": options.seed, "digest": calib.digest(), "skipped": calib.skipped},
+    report = {"calibration": _calibration_facts(calib, options.seed),
               "held_out": {"videos": sorted({Path(s).name for s in gate_clips.sources}), "clips": int(len(gate_clips.frames)),
                            "skipped": gate_clips.skipped},
               "thresholds": asdict(options.thresholds)}
     if options.trt:
         from .trt_route import calibrate_trt
 
-        return calibrate_trt(bundle, manifest, calib, gate_clips, table, options, report, log, bundle / CACHE_DIR)
+        return calibrate_trt(bundle, manifest, calib, gate_clips, table, options, report, bundle / CACHE_DIR)
 
-    return _calibrate_ort(bundle, manifest, calib, gate_clips, table, options, asked, report, log)
+    return _calibrate_ort(bundle, manifest, calib, gate_clips, table, options, asked, report)
+
+
+def _calibration_facts(calib: ClipSet, seed: int) -> dict:
+    return {"videos": sorted({Path(s).name for s in calib.sources}), "clips": int(len(calib.frames)), "seed": seed,
+            "digest": calib.digest(), "skipped": calib.skipped}
 
 
 def _choose(figures: dict[str, dict], passing: list[str], force: bool) -> tuple[str, str]:
@@ -94,21 +110,21 @@ def _choose(figures: dict[str, dict], passing: list[str], force: bool) -> tuple[
 
 
 def _calibrate_ort(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: ClipSet, table: LabelTable,
-                   options: CalibrationOptions, asked: list[Variant], report: dict, log: Callable[[str], None]) -> dict:
+                   options: CalibrationOptions, asked: list[Variant], report: dict) -> dict:
     """ONNX Runtime QDQ: quantize each candidate variant from one set of cached ranges, gate them all, keep one."""
     streams = manifest["preprocessing"]["streams"]
     cpu = detect()
     tried, why = (asked, "the variants asked for") if asked else candidates(cpu)
-    log(f"CPU: {cpu.describe()}; INT8 candidates {', '.join(v.name for v in tried)}: {why}")
+    log.info(f"CPU: {cpu.describe()}; INT8 candidates {', '.join(v.name for v in tried)}: {why}")
     tmps = {v.name: bundle / f".{INT8_ONNX}.{v.name}.{os.getpid()}.tmp" for v in tried}
     try:
         quantized = {}
         for v in tried:
             how = "dynamic ranges" if v.dynamic else f"{options.method} ranges of {len(calib.frames)} clips"
-            log(f"quantizing {v.name} with ONNX Runtime ({how}, {options.ops} ops)")
+            log.info(f"quantizing {v.name} with ONNX Runtime ({how}, {options.ops} ops)")
             quantized[v.name] = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmps[v.name], calib.frames, streams,
                                                        bundle / CACHE_DIR, calib.digest(), options.method, options.ops, v)
-        log(f"gating {len(tried)} candidates on {len(gate_clips.frames)} held-out clips")
+        log.info(f"gating {len(tried)} candidates on {len(gate_clips.frames)} held-out clips")
         figures = measure_candidates(onnx_video_encoder(bundle / mf.VIDEO_ONNX),
                                      {n: onnx_video_encoder(p) for n, p in tmps.items()}, gate_clips.frames, streams,
                                      table, options.reps)
@@ -133,7 +149,7 @@ def _calibrate_ort(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Cli
 
 
 def calibrate_confidence(bundle: str | Path, val: Path, root: Path | None = None, seed: int = 0,
-                         max_clips: int = 1000, log: Callable[[str], None] = lambda m: None) -> dict:
+                         max_clips: int = 1000) -> dict:
     """Fit the label table's temperature on a labelled list; write it into the table and the manifest."""
     bundle = Path(bundle)
     manifest = mf.verify_bundle(bundle, [mf.VIDEO_ONNX, mf.LABELS_FILE])
@@ -142,7 +158,7 @@ def calibrate_confidence(bundle: str | Path, val: Path, root: Path | None = None
     from ..data.lists import read_video_list
 
     items = read_video_list(val, root, num_classes=len(table.names))
-    log(f"decoding {len(items)} labelled videos")
+    log.info(f"decoding {len(items)} labelled videos")
     clips = sample_clips(items, sampling, size, max_clips, seed, 1, random_start=False)
     if len(clips.frames) < 2:
         raise ConfigError("need at least 2 decodable labelled clips to fit a temperature")

@@ -27,19 +27,22 @@ carries the fp32 model's sha256, the clips' digest, the method and the pre-proce
 variant and the set of quantized ops are not in it, because ONNX Runtime records the float range
 of every tensor whatever is quantized later. So a rebuild with the same inputs, and every
 variant tried on the same clips, reads the ranges instead of running calibration again, and a
-rebuild gives the same model.
+rebuild gives the same model. The cache is an optimisation: an onnxruntime whose `quantize_static`
+has no `calibration_cache_path` (before 1.24, so every Python 3.10 build, JetPack 6's Python)
+calibrates each variant anew and quantizes just the same.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 from pathlib import Path
 from typing import Iterator, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, MissingCapability
+from ..errors import ConfigError
 from ..bundle.manifest import sha256_file
 from ..logs import quiet_logger
 from .variants import Variant, variant as variant_named
@@ -47,6 +50,15 @@ from .variants import Variant, variant as variant_named
 Method = Literal["minmax", "entropy", "percentile"]
 OpsChoice = Literal["linear", "all"]
 Target = Literal["onnxruntime", "tensorrt"]
+
+log = logging.getLogger(__name__)
+
+
+def caches_ranges() -> bool:
+    """Whether this onnxruntime's `quantize_static` can keep calibration ranges in a file (1.24 and later)."""
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 
 def linear_nodes(model) -> tuple[list[str], str | None]:
@@ -92,10 +104,8 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
     (both per call).
     """
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
-        raise MissingCapability("this onnxruntime cannot cache calibration ranges: install onnxruntime >= 1.24")
     if len(clips) < streams:
         raise ConfigError(f"{len(clips)} calibration clips cannot fill one call of {streams} streams")
     v = variant_named(variant) if isinstance(variant, str) else variant
@@ -125,8 +135,14 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
                              extra_options={"MatMulConstBOnly": not (v.attention or ops == "all")})
         to_quantize = dynamic_nodes
     else:
-        cache = cache_dir / cache_name(sha256_file(fp32_path), clips_digest, method, preprocess)
-        hit = cache.is_file()
+        if caches_ranges():
+            cache = cache_dir / cache_name(sha256_file(fp32_path), clips_digest, method, preprocess)
+            hit = cache.is_file()
+        else:
+            import onnxruntime
+
+            log.warning("onnxruntime %s cannot keep calibration ranges in a file (1.24 can): calibrating anew",
+                        onnxruntime.__version__)
         _quantize_static(source, out_path, clips, streams, input_name, v, to_quantize, method, cache, float_output)
     if source != fp32_path:
         source.unlink()
@@ -144,9 +160,10 @@ def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, s
 
 
 def _quantize_static(source: Path, out_path: Path, clips: np.ndarray, streams: int, input_name: str, v: Variant,
-                     to_quantize: list[str] | None, method: str, cache: Path, float_output: bool) -> None:
-    """ONNX Runtime's static QDQ quantization from the cached (or freshly calibrated) activation ranges;
-    `float_output`: the Gemms' outputs are left float (only their inputs and bias quantized)."""
+                     to_quantize: list[str] | None, method: str, cache: Path | None, float_output: bool) -> None:
+    """ONNX Runtime's static QDQ quantization from the cached (or freshly calibrated) activation ranges
+    (`cache` None: calibrated, not kept); `float_output`: the Gemms' outputs are left float (only their
+    inputs and bias quantized)."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     reader = type("ClipReader", (_ClipReader, CalibrationDataReader), {})(clips, streams, input_name)
@@ -163,5 +180,5 @@ def _quantize_static(source: Path, out_path: Path, clips: np.ndarray, streams: i
                               "percentile": CalibrationMethod.Percentile}[method],
             extra_options={"ActivationSymmetric": v.activation == "int8", "WeightSymmetric": True,
                            "OpTypesToExcludeOutputQuantization": ["Gemm"] if float_output else []},
-            calibration_cache_path=str(cache),
+            **({"calibration_cache_path": str(cache)} if cache is not None else {}),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 Method = Literal["minmax", "entropy", "percentile"]
@@ -33,6 +34,8 @@ class CalibrationOptions:
     ops: Ops = "linear"  # linear: weight MatMuls only; all: whatever ONNX Runtime quantizes
     variants: tuple[str, ...] = ()  # INT8 variants to try (variants.py); empty: chosen for this CPU's dot product
     trt: bool = False
+    quantize_only: bool = False  # trt: write the QDQ model into calibration/, build nothing (no GPU needed)
+    qdq: Path | None = None  # trt: build this QDQ model (from quantize_only on another machine) instead of quantizing
     reps: int = 5  # timing repetitions of the gate
     force: bool = False
     thresholds: GateThresholds = field(default_factory=GateThresholds)

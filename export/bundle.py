@@ -13,12 +13,13 @@ a machine without a GPU or tensorrt ends with MissingCapability while the ONNX b
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,8 @@ from .onnx_graphs import OPSET, export_text_encoder, export_video_encoder, to_fp
 from .options import ExportOptions
 from .reference import torch_text_encoder, torch_video_encoder
 
+log = logging.getLogger(__name__)
+
 
 
 @dataclass
@@ -51,8 +54,7 @@ class ExportResult:
 
 
 def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassText], videos: list[Path],
-                  options: ExportOptions | None = None, source: dict[str, Any] | None = None,
-                  log: Callable[[str], None] = lambda msg: None) -> ExportResult:
+                  options: ExportOptions | None = None, source: dict[str, Any] | None = None) -> ExportResult:
     """Export `student` with a label table of `classes` into the bundle folder `out`, gated on `videos`."""
     options = options or ExportOptions()
     if options.streams < 1:
@@ -64,19 +66,19 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
     seconds: dict[str, float] = {}
     with atomic_dir(out) as staging:  # the old bundle stays until every gate has passed
         t = time.perf_counter()
-        log("exporting the video encoder to ONNX")
+        log.info("exporting the video encoder to ONNX")
         export_video_encoder(student, staging / mf.VIDEO_ONNX, options.streams)
-        log("exporting the text encoder to ONNX")
+        log.info("exporting the text encoder to ONNX")
         export_text_encoder(student, staging / mf.TEXT_ONNX)
         seconds["onnx_export"] = time.perf_counter() - t
         if options.fp16:
             t = time.perf_counter()
             to_fp16(staging / mf.VIDEO_ONNX, staging / mf.VIDEO_FP16_ONNX, options.layernorm_fp32)
             seconds["fp16_convert"] = time.perf_counter() - t
-        compat = tensorrt_check(staging, options.fp16, log)
+        compat = tensorrt_check(staging, options.fp16)
 
         t = time.perf_counter()
-        log(f"encoding {len(classes)} classes into the label table")
+        log.info(f"encoding {len(classes)} classes into the label table")
         fingerprint = model_fingerprint(student)
         tokenizer = open_clip_tokenizer(student.model_cfg["text_cfg"].get("context_length", 77))
         tokenizer.save(staging / mf.TOKENIZER_FILE)
@@ -86,7 +88,7 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
         seconds["labels"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        log("running the parity gates")
+        log.info("running the parity gates")
         parity = _parity(student, staging, table, videos, options)
         seconds["parity"] = time.perf_counter() - t
         require_passed(parity["gates"])
@@ -97,7 +99,7 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
         _carry_foreign(out, staging)
     result = ExportResult(link, manifest, seconds)
     if options.trt:
-        _build_engines(result, student, table, parity, options, log)
+        _build_engines(result, student, table, parity, options)
     return result
 
 
@@ -156,14 +158,14 @@ def _carry_engines(out: Path, staging: Path) -> None:
         shutil.copytree(old, staging / mf.ENGINES_DIR, symlinks=True)
 
 
-def tensorrt_check(bundle: Path, fp16: bool, log: Callable[[str], None] = lambda msg: None) -> dict[str, dict]:
+def tensorrt_check(bundle: Path, fp16: bool) -> dict[str, dict]:
     """The TensorRT-compatibility report of each ONNX graph in `bundle` (for the manifest); a failure is
     logged here and refused by `--trt` (the ONNX Runtime bundle does not need it)."""
     files = [mf.VIDEO_ONNX, mf.TEXT_ONNX] + ([mf.VIDEO_FP16_ONNX] if fp16 else [])
     reports = {f: check_onnx(bundle / f).to_dict() for f in files}
     for f, r in reports.items():
         if not r["passed"]:
-            log(f"{f} is not TensorRT-compatible: {'; '.join(r['problems'][:2])}")
+            log.warning(f"{f} is not TensorRT-compatible: {'; '.join(r['problems'][:2])}")
     return reports
 
 
@@ -235,8 +237,25 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
     }
 
 
+def _ort_cuda_session(path: Path):
+    """(ONNX Runtime's CUDA provider on `path`, the yardstick of an ort-trt engine's speed, or None; why not)."""
+    import onnxruntime as ort
+
+    from ..bundle.sessions import open_session
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None, "ONNX Runtime has no CUDAExecutionProvider"
+    try:
+        session = open_session(path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own types for missing CUDA libraries: recorded, no yardstick
+        return None, f"ort-cuda cannot start: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return None, f"ort-cuda fell back to {session.get_providers()[0]}"
+    return session, ""
+
+
 def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTable, parity: dict,
-                   options: ExportOptions, log: Callable[[str], None]) -> None:
+                   options: ExportOptions) -> None:
     """The video engine from the bundle's typed ONNX (fp16 copy, else fp32) into the finished bundle,
     gated against the fp32 ONNX on the parity clips, then the manifest again.
 
@@ -257,7 +276,7 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
         tb.cuda_device()
     refuse_failed(manifest["tensorrt_check"][onnx_file])  # checked at export, before the manifest was written
     if options.trt_route == "ort-trt":
-        log(f"building the TensorRT engine of {onnx_file} through ONNX Runtime's TensorRT provider")
+        log.info(f"building the TensorRT engine of {onnx_file} through ONNX Runtime's TensorRT provider")
         cache = engines_dir / tb.ORT_TRT_DIR
         session = tb.ort_trt_session(bundle / onnx_file, cache, options.workspace_gb)
         name = session.get_inputs()[0].name
@@ -266,10 +285,17 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
                      th.fp16_min_cosine, th.fp16_min_top1_agreement)
         require_passed([check])
         options_kept = {k: v for k, v in tb.ort_trt_provider_options(cache, options.workspace_gb).items() if not k.endswith("_path")}
+        cuda, why_not = _ort_cuda_session(bundle / onnx_file)
+        speed = tb.ort_trt_speed(session, cuda, parity["frames"][:1].repeat(options.streams, 0))
+        if why_not:
+            speed["ort_cuda"] = why_not
+        if speed["warning"]:
+            log.warning(speed["warning"])
         records = [{"name": "video_encoder", "route": "ort-trt", "precision": precision, "onnx_file": onnx_file,
-                    "cache_dir": f"{mf.ENGINES_DIR}/{tb.ORT_TRT_DIR}", "options": options_kept, "parity": check}]
+                    "cache_dir": f"{mf.ENGINES_DIR}/{tb.ORT_TRT_DIR}", "options": options_kept, "parity": check,
+                    "speed": speed}]
     else:
-        log(f"building the TensorRT {precision} engine from {onnx_file} (strongly typed)")
+        log.info(f"building the TensorRT {precision} engine from {onnx_file} (strongly typed)")
         spec = tb.EngineSpec("video_encoder", onnx_file, manifest["files"][onnx_file],
                              {"frames": ((options.streams, frames, size, size, 3),) * 3}, precision, options.layernorm_fp32)
         video = tb.build_engine(bundle / onnx_file, spec, engines_dir, options.workspace_gb)

@@ -1,10 +1,53 @@
-"""Silencing third-party loggers around one call, when their advice is noise to our users."""
+"""Logging: the library logs through `logging.getLogger(__name__)`; the CLI installs one handler.
+
+Library code never prints progress or warnings itself and takes no logger callbacks: a caller
+from Python configures `logging` as it likes (nothing below WARNING shows by default). The CLI
+installs `install_cli_handler` once per command: plain lines for the batch commands, UTC stamps
+with milliseconds for `run`, whose log is a service's and has to read on its own.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+import time
 from typing import Iterator
+
+ROOT = "froster_edge"
+
+
+class _StampedFormatter(logging.Formatter):
+    """`2026-01-31T12:00:00.123Z froster-edge: message`, in UTC."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        return f"{stamp} froster-edge: {record.getMessage()}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the `sys.stderr` of the moment, so a live progress bar that redirects stderr
+    prints the line above itself instead of through it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def install_cli_handler(stamped: bool = False, indent: str = "") -> logging.Handler:
+    """Route the library's INFO and above to stderr in the CLI's format; replaces an earlier one."""
+    logger = logging.getLogger(ROOT)
+    for old in [h for h in logger.handlers if getattr(h, "_froster_cli", False)]:
+        logger.removeHandler(old)
+    handler = _StderrHandler()
+    handler._froster_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(_StampedFormatter() if stamped else logging.Formatter(indent + "%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler
 
 
 @contextlib.contextmanager

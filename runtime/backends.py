@@ -28,10 +28,11 @@ MissingCapability (one line, exit 3).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,7 +40,10 @@ from ..calibration.cpu_features import detect as detect_cpu, gated_elsewhere
 from ..errors import BundleError, FrosterError, MissingCapability
 from ..bundle import manifest as mf
 from ..bundle.engines import TensorRTEngine, cuda_device
+from ..bundle.sessions import preload_gpu_libraries
 from .options import AUTO_ORDER
+
+log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
@@ -95,6 +99,8 @@ class OrtBackend:
 
         video = manifest["onnx"]["video_encoder"]
         if session is None:
+            if provider != "CPUExecutionProvider":
+                preload_gpu_libraries()
             so = ort.SessionOptions()
             so.log_severity_level = 3  # ORT's warnings about nodes placed on the CPU are not ours to print
             providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
@@ -188,7 +194,7 @@ def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
         try:
             _, sm = cuda_device()
             video_engine(manifest, trt.__version__, sm, "int8" if name == "trt-int8" else "fp16")
-        except MissingCapability as e:
+        except (FrosterError, RuntimeError, OSError) as e:  # any CUDA error passes the backend over, with its reason
             return str(e)
         return None
     if name == "ort-trt":
@@ -214,7 +220,7 @@ def _ort_trt_record(manifest: dict[str, Any]) -> dict[str, Any] | None:
                  and e.get("name", "video_encoder") == "video_encoder" and e.get("onnx_file")), None)
 
 
-def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str], None]) -> Backend:
+def _load(name: str, bundle: Path, manifest: dict[str, Any]) -> Backend:
     reason = probe(name, bundle, manifest)
     if reason:
         raise MissingCapability(f"backend {name} is not available here: {reason}")
@@ -232,7 +238,9 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str]
         cache = bundle / (record["cache_dir"] if record else f"{mf.ENGINES_DIR}/{ORT_TRT_DIR}")
         file = record["onnx_file"] if record else (video.get("fp16_file") or video["file"])
         if record is None:
-            log(f"ort-trt: the bundle has no engine cache; ONNX Runtime builds one into {cache} now (minutes on a Jetson)")
+            log.info(f"ort-trt: the bundle has no engine cache; ONNX Runtime builds one into {cache} now (minutes on a Jetson)")
+        elif (record.get("speed") or {}).get("warning"):
+            log.warning(record["speed"]["warning"])
         mf.verify_bundle(bundle, [file])
         session = ort_trt_session(bundle / file, cache)
         return OrtBackend(name, bundle / file, "TensorrtExecutionProvider", manifest, session)
@@ -246,12 +254,12 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str]
         if name == "ort-cpu-int8":
             warning = gated_elsewhere(manifest["int8"].get("cpu"), detect_cpu())
             if warning:
-                log(warning)
+                log.info(warning)
         return OrtBackend(name, bundle / file, "CPUExecutionProvider", manifest)
     return TorchBackend(bundle, manifest)
 
 
-def open_backend(name: str, bundle: Path, manifest: dict[str, Any], log: Callable[[str], None] = print) -> Opened:
+def open_backend(name: str, bundle: Path, manifest: dict[str, Any]) -> Opened:
     """Load `name` (or the fastest available for "auto"), warm it up on one zero batch, and return it."""
     passed: dict[str, str] = {}
     if name == "auto":
@@ -262,7 +270,7 @@ def open_backend(name: str, bundle: Path, manifest: dict[str, Any], log: Callabl
                 reason = "the bundle has no ort-trt engine cache (export --trt --trt-route ort-trt builds one)"
             if reason is None:
                 try:
-                    backend = _load(candidate, bundle, manifest, log)
+                    backend = _load(candidate, bundle, manifest)
                     break
                 except MissingCapability as e:
                     reason = str(e)
@@ -270,7 +278,7 @@ def open_backend(name: str, bundle: Path, manifest: dict[str, Any], log: Callabl
         if backend is None:
             raise MissingCapability("no backend can run here: " + "; ".join(f"{k}: {v}" for k, v in passed.items()))
     else:
-        backend = _load(name, bundle, manifest, log)
+        backend = _load(name, bundle, manifest)
     shape = manifest["preprocessing"]["input"]["shape"]
     t = time.perf_counter()
     backend(np.zeros(shape, np.uint8))  # first calls allocate, autotune or build: keep them out of the stats

@@ -20,6 +20,7 @@ Nothing here imports torch unless the torch backend is asked for.
 
 from __future__ import annotations
 
+import logging
 import importlib.metadata
 import math
 import os
@@ -28,7 +29,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,8 @@ from .backends import Opened, cuda_device, open_backend, probe
 from .options import AUTO_ORDER, CaptureOptions, RunOptions, SamplingOptions
 from .pipeline import Pipeline
 from .assembly import SampleRule
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,7 +89,7 @@ def keep_up_hop(encoder_s: float, sample_fps: float, headroom: float, hop: int) 
 
 
 def _run_pipeline(bundle: Path, opened: Opened, options: RunOptions, record: list | None = None) -> dict[str, Any]:
-    pipeline = Pipeline(bundle, options, opened=opened, log=lambda msg: None)
+    pipeline = Pipeline(bundle, options, opened=opened)
     if record is not None:
         pipeline.on_batch = lambda batch: record.append(batch.copy())
     last: list[float] = []
@@ -115,7 +118,7 @@ def _alone(backend, batches: list[np.ndarray]) -> float:
     return time.perf_counter() - t
 
 
-def bench(bundle: str | Path, options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+def bench(bundle: str | Path, options: BenchOptions) -> dict[str, Any]:
     bundle = Path(bundle)
     manifest = mf.read_manifest(bundle)
     if not options.clip.is_file():
@@ -129,23 +132,23 @@ def bench(bundle: str | Path, options: BenchOptions, log: Callable[[str], None] 
         reason = probe(name, bundle, manifest)
         if reason is None:
             try:
-                opened[name] = open_backend(name, bundle, manifest, log)
+                opened[name] = open_backend(name, bundle, manifest)
             except MissingCapability as e:
                 reason = str(e)
         if reason is not None:
             rows[name] = {"available": False, "reason": reason}
-            log(f"bench: {name} unavailable: {reason}")
+            log.warning(f"bench: {name} unavailable: {reason}")
     if not opened:
         raise MissingCapability("no backend to benchmark: " + "; ".join(f"{k}: {v['reason']}" for k, v in rows.items()))
 
-    log(f"bench: recording the clips of {options.clip.name} ({streams} stream(s), hop {options.hop})")
+    log.info(f"bench: recording the clips of {options.clip.name} ({streams} stream(s), hop {options.hop})")
     batches: list[np.ndarray] = []
     first = next(iter(opened.values()))
     _run_pipeline(bundle, first, _pipeline_options(options.clip, streams, options.hop, False), batches)
     if not batches:
         raise ConfigError(f"{options.clip} is too short for one clip of {pre['num_frames']} sampled frames")
 
-    log(f"bench: encoder latency, {options.latency_calls} calls per backend, interleaved")
+    log.info(f"bench: encoder latency, {options.latency_calls} calls per backend, interleaved")
     times: dict[str, list[float]] = {name: [] for name in opened}
     for i in range(options.latency_calls):
         batch = batches[i % len(batches)]
@@ -154,7 +157,7 @@ def bench(bundle: str | Path, options: BenchOptions, log: Callable[[str], None] 
             o.backend(batch)
             times[name].append(time.perf_counter() - t)
 
-    log(f"bench: pipeline vs backend alone, {options.reps} interleaved pairs per backend")
+    log.info(f"bench: pipeline vs backend alone, {options.reps} interleaved pairs per backend")
     runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in opened}
     for _ in range(options.reps):
         for name, o in opened.items():
@@ -183,7 +186,7 @@ def bench(bundle: str | Path, options: BenchOptions, log: Callable[[str], None] 
         for name, o in opened.items():
             row = rows[name]
             hop = keep_up_hop(row["encoder_p50_ms"] / 1000.0, sample_fps, options.realtime_headroom, options.hop)
-            log(f"bench: {name}: the clip at its own pace as a camera, hop {hop}, capture-to-decision")
+            log.info(f"bench: {name}: the clip at its own pace as a camera, hop {hop}, capture-to-decision")
             stats = _run_pipeline(bundle, o, _pipeline_options(options.clip, streams, hop, True, options.realtime_decisions))
             c2d, queue = stats["stages"]["capture_to_decision"], stats["stages"]["queue"]
             row["realtime"] = {"hop": hop, "clip_interval_s": round(hop / sample_fps, 3), "decisions": stats["decisions"],

@@ -10,17 +10,19 @@ still reported). A new table resets the smoothing: old probabilities are over ot
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import FrosterError, shorten
 from ..bundle.labels import LabelTable, load_labels
 from .options import ClassifierOptions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,8 @@ class LabelWatcher:
     the writer finishes.
     """
 
-    def __init__(self, path: Path, fingerprint: str, dim: int, log: Callable[[str], None]):
-        self.path, self.fingerprint, self.dim, self.log = Path(path), fingerprint, dim, log
+    def __init__(self, path: Path, fingerprint: str, dim: int):
+        self.path, self.fingerprint, self.dim = Path(path), fingerprint, dim
         self._seen = self._signature()
         self.swaps = 0
         self.rejected = 0
@@ -113,15 +115,15 @@ class LabelWatcher:
             return None
         self._seen = sig
         if sig is None:
-            self.log(f"labels: {self.path} was removed; keeping the current table")
+            log.warning(f"labels: {self.path} was removed; keeping the current table")
             return None
         try:
             table = load_labels(self.path, self.fingerprint, self.dim)
         except Exception as e:  # noqa: BLE001 - whatever the new file does, the live run keeps its table
             self.rejected += 1
             reason = str(e) if isinstance(e, FrosterError) else f"{type(e).__name__}: {e}"
-            self.log(f"labels: rejected the new table ({shorten(' '.join(reason.split()), 300)}); keeping the current one")
+            log.warning(f"labels: rejected the new table ({shorten(' '.join(reason.split()), 300)}); keeping the current one")
             return None
         self.swaps += 1
-        self.log(f"labels: swapped in {self.path} ({len(table.names)} classes)")
+        log.info(f"labels: swapped in {self.path} ({len(table.names)} classes)")
         return table

@@ -21,6 +21,7 @@ line, exit code 1.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -35,12 +36,14 @@ from ..io import Output, atomic_write_json, check_outputs
 from .site.events import EventOptions, EventSegmenter, JsonlEventSink, check_events_file
 from .site.mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .options import RunOptions, camera_list
-from .pipeline import Pipeline, stderr
+from .pipeline import Pipeline
 from .site.config import Site, SiteReloader, metrics_beside_web
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError, parse_source
 from .site.web import HttpOptions, resolve_token, start_web
 from .site.web.live import Hub
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,13 +89,13 @@ def run(req: RunRequest) -> dict:
             hub.clips_dir = Path(site.clips.folder) if site.clips is not None else None
         mqtt = None
         if req.mqtt is not None:  # connects in the background: a broker that is down only delays delivery
-            mqtt = MqttSink(req.mqtt, names, pipeline.camera_labels(), stderr)
+            mqtt = MqttSink(req.mqtt, names, pipeline.camera_labels())
             sinks.append(mqtt)
             if segmenter is not None:
                 segmenter.sinks.append(mqtt)  # event start/end messages
         reloader = None
         if site.path is not None:
-            reloader = SiteReloader(site.path, site.base or req.options, pipeline, stderr,
+            reloader = SiteReloader(site.path, site.base or req.options, pipeline,
                                     on_camera_events=(lambda d: setattr(segmenter, "per_camera", dict(d))) if segmenter else None)
             pipeline.on_idle = reloader.poll
             reloader.install()
@@ -103,13 +106,13 @@ def run(req: RunRequest) -> dict:
             collector = RunCollector(pipeline, segmenter, clips, reloader)
             if http is None:
                 metrics = MetricsServer(site.metrics, collector)
-                stderr(f"metrics on http://{metrics.address}/metrics")
+                log.info(f"metrics on http://{metrics.address}/metrics")
             else:  # one port, one token: the web view's server answers /metrics
                 registry = registry_of(collector)
                 web_metrics = lambda: exposition(registry)  # noqa: E731
         try:
             if hub is not None and http is not None:
-                web = start_web(pipeline, hub, http, stderr, metrics=web_metrics)
+                web = start_web(pipeline, hub, http, metrics=web_metrics)
             stats = pipeline.run()
         finally:
             pipeline.backend.close()
@@ -130,7 +133,7 @@ def run(req: RunRequest) -> dict:
         if result.get("stdout_closed"):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second BrokenPipeError at exit
         if result.get("interrupted"):
-            stderr("stopped")
+            log.info("stopped")
         print(stats.table(), file=sys.stderr, flush=True)
         if req.stats_json is not None:
             atomic_write_json(req.stats_json, result)
@@ -216,7 +219,7 @@ class StopOnSignals:
     def _handle(self, signum, frame) -> None:
         self.received += 1
         if self.received == 1:
-            stderr(f"{signal.Signals(signum).name}: stopping (stats and outputs are being finished)")
+            log.info(f"{signal.Signals(signum).name}: stopping (stats and outputs are being finished)")
         self.stop.set()
 
     def __enter__(self) -> "StopOnSignals":
@@ -255,7 +258,7 @@ def _event_sinks(site: Site, sinks: list, frame_sinks: list, pipeline_of, events
         from .site.clips import EventClips
 
         clips = EventClips(site.clips, lambda i: pipeline_of().cameras[i].name,
-                           lambda i: pipeline_of().stats.streams[i].fps, stderr)
+                           lambda i: pipeline_of().stats.streams[i].fps)
         event_sinks.append(clips)
         frame_sinks.append(clips)
     segmenter = EventSegmenter(events, event_sinks, clip_names=clips is not None, per_camera=site.camera_events)

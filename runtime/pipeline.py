@@ -17,7 +17,7 @@ No torch is imported here or by anything this imports (only the torch backend im
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -40,12 +40,7 @@ from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, de
                       parse_source)
 from .stats import RunStats, StreamCounters
 
-
-def stderr(message: str) -> None:
-    """A log line on stderr, stamped (UTC, milliseconds): a service's log reads on its own."""
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
-    print(f"{stamp} froster-edge: {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -250,10 +245,10 @@ class Pipeline:
     """
 
     def __init__(self, bundle: str | Path, options: RunOptions, sinks: list[DecisionSink] | None = None,
-                 frame_sinks: list[FrameSink] | None = None, log: Callable[[str], None] = stderr,
+                 frame_sinks: list[FrameSink] | None = None,
                  opened: Opened | None = None, stop: threading.Event | None = None):
         check_options(options)
-        self.bundle, self.options, self.log = Path(bundle), options, log
+        self.bundle, self.options = Path(bundle), options
         self.sinks = sinks if sinks is not None else []
         self.frame_sinks = frame_sinks if frame_sinks is not None else []  # the caller's list: it may add to it
         self.stop = stop or threading.Event()
@@ -272,7 +267,7 @@ class Pipeline:
         self.watchers: dict[Path, LabelWatcher] = {}
         self.cameras: list[Camera] = []
         self._planned = [self.prepare(c) for c in camera_list(options)]  # a typo fails before any loading
-        self.opened = opened or open_backend(options.backend, self.bundle, self.manifest, log)
+        self.opened = opened or open_backend(options.backend, self.bundle, self.manifest)
         self.backend = self.opened.backend
         self.stats = RunStats(options.stats_window)
         self.on_batch: Callable[[np.ndarray], None] | None = None  # benchmarks record the exact batches
@@ -291,7 +286,7 @@ class Pipeline:
     def _table(self, path: Path) -> LabelTable:
         if path not in self.tables:
             self.tables[path] = load_labels(path, self._fingerprint, self._dim)
-            self.watchers[path] = LabelWatcher(path, self._fingerprint, self._dim, self.log)
+            self.watchers[path] = LabelWatcher(path, self._fingerprint, self._dim)
         return self.tables[path]
 
     def prepare(self, cam: CameraOptions, index: int = -1) -> Camera:
@@ -354,7 +349,7 @@ class Pipeline:
         caps = open_all([(cam.spec, cam.capture) for cam in planned], self.stop)
         if caps is None:
             return False
-        self.log(self.describe())
+        log.info(self.describe())
         threads = [t for cam, cap in zip(planned, caps) for t in self._threads_of(cam, cap)]
         for t in threads:  # together: the first clips of all streams are ready together, batched
             t.start()
@@ -374,7 +369,7 @@ class Pipeline:
         live = self._live(cam)
         fps = capture_fps(cap) or cam.capture.fallback_fps
         if not capture_fps(cap):
-            self.log(f"stream {i}: {cam.spec.text} does not report its frame rate; assuming {fps:g} fps")
+            log.info(f"stream {i}: {cam.spec.text} does not report its frame rate; assuming {fps:g} fps")
         ticker = cam.rule.ticker(fps)
         counters = StreamCounters(cam.spec.text, cam.spec.kind, round(fps, 3), cam.rule.describe(fps), camera=cam.name)
         self.stats.streams.append(counters)
@@ -394,11 +389,11 @@ class Pipeline:
         want = reader_filter(every or (live and bool(others)), cam.spec.live, ticker.period,
                              cam.rule.spec.rounding, fps, assembler.keeps, max(rated, default=None))
         slot = FrameSlot(keep_newest=live)
-        threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, self.log, str(i), i),
+        threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, str(i), i),
                    Assembler(i, slot, board, assembler, self.size, live, self.frame_sinks, self.stats, counters,
                              cam.stop, self.stop, fps)]
         name = "" if cam.name == cam.spec.text else f"camera {cam.name}: "
-        self.log(f"stream {i}: {name}{cam.spec.text} ({'realtime ' if cam.spec.kind == 'file' and live else ''}"
+        log.info(f"stream {i}: {name}{cam.spec.text} ({'realtime ' if cam.spec.kind == 'file' and live else ''}"
                  f"{cam.spec.kind}, {fps:.4g} fps), sampling {cam.rule.describe(fps)}, hop {cam.hop}")
         self._threads = [t for t in self._threads if t.is_alive() or not t.ident] + threads
         return threads
@@ -409,7 +404,7 @@ class Pipeline:
             planned = self.prepare(cam)
             cap = open_first(planned.spec, planned.capture)
         except FrosterError as e:
-            self.log(f"camera {cam.name}: not added: {e}")
+            log.warning(f"camera {cam.name}: not added: {e}")
             return False
         self._start(planned, cap)
         for sink in [*self.sinks, *self.frame_sinks]:  # e.g. MQTT announces it (availability, discovery)
@@ -429,7 +424,7 @@ class Pipeline:
                     gone = getattr(sink, "camera_removed", None)
                     if gone is not None:
                         gone(name)
-                self.log(f"stream {cam.index}: camera {name} removed")
+                log.info(f"stream {cam.index}: camera {name} removed")
 
     def camera_labels(self) -> dict[str, list[str]]:
         """Each camera's class names (its label subset or table), before or while it runs."""
@@ -451,7 +446,7 @@ class Pipeline:
                     try:
                         cam.classifier.set_table(subset_table(table, cam.options.labels, f"camera {cam.name}: labels"))
                     except ConfigError as e:
-                        self.log(f"labels: {e}; camera {cam.name} keeps its table")
+                        log.warning(f"labels: {e}; camera {cam.name} keeps its table")
 
     def _loop(self, board: ClipBoard, gather_all: bool) -> None:
         next_poll = 0.0

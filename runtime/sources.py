@@ -17,6 +17,7 @@ a file again at its end, frame numbers continuing.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from .options import CaptureOptions, camera_index
 from .stats import RunStats, StreamCounters
 
 import cv2  # noqa: E402  (after ..video, see above)
+
+log = logging.getLogger(__name__)
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV's own warnings, e.g. on a missing camera
 
@@ -219,11 +222,11 @@ class Reader(threading.Thread):
 
     def __init__(self, spec: SourceSpec, cap: cv2.VideoCapture, slot: FrameSlot, stop: threading.Event,
                  options: CaptureOptions, stats: RunStats, counters: StreamCounters,
-                 want: Callable[[float], bool] | None = None, log: Callable[[str], None] = print, name: str = "stream",
+                 want: Callable[[float], bool] | None = None, name: str = "stream",
                  stream: int | None = None):
         super().__init__(name=f"reader-{name}", daemon=True)  # daemon: a read stuck in FFmpeg cannot hang the exit
         self.spec, self.cap, self.slot, self.stop = spec, cap, slot, stop
-        self.options, self.stats, self.counters, self.want, self.log = options, stats, counters, want, log
+        self.options, self.stats, self.counters, self.want = options, stats, counters, want
         self.label = name
         self.stream = stream  # the stream number its latencies are recorded under
         self.fps = capture_fps(cap) or options.fallback_fps
@@ -308,14 +311,14 @@ class Reader(threading.Thread):
             if self.cap is None:
                 self.cap = open_capture(self.spec, opts)
                 if self.cap is None:
-                    self.log(f"stream {self.label}: {self.spec.text} unreachable, retrying in {backoff:.1f} s")
+                    log.warning(f"stream {self.label}: {self.spec.text} unreachable, retrying in {backoff:.1f} s")
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, opts.reconnect_max_s)
                     continue
                 self.counters.reconnects += 1
                 segment += 1
                 pace = _Pace(capture_fps(self.cap) or self.fps)
-                self.log(f"stream {self.label}: reconnected to {self.spec.text}")
+                log.info(f"stream {self.label}: reconnected to {self.spec.text}")
             t0 = time.monotonic()
             ok, bgr = self._grab_live(start)
             if not ok:
@@ -326,7 +329,7 @@ class Reader(threading.Thread):
                         f"{self.spec.text} delivered {pace.media:.0f} s of video in {pace.wall:.1f} s and ended: it is a "
                         "video file served over the network, not a live stream, so its frames were dropped as live "
                         "ones; download it and give the file to --source")
-                self.log(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s")
+                log.warning(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s")
                 self.cap.release()
                 self.cap = None
                 self.stop.wait(backoff)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from pathlib import Path
 
@@ -100,6 +101,35 @@ def test_qdq_model_keeps_sensitive_ops_float_and_the_cache_reproduces_it(float_b
     out = ort.InferenceSession(str(tmp_path / "a.onnx"), providers=["CPUExecutionProvider"]).run(None, {"frames": clips.frames[:1]})[0]
     ref = ort.InferenceSession(str(float_bundle / mf.VIDEO_ONNX), providers=["CPUExecutionProvider"]).run(None, {"frames": clips.frames[:1]})[0]
     assert out.shape == ref.shape and np.isfinite(out).all()
+
+
+def test_an_onnxruntime_without_the_range_cache_quantizes_the_same_model(float_bundle, tmp_path, monkeypatch):
+    """onnxruntime 1.23 (the newest with a Python 3.10 build, JetPack 6's Python) has no
+    `calibration_cache_path`: quantization still runs, calibrating anew, and gives the very model
+    that the cached route gives."""
+    import inspect
+
+    import onnxruntime.quantization as q
+
+    clips = sample_clips(gather_videos(CLIPS), SPEC4, 64, 2, seed=0, clips_per_video=1)
+    cached = quantize_video_encoder(float_bundle / mf.VIDEO_ONNX, tmp_path / "cached.onnx", clips.frames, 1,
+                                    tmp_path / "cache", clips.digest(), variant="s8s8", target="tensorrt")
+    real = q.quantize_static
+    params = [p for name, p in inspect.signature(real).parameters.items() if name != "calibration_cache_path"]
+    seen = []
+
+    def quantize_static_1_23(*args, **kwargs):
+        seen.append(sorted(kwargs))
+        return real(*args, **kwargs)
+
+    quantize_static_1_23.__signature__ = inspect.Signature(params)
+    monkeypatch.setattr(q, "quantize_static", quantize_static_1_23)
+    info = quantize_video_encoder(float_bundle / mf.VIDEO_ONNX, tmp_path / "old.onnx", clips.frames, 1, tmp_path / "none",
+                                  clips.digest(), variant="s8s8", target="tensorrt")
+    assert seen and all("calibration_cache_path" not in kw for kw in seen)
+    assert info["cache"] is None and info["cache_hit"] is None and not (tmp_path / "none").exists()
+    assert cached["cache"] and cached["cache_hit"] is False
+    assert (tmp_path / "old.onnx").read_bytes() == (tmp_path / "cached.onnx").read_bytes()
 
 
 def _optimized_ops(path: Path, tmp_path: Path) -> dict[str, int]:
@@ -312,24 +342,24 @@ def test_file_hash_helper_is_sha256(tmp_path):
     assert mf.sha256_file(tmp_path / "x") == hashlib.sha256(b"abc").hexdigest()
 
 
-def test_runtime_picks_the_kept_int8_model_and_runs_it_unchanged(bundle):
+def test_runtime_picks_the_kept_int8_model_and_runs_it_unchanged(bundle, caplog):
     from froster_edge.errors import MissingCapability
     from froster_edge.runtime.backends import open_backend
 
     manifest = mf.verify_bundle(bundle)
     with pytest.raises(MissingCapability, match="no INT8 model"):
-        open_backend("ort-cpu-int8", bundle, manifest, log=lambda m: None)
+        open_backend("ort-cpu-int8", bundle, manifest)
     calibrate_int8(bundle, CLIPS, options=CalibrationOptions(max_clips=4, reps=1, thresholds=GateThresholds(0.0, 0.0, -1.0)))
     manifest = mf.verify_bundle(bundle)
-    lines: list[str] = []
-    opened = open_backend("auto", bundle, manifest, log=lines.append)
-    assert opened.backend.name == "ort-cpu-int8" and not [m for m in lines if "warning" in m]  # gated on this CPU
+    caplog.set_level(logging.INFO, logger="froster_edge")
+    opened = open_backend("auto", bundle, manifest)
+    assert opened.backend.name == "ort-cpu-int8" and not [m for m in caplog.messages if "warning" in m]  # gated on this CPU
     # the same bundle on a CPU with another 8-bit dot product than the one its gate ran on: one warning line
     elsewhere = "avx512_vnni" if detect().dot_product != "avx512_vnni" else "avx2"
     moved = {**manifest, "int8": {**manifest["int8"], "cpu": {**manifest["int8"]["cpu"], "dot_product": elsewhere}}}
-    lines.clear()
-    open_backend("ort-cpu-int8", bundle, moved, log=lines.append).backend.close()
-    warnings = [m for m in lines if "warning" in m]
+    caplog.clear()
+    open_backend("ort-cpu-int8", bundle, moved).backend.close()
+    warnings = [m for m in caplog.messages if "warning" in m]
     assert len(warnings) == 1 and elsewhere in warnings[0] and detect().dot_product in warnings[0]
     clips = sample_clips(gather_videos(CLIPS), SPEC4, 64, 2, seed=5).frames[:1]
     direct = ort.InferenceSession(str(bundle / INT8_ONNX), providers=["CPUExecutionProvider"]).run(None, {"frames": clips})[0]

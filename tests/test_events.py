@@ -37,7 +37,7 @@ def decisions(tiny_bundle):
                                   CameraOptions("gym", str(CLIPS / "stgcn_clean_and_jerk.mp4"))],
                          sampling=SamplingOptions(fps=8, hop=1), classifier=ClassifierOptions(smoothing="none"))
     sink = Collect()
-    Pipeline(tiny_bundle, options, [sink], log=lambda m: None).run()
+    Pipeline(tiny_bundle, options, [sink]).run()
     assert {d.camera for d in sink.items} == {"pool", "gym"}
     return sink.items
 

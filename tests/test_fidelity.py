@@ -16,7 +16,6 @@ import shutil
 import subprocess
 from fractions import Fraction
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -31,6 +30,8 @@ from froster_edge.sampling import SamplingConfig, SamplingSpec
 from froster_edge.video import CLIP_MEAN, CLIP_STD, stream_timing, read_frames
 
 from .helpers import CLASSES, CLIPS, SHARED_DATA, TINY_MODEL, Collect
+
+av = pytest.importorskip("av", reason="PyAV (the reference decoder's backend) is not installed: pip install av")
 
 FPS = [30.0, 25.0, 24.0, 30000 / 1001]
 LEVEL = 36  # colour step of the index code: 8 levels a channel, 512 indices
@@ -211,7 +212,7 @@ def runtime_clips(bundle, path, realtime: bool = False, max_decisions: int | Non
     sink, seen = Collect(), []
     options = RunOptions(sources=[str(path)], sampling=SamplingOptions(hop=2), max_decisions=max_decisions,
                          capture=CaptureOptions(realtime=realtime), classifier=ClassifierOptions(smoothing="none"))
-    pipeline = Pipeline(bundle, options, [sink], log=lambda m: None)
+    pipeline = Pipeline(bundle, options, [sink])
     pipeline.on_batch = lambda batch: seen.append(codes(batch[0]))
     pipeline.run()
     assert not pipeline.errors()

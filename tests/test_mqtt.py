@@ -5,6 +5,7 @@ and restarted mid-run, with delivery after the reconnect and the queue's drop co
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -279,28 +280,28 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
-def test_broker_killed_and_restarted_mid_run(tiny_bundle, broker):
+def test_broker_killed_and_restarted_mid_run(tiny_bundle, broker, caplog):
     from froster_edge.runtime.site.mqtt import MqttOptions, MqttSink
     from froster_edge.runtime.options import CaptureOptions, RunOptions, SamplingOptions
     from froster_edge.runtime.pipeline import Pipeline
 
     queue_size = 16
     sub = Subscriber(broker.watch_port)
-    logs: list[str] = []
+    caplog.set_level(logging.INFO, logger="froster_edge")
     options = RunOptions(sources=[str(CLIP)], sampling=SamplingOptions(fps=4, hop=1),
                          capture=CaptureOptions(realtime=True, loop=True))
     mqtt = MqttSink(MqttOptions(host="127.0.0.1", port=broker.port, prefix="p", queue_size=queue_size, qos=1,
                                 reconnect_min_s=0.2, reconnect_max_s=1.0, close_timeout_s=10),
-                    [str(CLIP)], CLASSES, logs.append)
+                    [str(CLIP)], CLASSES)
     events = EveryDecisionAnEvent(mqtt, "p")
-    pipeline = Pipeline(tiny_bundle, options, [events, mqtt], log=lambda m: None)
+    pipeline = Pipeline(tiny_bundle, options, [events, mqtt])
     runner = threading.Thread(target=pipeline.run, daemon=True)
     runner.start()
     cam = safe(str(CLIP))
     try:
         sub.wait(lambda ms: sum(m.topic == f"p/{cam}/event" for m in ms) >= 6, 120, "events before the kill")
         broker.kill()
-        wait_for(lambda: any("connection to" in line and "lost" in line for line in logs), 30, "the sink seeing the broker go")
+        wait_for(lambda: any("connection to" in line and "lost" in line for line in list(caplog.messages)), 30, "the sink seeing the broker go")
         lost_at = events.count()  # from here on every message goes to the sink's own queue
         wait_for(lambda: events.count() >= lost_at + queue_size + 12, 120, "the queue overfilling")
         events.paused = True  # the queue now holds the newest queue_size messages of [lost_at, restart_at)
@@ -308,7 +309,7 @@ def test_broker_killed_and_restarted_mid_run(tiny_bundle, broker):
         broker.start(gate=False)  # the sink is refused until the test's subscriber is back
         sub.wait_subscribed(2)
         broker.open_gate()
-        wait_for(lambda: sum("connected to" in line for line in logs) >= 2, 60, "the sink reconnecting")
+        wait_for(lambda: sum("connected to" in line for line in list(caplog.messages)) >= 2, 60, "the sink reconnecting")
         last_queued = [s for s in events.messages[:restart_at] if s[0].endswith("/event")][-1]
         sub.wait(lambda ms: any(m.topic == last_queued[0] and canonical(m.json()) == last_queued[1] for m in ms),
                  120, "the queued events after the reconnect")
@@ -362,7 +363,7 @@ def test_state_goes_on_a_new_label_and_at_most_once_an_interval(broker, interval
 
     sub = Subscriber(broker.watch_port)
     sink = MqttSink(MqttOptions(host="127.0.0.1", port=broker.port, prefix="p", state_interval_s=interval),
-                    ["gate"], CLASSES, lambda m: None)
+                    ["gate"], CLASSES)
     wait_for(lambda: sink.connects, 15, "the connection")
     states = lambda: [m.json() for m in sub.on("p/gate/state")]  # noqa: E731
     sink.emit(_decision(0, "yoga"))

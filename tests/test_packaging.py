@@ -103,6 +103,27 @@ def test_make_install_gets_the_cpu_build_only():
     assert closure(declared(["dev"])) & ORT == {"onnxruntime"}
 
 
+def unreachable(urls: list[str], timeout: float = 10.0) -> str | None:
+    """Why the first of the package indexes `urls` does not answer (None: all answer): pip's resolver
+    would fail on the network, not on the install line."""
+    import urllib.error
+    import urllib.request
+
+    for url in urls:
+        try:
+            urllib.request.urlopen(url, timeout=timeout).close()
+        except (urllib.error.URLError, OSError) as e:
+            return f"the package index {url} does not answer ({getattr(e, 'reason', e)}): nothing to resolve against"
+    return None
+
+
+def test_an_index_that_does_not_answer_is_a_skip_reason_not_a_failure():
+    from .helpers import free_port
+
+    assert "does not answer" in unreachable([f"http://127.0.0.1:{free_port()}/simple/"], timeout=2.0)
+    assert unreachable([]) is None
+
+
 @pytest.mark.skipif(os.environ.get("FROSTER_EDGE_PIP_RESOLVE") != "1",
                     reason="pip's resolver against the package index takes minutes per line: set FROSTER_EDGE_PIP_RESOLVE=1")
 @pytest.mark.parametrize("line", readme_install_lines())
@@ -110,9 +131,41 @@ def test_pip_resolves_each_install_line_with_one_onnxruntime(line, tmp_path):
     extras = line_extras(line)
     report = tmp_path / "report.json"
     index = re.findall(r"(--extra-index-url \S+)", line)  # the GPU lines name NVIDIA's index
+    reason = unreachable([i.split()[1] for i in index])
+    if reason:
+        pytest.skip(reason)
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                            "--report", str(report), f".[{','.join(extras)}]", *" ".join(index).split()],
                           cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     installed = {canonicalize_name(i["metadata"]["name"]) for i in json.loads(report.read_text())["install"]}
     assert installed & ORT == EXPECTED[target(extras)], sorted(installed)
+
+
+# Recorded from the package index (pip index versions; pip download --no-deps --only-binary=:all:
+# --python-version 3.10 --platform manylinux2014_aarch64; readelf -d and strings on the wheel):
+# the releases of the two distributions that carry cuda.bindings, and the CUDA each one's runtime is
+# built against (it is linked in: no libcudart among the wheel's NEEDED libraries), so the CUDA driver
+# it needs. cuda-python 12.6.2.post1 ships cp310-manylinux_2_17_aarch64 with cuda/bindings/runtime,
+# built against /usr/local/cuda-12.6.
+CUDA_BINDING_RELEASES = {
+    "cuda-python": ["12.6.2.post1", "12.8.0", "12.9.0", "12.9.4", "12.9.10", "13.0.0", "13.4.4"],
+    "cuda-bindings": ["12.8.0", "12.9.0", "12.9.4", "12.9.10", "13.0.0", "13.5.0"],
+}
+JETPACK_6_CUDA = (12, 6)  # JetPack 6.1 and 6.2 (L4T r36.4): the driver a stock Jetson has
+
+
+def test_the_jetson_extra_pins_cuda_python_to_jetpacks_cuda_minor():
+    """A cuda-python whose linked-in runtime is newer than JetPack's CUDA 12.6 driver answers
+    cudaErrorInsufficientDriver, and every TensorRT route exits 3: the jetson extra admits only
+    releases built for CUDA 12.6, and at least the one recorded with a Python 3.10 aarch64 wheel."""
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["optional-dependencies"]["jetson"]]
+    cuda = [r for r in reqs if canonicalize_name(r.name) in CUDA_BINDING_RELEASES]
+    assert len(cuda) == 1, reqs
+    admitted = [v for v in CUDA_BINDING_RELEASES[canonicalize_name(cuda[0].name)] if cuda[0].specifier.contains(v, prereleases=False)]
+    assert admitted, f"{cuda[0]} admits no recorded release"
+    assert all(Version(v).release[:2] == JETPACK_6_CUDA for v in admitted), f"{cuda[0]} admits {admitted}"
+    assert "12.6.2.post1" in admitted

@@ -36,7 +36,7 @@ def test_a_run_dir_left_before_the_first_checkpoint_does_not_block_the_retry(tmp
     (run / "config.yaml").write_text("optim: {lr: 1.0e-30}\n")  # what a run that failed at step 1 leaves
     (run / "metrics.jsonl").write_text('{"step": 1, "loss": NaN}\n')
     dist = ddp.Dist(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    trainer = Trainer(load_recipe(TINY_RECIPE), run, dist, log=lambda m: None)
+    trainer = Trainer(load_recipe(TINY_RECIPE), run, dist)
     trainer._check_run_dir()  # no "already holds a training run"
     assert not (run / "metrics.jsonl").exists()
     (run / "checkpoints" / "epoch_001").mkdir(parents=True)

@@ -4,6 +4,7 @@ sees it hot-swapped in keeps its current table, logs one line and goes on decidi
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import zipfile
 from dataclasses import replace
@@ -111,7 +112,7 @@ def test_the_same_files_at_start_are_one_line_errors(tiny_bundle, table, tmp_pat
         path = tmp_path / f"{name.replace(' ', '_')}.npz"
         path.write_bytes(bad[name])
         with pytest.raises(BundleError, match=str(path)):
-            Pipeline(tiny_bundle, RunOptions(sources=[CLIP], labels=path, backend="ort-cpu"), log=lambda m: None)
+            Pipeline(tiny_bundle, RunOptions(sources=[CLIP], labels=path, backend="ort-cpu"))
     proc = cli("run", "--bundle", str(tiny_bundle), "--source", CLIP, "--labels", str(tmp_path / "string_version.npz"))
     assert_one_line_error(proc, 1, "version must be 0-d integers")
     assert "internal error" not in proc.stderr
@@ -132,21 +133,21 @@ class Swapper:
         pass
 
 
-def test_a_live_run_survives_every_malformed_table_and_logs_one_line_each(tiny_bundle, table, tmp_path):
+def test_a_live_run_survives_every_malformed_table_and_logs_one_line_each(tiny_bundle, table, tmp_path, caplog):
     watched = tmp_path / "labels.npz"
     shutil.copy(tiny_bundle / "labels.npz", watched)
     bad = attacks(table)
     smaller = replace(table, names=table.names[:2], texts=table.texts[:2], prompts=table.prompts[:2],
                       embeddings=table.embeddings[:2])
     sink = Swapper(watched, [*bad.values(), smaller.to_bytes()])
-    log: list[str] = []
+    caplog.set_level(logging.INFO, logger="froster_edge")
     options = RunOptions(sources=[CLIP], labels=watched, backend="ort-cpu", label_poll_s=0.0,
                          capture=CaptureOptions(loop=True), max_decisions=len(bad) + 3)
-    pipeline = Pipeline(tiny_bundle, options, [sink], log=log.append)
+    pipeline = Pipeline(tiny_bundle, options, [sink])
     stats = pipeline.run().to_dict()
 
     assert stats["decisions"] == len(bad) + 3 and not pipeline.errors()
-    rejected = [m for m in log if m.startswith("labels: rejected")]
+    rejected = [m for m in caplog.messages if m.startswith("labels: rejected")]
     assert len(rejected) == len(bad) and all("\n" not in m and len(m) < 700 for m in rejected), rejected
     assert stats["label_rejections"] == len(bad) and stats["label_swaps"] == 1
     names_seen = [{n for n, _ in d.top} for d in sink.decisions]

@@ -28,7 +28,7 @@ def edit(bundle, change) -> None:
 
 
 def pipeline(bundle, **kw) -> Pipeline:
-    return Pipeline(bundle, RunOptions(sources=[CLIP], backend="ort-cpu", **kw), log=lambda m: None)
+    return Pipeline(bundle, RunOptions(sources=[CLIP], backend="ort-cpu", **kw))
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ PROVIDERS = ort.get_available_providers()
 def probabilities(bundle, backend: str) -> tuple[str, np.ndarray]:
     sink = Collect()
     options = RunOptions(sources=[str(CLIP_B)], backend=backend, classifier=ClassifierOptions(smoothing="none", top_k=12))
-    pipeline = Pipeline(bundle, options, [sink], log=lambda m: None)
+    pipeline = Pipeline(bundle, options, [sink])
     pipeline.run()
     return pipeline.backend.name, np.array([[dict(d.top)[n] for n in sorted(dict(d.top))] for d in sink.decisions])
 

@@ -96,7 +96,7 @@ def test_smoothing_over_decisions_matches_the_hand_computation(tiny_bundle, smoo
     sink = Collect()
     options = RunOptions(sources=[str(CLIP_A)], sampling=SamplingOptions(hop=1, fps=3.0),
                          classifier=ClassifierOptions(smoothing=smoothing, ema_alpha=0.25, window=3, top_k=12))
-    Pipeline(tiny_bundle, options, [sink], log=lambda m: None).run()
+    Pipeline(tiny_bundle, options, [sink]).run()
     want = reference_clips(CLIP_A, hop=1, sample_fps=3.0)
     probs = direct_probs(tiny_bundle, [c for _, c in want])
     names = load_labels(tiny_bundle / "labels.npz").names
@@ -141,7 +141,7 @@ def test_torch_reference_backend_agrees_with_onnxruntime(tiny_bundle):
         sink = Collect()
         options = RunOptions(sources=[str(CLIP_B)], backend=backend,
                              classifier=ClassifierOptions(smoothing="none", top_k=12))
-        pipeline = Pipeline(tiny_bundle, options, [sink], log=lambda m: None)
+        pipeline = Pipeline(tiny_bundle, options, [sink])
         assert pipeline.backend.name == backend
         pipeline.run()
         results[backend] = np.array([[dict(d.top)[n] for n in sorted(dict(d.top))] for d in sink.decisions])

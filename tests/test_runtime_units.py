@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -138,24 +139,24 @@ def test_streams_are_smoothed_apart_and_a_new_table_resets_them():
     assert c([0], e[:1])[0] == fresh([0], e[:1])[0]
 
 
-def test_label_watcher_swaps_good_tables_and_rejects_bad_ones(tmp_path):
+def test_label_watcher_swaps_good_tables_and_rejects_bad_ones(tmp_path, caplog):
     path = tmp_path / "labels.npz"
     make_table(["a", "b"]).save(path)
-    messages: list[str] = []
-    watcher = LabelWatcher(path, "f" * 64, 8, messages.append)
+    caplog.set_level(logging.INFO, logger="froster_edge")
+    watcher = LabelWatcher(path, "f" * 64, 8)
     assert watcher.poll() is None  # unchanged
     make_table(["a", "b", "c"], seed=4).save(path)
     new = watcher.poll()
     assert new is not None and new.names == ["a", "b", "c"] and watcher.swaps == 1
     make_table(["z"], fingerprint="0" * 64).save(path)
-    assert watcher.poll() is None and "not by this bundle's model" in messages[-1]
+    assert watcher.poll() is None and "not by this bundle's model" in caplog.messages[-1]
     make_table(["z"], dim=4).save(path)
-    assert watcher.poll() is None and "4-d embeddings" in messages[-1]
+    assert watcher.poll() is None and "4-d embeddings" in caplog.messages[-1]
     path.write_bytes(b"half a file")
-    assert watcher.poll() is None and "not a readable label table" in messages[-1]
+    assert watcher.poll() is None and "not a readable label table" in caplog.messages[-1]
     assert watcher.poll() is None and watcher.rejected == 3  # a rejection is said once per change
     path.unlink()
-    assert watcher.poll() is None and "was removed" in messages[-1]
+    assert watcher.poll() is None and "was removed" in caplog.messages[-1]
 
 
 def test_newest_frame_slot_drops_and_counts_while_the_blocking_slot_keeps_all():

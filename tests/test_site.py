@@ -81,7 +81,7 @@ def test_event_clips_keep_the_disk_budget_oldest_first(tmp_path):
     images = real_frames(POOL, 90)
     budget_mb = 0.3
     opts = ClipOptions(folder=tmp_path, pre_roll_s=2.0, post_roll_s=1.0, fps=10.0, width=160, budget_mb=budget_mb)
-    clips = EventClips(opts, camera_of=lambda i: "pool", fps_of=lambda i: 30.0, log=print)
+    clips = EventClips(opts, camera_of=lambda i: "pool", fps_of=lambda i: 30.0)
     t0 = 1_800_000_000.0
     clock = {"k": 0}
 
@@ -121,7 +121,7 @@ def test_event_clips_keep_the_disk_budget_oldest_first(tmp_path):
 def test_the_first_clip_covers_pre_roll_to_post_roll_and_its_snapshot_is_the_peak(tmp_path):
     images = real_frames(GYM, 60)
     opts = ClipOptions(folder=tmp_path, pre_roll_s=1.0, post_roll_s=0.5, fps=10.0, width=640)  # the clip is 340 px wide: kept
-    clips = EventClips(opts, camera_of=lambda i: "gym", fps_of=lambda i: 10.0, log=print)
+    clips = EventClips(opts, camera_of=lambda i: "gym", fps_of=lambda i: 10.0)
     t0 = 1_800_000_000.0
     for k in range(40):  # 10 fps: frame k at t0 + k / 10
         if k == 20:

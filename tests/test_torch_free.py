@@ -128,3 +128,53 @@ def test_a_bundle_without_tokenizer_json_is_tokenized_by_open_clip_or_refused_in
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "has no tokenizer.json" in lines[0] and "export the bundle again" in lines[0]
+
+
+GPU_SESSION_PROBE = BLOCK + """
+import json
+import onnxruntime as ort
+
+events = []
+real_session = ort.InferenceSession
+
+
+class RecordedSession:
+    # ONNX Runtime's session on the CPU, reporting the providers it was asked for: this box has no GPU,
+    # and the test is about what happens before a CUDA or TensorRT session opens
+    def __init__(self, path, so=None, providers=None):
+        names = [p[0] if isinstance(p, tuple) else p for p in providers]
+        events.append('session ' + names[0])
+        self._session, self._names = real_session(path, so, providers=['CPUExecutionProvider']), names
+
+    def get_providers(self):
+        return self._names
+
+    def run(self, *args):
+        return self._session.run(*args)
+
+
+ort.get_available_providers = lambda: ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
+ort.preload_dlls = lambda **kw: events.append('preload ' + ','.join(k for k, v in sorted(kw.items()) if v))
+ort.InferenceSession = RecordedSession
+from pathlib import Path
+from froster_edge.bundle import manifest as mf
+from froster_edge.runtime.backends import open_backend
+
+bundle = Path(BUNDLE)
+for name in ('ort-cuda', 'ort-trt'):
+    open_backend(name, bundle, mf.verify_bundle(bundle)).backend.close()
+print(json.dumps(events))
+"""
+
+
+def test_cuda_and_tensorrt_sessions_preload_the_cuda_libraries_where_torch_cannot_be_imported(tiny_bundle, tmp_path):
+    """onnxruntime-gpu's provider libraries have no RPATH to the nvidia-* wheels; `import torch` loads
+    those as a side effect, the torch-free runtime must call onnxruntime.preload_dlls itself, once,
+    before its first CUDA or TensorRT session."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    proc = run_python(f"BUNDLE = {str(bundle)!r}\n" + GPU_SESSION_PROBE, cwd=ROOT, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    events = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert events[0] == "preload cuda,cudnn", events
+    assert events[1:] == ["session CUDAExecutionProvider", "session TensorrtExecutionProvider"], events

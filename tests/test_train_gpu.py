@@ -75,7 +75,7 @@ def test_amp_auto_picks_bf16_where_supported():
 def test_tiny_run_on_gpu(tmp_path):
     cfg = load_recipe(ROOT / "configs" / "tiny.yaml", ["train.device=cuda", "train.amp=auto", "train.epochs=2",
                                                        "train.eval_every=2", "train.progress=false", "data.num_workers=2"])
-    trainer = Trainer(cfg, tmp_path / "run", ddp.setup("cuda"), log=lambda _: None)
+    trainer = Trainer(cfg, tmp_path / "run", ddp.setup("cuda"))
     final = trainer.fit()
     student = load_student(final)
     assert all(torch.isfinite(v).all() for v in student.clip.state_dict().values())

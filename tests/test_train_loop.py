@@ -23,7 +23,7 @@ FAST = ["train.epochs=3", "train.eval_every=3", "train.progress=false", "data.nu
 
 def test_tiny_recipe_trains_and_writes_a_loadable_student(tmp_path, example_clips):
     cfg = load_recipe(TINY_RECIPE, FAST)
-    trainer = Trainer(cfg, tmp_path / "run", ddp.setup("cpu"), log=lambda _: None)
+    trainer = Trainer(cfg, tmp_path / "run", ddp.setup("cpu"))
     final = trainer.fit()
     run = tmp_path / "run"
     trained = trainer.distiller.student.eval()

@@ -39,7 +39,7 @@ def test_trt_engines_build_pass_parity_and_are_reused(tmp_path, layernorm_fp32):
     assert video["name"] == "video_encoder" and video["precision"] == "fp16" and video["onnx_file"] == "video_encoder.fp16.onnx"
     assert video["parity"]["passed"] and video["parity"]["min_cosine"] >= 0.999 and video["parity"]["n"] == 3
     assert video["shapes"]["frames"] == [[2, 4, 64, 64, 3]] * 3 and video["layernorm_fp32"] == layernorm_fp32
-    assert (tmp_path / "b" / "engines" / "timing.cache").is_file()
+    assert (tmp_path / "b" / "engines" / f"timing-{video['tensorrt']}.cache").is_file()
     mf.verify_bundle(tmp_path / "b")
     again = export_tiny(tmp_path / "b", **options).manifest  # the same seed: the same weights and ONNX
     assert all(e["reused"] for e in again["engines"]), "an unchanged ONNX must reuse its cached engines"

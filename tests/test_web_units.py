@@ -141,7 +141,7 @@ def _vocabulary(bundle, labels=None, **options):
     manifest = mf.read_manifest(bundle)
     changes = []
     v = Vocabulary(bundle, labels or bundle / mf.LABELS_FILE, manifest, HttpOptions(**options),
-                   lambda *a: changes.append(a), log=lambda m: None)
+                   lambda *a: changes.append(a))
     return v, changes
 
 
@@ -254,8 +254,7 @@ def test_the_hub_costs_a_fast_file_no_extra_frame_conversion(tiny_bundle):
     from froster_edge.runtime.pipeline import Pipeline
 
     hub = Hub(["clip"], HttpOptions())
-    pipeline = Pipeline(tiny_bundle, RunOptions(sources=[str(CLIPS / "stgcn_clean_and_jerk.mp4")]), [hub], [hub],
-                        log=lambda m: None)
+    pipeline = Pipeline(tiny_bundle, RunOptions(sources=[str(CLIPS / "stgcn_clean_and_jerk.mp4")]), [hub], [hub])
     hub.attach(lambda stream: pipeline.classifier.table)
     stats = pipeline.run()
     pipeline.backend.close()

@@ -12,11 +12,14 @@ calibrator is needed:
 - `tensorrt`: the TensorRT Python API as a strongly typed network (the STRONGLY_TYPED creation
   flag, which every supported version has: required for typed builds on 10.x, always on and the flag
   ignored on 11.x, which removed BuilderFlag.FP16/INT8, OBEY_PRECISION_CONSTRAINTS and the INT8
-  calibrators), tensor-name I/O, static shapes, a workspace limit and a timing cache shared by all
-  builds of the bundle. `--layernorm-fp32` lives in the fp16 ONNX itself (LayerNormalization kept in
-  float32 there), which a strongly typed build obeys. The one flag path kept: should a 10.x release
-  refuse the QDQ INT8 graph as a strongly typed network, it is built with that release's explicit-
-  quantization flags (INT8 + FP16) instead, and the record says so (`typing`).
+  calibrators), tensor-name I/O, static shapes, a workspace limit and one timing cache per TensorRT
+  version shared by all builds of the bundle. `--layernorm-fp32` lives in the fp16 ONNX itself
+  (LayerNormalization kept in float32 there), which a strongly typed build obeys. Two flag paths
+  on 10.x, and the record says which build it got (`typing`): the QDQ INT8 graph is quantized from
+  the fp32 graph there and built with the explicit-quantization flags INT8 + FP16, so that what is
+  not quantized runs in fp16 (a strongly typed build of it would run all of that in fp32); and a
+  10.x parser that refuses to set LayerNormalization's compute precision in a strongly typed
+  network (the guard came in 10.6) gets a build with the FP16 flag instead.
 - `ort-trt`: ONNX Runtime's TensorRT execution provider builds and caches the engine itself
   (`engines/ort-trt/`) from the same fp16 ONNX, with its fp16 flag off so that it builds a strongly
   typed network too; CUDA, then the CPU, run what TensorRT does not take.
@@ -27,8 +30,11 @@ lazily: everything else in froster-edge works without it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +42,12 @@ from typing import Any
 from ..errors import BundleError, FrosterError, MissingCapability
 from ..io import atomic_write_bytes
 
-TIMING_CACHE = "timing.cache"
+TIMING_CACHE = "timing-{version}.cache"  # one per TensorRT version: another version's cache is of no use to it
 ORT_TRT_DIR = "ort-trt"
 TENSORRT_RANGE = ((10, 3), (12, 0))  # supported: 10.3 <= version < 12 (pyproject's trt pins stay inside it)
 PRECISIONS = ("fp32", "fp16", "int8")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,18 +63,18 @@ class EngineSpec:
     layernorm_fp32: bool = False
     calibration: str = ""  # int8: what the QDQ model was calibrated on, as a digest
 
-    def key(self, tensorrt_version: str, compute_capability: str) -> str:
+    def key(self, tensorrt_version: str, compute_capability: str, typing: str = "strong") -> str:
         """The cache key: changes with anything that makes an engine invalid."""
         return engine_key(tensorrt_version, compute_capability, self.precision, self.shapes, self.onnx_sha256,
-                          self.layernorm_fp32, self.calibration)
+                          self.layernorm_fp32, self.calibration, typing)
 
 
 def engine_key(tensorrt_version: str, compute_capability: str, precision: str, shapes: dict[str, Any],
-               onnx_sha256: str, layernorm_fp32: bool = False, calibration: str = "") -> str:
+               onnx_sha256: str, layernorm_fp32: bool = False, calibration: str = "", typing: str = "strong") -> str:
     fields = {
         "tensorrt": tensorrt_version, "sm": compute_capability, "precision": precision,
         "shapes": {k: [list(s) for s in v] for k, v in sorted(shapes.items())},
-        "onnx": onnx_sha256, "layernorm_fp32": bool(layernorm_fp32), "typing": "strong",
+        "onnx": onnx_sha256, "layernorm_fp32": bool(layernorm_fp32), "typing": typing,
     }
     if calibration:
         fields["calibration"] = calibration
@@ -144,12 +152,39 @@ def cuda_check(result: tuple, what: str, error: type[FrosterError] = FrosterErro
     return rest[0] if len(rest) == 1 else tuple(rest)
 
 
+def cuda_versions(cudart) -> tuple[int | None, int | None]:
+    """(runtime, driver) CUDA versions as cuda-python reports them (1000 * major + 10 * minor; driver 0: none
+    installed; None: unreadable). cuda-python links its runtime in statically, so it, not the system's, must be
+    no newer than the driver."""
+    out = []
+    for call in (cudart.cudaRuntimeGetVersion, cudart.cudaDriverGetVersion):
+        err, version = call()
+        out.append(int(version) if int(err) == 0 else None)
+    return out[0], out[1]
+
+
+def _version_text(version: int | None) -> str:
+    return "unknown" if version is None else "none" if version == 0 else f"{version // 1000}.{version % 1000 // 10}"
+
+
 def cuda_device() -> tuple[str, str]:
     """(name, "major.minor" compute capability: the engines' `sm`) of GPU 0 through cuda-python, or
     MissingCapability: the same query at build and at run time, so a runtime picks exactly the
     engines built for its GPU."""
     cudart = cuda_runtime()
-    count = cuda_check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount", MissingCapability)
+    err, count = cudart.cudaGetDeviceCount()
+    if int(err) != 0:
+        runtime, driver = cuda_versions(cudart)
+        if driver == 0:
+            hint = "no CUDA driver is installed (no GPU here?)"
+        elif runtime and driver and runtime > driver:
+            hint = ("cuda-python's CUDA runtime is newer than the driver: on a Jetson pip install 'froster-edge[jetson]' "
+                    "(cuda-python for JetPack 6.1/6.2's CUDA 12.6); elsewhere a cuda-python no newer than the driver, "
+                    "or NVIDIA's cuda-compat package")
+        else:
+            hint = "no usable CUDA driver or GPU?"
+        raise MissingCapability(f"cudaGetDeviceCount failed: {getattr(err, 'name', err)} (CUDA runtime "
+                                f"{_version_text(runtime)}, driver {_version_text(driver)}): {hint}")
     if not count:
         raise MissingCapability("no CUDA GPU is visible: TensorRT engines must be built on the GPU that runs them")
     prop = cuda_check(cudart.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
@@ -164,9 +199,38 @@ def strongly_typed_flags(trt) -> int:
     return 0 if flag is None else 1 << int(flag)
 
 
+STRONG = "strong"
+WEAK_FLAGS = {"int8": ("INT8", "FP16"), "fp16": ("FP16",), "fp32": ()}  # a weakly typed build's precision flags
+_LAYERNORM_REFUSED = re.compile(r"setComputePrecision.*strongly.?typed|strongly.?typed.*setComputePrecision", re.I)
+
+
+def weak_typing(precision: str) -> str:
+    """The record's `typing` of a build with precision flags instead of a strongly typed network."""
+    return "weak (flags: " + ("+".join(WEAK_FLAGS[precision]) or "none") + ")"
+
+
+def build_attempts(trt, precision: str) -> list[str]:
+    """The builds to try, in order: on 10.x (it has BuilderFlag.INT8) a QDQ INT8 graph is built with the
+    INT8 + FP16 flags first, so that the layers left float run in fp16 rather than in the fp32 of its
+    source graph; everything else strongly typed."""
+    if precision == "int8" and hasattr(trt.BuilderFlag, "INT8"):
+        return [weak_typing("int8"), STRONG]
+    return [STRONG]
+
+
+def layernorm_precision_refused(lines: list[str]) -> bool:
+    """Whether a strongly typed build failed on the parser setting LayerNormalization's compute precision
+    (a 10.x parser before the guard of 10.6 does; the network is then built with precision flags)."""
+    return any(_LAYERNORM_REFUSED.search(line) for line in lines)
+
+
+def timing_cache_path(engines_dir: Path, tensorrt_version: str) -> Path:
+    return engines_dir / TIMING_CACHE.format(version=tensorrt_version)
+
+
 def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace_gb: float = 4.0) -> EngineRecord:
-    """Build (or reuse from the cache) the engine for `spec` from its typed ONNX; the timing cache is
-    read and updated. The ONNX must pass the TensorRT-compatibility check first."""
+    """Build (or reuse from the cache) the engine for `spec` from its typed ONNX; the timing cache of this
+    TensorRT version is read and updated. The ONNX must pass the TensorRT-compatibility check first."""
     import time
 
     from .trt_check import require_compatible
@@ -175,27 +239,33 @@ def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace
         raise FrosterError(f"unknown engine precision {spec.precision!r} ({', '.join(PRECISIONS)})")
     trt = require_tensorrt()
     _, sm = cuda_device()
-    key = spec.key(trt.__version__, sm)
+    attempts = build_attempts(trt, spec.precision)
+    key = spec.key(trt.__version__, sm, attempts[0])
     plan = engines_dir / f"{key}.plan"
     record = EngineRecord(name=spec.name, file=f"{engines_dir.name}/{plan.name}", route="tensorrt",
                           precision=spec.precision, tensorrt=trt.__version__, sm=sm, onnx_file=spec.onnx_file,
                           onnx_sha256=spec.onnx_sha256, shapes={k: [list(s) for s in v] for k, v in spec.shapes.items()},
-                          layernorm_fp32=spec.layernorm_fp32, key=key)
+                          layernorm_fp32=spec.layernorm_fp32, key=key, typing=attempts[0])
     if plan.is_file():
         record.reused = True
         return record
     require_compatible(onnx_path)
     start = time.perf_counter()
-    timing_path = engines_dir / TIMING_CACHE
-    serialized, config, error = _build(trt, onnx_path, spec, timing_path, workspace_gb, strongly_typed=True)
-    if serialized is None and spec.precision == "int8" and hasattr(trt.BuilderFlag, "INT8"):
-        # The one 10.x flag path: a 10.x release whose strongly typed build refuses the Q/DQ graph
-        # builds it with explicit quantization through the INT8 (+FP16) flags instead; 11.x has no
-        # such flags and always builds strongly typed.
-        serialized, config, error = _build(trt, onnx_path, spec, timing_path, workspace_gb, strongly_typed=False)
-        record.typing = "weak (10.x explicit-quantization flags)"
-    if serialized is None:
-        raise FrosterError(f"TensorRT could not build an engine for {onnx_path.name}: {error}")
+    timing_path = timing_cache_path(engines_dir, trt.__version__)
+    errors = []
+    for typing in attempts:
+        serialized, config, error, lines = _build(trt, onnx_path, spec, timing_path, workspace_gb, typing)
+        if serialized is not None:
+            record.typing = typing
+            break
+        errors.append(f"{typing}: {error}")
+        fallback = weak_typing(spec.precision)
+        if typing == STRONG and fallback not in attempts and layernorm_precision_refused(lines):
+            log.warning("this TensorRT %s cannot set LayerNormalization's precision in a strongly typed network: "
+                        "building %s with precision flags instead", trt.__version__, onnx_path.name)
+            attempts.append(fallback)
+    else:
+        raise FrosterError(f"TensorRT could not build an engine for {onnx_path.name}: {'; '.join(errors)}")
     engines_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(plan, bytes(serialized))
     atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
@@ -203,20 +273,41 @@ def build_engine(onnx_path: Path, spec: EngineSpec, engines_dir: Path, workspace
     return record
 
 
-def _build(trt, onnx_path: Path, spec: EngineSpec, timing_path: Path, workspace_gb: float, strongly_typed: bool):
-    """(serialized engine or None, builder config, why it failed)."""
-    logger = trt.Logger(trt.Logger.WARNING)
+@functools.cache
+def _capturing_logger(trt):
+    """A TensorRT logger that keeps the messages of a build (to read why it failed; `lines` is emptied per
+    build) and passes warnings and errors on to this module's log. One per process: TensorRT keeps the
+    first logger a builder was given as its global one, so that object must live as long as the process."""
+
+    class Capture(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.lines: list[str] = []
+
+        def log(self, severity, msg):
+            self.lines.append(str(msg))
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                log.warning("TensorRT: %s", msg)
+
+    return Capture()
+
+
+def _build(trt, onnx_path: Path, spec: EngineSpec, timing_path: Path, workspace_gb: float, typing: str):
+    """(serialized engine or None, builder config, why it failed, TensorRT's log lines); `typing` STRONG or
+    a weak_typing(precision) build with that precision's flags."""
+    logger = _capturing_logger(trt)
+    logger.lines = []
     builder = trt.Builder(logger)
-    network = builder.create_network(strongly_typed_flags(trt) if strongly_typed else 0)
+    network = builder.create_network(strongly_typed_flags(trt) if typing == STRONG else 0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
-        return None, None, f"TensorRT cannot parse it: {errors}"
+        errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
+        return None, None, f"TensorRT cannot parse it: {'; '.join(errors)}", logger.lines + errors
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if not strongly_typed:
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.set_flag(trt.BuilderFlag.FP16)
+    if typing != STRONG:
+        for flag in WEAK_FLAGS[spec.precision]:
+            config.set_flag(getattr(trt.BuilderFlag, flag))
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(timing, ignore_mismatch=True)  # a cache from another GPU is ignored, not fatal
     profile = builder.create_optimization_profile()
@@ -224,7 +315,8 @@ def _build(trt, onnx_path: Path, spec: EngineSpec, timing_path: Path, workspace_
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
-    return serialized, config, "" if serialized is not None else "the build failed (see the TensorRT log above)"
+    why = "" if serialized is not None else "the build failed (see the TensorRT log above)"
+    return serialized, config, why, logger.lines
 
 
 class TensorRTEngine:
@@ -300,6 +392,8 @@ def ort_trt_session(onnx_path: Path, cache_dir: Path, workspace_gb: float = 4.0,
     CUDA and the CPU for whatever TensorRT does not take; MissingCapability when TensorRT cannot start."""
     import onnxruntime as ort
 
+    from .sessions import preload_gpu_libraries
+
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
         raise MissingCapability(
             "ONNX Runtime has no TensorrtExecutionProvider here: install onnxruntime-gpu with TensorRT 10 libraries")
@@ -307,6 +401,7 @@ def ort_trt_session(onnx_path: Path, cache_dir: Path, workspace_gb: float = 4.0,
         import tensorrt  # noqa: F401
     except ImportError:
         pass  # JetPack and system installs are on the loader path already
+    preload_gpu_libraries()  # and CUDA/cuDNN for its CUDA fallback and TensorRT itself
     cache_dir.mkdir(parents=True, exist_ok=True)
     so = ort.SessionOptions()
     so.log_severity_level = log_severity  # ORT's warnings about nodes placed on the CPU are not ours to print
@@ -334,3 +429,32 @@ def ort_trt_provider_options(cache_dir: Path, workspace_gb: float = 4.0) -> dict
         "trt_timing_cache_path": str(cache_dir),
         "trt_max_workspace_size": int(workspace_gb * (1 << 30)),
     }
+
+
+def slow_engine_warning(ort_trt_ms: float, ort_cuda_ms: float | None, onnxruntime_version: str) -> str | None:
+    """Why an ort-trt engine that is no faster than ONNX Runtime's CUDA provider on the same graph is suspect
+    (None: it is faster, or there was nothing to compare with). ONNX Runtime 1.27 and later may have its
+    TensorRT provider build a weakly typed network, which can run an fp16 graph slower than CUDA does."""
+    if ort_cuda_ms is None or ort_trt_ms < ort_cuda_ms:
+        return None
+    return (f"ort-trt is no faster than ort-cuda here ({ort_trt_ms:.2f} vs {ort_cuda_ms:.2f} ms a call, ONNX Runtime "
+            f"{onnxruntime_version}): its TensorRT provider may have built a weakly typed engine; "
+            "export --trt --trt-route tensorrt builds a strongly typed one")
+
+
+def ort_trt_speed(trt_session, cuda_session, frames, reps: int = 10) -> dict[str, Any]:
+    """ms a call of the ort-trt session and, where one could be opened, of an ort-cuda session on the same
+    graph (`cuda_session` None: none), timed interleaved on `frames`; with the warning when ort-trt is not faster."""
+    import onnxruntime as ort
+
+    from ..calibration.gate import interleaved_median_ms
+
+    name = trt_session.get_inputs()[0].name
+    calls = {"ort-trt": lambda: trt_session.run(None, {name: frames})}
+    if cuda_session is not None:
+        calls["ort-cuda"] = lambda: cuda_session.run(None, {name: frames})
+    ms = interleaved_median_ms(calls, reps)
+    trt_ms, cuda_ms = ms["ort-trt"], ms.get("ort-cuda")
+    return {"ort_trt_ms": round(trt_ms, 3), "ort_cuda_ms": None if cuda_ms is None else round(cuda_ms, 3),
+            "speedup_vs_ort_cuda": None if cuda_ms is None else round(cuda_ms / trt_ms, 3), "reps": reps,
+            "onnxruntime": ort.__version__, "warning": slow_engine_warning(trt_ms, cuda_ms, ort.__version__)}

@@ -41,7 +41,7 @@ ENGINES_DIR = "engines"
 
 # Caches that tools rewrite on their own (calibration ranges, TensorRT timing, ONNX Runtime's
 # TensorRT engines) are not part of what is verified: a stale or deleted cache is rebuilt.
-CACHES = ("calibration/", "engines/ort-trt/", "engines/timing.cache")
+CACHES = ("calibration/", "engines/ort-trt/", "engines/timing-", "engines/timing.cache")  # timing-<TensorRT version>.cache
 
 
 def bundle_files(bundle: str | Path) -> list[str]:

@@ -6,20 +6,52 @@ the runtime's backends add providers, threads and I/O binding on top (runtime/ba
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import sys
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 Encoder = Callable[[np.ndarray], np.ndarray]
 VideoEncoder = Encoder  # uint8 (S, T, H, W, 3) -> float32 (S, D)
 TextEncoder = Encoder  # int64 tokens (N, L) -> float32 (N, D)
 
 
+@functools.cache
+def preload_gpu_libraries() -> None:
+    """Load the CUDA and cuDNN libraries of the nvidia-* pip wheels before a CUDA or TensorRT session.
+
+    onnxruntime-gpu's provider libraries carry no RPATH to those wheels: where nothing else loaded them
+    (torch does, as a side effect of its import; the torch-free runtime does not) the providers fail to
+    load and ONNX Runtime falls back to the CPU. `onnxruntime.preload_dlls` (1.21+) loads them from the
+    nvidia site packages, then from the default paths (a Jetson's system CUDA). What it prints goes
+    to stderr, never into a run's stdout.
+    """
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        log.info("onnxruntime %s has no preload_dlls (1.21+): CUDA libraries must be on the loader path (a Jetson's are)",
+                 ort.__version__)
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            preload(cuda=True, cudnn=True, msvc=False)
+        except (OSError, RuntimeError) as e:  # the session's own error then says which library is missing
+            log.warning("onnxruntime.preload_dlls failed: %s", e)
+
+
 def open_session(path: str | Path, providers: list[str] | None = None):
     """An onnxruntime.InferenceSession on `path` (CPU unless `providers` are given)."""
     import onnxruntime as ort
 
+    if any(p != "CPUExecutionProvider" for p in providers or []):
+        preload_gpu_libraries()
     return ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import typer
 
 from ..errors import FrosterError, MissingCapability
+from ..logs import install_cli_handler
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_MISSING = MissingCapability.exit_code
@@ -45,6 +46,7 @@ def command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[
 def main() -> None:
     """Console entry point: one line and an exit code for every expected failure."""
     debug = os.environ.get("FROSTER_EDGE_DEBUG") == "1"
+    install_cli_handler()
     try:
         app()  # typer reports usage errors itself (exit 2) and raises everything else here
     except FrosterError as e:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +12,7 @@ from ..calibration.options import CALIBRATION_DEFAULTS as _CAL
 from ..calibration.options import Method, Ops
 from ..calibration.variants import VARIANTS
 from ..errors import ConfigError
+from ..logs import install_cli_handler
 from .base import command
 from .options import JsonOut, readable, videos_option, write_json
 
@@ -31,6 +31,12 @@ def calibrate_cmd(
     trt: Annotated[bool, typer.Option(
         "--trt", help="INT8 as a TensorRT engine built from a symmetric-int8 QDQ model, gated on the GPU "
                       "(GPU + TensorRT 10.3-11.x; exit 3 without).")] = _CAL.trt,
+    quantize_only: Annotated[bool, typer.Option(
+        "--quantize-only", help="With --trt: only write the QDQ model into the bundle's calibration/ folder (no GPU "
+        "needed), for the TensorRT installed here, else JetPack 6's 10.x; build it on the GPU box with --qdq.")] = False,
+    qdq: Annotated[Optional[Path], typer.Option(
+        help="With --trt: build and gate this QDQ model (from --quantize-only on another machine) instead of "
+             "quantizing here.")] = None,
     method: Annotated[Method, typer.Option(help="Range calibration: minmax, entropy or percentile.")] = _CAL.method,
     ops: Annotated[Ops, typer.Option(help="linear: quantize weight MatMuls only; all: every op ONNX Runtime can.")] = _CAL.ops,
     variant: Annotated[Optional[list[VariantName]], typer.Option(
@@ -62,6 +68,9 @@ def calibrate_cmd(
       froster-edge calibrate --bundle bundles/b32 --videos calib.txt --held-out test.txt --root /data
       froster-edge calibrate --bundle bundles/b32 --videos day/ --videos night/ --videos extra.mp4
       froster-edge calibrate --bundle bundles/b32 --confidence --val val.txt --root /data --json report.json
+      froster-edge calibrate --bundle b32 --videos calib/ --trt --quantize-only
+      froster-edge calibrate --bundle b32 --videos calib/ --trt --qdq b32/calibration/video_encoder.int8-trt.qdq.onnx
+    (the last two: quantize on an x86 box without a GPU, then build and gate on the Jetson)
     """
     from dataclasses import replace as dc_replace
 
@@ -71,33 +80,47 @@ def calibrate_cmd(
         raise ConfigError("give --videos for INT8, --confidence --val for the temperature, or both")
     if confidence and val is None:
         raise ConfigError("--confidence needs --val LIST")
+    if (quantize_only or qdq is not None) and not trt:
+        raise ConfigError("--quantize-only and --qdq belong to --trt")
+    options = dc_replace(_CAL, trt=trt, quantize_only=quantize_only, qdq=qdq, method=method, ops=ops,
+                         variants=tuple(v.value for v in variant or ()), max_clips=max_clips, max_held_out=max_held_out,
+                         seed=seed, force=force, thresholds=GateThresholds(min_agreement, min_speedup, min_cosine))
     if trt:
-        from ..calibration.trt_route import trt_variant
+        from ..calibration.trt_route import check_trt_options
 
-        trt_variant([v.value for v in variant or ()])
+        check_trt_options(options)
     out = readable(json_out)
-    log = lambda msg: print(f"  {msg}", file=sys.stderr)
+    install_cli_handler(indent="  ")
     report: dict = {}
     if videos is not None:
         from ..calibration.calibrate import calibrate_int8
 
-        options = dc_replace(_CAL, trt=trt, method=method, ops=ops, variants=tuple(v.value for v in variant or ()), max_clips=max_clips,
-                             max_held_out=max_held_out, seed=seed, force=force,
-                             thresholds=GateThresholds(min_agreement, min_speedup, min_cosine))
-        report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options, log)
-        figures = lambda g: (f"agreement {g['top1_agreement']:.1%}, min cosine {g['min_cosine']:.4f}, "  # noqa: E731
-                             f"speed-up {g['speedup']:.2f}x ({g['float_ms']:.1f} -> {g['int8_ms']:.1f} ms)")
-        for c in r.get("candidates", []):
-            print(f"  candidate {c['name']}: {figures(c)}: " + ("passed" if c["passed"] else "; ".join(c["reasons"])), file=out)
-        g = r["gate"]
-        verdict = "kept" if r["accepted"] else "rejected, the bundle is unchanged"
-        what = r["int8"]["route"] + (f", {r['variant']} on {r['cpu']['arch']} {r['cpu']['dot_product']}" if "variant" in r else "")
-        print(f"int8 ({what}): {figures(g)} on {g['held_out_clips']} held-out clips: {verdict}"
-              + (f" ({'; '.join(r['reasons'])})" if r["reasons"] else ""), file=out)
+        report["int8"] = r = calibrate_int8(bundle, videos, held_out, root, options)
+        if quantize_only:
+            print(f"int8 (tensorrt-qdq for TensorRT {r['int8']['tensorrt_major']}.x, from {r['int8']['source']}): "
+                  f"wrote {r['int8']['qdq']}; build and gate it on the GPU box with --trt --qdq", file=out)
+        else:
+            _print_int8(r, out)
     if confidence:
         from ..calibration.calibrate import calibrate_confidence
 
-        report["confidence"] = c = calibrate_confidence(bundle, val, root, seed, log=log)
+        report["confidence"] = c = calibrate_confidence(bundle, val, root, seed)
         print(f"temperature {c['temperature']:.3f} on {c['clips']} clips: ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}, "
               f"NLL {c['nll_before']:.3f} -> {c['nll_after']:.3f}", file=out)
     write_json(json_out, report)
+
+
+def _figures(g: dict) -> str:
+    return (f"agreement {g['top1_agreement']:.1%}, min cosine {g['min_cosine']:.4f}, "
+            f"speed-up {g['speedup']:.2f}x ({g['float_ms']:.1f} -> {g['int8_ms']:.1f} ms)")
+
+
+def _print_int8(r: dict, out) -> None:
+    """The gate's verdict (and each candidate's figures) in a few lines."""
+    for c in r.get("candidates", []):
+        print(f"  candidate {c['name']}: {_figures(c)}: " + ("passed" if c["passed"] else "; ".join(c["reasons"])), file=out)
+    g = r["gate"]
+    verdict = "kept" if r["accepted"] else "rejected, the bundle is unchanged"
+    what = r["int8"]["route"] + (f", {r['variant']} on {r['cpu']['arch']} {r['cpu']['dot_product']}" if "variant" in r else "")
+    print(f"int8 ({what}): {_figures(g)} on {g['held_out_clips']} held-out clips: {verdict}"
+          + (f" ({'; '.join(r['reasons'])})" if r["reasons"] else ""), file=out)

@@ -54,7 +54,7 @@ def eval_cmd(
                       student=None if student is None else str(student), model=model, pretrained=pretrained,
                       frames=frames, views=views, batch_size=batch_size, workers=workers, device=device,
                       json_out=None if json_out is None or str(json_out) == "-" else json_out, progress=progress)
-    report = run_eval(req, log=lambda msg: print(msg, file=sys.stderr))
+    report = run_eval(req)
     Console(width=120, file=readable(json_out)).print(report.table())
     failed = report.failed
     if failed:

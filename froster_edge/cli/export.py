@@ -52,6 +52,9 @@ def export_cmd(
     """
     from ..data.lists import gather_videos, read_classes
     from ..export.bundle import check_target, export_bundle
+    from ..logs import install_cli_handler
+
+    install_cli_handler(indent="  ")
     from ..export.options import ExportOptions
     from ..model.factory import load_model
 
@@ -64,8 +67,7 @@ def export_cmd(
     if not clips:
         print("  no --videos: the parity gates run on noise clips; pass real clips to gate on real data", file=sys.stderr)
     try:
-        result = export_bundle(net, out, class_texts, clips, options, model_source(student, model, pretrained),
-                               lambda msg: print(f"  {msg}", file=sys.stderr))
+        result = export_bundle(net, out, class_texts, clips, options, model_source(student, model, pretrained))
     except FrosterError as e:
         if isinstance(e, MissingCapability) and (out / "manifest.json").is_file():
             raise type(e)(f"{e} (the ONNX bundle in {out} is complete)") from e

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import ConfigError
+from ..logs import install_cli_handler
 from ..runtime.options import AUTO_ORDER, BackendName, Smoothing
 from ..runtime.options import RUN_DEFAULTS as _RUN
 from .base import command
@@ -103,6 +103,7 @@ def run_cmd(
     )
     site = site_from_flags(options, bundle, config, events=events, clips=clips, metrics=metrics,
                            metrics_insecure=metrics_insecure, http=http, http_token=http_token, mqtt=mqtt)
+    install_cli_handler(stamped=True)
     request = RunRequest(site.bundle, site.run, jsonl=jsonl, show=show, record=record, stats_json=stats_json, site=site,
                          http=site.http, mqtt=site.mqtt)
     if check:
@@ -140,6 +141,7 @@ def bench_cmd(
         raise ConfigError("give --clip VIDEO (the repository's example clip is not here)")
     options = BenchOptions(clip=clip or default_clip, backends=[b.value for b in backend or []], reps=reps, hop=hop,
                            realtime_check=realtime_check, realtime_decisions=realtime_decisions)
-    result = bench(bundle, options, log=lambda msg: print(f"  {msg}", file=sys.stderr))
+    install_cli_handler(indent="  ")
+    result = bench(bundle, options)
     print(table(result), file=readable(json_out))
     write_json(json_out, result)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..io import atomic_write_bytes
 from .protocol import Protocol, ProtocolReport, StudentSource, load_protocol, run_protocol, single_protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,7 +59,7 @@ def build_protocol(req: EvalRequest) -> Protocol:
     return single_protocol(req.data, req.classes, req.root, req.check_classes, req.views or 3)
 
 
-def run_eval(req: EvalRequest, log: Callable[[str], None] | None = None) -> ProtocolReport:
+def run_eval(req: EvalRequest) -> ProtocolReport:
     """Check everything, run the protocol, write the JSON report when asked."""
     protocol = build_protocol(req)
     if req.batch_size < 1 or req.workers < 0:
@@ -65,7 +67,7 @@ def run_eval(req: EvalRequest, log: Callable[[str], None] | None = None) -> Prot
     device = resolve_device(req.device)
     source = StudentSource(req.student, req.model, req.pretrained, req.frames)
     report = run_protocol(protocol, source, batch_size=req.batch_size, num_workers=req.workers, device=device,
-                          progress=req.progress, log=log)
+                          progress=req.progress)
     if req.json_out is not None:
         atomic_write_bytes(req.json_out, json.dumps(report.to_dict(), indent=1).encode() + b"\n")
     return report

@@ -25,9 +25,10 @@ depend on the class set), then scored against each split's classes.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -42,6 +43,8 @@ from ..model.student import VideoStudent
 from ..prompts import ClassText
 from .core import EvalResult, class_embeddings, encode_videos, score_videos, student_image_size
 from .metrics import base_to_novel_summary, harmonic_mean, mean_std
+
+log = logging.getLogger(__name__)
 
 ProtocolKind = Literal["base2novel", "cross_dataset", "single"]
 PARTS: dict[str, tuple[str, ...]] = {"base2novel": ("base", "novel"), "cross_dataset": ("test",), "single": ("test",)}
@@ -324,7 +327,6 @@ def run_protocol(
     num_workers: int = 2,
     device: str | torch.device = "cpu",
     progress: bool = True,
-    log: Callable[[str], None] | None = None,
 ) -> ProtocolReport:
     """Check every file, then encode each student's videos once and score every split part."""
     named = [(s.name, s.parts) for s in protocol.splits] + ([("full", {"test": protocol.full})] if protocol.full else [])
@@ -339,8 +341,7 @@ def run_protocol(
     results: dict[tuple[str, str], EvalResult] = {}
     students_used: dict[str, dict[str, int]] = {}
     for key, split_names in groups.items():
-        if log:
-            log(f"student {key}: splits {', '.join(split_names)}")
+        log.info(f"student {key}: splits {', '.join(split_names)}")
         student = students.load(split_names[0]) if isinstance(students, StudentSource) else students
         student.to(device)
         students_used[key] = {"num_frames": student.config.num_frames, "image_size": student_image_size(student)}

@@ -17,12 +17,13 @@ same steps. Rank 0 alone writes files; the others only train.
 
 from __future__ import annotations
 
+import logging
 import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -42,6 +43,8 @@ from .optim import WarmupCosine, build_optimizer, set_lr
 from .batches import ResumableBatchSampler
 from .state import capture_rng, latest_state, projector_modules, restore_rng, save_state
 from .step import TERMS, autocast_dtype, class_prompt_tokens, step_prompts, train_step
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -130,8 +133,7 @@ class _Meter:
 class Trainer:
     """One training run. `fit()` does the epochs and returns the final student directory."""
 
-    def __init__(self, config: RecipeConfig, out_dir: str | Path, dist: ddp.Dist, resume: bool = False,
-                 log: Callable[[str], None] | None = None):
+    def __init__(self, config: RecipeConfig, out_dir: str | Path, dist: ddp.Dist, resume: bool = False):
         self.config = config
         self.out = Path(out_dir)
         self.dist = dist
@@ -140,13 +142,13 @@ class Trainer:
         self.distiller = None  # the live model, once fit() has built it
         self.micro_batch = 1
         self.progress = ProgressBar(False, "", 0)
-        self._log = log
 
     # ---- small helpers ------------------------------------------------------------------------
 
-    def log(self, text: str) -> None:
+    def note(self, text: str) -> None:
+        """Log from the main process only: every rank runs the same loop."""
         if self.dist.is_main:
-            (self._log or self.progress.print)(text)
+            log.info(text)
 
     def metrics(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
@@ -162,7 +164,7 @@ class Trainer:
         if not self.resume and used:
             raise ConfigError(f"{self.out} already holds a training run; pass --resume to continue it, or choose another --out")
         if not self.resume and saved.exists() and self.dist.is_main:
-            self.log(f"{self.out} holds a run that stopped before its first checkpoint: starting over in it")
+            self.note(f"{self.out} holds a run that stopped before its first checkpoint: starting over in it")
             (self.out / METRICS_FILE).unlink(missing_ok=True)
         if self.resume and saved.exists():
             try:
@@ -222,9 +224,9 @@ class Trainer:
         if self.resume:
             state, skipped = latest_state(self.out / STATE_DIR)
             for reason in skipped:
-                self.log(f"skipping a damaged checkpoint: {reason}")
+                self.note(f"skipping a damaged checkpoint: {reason}")
             if state is None:
-                self.log(f"no checkpoint in {self.out / STATE_DIR}: starting from the beginning")
+                self.note(f"no checkpoint in {self.out / STATE_DIR}: starting from the beginning")
                 self._truncate_metrics(0)
             else:
                 if state.meta.get("teacher") != teacher_print:
@@ -235,9 +237,9 @@ class Trainer:
                     restore_rng(state.rng[d.rank])
                 step, epoch, epoch_step = state.step, state.epoch, state.epoch_step
                 self._truncate_metrics(step)
-                self.log(f"resumed from {state.path.name}: epoch {epoch + 1}, step {step}")
+                self.note(f"resumed from {state.path.name}: epoch {epoch + 1}, step {step}")
         for note in data.notes:
-            self.log(note)
+            self.note(note)
 
         model = distiller
         if d.distributed:
@@ -251,7 +253,7 @@ class Trainer:
         loader = make_loader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=d.device.type == "cuda",
                              persistent_workers=True, prefetch_factor=4)
         total_steps = sampler.steps_per_epoch * t.epochs
-        self.log(f"training {len(data.items)} videos, {len(data.classes)} classes: {t.epochs} epochs x "
+        self.note(f"training {len(data.items)} videos, {len(data.classes)} classes: {t.epochs} epochs x "
                  f"{sampler.steps_per_epoch} steps of {t.batch_size} clips ({d.world_size} process(es) x "
                  f"{sampler.accumulation} micro-batch(es) of {micro}), {d.device}, amp {amp or 'off'} -> {self.out}")
         self.progress = ProgressBar(t.progress and d.is_main, "epoch -", total_steps, completed=step)
@@ -318,7 +320,7 @@ class Trainer:
         ddp.barrier(self.dist)
         self._save_state(distiller, optimizer, scaler, teacher_print, step, done, 0)
         val = f", val top1 {record['val']['top1']:.1f}" if "val" in record else ""
-        self.log(f"epoch {done}/{t.epochs}: loss {summary['loss']:.4f} (ce {summary['ce']:.4f}, vision {summary['vision']:.4f}, "
+        self.note(f"epoch {done}/{t.epochs}: loss {summary['loss']:.4f} (ce {summary['ce']:.4f}, vision {summary['vision']:.4f}, "
                  f"text {summary['text']:.4f}), {summary['clips_per_s']:.1f} clips/s{val}")
 
     def _evaluate(self, distiller, data: TrainData) -> dict[str, Any]:
@@ -346,10 +348,10 @@ class Trainer:
                     save_student(distiller.student, tmp, projectors=projector_modules(distiller),
                                  extra={"epoch": t.epochs, "step": step})
             how = f"the average of epochs {t.average_from}..{t.epochs}" if t.average_from is not None else f"epoch {t.epochs}"
-            self.log(f"wrote {final} ({how})")
+            self.note(f"wrote {final} ({how})")
             if failed:
                 atomic_write_text(self.out / FAILED_FILE, "".join(f + "\n" for f in failed))
-                self.log(f"{len(failed)} video(s) could not be decoded and were replaced by others; see {self.out / FAILED_FILE}")
+                self.note(f"{len(failed)} video(s) could not be decoded and were replaced by others; see {self.out / FAILED_FILE}")
         ddp.barrier(self.dist)
         return final
 
@@ -359,12 +361,11 @@ def _entries(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
 
 
-def train(config: RecipeConfig, out_dir: str | Path, *, resume: bool = False,
-          log: Callable[[str], None] | None = None) -> Path:
+def train(config: RecipeConfig, out_dir: str | Path, *, resume: bool = False) -> Path:
     """Run training as the recipe says (under torchrun: this process's part); returns the student directory."""
     d = ddp.setup(config.train.device)
     try:
-        return Trainer(config, out_dir, d, resume=resume, log=log).fit()
+        return Trainer(config, out_dir, d, resume=resume).fit()
     finally:
         ddp.cleanup()
 

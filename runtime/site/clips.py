@@ -15,6 +15,7 @@ exceeds `budget_mb` the oldest files are deleted first.
 
 from __future__ import annotations
 
+import logging
 import bisect
 import contextlib
 import queue
@@ -33,6 +34,8 @@ from ...schema import FilePath, Model
 from .events import ActionEvent, event_file_stem
 from ..assembly import RateGate
 from ..sources import Frame, cv2
+
+log = logging.getLogger(__name__)
 
 BUFFER_MARGIN_S = 20.0  # kept beyond the pre-roll: an event is announced after its entering run
 
@@ -99,8 +102,8 @@ class DiskBudget:
 
     SUFFIXES = (".mp4", ".jpg")
 
-    def __init__(self, folder: Path, max_bytes: int, log: Callable[[str], None]):
-        self.folder, self.max_bytes, self.log = folder, max_bytes, log
+    def __init__(self, folder: Path, max_bytes: int):
+        self.folder, self.max_bytes = folder, max_bytes
         self.files: list[tuple[str, int]] = sorted(
             (p.name, p.stat().st_size) for p in folder.iterdir()
             if p.is_file() and p.suffix in self.SUFFIXES and not p.name.startswith("."))
@@ -155,12 +158,11 @@ class _Open:
 class EventClips:
     """An event sink and a frame sink: buffers frames per camera, records events, writes files."""
 
-    def __init__(self, options: ClipOptions, camera_of: Callable[[int], str], fps_of: Callable[[int], float],
-                 log: Callable[[str], None]):
+    def __init__(self, options: ClipOptions, camera_of: Callable[[int], str], fps_of: Callable[[int], float]):
         folder = check_clips_folder(options)
-        self.options, self.camera_of, self.fps_of, self.log = options, camera_of, fps_of, log
+        self.options, self.camera_of, self.fps_of = options, camera_of, fps_of
         self.counters = ClipCounters()
-        self.budget = DiskBudget(folder, int(options.budget_mb * 2**20), log)
+        self.budget = DiskBudget(folder, int(options.budget_mb * 2**20))
         self._lock = threading.Lock()
         self._buffers: dict[str, FrameBuffer] = {}
         self._gates: dict[int, RateGate] = {}
@@ -289,7 +291,7 @@ class EventClips:
                     opened.stack.__exit__(type(e), e, e.__traceback__)
                 if kind not in self._logged:
                     self._logged.add(kind)
-                    self.log(f"clips: {stem}: {type(e).__name__}: {e}")
+                    log.info(f"clips: {stem}: {type(e).__name__}: {e}")
             self.counters.open = len(self._open)
         for stem in list(self._open):
             self._end_clip(stem, None)

@@ -16,6 +16,7 @@ running site kept. Other sections take effect at the next start.
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import threading
@@ -35,7 +36,9 @@ from .network import LOOPBACK, parse_address, reason
 from .web.options import HttpOptions
 from ..options import BackendName, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, camera_index, check_options
 
-CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # used in file names, metric labels, topics
+log = logging.getLogger(__name__)
+
+CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # used (fullmatch) in file names, metric labels, topics
 METRICS_PORT = 9108
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Count = Annotated[int, Field(ge=1)]
@@ -292,9 +295,9 @@ class SiteReloader:
     """SIGHUP -> reload the site file between two decisions (Pipeline.on_idle): cameras added,
     removed or changed are applied; a bad file is refused in one log line and the site kept."""
 
-    def __init__(self, path: Path, base: RunOptions, pipeline, log: Callable[[str], None],
+    def __init__(self, path: Path, base: RunOptions, pipeline,
                  on_camera_events: Callable[[dict[str, EventOptions]], None] | None = None):
-        self.path, self.base, self.pipeline, self.log = Path(path), base, pipeline, log
+        self.path, self.base, self.pipeline = Path(path), base, pipeline
         self.on_camera_events = on_camera_events
         self.requested = threading.Event()
         self.reloads = 0
@@ -326,7 +329,7 @@ class SiteReloader:
                 self.pipeline.prepare(cam)
         except ConfigError as e:
             self.refused += 1
-            self.log(f"reload: refused ({e}); the running site is kept")
+            log.warning(f"reload: refused ({e}); the running site is kept")
             return
         remove = [n for n, c in running.items() if n not in wanted or wanted[n] != c]
         for name in remove:
@@ -336,7 +339,7 @@ class SiteReloader:
         added = [c.name for c in add if self.pipeline.add_camera(c)]
         self.reloads += 1
         kept = sorted(set(running) & set(wanted) - set(remove))
-        self.log(f"reload: {self.path}: added {', '.join(added) or 'none'}; removed "
+        log.info(f"reload: {self.path}: added {', '.join(added) or 'none'}; removed "
                  f"{', '.join(n for n in remove if n not in wanted) or 'none'}; changed "
                  f"{', '.join(n for n in remove if n in wanted) or 'none'}; kept {', '.join(kept) or 'none'} "
                  "(sections other than cameras take effect at the next start)")

@@ -35,6 +35,7 @@ QoS 1 (the default) for events that must arrive.
 
 from __future__ import annotations
 
+import logging
 import collections
 import json
 import os
@@ -44,7 +45,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Protocol
+from typing import Annotated, Any, Protocol
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -53,6 +54,8 @@ from ...schema import FilePath, Model, Text
 from ..sinks import Decision
 from .network import check_host, reason
 from .network import parse_address as network_address
+
+log = logging.getLogger(__name__)
 
 PASSWORD_ENV = "FROSTER_EDGE_MQTT_PASSWORD"
 USERNAME_ENV = "FROSTER_EDGE_MQTT_USERNAME"
@@ -246,8 +249,7 @@ def _payload(value: Any) -> bytes:
 class MqttSink:
     """Decisions (DecisionSink: emit/close) and action events (EventSink: event/close) to a broker."""
 
-    def __init__(self, options: MqttOptions, cameras: list[str], labels: list[str] | dict[str, list[str]],
-                 log: Callable[[str], None] = print):
+    def __init__(self, options: MqttOptions, cameras: list[str], labels: list[str] | dict[str, list[str]]):
         check_mqtt_options(options)
         try:
             import paho.mqtt.client as paho
@@ -258,7 +260,7 @@ class MqttSink:
         clash = topic_clash(cameras)
         if clash:
             raise ConfigError(clash)
-        self.options, self.cameras, self.log = options, list(cameras), log
+        self.options, self.cameras = options, list(cameras)
         self._names = list(cameras)  # by stream number, for decisions without a camera name
         self.version = __version__
         self.labels = {c: list(labels[c] if isinstance(labels, dict) else labels) for c in cameras}
@@ -337,7 +339,7 @@ class MqttSink:
         with self._lock:
             clash = topic_clash([*self.cameras, camera]) if camera not in self.cameras else None
             if clash:
-                self.log(f"{clash}; camera {camera} is not published")
+                log.warning(f"{clash}; camera {camera} is not published")
                 return
             if camera not in self.cameras:
                 self.cameras.append(camera)
@@ -390,7 +392,7 @@ class MqttSink:
         self.client.disconnect()  # a clean disconnect: the broker does not send the last will
         self.client.loop_stop()
         if stats["pending"] or stats["dropped"]:
-            self.log(f"mqtt: {stats['published']} message(s) delivered, {stats['pending']} not delivered "
+            log.warning(f"mqtt: {stats['published']} message(s) delivered, {stats['pending']} not delivered "
                      f"(broker {self.where} unreachable), {stats['dropped']} event message(s) dropped from the full queue")
 
     # --- internals (the lock is never held while calling paho) ---
@@ -461,7 +463,7 @@ class MqttSink:
         try:
             self._publish_loop()
         except Exception as e:  # a bug: say so once; the pipeline goes on without MQTT
-            self.log(f"mqtt: internal error in the publisher, nothing more is published: {type(e).__name__}: {e}")
+            log.warning(f"mqtt: internal error in the publisher, nothing more is published: {type(e).__name__}: {e}")
 
     def _publish_loop(self) -> None:
         while True:
@@ -493,7 +495,7 @@ class MqttSink:
             self._hold = self._inflight > 0  # paho resends these first; new messages follow them, in order
             self._republish()
             self._lock.notify_all()
-        self.log(f"mqtt: connected to {self.where}")
+        log.info(f"mqtt: connected to {self.where}")
 
     def _republish(self) -> None:
         """After a connect: "online", the discovery configs and every newest retained value again (a
@@ -527,7 +529,7 @@ class MqttSink:
             if self._down_reported:
                 return
             self._down_reported = True
-        self.log(f"mqtt: {message}")
+        log.info(f"mqtt: {message}")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:

@@ -3,25 +3,23 @@ in a browser, for boxes without a screen. Standard library HTTP server; imports 
 importing the package itself loads only the options (the CLI reads their defaults fast).
 
 options (HttpOptions; addresses and the token rule are ../network.py's), live (frames and
-decisions handed over by the pipeline, JPEG encoding on the server's side), vocabulary (adding/removing actions through the bundle's text
-encoder into the watched label table), server (routes, token checks, the page).
+decisions handed over by the pipeline, JPEG encoding on the server's side), vocabulary
+(adding/removing actions through the bundle's text encoder into the watched label table), server (routes, token checks, the page).
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 from .options import HTTP_DEFAULTS, TOKEN_ENV, HttpOptions, parse_listen, resolve_token
 
 __all__ = ["HTTP_DEFAULTS", "TOKEN_ENV", "HttpOptions", "parse_listen", "resolve_token", "start_web"]
 
 
-def start_web(pipeline, hub, options: HttpOptions, log: Callable[[str], None], metrics=None):
-    """Serve `pipeline` (whose sinks and frame sinks include `hub`, a hub.Hub) on options.host:port;
+def start_web(pipeline, hub, options: HttpOptions, metrics=None):
+    """Serve `pipeline` (whose sinks and frame sinks include `hub`, a live.Hub) on options.host:port;
     `metrics`: () -> (body, content type) served at /metrics. Returns the started server.WebServer."""
     from .server import WebServer
     from .vocabulary import Vocabulary
 
     hub.attach(lambda stream: pipeline.cameras[stream].classifier.table)  # each camera's own (subset) table
-    vocabulary = Vocabulary(pipeline.bundle, pipeline.labels_path, pipeline.manifest, options, hub.expect, log)
-    return WebServer(hub, vocabulary, pipeline.stats.to_dict, options, log, metrics).start()
+    vocabulary = Vocabulary(pipeline.bundle, pipeline.labels_path, pipeline.manifest, options, hub.expect)
+    return WebServer(hub, vocabulary, pipeline.stats.to_dict, options, metrics).start()

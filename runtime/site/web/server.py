@@ -19,6 +19,7 @@ No route takes a path from the client: files served are the package's own page, 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import threading
@@ -35,6 +36,8 @@ from ..network import BoundedServer, refusal
 from .options import HttpOptions
 from .vocabulary import Vocabulary, VocabularyError
 
+log = logging.getLogger(__name__)
+
 BOUNDARY = "froster-edge-frame"
 _STREAM = re.compile(r"^/api/streams/(\d{1,4})\.(mjpg|jpg)$")
 _SNAPSHOT = re.compile(r"^/api/events/([^/?#]{1,600})\.jpg$")  # an event id, percent-encoded (a camera named
@@ -49,8 +52,8 @@ class WebServer:
     """The server and its thread; `start()` binds (a taken port is a one-line ConfigError)."""
 
     def __init__(self, hub: Hub, vocabulary: Vocabulary, stats: Callable[[], dict[str, Any]], options: HttpOptions,
-                 log: Callable[[str], None] = print, metrics: Callable[[], tuple[bytes, str]] | None = None):
-        self.hub, self.vocabulary, self.stats, self.options, self.log = hub, vocabulary, stats, options, log
+                 metrics: Callable[[], tuple[bytes, str]] | None = None):
+        self.hub, self.vocabulary, self.stats, self.options = hub, vocabulary, stats, options
         self.metrics = metrics  # () -> (body, content type) of /metrics; None: not served
         self._page = (_asset("page.html"), _asset("page.js"), _asset("page.css"))
         self._httpd: BoundedServer | None = None
@@ -70,7 +73,7 @@ class WebServer:
         self._thread.start()
         host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
         self.url = f"http://{host}:{self.port}/"
-        self.log(f"web view on {self.url}" + (" (token required)" if self.options.token else ""))
+        log.info(f"web view on {self.url}" + (" (token required)" if self.options.token else ""))
         return self
 
     def close(self) -> None:
@@ -137,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
         except FrosterError as e:
             self._send_json({"error": str(e)}, HTTPStatus.INTERNAL_SERVER_ERROR)
         except Exception as e:  # a bug: one line to the client and to the run's log, the server goes on
-            self.web.log(f"web: internal error on {method} {url.path}: {type(e).__name__}: {e}")
+            log.warning(f"web: internal error on {method} {url.path}: {type(e).__name__}: {e}")
             self._send_json({"error": f"internal error: {type(e).__name__}"}, HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def _refused(self, method: str, query: dict[str, list[str]]) -> tuple[int, str] | None:

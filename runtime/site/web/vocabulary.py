@@ -13,6 +13,7 @@ edited by hand. Changes are serialised: two browsers cannot interleave their wri
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from ....errors import ConfigError, FrosterError
 from ....prompts import ClassText
 from .options import HttpOptions
 
+log = logging.getLogger(__name__)
+
 
 class VocabularyError(ConfigError):
     """A change the page asked for and that was refused; the message is shown on the page."""
@@ -34,9 +37,8 @@ class Vocabulary:
     """Reads and changes the label table the pipeline watches."""
 
     def __init__(self, bundle: Path, labels_path: Path, manifest: dict[str, Any], options: HttpOptions,
-                 on_written: Callable[[str, list[str], float], None] | None = None,
-                 log: Callable[[str], None] = print):
-        self.bundle, self.labels_path, self.options, self.log = Path(bundle), Path(labels_path), options, log
+                 on_written: Callable[[str, list[str], float], None] | None = None):
+        self.bundle, self.labels_path, self.options = Path(bundle), Path(labels_path), options
         model = manifest["model"]
         self.fingerprint, self.dim = model["fingerprint"], int(model["embed_dim"])
         own = self.bundle / manifest.get("labels", {}).get("file", mf.LABELS_FILE)
@@ -54,10 +56,10 @@ class Vocabulary:
             self.encoder = BundleTextEncoder.load(self.bundle)
         except FrosterError as e:
             self._encoder_error = str(e)
-            self.log(f"web: new actions cannot be added: {e}")
+            log.warning(f"web: new actions cannot be added: {e}")
         except Exception as e:  # a bug: the same refusal, never a thread's traceback on the run's stderr
             self._encoder_error = f"the text encoder did not load ({type(e).__name__}: {e})"
-            self.log(f"web: {self._encoder_error}")
+            log.info(f"web: {self._encoder_error}")
         finally:
             self.loaded.set()
 
@@ -119,7 +121,7 @@ class Vocabulary:
             raise VocabularyError(str(e)) from e
 
     def _written(self, action: str, table: LabelTable, submitted: float) -> None:
-        self.log(f"web: vocabulary now {len(table.names)} actions ({action!r} changed), "
+        log.info(f"web: vocabulary now {len(table.names)} actions ({action!r} changed), "
                  f"written to {self.labels_path} in {time.monotonic() - submitted:.2f} s")
         if self.on_written is not None:
             self.on_written(action, table.names, submitted)
