@@ -87,6 +87,7 @@ BAD = [  # (file text, key path, what the line says)
     (camera(sample_fps="2", subsample="3"), "cameras[0]", "give sample_fps or subsample, not both"),
     (camera(events="{enter: 0.2, exit: 0.4}"), "cameras[0].events", "exit (0.4) must not be above enter (0.2)"),
     ("events: {enter: 0.5, exit: 0.7}\n" + OK, "events", "exit (0.7) must not be above enter (0.5)"),
+    ("http: {max_clients: 100, max_connections: 10}\n" + OK, "http", "max_clients (100) must not be above max_connections (10)"),
     ("http: {port: 8080}\nmetrics: {listen: '127.0.0.1:9108'}\n" + OK, "metrics.listen",
      "with the web view on, /metrics is served on its address (127.0.0.1:8080), not 127.0.0.1:9108"),
     # keys, texts, addresses, tokens

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ....schema import Model, Text, updated
 from ....errors import ConfigError
@@ -53,6 +53,13 @@ class HttpOptions(Model):
     @classmethod
     def _token(cls, value: str | None) -> str | None:
         return None if value is None else _valid(check_token, value, "token")
+
+    @model_validator(mode="after")
+    def _views_fit(self) -> "HttpOptions":
+        if self.max_clients > self.max_connections:
+            raise ValueError(f"max_clients ({self.max_clients}) must not be above max_connections ({self.max_connections}): "
+                             "each live view holds a connection")
+        return self
 
 
 def _valid(check, value, what: str):
