@@ -73,14 +73,16 @@ def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: 
     else:
         calib_items, held_items = split_held_out(items, options.held_out_fraction, options.seed)
     log.info(f"decoding calibration clips from {len(calib_items)} videos and gate clips from {len(held_items)} others")
-    calib = sample_clips(calib_items, sampling, size, options.max_clips, options.seed, options.clips_per_video)
+    spatial = mf.spatial_spec(manifest)
+    calib = sample_clips(calib_items, sampling, size, options.max_clips, options.seed, options.clips_per_video,
+                         spatial=spatial)
     if options.trt and options.quantize_only:  # nothing is gated here: the QDQ model alone
         from .trt_route import quantize_for_tensorrt
 
         report = {"calibration": _calibration_facts(calib, options.seed)}
         return quantize_for_tensorrt(bundle, manifest, calib, options, report, bundle / CACHE_DIR)
     gate_clips = sample_clips(held_items, sampling, size, options.max_held_out, options.seed, options.held_out_views,
-                              random_start=False)
+                              random_start=False, spatial=spatial)
     table = load_labels(bundle / mf.LABELS_FILE, manifest["model"]["fingerprint"], manifest["model"]["embed_dim"])
     report = {"calibration": _calibration_facts(calib, options.seed),
               "held_out": {"videos": sorted({Path(s).name for s in gate_clips.sources}), "clips": int(len(gate_clips.frames)),
@@ -159,7 +161,7 @@ def calibrate_confidence(bundle: str | Path, val: Path, root: Path | None = None
 
     items = read_video_list(val, root, num_classes=len(table.names))
     log.info(f"decoding {len(items)} labelled videos")
-    clips = sample_clips(items, sampling, size, max_clips, seed, 1, random_start=False)
+    clips = sample_clips(items, sampling, size, max_clips, seed, 1, random_start=False, spatial=mf.spatial_spec(manifest))
     if len(clips.frames) < 2:
         raise ConfigError("need at least 2 decodable labelled clips to fit a temperature")
     emb = run_in_streams(onnx_video_encoder(bundle / mf.VIDEO_ONNX), clips.frames, streams)

@@ -4,7 +4,8 @@ Videos come from a folder or a list file (`path [label]` lines, the data pipelin
 The order is shuffled with a seed, each video gives clips of T frames picked by the bundle's
 sampling spec (the model's training frames, froster_edge.sampling) from seeded random starts or
 at the spec's test views, and every frame is resized on its short side and
-centre-cropped to uint8 RGB, the runtime's preprocessing. The same seed and videos give the same
+centre-cropped to uint8 RGB by the bundle's spatial spec (froster_edge.spatial), the runtime's
+preprocessing. The same seed and videos give the same
 clips, which is what makes the calibration cache key meaningful. Videos that fail to decode are
 skipped and named.
 """
@@ -19,7 +20,8 @@ import numpy as np
 from ..data.lists import VideoItem
 from ..errors import ConfigError
 from ..sampling import SamplingSpec
-from ..video import VideoError, decode_video, resize_center_crop, stream_timing
+from ..spatial import REFERENCE, SpatialSpec
+from ..video import VideoError, decode_video, stream_timing
 
 
 @dataclass
@@ -37,8 +39,9 @@ class ClipSet:
 
 
 def sample_clips(items: list[VideoItem], sampling: SamplingSpec, size: int, max_clips: int, seed: int = 0,
-                 clips_per_video: int = 1, random_start: bool = True) -> ClipSet:
-    """Up to `max_clips` clips from shuffled `items`: random starts, or the spec's `clips_per_video` test views."""
+                 clips_per_video: int = 1, random_start: bool = True, spatial: SpatialSpec = REFERENCE) -> ClipSet:
+    """Up to `max_clips` clips from shuffled `items`: random starts, or the spec's `clips_per_video` test views,
+    each frame cropped by `spatial` (the bundle's)."""
     num_frames = sampling.num_frames
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(items))
@@ -64,7 +67,7 @@ def sample_clips(items: list[VideoItem], sampling: SamplingSpec, size: int, max_
             skipped.append(str(e))
             continue
         for clip in frames.reshape(n, num_frames, *frames.shape[1:]):
-            clips.append(np.stack([resize_center_crop(f, size) for f in clip]))
+            clips.append(np.stack([spatial.center_crop(f, size) for f in clip]))
             sources.append(str(item.path))
             labels.append(item.label)
     if not clips:

@@ -171,7 +171,8 @@ def tensorrt_check(bundle: Path, fp16: bool) -> dict[str, dict]:
 
 def _parity(student: VideoStudent, bundle: Path, table: LabelTable, videos: list[Path], options: ExportOptions) -> dict:
     size = student.model_cfg["vision_cfg"]["image_size"]
-    clips = load_parity_clips(videos, student.config.num_frames, size, options.max_parity_clips)
+    clips = load_parity_clips(videos, student.config.num_frames, size, options.max_parity_clips,
+                              spatial=student.config.spatial_spec())
     th = options.thresholds
     reference = run_in_streams(torch_video_encoder(student), clips.frames, options.streams)
     fp32 = run_in_streams(onnx_video_encoder(bundle / mf.VIDEO_ONNX), clips.frames, options.streams)
@@ -213,10 +214,11 @@ def _manifest_body(student: VideoStudent, table: LabelTable, options: ExportOpti
             "image_size": size, "num_frames": frames, "streams": options.streams,
             "input": {"name": "frames", "shape": [options.streams, frames, size, size, 3], "dtype": "uint8",
                       "layout": "STHWC", "color": "RGB"},
-            "resize": "short side to image_size (bicubic), centre crop",
+            "resize": f"short side to image_size, centre crop ({student.config.spatial_spec().describe()})",
             "mean": [float(x) for x in CLIP_MEAN], "std": [float(x) for x in CLIP_STD],
             "normalisation": "inside the graph: (x / 255 - mean) / std",
             "sampling": student.config.sampling_spec().to_dict(),
+            "spatial": student.config.spatial_spec().to_dict(),
         },
         "onnx": {
             "opset": OPSET,

@@ -20,6 +20,7 @@ import yaml
 from .errors import ConfigError, shorten
 from .io import read_yaml, yaml_loader
 from .sampling import SamplingConfig, SamplingSpec
+from .spatial import SpatialConfig, SpatialSpec
 
 T = TypeVar("T")
 
@@ -37,6 +38,9 @@ class StudentConfig:
     pretrained: an open_clip tag (`openai`), a local checkpoint file, or None for random init.
     sampling: which frames a clip takes (froster_edge.sampling; default the reference's rule),
     saved with the student and copied into its bundles.
+    spatial: how each frame is resized and cropped (froster_edge.spatial; default the reference's
+    transforms), saved and copied the same way; a student saved without it reads as "legacy"
+    (`saved_student_config`), the transforms it was trained with.
     activation: the MLP activation of the CLIP weights. "auto" takes it from every source that
     says one (model name/config, tag, a local file's layout or sidecar config) and refuses a
     conflict; a built or saved student records the one it has ("quick_gelu" for OpenAI CLIP).
@@ -50,10 +54,15 @@ class StudentConfig:
     grad_checkpointing: bool = False
     activation: Activation = "auto"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    spatial: SpatialConfig = field(default_factory=SpatialConfig)
 
     def sampling_spec(self) -> SamplingSpec:
         """The frames this student's clips take, everywhere (train, eval, calibrate, run)."""
         return self.sampling.spec(self.num_frames)
+
+    def spatial_spec(self) -> SpatialSpec:
+        """How this student's frames are resized and cropped, everywhere (train, eval, calibrate, run)."""
+        return self.spatial.spec()
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_frames <= MAX_FRAMES_PER_CLIP:
@@ -225,6 +234,14 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "") 
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"bad config for {where or cls.__name__}: {e}") from e
+
+
+def saved_student_config(data: Mapping[str, Any], where: str = "student") -> StudentConfig:
+    """The StudentConfig a saved student or bundle recorded; one saved before the spatial spec
+    existed (no `spatial`) was trained and exported with the legacy transforms and keeps them."""
+    data = dict(data)
+    data.setdefault("spatial", {"rule": "legacy"})
+    return from_mapping(StudentConfig, data, where)
 
 
 def _show(value: Any) -> str:

@@ -1,8 +1,9 @@
 """Zero-shot classification of one video file: the quickest look at what a model sees.
 
-One view of T frames (the student's sampling spec, its centre test view), the full 29-prompt
-ensemble per class, softmax over
-exp(logit_scale) x video . classes. Dataset-level evaluation (3 views, protocols) is `eval`.
+One view of T frames, the student's sampling spec's single test view (the first clip where the
+container reports a stream duration, mp4 or avi; the centre clip where it does not, webm or
+mkv; as the reference's decoder places one view), cropped by its spatial spec; the full
+29-prompt ensemble per class, softmax over exp(logit_scale) x video . classes. Dataset-level evaluation (3 views, protocols) is `eval`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from .model.student import VideoStudent, video_logits
 from .prompts import ClassText
-from .video import decode_video, normalize_clip, resize_center_crop, stream_timing
+from .video import decode_video, normalize_clip, stream_timing
 
 
 @dataclass
@@ -31,7 +32,8 @@ def predict_video(student: VideoStudent, video: str | Path, classes: list[ClassT
     spec = student.config.sampling_spec()
     timed = spec.uses_timing and stream_timing(video)
     frames, _ = decode_video(video, lambda count, fps: spec.view_indices(count, fps, 1, timed)[0])
-    crops = normalize_clip(np.stack([resize_center_crop(f, size) for f in frames]))
+    spatial = student.config.spatial_spec()
+    crops = normalize_clip(np.stack([spatial.center_crop(f, size) for f in frames]))
     view = torch.from_numpy(crops)[None]  # (1, T, 3, S, S)
     feats = student.encode_video(view)
     logits = video_logits(feats.video, student.class_embeddings(classes), student.logit_scale)[0]

@@ -24,8 +24,10 @@ The "even" rule (froster-edge before it followed the reference): frames `stride`
 it has T frames), test views evenly from the first to the last possible start.
 
 The streaming ticker takes the frames R(k * P), k = 0, 1, ..., with P the spec's spacing at the
-source's fps and R its rounding: for a file, exactly the frames of the offline clip starting at
-0, and the window of T sampled frames after k ticks is the offline clip starting at k * P.
+source's fps and R its rounding: for a file, the window of T sampled frames after k ticks is the
+clip of the untimed placement starting at k * P. Where the container reports a duration the
+reference clamps a clip to its selective window, so the runtime takes its first decision on a
+file from that clip instead (runtime/assembly.py): exactly eval's first view.
 """
 
 from __future__ import annotations

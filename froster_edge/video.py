@@ -30,6 +30,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .errors import FrosterError  # noqa: E402
+from .spatial import REFERENCE, SpatialSpec  # noqa: E402
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
@@ -295,20 +296,9 @@ def uniform_indices(num_frames: int, count: int) -> np.ndarray:
     return np.minimum(((edges[:-1] + edges[1:]) / 2).astype(np.int64), num_frames - 1)
 
 
-def resize_short_side(frame: np.ndarray, size: int) -> np.ndarray:
-    """Scale so the short side is `size` (bicubic, as CLIP), keeping the aspect ratio. uint8 RGB."""
-    h, w = frame.shape[:2]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    return cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_CUBIC)
-
-
-def resize_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
-    """Short side to `size` (bicubic, as CLIP), then the centre `size` x `size` crop. uint8 RGB."""
-    resized = resize_short_side(frame, size)
-    nh, nw = resized.shape[:2]
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return resized[top : top + size, left : left + size]
+def resize_center_crop(frame: np.ndarray, size: int, spec: SpatialSpec = REFERENCE) -> np.ndarray:
+    """Short side to `size`, then the centre `size` x `size` crop, by `spec` (froster_edge.spatial). uint8 RGB."""
+    return spec.center_crop(frame, size)
 
 
 def normalize_clip(frames: np.ndarray) -> np.ndarray:

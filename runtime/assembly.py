@@ -6,13 +6,17 @@ Which frames: the bundle's sampling spec (froster_edge.sampling, the frames its 
 trained on), unless --sample-fps or --subsample override the spacing. Ticks fall every P source
 frames (P = the spec's spacing at the source's fps: (128 x fps / 30 - 1) / 7 by the reference,
 18.14 at 30 fps, 15.10 at 25) and frame R(k x P) is taken, R the spec's rounding (the
-reference truncates): for a file, exactly the frames of the offline clips, whatever its fps.
+reference truncates): for a file, the clips of the untimed placement starting at each tick,
+whatever its fps (the first decision on a file with a duration: see below).
 Positions are frame indices (files) or seconds x fps (cameras, streams, --realtime files, whose
 frames carry their media time); a live source that stalls skips the ticks it missed instead of
 catching up with a burst. A decision is due after the T-th sampled frame and then every `hop`
 sampled frames: n sampled frames give max(0, (n - T) // hop + 1) decisions. A file that ends
 before its first decision gets one over the frames it has, by the spec's short-video rule
-(`finish`), marked short.
+(`finish`), marked short. On a file whose container reports a duration (mp4, avi) the reference
+clamps a clip's frames to its selective window (0 18 ... 108 112 at 30 fps, where the ticks are
+0 18 ... 108 127): there the first decision is taken on those frames, exactly eval's first view,
+as soon as its last frame arrives (`take_first`); the later ones are the ticks'.
 """
 
 from __future__ import annotations
@@ -92,10 +96,12 @@ class ClipAssembler:
     scale: source frames per position unit (1 for frame indices, the fps for seconds).
     short: a SamplingSpec when the stream is a file: frames before the first decision are kept
     (cropped) so that `finish` can make the one short-file clip by its rule.
+    first: a file's first clip by its spec (frame indices) where it is not the first T ticks: those
+    frames are kept and make the first decision.
     """
 
     def __init__(self, num_frames: int, size: int, hop: int, period: float, rounding: str = "floor",
-                 scale: float = 1.0, short: SamplingSpec | None = None):
+                 scale: float = 1.0, short: SamplingSpec | None = None, first: np.ndarray | None = None):
         if hop < 1:
             raise ConfigError(f"hop must be at least 1, not {hop}")
         self.ticker = Ticker(period, rounding)
@@ -104,13 +110,19 @@ class ClipAssembler:
         self.first_due = self.ticker._frame(num_frames - 1)  # the frame the first decision needs
         self._early: dict[int, np.ndarray] = {}  # frame index -> crop, until the first decision
         self._decided = False
+        self.first = None if first is None else [int(i) for i in first]
+        if self.first is not None and self.first == [self.ticker._frame(k) for k in range(num_frames)]:
+            self.first = None  # the ticks are that clip already
+        self._first_taken = False
 
     def wants(self, position: float) -> bool:
         return self.ticker.take(position * self.scale)
 
     def keeps(self, index: int) -> bool:
         """Whether a frame that is not sampled is still wanted (for a short file's clip)."""
-        return self.short is not None and not self._decided and index <= self.first_due
+        if self._decided:
+            return False
+        return (self.short is not None and index <= self.first_due) or (self.first is not None and index in self.first)
 
     def keep(self, index: int, crop: np.ndarray) -> None:
         if self.keeps(index):
@@ -119,10 +131,24 @@ class ClipAssembler:
     def restart(self) -> None:
         """Forget the buffered frames (the source reconnected: a clip must not span the gap)."""
         self.ring.count = 0
+        self._first_taken = False
+
+    def take_first(self, index: int) -> np.ndarray | None:
+        """The file's first clip by its spec once frame `index`, its last, is kept (call after `keep`,
+        before `add`); it replaces the decision the first T ticks would have made."""
+        if self.first is None or self._decided or index != self.first[-1]:
+            return None
+        if not all(i in self._early for i in self.first):
+            return None  # a frame was missed (a paced file fell behind): the ticks decide
+        clip = np.stack([self._early[i] for i in self.first])
+        self._decided, self._early, self._first_taken = True, {}, True
+        return clip
 
     def add(self, frame: np.ndarray) -> np.ndarray | None:
         self.ring.push(frame)
         due = self.ring.full and (self.ring.count - len(self.ring.frames)) % self.hop == 0
+        if due and self._first_taken and self.ring.count == len(self.ring.frames):
+            return None  # take_first made this decision
         if due:
             self._decided, self._early = True, {}
         return self.ring.clip() if due else None

@@ -142,7 +142,7 @@ class TorchBackend:
             import torch
         except ImportError as e:
             raise MissingCapability("the torch backend needs torch and open_clip: pip install 'froster-edge[train]'") from e
-        from ..config import StudentConfig, from_mapping
+        from ..config import saved_student_config
         from ..export.reference import torch_video_encoder
         from ..model.checkpoint import load_student, model_fingerprint
         from ..model.factory import create_student
@@ -152,7 +152,7 @@ class TorchBackend:
         if "student" in source:
             student = load_student(source["student"])
         elif source.get("pretrained"):
-            student = create_student(from_mapping(StudentConfig, model["student"], "student"))
+            student = create_student(saved_student_config(model["student"]))
         else:
             raise BundleError(f"{bundle}: the manifest does not say where its model came from (model.source is "
                               f"{source or 'empty'}), so the torch backend cannot rebuild it")

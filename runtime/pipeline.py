@@ -18,6 +18,7 @@ No torch is imported here or by anything this imports (only the torch backend im
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -30,7 +31,8 @@ from ..errors import ConfigError, FrosterError
 from ..sampling import Ticker
 from ..bundle import manifest as mf
 from ..bundle.labels import LabelTable, load_labels
-from ..video import resize_center_crop
+from ..spatial import SpatialSpec
+from ..video import stream_timing
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
 from .options import CameraOptions, CaptureOptions, RunOptions, camera_list, check_options
@@ -113,11 +115,11 @@ class ClipBoard:
 class Assembler(threading.Thread):
     """One stream's clip assembly: frames from the reader's slot to clips on the board."""
 
-    def __init__(self, stream: int, slot: FrameSlot, board: ClipBoard, assembler: ClipAssembler, size: int,
-                 live: bool, frame_sinks: list[FrameSink], stats: RunStats, counters: StreamCounters,
+    def __init__(self, stream: int, slot: FrameSlot, board: ClipBoard, assembler: ClipAssembler,
+                 crop: Callable[[np.ndarray], np.ndarray], live: bool, frame_sinks: list[FrameSink], stats: RunStats, counters: StreamCounters,
                  stop: threading.Event, run_stop: threading.Event | None = None, fps: float = 0.0):
         super().__init__(name=f"assembler-{stream}", daemon=True)
-        self.stream, self.slot, self.board, self.assembler, self.size = stream, slot, board, assembler, size
+        self.stream, self.slot, self.board, self.assembler, self.crop = stream, slot, board, assembler, crop
         self.live, self.frame_sinks, self.stats, self.counters, self.stop = live, frame_sinks, stats, counters, stop
         self.run_stop = run_stop or stop
         self.fps = fps
@@ -153,19 +155,24 @@ class Assembler(threading.Thread):
             if frame.image is not None and self.assembler.wants(frame.position):
                 self.counters.frames_sampled += 1
                 t = time.monotonic()
-                small = resize_center_crop(frame.image, self.size)
+                small = self.crop(frame.image)
                 self.stats.record("preprocess", time.monotonic() - t, self.stream)
                 self.assembler.keep(frame.index, small)
-                clip = self.assembler.add(small)
-                if clip is not None:
-                    self.counters.clips += 1
-                    posted = Clip(self.stream, clip, frame.index, frame.media_time, frame.captured, frame.wall,
-                                  time.monotonic())
-                    if self.board.publish(posted, wait=not self.live, stop=self.stop):
-                        self.counters.clips_skipped += 1
+                self._post(self.assembler.take_first(frame.index), frame)
+                self._post(self.assembler.add(small), frame)
             elif frame.image is not None and self.assembler.keeps(frame.index):
-                self.assembler.keep(frame.index, resize_center_crop(frame.image, self.size))
+                self.assembler.keep(frame.index, self.crop(frame.image))
+                self._post(self.assembler.take_first(frame.index), frame)
             waiting = time.monotonic()
+
+    def _post(self, clip: np.ndarray | None, frame: Frame) -> None:
+        """Publish a clip whose newest frame is `frame`."""
+        if clip is None:
+            return
+        self.counters.clips += 1
+        posted = Clip(self.stream, clip, frame.index, frame.media_time, frame.captured, frame.wall, time.monotonic())
+        if self.board.publish(posted, wait=not self.live, stop=self.stop):
+            self.counters.clips_skipped += 1
 
     def _finish(self, last: Frame | None) -> None:
         """A file that ended before its first decision: one short clip over the frames it has."""
@@ -178,6 +185,19 @@ class Assembler(threading.Thread):
                                     time.monotonic(), short=True), wait=True, stop=self.stop)
 
 
+def first_clip(cam: Camera, fps: float, declared: int) -> np.ndarray | None:
+    """A file's first clip by the bundle's spec (eval's first view: the reference clamps it to its
+    selective window where the container reports a duration), when the spec sets the spacing."""
+    spec = cam.rule.spec
+    if cam.spec.kind != "file" or cam.rule.fps is not None or cam.rule.subsample is not None or not spec.uses_timing:
+        return None
+    timed = stream_timing(str(cam.spec.target))
+    if not timed:
+        return None
+    count = max(declared, math.ceil(spec.window_frames(fps)) + 1)  # a clip's frames, unclamped by the end
+    return spec.clip(count, fps, 0.0, timed)
+
+
 def reader_filter(every_frame: bool, live_stream: bool, period: float, rounding: str, fps: float,
                   keeps: Callable[[int], bool] | None = None, sink_fps: float | None = None,
                   clock: Callable[[], float] = time.monotonic) -> Callable[[float], bool] | None:
@@ -185,7 +205,7 @@ def reader_filter(every_frame: bool, live_stream: bool, period: float, rounding:
     frame; for a camera or stream, those a ticker of the assembler's period takes by capture time
     (seconds x fps): the assembler's own ticker then takes every frame it is given, and a frame it
     would have skipped never comes; for a file, the sampled frame indices (plus those `keeps` holds
-    for a short file's clip). `sink_fps`: frame sinks that want at most that many frames a second of
+    for a short file's clip or a file's first clip). `sink_fps`: frame sinks that want at most that many frames a second of
     wall time (event clips) get them too, by a RateGate on the reader's clock: a 30 fps camera with
     clips at 10 fps converts a third of its frames, not all of them."""
     if every_frame:
@@ -255,6 +275,7 @@ class Pipeline:
         self.manifest = mf.read_manifest(self.bundle)
         pre = self.manifest["preprocessing"]
         self.num_frames, self.size = int(pre["num_frames"]), int(pre["image_size"])
+        self.spatial: SpatialSpec = mf.spatial_spec(self.manifest)  # each frame resized and cropped once, by it
         model = self.manifest["model"]
         self._fingerprint, self._dim = model["fingerprint"], int(model["embed_dim"])
         if options.labels is None:  # the file hashed is the file loaded
@@ -306,7 +327,8 @@ class Pipeline:
     def describe(self) -> str:
         b, o = self.opened, self.options
         auto = f" (auto; passed over: {'; '.join(f'{k}: {v}' for k, v in b.passed_over.items())})" if b.passed_over else ""
-        return (f"bundle {self.bundle}: T={self.num_frames}, {self.size} px, {self.backend.streams} clip(s) per call; "
+        return (f"bundle {self.bundle}: T={self.num_frames}, {self.size} px ({self.spatial.describe()}), "
+                f"{self.backend.streams} clip(s) per call; "
                 f"backend {self.backend.name}{auto}: {self.backend.detail}; labels: {len(self.classifier.table.names)} "
                 f"classes from {self.labels_path}; hop {o.sampling.hop}")
 
@@ -377,7 +399,8 @@ class Pipeline:
         # a clip uses (the others are not converted to RGB), and, when it may be shorter than one clip (its
         # container says so, or has no count), every frame before the first decision for the short clip.
         assembler = ClipAssembler(self.num_frames, self.size, cam.hop, ticker.period, cam.rule.spec.rounding,
-                                  fps if live else 1.0, cam.rule.spec if cam.spec.kind == "file" else None)
+                                  fps if live else 1.0, cam.rule.spec if cam.spec.kind == "file" else None,
+                                  first_clip(cam, fps, declared_frames(cap)))
         if declared_frames(cap) > assembler.first_due + 1:
             assembler.short = None  # long enough for a decision: no frame kept for a short clip
         # a frame sink that draws every frame gets them all; one that does not (the web view) still
@@ -390,13 +413,16 @@ class Pipeline:
                              cam.rule.spec.rounding, fps, assembler.keeps, max(rated, default=None))
         slot = FrameSlot(keep_newest=live)
         threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, str(i), i),
-                   Assembler(i, slot, board, assembler, self.size, live, self.frame_sinks, self.stats, counters,
+                   Assembler(i, slot, board, assembler, self._crop, live, self.frame_sinks, self.stats, counters,
                              cam.stop, self.stop, fps)]
         name = "" if cam.name == cam.spec.text else f"camera {cam.name}: "
         log.info(f"stream {i}: {name}{cam.spec.text} ({'realtime ' if cam.spec.kind == 'file' and live else ''}"
                  f"{cam.spec.kind}, {fps:.4g} fps), sampling {cam.rule.describe(fps)}, hop {cam.hop}")
         self._threads = [t for t in self._threads if t.is_alive() or not t.ident] + threads
         return threads
+
+    def _crop(self, image: np.ndarray) -> np.ndarray:
+        return self.spatial.center_crop(image, self.size)
 
     def add_camera(self, cam: CameraOptions) -> bool:
         """Start a camera while the run goes on; False (and one log line) when it cannot be opened."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 import torch
@@ -104,7 +103,7 @@ def test_conflicting_activation_refused(quickgelu_clip, plain_cfg, tmp_path):
         create_clip(str(gelu_cfg), str(weights))
 
 
-def test_sidecar_config_and_path_evidence(quickgelu_clip, plain_cfg, tiny_model_cfg, tmp_path, caplog):
+def test_sidecar_config_and_path_evidence(quickgelu_clip, plain_cfg, tiny_model_cfg, tmp_path):
     state = {k: v.contiguous() for k, v in quickgelu_clip.state_dict().items()}
     hub = tmp_path / "hub"  # an open_clip hub folder: weights plus open_clip_config.json
     hub.mkdir()
@@ -117,11 +116,27 @@ def test_sidecar_config_and_path_evidence(quickgelu_clip, plain_cfg, tiny_model_
     save_file(state, str(named))
     assert create_clip(str(plain_cfg), str(named))[1]["quick_gelu"] is True
     assert create_clip(str(plain_cfg), str(named), activation="gelu")[1]["quick_gelu"] is False
-    # no evidence at all: open_clip's GELU, with a warning that says how to choose
+    # no evidence at all: refused in one line that says how to choose; either choice then builds
     bare = tmp_path / "plain" / "w.safetensors"
     bare.parent.mkdir()
     save_file(state, str(bare))
-    with caplog.at_level(logging.WARNING):
-        assert create_clip(str(plain_cfg), str(bare))[1]["quick_gelu"] is False
-    assert "quickgelu" in caplog.text
+    with pytest.raises(ConfigError, match=r"--activation quick_gelu .* --activation gelu") as refused:
+        create_clip(str(plain_cfg), str(bare))
+    assert "\n" not in str(refused.value)
+    assert create_clip(str(plain_cfg), str(bare), activation="quick_gelu")[1]["quick_gelu"] is True
+    assert create_clip(str(plain_cfg), str(bare), activation="gelu")[1]["quick_gelu"] is False
     assert create_clip(str(TINY_MODEL), str(bare))[1]["quick_gelu"] is True  # the model config says so
+
+
+def test_the_cli_asks_for_the_activation_of_a_file_nothing_speaks_for(quickgelu_clip, plain_cfg, tmp_path):
+    """predict/eval/export refuse such a file in one line (exit 1) and build it with --activation."""
+    from .helpers import CLIPS, assert_one_line_error, cli
+
+    bare = tmp_path / "plain" / "w.safetensors"
+    bare.parent.mkdir()
+    save_file({k: v.contiguous() for k, v in quickgelu_clip.state_dict().items()}, str(bare))
+    args = ["predict", str(CLIPS / "stgcn_clean_and_jerk.mp4"), "--classes", str(CLIPS / "classes.txt"),
+            "--model", str(plain_cfg), "--pretrained", str(bare), "--frames", "2"]
+    assert_one_line_error(cli(*args), 1, "--activation quick_gelu")
+    ok = cli(*args, "--activation", "quick_gelu", "--json", "-")
+    assert ok.returncode == 0, ok.stderr

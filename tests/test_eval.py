@@ -67,6 +67,7 @@ def test_score_videos_by_hand():
     assert (r.num_videos, r.num_scored, r.num_failed, r.failed) == (5, 4, 1, ["v3.mp4: corrupt"])
     assert r.top1 == 50.0  # v0 and v2 right, v1 and v4 wrong
     assert r.top5 == 100.0
+    assert r.reference_top1 == 40.0 and r.reference_top5 == 80.0  # the reference: the undecodable v3 is wrong
     assert [(c.name, c.videos, c.top1) for c in r.per_class] == [("a", 1, 100.0), ("b", 0, None), ("c", 3, 100 / 3)]
     assert r.mean_class_top1 == pytest.approx((100 + 100 / 3) / 2)
     assert r.videos[1] == {"path": "v1.mp4", "label": 2, "ok": True, "top5": [1, 2, 0]}
@@ -162,6 +163,23 @@ def test_base_to_novel_protocol_with_a_student_per_split(tiny_student, tiny_conf
     assert d["summary"]["base_top1"] == pytest.approx(sum(b) / 2) and d["summary"]["novel_top1"] == pytest.approx(sum(n) / 2)
     assert d["summary"]["hm_top1"] == pytest.approx(harmonic_mean(sum(b) / 2, sum(n) / 2))
     assert d["failed_videos"] == [f"{CLIPS / 'gone.mp4'}: video not found"]
+    # each seed's figures and their mean on the terminal; the reference's base figure counts gone.mp4 wrong
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(report.table())
+    text = console.export_text()
+    cells = [line.replace("│", " ").split() for line in text.splitlines()]
+    rows = {c[0]: " ".join(c) for c in cells if c and c[0] in ("s1", "s2", "mean")}
+    for name, s in zip(("s1", "s2"), d["splits"]):
+        assert s["base"]["reference_top1"] == pytest.approx(s["base"]["top1"] * 3 / 4)
+        assert f"{s['base']['top1']:.1f}" in rows[name] and f"{s['base']['reference_top1']:.1f}" in rows[name]
+    assert f"{sum(b) / 2:.1f}" in rows["mean"] and "mean of 2" in text
+    # --split scores one seed
+    one = run_eval(EvalRequest(protocol=config, root=CLIPS, paths=[f"{k}={v}" for k, v in paths.items()], splits=["s2"],
+                               student=str(tmp_path / "run_{split}"), workers=0, batch_size=2, device="cpu",
+                               progress=False))
+    assert [r.name for r in one.splits] == ["s2"] and one.splits[0].results["base"].top1 == b[1]
     # the split's student alone, through evaluate(), scores the same
     alone = evaluate(tiny_student, [VideoItem(CLIPS / p, i) for i, p in enumerate(
         ["mmaction2_test_v_ApplyEyeMakeup.avi", "v_Basketball_g01_c02.mp4"])],
@@ -221,6 +239,11 @@ def test_eval_command_end_to_end_on_real_clips(tiny_student, example_clips, tmp_
     assert [v["ok"] for v in test["videos"]] == [True] * 5 + [False]
     hits = sum(v["top5"][0] == v["label"] for v in test["videos"] if v["ok"])
     assert test["top1"] == pytest.approx(100 * hits / 5) and d["summary"]["top1"] == test["top1"]
+    assert test["reference_top1"] == pytest.approx(100 * hits / 6) == d["summary"]["reference_top1"]
+    assert d["summary"]["failed"] == 1
+    assert "ref top-1" in proc.stdout and "skipped" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if "5/6" in line)
+    assert f"{100 * hits / 5:.1f}" in row and f"{100 * hits / 6:.1f}" in row  # both figures, the skipped count beside
 
 
 def test_eval_command_bad_input_is_one_line(tmp_path, run_eval_cli):

@@ -221,14 +221,20 @@ def runtime_clips(bundle, path, realtime: bool = False, max_decisions: int | Non
 
 @pytest.mark.parametrize("fps", FPS)
 def test_the_runtime_takes_the_reference_frames(tiny_bundle, coded_videos, fps):
-    """Decision j's clip is the reference clip starting at j x hop x spacing, read fast or paced."""
+    """The first decision's clip is eval's first view (the reference's selective window of an mp4:
+    its last frame clamped), decision j's after it the clip starting at j x hop x spacing, read fast
+    or paced."""
     T, hop = 4, 2
     path = coded_videos[fps, "mp4"]
-    count, rate, _, _ = stream_facts(path)
+    count, rate, timed, pts = stream_facts(path)
     spacing = (Fraction(16 * T, 30) * Fraction(rate).limit_denominator(100000) - 1) / (T - 1)
     want = []
     while (first := int(len(want) * hop * spacing)) + (T - 1) * spacing < count:
         want.append(reference_clip(count, rate, False, start=len(want) * hop * spacing, T=T))
+    assert timed
+    eval_first = reference_clip(count, rate, True, view=0, views=3, T=T, pts_per_frame=pts)
+    assert eval_first[:-1] == want[0][:-1] and eval_first[-1] < want[0][-1]  # 7 of 8 frames equal at T = 8
+    want[0] = eval_first
     decisions, seen = runtime_clips(tiny_bundle, path)
     assert seen == want and [d.frame for d in decisions] == [w[-1] for w in want] and first >= 0
     assert not any(d.short for d in decisions)
@@ -282,8 +288,11 @@ def test_a_bundle_of_a_student_with_another_spacing_runs_at_it(real_frames, tmp_
     write_coded(real_frames, path, 25.0, 60)
     _, seen = runtime_clips(tmp_path / "bundle", path)
     spacing = (Fraction(8 * 4, 30) * 25 - 1) / 3  # 8.56 frames apart, not the default 17.4
-    assert seen[0] == [int(k * spacing) for k in range(4)] == [0, 8, 17, 25]
-    assert seen == [reference_clip(60, 25.0, False, start=j * 2 * spacing, T=4, stride=8) for j in range(len(seen))]
+    assert [int(k * spacing) for k in range(4)] == [0, 8, 17, 25]  # the ticks
+    _, _, timed, pts = stream_facts(path)
+    assert seen[0] == reference_clip(60, 25.0, timed, view=0, views=3, T=4, stride=8, pts_per_frame=pts) == [0, 8, 17, 20]
+    assert seen[1:] == [reference_clip(60, 25.0, False, start=j * 2 * spacing, T=4, stride=8)
+                        for j in range(1, len(seen))]
 
 
 def test_old_configs_and_imported_checkpoints_read_as_the_reference(tmp_path):
@@ -322,3 +331,24 @@ def test_eval_of_an_imported_froster_checkpoint_uses_the_reference_frames(coded_
         with torch.no_grad():
             total = total + student.encode_video(torch.from_numpy(clip)[None]).video[0]
     torch.testing.assert_close(encoded.features[0], total, atol=1e-5, rtol=1e-5)
+
+
+def test_the_first_decision_on_an_mp4_is_evals_first_view_at_t8():
+    """At the paper's T = 8, 30 fps: the ticks are 0 18 ... 108 127, the reference's first view
+    0 18 ... 108 112; the runtime decides on the latter when frame 112 arrives, then on the ticks."""
+    from froster_edge.runtime.assembly import ClipAssembler
+
+    spec = SamplingConfig().spec(8)
+    view = reference_clip(300, 30.0, True, view=0, views=3)
+    assert view == [0, 18, 36, 54, 72, 90, 108, 112]
+    assembler = ClipAssembler(8, 1, 1, spec.spacing(30.0), short=spec, first=spec.clip(300, 30.0, 0.0, True))
+    decided = []
+    for i in range(150):
+        crop = np.full((1, 1, 3), i % 256, np.uint8)
+        sampled = assembler.wants(i)
+        if sampled or assembler.keeps(i):
+            assembler.keep(i, crop)
+        for clip in (assembler.take_first(i), assembler.add(crop) if sampled else None):
+            if clip is not None:
+                decided.append((i, clip[:, 0, 0, 0].tolist()))
+    assert decided == [(112, view), (145, [18, 36, 54, 72, 90, 108, 127, 145])]

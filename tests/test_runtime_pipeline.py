@@ -40,7 +40,11 @@ def decode(path) -> tuple[list[np.ndarray], float]:
 
 
 def reference_clips(path, hop: int = HOP, sample_fps: float | None = None) -> list[tuple[int, np.ndarray]]:
-    """(newest frame index, uint8 clip (T, S, S, 3)) of every decision the runtime should make."""
+    """(newest frame index, uint8 clip (T, S, S, 3)) of every decision the runtime should make.
+
+    By the bundle's spec on these files (mp4, avi: a stream duration), the first decision is eval's
+    first view: the reference's selective window of ceil(16 (T - 1) fps / 30) frames plus the one
+    after clamps its frames; it is taken when that last frame arrives."""
     frames, fps = decode(path)
     period = fps / sample_fps if sample_fps else (T * 16 * fps / 30 - 1) / (T - 1)
     idx, k = [], 0
@@ -50,6 +54,8 @@ def reference_clips(path, hop: int = HOP, sample_fps: float | None = None) -> li
     out = []
     for n in range(T, len(idx) + 1, hop):  # a decision after sampled frame T, T + hop, ...
         window = idx[n - T:n]
+        if n == T and not sample_fps:
+            window = [min(i, math.ceil(16 * (T - 1) * fps / 30 - 1e-9)) for i in window]
         out.append((window[-1], np.stack([resize_center_crop(frames[i], SIZE) for i in window])))
     return out
 

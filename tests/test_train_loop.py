@@ -94,3 +94,15 @@ def test_a_used_run_directory_needs_resume_and_the_same_recipe(tmp_path):
     assert code == 1 and "already holds a training run; pass --resume" in err
     code, err = train_cli(str(TINY_RECIPE), "--out", str(run), "--resume")
     assert code == 1 and err.count("\n") == 1 and "differs from the one" in err and "optim.lr" in err
+
+
+def test_resuming_a_run_saved_before_the_spatial_spec_asks_for_its_transforms(tmp_path):
+    from froster_edge.train.config import recipe_to_yaml
+
+    run = tmp_path / "run"
+    (run / "state" / "step_00000002").mkdir(parents=True)
+    saved = yaml.safe_load(recipe_to_yaml(load_recipe(TINY_RECIPE)))
+    del saved["student"]["spatial"]  # started before student.spatial existed: the legacy transforms
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    code, err = train_cli(str(TINY_RECIPE), "--out", str(run), "--resume")
+    assert code == 1 and err.count("\n") == 1 and "differs from the one" in err and "student.spatial" in err

@@ -42,7 +42,7 @@ def test_resize_center_crop_and_view(example_clips):
     frame = np.zeros((240, 320, 3), np.uint8)
     frame[:, 40:280] = 255  # the centre 240x240 square is white
     out = resize_center_crop(frame, 112)
-    assert out.shape == (112, 112, 3) and out[:, 2:-2].min() == 255  # bicubic blurs the outer pixel
+    assert out.shape == (112, 112, 3) and out[:, 2:-2].min() == 255  # interpolation blurs the edge pixels
     frames = read_frames(example_clips[0]["path"])
     view = clip_view(frames, 8, 64)
     assert view.shape == (8, 3, 64, 64) and view.dtype == np.float32

@@ -27,6 +27,7 @@ from ..errors import BundleError, ConfigError, shorten
 from ..io import atomic_write_json, is_leftover, read_folder_json, read_versioned_json, sha256_file
 from ..sampling import SamplingSpec
 from ..schema import Model, Text, validate
+from ..spatial import SpatialSpec
 
 FORMAT = "froster-edge-bundle"
 VERSION = 1
@@ -178,6 +179,7 @@ class _Preprocessing(_Open):
     streams: Count
     input: _Input
     sampling: _Sampling | None = None
+    spatial: Mapping | None = None
 
 
 class _Labels(_Open):
@@ -263,6 +265,15 @@ def sampling_spec(manifest: dict[str, Any]) -> SamplingSpec:
     pre = manifest["preprocessing"]
     try:
         return SamplingSpec.from_manifest(pre.get("sampling"), int(pre["num_frames"]))
+    except ConfigError as e:
+        raise BundleError(f"bundle manifest: {e}") from e
+
+
+def spatial_spec(manifest: dict[str, Any]) -> SpatialSpec:
+    """How the bundle's frames are resized and cropped (`preprocessing.spatial`); a bundle exported
+    before the spec was recorded keeps the legacy transforms it was exported with."""
+    try:
+        return SpatialSpec.from_manifest(manifest["preprocessing"].get("spatial"))
     except ConfigError as e:
         raise BundleError(f"bundle manifest: {e}") from e
 

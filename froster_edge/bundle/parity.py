@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParityError
-from ..video import VideoError, decode_video, resize_center_crop, uniform_indices
+from ..spatial import REFERENCE, SpatialSpec
+from ..video import VideoError, decode_video, uniform_indices
 from .labels import LabelTable
 from .sessions import VideoEncoder
 
@@ -31,8 +32,10 @@ class ParityClips:
     skipped: list[str]
 
 
-def load_parity_clips(videos: list[Path], num_frames: int, size: int, max_clips: int = 8, seed: int = 0) -> ParityClips:
-    """One evenly spread clip per video, as the runtime crops it; noise clips only if no video decodes."""
+def load_parity_clips(videos: list[Path], num_frames: int, size: int, max_clips: int = 8, seed: int = 0,
+                      spatial: SpatialSpec = REFERENCE) -> ParityClips:
+    """One evenly spread clip per video, cropped by `spatial` as the runtime crops it; noise clips only if
+    no video decodes."""
     clips, sources, skipped = [], [], []
     for path in videos:
         if len(clips) >= max_clips:
@@ -42,7 +45,7 @@ def load_parity_clips(videos: list[Path], num_frames: int, size: int, max_clips:
         except VideoError as e:
             skipped.append(str(e))
             continue
-        clips.append(np.stack([resize_center_crop(frame, size) for frame in picked]))
+        clips.append(np.stack([spatial.center_crop(frame, size) for frame in picked]))
         sources.append(Path(path).name)
     if clips:
         return ParityClips(np.stack(clips), sources, False, skipped)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .base import command
-from .options import (DEFAULT_MODEL, DEFAULT_PRETRAINED, Frames, JsonOut, Model, OptionalClasses, Pretrained, Student,
+from .options import (ActivationOption, DEFAULT_MODEL, DEFAULT_PRETRAINED, Frames, JsonOut, Model, OptionalClasses, Pretrained, Student,
                       readable, write_json)
 
 
@@ -23,9 +23,12 @@ def eval_cmd(
     root: Annotated[Optional[Path], typer.Option(
         help="Folder the list's video paths are relative to (default: the list's folder, or the config's root).")] = None,
     path: Annotated[Optional[list[str]], typer.Option("--path", help="NAME=DIR: where a protocol config's {NAME} folder is (repeatable).")] = None,
+    split: Annotated[Optional[list[str]], typer.Option(
+        "--split", help="Score only this split of the protocol (a base-to-novel training seed: s1, s2, s3); repeatable.")] = None,
     student: Student = None,
     model: Model = DEFAULT_MODEL,
     pretrained: Pretrained = DEFAULT_PRETRAINED,
+    activation: ActivationOption = "auto",
     frames: Frames = None,
     views: Annotated[Optional[int], typer.Option(help="Temporal views per video, logits summed (default 3).", min=1)] = None,
     batch_size: Annotated[int, typer.Option(help="Videos per forward pass (results do not depend on it).", min=1)] = 8,
@@ -36,22 +39,27 @@ def eval_cmd(
 ) -> None:
     """Score a student on video lists: top-1/top-5, 3 views x 1 centre crop, the paper's protocols.
 
-    With --protocol, '{split}' in --student becomes each split's name. --json writes the report
+    With --protocol, '{split}' in --student becomes each split's name: a base-to-novel protocol
+    scores its three training seeds' students (s1-s3) and prints each seed's figures and their
+    mean. Each accuracy is shown as froster-edge's (over the decoded videos) and the reference's
+    (ref: an undecodable video counted wrong), with the skipped count. --json writes the report
     (per split, per class, per video, failures).
 
     Examples:
       froster-edge eval --student students/mine --data lists/val.txt --root /data/ucf101 --classes ucf101.json --json r.json
       froster-edge eval --protocol configs/eval/k400_to_ucf101.yaml --student students/froster-b16 \\
           --root /data/ucf101 --path froster=/data/froster_label_db
-      froster-edge eval --protocol configs/eval/k400_b2n.yaml --student 'runs/k400_b2n_{split}/student' \\
+      froster-edge eval --protocol configs/eval/hmdb51_b2n.yaml --student 'runs/b2n_hmdb51_{split}/student' \\
+          --root /data/hmdb51 --path froster=/data/froster_label_db
+      froster-edge eval --protocol configs/eval/k400_b2n.yaml --student 'runs/b2n_k400_{split}/student' \\
           --root /data/k400 --path froster=/data/froster_label_db --path vifi=/data/vificlip_splits
     """
     from rich.console import Console
 
     from ..evaluation.command import EvalRequest, run_eval
 
-    req = EvalRequest(protocol=protocol, data=data, classes=classes, check_classes=check_classes, root=root, paths=path or [],
-                      student=None if student is None else str(student), model=model, pretrained=pretrained,
+    req = EvalRequest(protocol=protocol, data=data, classes=classes, check_classes=check_classes, root=root, paths=path or [], splits=split or [],
+                      student=None if student is None else str(student), model=model, pretrained=pretrained, activation=activation,
                       frames=frames, views=views, batch_size=batch_size, workers=workers, device=device,
                       json_out=None if json_out is None or str(json_out) == "-" else json_out, progress=progress)
     report = run_eval(req)

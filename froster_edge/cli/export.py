@@ -13,7 +13,7 @@ from ..export.options import EXPORT_DEFAULTS as _EXPORT
 from ..export.options import TrtRoute
 from .base import command
 from .models import model_source
-from .options import (DEFAULT_MODEL, DEFAULT_PRETRAINED, Classes, Frames, JsonOut, Model, Pretrained, Student,
+from .options import (ActivationOption, DEFAULT_MODEL, DEFAULT_PRETRAINED, Classes, Frames, JsonOut, Model, Pretrained, Student,
                       out_option, readable, videos_option, write_json)
 
 
@@ -24,6 +24,7 @@ def export_cmd(
     student: Student = None,
     model: Model = DEFAULT_MODEL,
     pretrained: Pretrained = DEFAULT_PRETRAINED,
+    activation: ActivationOption = "auto",
     frames: Frames = None,
     streams: Annotated[int, typer.Option(help="Clips per video-encoder call (cameras batched together), fixed in the graph.", min=1)] = _EXPORT.streams,
     videos: Annotated[Optional[list[Path]], videos_option("Real clips for the parity gates (without them the gates run on noise).")] = None,
@@ -61,7 +62,7 @@ def export_cmd(
     check_target(out)
     class_texts = read_classes(classes)
     clips = [item.path for item in gather_videos(videos or [])]
-    net = load_model(student, model, pretrained, frames)
+    net = load_model(student, model, pretrained, frames, activation)
     options = ExportOptions(streams=streams, fp16=fp16, layernorm_fp32=layernorm_fp32, trt=trt, trt_route=trt_route,
                             workspace_gb=workspace_gb, max_parity_clips=max_parity_clips)
     if not clips:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .base import command
-from .options import (DEFAULT_MODEL, DEFAULT_PRETRAINED, Classes, Frames, JsonOut, Model, Pretrained, Student,
+from .options import (ActivationOption, DEFAULT_MODEL, DEFAULT_PRETRAINED, Classes, Frames, JsonOut, Model, Pretrained, Student,
                       out_option, readable, write_json)
 
 
@@ -42,6 +42,7 @@ def predict(
     student: Student = None,
     model: Model = DEFAULT_MODEL,
     pretrained: Pretrained = DEFAULT_PRETRAINED,
+    activation: ActivationOption = "auto",
     frames: Frames = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes reported.")] = 5,
     json_out: JsonOut = None,
@@ -58,7 +59,7 @@ def predict(
     from ..predict import predict_video
 
     class_texts = read_classes(classes)
-    net = load_model(student, model, pretrained, frames)
+    net = load_model(student, model, pretrained, frames, activation)
     preds = predict_video(net, video, class_texts, top_k)
     out = readable(json_out)
     print(f"{video.name}:", file=out)

@@ -28,6 +28,9 @@ Student = Annotated[Optional[Path], typer.Option(
 Model = Annotated[str, typer.Option("--model", help="open_clip model name or model-config JSON, when no --student.")]
 Pretrained = Annotated[str, typer.Option(
     "--pretrained", help="open_clip tag (openai) or a local checkpoint file, when no --student.")]
+ActivationOption = Annotated[str, typer.Option(
+    "--activation", help="The MLP activation of --pretrained weights: auto (from the model name, tag or the file), "
+    "quick_gelu (OpenAI CLIP) or gelu; needed for a local file that nothing else speaks for.")]
 Frames = Annotated[Optional[int], typer.Option(
     "--frames", min=1, help="Frames per clip (T); default: the student's, else 8.")]
 VIDEOS_HELP = ("Videos: files, folders of videos, or list files of `path label` lines, label optional (paths relative to "

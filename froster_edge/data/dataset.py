@@ -21,7 +21,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..sampling import SamplingConfig, SamplingSpec
-from ..video import VideoError, decode_video, normalize_clip, resize_center_crop, stream_timing
+from ..spatial import REFERENCE, SpatialSpec
+from ..video import VideoError, decode_video, normalize_clip, stream_timing
 from .lists import VideoItem
 from .transforms import train_transform
 
@@ -31,7 +32,8 @@ MAX_REPLACEMENTS = 50  # bad videos in a row before training gives up on the lis
 class VideoDataset(Dataset):
     """Clips of the videos in `items`, CLIP-normalised: one random clip (train) or `views` clips (test).
 
-    Frames are picked by `sampling` (default: the reference rule for `num_frames`).
+    Frames are picked by `sampling` (default: the reference rule for `num_frames`) and resized and
+    cropped by `spatial` (default: the reference transforms).
 
     A sample is a dict: "frames" float32 (V, T, 3, S, S) with V = 1 in training, "label" int,
     "index" (the item actually used), "path" str, "ok" bool, "failed" list of "path: reason".
@@ -46,6 +48,7 @@ class VideoDataset(Dataset):
         train: bool,
         views: int = 3,
         sampling: SamplingSpec | None = None,
+        spatial: SpatialSpec = REFERENCE,
         seed: int = 0,
     ):
         if not items:
@@ -58,6 +61,7 @@ class VideoDataset(Dataset):
         self.sampling = sampling or SamplingConfig().spec(num_frames)
         if self.sampling.num_frames != num_frames:
             raise ValueError(f"the sampling spec is for {self.sampling.num_frames} frames, not {num_frames}")
+        self.spatial = spatial
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -99,7 +103,7 @@ class VideoDataset(Dataset):
             return self.sampling.train_indices(count, fps, np.random.default_rng(temporal_seed), timed)
 
         frames, _ = decode_video(item.path, select)  # (T, H, W, 3)
-        clip = train_transform(frames, self.image_size, rng)
+        clip = train_transform(frames, self.image_size, rng, self.spatial)
         return normalize_clip(clip)[None]  # (1, T, 3, S, S)
 
     def _test_sample(self, i: int) -> dict[str, Any]:
@@ -115,7 +119,7 @@ class VideoDataset(Dataset):
         except VideoError as e:
             empty = np.zeros((self.views, self.num_frames, 3, self.image_size, self.image_size), np.float32)
             return _sample(empty, item, i, False, [_failure(item, e)])
-        crops = np.stack([resize_center_crop(f, self.image_size) for f in frames])
+        crops = np.stack([self.spatial.center_crop(f, self.image_size) for f in frames])
         clips = normalize_clip(crops).reshape(self.views, self.num_frames, 3, self.image_size, self.image_size)
         return _sample(clips, item, i, True, [])
 

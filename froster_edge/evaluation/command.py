@@ -26,9 +26,11 @@ class EvalRequest:
     check_classes: Path | None = None  # --check-classes: a plain label file the class texts must match
     root: Path | None = None
     paths: list[str] = field(default_factory=list)  # NAME=DIR
+    splits: list[str] = field(default_factory=list)  # --split NAME: score only these splits (seeds)
     student: str | None = None
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
+    activation: str = "auto"  # --activation: the zero-shot model's
     frames: int | None = None  # None: the student's own T, else 8
     views: int | None = None
     batch_size: int = 8
@@ -51,11 +53,11 @@ def build_protocol(req: EvalRequest) -> Protocol:
             if not sep or not name or not value:
                 raise ConfigError(f"--path expects NAME=DIR, got {spec!r}")
             paths[name] = value
-        return load_protocol(req.protocol, root=req.root, paths=paths, views=req.views)
+        return load_protocol(req.protocol, root=req.root, paths=paths, views=req.views, only=req.splits)
     if req.classes is None:
         raise ConfigError("--data needs --classes FILE (names, one a line, or JSON {\"0\": \"Name: description\"})")
-    if req.paths:
-        raise ConfigError("--path NAME=DIR goes with --protocol")
+    if req.paths or req.splits:
+        raise ConfigError("--path NAME=DIR and --split NAME go with --protocol")
     return single_protocol(req.data, req.classes, req.root, req.check_classes, req.views or 3)
 
 
@@ -65,7 +67,7 @@ def run_eval(req: EvalRequest) -> ProtocolReport:
     if req.batch_size < 1 or req.workers < 0:
         raise ConfigError("--batch-size must be >= 1 and --workers >= 0")
     device = resolve_device(req.device)
-    source = StudentSource(req.student, req.model, req.pretrained, req.frames)
+    source = StudentSource(req.student, req.model, req.pretrained, req.frames, req.activation)
     report = run_protocol(protocol, source, batch_size=req.batch_size, num_workers=req.workers, device=device,
                           progress=req.progress)
     if req.json_out is not None:

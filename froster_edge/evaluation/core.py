@@ -75,7 +75,8 @@ def encode_videos(
 ) -> EncodedVideos:
     """Decode, crop and encode every video (or every world-th from rank with `shard=(rank, world)`).
 
-    The frames are the student's own (`student.config.sampling`): those it was trained on.
+    The frames and their crops are the student's own (`student.config.sampling`, `.spatial`): those it
+    was trained on.
     """
     positions = list(range(len(items)))
     if shard is not None:
@@ -89,7 +90,8 @@ def encode_videos(
     if not sub:
         return EncodedVideos(features, ok, torch.tensor(positions, dtype=torch.long), failed)
     dataset = VideoDataset(sub, num_frames=student.config.num_frames, image_size=student_image_size(student),
-                           train=False, views=views, sampling=student.config.sampling_spec())
+                           train=False, views=views, sampling=student.config.sampling_spec(),
+                           spatial=student.config.spatial_spec())
     device = torch.device(device)
     loader = make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     was_training = student.training
@@ -121,10 +123,17 @@ class ClassAccuracy:
 
 @dataclass
 class EvalResult:
-    """Accuracy of one list against one class set (top-1/top-5 in %, over the scored videos)."""
+    """Accuracy of one list against one class set (top-1/top-5 in %, over the scored videos).
+
+    reference_top1 / reference_top5: the reference's figures, over every video of the list: a video
+    that could not be decoded counts as wrong (FROSTER's test loop scores every listed video), so
+    they equal top1 / top5 when nothing failed and are lower by the failed share otherwise.
+    """
 
     top1: float | None
     top5: float | None
+    reference_top1: float | None
+    reference_top5: float | None
     mean_class_top1: float | None  # mean of the per-class top-1 over classes with scored videos
     num_videos: int
     num_scored: int
@@ -153,6 +162,7 @@ def score_videos(encoded: EncodedVideos, items: Sequence[VideoItem], class_embed
     ok = encoded.ok
     top5 = logits.topk(min(5, classes.shape[0]), dim=1).indices  # (N, k)
     hit1 = topk_hits(logits, labels, 1)
+    hit5 = topk_hits(logits, labels, 5)
     per_class = []
     for c, name in enumerate(class_names):
         mask = ok & (labels == c)
@@ -163,7 +173,9 @@ def score_videos(encoded: EncodedVideos, items: Sequence[VideoItem], class_embed
               for it, good, row in zip(items, ok.tolist(), top5.tolist())]
     return EvalResult(
         top1=percent(hit1[ok]),
-        top5=percent(topk_hits(logits, labels, 5)[ok]),
+        top5=percent(hit5[ok]),
+        reference_top1=percent(hit1 & ok),
+        reference_top5=percent(hit5 & ok),
         mean_class_top1=sum(present) / len(present) if present else None,
         num_videos=len(items),
         num_scored=int(ok.sum()),

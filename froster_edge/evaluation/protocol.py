@@ -126,8 +126,8 @@ class ProtocolFile(Model):
 
 
 def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: dict[str, str] | None = None,
-                  views: int | None = None) -> Protocol:
-    """Read a protocol config; `root`, `paths` and `views` override its values."""
+                  views: int | None = None, only: list[str] | None = None) -> Protocol:
+    """Read a protocol config; `root`, `paths` and `views` override its values; `only` keeps those splits."""
     path = Path(path)
     doc = validate(ProtocolFile, read_yaml(path, "protocol config"), path)
     folders = dict(doc.paths)
@@ -137,6 +137,12 @@ def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: di
         folders[name] = value
     splits = [EvalSplit(s.name, {p: _part(getattr(s, p), folders, f"{path}: split {s.name}.{p}") for p in PARTS[doc.protocol]})
               for s in doc.splits]
+    if only:
+        names = [s.name for s in splits]
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ConfigError(f"--split {unknown[0]}: {path} has the splits {', '.join(names)}")
+        splits = [s for s in splits if s.name in only]
     root_value = root if root is not None else doc.root
     v = views if views is not None else doc.views
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -185,6 +191,7 @@ class StudentSource:
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
     num_frames: int | None = None  # None: the student's own T, else StudentConfig's default
+    activation: str = "auto"  # the zero-shot model's (a student directory records its own)
 
     def key(self, split: str) -> str:
         if self.directory is not None:
@@ -195,7 +202,7 @@ class StudentSource:
         from ..model.factory import load_model
 
         path = None if self.directory is None else self.directory.replace("{split}", split)
-        return load_model(path, self.model, self.pretrained, self.num_frames)
+        return load_model(path, self.model, self.pretrained, self.num_frames, self.activation)
 
 
 @dataclass
@@ -224,21 +231,23 @@ class ProtocolReport:
     def summary(self) -> dict[str, Any]:
         if self.protocol.kind == "base2novel":
             out = {}
-            for metric in ("top1", "top5"):
+            for metric in ("top1", "top5", "reference_top1"):
                 s = base_to_novel_summary([getattr(r.results["base"], metric) for r in self.splits],
                                           [getattr(r.results["novel"], metric) for r in self.splits])
                 out.update({f"{k}_{metric}": v for k, v in s.items()})
             return out
         if self.protocol.kind == "single":
             test = self.splits[0].results["test"]
-            return {"top1": test.top1, "top5": test.top5, "mean_class_top1": test.mean_class_top1}
+            return {"top1": test.top1, "top5": test.top5, "mean_class_top1": test.mean_class_top1,
+                    "reference_top1": test.reference_top1, "failed": test.num_failed}
         out = {}
-        for metric in ("top1", "top5"):
+        for metric in ("top1", "top5", "reference_top1"):
             m, sd = mean_std([getattr(r.results["test"], metric) for r in self.splits])
             out[f"{metric}_mean"], out[f"{metric}_std"] = m, sd
         if self.full is not None:
             out["full_top1"] = self.full.results["test"].top1
             out["full_top5"] = self.full.results["test"].top5
+            out["full_reference_top1"] = self.full.results["test"].reference_top1
         return out
 
     @property
@@ -288,29 +297,34 @@ class ProtocolReport:
         from rich.table import Table
 
         p = self.protocol
-        table = Table(title=f"{p.name} ({p.views} views, top-1 / top-5 %)")
+        table = Table(title=f"{p.name} ({p.views} views, top-1 / top-5 %; ref: the reference's figure, "
+                            "a skipped video counted wrong)")
         fmt = _fmt
         if p.kind == "base2novel":
-            for col in ("split", "base", "novel", "HM", "base top-5", "novel top-5", "scored", "failed"):
+            for col in ("split", "base", "novel", "HM", "ref base", "ref novel", "ref HM", "base top-5", "novel top-5",
+                        "scored", "skipped"):
                 table.add_column(col, justify="left" if col == "split" else "right")
             for r in self.splits:
                 b, n = r.results["base"], r.results["novel"]
-                table.add_row(r.name, fmt(b.top1), fmt(n.top1), fmt(r.hm), fmt(b.top5), fmt(n.top5),
+                table.add_row(r.name, fmt(b.top1), fmt(n.top1), fmt(r.hm), fmt(b.reference_top1), fmt(n.reference_top1),
+                              fmt(harmonic_mean(b.reference_top1, n.reference_top1)), fmt(b.top5), fmt(n.top5),
                               f"{b.num_scored + n.num_scored}/{b.num_videos + n.num_videos}", str(b.num_failed + n.num_failed))
             if len(self.splits) > 1:
                 s = self.summary
-                table.add_row("mean", fmt(s["base_top1"]), fmt(s["novel_top1"]), fmt(s["hm_top1"]),
+                table.add_row(f"mean of {len(self.splits)}", fmt(s["base_top1"]), fmt(s["novel_top1"]), fmt(s["hm_top1"]),
+                              fmt(s["base_reference_top1"]), fmt(s["novel_reference_top1"]), fmt(s["hm_reference_top1"]),
                               fmt(s["base_top5"]), fmt(s["novel_top5"]), "", "", style="bold")
             return table
-        for col in ("split", "top-1", "top-5", "mean class top-1", "scored", "failed"):
+        for col in ("split", "top-1", "ref top-1", "top-5", "mean class top-1", "scored", "skipped"):
             table.add_column(col, justify="left" if col == "split" else "right")
         for r in self.splits + ([self.full] if self.full else []):
             t = r.results["test"]
-            table.add_row(r.name, fmt(t.top1), fmt(t.top5), fmt(t.mean_class_top1), f"{t.num_scored}/{t.num_videos}",
-                          str(t.num_failed))
+            table.add_row(r.name, fmt(t.top1), fmt(t.reference_top1), fmt(t.top5), fmt(t.mean_class_top1),
+                          f"{t.num_scored}/{t.num_videos}", str(t.num_failed))
         if len(self.splits) > 1:
             s = self.summary
             table.add_row("mean ± std", f"{fmt(s['top1_mean'])} ± {fmt(s['top1_std'])}",
+                          f"{fmt(s['reference_top1_mean'])} ± {fmt(s['reference_top1_std'])}",
                           f"{fmt(s['top5_mean'])} ± {fmt(s['top5_std'])}", "", "", "", style="bold")
         return table
 
@@ -338,6 +352,9 @@ def run_protocol(
     groups: dict[str, list[str]] = {}
     for name, _ in named:
         groups.setdefault(key_of(name), []).append(name)
+    if protocol.kind == "base2novel" and len(protocol.splits) > 1 and len(groups) == 1:
+        log.warning(f"one student for all {len(protocol.splits)} training seeds: each seed's row is the same model "
+                    "(put {split} in --student for each seed's student, or --split NAME to score one)")
     results: dict[tuple[str, str], EvalResult] = {}
     students_used: dict[str, dict[str, int]] = {}
     for key, split_names in groups.items():

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import StudentConfig, from_mapping
+from ..config import saved_student_config
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_json, read_folder_json, read_tensors, save_tensors, tensors_fingerprint
 from .clip import activation_of, build_clip
@@ -84,7 +84,7 @@ def load_student(student_dir: str | Path, device: str | torch.device = "cpu") ->
     """Rebuild the student from its directory; identical outputs to the saved model."""
     config = read_student_config(student_dir)
     try:
-        student_cfg = from_mapping(StudentConfig, config["student"], "student")
+        student_cfg = saved_student_config(config["student"])
     except ConfigError as e:
         raise CheckpointError(f"{student_dir}: {e}") from e
     built = activation_of(config["model_cfg"])

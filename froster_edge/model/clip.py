@@ -108,7 +108,9 @@ def resolve_activation(cfg: dict[str, Any], model_name: str, pretrained: str | N
     Sources: `requested` (student.activation, unless "auto"), the model config's own `quick_gelu`
     key (a `*-quickgelu` name, a JSON file), the open_clip tag's config, and for a local file
     what `detect_file_activation` finds. They must agree (a CLIP built with the wrong activation
-    is silently another network); with none, open_clip's default GELU.
+    is silently another network). With none: open_clip's default GELU for a model without
+    weights or a tag that says nothing, but a local weights file that nothing speaks for is refused
+    (OpenAI's weights under GELU are another network, and nothing would say so).
     """
     if requested not in ("auto", *ACTIVATIONS):
         raise ConfigError(f"student.activation must be auto, quick_gelu or gelu, got {requested!r}")
@@ -138,9 +140,9 @@ def resolve_activation(cfg: dict[str, Any], model_name: str, pretrained: str | N
     if hint is not None:
         return hint[0]
     if pretrained and os.path.isfile(pretrained):
-        log.warning("nothing says which activation %s was trained with: building GELU (open_clip's default); "
-                    "for OpenAI CLIP weights use a *-quickgelu model name or student.activation: quick_gelu",
-                    pretrained)
+        raise ConfigError(f"nothing says which activation {pretrained} was trained with (no model config beside it, "
+                          "no hint in its name): pass --activation quick_gelu (OpenAI CLIP) or --activation gelu "
+                          "(student.activation in a recipe), or put its open_clip_config.json beside it")
     return "gelu"
 
 

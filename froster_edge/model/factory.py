@@ -19,11 +19,13 @@ def create_student(config: StudentConfig) -> VideoStudent:
     return VideoStudent(clip, _settled(config, model_cfg), model_cfg)
 
 
-def load_model(student: str | Path | None, model: str, pretrained: str | None, frames: int | None = None) -> VideoStudent:
+def load_model(student: str | Path | None, model: str, pretrained: str | None, frames: int | None = None,
+               activation: str = "auto") -> VideoStudent:
     """The student of a directory, or zero-shot open_clip CLIP with neighbour-frame attention.
 
     `frames`, when given, replaces the student's T (the attention works for any T; an export fixes
     it); without it a student keeps its own and a zero-shot model takes StudentConfig's default.
+    `activation` is the zero-shot model's (a student directory records its own).
     """
     if student is not None:
         from .checkpoint import load_student
@@ -32,7 +34,7 @@ def load_model(student: str | Path | None, model: str, pretrained: str | None, f
         if frames is not None and frames != net.config.num_frames:
             net.config = replace(net.config, num_frames=frames)
         return net
-    config = StudentConfig(model_name=model, pretrained=pretrained)
+    config = StudentConfig(model_name=model, pretrained=pretrained, activation=activation)  # type: ignore[arg-type]
     return create_student(config if frames is None else replace(config, num_frames=frames))
 
 

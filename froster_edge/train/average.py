@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..config import StudentConfig, from_mapping
+from ..config import saved_student_config
 from ..errors import CheckpointError, ConfigError
 from ..model.checkpoint import (PROJECTORS_FILE, TEACHER_FILE, WEIGHTS_FILE, load_state_strict, load_tensors,
                                 read_student_config, save_student)
@@ -101,7 +101,7 @@ def average_students(student_dirs: Sequence[str | Path], out_dir: str | Path) ->
             raise CheckpointError(f"{d} is a different model from {dirs[0]} (student or model config differs)")
     weights = average_state_dicts([load_tensors(d, WEIGHTS_FILE, c) for d, c in zip(dirs, configs)])
     try:
-        student_cfg = from_mapping(StudentConfig, first["student"], "student")
+        student_cfg = saved_student_config(first["student"])
     except ConfigError as e:
         raise CheckpointError(f"{dirs[0]}: {e}") from e
     clip = build_clip(first["model_cfg"])

@@ -69,6 +69,17 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     return from_mapping(RecipeConfig, data)
 
 
+def load_saved_recipe(path: str | Path) -> RecipeConfig:
+    """The recipe a run directory saved; one saved before `student.spatial` existed ran with the
+    legacy transforms (froster_edge.spatial), so resuming it asks for them."""
+    path = Path(path)
+    data = load_yaml(path)
+    if isinstance(data.get("student"), dict):
+        data["student"].setdefault("spatial", {"rule": "legacy"})
+    _resolve_paths(data, path.resolve().parent)
+    return from_mapping(RecipeConfig, data)
+
+
 def recipe_to_yaml(config: RecipeConfig) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 

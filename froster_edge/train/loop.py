@@ -37,7 +37,7 @@ from ..progress import ProgressBar
 from ..prompts import ClassText
 from . import ddp
 from .average import EPOCHS_DIR, average_students, epoch_dir, epoch_dirs
-from .config import changed_options, load_recipe, save_recipe
+from .config import changed_options, load_saved_recipe, save_recipe
 from .fewshot import few_shot, short_classes, write_list
 from .optim import WarmupCosine, build_optimizer, set_lr
 from .batches import ResumableBatchSampler
@@ -168,7 +168,7 @@ class Trainer:
             (self.out / METRICS_FILE).unlink(missing_ok=True)
         if self.resume and saved.exists():
             try:
-                before = load_recipe(saved)
+                before = load_saved_recipe(saved)
             except FrosterError as e:
                 raise CheckpointError(f"{saved} cannot be read back: {e}") from e
             changed = changed_options(before, self.config)
@@ -247,7 +247,8 @@ class Trainer:
         from ..data import VideoDataset, make_loader
 
         dataset = VideoDataset(data.items, num_frames=cfg.student.num_frames, image_size=cfg.student.image_size, train=True,
-                               views=1, sampling=cfg.student.sampling_spec(), seed=t.seed)
+                               views=1, sampling=cfg.student.sampling_spec(), spatial=cfg.student.spatial_spec(),
+                               seed=t.seed)
         # the sampler's epoch and first step are read when each epoch's iterator starts (set_epoch below);
         # the dataset's epoch lives in shared memory, so the persistent workers see it too
         loader = make_loader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=d.device.type == "cuda",
