@@ -1,8 +1,9 @@
-"""Calibration stage: INT8 quantization behind measured gates, confidence temperature.
+"""Calibration stage: INT8 candidates behind one gate, and the confidence temperature.
 
-Installed as `froster_edge.calibration`. clips (calibration and gate clips, cropped as the
-runtime does), cpu_features (the CPU's 8-bit dot product, no torch), variants (the INT8
-integer types and which to try on a CPU), int8 (ONNX Runtime QDQ and its range cache), trt_route (the TensorRT
-int8 engine, built from a symmetric-int8 QDQ model), gate (agreement and speed-up on held-out clips), confidence
-(temperature, ECE), options (defaults; no torch), calibrate (`froster-edge calibrate`'s library).
+Installed as `froster_edge.calibration`; imports no torch. clips (calibration and gate clips),
+cpu_features, variants and int8 (ONNX Runtime QDQ for CPUs), trt_route (the TensorRT INT8 engine),
+gate (agreement and speed-up on held-out clips), confidence (temperature, ECE), options, calibrate
+(`froster-edge calibrate`'s library).
+
+See docs/calibration.md.
 """

@@ -1,18 +1,12 @@
-"""`froster-edge calibrate`: INT8 that pays, behind a gate, and a confidence temperature.
+"""`froster-edge calibrate`: INT8 kept only where it passes the gate, and a confidence temperature.
 
-INT8 (ONNX Runtime QDQ on CPU, or with `trt` a TensorRT engine built from a symmetric-int8 QDQ model): calibration clips
-come from the user's videos; the gate measures on held-out videos (a separate list, or a seeded
-share of the videos that calibration then never sees). On the CPU route the integer types are
-chosen for this CPU: the candidates its 8-bit dot product does not saturate (variants.py) are
-all quantized from one set of cached ranges, gated side by side, and the fastest that passes is
-kept; the manifest records the CPU's features, the variant, why, and every candidate's figures.
-Only a model that passes the gate (or `force`) is written into the bundle; a model that fails
-leaves the manifest and every file it lists exactly as they were (the range cache stays, so a
-forced rebuild is quick).
+INT8 candidates (ONNX Runtime QDQ for this CPU, or with `trt` a TensorRT engine) are calibrated on
+the user's videos and gated on held-out ones that calibration never sees; the fastest that passes
+is kept and the manifest records every candidate's figures. A candidate that fails (without
+`force`) leaves the manifest and its files as they were; the range cache stays. The temperature is
+fitted on a labelled list and stored in the label table and the manifest.
 
-Confidence: a temperature fitted on a labelled list, stored in the label table (the runtime
-divides logits by it, so `--threshold` is a probability) and in the manifest, with the expected
-calibration error before and after.
+See docs/calibration.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
-"""Clips for calibration and for the gates, decoded and cropped exactly as the runtime sees them.
+"""Clips for calibration and the gates, decoded and cropped exactly as the runtime sees them.
 
-Videos come from a folder or a list file (`path [label]` lines, the data pipeline's format).
-The order is shuffled with a seed, each video gives clips of T frames picked by the bundle's
-sampling spec (the model's training frames, froster_edge.sampling) from seeded random starts or
-at the spec's test views, and every frame is resized on its short side and
-centre-cropped to uint8 RGB by the bundle's spatial spec (froster_edge.spatial), the runtime's
-preprocessing. The same seed and videos give the same
-clips, which is what makes the calibration cache key meaningful. Videos that fail to decode are
-skipped and named.
+Videos come from a folder or a `path [label]` list, shuffled with a seed; frames are picked by the
+bundle's sampling spec (froster_edge.sampling) and resized/centre-cropped to uint8 RGB by its
+spatial spec (froster_edge.spatial). The same seed and videos give the same clips, which is what
+makes the calibration cache key meaningful. Videos that fail to decode are skipped and named.
+
+See docs/calibration.md.
 """
 
 from __future__ import annotations

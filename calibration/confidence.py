@@ -1,11 +1,11 @@
 """Temperature scaling: one number that makes the runtime's softmax scores mean probabilities.
 
-CLIP's logit scale (100) is tuned for ranking, not for calibrated probabilities, so a fixed
-`--threshold 0.5` means different things for different tables and models. Fitting a
-temperature T on labelled clips (minimising the negative log-likelihood of softmax(logits / T))
-fixes that without changing any ranking. The NLL is convex in 1/T, so a bounded golden-section
-search on log T finds the optimum to the precision asked. Expected calibration error (equal-width
-confidence bins) is reported before and after.
+CLIP's logit scale is tuned for ranking, so a fixed `--threshold` means different things for
+different tables. A temperature T fitted on labelled clips (minimum NLL of softmax(logits / T),
+convex in 1/T: a bounded golden-section search on log T) fixes that without changing any ranking.
+Expected calibration error (equal-width bins) is reported before and after.
+
+See docs/calibration.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
-"""The CPU's 8-bit dot-product support: what decides whether INT8 matmuls saturate, and how fast they are.
+"""The CPU's 8-bit dot-product support, which decides whether INT8 matmuls saturate.
 
-Why it matters: ONNX Runtime's x86 kernels multiply uint8 activations by int8 weights. Without
-VNNI (AVX2, or AVX-512 without VNNI) they use `vpmaddubsw`, which adds each pair of u8 x s8
-products into a saturating int16: two products of 255 x 127 overflow it, and a model quantized
-with full 8-bit weights can lose agreement on such a CPU while it holds on a VNNI one
-(`vpdpbusd` accumulates in int32). ARM kernels widen to 16 or 32 bits (SDOT/UDOT with the
-dot-product extension, or widening multiplies without it): no saturation, only speed differs.
+x86 without VNNI sums u8 x s8 pairs into a saturating int16 (`vpmaddubsw`), so full 8-bit weights
+can lose agreement there; VNNI accumulates in int32 and ARM kernels widen, so only speed differs.
+Detection reads /proc/cpuinfo (Linux), `sysctl` (macOS), else NumPy's dispatch table (which does not
+know AVX-VNNI, AMX or I8MM). No torch.
 
-Detection reads /proc/cpuinfo on Linux, `sysctl` on macOS, and otherwise NumPy's own table of
-the CPU features it dispatches on (which knows AVX512-VNNI and ASIMD dot-product, not AVX-VNNI,
-AMX or I8MM). No torch.
+See docs/calibration.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The INT8 gate: keep a quantized model only where it measurably pays and still agrees.
 
-On held-out clips (never the calibration clips) it measures the cosine of each INT8 embedding
-to the float one, how often both pick the same top-1 class of the label table, and the speed-up
-over the float model, timed here, in one run, calls interleaved so machine noise hits all alike
-(several candidate INT8 models are timed in the same run, so their speed-ups compare).
+On held-out clips (never the calibration clips) it measures the cosine of each INT8 embedding to
+the float one, top-1 agreement on the label table, and the speed-up over the float model, timed
+in one run with calls interleaved so that machine noise hits all candidates alike.
+
+See docs/calibration.md.
 """
 
 from __future__ import annotations

@@ -1,35 +1,14 @@
-"""INT8 post-training quantization of the video encoder with ONNX Runtime (static QDQ or dynamic), for CPUs.
+"""INT8 post-training quantization of the video encoder with ONNX Runtime (static QDQ or dynamic).
 
-What gets quantized, and why: the weight MatMuls (every linear layer of the ViT and the patch
-Conv), per-channel weights. LayerNorm, Softmax, the attention products of two activations and
-the final projection to the embedding stay float: they are where 8 bits cost the most agreement
-(the score a label table ranks on is the direction of the final embedding), and they are a
-small share of the time. `ops="all"` quantizes everything ONNX Runtime can, for comparison.
-The integer types (activation, weight, 7-bit weights) are a `Variant` (variants.py), which
-`calibrate` chooses for the CPU's 8-bit dot product. The graph is built for the runtime that runs it:
-- ONNX Runtime (`target="onnxruntime"`, static variants): its pre-processing first fuses each
-  linear layer's MatMul + bias Add into one Gemm, and the Gemm's output stays float (only its
-  inputs are quantized, the bias to int32), so ORT runs every layer as one QGemm: the integer
-  GEMM, the scales and the bias in one kernel with fp32 out, the static counterpart of
-  DynamicQuantizeMatMul. With the output requantized (the plain form) each layer costs a
-  QLinearMatMul, a DequantizeLinear and a float bias Add and the GELU fuses with that Add: the
-  QGemm form is faster on every x86 class measured (docs/benchmarks.md, per CPU class) and rounds
-  to 8 bits once less per layer.
-- TensorRT (`target="tensorrt"`, `s8s8` / `s8s8-7bit`): the plain QDQ model (symmetric int8
-  activations and weights, every output requantized, float biases), which TensorRT parses and
-  fuses itself.
-A dynamic variant quantizes the same layers with ONNX Runtime's `quantize_dynamic` (activation
-ranges measured on every call, one DynamicQuantizeMatMul per layer with the bias inside): no
-calibration ranges.
+Only the weight MatMuls and the patch Conv are quantized (per-channel weights); LayerNorm,
+Softmax, the attention products and the final projection stay float, where 8 bits cost the most
+agreement (`ops="all"` quantizes everything, for comparison). `target="onnxruntime"` builds the
+QGemm form (float outputs, int32 bias); `target="tensorrt"` the plain QDQ form TensorRT fuses.
+Activation ranges are cached in JSON keyed by the fp32 model's sha256, the clips, the method and
+the pre-processing, so every variant reuses one calibration; an onnxruntime whose `quantize_static`
+lacks `calibration_cache_path` calibrates anew and gives the same model.
 
-The activation ranges come from calibration clips and are kept in a JSON cache whose name
-carries the fp32 model's sha256, the clips' digest, the method and the pre-processing: the
-variant and the set of quantized ops are not in it, because ONNX Runtime records the float range
-of every tensor whatever is quantized later. So a rebuild with the same inputs, and every
-variant tried on the same clips, reads the ranges instead of running calibration again, and a
-rebuild gives the same model. The cache is an optimisation: an onnxruntime whose `quantize_static`
-has no `calibration_cache_path` (before 1.24, so every Python 3.10 build, JetPack 6's Python)
-calibrates each variant anew and quantizes just the same.
+See docs/calibration.md.
 """
 
 from __future__ import annotations

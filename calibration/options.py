@@ -1,4 +1,7 @@
-"""Calibration options: the one place their defaults live (no torch, so the CLI reads them fast)."""
+"""Calibration options: the one place their defaults live (no torch, so the CLI reads them fast).
+
+See docs/calibration.md.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ Ops = Literal["linear", "all"]
 @dataclass(frozen=True)
 class GateThresholds:
     """Defaults: INT8 must agree with float on 95% of held-out clips, keep every embedding's cosine
-    to float >= 0.99 (8-bit saturation drops it well below: 0.956 measured) and be 1.2x faster."""
+    to float >= 0.99 (8-bit saturation drops it well below) and be 1.2x faster."""
 
     min_top1_agreement: float = 0.95
     min_speedup: float = 1.2

@@ -1,26 +1,13 @@
-"""The TensorRT side of `calibrate`: an INT8 engine built from a QDQ model, gated on the GPU.
+"""The TensorRT side of `calibrate`: an INT8 engine built from an explicitly quantized ONNX, gated on the GPU.
 
-TensorRT 10 deprecated its implicit-quantization calibrators and TensorRT 11 removed them, so the
-INT8 engine is built from an explicitly quantized ONNX: ONNX Runtime's static quantization (the CPU
-route's `quantize_video_encoder`, same clips and methods, `target="tensorrt"`: the plain QDQ form
-with every output requantized and float biases, not the CPU route's QGemm form) of the linear layers
-with symmetric int8 activations and weights, since TensorRT quantizes to symmetric int8 only
-(all-zero zero points). What is not quantized (LayerNorm, Softmax, the attention products, the
-projection) should run in fp16, as in the fp16 engine it is gated against, so the graph quantized
-depends on the TensorRT that builds it (`qdq_source`): 10.x quantizes the fp32 graph and builds it
-with the INT8 + FP16 flags (bundle.engines.build_attempts); 11.x, whose networks are all strongly
-typed, quantizes the fp16 graph.
+TensorRT 11 has no implicit-quantization calibrators, so the engine is built from ONNX Runtime's
+QDQ model with symmetric int8 activations and weights (TensorRT's only form); what stays float
+runs in fp16: 10.x quantizes the fp32 graph and builds with INT8 + FP16, 11.x quantizes the fp16
+graph. `quantize_only` needs no GPU (quantize on x86, build on a Jetson with `--qdq FILE`). Speed is
+gated against the bundle's fp16 engine, agreement against the fp32 ONNX; a model that fails is
+deleted with its engine and the manifest is unchanged.
 
-The QDQ model needs no GPU: `quantize_only` writes it into the bundle's calibration folder with
-what it was quantized from in its metadata (`calibration/video_encoder.int8-trt.qdq.onnx`, for the
-TensorRT installed there, else JetPack 6's 10.x), and `calibrate --trt --qdq FILE` on the GPU box
-builds and gates that model instead of quantizing again: quantize on an x86 box, build on a Jetson.
-The QDQ model must pass the TensorRT-compatibility check. Speed is measured against the bundle's
-fp16 engine (built here from video_encoder.fp16.onnx if the bundle has none for this GPU and
-TensorRT); cosine and agreement against the fp32 ONNX model, the reference of every other gate.
-Kept only when it passes: the QDQ file (`video_encoder.int8-trt.onnx`, section `int8_trt` of the
-manifest) and its engine; otherwise both are deleted and the manifest is unchanged (the range cache
-stays, so a forced rebuild is quick).
+See docs/calibration.md.
 """
 
 from __future__ import annotations

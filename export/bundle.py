@@ -1,14 +1,13 @@
 """`export_bundle`: a student in, a verified deployable bundle out.
 
-Order of work: the ONNX graphs, their fp16 copy and the label table are written into a staging
-folder beside the target; the parity gates run on real clips; the manifest (hashes, gates,
-versions, and the TensorRT-compatibility check of every graph) is written last; then the staging folder replaces the old bundle in two renames, so a
-failed gate or a kill leaves the previous bundle as it was. Only an empty folder or a folder whose
-manifest.json is a froster-edge manifest is ever replaced, and files in it that the bundle did
-not create (not in its manifest: a user's notes, site files) are carried into the new bundle, so
-nothing of the user's is deleted. An -o that is a symlink stays one: its target is replaced.
-TensorRT engines are built after that into the finished bundle (engines of the previous bundle whose ONNX did not change are kept), and
-a machine without a GPU or tensorrt ends with MissingCapability while the ONNX bundle stands.
+Graphs, fp16 copy and label table go to a staging folder; the parity gates run on real clips; the
+manifest is written last; two renames then replace the old bundle, so a failed gate or a kill
+leaves it as it was. Only an empty folder or a froster-edge bundle is replaced, and files the
+bundle did not create are carried over; a symlinked -o stays one. TensorRT engines are built
+afterwards (unchanged ones kept); without a GPU or tensorrt that ends in MissingCapability while
+the ONNX bundle stands.
+
+See docs/export.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,13 @@
-"""The two deployable graphs and their ONNX export (the first part of the export stage).
+"""The two deployable graphs and their ONNX export.
 
-- Video encoder: uint8 frames [S, T, H, W, 3] (RGB, already resized/cropped) -> the video
-  embedding [S, D], the mean of the L2-normalised frame features exactly as the student
-  classifies. CLIP's normalisation happens inside the graph, so the runtime ships raw pixels.
-- Text encoder: int64 tokens [N, L] -> L2-normalised embeddings [N, D], N and L (1..context) both
-  dynamic, so prompts are fed padded to the longest rather than to 77. The end-of-text pooling
-  index is an ArgMax over the tokens cast to float (ids < 2^24 are exact), which more runtimes
-  accept than an int64 ArgMax.
-Exported with torch's dynamo exporter (opset 18) without the fused-MHA fast path, so LayerNorm
-and attention stay plain ONNX ops that TensorRT and every ONNX Runtime provider accept; exact
-GELUs are written out in the form ONNX Runtime fuses into one Gelu kernel (`ErfGELU`). A graph
-keeps its weights inside the .onnx file unless they pass 1.5 GB (protobuf's limit is 2 GB), when
-they go to a `.onnx.data` file beside it. `to_fp16` makes the half-precision copy that the fp16
-parity gate checks and GPU runtimes may load.
+Video encoder: uint8 frames [S, T, H, W, 3] (RGB, resized/cropped) -> embeddings [S, D], the mean
+of L2-normalised frame features; CLIP's normalisation is inside the graph. Text encoder: int64
+tokens [N, L] (both dynamic) -> L2-normalised [N, D]; the end-of-text ArgMax runs on float tokens,
+which more runtimes accept. Exported with torch's dynamo exporter (opset 18) as plain ONNX ops
+(no fused MHA; exact GELU in the form ORT fuses); weights over 1.5 GB go to a `.onnx.data` file.
+`to_fp16` makes the half-precision copy.
+
+See docs/export.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Export options and parity thresholds: the one place their defaults live (no torch, so the CLI can read them fast)."""
+"""Export options and parity thresholds: the one place their defaults live (no torch, so the CLI reads them fast).
+
+See docs/export.md.
+"""
 
 from __future__ import annotations
 

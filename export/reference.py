@@ -1,5 +1,7 @@
 """The torch student as plain array -> array encoders: the reference side of the parity gates and
 the encoder of label tables built from a student (`froster-edge labels --student`).
+
+See docs/export.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Dataclass configs and their YAML/JSON form: the one source of defaults.
 
-Each stage gets its own small config; `from_mapping` builds one from a plain mapping and
-rejects unknown keys by name, so a typo in a YAML file fails loudly instead of being ignored.
+Each stage gets its own small config; `from_mapping` builds one from a plain mapping and rejects
+unknown keys by name, so a typo in a YAML file fails loudly instead of being ignored.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

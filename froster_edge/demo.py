@@ -1,11 +1,11 @@
 """`make demo`'s one decision: zero-shot CLIP when its weights can be had, the offline pipeline otherwise.
 
-`python -m froster_edge.demo MODEL PRETRAINED` exits 0 when the weights are a local file, their
-download host answers (a fraction of a second: nothing heavy is imported), or they are in
-open_clip's cache (open_clip is imported to know where, only when the host does not answer);
-10 after one line saying they are unreachable (the Makefile then trains, exports and runs the tiny
-student instead); 1 on a bad MODEL or PRETRAINED (an unknown tag, a missing file). No model is
-built and nothing is downloaded.
+`python -m froster_edge.demo MODEL PRETRAINED` exits 0 when the weights are a local file, their host
+answers, or they are in open_clip's cache; 10 after one line when unreachable (the Makefile then
+trains, exports and runs the tiny student); 1 on a bad MODEL or PRETRAINED. No model is built and
+nothing is downloaded.
+
+See docs/install.md.
 """
 
 from __future__ import annotations

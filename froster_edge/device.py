@@ -1,4 +1,7 @@
-"""Which torch device a command runs on: the one rule for `auto`, `cpu`, `cuda` and `cuda:N`."""
+"""Which torch device a command runs on: the one rule for `auto`, `cpu`, `cuda` and `cuda:N`.
+
+See docs/cli.md.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """The project's exceptions. The CLI turns each into one line and its exit code.
 
-Library code raises these with messages a user can act on; anything else reaching the CLI
-is a bug and keeps its traceback when FROSTER_EDGE_DEBUG=1.
+Library code raises these with messages a user can act on; anything else reaching the CLI is a bug
+and keeps its traceback when FROSTER_EDGE_DEBUG=1.
+
+See docs/cli.md.
 """
 
 

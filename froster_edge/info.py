@@ -1,4 +1,7 @@
-"""What this machine has: versions of the stack and the GPUs seen (for `info` and benchmarks)."""
+"""What this machine has: versions of the stack and the GPUs seen (for `info` and benchmarks).
+
+See docs/install.md.
+"""
 
 from __future__ import annotations
 

@@ -1,20 +1,14 @@
 """Persistence shared by every stage: atomic file and directory swaps, content hashes, and the
 hash-verified safetensors files that students and training states are made of.
 
-A file write goes to a hidden temporary file beside the target, is flushed to disk, then renamed
-over the target, so a kill at any moment leaves the old file or the new one, never a torn one.
-A directory (a bundle, a training state, an epoch checkpoint) is filled in a hidden sibling and
-swapped in with two renames: the old one moved aside, the new one in; `recover` undoes what a
-kill between the two left. Leftovers are named `.<name>.tmp-<pid>...` and `.<name>.old-<pid>`,
-so only those of processes that are gone are touched.
+A file is written to a hidden temporary beside the target, flushed, then renamed over it; a
+directory is filled in a hidden sibling and swapped in with two renames (`recover` undoes a kill
+between them), so a kill leaves the old or the new, never a torn one. Leftovers carry the writer's
+pid (`.<name>.tmp-<pid>...`), so only those of dead processes are touched. A symlinked target stays a
+symlink. `check_outputs` checks every output destination before any work starts. No torch at
+import: the tensor helpers import torch and safetensors when called.
 
-A target file that is a symlink keeps being one: the file it points to is replaced.
-`check_outputs` is the one start-time check of a command's output destinations: each output
-(a file, or a folder written into) is said before any work when it cannot be written, is a
-folder where a file is wanted, is not a regular file, is one of the command's inputs (a source
-video, a bundle's file) or is given twice, so hours of work are never lost at the end.
-
-The module imports no torch: the tensor helpers import torch and safetensors when called.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -36,7 +30,7 @@ if TYPE_CHECKING:
     import torch
 
 # `.name.tmp-PID...` (a file or directory being written) and `.name.old-PID` (a directory moved
-# aside); `staging` is what bundles' temporaries were called before this module had them.
+# aside); `staging` is the name of bundle temporaries that older froster-edge versions leave.
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|staging)-(?P<pid>\d+)(?:[.-].*)?$")
 
 

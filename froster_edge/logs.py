@@ -1,9 +1,10 @@
 """Logging: the library logs through `logging.getLogger(__name__)`; the CLI installs one handler.
 
-Library code never prints progress or warnings itself and takes no logger callbacks: a caller
-from Python configures `logging` as it likes (nothing below WARNING shows by default). The CLI
-installs `install_cli_handler` once per command: plain lines for the batch commands, UTC stamps
-with milliseconds for `run`, whose log is a service's and has to read on its own.
+Library code never prints progress or warnings itself and takes no logger callbacks; a Python
+caller configures `logging` as it likes. `install_cli_handler` writes plain lines for the batch
+commands, UTC stamps with milliseconds for `run`, whose log is a service's.
+
+See docs/cli.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Zero-shot classification of one video file: the quickest look at what a model sees.
 
-One view of T frames, the student's sampling spec's single test view (the first clip where the
-container reports a stream duration, mp4 or avi; the centre clip where it does not, webm or
-mkv; as the reference's decoder places one view), cropped by its spatial spec; the full
-29-prompt ensemble per class, softmax over exp(logit_scale) x video . classes. Dataset-level evaluation (3 views, protocols) is `eval`.
+One view of T frames, the sampling spec's single test view (the first clip where the container
+reports a stream duration, the centre clip where it does not, as the reference's decoder places
+one view), cropped by the spatial spec; the full prompt ensemble per class, softmax over
+exp(logit_scale) x video . classes. Dataset-level evaluation (3 views, protocols) is `eval`.
+
+See docs/cli.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The one progress bar of long jobs (evaluation, training): rich on stderr, or nothing.
 
-Stdout stays for results (JSON, tables), so the bar and the log lines printed beside it go to
-stderr. Disabled (quiet runs, ranks other than 0), every call is a no-op except `print`.
+Stdout stays for results, so the bar and the lines printed beside it go to stderr. Disabled (quiet
+runs, ranks other than 0), every call is a no-op except `print`.
+
+See docs/cli.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Class texts and FROSTER's prompt ensemble, as plain strings (no torch).
 
-A class text is either a bare name ("arm wrestling") or "Name: description", the form of
-FROSTER's LLM-rephrased label files. As in the reference, a templated prompt is the template
-filled with the name followed by the WHOLE class text ("a video of a person practicing Archery.
-Archery: This video shows ..."), and the bare prompt is the whole class text. A bare name gets
-the filled template alone (the reference would append the name a second time).
+A class text is a bare name or "Name: description" (FROSTER's rephrased label files). As in the
+reference, a templated prompt is the template filled with the name followed by the WHOLE class
+text, and the bare prompt is the whole class text; a bare name gets the filled template alone
+(the reference would append the name a second time).
+
+See docs/method.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Is a download host reachable? Torch-free, so `make demo` can ask in a fraction of a second.
+"""Is a download host reachable? Torch-free, so `make demo` can ask without waiting.
 
-Without network the Hugging Face client retries for about a minute before it fails; a plain TCP
-connect with a short timeout answers at once.
+A plain TCP connect with a short timeout answers at once, where the Hugging Face client would retry
+for a long time before failing.
+
+See docs/install.md.
 """
 
 from __future__ import annotations

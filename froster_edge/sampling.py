@@ -1,33 +1,18 @@
 """Which source frames a clip takes: one spec for training, eval, calibration and the runtime.
 
-numpy only (no torch, no cv2): the streaming runtime imports it. A `SamplingSpec` is saved in
-the student's config (`student.sampling`), copied into the bundle manifest by export, and read
-back by eval, calibrate and run, so a model is evaluated, calibrated and deployed on frames
-picked exactly as in its training.
+numpy only. A `SamplingSpec` is saved with the student, copied into the manifest by export and read
+by eval, calibrate and run, so a model is deployed on frames picked as in its training.
+The reference rule (FROSTER's PySlowFast decoder): a clip spans L = max(1, T * stride * fps / 30)
+frames, its T indices linspace(s, s + L - 1, T) truncated and clamped to the last frame, so a short
+video repeats its last frame; s in [0, count - L], test views at v * floor((count - L) / (V - 1)).
+A container that reports a stream duration is decoded selectively instead: W = ceil(stride *
+(T - 1) * fps / 30) frames plus one from s in [0, count - W], linspace(0, L - 1, T) over them,
+clamped to them; test views at s = (count - W) * v / V. Training draws s uniformly.
+The "even" rule spaces frames `stride` apart at 30 fps, rounded to the nearest, spreading a short
+video evenly. The streaming ticker takes frames R(k * P): on a file, the clips of the untimed
+placement starting at each tick (its first decision is eval's first view: runtime/assembly.py).
 
-The reference rule (FROSTER's PySlowFast decoder; README "Video data and evaluation" and
-"Deliberate deviations from the reference"):
-- a clip spans a window of T x stride = 128 frames at 30 fps, scaled by the video's fps:
-  L = max(1, 128 * fps / 30); its T indices are linspace(s, s + L - 1, T) truncated to int and
-  clamped to the last frame, so ~18.1 frames apart at 30 fps (127 / 7), ~1.65 sampled frames
-  per second of video. A video shorter than the window repeats its last frame.
-- a container that reports a stream duration (mp4, avi) is decoded selectively: a window of
-  W = ceil(stride * (T - 1) * fps / 30) frames (112 at 30 fps) from start s in [0, count - W]
-  plus the one frame after it, then linspace(0, L - 1, T) over those frames, clamped to them
-  (0 18 36 54 72 90 108 112 at 30 fps); test views start at s = (count - W) * v / V.
-- without a duration (webm, mkv) the whole video is decoded and linspace(s, s + L - 1, T) is
-  taken from s in [0, count - L]; test views start at v * floor((count - L) / (V - 1)).
-- training draws s uniformly from its range.
-
-The "even" rule (froster-edge before it followed the reference): frames `stride` apart at 30 fps
-(the spacing, not the window, scaled by fps/30), rounded to the nearest frame, a short video spread evenly over all its frames (no repeats while
-it has T frames), test views evenly from the first to the last possible start.
-
-The streaming ticker takes the frames R(k * P), k = 0, 1, ..., with P the spec's spacing at the
-source's fps and R its rounding: for a file, the window of T sampled frames after k ticks is the
-clip of the untimed placement starting at k * P. Where the container reports a duration the
-reference clamps a clip to its selective window, so the runtime takes its first decision on a
-file from that clip instead (runtime/assembly.py): exactly eval's first view.
+See docs/deviations.md.
 """
 
 from __future__ import annotations

@@ -1,27 +1,15 @@
-"""How a decoded frame becomes the model's S x S input: one spec for training, eval,
-calibration, the export's gates and the runtime.
+"""How a decoded frame becomes the model's S x S input: one spec for training, eval, calibration,
+the export's gates and the runtime.
 
-numpy and OpenCV only (no torch): the streaming runtime imports it. A `SpatialSpec` is saved in
-the student's config (`student.spatial`), copied into the bundle manifest by export
-(`preprocessing.spatial`) and read back by eval, calibrate and run, as the sampling spec is
-(froster_edge.sampling), so a model sees the pixels it was trained on at every stage.
+numpy and OpenCV only (no torch). A `SpatialSpec` is saved with the student, copied into the
+manifest (`preprocessing.spatial`) and read by eval, calibrate and run, as the sampling spec is.
+The reference rule: short side to S, long side floored, bilinear without antialiasing, test crop
+at ceil((side - S) / 2); training draws the short side as round(uniform(S, round(S x 256/224))),
+crop offsets from [0, side - S) and a flip. Frames are resized as uint8 (the exported model takes
+uint8), which differs from the reference's float resize only by rounding each pixel to a level.
+The "legacy" rule is what a student or bundle saved without a spec was made with.
 
-The reference rule (FROSTER's PySlowFast transforms, `random_short_side_scale_jitter`,
-`uniform_crop`, `random_crop`):
-- the short side is scaled to the target and the long side to floor(long / short x target)
-  with bilinear interpolation, no antialiasing (a frame whose short side already is the target
-  is left alone); the test view is the crop at ceil((side - S) / 2);
-- training draws the short side as round(uniform(S, round(S x 256/224))) and the crop offsets
-  from [0, side - S) (the last offset is never drawn), then flips with probability 1/2.
-The reference resizes float frames after normalisation; bilinear weights sum to one, so
-resizing uint8 frames and normalising afterwards is the same arithmetic up to rounding each
-pixel to a whole level (at most half a level), which is what every stage here does: the
-exported model takes uint8 frames.
-
-The "legacy" rule (froster-edge before it followed the reference, and what a student or bundle
-saved without a spec was made with): bicubic, the long side rounded to nearest, the crop at
-floor((side - S) / 2), the training short side an integer drawn uniformly from [S, round(S x
-256/224)] and crop offsets from [0, side - S].
+See docs/deviations.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """Reading a video file into frames, and the CLIP test-time view of a clip (no torch).
 
-Decoding is sequential (seeking is wrong on raw MPEG-4 streams) and the frame count comes from
-what was decoded, never from the container. OpenCV reads first, one decoder thread per call
-(workers parallelise across videos). PyAV reads a file OpenCV cannot open or decodes nothing
-from, a container without a frame count (raw MPEG-4 streams, some WebM), and a file OpenCV
-stops reading early without saying why: PyAV then either decodes it or names the corruption.
-A file that yields no frame, or stops on corrupt data, is a `VideoError` naming the file.
+Decoding is sequential (seeking is wrong on raw MPEG-4 streams) and the frame count is what was
+decoded, never the container's. OpenCV reads first; PyAV reads what OpenCV cannot open, has no
+frame count for, or stops on early, and names the corruption. `decode_video(path, select)` keeps
+only the frames `select(count, fps)` picks from the true count (re-choosing if decoding finds
+another). Rotation metadata is applied. A file that yields no frame is a `VideoError`.
 
-`decode_video(path, select)` keeps only the frames a sampler asks for: `select(count, fps)`
-gets the true decoded count, so a sampler never trusts the container either. When the
-container's count is plausible the frames are chosen from it while decoding (one pass, only
-the chosen frames converted to RGB); if decoding then finds another count, the choice is made
-again from the real count (a second pass only when a newly chosen frame was not kept).
-Rotation metadata is applied (OpenCV does it itself; PyAV frames are rotated here).
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -217,7 +211,7 @@ def _decode_pyav(path: Path, select: FrameSelect | None, declared: int = 0) -> t
     return np.stack([rgb[i] for i in idx]), VideoInfo(count, fps, "pyav", declared)
 
 
-PYAV_HOLD_BYTES = 1 << 29  # 512 MiB of decoded frames: ~1000 frames of 720p
+PYAV_HOLD_BYTES = 1 << 29  # 512 MiB of decoded frames: ~390 frames of 720p at 1.5 bytes a pixel
 
 
 def _pyav_pass(av, path: Path, want: set[int] | None, declared: int) -> tuple[dict | None, int, float, int]:

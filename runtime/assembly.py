@@ -1,22 +1,15 @@
 """Clip assembly for one stream: which frames are sampled, a ring buffer of T frames, when to decide.
 
-Plain single-threaded logic (the pipeline runs it on each stream's assembler thread), no torch.
+Plain single-threaded logic, no torch. Ticks fall every P source frames (P = the bundle's sampling
+spec's spacing at the source's fps, unless --sample-fps or --subsample override it) and frame
+R(k x P) is taken, R the spec's rounding. Positions are frame indices, or seconds x fps for live and
+--realtime sources, where a stall skips missed ticks. A decision is due after the T-th sampled
+frame, then every `hop` (n sampled frames give max(0, (n - T) // hop + 1) decisions); a file that
+ends before its first decision gets one over what it has (`finish`), marked short. On a file whose
+container reports a duration the first decision is taken on the reference's selective-window clip,
+exactly eval's first view, as soon as its last frame arrives (`take_first`); later ones are the ticks'.
 
-Which frames: the bundle's sampling spec (froster_edge.sampling, the frames its model was
-trained on), unless --sample-fps or --subsample override the spacing. Ticks fall every P source
-frames (P = the spec's spacing at the source's fps: (128 x fps / 30 - 1) / 7 by the reference,
-18.14 at 30 fps, 15.10 at 25) and frame R(k x P) is taken, R the spec's rounding (the
-reference truncates): for a file, the clips of the untimed placement starting at each tick,
-whatever its fps (the first decision on a file with a duration: see below).
-Positions are frame indices (files) or seconds x fps (cameras, streams, --realtime files, whose
-frames carry their media time); a live source that stalls skips the ticks it missed instead of
-catching up with a burst. A decision is due after the T-th sampled frame and then every `hop`
-sampled frames: n sampled frames give max(0, (n - T) // hop + 1) decisions. A file that ends
-before its first decision gets one over the frames it has, by the spec's short-video rule
-(`finish`), marked short. On a file whose container reports a duration (mp4, avi) the reference
-clamps a clip's frames to its selective window (0 18 ... 108 112 at 30 fps, where the ticks are
-0 18 ... 108 127): there the first decision is taken on those frames, exactly eval's first view,
-as soon as its last frame arrives (`take_first`); the later ones are the ticks'.
+See docs/runtime.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,14 @@
 """Video-encoder backends behind one interface: uint8 clips [S, T, H, W, 3] in, embeddings [S, D] out.
 
-  trt       a TensorRT engine (10.3 to 11.x) from the bundle (engines/<key>.plan) through the
-            tensor-name API, device buffers and a stream from cuda-python (cuda.bindings.runtime);
-            no torch. The engine is the manifest's video engine whose TensorRT version and GPU
-            compute capability equal this machine's; there is none, the error names both and the fix.
-  ort-trt   ONNX Runtime's TensorRT provider (then CUDA, then the CPU for what it does not take) on
-            the ONNX file its engine cache was built from (video_encoder.fp16.onnx by default), with
-            the bundle's engine cache (engines/ort-trt, written and gated by `export --trt
-            --trt-route ort-trt`; built on first use otherwise, which takes minutes on a Jetson).
-  ort-cuda  ONNX Runtime's CUDA provider on video_encoder.fp16.onnx (fp32 when the bundle has none).
-  ort-cpu   ONNX Runtime on the CPU, fp32.
-  trt-int8, ort-cpu-int8
-            the INT8 engine / QDQ model that `froster-edge calibrate` kept in the bundle because
-            it passed its gate (agreement and speed-up measured on held-out clips); absent
-            otherwise.
-  torch     the reference: rebuilds the student from the manifest's model source (a student
-            directory, or an open_clip model and pretrained weights), checks that its weights'
-            fingerprint is the bundle's, and runs the same graph in eager torch (CUDA when present).
-            The only backend that imports torch, and only when chosen.
+trt (a TensorRT engine matching this machine's TensorRT and GPU, via cuda-python), ort-trt (ONNX
+Runtime's TensorRT provider with the bundle's engine cache), ort-cuda, ort-cpu, trt-int8 and
+ort-cpu-int8 (only where `calibrate` kept them), torch (the reference, the only one importing
+torch). `auto` takes the first available of trt-int8 > trt > ort-trt > ort-cuda > ort-cpu-int8 >
+ort-cpu and says why it passed the others; it picks ort-trt only with a built cache, never
+starting a build. Files are hashed against the manifest before loading; an asked-for backend the
+machine cannot run is MissingCapability (exit 3).
 
-`auto` takes the first available of trt-int8 > trt > ort-trt > ort-cuda > ort-cpu-int8 > ort-cpu
-(fastest first) and says why the faster ones were passed over. ort-trt is only picked by auto when
-the bundle has a built engine cache, so auto never starts a silent multi-minute build. Every backend hashes the files it
-loads against the manifest before loading them. An asked-for backend the machine cannot run is
-MissingCapability (one line, exit 3).
+See docs/runtime.md.
 """
 
 from __future__ import annotations

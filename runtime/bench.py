@@ -1,21 +1,12 @@
 """`froster-edge bench`: each backend's encoder alone, and the whole pipeline, in one run.
 
-For each available backend (or those named), on the bundle's stream count S:
-1. encoder latency p50/p95 of one call on real clips (the clip's own sampled frames, recorded
-   from a pipeline run), backends interleaved call by call so machine noise hits all alike,
-   and throughput (clips/s of back-to-back calls);
-2. the full pipeline's decisions/s on the clip (S copies of it as S sources, read as fast as
-   possible, no printing) against the backend alone running the very same batches, the two
-   interleaved `reps` times; the ratio is the runtime's overhead (1.0 = none). The pipeline's
-   time runs from the start of its threads to its last decision, so decoding, sampling and
-   preprocessing before the first clip count against it. Also reported: the share of that time
-   the encoder was busy within the pipeline run itself (immune to load drift between the two
-   halves of a pair, blind to slowdown of the encoder by the pipeline's own threads);
-3. with --realtime-check, the clip played at its own pace and looped, as a camera (S streams),
-   with a hop whose clip interval gives the encoder 1.5x its latency (so it keeps up and the
-   figure is latency, not a backlog): the capture-to-decision p50 against the encoder's p50
-   from (1).
-Nothing here imports torch unless the torch backend is asked for.
+Per backend, on the bundle's stream count: (1) encoder latency p50/p95 and throughput on real
+clips, backends interleaved call by call; (2) pipeline decisions/s against the backend alone on
+the same batches, interleaved `reps` times (the ratio is the runtime's overhead, 1.0 = none), and
+the encoder's busy share; (3) with --realtime-check, the clip played at its own pace as a camera,
+capture-to-decision p50 against the encoder's. No torch unless the torch backend is asked for.
+
+See docs/benchmarks.md.
 """
 
 from __future__ import annotations

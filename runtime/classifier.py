@@ -1,11 +1,10 @@
 """Scores from video embeddings: the label table, softmax, smoothing, threshold, top-k; table hot-swap.
 
-logits = logit_scale * embedding @ table.T / temperature, exactly as the student classifies (the
-embedding is the mean of normalised frame features, not re-normalised). Smoothing runs over the
-probabilities of one stream's successive decisions: an EMA (s = a * p + (1 - a) * s_prev, the
-first decision taken as is) or the mean of the last `window`; "none" keeps each decision's own.
-When the smoothed top-1 probability is below `threshold` the outcome is "unknown" (the top-k are
-still reported). A new table resets the smoothing: old probabilities are over other classes.
+logits = logit_scale * embedding @ table.T / temperature, as the student classifies. Smoothing
+over a stream's successive decisions is an EMA, a moving mean of `window`, or none; a smoothed
+top-1 below `threshold` is "unknown" (top-k still reported). A new table resets the smoothing.
+
+See docs/runtime.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
 """`froster-edge run` behind the CLI: sinks from the flags or the site file, the pipeline, stats at the end.
 
-With a site (runtime/site/config.py): action events (--events), event clips (--clips), the metrics
-endpoint (--metrics; on the web view's port when that is on), MQTT, the web view and, with a site
-file, SIGHUP reloading its cameras. `prepare` holds every check that needs no model and opens no
-camera; `check_request` is `run --check`.
+Every output destination is checked (`io.check_outputs`) before anything loads. From start to end
+SIGINT and SIGTERM only ask the run to stop: threads stop, the recording is finished, stats are
+printed and written, exit code 0. A source that failed during the run is the one error line after
+the stats, exit 1. With a site file, SIGHUP reloads its cameras. `prepare` holds every check that
+needs no model and opens no camera; `check_request` is `run --check` (docs/site.md).
 
-Outputs first: every output destination (--record, --stats-json, and whatever a sink or the
-request registers in `outputs`) is checked by `io.check_outputs` before anything is loaded, so a
-path that cannot be written, a folder, an input video or a bundle file is one line and exit 1
-before the first frame, never a loss after hours of work.
-
-Signals: from the start of `run` to its end, SIGINT and SIGTERM only ask the run to stop (any
-number of them, as `timeout`, a process-group kill or a service manager send them): no exception
-interrupts the shutdown, so the threads are stopped, the recording is finished into a playable
-file, the stats are printed (stderr) and written (--stats-json), and the exit code is 0. A signal
-while loading or while a stream is still connecting stops the run there, with its stats. A
-source that failed during the run (a corrupt file) is reported after the stats as the one error
-line, exit code 1.
+See docs/runtime.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """Runtime options: the one place their defaults live (no torch, no cv2: the CLI reads them fast).
 
-Sampling follows training (README, "Sampling"): the bundle's sampling spec (froster_edge.sampling, saved with the
-student and copied into the manifest). By the reference rule that is a frame every (128 x fps/30
-- 1) / 7 source frames, 18.14 at 30 fps, ~1.65 sampled frames per second of video whatever the
-source's own frame rate. A decision is made every `hop` sampled frames once T are buffered: with
-the default hop of 2 that is one decision per ~1.2 s of video, each clip (8 frames, ~4.2 s)
-sharing 6 of its frames with the one before.
+Sampling follows the bundle's sampling spec (froster_edge.sampling). A decision is made every `hop`
+sampled frames once T are buffered, so with the default hop of 2 each clip shares T - 2 of its
+frames with the one before.
+
+See docs/runtime.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,13 @@
 """The streaming pipeline: sources -> clips -> one batched encoder call -> classifier -> sinks.
 
-Threads, per stream: a reader (sources.Reader: capture into a one-frame slot) and an assembler
-(take a frame, hand it to the frame sinks, sample it, resize/crop it once, ring buffer, publish
-a clip every `hop` sampled frames). The main thread waits for clips, batches the streams' clips
-into calls of the bundle's fixed stream count (padding a short batch with copies, whose outputs
-are discarded), classifies, and emits decisions; between decisions it checks the label file.
+Per stream a reader thread (one-frame slot) and an assembler thread (frame sinks, sampling,
+resize/crop once, ring buffer, a clip every `hop`). The main thread batches clips into calls of the
+bundle's fixed stream count (a short batch padded with copies, discarded), classifies and emits;
+it also watches the label file. Live sources never wait for the encoder: a newer clip replaces an
+untaken one (counted), so latency cannot build up; files read as fast as possible lose nothing.
+No torch is imported here or below (only the torch backend imports it).
 
-Live sources (and --realtime files) never wait for the encoder: a clip not yet taken is
-replaced by the newer one (counted as skipped), as the newest frame replaces an untaken one in
-the reader's slot, so nothing queues and latency cannot build up. Files read as fast as
-possible never lose anything: each hand-over waits, so every sampled frame and every clip is
-used, and the main loop waits for all streams' clips to batch them together.
-
-No torch is imported here or by anything this imports (only the torch backend imports it).
+See docs/runtime.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Where decisions go: JSON lines or readable lines on stdout, an overlay window, an annotated video.
 
-Decision sinks get every decision on the main loop's thread. Frame sinks (`--record`, `--show`)
-get every frame an assembler takes, drawn with that stream's latest decision, on the assembler's
-thread; a slow frame sink makes a live reader drop frames (counted), never queue them.
+Decision sinks get every decision on the main loop's thread. Frame sinks (`--record`, `--show`) get
+every frame an assembler takes, with that stream's latest decision, on the assembler's thread; a
+slow frame sink makes a live reader drop frames (counted), never queue them.
+
+See docs/runtime.md.
 """
 
 from __future__ import annotations

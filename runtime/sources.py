@@ -1,18 +1,12 @@
 """Capture: parse a --source, open it, and read it on its own thread into a one-frame slot.
 
-A camera (index or /dev/video*) or a network stream (rtsp://, http://, ...) is live: its reader
-reads as fast as the source delivers, stamps each frame's capture time, and keeps only the
-newest frame in its slot, counting the frames the consumer never took as dropped, so a slow
-consumer never makes the capture lag behind. When a live source drops (read fails, the server
-goes away, a read times out), the reader releases it and reopens it with exponential backoff
-(0.5 s doubling to 5 s by default) until it comes back or the run stops.
+A camera or network stream is live: its reader stamps capture time and keeps only the newest frame,
+counting those never taken as dropped, and reopens a dropped source with exponential backoff. A
+file is read sequentially; without --realtime nothing is dropped (the slot's `put` waits), with it
+the file is paced at its frame rate like a camera. A file that cannot open is an error at start;
+one that stops early ends its stream with that error. --loop restarts a file at its end.
 
-A file is read sequentially (seeking by frame index is wrong on raw MPEG-4 streams; see froster_edge/video.py).
-Without --realtime it is read as fast as the consumer takes frames and nothing is dropped: the
-slot's `put` waits. With --realtime it is paced at its own frame rate and treated like a camera.
-A file that cannot be opened is an error at start; a file that stops before its declared frame
-count (OpenCV does so silently on corrupt data) ends its stream with that error. --loop starts
-a file again at its end, frame numbers continuing.
+See docs/cameras.md.
 """
 
 from __future__ import annotations

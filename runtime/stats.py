@@ -1,15 +1,13 @@
 """Latency and counters of a run: per-stage percentiles, capture-to-decision, drops, decisions/s.
 
-Stages (milliseconds):
-  read                frame from the source (decode; a camera's wait for its next frame)
-  capture_wait        an assembler waiting for its reader's next frame
-  preprocess          resize + centre crop of one sampled frame (uint8), once, on arrival
-  queue               a ready clip waiting for the encoder (a busy encoder, or other streams)
-  encode              one backend call on the batch of all streams' clips
-  classify            table, softmax, smoothing, top-k for one decision
-  capture_to_decision from the capture of a clip's newest frame to its decision
-Each stage keeps its newest `window` samples (memory stays flat in a long run) plus an overall
-count and sum. Recording is thread-safe: readers, assemblers and the main loop all record.
+Stages (milliseconds): read (a frame from the source; a camera's wait for its next one),
+capture_wait (an assembler waiting for its reader), preprocess (resize + crop of one sampled frame),
+queue (a ready clip waiting for the encoder), encode (one backend call on all streams' clips),
+classify (one decision), capture_to_decision (a clip's newest frame captured to its decision).
+Each keeps its newest `window` samples (flat memory in a long run) plus an overall count and sum;
+recording is thread-safe.
+
+See docs/runtime.md.
 """
 
 from __future__ import annotations

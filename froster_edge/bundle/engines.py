@@ -1,31 +1,15 @@
 """TensorRT engines from the bundle's ONNX graphs, and the cache that keeps a wrong engine from loading.
 
-An engine is only valid for the TensorRT version, the GPU architecture, the precision and the
-input shapes it was built for, and for the exact ONNX file it came from. All of those go into
-its cache key, the key is its file name (`engines/<key>.plan`), and the manifest lists each
-engine with what went into its key, so a runtime can pick the one built for its own GPU and
-TensorRT, and a rebuild with nothing changed reuses the file instead of building again.
+An engine is valid only for its TensorRT version, GPU architecture, precision, input shapes and
+ONNX file; all of those make its cache key and file name (`engines/<key>.plan`), and the manifest
+records each. Engines are built from the bundle's typed ONNX (fp16 copy or QDQ INT8), as strongly
+typed networks (`tensorrt` route) or through ONNX Runtime's TensorRT provider (`ort-trt`,
+`engines/ort-trt/`); on 10.x a QDQ graph, or a parser that cannot type LayerNormalization, gets
+the precision-flag build instead, and the record says which (`typing`). `--layernorm-fp32` lives in
+the fp16 ONNX itself; one timing cache per TensorRT version serves all of a bundle's builds.
+Supported: TensorRT 10.3 to 11.x. `tensorrt` is imported here only, lazily.
 
-Two routes, both building from the bundle's own typed ONNX files (the fp16 copy, or the QDQ INT8
-model `calibrate --trt` keeps), so the precision is the ONNX's own and no builder precision flag or
-calibrator is needed:
-- `tensorrt`: the TensorRT Python API as a strongly typed network (the STRONGLY_TYPED creation
-  flag, which every supported version has: required for typed builds on 10.x, always on and the flag
-  ignored on 11.x, which removed BuilderFlag.FP16/INT8, OBEY_PRECISION_CONSTRAINTS and the INT8
-  calibrators), tensor-name I/O, static shapes, a workspace limit and one timing cache per TensorRT
-  version shared by all builds of the bundle. `--layernorm-fp32` lives in the fp16 ONNX itself
-  (LayerNormalization kept in float32 there), which a strongly typed build obeys. Two flag paths
-  on 10.x, and the record says which build it got (`typing`): the QDQ INT8 graph is quantized from
-  the fp32 graph there and built with the explicit-quantization flags INT8 + FP16, so that what is
-  not quantized runs in fp16 (a strongly typed build of it would run all of that in fp32); and a
-  10.x parser that refuses to set LayerNormalization's compute precision in a strongly typed
-  network (the guard came in 10.6) gets a build with the FP16 flag instead.
-- `ort-trt`: ONNX Runtime's TensorRT execution provider builds and caches the engine itself
-  (`engines/ort-trt/`) from the same fp16 ONNX, with its fp16 flag off so that it builds a strongly
-  typed network too; CUDA, then the CPU, run what TensorRT does not take.
-Supported TensorRT: 10.3 (JetPack 6) up to 11.x; others are refused with one line. Every graph is
-checked for TensorRT compatibility (`trt_check`) before a build. `tensorrt` is imported here only,
-lazily: everything else in froster-edge works without it.
+See docs/gpu.md.
 """
 
 from __future__ import annotations

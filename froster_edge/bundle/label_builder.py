@@ -1,14 +1,11 @@
-"""Encoding class texts into a label table, through the torch student or the bundle's ONNX text encoder.
+"""Encoding class texts into a label table, through any tokens -> array text encoder (no torch here).
 
-Every class gets FROSTER's prompt ensemble (28 templates + the bare text); the table row is the
-mean of the normalised prompt embeddings, re-normalised, exactly as the student classifies.
-Prompts longer than the text encoder's context are refused rather than silently cut, since a
-cut description changes what the class means. No torch here: the encoder is any tokens -> array
-function (`sessions.onnx_text_encoder`, or `froster_edge.export.reference.torch_text_encoder`), and
-the tokenizer is the bundle's `tokenizer.json` (see tokenizer.py). Each batch of prompts is padded only
-to its longest prompt, not to the context: the text encoder costs in proportion to the tokens fed
-(3-5x less for prompts of 10-20 of 77 tokens); `sessions.onnx_text_encoder` pads for graphs of a
-static length.
+Every class gets FROSTER's prompt ensemble (the templates + the bare text); its row is the mean of
+the normalised prompt embeddings, re-normalised, as the student classifies. Prompts longer than the
+context are refused, never cut (a cut description changes the class). Each batch is padded only to
+its longest prompt, since the encoder's cost grows with the tokens fed.
+
+See docs/export.md.
 """
 
 from __future__ import annotations

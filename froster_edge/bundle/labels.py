@@ -1,20 +1,12 @@
-"""The label table, labels.npz: class names and their embeddings, precomputed (numpy only, no torch).
+"""The label table, labels.npz: class names and their embeddings, precomputed (numpy only).
 
-The runtime scores a video embedding against this table, so changing what a camera recognises
-means writing a new table, never retraining. The file is a plain .npz (no pickled objects):
-    names [C] str, texts [C] str ("Name: description" as given), embeddings [C, D] float32 with
-    L2-normalised rows, logit_scale (CLIP's exp'd scale), temperature (confidence calibration;
-    1 = none), prompts [sum P] str with prompt_counts [C], fingerprint (of the model that
-    encoded it), format, version.
-A table whose fingerprint differs from the bundle's model is refused: its embeddings live in
-another model's space and would give confident garbage.
+A plain .npz, no pickled objects: names, texts, embeddings [C, D] float32 with L2-normalised rows,
+logit_scale, temperature (1 = none), prompts with prompt_counts, fingerprint, format, version. A
+table whose fingerprint is not the bundle's model is refused (another model's space gives confident
+garbage). `load_labels` checks every array's header before reading its data, so a bad field or
+size is a BundleError naming it; limits: MAX_CLASSES, MAX_DIM, MAX_PROMPTS, MAX_TEXT, MAX_FILE_BYTES.
 
-`load_labels` is the one reader, and it trusts nothing in the file: every array's header (dtype,
-shape) is checked against the layout above before its data is read, so a wrongly typed field, a
-plain .npy under the .npz name or a header claiming terabytes is a BundleError naming the field,
-never a TypeError or a huge allocation. Limits (documented in the README): at most MAX_CLASSES
-classes (a table of millions would take seconds per decision), MAX_DIM-d embeddings,
-MAX_PROMPTS prompts per class, MAX_TEXT characters per string, MAX_FILE_BYTES for the file.
+See docs/export.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """The bundle's manifest.json: what the runtime needs to use the files, and their hashes (no torch).
 
-A bundle directory holds video_encoder.onnx, text_encoder.onnx, tokenizer.json, labels.npz, optional
-video_encoder.fp16.onnx, engines/, and manifest.json, written last. The manifest records the
-format version, the model (config, fingerprint, logit scale), the preprocessing the video graph
-expects, the ONNX opset and tensor names, the sha256 of every file, the parity gates' results
-and the versions used. `verify_bundle` re-hashes the files, so a tampered or truncated file is
-named before a runtime loads it.
+It records the format version, the model (config, fingerprint, logit scale), the preprocessing,
+the ONNX opset and tensor names, the sha256 of every file, the parity results and the versions used;
+it is written last. `verify_bundle` re-hashes the files so a tampered or truncated one is named
+before loading. `read_manifest` type- and range-checks every field a reader uses, and refuses paths
+that are absolute, contain `..` or leave the bundle through a symlink.
 
-`read_manifest` validates the structure once for every reader: each field a reader uses has its
-type and range checked (a bad one is named), every path in it is relative and resolves inside the
-bundle (no `..`, no absolute path, no symlink out), and the model fingerprint that label tables
-are checked against must be there.
+See docs/export.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """Parity gates: the exported graphs must compute what the torch student computes (no torch here).
 
-Each gate runs real clips (decoded and cropped exactly as the runtime does) through the
-exported model and through torch, and measures the largest absolute difference of the
-embeddings, the smallest cosine between them, and how often both pick the same top-1 class of
-the label table. fp32 ONNX must match torch to float rounding; an fp16 model (ONNX Runtime or a
-TensorRT engine) is compared with the fp32 result. The figures go into the manifest, and a
-broken gate fails the export. The torch side of each gate is `froster_edge.export.reference`;
-the same arithmetic (`compare`, `run_in_streams`) serves the INT8 gate of calibration.
+Real clips run through the exported model and through torch (`froster_edge.export.reference`);
+the largest absolute difference, smallest cosine and top-1 agreement go into the manifest, and a
+broken gate fails the export. fp16 models are compared with the fp32 result. The same arithmetic
+(`compare`, `run_in_streams`) serves calibration's INT8 gate.
+
+See docs/export.md.
 """
 
 from __future__ import annotations

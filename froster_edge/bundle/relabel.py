@@ -1,15 +1,13 @@
 """New class texts for an exported bundle through its own ONNX text encoder: no student, no torch.
 
-The prompts are tokenized with the bundle's tokenizer.json. A bundle exported before bundles
-carried one is tokenized by open_clip when it is installed, else refused in one line. They are
-padded only to the longest prompt of a batch (label_builder); a text encoder exported before its
-token axis was free (a static 77-token input) gets them padded to 77 (sessions.onnx_text_encoder).
+Prompts are tokenized with the bundle's tokenizer.json (open_clip's when the bundle has none and it
+is installed, else refused in one line) and padded to the batch's longest prompt, or to the graph's
+length where its token axis is static. `BundleTextEncoder.load` hashes the encoder and opens one
+session, which a caller that changes the table often (the web view) keeps. Every change, adding or
+removing classes, is written by one rule (`_store`): atomically, and for the bundle's own table with
+its manifest re-hashed and the confidence temperature dropped.
 
-`BundleTextEncoder.load` hashes the text encoder once and opens one ONNX Runtime session; a caller
-that changes the table many times (the web view, for the life of a run) keeps it and passes it as
-`encoder=`, so each change costs only its prompts' encoding. Every change to a table, adding or
-removing classes, is written by one rule (`_store`): atomically, and for the bundle's own table
-with its manifest re-hashed and the confidence temperature dropped.
+See docs/export.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """ONNX Runtime sessions over a bundle's graphs, as plain array -> array encoders (no torch).
 
-Export's parity gates, relabelling and calibration's INT8 gate all call the graphs this way;
-the runtime's backends add providers, threads and I/O binding on top (runtime/backends.py).
+Export's parity gates, relabelling and calibration's INT8 gate call the graphs this way; the
+runtime's backends add providers, threads and I/O binding on top (runtime/backends.py).
+
+See docs/export.md.
 """
 
 from __future__ import annotations

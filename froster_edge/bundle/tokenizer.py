@@ -1,13 +1,12 @@
 """CLIP's text tokenizer without torch or open_clip: what a device needs to encode new action names.
 
-open_clip's CLIP tokenizer is byte-level BPE (49,408 ids) over words found by a regex, after the
-text is cleaned (ftfy.fix_text, HTML entities unescaped twice, whitespace collapsed, lower case),
-then wrapped in start- and end-of-text ids, cut to the context length and zero-padded to it (open_clip's
-form) or only to the batch's longest text (what the bundle's text encoder is fed). Here the
-BPE and the word split run in Hugging Face `tokenizers` (a compiled, well-kept library), built
-once from open_clip's own vocabulary file at export and shipped in the bundle as
-`tokenizer.json`; the cleaning runs in Python exactly as open_clip's. tests/test_tokenizer.py
-checks that the ids equal open_clip's on the class lists.
+open_clip's byte-level BPE and word split run in Hugging Face `tokenizers`, built at export from
+open_clip's vocabulary and shipped as the bundle's `tokenizer.json`; the text cleaning (ftfy, HTML
+unescape, whitespace, lower case) runs in Python as open_clip's does. Output is padded to the
+context (open_clip's form) or only to the batch's longest text. tests/test_tokenizer.py checks the
+ids against open_clip's.
+
+See docs/export.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
 """Will TensorRT's ONNX parser take this graph? A static check on the CPU, no TensorRT needed.
 
-Every tensor's type comes from onnx shape inference (which also refuses a graph that is not
-topologically sorted or whose types contradict each other), and each node is held to the rules of
-onnx-tensorrt (release/10.1-GA, the parser TensorRT 10.x and 11.x build on):
+Types come from onnx shape inference; each node is held to onnx-tensorrt's rules (release/10.1-GA):
+operator and opset in `trt_ops.SUPPORTED`, listed input/output types, UINT8 only at graph inputs
+and outputs, INT8 only between Q/DQ with all-zero int8 zero points, and the attribute forms the
+table restricts. polygraphy's check needs TensorRT, so this one runs on every export and in the
+CPU tests. Subgraphs (If/Loop/Scan bodies) are not checked: froster-edge's graphs have none.
 
-- the operator is in its support table (`trt_ops.SUPPORTED`, docs/operators.md) in the default
-  domain, and the graph's opset is in the table's range;
-- the node's data input and outputs have a type the table lists for that operator, so an int64
-  reaching MatMul, Softmax or LayerNormalization is refused;
-- UINT8 only at a graph input or output (ModelImporter.cpp: "TensorRT does not support UINT8
-  types for intermediate tensors"): the video graph's uint8 frames must be cast before any other op;
-- INT8 only between QuantizeLinear and DequantizeLinear, with int8 (not uint8) zero points that
-  are all zero (onnxOpImporters.cpp: "TensorRT only supports symmetric quantization");
-- the attribute and input forms the table restricts: `axes` of Slice, Squeeze, Unsqueeze, Pad and
-  the Reduce ops given as constants, only LayerNormalization's first output used, no MaxPool
-  indices, Constant without sparse or string values, pooling without dilation, Resize modes.
-
-polygraphy's capability check needs TensorRT itself, so it cannot run where graphs are exported;
-this one runs on every export and in the CPU tests. Subgraphs (If/Loop/Scan bodies) are not
-descended into: froster-edge's graphs have none.
+See docs/gpu.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """ONNX operators TensorRT's ONNX parser imports, with the tensor types each accepts (data, not logic).
 
-Transcribed from onnx/onnx-tensorrt, tag release/10.1-GA, docs/operators.md ("Supported ONNX Operators",
-opset 9 to 20; the ConstantOfShape row's "INF64" read as INT64), the release nearest below JetPack 6's
-TensorRT 10.3, the oldest froster-edge supports. Deliberately conservative: an operator or type that a
-later release added is refused until it is added here with its source. Types use the table's names:
-FP32, FP16, BF16, INT32, INT64, INT8, UINT8, BOOL, FP8, INT4.
+Transcribed from onnx/onnx-tensorrt release/10.1-GA docs/operators.md (opset 9 to 20; the
+ConstantOfShape row's "INF64" read as INT64), the release nearest below TensorRT 10.3, the oldest
+supported. Deliberately conservative: an operator or type added later is refused until added here
+with its source. Type names are the table's (FP32, FP16, BF16, INT32, INT64, INT8, UINT8, BOOL, FP8, INT4).
+
+See docs/gpu.md.
 """
 
 OPSET_RANGE = (9, 20)

@@ -1,10 +1,10 @@
 """The `froster-edge` command: a thin typer layer over the library, one module per command group.
 
-base (the typer app, exit codes, `main`), options (flags shared by several commands: one flag, one
-type, one meaning), info, models (import-froster, predict), export (export, labels), calibrate,
-train (train, average), evaluate (eval), runtime (run, bench). Heavy imports (torch, open_clip)
-happen inside the commands, so `--help` and `info` stay fast and the torch-free commands (run,
-bench, calibrate, labels --bundle) run without torch.
+base (app, exit codes, `main`), options (shared flags), info, models, export, calibrate, train,
+evaluate, runtime. Heavy imports (torch, open_clip) happen inside the commands, so `--help` and
+`info` stay fast and the torch-free commands (run, bench, calibrate, labels --bundle) need no torch.
+
+See docs/cli.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`python -m froster_edge.cli` (torchrun runs training this way)."""
+"""`python -m froster_edge.cli` (torchrun runs training this way).
+
+See docs/cli.md.
+"""
 
 from .base import main
 

@@ -1,14 +1,12 @@
 """The typer app every command module registers on, the exit-code policy, and `main`.
 
-Exit codes, the same for every command (each command's --help ends with them):
-  0  done
-  1  bad input, a bad combination of flags, or a failed step: one line on stderr
-  2  a command-line usage error from the parser (unknown option, a value not among the choices, a
-     missing required option): click's usage message
-  3  a missing capability: no GPU, no tensorrt, no display, an optional package not installed
-  130 interrupted (Ctrl-C)
-`main` is the one place that turns the project's exceptions into one line and their exit code;
-FROSTER_EDGE_DEBUG=1 keeps tracebacks.
+Exit codes, the same for every command: 0 done; 1 bad input, a bad flag combination or a failed
+step (one line on stderr); 2 a usage error from the parser (click's message); 3 a missing
+capability (GPU, tensorrt, display, optional package); 130 interrupted. `main` is the one place
+that turns the project's exceptions into one line and their exit code; FROSTER_EDGE_DEBUG=1 keeps
+tracebacks.
+
+See docs/cli.md.
 """
 
 from __future__ import annotations

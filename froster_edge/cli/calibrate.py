@@ -1,4 +1,7 @@
-"""`froster-edge calibrate`: INT8 behind a measured gate, and the confidence temperature."""
+"""`froster-edge calibrate`: INT8 behind a measured gate, and the confidence temperature.
+
+See docs/cli.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`froster-edge eval`: top-1/top-5 on video lists and the paper's protocols."""
+"""`froster-edge eval`: top-1/top-5 on video lists and the paper's protocols.
+
+See docs/cli.md.
+"""
 
 from __future__ import annotations
 

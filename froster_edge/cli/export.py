@@ -1,4 +1,7 @@
-"""`froster-edge export` and `labels`: a student into a bundle, new class texts into a label table."""
+"""`froster-edge export` and `labels`: a student into a bundle, new class texts into a label table.
+
+See docs/cli.md.
+"""
 
 from __future__ import annotations
 

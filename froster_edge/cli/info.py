@@ -1,4 +1,7 @@
-"""`froster-edge info`."""
+"""`froster-edge info`: versions of the stack and the GPUs seen.
+
+See docs/cli.md.
+"""
 
 from __future__ import annotations
 

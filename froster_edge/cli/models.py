@@ -1,4 +1,7 @@
-"""`froster-edge import-froster` and `predict`: students in, one video classified."""
+"""`froster-edge import-froster` and `predict`: students in, one video classified.
+
+See docs/cli.md.
+"""
 
 from __future__ import annotations
 

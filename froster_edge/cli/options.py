@@ -1,9 +1,9 @@
 """Options shared by several commands: one flag, one type, one meaning, one help text everywhere.
 
---json FILE writes the command's result as JSON to FILE (atomically), next to the readable lines
-on stdout; `--json -` prints the JSON on stdout instead, and the readable lines go to stderr, so
-stdout can be piped. (Before, `--json` was a flag that printed in info, predict and export: that
-use is now a usage error, "Option '--json' requires an argument".)
+--json FILE writes the command's result as JSON to FILE (atomically) beside the readable lines on
+stdout; `--json -` prints the JSON on stdout and sends the readable lines to stderr.
+
+See docs/cli.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`froster-edge run` and `bench`: live video through a bundle, and how fast each backend does it."""
+"""`froster-edge run` and `bench`: live video through a bundle, and how fast each backend does it.
+
+See docs/cli.md.
+"""
 
 from __future__ import annotations
 

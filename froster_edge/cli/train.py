@@ -1,4 +1,7 @@
-"""`froster-edge train` and `average`: distillation runs and their weight average."""
+"""`froster-edge train` and `average`: distillation runs and their weight average.
+
+See docs/cli.md.
+"""
 
 from __future__ import annotations
 

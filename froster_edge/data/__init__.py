@@ -1,8 +1,9 @@
-"""Video data for training and evaluation: lists, class files, sampling, the Dataset and loader.
+"""Video data for training and evaluation: lists, class files, transforms, the Dataset and loader.
 
-Decoding itself is `froster_edge.video` (torch-free, shared with export and the runtime). The
-Dataset and loader (torch) are imported on first use, so calibration can read video lists and
-sample clips on a machine without torch.
+Decoding is `froster_edge.video` (torch-free). The Dataset and loader (torch) are imported on first
+use, so calibration can read video lists and sample clips on a machine without torch.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,14 +1,12 @@
 """The torch Dataset of video clips, its collate function and DataLoader.
 
-Every random choice of sample i in epoch e (temporal offset, short side, crop, flip) comes from
-`numpy.random.default_rng([seed, epoch, i])`, never from a global RNG or a worker id, so 0, 1 or
-8 workers, one process or several, and a resumed run all see the same clips. The epoch lives in
-shared memory, so `set_epoch` reaches persistent workers too.
+Every random choice of sample i in epoch e comes from `numpy.random.default_rng([seed, epoch, i])`,
+so any worker or process count and a resumed run see the same clips; the epoch lives in shared
+memory so `set_epoch` reaches persistent workers. Bad videos never stop a run: in training the
+sample is replaced by the next video (named in "failed"); at test time it comes back with zero
+frames and "ok": False, so evaluation can count what it could not score.
 
-Bad videos (missing, empty, corrupt) never stop a run: in training the sample is replaced by
-the next video of the list (attempt a uses rng [seed, epoch, i, a]) and the bad one is named in
-"failed"; at test time the sample comes back with zero frames, "ok": False and its "failed"
-entry, so evaluation can count what it could not score.
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -162,7 +160,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     fork of this process. A fork copies OpenCV's, FFmpeg's and OpenMP's thread pools half alive,
     and a worker can then wait forever on one of their locks (seen: cv2.setNumThreads in a forked
     worker after the parent had decoded videos). The server imports this package once, so each
-    worker starts in a fraction of a second. Scripts need the `if __name__ == "__main__":` guard."""
+    worker starts without importing it again. Scripts need the `if __name__ == "__main__":` guard."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["froster_edge.data"])

@@ -1,16 +1,12 @@
 """Video lists and class files in the reference formats, checked before any video is decoded.
 
-A video list has one video a line: `relative/path label` (ViFi-CLIP, space separated) or
-`relative/path,label` (FROSTER's CSVs); blank lines and `#` comments are skipped, and a first
-line whose last field is a word (`path,label`) is a header. Paths are joined to `root` (the
-list's own folder when no root is given); absolute paths stay as they are.
+A list line is `path label` (ViFi-CLIP) or `path,label` (FROSTER's CSVs); blank lines, `#`
+comments and a `path,label` header are skipped; paths join `root` (else the list's folder). Class
+files: one name a line, FROSTER's JSON {"0": "Name: description"}, or a CSV with a `name` column.
+`check_class_names` compares class texts with a label file position by position, tolerant of
+spelling but not of a class at another position (how a swapped pair shows).
 
-Class files: one name a line, FROSTER's JSON {"0": "Name: description"}, or a CSV with a
-`name` column (ViFi-CLIP's `id,name` label files). `check_class_names` compares class texts
-with a label file position by position, tolerant of spelling ("Barbecuing" / "barbequing",
-"Eating a burger" / "eating burger") but not of a class found at another position, which is
-how a swapped pair shows (ViFi-CLIP's hmdb_51_labels.csv swaps kick/kick ball against its own
-video lists).
+See docs/evaluation.md.
 """
 
 from __future__ import annotations

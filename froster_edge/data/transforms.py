@@ -1,9 +1,11 @@
 """The spatial transforms of training and test clips (numpy, no torch).
 
 Which frames a clip takes is `froster_edge.sampling`; how each frame is resized and cropped is
-`froster_edge.spatial` (one spec for training, eval, calibration and the runtime). Training
-jitters the short side, takes a random S x S crop and flips horizontally with probability 1/2,
-the same for every frame of the clip; test takes the spec's centre crop.
+`froster_edge.spatial`. Training jitters the short side, takes a random S x S crop and flips
+horizontally with probability 1/2, the same for every frame of the clip; test takes the spec's
+centre crop.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Evaluation: scoring students on video lists, and the paper's protocols (base-to-novel, cross-dataset).
 
-`evaluate(student, items, class_texts)` is the whole of it for one list; `run_protocol` runs a
-protocol config (configs/eval/*.yaml), encoding each video once per student.
+`evaluate(student, items, class_texts)` scores one list; `run_protocol` runs a protocol config
+(configs/eval/*.yaml), encoding each video once per student.
+
+See docs/evaluation.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""What `froster-edge eval` does, as a library call: check the flags, run, write the JSON report."""
+"""What `froster-edge eval` does, as a library call: check the flags, run, write the JSON report.
+
+See docs/evaluation.md.
+"""
 
 from __future__ import annotations
 

@@ -1,15 +1,12 @@
 """Scoring a student on a list of videos: 3 temporal views x 1 centre crop, view logits summed.
 
-Two steps, so that a protocol encodes each video once however many splits and class sets it
-appears in: `encode_videos` gives each video the sum of its views' video features (logits are
-linear in the feature, so scoring that sum against the classes is the sum of the view logits);
-`score_videos` scores features against class embeddings. `evaluate` does both.
+`encode_videos` gives each video the sum of its views' features (logits are linear in it, so
+scoring the sum is summing the view logits), `score_videos` scores features against class
+embeddings, so a protocol encodes each video once. Results do not depend on batch, worker or
+process count: nothing is padded or duplicated, and shards (`shard=(rank, world)`) are merged by
+list index (`merge_encoded`). Accuracies count the videos that could be scored; the others are named.
 
-Results do not depend on batch size, worker count or process count: each video's views are
-encoded together, results are stored by the video's index in the list, nothing is padded or
-duplicated (the reference's distributed sampler pads and re-counts videos), and a list split
-over processes with `shard=(rank, world)` is put back together by `merge_encoded`.
-Accuracies count the videos that could be scored; the others are counted and named.
+See docs/evaluation.md.
 """
 
 from __future__ import annotations

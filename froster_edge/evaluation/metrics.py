@@ -1,11 +1,11 @@
 """The protocol arithmetic, on plain numbers (accuracies in %).
 
-- top-k: a video is right when its label is among the k highest logits (k capped at C).
-- base-to-novel: the harmonic mean HM = 2BN / (B + N). Over several splits, B and N are each
-  averaged first and HM is taken of the means, so a reported row (B, N, HM) is consistent
-  (FROSTER's K400 77.8 / 64.3 -> 70.4).
-- cross-dataset: the mean and the population standard deviation (ddof = 0, numpy's default) of
-  the per-split accuracies; the per-split values are reported too for any other convention.
+top-k: right when the label is among the k highest logits (k capped at C). Base-to-novel:
+HM = 2BN / (B + N), with B and N each averaged over splits before HM is taken, so a reported row is
+consistent. Cross-dataset: mean and population standard deviation (ddof = 0) of the per-split
+accuracies, which are reported too.
+
+See docs/evaluation.md.
 """
 
 from __future__ import annotations

@@ -1,26 +1,13 @@
-"""The paper's evaluation protocols as YAML files, run with one command each.
+"""The paper's evaluation protocols as YAML files (configs/eval/*.yaml), run with one command each.
 
-A protocol config (configs/eval/*.yaml) names its lists and class files; nothing is hard-coded:
+A protocol names its kind (base2novel | cross_dataset), root, named `paths` folders (`{name}` in a
+path is replaced by that folder; --path NAME=DIR overrides), and per split the `base`/`novel` (or
+`test`) parts' list, classes and labels, plus an optional `full` part (cross_dataset); nothing is
+hard-coded. Every list is checked against its
+class file, and the class texts against a plain label file, before any model is loaded. A split
+may have its own student (`--student runs/k400_{split}`). Each video is encoded once per student.
 
-    protocol: base2novel            # base2novel | cross_dataset
-    name: UCF101 base-to-novel
-    root: data/ucf101               # the videos; --root replaces it
-    paths:                          # folders holding the split and label files; --path NAME=DIR
-      froster: data/froster_label_db
-    splits:
-      - name: s1
-        base:  {list: "{froster}/zs_label_db/B2N_ucf101/val.csv", classes: "...", labels: "..."}
-        novel: {list: "{froster}/zs_label_db/B2N_ucf101/test.csv", classes: "...", labels: "..."}
-    full: {list: ..., classes: ...}   # cross_dataset only, optional: the whole dataset, reported apart
-
-`{name}` in a path is replaced by the folder of that name; relative paths are relative to the
-working directory. Each part's list is checked against its class file (labels in range) and,
-when `labels` names a plain label file, the class texts' count and order against it, all
-before any model is loaded. Base-to-novel splits differ by their training seed, so each may
-have its own student: `--student runs/k400_{split}` puts the split name in the directory.
-
-Every video is encoded once per student however many splits list it (the features do not
-depend on the class set), then scored against each split's classes.
+See docs/evaluation.md.
 """
 
 from __future__ import annotations

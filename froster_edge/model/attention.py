@@ -1,13 +1,12 @@
 """Neighbour-frame attention (Open-VCLIP / FROSTER): CLIP's own attention made temporal.
 
-In every visual block, the queries of frame t attend to the keys and values of frames
-[t+1, t-1, t], concatenated along the token axis. No parameter is added: the block reuses
-CLIP's in-projection and out-projection, so plain CLIP checkpoints load strictly. At the clip's
-ends the missing neighbour's keys AND values are zeros (not masked): as in the reference they
-still take softmax mass exp(q . 0) = 1. There is no temporal position embedding.
+In every visual block the queries of frame t attend to the keys and values of frames [t+1, t-1, t],
+with CLIP's own projections (no new parameter, so plain CLIP checkpoints load strictly). A missing
+neighbour at the clip's ends is zeros, not masked, as in the reference; no temporal position
+embedding. Only open_clip's default `ResidualAttentionBlock` is supported; qk-norm or
+scaled-cosine blocks are refused by `make_temporal`.
 
-Limits: only open_clip's default `ResidualAttentionBlock` (nn.MultiheadAttention, batch first)
-is supported; blocks with qk-norm or scaled-cosine attention are refused by `make_temporal`.
+See docs/method.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """Student checkpoints: safetensors weights plus a JSON config that rebuilds the model.
 
-A student directory holds
-    config.json             format, version, StudentConfig, the open_clip model config, and the
-                            sha256 of each weights file (also the model's fingerprint)
-    model.safetensors       the student CLIP (open_clip parameter names, fp32)
-    projectors.safetensors  optional: the residual projectors (to continue training)
-    teacher.safetensors     optional: the frozen teacher's CLIP (when not an open_clip tag)
-Loading never unpickles anything: safetensors and JSON only. Each file is written atomically
-and config.json last, and the hashes catch a mismatched or torn pair.
+A student directory holds config.json (format, version, StudentConfig, the open_clip model config,
+the sha256 of each weights file, also the model's fingerprint), model.safetensors, and optionally
+projectors.safetensors and teacher.safetensors. Nothing is unpickled; each file is written
+atomically, config.json last, and the hashes catch a mismatched or torn pair.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

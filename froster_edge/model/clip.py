@@ -1,9 +1,10 @@
 """Building open_clip CLIP models and loading their pretrained weights, in full precision.
 
-One path for every source: the architecture comes from an open_clip model name or a model-config
-JSON file (open_clip's format), then weights come from an open_clip tag (downloaded and cached by
-open_clip), a local checkpoint file, or nowhere (random init, for tests). The model config is
-kept as plain data so a saved student rebuilds without the open_clip registry.
+The architecture comes from an open_clip name or a model-config JSON; weights from an open_clip tag
+(downloaded and cached by open_clip), a local checkpoint file, or nowhere (random init, for tests).
+The model config is kept as plain data so a saved student rebuilds without the open_clip registry.
+
+See docs/method.md.
 """
 
 from __future__ import annotations
@@ -272,7 +273,7 @@ def _tag_cfg(model_name: str, pretrained: str) -> dict[str, Any]:
 def pretrained_unavailable(model_name: str, pretrained: str) -> str | None:
     """None when `load_pretrained` can get these weights now (a local file, open_clip's cache, or a
     download host that answers); otherwise why not, in one line. Builds no model and makes no
-    download, so it answers in seconds where a failing download takes about a minute."""
+    download, so it answers at once where a failing download retries for a long time."""
     if os.path.isfile(pretrained):
         return None
     tag_cfg = _tag_cfg(model_name, pretrained)
@@ -300,7 +301,7 @@ def _load_state(model: CLIP, state: dict[str, torch.Tensor]) -> None:
 def fetch_pretrained(tag_cfg: dict[str, Any], model_name: str, tag: str) -> str:
     """Path of a tag's weights: open_clip's cache first (no network), then a download.
 
-    Without network the hub client retries for about a minute; a quick reachability check turns
+    Without network the hub client retries for a long time; a quick reachability check turns
     that into one immediate, clear error.
     """
     cached = _cached(tag_cfg)
@@ -381,7 +382,7 @@ def encode_text(clip: CLIP, tokens: torch.Tensor, normalize: bool = True, trim: 
 
     The text tower is causal and pools at the end-of-text token (the highest id), so positions
     after the longest prompt's end-of-text cannot change the result: `trim` drops them (prompts
-    are mostly 10-20 of 77 tokens, so 3-5x less work). `trim=False` keeps the static shape an
+    are mostly far shorter than the context). `trim=False` keeps the static shape an
     ONNX export needs; the pooling index is an ArgMax over float ids there too (exact below 2^24),
     which TensorRT accepts where it refuses an int64 ArgMax. (N, L) -> (N, D)
     """

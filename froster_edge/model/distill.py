@@ -1,11 +1,12 @@
 """Residual feature distillation, FROSTER's contribution.
 
-Two residual projectors (vision, text), z' = z + alpha * MLP(z) with MLP = Linear-GELU-Linear
-(bias-free, Kaiming-normal first layer, zero-initialised last layer, so each starts as the
-identity). The loss is
+Two residual projectors (vision, text), z' = z + alpha * MLP(z), MLP = Linear-GELU-Linear, bias-free,
+last layer zero-initialised so each starts as the identity. Loss:
     CE(logits, y) + w_v * mean(1 - cos(P_v(z_v), teacher_v)) + w_t * mean(1 - cos(P_t(z_t), teacher_t))
-with per-FRAME vision features and prompt-averaged class-text features, w_v = w_t = 2.0.
-The projectors serve the loss only: inference and export use the un-projected student.
+with per-frame vision features, prompt-averaged text features, w_v = w_t = 2.0. The projectors
+serve the loss only: inference and export use the un-projected student.
+
+See docs/method.md.
 """
 
 from __future__ import annotations

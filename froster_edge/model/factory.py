@@ -1,4 +1,7 @@
-"""The small factory: configs in, student / teacher / distiller out."""
+"""The small factory: configs in, student / teacher / distiller out.
+
+See docs/method.md.
+"""
 
 from __future__ import annotations
 

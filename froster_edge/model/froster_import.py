@@ -1,11 +1,11 @@
 """Import the official FROSTER release checkpoint into a froster-edge student directory.
 
-The release is a PySlowFast checkpoint, {"epoch", "model_state", "optimizer_state", "cfg"}, with
-the student CLIP under `model.` (OpenAI-CLIP parameter names, which open_clip shares), the frozen
-teacher under `raw_model.` and the residual projectors under `projector_v.` / `projector_t.`
-(nn.Sequential: `.0` first linear, `.2` last). It is read with `weights_only=True`, so nothing
-is unpickled but tensors and plain containers. The architecture is inferred from tensor shapes,
-so ViT-B/32, B/16 and L/14 students all import; weights stay fp32.
+The release is a PySlowFast checkpoint: the student CLIP under `model.`, the teacher under
+`raw_model.`, the projectors under `projector_v.` / `projector_t.`. It is read with
+`weights_only=True` (tensors and plain containers only); the architecture is inferred from tensor
+shapes, so ViT-B/32, B/16 and L/14 import; weights stay fp32.
+
+See docs/method.md.
 """
 
 from __future__ import annotations

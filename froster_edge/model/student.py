@@ -1,8 +1,10 @@
 """The FROSTER student: an open_clip CLIP whose image tower sees neighbouring frames.
 
-`encode_video` returns the L2-normalised per-frame features and their mean, which is the video
-feature FROSTER classifies with (the mean is NOT re-normalised, as in the reference). With
+`encode_video` returns the L2-normalised per-frame features and their mean, the video feature
+FROSTER classifies with (the mean is NOT re-normalised, as in the reference). With
 `temporal_attention="none"` the student is plain per-frame CLIP.
+
+See docs/method.md.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class VideoStudent(nn.Module):
         return self.encode_video(frames)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute block activations in backward: less memory for about a third more time."""
+        """Recompute block activations in backward: less memory for more compute."""
         self.grad_checkpointing = enable
         self.clip.transformer.grad_checkpointing = enable  # text tower
         self.clip.visual.transformer.grad_checkpointing = enable  # image tower with `none`

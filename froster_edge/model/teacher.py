@@ -1,8 +1,9 @@
 """The frozen teacher: the original CLIP, per-frame, never trained.
 
-It stays in eval mode even when the surrounding model is put in train mode, takes no gradient,
-and on a GPU runs under autocast in bf16 (fp16 where bf16 is unsupported) to save time and
-memory; its outputs are returned in fp32.
+It stays in eval mode even when the surrounding model is put in train mode, takes no gradient, and
+on a GPU runs under autocast in bf16 (fp16 where bf16 is unsupported); outputs are returned in fp32.
+
+See docs/method.md.
 """
 
 from __future__ import annotations

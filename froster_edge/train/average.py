@@ -1,9 +1,10 @@
 """Uniform weight averaging of student checkpoints (FROSTER averages epochs 2..last).
 
-Every floating-point tensor of the student CLIP and, when every input has them, of the residual
-projectors is the plain mean over the inputs, accumulated in float64 and stored as float32;
-integer tensors must agree and are kept. Inputs must share the architecture (the same
-StudentConfig and open_clip model config), which is checked before anything is read.
+Every floating-point tensor of the student CLIP (and of the projectors, when every input has them)
+is the plain mean, accumulated in float64 and stored as float32; integer tensors must agree. Inputs
+must share the StudentConfig and open_clip model config, checked before anything is read.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

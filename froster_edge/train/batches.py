@@ -1,11 +1,11 @@
 """The batch sampler of training: one global batch per step, split over processes and micro-batches.
 
-Each epoch is a permutation of the dataset drawn from (seed, epoch) alone, cut into global
-batches of `batch_size` (the incomplete last one is dropped, as the reference's train loader
-does). Process `rank` of `world_size` takes every world_size-th index of a global batch and
-yields it in `accumulation` micro-batches. So the union over processes of one step is the same
-global batch whatever the number of processes, and `start_step` resumes an epoch mid-way
-without replaying it: the sampler's whole state is (epoch, step).
+Each epoch is a permutation drawn from (seed, epoch) alone, cut into global batches (the incomplete
+last one dropped, as the reference does); rank r takes every world_size-th index and yields it in
+`accumulation` micro-batches. So a step's global batch is the same whatever the process count, and
+the sampler's whole state is (epoch, step): `start_step` resumes mid-epoch without replaying it.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Reading a training recipe: YAML file, then `--set KEY=VALUE` overrides, into a RecipeConfig.
 
-The dataclasses in `froster_edge.config` hold every default; a YAML recipe states only what
-differs. Paths written in the YAML are relative to the YAML file's folder (a recipe works from
-any current directory); paths given with --set are relative to the current directory. Both end
-up absolute in the resolved config that the run saves beside its checkpoints.
+`froster_edge.config` holds every default; a recipe states only what differs. Paths in the YAML are
+relative to its folder, paths given with --set to the current directory; both end up absolute in
+the resolved config the run saves.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

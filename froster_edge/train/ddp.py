@@ -1,8 +1,9 @@
 """Processes and devices: torchrun's environment, the process group, and the few collectives used.
 
-`torchrun --nproc_per_node N` sets RANK / WORLD_SIZE / LOCAL_RANK; a plain `froster-edge train`
-is a world of one and never creates a process group. NCCL joins GPU processes (one GPU each,
-cuda:LOCAL_RANK), gloo CPU ones.
+A plain `froster-edge train` is a world of one and creates no process group; under torchrun, NCCL
+joins GPU processes (one GPU each, cuda:LOCAL_RANK), gloo CPU ones.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """K-shot training lists (B2N trains on 16 videos per base class) drawn from a full list with a seed.
 
 Within each class the videos are shuffled by a generator seeded with (seed, class) and the first
-`shots` kept, so a class's pick depends only on the seed and that class's own videos. The
-result keeps the list's order of classes (ascending label) and, inside a class, the pick order.
-A class with fewer than `shots` videos keeps all of them (reported by `short_classes`).
+`shots` kept, so a class's pick depends only on the seed and its own videos; class order is kept.
+A class with fewer videos keeps all of them (`short_classes`).
 
     python -m froster_edge.train.fewshot FULL_LIST --root VIDEOS --shots 16 --seed 1 -o fs_s1.txt
+
+See docs/training.md.
 """
 
 from __future__ import annotations

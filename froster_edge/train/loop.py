@@ -1,18 +1,12 @@
 """The training run behind `froster-edge train`: from a recipe to a student directory.
 
-Run directory (`--out`):
-    config.yaml            the resolved recipe (every option, absolute paths)
-    metrics.jsonl          one JSON line per logged step and per epoch (loss terms, lr, clips/s, val)
-    train_list.txt         the K-shot list actually trained on (when data.shots is set)
-    checkpoints/epoch_NNN  a student directory after each epoch (1-based), kept for averaging
-    state/step_NNNNNNNN    the newest complete training state (weights, optimizer, RNG, sampler)
-    student/               the result: the average of epochs average_from..last, or the last epoch
-    failed_videos.txt      videos that could not be decoded (each was replaced by another sample)
+The run directory (`--out`) holds config.yaml (resolved recipe), metrics.jsonl, train_list.txt
+(K-shot runs), checkpoints/epoch_NNN, state/step_NNNNNNNN (newest resumable state), student/ (the
+average of epochs average_from..last, or the last) and failed_videos.txt. Every randomness is a
+function of the seed and the position, so a resumed run, or another process split, computes the
+same steps. Only rank 0 writes files.
 
-Every randomness of the run is a function of the seed and the position (model init: seed;
-sampling: seed and epoch; clip augmentation: seed, epoch and index; training template: seed and
-step), so a resumed run, or the same global batch split over other processes, computes the
-same steps. Rank 0 alone writes files; the others only train.
+See docs/training.md.
 """
 
 from __future__ import annotations

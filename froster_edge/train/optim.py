@@ -1,12 +1,10 @@
 """AdamW and its learning-rate schedule, as FROSTER's reference trains (PySlowFast semantics).
 
-- Weight decay on everything but 1-D parameters (LayerNorm, class embedding) and biases (the
-  reference's ZERO_WD_1D_PARAM: `len(p.shape) == 1 or name.endswith(".bias")`), so the 0-D
-  logit_scale IS decayed, as in the reference.
-- The lr is set every optimiser step from the fractional epoch: linear warm-up from
-  `warmup_start_lr` to `lr` over `warmup_epochs`, then a half cosine from `lr` to `end_lr` over
-  the remaining steps (COSINE_AFTER_WARMUP). The schedule is a pure function of the step, so
-  its whole state is the step counter.
+Weight decay on everything but 1-D parameters and biases (the reference's ZERO_WD_1D_PARAM), so the
+0-D logit_scale IS decayed. The lr is set every step from the fractional epoch: linear warm-up,
+then a half cosine to `end_lr` (COSINE_AFTER_WARMUP), a pure function of the step.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """Training checkpoints that survive a kill at any moment and load without unpickling.
 
-A training state is a directory `step_<N>/`:
-    student/               a student directory (model + projectors safetensors, config.json)
-    optimizer.safetensors  AdamW's per-parameter tensors
-    rng.safetensors        every process's torch / CUDA / numpy generator states
-    state.json             epoch, step, sampler position, optimizer hyper-parameters, GradScaler,
-                           Python RNG, sha256 of the two files above; written last
-The directory is assembled under a hidden temporary name and renamed into place in one step
-(`froster_edge.io.atomic_dir`), so `step_<N>/` either exists complete or not at all, and older states are pruned
-only after the new one is in place. Resume takes the newest state that reads back and whose
-hashes match, and says which newer ones it skipped.
+A state `step_<N>/` holds student/, optimizer.safetensors, rng.safetensors and state.json (epoch,
+step, sampler position, hyper-parameters, scaler, Python RNG, the two files' sha256), written last.
+It is assembled under a hidden name and renamed into place (`froster_edge.io.atomic_dir`); older
+states are pruned only after. Resume takes the newest state whose hashes match and names the
+newer ones it skipped.
+
+See docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """One optimisation step on tensors: the part of training that is pure arithmetic.
 
-A step sees one global batch. This process's share arrives as `micro_batches` (gradient
-accumulation): each is forwarded under autocast and its loss divided by their number, so the
-accumulated gradient is that of the mean loss over the process's clips; DDP then averages over
-processes (all-reducing only after the last micro-batch). With equal micro-batches that is the
-gradient of the mean loss over the global batch, whatever the split. Every micro-batch of a step
-uses the same class-text prompts (one template, chosen from the seed and the step, plus the bare
-class text), so the text terms agree across processes and micro-batches.
+This process's share of the global batch arrives as micro-batches, each forwarded under autocast
+with its loss divided by their number; DDP all-reduces after the last. With equal micro-batches that
+is the gradient of the mean loss over the global batch, whatever the split. All micro-batches of a
+step use the same prompts (one template from seed and step, plus the bare text).
+
+See docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """Event clips: an mp4 per action event with a pre-roll, a JPEG at its peak, within a disk budget.
 
-Each camera keeps its recent frames in memory (downscaled to at most `width` pixels wide, at
-most `fps` frames a second, bounded by `buffer_mb` and by pre_roll_s + 20 s: an event is
-announced a few decisions after it started). When an event starts, the frames from `pre_roll_s`
-before its start and every frame after it until `post_roll_s` after its end (at most
-`max_clip_s` in all) go to one writer thread through a bounded queue: the decision loop and the
-frame threads never wait for the disk; a frame or clip that finds the queue full is dropped and
-counted. The writer encodes with OpenCV (mp4v), writes to a temporary name and renames it when
-the clip is complete (froster_edge.io), so a clip on disk is always whole. The peak's frame is
-written as a JPEG the same way. Names start with the event's UTC start
-(`20261129T120305.123-back-door-falling.mp4`): a listing sorts by time, and when the folder
-exceeds `budget_mb` the oldest files are deleted first.
+Each camera keeps recent frames in memory (downscaled, rate-limited, bounded by `buffer_mb`). An
+event's frames from `pre_roll_s` before its start to `post_roll_s` after its end (at most
+`max_clip_s`) go through a bounded queue to one writer thread, so the pipeline never waits for the
+disk (a full queue drops and counts). Clips and snapshots are written atomically; names start with
+the event's UTC start, so a listing sorts by time and the oldest go first beyond `budget_mb`.
+
+See docs/site.md.
 """
 
 from __future__ import annotations

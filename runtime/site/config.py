@@ -1,17 +1,17 @@
 """A site file (`froster-edge run --config site.yaml`): named cameras and the sinks, from YAML.
 
-The file is read by the project's YAML 1.2 loader (froster_edge.io) and checked as a `SiteFile`
-(froster_edge.schema's strict models), every key and every cross-field rule, before any camera
-opens: a problem is one ConfigError line naming the file and the key path
-(`site.yaml: cameras[1].hop: must be greater than or equal to 1, not 0`). The run's CLI options
-are the defaults under the file (its `defaults:` section, then each camera's own keys override
-them); the output and address flags (--events, --clips, --metrics, --http, --http-token, --mqtt)
-change single fields of the file's sections. `examples/site-reference.yaml` is generated from
-these models (`reference_site()`); docs/site.md documents every key.
+The file is read by the project's YAML 1.2 loader and checked as a `SiteFile` (strict models,
+froster_edge/schema.py), every key and cross-field rule, before any camera opens: a problem is one
+ConfigError line naming the file and the key path. The run's CLI options are the defaults under the
+file (`defaults:`, then each camera's keys); the output and address flags (--events, --clips,
+--metrics, --http, --http-token, --mqtt) change single fields of the file's sections. SIGHUP
+reloads it (SiteReloader): changed cameras restart while the others go on, a file that does not
+load is refused in one log line, and other sections take effect at the next start.
+`examples/site-reference.yaml` is generated from these models (`reference_site()`).
 
-SIGHUP reloads the file (SiteReloader): cameras added, removed or changed are started and
-stopped while the others go on; a file that does not load is refused in one log line and the
-running site kept. Other sections take effect at the next start.
+See docs/site.md.
+
+See docs/site.md.
 """
 
 from __future__ import annotations

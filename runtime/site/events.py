@@ -1,17 +1,12 @@
 """Action events from each camera's smoothed decisions: start/end with hysteresis.
 
-Per camera and label: an event starts when the label's smoothed probability is >= `enter` for
-`enter_decisions` consecutive decisions, and ends when it is < `exit` for `exit_decisions`
-consecutive ones (exit <= enter: a score between the two neither starts nor ends an event).
-The event's start (wall clock and media time) is that of the first decision of the entering
-run, its end that of the first decision of the exiting run; peak and mean score cover the
-decisions from the start up to that end (a dip shorter than `exit_decisions` belongs to the
-event). An event still open when the run stops, or when its camera is removed, is closed and
-marked `interrupted`: its end is the first decision of a dip in progress, else the last
-decision seen. Each event is announced twice to the event sinks: "start" when it starts, "end"
-(all fields, the end filled in) when it ends.
+Per camera and label an event starts after `enter_decisions` decisions >= `enter` and ends after
+`exit_decisions` decisions < `exit` (exit <= enter); start and end are the first decision of each
+run, peak and mean cover the event, and a shorter dip belongs to it. An event open at stop or camera
+removal is closed as `interrupted`. Each event is announced at "start" and at "end". Plain
+single-threaded logic on the decision loop's thread; no cv2, no torch.
 
-Plain single-threaded logic on the decision loop's thread; no cv2, no torch.
+See docs/site.md.
 """
 
 from __future__ import annotations
@@ -54,7 +49,7 @@ class EventOptions(Model):
 
 @dataclass
 class ActionEvent:
-    """One action on one camera (the agreed interface: docs in README "Action events")."""
+    """One action on one camera (the agreed interface; see docs/site.md)."""
 
     id: str  # unique and sortable by time: "<camera>-<UTC YYYYmmddTHHMMSS.mmm>-<label slug>"
     camera: str

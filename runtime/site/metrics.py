@@ -1,14 +1,11 @@
 """Prometheus metrics of a run (prometheus-client), read from the run's own counters at scrape time.
 
-Nothing is recorded per decision for the metrics: a scrape reads RunStats (per camera stage
-latencies, frames, drops, decisions, reconnects), the event segmenter's and the clip writer's
-counters. Names start with `froster_edge_`; per-camera series carry `camera` (and `stream`).
+Nothing is recorded per decision: a scrape reads RunStats and the event and clip writers' counters.
+Names start with `froster_edge_`; per-camera series carry `camera` (and `stream`). The endpoint
+binds 127.0.0.1 unless told otherwise; any other address needs a token (Bearer) or `insecure: true`.
 
-The endpoint binds 127.0.0.1 unless told otherwise. Any other address needs a token (read from
-`token_file`, or FROSTER_EDGE_METRICS_TOKEN; scrapers send `Authorization: Bearer <token>`), or
-`insecure: true` (`--metrics-insecure`) to serve it open on purpose; without a token only a
-loopback Host is answered. With the web view on, its server serves /metrics (one port, one token).
-Rules: runtime/site/network.py, docs/network.md.
+Without a token only a loopback Host is answered; with the web view on, its server serves /metrics
+(one port, one token). See docs/network.md and docs/site.md.
 """
 
 from __future__ import annotations

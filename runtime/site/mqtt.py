@@ -1,36 +1,15 @@
 """MQTT sink: per-camera state, action events, availability with a last will, Home Assistant discovery.
 
-Topics (prefix `froster-edge` by default; `<camera>` is the camera's name made topic-safe):
+Topics under a prefix (`froster-edge`): availability (retained, also the last will),
+<camera>/availability, <camera>/state (retained, newest decision), <camera>/event (not retained),
+<camera>/action/<label> (ON/OFF), and with discovery Home Assistant sensor configs per camera and
+label; a camera removed by a reload goes offline and its configs are emptied. The pipeline never
+waits for the broker: messages go to a bounded queue (oldest event dropped and counted), states are
+sent on a label change or at most every `state_interval_s`, one publisher thread feeds paho with at
+most INFLIGHT unacknowledged, and after a reconnect retained values are published again. QoS 0 may
+lose a message on a dying connection; QoS 1 (default) for events that must arrive.
 
-  <prefix>/availability                 "online" / "offline", retained; "offline" is also the last will
-  <prefix>/<camera>/availability        "online" while the camera runs, "offline" once a reload removed it, retained
-  <prefix>/<camera>/state               the newest decision: {"camera", "label", "score", "top", ...}, retained;
-                                        at once when the top label changes, else at most every state_interval_s
-  <prefix>/<camera>/event               an action event's start and end (ActionEvent.to_json()), not retained
-  <prefix>/<camera>/action/<label>      "ON" while an event of that label is open, then "OFF", retained
-  <discovery>/sensor/<node>/<camera>_label/config          (with discovery: true, Home Assistant)
-  <discovery>/sensor/<node>/<camera>_score/config
-  <discovery>/binary_sensor/<node>/<camera>_<label>/config one per label of the camera's table
-
-Cameras added by a reload (SIGHUP) get their availability, discovery configs and topics like the
-first ones; a removed camera's availability becomes "offline" and, with discovery, its configs are
-replaced by empty retained messages, which is how Home Assistant removes a device's entities.
-Home Assistant shows an entity available while both availability topics say "online".
-
-The pipeline never waits for the broker: `emit` and `event` only put a message into this sink's
-own bounded queue (events; the oldest is dropped and counted when it is full) or overwrite the
-camera's pending decision, under a lock that is never held while paho runs. A decision is encoded
-by the publisher thread, not the decision loop, and only when it is published: a camera's state
-goes out at once when its top label changes and otherwise at most once per `state_interval_s`
-(the newest decision then), so a 30-decisions-a-second camera does not cost the pipeline and the
-broker 30 QoS-1 round trips a second (measured: 8% of a decode-bound pipeline's decisions/s). One publisher thread
-hands messages to paho (whose loop thread does the network I/O) only while connected and with at
-most INFLIGHT unacknowledged, so neither this queue nor paho's grows without bound. After a
-(re)connect, what paho resends is acknowledged first, then "online", the discovery configs, the
-queued events and the newest retained values are published in that order, so a restarted broker
-that lost its retained messages gets them again and each topic ends on its newest value.
-With QoS 0 a message already written to a connection that dies is lost (at most once); use
-QoS 1 (the default) for events that must arrive.
+See docs/mqtt.md.
 """
 
 from __future__ import annotations
@@ -171,7 +150,7 @@ class ActionEventLike(Protocol):
 
 @dataclass(frozen=True)
 class Topics:
-    """The topic layout (module docstring), in one place for the sink, the tests and the README."""
+    """The topic layout (module docstring), in one place for the sink, the tests and docs/mqtt.md."""
 
     prefix: str
     discovery_prefix: str = "homeassistant"

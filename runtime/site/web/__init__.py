@@ -1,10 +1,12 @@
 """The web view (`froster-edge run --http HOST:PORT`): live views, decisions, stats and the vocabulary
-in a browser, for boxes without a screen. Standard library HTTP server; imports no torch, and
-importing the package itself loads only the options (the CLI reads their defaults fast).
+in a browser, for boxes without a screen. Standard library HTTP server; no torch; importing the
+package loads only the options.
 
-options (HttpOptions; addresses and the token rule are ../network.py's), live (frames and
-decisions handed over by the pipeline, JPEG encoding on the server's side), vocabulary
-(adding/removing actions through the bundle's text encoder into the watched label table), server (routes, token checks, the page).
+options (HttpOptions; addresses and the token rule are ../network.py's), live (frames and decisions
+from the pipeline), vocabulary (adding/removing actions in the watched label table), server
+(routes, token checks, the page, /metrics when the run has metrics on).
+
+See docs/web.md and docs/network.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """What the web view shows, collected from the running pipeline without ever making it wait.
 
-The hub is a frame sink and a decision sink of the pipeline. A frame costs the pipeline one
-reference assignment (the newest frame of its stream replaces the previous one); JPEG encoding
-happens on the server's threads, only while a client watches, at most `stream_fps` times a
-second per stream, and one encoding is shared by every client watching that stream. Decisions
-are kept per camera (the newest `recent`), numbered, with the version of the label table that
-made them, so the page (and the API) can tell when a vocabulary change has reached the decisions.
+A frame and decision sink: a frame costs the pipeline one reference assignment; JPEG encoding runs
+on the server's threads only while a client watches, at most `stream_fps` a second per stream,
+shared by all its clients. Decisions are kept per camera (the newest `recent`), numbered, with the
+label table version that made them, so the page can tell when a vocabulary change has arrived.
+
+See docs/web.md.
 """
 
 from __future__ import annotations

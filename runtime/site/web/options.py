@@ -1,8 +1,10 @@
 """Web view options (`--http`, the site file's `http:` section): the one place their defaults live.
 
-The server binds 127.0.0.1 unless told otherwise; any other address needs a token, which is then
-checked on every request. A token given for a loopback address is checked too. Addresses and the
-token rule are runtime/site/network.py's.
+The server binds 127.0.0.1 unless told otherwise; any other address needs a token, then checked on
+every request. A token given for a loopback address is checked too. Addresses and the token rule
+are runtime/site/network.py's.
+
+See docs/web.md and docs/network.md.
 """
 
 from __future__ import annotations

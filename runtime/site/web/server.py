@@ -1,19 +1,13 @@
 """The web view's HTTP server: one page, MJPEG live views and a small JSON API (standard library only).
 
-Routes (every one behind the token when the server has one; see the README's "Web view"):
-  GET  /                          the page
-  GET  /api/streams               cameras, their latest decision
-  GET  /api/streams/<i>.mjpg      live view of camera i (multipart/x-mixed-replace JPEG)
-  GET  /api/streams/<i>.jpg       its newest frame, once
-  GET  /api/decisions?since=N     kept decisions numbered above N, oldest first
-  GET  /api/events                recent events per camera (recent decisions when the run records none)
-  GET  /api/events/<id>.jpg       a kept event's snapshot by its event id (percent-encoded), as its
-                                  snapshot_url says: the file the clip writer named, in its folder
-  GET  /api/stats                 the run's stats (as --stats-json writes them) and the web view's
-  GET  /api/vocabulary            the actions of the watched label table
-  POST /api/vocabulary            {"add": "Name: description"} or {"remove": "Name"}
-  GET  /metrics                   Prometheus metrics, when the run has them on (one port, one token)
-No route takes a path from the client: files served are the package's own page, by fixed names.
+Routes, all behind the token when there is one: GET / (the page); /api/streams, /api/streams/<i>.mjpg
+and .jpg (cameras, live view, newest frame); /api/decisions?since=N; /api/events and
+/api/events/<id>.jpg (an event's snapshot); /api/stats; GET and POST /api/vocabulary
+({"add": "Name: description"} or {"remove": "Name"}); GET /metrics when the run has metrics on
+(one port, one token). No route takes a path from the client: files served are the package's own
+page, or snapshots by the event ids the clip writer named.
+
+See docs/web.md and docs/network.md.
 """
 
 from __future__ import annotations

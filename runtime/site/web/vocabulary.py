@@ -1,14 +1,12 @@
 """The vocabulary as the page edits it: the watched label table, one action added or removed at a time.
 
-Adding encodes the new action's prompt ensemble with the bundle's own ONNX text encoder through
-the same library call as `froster-edge labels --bundle BUNDLE --classes FILE --append` (so the
-table is the one that command would write), into the label file the run watches: the bundle's
-labels.npz (its manifest re-hashed, as `labels --bundle` does) or the run's --labels file. The
-text encoder is loaded once, beside the run's start (its hash checked, one ONNX Runtime
-session), and kept for the run: a change costs only its 29 prompts. Removing drops the action's row
-through the same module's `remove_classes`; nothing is re-encoded. The write is atomic and the
-runtime's label watcher swaps the new table in between two decisions, exactly as for a table
-edited by hand. Changes are serialised: two browsers cannot interleave their writes.
+Adding encodes the action's prompts with the bundle's ONNX text encoder through the same library
+call as `froster-edge labels --bundle ... --append`, into the label file the run watches (the
+bundle's labels.npz with its manifest re-hashed, or the run's --labels). The encoder is loaded once
+per run. Removing drops the row (`remove_classes`), re-encoding nothing. Writes are atomic and
+serialised; the runtime's label watcher swaps the table in between two decisions.
+
+See docs/web.md.
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ class Vocabulary:
         self._lock = threading.Lock()
         self.encoder: BundleTextEncoder | None = None
         self._encoder_error: str | None = None
-        self.loaded = threading.Event()  # loaded beside the run's start (seconds for ViT-B), not before it
+        self.loaded = threading.Event()  # loaded beside the run's start, not before it
         threading.Thread(target=self._load_encoder, name="web-text-encoder", daemon=True).start()
 
     def _load_encoder(self) -> None:
