@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .source_url import redact
+
 BackendName = Literal["auto", "trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu", "torch")
 # fastest first; the int8 ones exist only where `froster-edge calibrate` kept an INT8 model that passed its gate
@@ -79,6 +81,7 @@ class CameraOptions:
 
     None keeps the run's value. `labels` restricts the camera to those classes of its table
     (softmax over them only); `table` gives it a label table of its own (watched like --labels).
+    `source` is the URL as written (a password in it is shown nowhere: see runtime/source_url.py).
     """
 
     name: str
@@ -89,6 +92,9 @@ class CameraOptions:
     threshold: float | None = None
     labels: tuple[str, ...] | None = None
     table: Path | None = None
+    password_env: str | None = None  # the source's password from this environment variable...
+    password_file: Path | None = None  # ...or from this file's first line (never in the URL on a command line)
+    rtsp_transport: Literal["tcp", "udp"] | None = None  # rtsp:// only; None: OpenCV's default (TCP)
 
 
 @dataclass
@@ -111,8 +117,9 @@ RUN_DEFAULTS = RunOptions()
 
 
 def camera_list(options: RunOptions) -> list[CameraOptions]:
-    """The run's cameras: the named ones, then one per --source named by its text."""
-    return [*options.cameras, *(CameraOptions(name=s, source=s) for s in options.sources)]
+    """The run's cameras: the named ones, then one per --source named by its text (a URL's
+    password replaced by ***: the name shows in logs, files, metrics and topics)."""
+    return [*options.cameras, *(CameraOptions(name=redact(s.strip()), source=s) for s in options.sources)]
 
 
 def check_options(options: RunOptions) -> None:
@@ -120,7 +127,7 @@ def check_options(options: RunOptions) -> None:
     from ..errors import ConfigError
 
     s, c = options.sampling, options.classifier
-    names = [cam.name for cam in options.cameras] + [s for s in options.sources if s in {c.name for c in options.cameras}]
+    names = [cam.name for cam in options.cameras] + [n for n in map(redact, options.sources) if n in {c.name for c in options.cameras}]
     twice = sorted({n for n in names if names.count(n) > 1})
     problems = [
         (not options.sources and not options.cameras, "give at least one --source"),

@@ -35,6 +35,7 @@ from .assembly import ClipAssembler, RateGate, SampleRule
 from .sinks import Decision, DecisionSink, FrameSink
 from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, declared_frames, open_all, open_first,
                       parse_source)
+from .source_url import read_password
 from .stats import RunStats, StreamCounters
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,12 @@ def subset_table(table: LabelTable, names: tuple[str, ...] | None, where: str) -
     return table.select([i for i, n in enumerate(table.names) if n in names])
 
 
+def source_of(cam: CameraOptions) -> SourceSpec:
+    """A camera's source parsed, its password read now (password_env / password_file)."""
+    where = f"cameras[{cam.name}]"
+    return parse_source(cam.source, read_password(where, cam.password_env, cam.password_file), cam.rtsp_transport, where)
+
+
 class Pipeline:
     """A bundle, its label table(s) and a backend, run over cameras into sinks. `run()` returns the stats.
 
@@ -308,7 +315,7 @@ class Pipeline:
     def prepare(self, cam: CameraOptions, index: int = -1) -> Camera:
         """A camera's source parsed, sampling rule and classifier made: every error before anything opens."""
         o, where = self.options, f"camera {cam.name}"
-        spec = parse_source(cam.source)
+        spec = source_of(cam)
         sampling = cam.sampling or o.sampling
         rule = SampleRule.from_options(sampling, self.manifest["preprocessing"])
         capture = replace(o.capture, realtime=o.capture.realtime if cam.realtime is None else cam.realtime,
@@ -407,7 +414,9 @@ class Pipeline:
         want = reader_filter(every or (live and bool(others)), cam.spec.live, ticker.period,
                              cam.rule.spec.rounding, fps, assembler.keeps, max(rated, default=None))
         slot = FrameSlot(keep_newest=live)
-        threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, str(i), i),
+        threads = [Reader(cam.spec, cap, slot, cam.stop, cam.capture, self.stats, counters, want, str(i), i,
+                          on_state=lambda up, why, name=cam.name: self._camera_state(name, up, why),
+                          respec=(lambda o=cam.options: source_of(o)) if cam.spec.live else None),
                    Assembler(i, slot, board, assembler, self._crop, live, self.frame_sinks, self.stats, counters,
                              cam.stop, self.stop, fps)]
         name = "" if cam.name == cam.spec.text else f"camera {cam.name}: "
@@ -433,6 +442,13 @@ class Pipeline:
             if added is not None:
                 added(cam.name, list(planned.classifier.table.names))
         return True
+
+    def _camera_state(self, name: str, up: bool, why: str) -> None:
+        """A camera went down or came back (a reader's thread): every sink that shows it hears of it."""
+        for sink in [*self.sinks, *self.frame_sinks]:
+            state = getattr(sink, "camera_state", None)
+            if state is not None:
+                state(name, up, why)
 
     def remove_camera(self, name: str) -> None:
         """Stop one camera's threads; its stream ends ("removed") and the sinks hear of it."""

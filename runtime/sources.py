@@ -12,15 +12,18 @@ See docs/cameras.md.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 
 from ..errors import ConfigError, FrosterError
+from .source_url import redact, scrub, secrets_of, with_camera_options
 from ..video import MAX_FRAMES, VideoError, check_early_stop  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
 from .options import CaptureOptions, camera_index
 from .stats import RunStats, StreamCounters
@@ -39,22 +42,35 @@ class SourceError(FrosterError):
     """A source that cannot be opened or read."""
 
 
+RtspTransport = Literal["tcp", "udp"]
+
+
 @dataclass(frozen=True)
 class SourceSpec:
-    """A parsed --source: what it is and what OpenCV opens."""
+    """A parsed --source: what it is and what OpenCV opens.
+
+    `text` is what may be shown (a URL's password replaced by ***); `target` is what opens the
+    stream, with the password: it is read by open_capture and the fault probe only, and kept out
+    of repr(). `scrub` hides the password in a message another library wrote."""
 
     text: str
     kind: SourceKind
-    target: int | str  # camera index, or a path / URL
+    target: int | str = field(repr=False)  # camera index, or a path / URL (with its credentials)
+    transport: RtspTransport | None = None  # rtsp:// only: None keeps OpenCV's (TCP)
 
     @property
     def live(self) -> bool:
         return self.kind != "file"
 
+    def scrub(self, message: str) -> str:
+        return scrub(message, secrets_of(self.target) if isinstance(self.target, str) else ())
 
-def parse_source(text: str) -> SourceSpec:
-    """A camera index ("0"), a camera device ("/dev/video0"), a URL, or an existing video file."""
-    s = text.strip()
+
+def parse_source(text: str, password: str | None = None, transport: RtspTransport | None = None,
+                 where: str = "--source") -> SourceSpec:
+    """A camera index ("0"), a camera device ("/dev/video0"), a URL, or an existing video file.
+    `password` (from a site file's password_env/password_file) goes into the URL, whose user it needs."""
+    s = with_camera_options(text, password, transport, where).strip()
     index = camera_index(s)
     if index is not None:
         return SourceSpec(s, "camera", index)
@@ -63,38 +79,97 @@ def parse_source(text: str) -> SourceSpec:
     if "://" in s:
         scheme = s.split("://", 1)[0].lower()
         if scheme not in URL_SCHEMES:
-            raise ConfigError(f"--source {s}: unsupported scheme {scheme!r} (use one of {', '.join(URL_SCHEMES)}, "
+            raise ConfigError(f"--source {redact(s)}: unsupported scheme {scheme!r} (use one of {', '.join(URL_SCHEMES)}, "
                               "a camera index or a video file)")
-        return SourceSpec(s, "url", s)
+        return SourceSpec(redact(s), "url", s, transport)
     path = Path(s)
     if not path.is_file():
         raise ConfigError(f"--source {s}: no such video file (a camera is a number, a stream a URL)")
     return SourceSpec(s, "file", str(path))
 
 
+CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # FFmpeg options OpenCV reads at each open ("k;v|k;v")
+
+
+class _CaptureOptionsEnv:
+    """OpenCV takes FFmpeg's demuxer options (rtsp_transport) only from one process-wide
+    environment variable, read when a capture opens. Opens that need the same value run together;
+    an open that needs another value waits until they are done. The value the user set before the
+    run is the base every camera's transport is added to."""
+
+    def __init__(self) -> None:
+        self.base = os.environ.get(CAPTURE_OPTIONS_ENV)
+        self._cond = threading.Condition()
+        self._value: str | None = None
+        self._holders = 0
+
+    def value_for(self, transport: str | None) -> str | None:
+        if transport is None:
+            return self.base
+        kept = [kv for kv in (self.base or "").split("|") if kv and kv.split(";", 1)[0] != "rtsp_transport"]
+        return "|".join([*kept, f"rtsp_transport;{transport}"])
+
+    @contextmanager
+    def holding(self, transport: str | None) -> Iterator[None]:
+        value = self.value_for(transport)
+        with self._cond:
+            while self._holders and self._value != value:
+                self._cond.wait()
+            if self._holders == 0:
+                self._value = value
+                if os.environ.get(CAPTURE_OPTIONS_ENV) != value:  # written only on a change (setenv is not free)
+                    if value is None:
+                        os.environ.pop(CAPTURE_OPTIONS_ENV, None)
+                    else:
+                        os.environ[CAPTURE_OPTIONS_ENV] = value
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holders -= 1
+                self._cond.notify_all()
+
+
+_CAPTURE_ENV = _CaptureOptionsEnv()
+
+
 def open_capture(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture | None:
     """An opened VideoCapture, or None. Network streams get open/read timeouts so a dead server
-    cannot block a reader for FFmpeg's default 30 s."""
+    cannot block a reader for FFmpeg's default 30 s, and an rtsp:// camera its transport."""
     if spec.kind == "camera":
         cap = cv2.VideoCapture(spec.target)
     else:
         params = [cv2.CAP_PROP_N_THREADS, 1] if spec.kind == "file" else [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(options.open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(options.read_timeout_s * 1000)]
-        cap = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
+        with _CAPTURE_ENV.holding(spec.transport):
+            cap = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
         return None
     return cap
 
 
+def why_not_opened(spec: SourceSpec, options: CaptureOptions) -> str:
+    """Why `spec` did not open, in words: a stream's server is asked (runtime/probe.py)."""
+    if spec.kind == "camera":
+        return "no such device, no permission, or busy"
+    if spec.kind == "file":
+        return "corrupt, or a codec OpenCV lacks"
+    from .probe import diagnose
+
+    return spec.scrub(str(diagnose(str(spec.target), min(options.open_timeout_s, 5.0))))
+
+
 def open_first(spec: SourceSpec, options: CaptureOptions) -> cv2.VideoCapture:
-    """Open a source at start, or fail with one line: a run never starts on a source it cannot read."""
+    """Open a source at start, or fail with one line naming why: a run never starts on a source it cannot read."""
     cap = open_capture(spec, options)
     if cap is None:
-        what = {"camera": f"camera {spec.text} cannot be opened (no such device, no permission, or busy)",
-                "url": f"stream {spec.text} cannot be opened (server unreachable, wrong URL or not a video stream)",
-                "file": f"{spec.text} cannot be opened as a video (corrupt, or a codec OpenCV lacks)"}[spec.kind]
+        why = why_not_opened(spec, options)
+        what = {"camera": f"camera {spec.text} cannot be opened ({why})",
+                "url": f"stream {spec.text} cannot be opened: {why}",
+                "file": f"{spec.text} cannot be opened as a video ({why})"}[spec.kind]
         raise SourceError(what)
     return cap
 
@@ -217,13 +292,27 @@ class Reader(threading.Thread):
     def __init__(self, spec: SourceSpec, cap: cv2.VideoCapture, slot: FrameSlot, stop: threading.Event,
                  options: CaptureOptions, stats: RunStats, counters: StreamCounters,
                  want: Callable[[float], bool] | None = None, name: str = "stream",
-                 stream: int | None = None):
+                 stream: int | None = None, on_state: Callable[[bool, str], None] | None = None,
+                 respec: Callable[[], SourceSpec] | None = None):
         super().__init__(name=f"reader-{name}", daemon=True)  # daemon: a read stuck in FFmpeg cannot hang the exit
         self.spec, self.cap, self.slot, self.stop = spec, cap, slot, stop
         self.options, self.stats, self.counters, self.want = options, stats, counters, want
         self.label = name
         self.stream = stream  # the stream number its latencies are recorded under
         self.fps = capture_fps(cap) or options.fallback_fps
+        self.on_state = on_state  # (up, why) on every change of the stream's state: sinks show a camera down
+        self.respec = respec  # the source parsed again before each reconnection (a password file changed)
+        counters.up = True
+
+    def _state(self, up: bool, why: str = "") -> None:
+        """Up or down (with why), said to the counters and `on_state` when it changes."""
+        c = self.counters
+        if c.up == up and c.down_reason == why:
+            return
+        c.outages += int(c.up and not up)
+        c.up, c.down_reason = up, why
+        if self.on_state is not None:
+            self.on_state(up, why)
 
     def run(self) -> None:
         try:
@@ -232,13 +321,14 @@ class Reader(threading.Thread):
             else:
                 self._read_file()
         except FrosterError as e:
-            self.counters.error = str(e)
+            self.counters.error = self.spec.scrub(str(e))
         except Exception as e:  # a bug: end this stream and say so, never hang the run
-            self.counters.error = f"internal error in the reader: {type(e).__name__}: {e}"
+            self.counters.error = self.spec.scrub(f"internal error in the reader: {type(e).__name__}: {e}")
         finally:
             if self.cap is not None:
                 self.cap.release()
             self.counters.ended = self.counters.error or self.counters.ended or ("stopped" if self.stop.is_set() else "end of file")
+            self.counters.up = False
             self.counters.frames_dropped = self.slot.dropped
             self.slot.put(END, self.stop)
 
@@ -292,7 +382,7 @@ class Reader(threading.Thread):
                     position = media_time if realtime else float(index)  # a file's frames carry their media time
                     self.slot.put(Frame(index, position, media_time, now, time.time(), image), self.stop)
         except cv2.error as e:
-            raise SourceError(f"{self.spec.text}: OpenCV failed after {count} frames ({e.msg or e})") from e
+            raise SourceError(self.spec.scrub(f"{self.spec.text}: OpenCV failed after {count} frames ({e.msg or e})")) from e
         return count
 
     def _read_live(self) -> None:
@@ -303,9 +393,21 @@ class Reader(threading.Thread):
         segment, pace = 0, _Pace(self.fps)
         while not self.stop.is_set():
             if self.cap is None:
+                self.counters.reconnect_attempts += 1
+                if self.respec is not None:
+                    try:
+                        self.spec = self.respec()
+                    except FrosterError as e:  # the password file unreadable for now: the old one is tried
+                        log.warning(f"stream {self.label}: {e}")
                 self.cap = open_capture(self.spec, opts)
                 if self.cap is None:
-                    log.warning(f"stream {self.label}: {self.spec.text} unreachable, retrying in {backoff:.1f} s")
+                    if self.stop.is_set():
+                        return
+                    why = why_not_opened(self.spec, opts)
+                    if why != self.counters.down_reason:  # said once per cause, not once per retry
+                        log.warning(f"stream {self.label}: {self.spec.text} unreachable: {why}; retrying every "
+                                 f"{backoff:.1f} s up to {opts.reconnect_max_s:g} s")
+                    self._state(False, why)
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, opts.reconnect_max_s)
                     continue
@@ -313,8 +415,9 @@ class Reader(threading.Thread):
                 segment += 1
                 pace = _Pace(capture_fps(self.cap) or self.fps)
                 log.info(f"stream {self.label}: reconnected to {self.spec.text}")
+                self._state(True)
             t0 = time.monotonic()
-            ok, bgr = self._grab_live(start)
+            ok, bgr, silent = self._grab_live(start)
             if not ok:
                 if self.stop.is_set():
                     return
@@ -323,7 +426,10 @@ class Reader(threading.Thread):
                         f"{self.spec.text} delivered {pace.media:.0f} s of video in {pace.wall:.1f} s and ended: it is a "
                         "video file served over the network, not a live stream, so its frames were dropped as live "
                         "ones; download it and give the file to --source")
-                log.warning(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s")
+                why = (f"no frame for {opts.read_timeout_s:g} s (the read timeout)" if silent
+                       else "the stream ended or its connection broke")
+                log.warning(f"stream {self.label}: {self.spec.text} dropped, reconnecting in {backoff:.1f} s: {why}")
+                self._state(False, why)
                 self.cap.release()
                 self.cap = None
                 self.stop.wait(backoff)
@@ -340,17 +446,25 @@ class Reader(threading.Thread):
             index += 1
             self.counters.frames_dropped = self.slot.dropped
 
-    def _grab_live(self, start: float) -> tuple[bool, np.ndarray | None]:
-        """(decoded, BGR image or None when `want` skips the frame)."""
+    def _grab_live(self, start: float) -> tuple[bool, np.ndarray | None, bool]:
+        """(decoded, BGR image or None when `want` skips the frame, silent).
+
+        A grab that ran into the read timeout is the end of the connection, even when it returns
+        a frame: OpenCV's FFmpeg reader, interrupted, hands out the decoder's buffered frames first
+        (two more timeouts), so a silent stream would be noticed only after three read timeouts."""
+        limit = self.options.read_timeout_s
         try:
+            t0 = time.monotonic()
             if not self.cap.grab():
-                return False, None
+                return False, None, time.monotonic() - t0 >= limit
+            if time.monotonic() - t0 >= limit:
+                return False, None, True
             if self.want is not None and not self.want(time.monotonic() - start):
-                return True, None
+                return True, None, False
             ok, bgr = self.cap.retrieve()
         except cv2.error:
-            return False, None
-        return (True, bgr) if ok and bgr is not None else (False, None)
+            return False, None, False
+        return (True, bgr, False) if ok and bgr is not None else (False, None, False)
 
 class _Pace:
     """How much video a connection delivered (frames over the frame rate it reports) against the

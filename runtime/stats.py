@@ -61,7 +61,11 @@ class StreamCounters:
     clips: int = 0
     clips_skipped: int = 0  # a newer clip replaced one the encoder had not taken yet
     decisions: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # connections made again after a drop
+    reconnect_attempts: int = 0  # tries to connect again, failed ones included (they move during an outage)
+    outages: int = 0  # times the stream went down
+    up: bool = False  # frames are coming (a live source: connected and not silent past the read timeout)
+    down_reason: str = ""  # why it is down now (the server's answer where it gave one), "" while up
     ended: str = ""  # why the stream stopped: "end of file", "stopped", or the error
     error: str = ""
 
@@ -130,7 +134,8 @@ class RunStats:
             name = f" ({s['camera']})" if s["camera"] and s["camera"] != s["source"] else ""
             lines.append(f"  stream {i} {s['source']}{name}: {s['frames_read']} frames read, {s['frames_sampled']} sampled, "
                          f"{s['frames_dropped']} dropped, {s['clips_skipped']} clips skipped, {s['decisions']} decisions, "
-                         f"{s['reconnects']} reconnects" + (f" ({s['ended']})" if s["ended"] else ""))
+                         f"{s['reconnects']} reconnects" + (f" ({s['ended']})" if s["ended"] else "")
+                         + (f"; down: {s['down_reason']}" if s["down_reason"] and not s["up"] else ""))
         return "\n".join(lines)
 
 

@@ -217,7 +217,7 @@ def test_a_real_run_sends_the_segmenters_events_in_order(tiny_bundle, broker, tm
     starts = [e["id"] for e in got if e["phase"] == "start"]
     assert len(set(starts)) == len(starts) and starts == [e["id"] for e in got if e["phase"] == "end"]
     actions = [m.payload for m in sub.on(f"ev/gym/action/{safe(label)}")]
-    assert actions == [b"ON" if e["phase"] == "start" else b"OFF" for e in expected]
+    assert actions == [b"OFF"] + [b"ON" if e["phase"] == "start" else b"OFF" for e in expected]  # off at the start
     assert retained(broker.watch_port, f"ev/gym/action/{safe(label)}").payload == b"OFF"
     sub.close()
 

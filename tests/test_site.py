@@ -316,7 +316,7 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
         sent = [(e["id"], e["phase"]) for e in events if e["camera"] == cam]
         got = [(m.json()["id"], m.json()["phase"]) for m in sub.on(f"site/{cam}/event")]
         assert got == sent and len(sent) == 4, (cam, got, sent)  # yoga and fencing, each started and ended
-        assert [m.payload for m in sub.on(f"site/{cam}/action/yoga")] == [b"ON", b"OFF"]
+        assert [m.payload for m in sub.on(f"site/{cam}/action/yoga")] == [b"OFF", b"ON", b"OFF"]  # off at the start
     assert {cam: m.payload for cam, m in last_availability.items() if m is not None} == \
         {"yard": b"online", "door": b"offline", "arm": b"online"}
     assert door_configs and all(sub.on(t)[-1].payload == b"" for t in door_configs)  # Home Assistant: entity removed

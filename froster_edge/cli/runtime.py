@@ -27,7 +27,9 @@ def run_cmd(
     bundle: Annotated[Optional[Path], typer.Option(
         help="The bundle to run (from froster-edge export); or `bundle:` in --config.")] = None,
     source: Annotated[Optional[list[str]], typer.Option(
-        "--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams.")] = None,
+        "--source", help="Camera index, video file, or rtsp:// / http:// URL; repeat for several streams. A password "
+        "in a URL is shown as *** everywhere, but ps shows command lines: give it by a site file's password_env or "
+        "password_file (docs/cameras.md).")] = None,
     config: Annotated[Optional[Path], typer.Option(
         "--config", help="Site file (YAML): named cameras with their own hop, threshold, labels; events, clips, metrics, "
         "mqtt, http. The run flags below are its defaults. SIGHUP reloads its cameras.")] = None,

@@ -34,6 +34,7 @@ from .events import EventOptions
 from .mqtt import MqttOptions, parse_address as mqtt_address
 from .network import LOOPBACK, parse_address, reason
 from .web.options import HttpOptions
+from ..source_url import read_password, with_camera_options
 from ..options import BackendName, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, camera_index, check_options
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ class Camera(Sampling):
     threshold: Probability | None = None
     realtime: bool | None = None
     loop: bool | None = None
+    password_env: Text | None = Field(None, description="the source's password from this environment variable")
+    password_file: FilePath | None = Field(None, description="or from this file's first line")
+    rtsp_transport: Literal["tcp", "udp"] | None = Field(None, description="rtsp:// only; left out: TCP")
 
     @field_validator("name")
     @classmethod
@@ -269,8 +273,15 @@ def site_of(doc: SiteFile, base: RunOptions, path: Path | None = None) -> Site:
     for i, cam in enumerate(doc.cameras):
         sampling = cam.over(run.sampling) if cam.model_fields_set & {"hop", "sample_fps", "subsample"} else None
         table, labels = (cam.labels, None) if isinstance(cam.labels, Path) else (None, cam.labels)
-        run.cameras.append(CameraOptions(name=cam.name, source=cam.source, sampling=sampling, realtime=cam.realtime,
-                                         loop=cam.loop, threshold=cam.threshold, labels=labels, table=table))
+        options = CameraOptions(name=cam.name, source=cam.source, sampling=sampling, realtime=cam.realtime,
+                                loop=cam.loop, threshold=cam.threshold, labels=labels, table=table,
+                                password_env=cam.password_env, password_file=cam.password_file,
+                                rtsp_transport=cam.rtsp_transport)
+        # credentials and transport checked with the file (the password is read again when the camera opens)
+        where = f"cameras[{i}]"
+        with_camera_options(options.source, read_password(where, options.password_env, options.password_file),
+                            options.rtsp_transport, where)
+        run.cameras.append(options)
         if cam.events is not None:
             site.camera_events[cam.name] = cam.events.over(site.events or EventOptions(), f"cameras[{i}].events")
     if site.clips is not None and site.events is None:

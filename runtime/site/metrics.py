@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
 from ...errors import ConfigError
 from .config import MetricsOptions
@@ -72,15 +72,18 @@ class RunCollector:
         counters = {
             "frames_read": "Frames read from the source", "frames_dropped": "Frames replaced before use (live)",
             "frames_sampled": "Frames sampled into clips", "clips_skipped": "Clips replaced before the encoder took them",
-            "decisions": "Decisions made", "reconnects": "Reconnections of a live source"}
+            "decisions": "Decisions made", "reconnects": "Reconnections of a live source",
+            "reconnect_attempts": "Tries to reconnect a live source, failed ones included",
+            "outages": "Times the camera's stream went down"}
         families = {k: CounterMetricFamily(f"froster_edge_{k}", v, labels=labels) for k, v in counters.items()}
-        up = GaugeMetricFamily("froster_edge_camera_up", "1 while the camera's stream runs", labels=labels)
+        up = GaugeMetricFamily("froster_edge_camera_up", "1 while the camera's frames come, 0 while it is down or gone",
+                               labels=labels)
         rate = GaugeMetricFamily("froster_edge_decisions_per_second", "Decisions per second since the camera started",
                                  labels=labels)
-        latency = GaugeMetricFamily("froster_edge_stage_latency_seconds",
-                                    "Stage latency quantiles over the newest samples", labels=[*labels, "stage", "quantile"])
-        summary = SummaryMetricFamily("froster_edge_stage_seconds", "Stage latency: count and sum of all samples",
-                                      labels=[*labels, "stage"])
+        # one summary: quantiles over the newest samples, count and sum over all (a `quantile` label on a gauge is
+        # refused by promtool)
+        summary = Metric("froster_edge_stage_seconds", "Stage latency: quantiles over the newest samples, count and "
+                         "sum of all samples", "summary")
         now = time.monotonic()
         per_stream = stats.stream_summaries()
         for cam in cams:
@@ -90,17 +93,20 @@ class RunCollector:
             s, lv = stats.streams[i], [cam.name, str(i)]
             for key, family in families.items():
                 family.add_metric(lv, getattr(s, key))
-            up.add_metric(lv, 0.0 if (cam.removed or s.ended) else 1.0)
+            up.add_metric(lv, 1.0 if (s.up and not cam.removed and not s.ended) else 0.0)
             rate.add_metric(lv, s.decisions / max(now - stats.started, 1e-9))
             for stage, window in per_stream.get(i, {}).items():
-                if window.count:
-                    summary.add_metric([*lv, stage], window.count, window.total)
+                if not window.count:
+                    continue
+                key = {"camera": cam.name, "stream": str(i), "stage": stage}
                 if window.samples:
                     q = np.percentile(np.asarray(window.samples), [50, 95, 99])
                     for name, value in zip(("0.5", "0.95", "0.99"), q):
-                        latency.add_metric([*lv, stage, name], float(value))
+                        summary.add_sample("froster_edge_stage_seconds", {**key, "quantile": name}, float(value))
+                summary.add_sample("froster_edge_stage_seconds_count", key, float(window.count))
+                summary.add_sample("froster_edge_stage_seconds_sum", key, float(window.total))
         yield from families.values()
-        yield from (up, rate, latency, summary)
+        yield from (up, rate, summary)
         encode = stats.stages["encode"]
         yield CounterMetricFamily("froster_edge_encoder_calls", "Encoder calls (all cameras batched)", value=stats.batches)
         enc = SummaryMetricFamily("froster_edge_encode_seconds", "Encoder call latency (all cameras)")

@@ -1,8 +1,9 @@
 """MQTT sink: per-camera state, action events, availability with a last will, Home Assistant discovery.
 
 Topics under a prefix (`froster-edge`): availability (retained, also the last will),
-<camera>/availability, <camera>/state (retained, newest decision), <camera>/event (not retained),
-<camera>/action/<label> (ON/OFF), and with discovery Home Assistant sensor configs per camera and
+<camera>/availability (offline while its stream is down), <camera>/state (retained, newest decision,
+label cut to 255 characters), <camera>/event (not retained), <camera>/action/<label> (ON/OFF, all OFF
+when the camera starts, replacing a stale ON), and with discovery Home Assistant sensor configs per camera and
 label; a camera removed by a reload goes offline and its configs are emptied. The pipeline never
 waits for the broker: messages go to a bounded queue (oldest event dropped and counted), states are
 sent on a label change or at most every `state_interval_s`, one publisher thread feeds paho with at
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 PASSWORD_ENV = "FROSTER_EDGE_MQTT_PASSWORD"
 USERNAME_ENV = "FROSTER_EDGE_MQTT_USERNAME"
 INFLIGHT = 20  # messages handed to paho and not yet acknowledged
+HA_STATE_MAX = 255  # Home Assistant rejects a state (and an entity name) longer than this
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason: another connection with the same client id
+UNSPECIFIED = 0x80  # paho's reason when the broker closed the socket without saying why
+# a broker that closes this many connections in a row, each within the window of being made, while
+# it accepts every new one at once, is taking the session over for another client (brokers that do
+# not send MQTT 5's "session taken over", as mosquitto 2.0.11 does not)
+TAKEOVER_LOSSES, TAKEOVER_WINDOW_S = 3, 5.0
 _TOPIC_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -199,9 +207,14 @@ def discovery_configs(topics: Topics, camera: str, labels: list[str], version: s
     for label in labels:
         lab = topic_id(label)
         out.append((topics.config("binary_sensor", f"{cam}_{lab}"),
-                    {"name": label, "unique_id": f"{topics.node}_{cam}_{lab}", "state_topic": topics.action(camera, label),
+                    {"name": ha_text(label), "unique_id": f"{topics.node}_{cam}_{lab}", "state_topic": topics.action(camera, label),
                      "payload_on": "ON", "payload_off": "OFF", **common}))
     return out
+
+
+def ha_text(text: str, limit: int = HA_STATE_MAX) -> str:
+    """`text` cut to Home Assistant's limit (an entity's state or name), ending in … when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def topic_clash(cameras: list[str]) -> str | None:
@@ -261,10 +274,13 @@ class MqttSink:
         self._closing = False  # close() started: "offline" queued, the rest flushed while time allows
         self._stopped = False  # close() gave up waiting: the publisher thread ends
         self._down_reported = False
+        self._takeover_reported = False  # said once a run: the other client keeps taking the session back
+        self._connected_at = 0.0  # monotonic time of the newest connection
+        self._quick_losses = 0  # connections in a row closed within TAKEOVER_WINDOW_S of being made
         self._lock = threading.Condition()
 
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=options.client_name,
-                             protocol=paho.MQTTv311, clean_session=True)
+                             protocol=paho.MQTTv5)  # v5: the broker says why it closes a connection (a takeover)
         username = options.username or os.environ.get(USERNAME_ENV)
         password = os.environ.get(options.password_env)
         if username or password:
@@ -279,9 +295,10 @@ class MqttSink:
         for camera in self.cameras:
             self._latest[self.topics.camera_availability(camera)] = _Message(self.topics.camera_availability(camera),
                                                                              b"online", True)
+            self._actions_off(camera)
         self._thread = threading.Thread(target=self._publisher, name="mqtt-publisher", daemon=True)
         self._thread.start()
-        client.connect_async(options.host, options.broker_port, keepalive=options.keepalive_s)
+        client.connect_async(options.host, options.broker_port, keepalive=options.keepalive_s, clean_start=True)
         client.loop_start()  # paho's network thread: connects, reconnects with backoff, reads and writes
 
     @property
@@ -324,8 +341,18 @@ class MqttSink:
                 self.cameras.append(camera)
             self.labels[camera] = list(labels)
             self._set(self.topics.camera_availability(camera), b"online")
+            self._actions_off(camera)
             if self.options.discovery:
                 self._add_discovery(camera, self.labels[camera])
+            self._lock.notify_all()
+
+    def camera_state(self, camera: str, up: bool, why: str = "") -> None:
+        """A camera's stream went down (its availability "offline": Home Assistant shows its entities
+        unavailable, not its last label) or came back ("online")."""
+        with self._lock:
+            if camera not in self.cameras:
+                return
+            self._set(self.topics.camera_availability(camera), b"online" if up else b"offline")
             self._lock.notify_all()
 
     def camera_removed(self, camera: str) -> None:
@@ -385,6 +412,14 @@ class MqttSink:
         self._latest[topic] = _Message(topic, payload, True)
         self._dirty[topic] = None
 
+    def _actions_off(self, camera: str) -> None:
+        """Every action of the camera "OFF" (retained) at its start: Home Assistant's binary sensors
+        read off, not unknown, and an "ON" a killed run left retained on the broker is replaced."""
+        for label in self.labels.get(camera, []):
+            topic = self.topics.action(camera, label)
+            self._latest[topic] = _Message(topic, b"OFF", self.options.retain)
+            self._dirty[topic] = None
+
     def _enqueue(self, message: _Message) -> None:
         if len(self._queue) >= self.options.queue_size:
             self._queue.popleft()
@@ -407,6 +442,7 @@ class MqttSink:
         """The pending decision of `topic` encoded (on the publisher's thread), kept as the newest value."""
         camera, decision = self._states.pop(topic)
         state = {"camera": camera, **{k: v for k, v in decision.to_json().items() if k != "latency_ms"}}
+        state["label"] = ha_text(state["label"])  # Home Assistant refuses a state over 255 characters
         self._latest[topic] = message = _Message(topic, _payload(state), self.options.retain)
         self._dirty.pop(topic, None)
         self._state_due[topic] = time.monotonic() + self.options.state_interval_s
@@ -474,7 +510,11 @@ class MqttSink:
             self._hold = self._inflight > 0  # paho resends these first; new messages follow them, in order
             self._republish()
             self._lock.notify_all()
-        log.info(f"mqtt: connected to {self.where}")
+        with self._lock:
+            self._connected_at = time.monotonic()
+            quiet = self._takeover_reported
+        if not quiet:  # while another client takes the session back and forth, each connection is not news
+            log.info(f"mqtt: connected to {self.where}")
 
     def _republish(self) -> None:
         """After a connect: "online", the discovery configs and every newest retained value again (a
@@ -497,10 +537,27 @@ class MqttSink:
                 self._inflight = 0  # paho drops QoS 0 packets not yet written; QoS 1/2 ones it resends
             closing = self._closing
             self._lock.notify_all()
-        if was and not closing:
-            self._report_down(f"connection to {self.where} lost ({reason_code}); queueing events until it is back")
+        if not was or closing:
+            return
+        with self._lock:
+            quick = time.monotonic() - self._connected_at < TAKEOVER_WINDOW_S
+            self._quick_losses = self._quick_losses + 1 if quick else 0
+            said = self._takeover_reported
+        takeover = getattr(reason_code, "value", None) == SESSION_TAKEN_OVER or self._quick_losses >= TAKEOVER_LOSSES
+        if takeover and not said:  # two runs with one client id knock each other off on every reconnection
+            with self._lock:
+                self._takeover_reported = True
+            log.warning(f"mqtt: session taken over: the broker {self.where} keeps closing this connection as soon as it "
+                     f"is made, which is what it does when another client connects with the same client id "
+                     f"{self.options.client_name!r} (one connection per client id); give each run its own mqtt "
+                     "client_id (--mqtt-client-id)")
+        elif not said:
+            why = "" if getattr(reason_code, "value", None) == UNSPECIFIED else f" ({reason_code})"
+            self._report_down(f"connection to {self.where} lost{why}; queueing events until it is back")
 
     def _on_connect_fail(self, client, userdata) -> None:
+        with self._lock:
+            self._quick_losses = 0  # the broker is away: not a takeover
         self._report_down(f"cannot reach broker {self.where}; retrying")
 
     def _report_down(self, message: str) -> None:

@@ -74,6 +74,7 @@ class Hub:
         self.clips_dir: Path | None = None  # where the event sink writes snapshots (the server's setting)
         self._events: dict[str, deque[dict[str, Any]]] = {}
         self._snapshots: dict[str, str] = {}  # event id -> snapshot file name, for the newest events
+        self._down: dict[str, str] = {}  # camera name -> why its stream is down (absent: up)
 
     def _ensure(self, stream: int, name: str | None = None) -> None:
         """Room for stream `stream` (a camera added while the run goes on gets the next number)."""
@@ -203,6 +204,19 @@ class Hub:
         with self._lock:
             out = [d for q in self._decisions for d in q if d["seq"] > since]
         return sorted(out, key=lambda d: d["seq"])
+
+    def camera_state(self, camera: str, up: bool, why: str = "") -> None:
+        """A reader's thread: the camera's stream went down (why) or came back."""
+        with self._lock:
+            if up:
+                self._down.pop(camera, None)
+            else:
+                self._down[camera] = why or "no frames"
+
+    def down_reason(self, camera: str) -> str | None:
+        """Why the camera is down, or None while it is up."""
+        with self._lock:
+            return self._down.get(camera)
 
     def latest(self) -> list[dict[str, Any] | None]:
         with self._lock:

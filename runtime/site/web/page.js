@@ -58,7 +58,22 @@ function camera(stream) {
 
 async function loadStreams() {
   const r = await api("/api/streams");
-  for (const s of r.streams) if (!cameras[s.index]) cameras[s.index] = camera(s);
+  for (const s of r.streams) {
+    if (!cameras[s.index]) cameras[s.index] = camera(s);
+    const c = cameras[s.index];
+    if (!s.up) { // a camera that is down reads as down, not as its last label
+      c.card.dataset.down = "1";
+      c.label.textContent = "down: " + (s.down_reason || "no frames");
+    } else if (c.card.dataset.down) {
+      delete c.card.dataset.down;
+      c.label.textContent = "back: waiting for a decision…";
+    }
+  }
+}
+
+async function pollStreams() {
+  try { await loadStreams(); } catch (e) { setStatus("streams: " + e.message); }
+  setTimeout(pollStreams, 2000);
 }
 
 function showDecision(d) {
@@ -222,6 +237,7 @@ async function start() {
   pollDecisions();
   pollStats();
   pollEvents();
+  setTimeout(pollStreams, 2000);
 }
 
 start();

@@ -1,6 +1,6 @@
 """The web view's HTTP server: one page, MJPEG live views and a small JSON API (standard library only).
 
-Routes, all behind the token when there is one: GET / (the page); /api/streams, /api/streams/<i>.mjpg
+Routes, all behind the token when there is one: GET / (the page); /api/streams (cameras, up or down and why), /api/streams/<i>.mjpg
 and .jpg (cameras, live view, newest frame); /api/decisions?since=N; /api/events and
 /api/events/<id>.jpg (an event's snapshot); /api/stats; GET and POST /api/vocabulary
 ({"add": "Name: description"} or {"remove": "Name"}); GET /metrics when the run has metrics on
@@ -162,6 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/streams":
             latest = hub.latest()
             self._send_json({"streams": [{"index": i, "camera": name, "latest": latest[i],
+                                          "up": hub.down_reason(name) is None, "down_reason": hub.down_reason(name),
                                           "mjpeg": f"/api/streams/{i}.mjpg", "jpeg": f"/api/streams/{i}.jpg"}
                                          for i, name in enumerate(hub.cameras)],
                              "stream_fps": web.options.stream_fps})
