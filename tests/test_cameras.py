@@ -122,7 +122,8 @@ def test_a_password_shows_in_no_log_file_name_topic_payload_metric_or_api(rtsp_v
     monkeypatch.setenv("DOOR_PASSWORD", PASSWORD)
     broker = Broker(tmp_path).start()  # skips, with the reason, where mosquitto is not installed
     sub = Subscriber(broker.watch_port)
-    metrics_port, http_port = free_port(), free_port()
+    http_port = free_port()
+    metrics_port = http_port  # one port: with the web view on, its server answers /metrics
     live = None
     with RtspServer(rtsp_video, USER, PASSWORD) as server:
         cameras = [{"name": "door", "source": server.url(USER), "password_env": "DOOR_PASSWORD"},
@@ -171,15 +172,15 @@ def test_an_unnamed_source_with_a_password_leaks_nowhere_either(rtsp_video, tiny
     (out / "clips").mkdir(parents=True)
     broker = Broker(tmp_path).start()
     sub = Subscriber(broker.watch_port)
-    metrics_port, http_port = free_port(), free_port()
+    http_port = free_port()
+    metrics_port = http_port  # one port: with the web view on, its server answers /metrics
     live = None
     with RtspServer(rtsp_video, USER, PASSWORD) as server:
         try:
             live = LiveRun("--bundle", str(tiny_bundle), "--source", server.url(USER, PASSWORD), "--sample-fps", "8",
                            "--hop", "1", "--stats-json", str(out / "stats.json"), "--events", str(out / "events.jsonl"),
                            "--clips", str(out / "clips"), "--metrics", f"127.0.0.1:{metrics_port}",
-                           "--http", f"127.0.0.1:{http_port}", "--mqtt", f"127.0.0.1:{broker.port}",
-                           "--mqtt-discovery", "--mqtt-client-id", "box")
+                           "--http", f"127.0.0.1:{http_port}", "--mqtt", f"127.0.0.1:{broker.port}")
             for _ in range(3):
                 live.decision(timeout=90)
             sub.wait(lambda ms: any(m.topic.endswith("/state") for m in ms), 30, "a state")
@@ -229,7 +230,8 @@ def test_a_camera_whose_password_changed_reads_down_everywhere_and_comes_back(rt
     pw_file.write_text(PASSWORD + "\n")
     broker = Broker(tmp_path).start()
     sub = Subscriber(broker.watch_port)
-    metrics_port, http_port = free_port(), free_port()
+    http_port = free_port()
+    metrics_port = http_port  # one port: with the web view on, its server answers /metrics
     server = RtspServer(rtsp_video, USER, PASSWORD).start()
     live = None
     up = 'froster_edge_camera_up{camera="door",stream="0"}'
