@@ -1,4 +1,5 @@
-"""INT8 vs fp32 ONNX Runtime on this CPU: every INT8 variant's speed-up and agreement on real clips, in one run.
+"""INT8 vs fp32 ONNX Runtime on this CPU: every INT8 variant's (and OpenVINO candidate's) speed-up and agreement
+on real clips, in one run.
 
 Exports a random-weight student (speed does not depend on the weights; agreement does, so the
 agreement figures measure how faithfully INT8 follows fp32 on these weights, not accuracy),
@@ -7,6 +8,9 @@ calibration (the range cache serves all static variants; dynamic ones need none)
 variants timed interleaved with fp32 in the same call, so their speed-ups compare. Each figure is printed beside this CPU's 8-bit
 dot-product features and the load average, and the variant `froster-edge calibrate` keeps on
 this CPU (its candidates for these features, the fastest that passes the default gate) is marked.
+Where openvino is installed its candidates for this CPU (calibration/ov_route.py) are gated in the
+same call, and the line `kept vs ORT` gives the kept candidate's speed-up over the ONNX Runtime
+variant calibrate would keep without OpenVINO (both timed interleaved in this run).
 
 Videos: ../shared/data/action_clips when present, plus the repository's clips; the label table
 is Kinetics-400's names when ../shared/data/class_lists is present, else the demo classes.
@@ -30,6 +34,8 @@ from froster_edge.calibration.calibrate import calibrate_int8
 from froster_edge.calibration.cpu_features import detect
 from froster_edge.calibration.gate import decide
 from froster_edge.calibration.options import CalibrationOptions, GateThresholds
+from froster_edge.bundle.ov_sessions import installed as ov_installed
+from froster_edge.calibration.ov_route import OV_CANDIDATES, ov_candidates
 from froster_edge.calibration.variants import VARIANTS, candidates
 from froster_edge.info import environment
 
@@ -61,7 +67,8 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--max-clips", type=int, default=32)
     p.add_argument("--reps", type=int, default=7)
-    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ov_here = [c.name for c in ov_candidates()[0]] if ov_installed() else []
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS) + ov_here, choices=list(VARIANTS) + list(OV_CANDIDATES))
     p.add_argument("--ops", default="linear", choices=["linear", "all"])
     p.add_argument("--bundle", type=Path, help="measure this exported bundle (a copy of it) instead of exporting one")
     p.add_argument("--keep", type=Path, help="export into this folder (kept, for --bundle later) instead of a temporary one")
@@ -86,9 +93,15 @@ def main() -> None:
         r = calibrate_int8(bundle, videos, options=options)
         load_after = os.getloadavg()
     gate = CalibrationOptions().thresholds
-    tried = {v.name for v in candidates(cpu)[0]}
-    passing = [c for c in r["candidates"] if c["name"] in tried and decide(c, gate)[0]]
-    kept = min(passing, key=lambda c: c["int8_ms"])["name"] if passing else None
+    ort_tried = {v.name for v in candidates(cpu)[0]}
+    tried = ort_tried | set(ov_here)
+
+    def kept_of(names: set[str]) -> dict | None:
+        passing = [c for c in r["candidates"] if c["name"] in names and decide(c, gate)[0]]
+        return min(passing, key=lambda c: c["int8_ms"]) if passing else None
+
+    kept_c, ort_c = kept_of(tried), kept_of(ort_tried)
+    kept = kept_c["name"] if kept_c else None
     load = f"load {load_before[0]:.1f} -> {load_after[0]:.1f}"
     print(f"CPU: {environment()['cpu']}, {os.cpu_count()} cores, {cpu.describe()}; flags {' '.join(cpu.flags) or '-'}; {load}")
     for c in r["candidates"]:
@@ -97,11 +110,16 @@ def main() -> None:
               f"fp32 {c['float_ms']:.0f} ms  int8 {c['int8_ms']:.0f} ms  speed-up {c['speedup']:.2f}x{mark}", flush=True)
     if kept is None:
         print(f"[{cpu.dot_product}] no candidate for this CPU passes the default gate: calibrate would refuse")
+    elif ort_c is not None:
+        print(f"[{cpu.dot_product}] kept vs ORT: {kept} {ort_c['int8_ms'] / kept_c['int8_ms']:.2f}x faster than {ort_c['name']}, "
+              "the ONNX Runtime variant calibrate keeps without OpenVINO (same run)")
     report = {"machine": {k: v for k, v in environment().items() if k != "platform"}, "cpu_features": cpu.to_dict(),
               "load_average_1min": {"before": load_before[0], "after": load_after[0]}, "model": a.model, "frames": a.frames,
               "classes": classes_file.name, "ops": a.ops,
               "calibration_clips": r["calibration"]["clips"], "held_out_clips": r["gate"]["held_out_clips"],
               "held_out_videos": len(r["held_out"]["videos"]), "kept_on_this_cpu": kept,
+              "ort_kept_on_this_cpu": ort_c["name"] if ort_c else None,
+              "kept_vs_ort_kept": round(ort_c["int8_ms"] / kept_c["int8_ms"], 3) if kept_c and ort_c else None,
               "candidates_for_this_cpu": sorted(tried), "variants": {c["name"]: c for c in r["candidates"]}}
     if a.json:
         a.json.write_text(json.dumps(report, indent=1) + "\n")

@@ -1,10 +1,11 @@
 """`froster-edge calibrate`: INT8 kept only where it passes the gate, and a confidence temperature.
 
-INT8 candidates (ONNX Runtime QDQ for this CPU, or with `trt` a TensorRT engine) are calibrated on
-the user's videos and gated on held-out ones that calibration never sees; the fastest that passes
-is kept and the manifest records every candidate's figures. A candidate that fails (without
-`force`) leaves the manifest and its files as they were; the range cache stays. The temperature is
-fitted on a labelled list and stored in the label table and the manifest.
+INT8 candidates (ONNX Runtime QDQ for this CPU and, where openvino is installed, OpenVINO's (ov_route.py),
+or with `trt` a TensorRT engine) are calibrated on the user's videos and gated by one gate on held-out
+ones that calibration never sees; the fastest that passes, of either runtime, is kept and the manifest
+records its route, backend, device and precision and every candidate's figures. A candidate that fails
+(without `force`) leaves the manifest and its files as they were; the range cache stays. The
+temperature is fitted on a labelled list and stored in the label table and the manifest.
 
 See docs/calibration.md.
 """
@@ -23,6 +24,7 @@ from ..errors import ConfigError
 from ..bundle import manifest as mf
 from ..bundle.labels import LabelTable, load_labels
 from ..bundle.parity import run_in_streams
+from ..bundle.ov_sessions import installed as ov_installed, require_openvino, versions as ov_versions
 from ..bundle.sessions import onnx_video_encoder
 from ..sampling import SamplingSpec
 from ..data.lists import gather_videos
@@ -32,6 +34,7 @@ from .cpu_features import detect
 from .gate import decide, measure_candidates
 from .int8 import quantize_video_encoder
 from .options import CalibrationOptions
+from .ov_route import OV_CANDIDATES, OV_INT8_BIN, OV_INT8_XML, OvCandidate, open_candidate, ov_candidates, quantize_nncf
 from .variants import Variant, candidates, variant
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,11 @@ def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: 
                    options: CalibrationOptions | None = None) -> dict:
     """Quantize the bundle's video encoder, gate it, and keep it only when it pays. Returns the report."""
     options = options or CalibrationOptions()
-    asked = [variant(n) for n in dict.fromkeys(options.variants)]  # an unknown name fails before any decoding
+    names = list(dict.fromkeys(options.variants))
+    asked = [variant(n) for n in names if n not in OV_CANDIDATES]  # an unknown name fails before any decoding
+    asked_ov = [OV_CANDIDATES[n] for n in names if n in OV_CANDIDATES]
+    if asked_ov:
+        require_openvino()
     if options.trt:
         from .trt_route import check_trt_options
 
@@ -87,7 +94,7 @@ def calibrate_int8(bundle: str | Path, videos: Path | Sequence[Path], held_out: 
 
         return calibrate_trt(bundle, manifest, calib, gate_clips, table, options, report, bundle / CACHE_DIR)
 
-    return _calibrate_ort(bundle, manifest, calib, gate_clips, table, options, asked, report)
+    return _calibrate_ort(bundle, manifest, calib, gate_clips, table, options, asked, asked_ov, report)
 
 
 def _calibration_facts(calib: ClipSet, seed: int) -> dict:
@@ -106,42 +113,74 @@ def _choose(figures: dict[str, dict], passing: list[str], force: bool) -> tuple[
 
 
 def _calibrate_ort(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: ClipSet, table: LabelTable,
-                   options: CalibrationOptions, asked: list[Variant], report: dict) -> dict:
-    """ONNX Runtime QDQ: quantize each candidate variant from one set of cached ranges, gate them all, keep one."""
+                   options: CalibrationOptions, asked: list[Variant], asked_ov: list[OvCandidate], report: dict) -> dict:
+    """The CPU route: ONNX Runtime QDQ variants (quantized from one set of cached ranges) and the OpenVINO
+    candidates (ov_route.py), all gated by the one gate in one interleaved run; the fastest that passes is kept."""
     streams = manifest["preprocessing"]["streams"]
     cpu = detect()
-    tried, why = (asked, "the variants asked for") if asked else candidates(cpu)
-    log.info(f"CPU: {cpu.describe()}; INT8 candidates {', '.join(v.name for v in tried)}: {why}")
+    if asked or asked_ov:  # only the candidates asked for, of either runtime
+        (tried, why), (ov_tried, ov_why) = (asked, "the variants asked for"), (asked_ov, "the OpenVINO candidates asked for")
+    else:
+        (tried, why), (ov_tried, ov_why) = candidates(cpu), _openvino_candidates(options)
+    log.info(f"CPU: {cpu.describe()}; INT8 candidates {', '.join(v.name for v in tried) or 'none'}: {why}")
+    if ov_tried:
+        log.info(f"OpenVINO candidates {', '.join(c.name for c in ov_tried)}: {ov_why}")
     tmps = {v.name: bundle / f".{INT8_ONNX}.{v.name}.{os.getpid()}.tmp" for v in tried}
+    ov_xml = bundle / f".{OV_INT8_XML}.{os.getpid()}.tmp.xml"
     try:
-        quantized = {}
+        quantized: dict[str, dict] = {}
         for v in tried:
             how = "dynamic ranges" if v.dynamic else f"{options.method} ranges of {len(calib.frames)} clips"
             log.info(f"quantizing {v.name} with ONNX Runtime ({how}, {options.ops} ops)")
             quantized[v.name] = quantize_video_encoder(bundle / mf.VIDEO_ONNX, tmps[v.name], calib.frames, streams,
                                                        bundle / CACHE_DIR, calib.digest(), options.method, options.ops, v)
-        log.info(f"gating {len(tried)} candidates on {len(gate_clips.frames)} held-out clips")
-        figures = measure_candidates(onnx_video_encoder(bundle / mf.VIDEO_ONNX),
-                                     {n: onnx_video_encoder(p) for n, p in tmps.items()}, gate_clips.frames, streams,
+        encoders = {n: onnx_video_encoder(p) for n, p in tmps.items()}
+        if any(c.int8 for c in ov_tried):
+            log.info(f"quantizing ov-int8 with NNCF (transformer model type) on {len(calib.frames)} clips")
+            nncf_info = quantize_nncf(bundle / mf.VIDEO_ONNX, ov_xml, calib.frames, streams)
+        for c in ov_tried:
+            quantized[c.name] = nncf_info if c.int8 else {"route": "openvino", "precision": c.precision, "versions": ov_versions()}
+            encoders[c.name] = open_candidate(c, bundle / mf.VIDEO_ONNX, ov_xml)
+        log.info(f"gating {len(encoders)} candidates on {len(gate_clips.frames)} held-out clips")
+        figures = measure_candidates(onnx_video_encoder(bundle / mf.VIDEO_ONNX), encoders, gate_clips.frames, streams,
                                      table, options.reps)
         failed = {n: decide(f, options.thresholds)[1] for n, f in figures.items()}
         chosen, verdict = _choose(figures, [n for n in figures if not failed[n]], options.force)
         accepted, reasons = decide(figures[chosen], options.thresholds, options.force)
+        records = [{**v.to_dict(), "route": "onnxruntime", "backend": "ort-cpu-int8", "cache_hit": quantized[v.name]["cache_hit"]}
+                   for v in tried] + [c.to_dict() for c in ov_tried]
+        kept = next(r for r in records if r["name"] == chosen)
+        ov_kept = kept["route"] == "openvino"
+        files = ([OV_INT8_XML, OV_INT8_BIN] if kept.get("int8") else [mf.VIDEO_ONNX]) if ov_kept else [INT8_ONNX]
         report.update(
             int8=quantized[chosen], gate=figures[chosen], accepted=accepted, forced=bool(options.force and reasons),
-            reasons=reasons, file=INT8_ONNX if accepted else None, cpu=cpu.to_dict(), variant=chosen,
-            why=f"{why}; {verdict}",
-            candidates=[{**v.to_dict(), **figures[v.name], "passed": not failed[v.name], "reasons": failed[v.name],
-                         "cache_hit": quantized[v.name]["cache_hit"]} for v in tried])
+            reasons=reasons, file=files[0] if accepted else None, files=files, cpu=cpu.to_dict(), variant=chosen,
+            route=kept["route"], backend=kept["backend"], device=kept.get("device", "CPU"),
+            precision=kept.get("precision", "int8"), why=f"{why}; {ov_why + '; ' if ov_tried else ''}{verdict}",
+            candidates=[{**r, **figures[r["name"]], "passed": not failed[r["name"]], "reasons": failed[r["name"]]}
+                        for r in records])
         if accepted:
-            os.replace(tmps[chosen], bundle / INT8_ONNX)
-            keys = ("file", "int8", "gate", "thresholds", "forced", "reasons", "cpu", "variant", "why", "candidates",
-                    "calibration", "held_out")
-            mf.update_files(bundle, manifest, [INT8_ONNX], int8={k: report[k] for k in keys})
+            written = [f for f in files if f != mf.VIDEO_ONNX]
+            if ov_kept and kept.get("int8"):
+                os.replace(ov_xml.with_suffix(".bin"), bundle / OV_INT8_BIN)
+                os.replace(ov_xml, bundle / OV_INT8_XML)
+            elif not ov_kept:
+                os.replace(tmps[chosen], bundle / INT8_ONNX)
+            keys = ("file", "files", "route", "backend", "device", "precision", "int8", "gate", "thresholds", "forced",
+                    "reasons", "cpu", "variant", "why", "candidates", "calibration", "held_out")
+            mf.update_files(bundle, manifest, written, int8={k: report[k] for k in keys})
     finally:
-        for tmp in tmps.values():
+        encoders = {}
+        for tmp in [*tmps.values(), ov_xml, ov_xml.with_suffix(".bin")]:
             tmp.unlink(missing_ok=True)
     return report
+
+
+def _openvino_candidates(options: CalibrationOptions) -> tuple[list[OvCandidate], str]:
+    """OpenVINO's candidates where it is wanted and installed (`options.openvino`: None = where installed)."""
+    if options.openvino is False or (options.openvino is None and not ov_installed()):
+        return [], ""
+    return ov_candidates()
 
 
 def calibrate_confidence(bundle: str | Path, val: Path, root: Path | None = None, seed: int = 0,

@@ -72,6 +72,9 @@ def measure(float_encoder: Encoder, int8_encoder: Encoder, held_out: np.ndarray,
 def decide(figures: dict, thresholds: GateThresholds, force: bool = False) -> tuple[bool, list[str]]:
     """(accepted, reasons it failed); `force` accepts anyway but still lists the reasons."""
     reasons = []
+    bad = [k for k in ("top1_agreement", "min_cosine", "speedup") if not np.isfinite(figures[k])]
+    if bad:  # NaN compares False with every threshold: a model that outputs NaN must not pass by it
+        reasons.append(f"{', '.join(bad)} not a number (the model's outputs are not finite)")
     if figures["top1_agreement"] < thresholds.min_top1_agreement:
         reasons.append(f"top-1 agreement {figures['top1_agreement']:.1%} < {thresholds.min_top1_agreement:.0%}")
     if figures["min_cosine"] < thresholds.min_cosine:

@@ -22,7 +22,7 @@ from typing import Iterator, Literal
 import numpy as np
 
 from ..errors import ConfigError
-from ..bundle.manifest import sha256_file
+from ..bundle.manifest import CALIBRATION_CACHE_PREFIX, sha256_file
 from ..logs import quiet_logger
 from .variants import Variant, variant as variant_named
 
@@ -70,7 +70,7 @@ class _ClipReader:
 
 def cache_name(onnx_sha: str, clips_digest: str, method: str, preprocess: bool) -> str:
     key = hashlib.sha256(f"{onnx_sha}|{clips_digest}|{method}|{preprocess}".encode()).hexdigest()[:20]
-    return f"ort-int8-ranges-{key}.json"
+    return f"{CALIBRATION_CACHE_PREFIX}{key}.json"
 
 
 def quantize_video_encoder(fp32_path: Path, out_path: Path, clips: np.ndarray, streams: int, cache_dir: Path,

@@ -37,6 +37,7 @@ class CalibrationOptions:
     ops: Ops = "linear"  # linear: weight MatMuls only; all: whatever ONNX Runtime quantizes
     variants: tuple[str, ...] = ()  # INT8 variants to try (variants.py); empty: chosen for this CPU's dot product
     trt: bool = False
+    openvino: bool | None = None  # OpenVINO candidates on the CPU route; None: where openvino is installed
     quantize_only: bool = False  # trt: write the QDQ model into calibration/, build nothing (no GPU needed)
     qdq: Path | None = None  # trt: build this QDQ model (from quantize_only on another machine) instead of quantizing
     reps: int = 5  # timing repetitions of the gate

@@ -56,6 +56,16 @@ def gpus() -> list[str]:
     ]
 
 
+def openvino_devices() -> list[str]:
+    """Each device OpenVINO lists, with its name and optimisation capabilities (empty without openvino)."""
+    from .bundle import ov_sessions
+
+    if not ov_sessions.installed():
+        return []
+    return [f"{dev}: {d['name']} ({' '.join(d['capabilities'] or []) or 'capabilities not reported'})"
+            for dev, d in ov_sessions.devices().items()]
+
+
 def environment() -> dict[str, Any]:
     """Versions and hardware, as plain data."""
     info: dict[str, Any] = {
@@ -69,6 +79,8 @@ def environment() -> dict[str, Any]:
         "onnx": _version("onnx"),
         "onnxruntime": "not installed",
         "onnxruntime providers": [],
+        "openvino": _version("openvino"),
+        "openvino devices": openvino_devices(),
         "tensorrt": _version("tensorrt"),
         "opencv": _version("cv2", "opencv-python-headless"),
         "gpus": gpus(),

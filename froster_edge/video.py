@@ -249,7 +249,9 @@ def _pyav_pass(av, path: Path, want: set[int] | None, declared: int) -> tuple[di
 
 def _pyav_rgb(frame) -> np.ndarray:
     """RGB pixels as displayed: PyAV leaves rotation metadata (-90/90/180, FFmpeg's sign) to us."""
-    img = frame.to_ndarray(format="rgb24")
+    # one thread: PyAV keeps a swscale context per thread, and a threaded one would be copied into
+    # a forked child (a DataLoader worker) without its slice threads, hanging its next conversion
+    img = frame.to_ndarray(format="rgb24", threads=1)
     rotation = int(getattr(frame, "rotation", 0) or 0)
     if rotation % 360:
         img = np.ascontiguousarray(np.rot90(img, k=rotation // 90))

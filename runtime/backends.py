@@ -1,14 +1,15 @@
 """Video-encoder backends behind one interface: uint8 clips [S, T, H, W, 3] in, embeddings [S, D] out.
 
 trt (a TensorRT engine matching this machine's TensorRT and GPU, via cuda-python), ort-trt (ONNX
-Runtime's TensorRT provider with the bundle's engine cache), ort-cuda, ort-cpu, trt-int8 and
-ort-cpu-int8 (only where `calibrate` kept them), torch (the reference, the only one importing
-torch). `auto` takes the first available of trt-int8 > trt > ort-trt > ort-cuda > ort-cpu-int8 >
-ort-cpu and says why it passed the others; it picks ort-trt only with a built cache, never
-starting a build. Files are hashed against the manifest before loading; an asked-for backend the
-machine cannot run is MissingCapability (exit 3).
+Runtime's TensorRT provider with the bundle's engine cache), ort-cuda, ort-cpu, ov (OpenVINO on
+`ov_device`, fp32 or the precision `calibrate` kept, compiled models cached in engines/openvino/),
+trt-int8, ort-cpu-int8 and ov-int8 (only where `calibrate` kept them), torch (the reference, the only
+one importing torch). `auto` takes the first available of trt-int8 > trt > ort-trt > ort-cuda > the
+CPU model calibrate kept (ort-cpu-int8, ov-int8 or ov) > ort-cpu and says why it passed the others;
+it picks ort-trt only with a built cache, never starting a build. Files are hashed against the
+manifest before loading; an asked-for backend the machine cannot run is MissingCapability (exit 3).
 
-See docs/runtime.md.
+See docs/runtime.md and docs/openvino.md.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..calibration.cpu_features import detect as detect_cpu, gated_elsewhere
 from ..errors import BundleError, FrosterError, MissingCapability
 from ..bundle import manifest as mf
 from ..bundle.engines import TensorRTEngine, cuda_device
+from ..bundle.ov_sessions import CACHE_DIR as OV_CACHE_DIR, INSTALL as OV_INSTALL, OvEncoder, installed as ov_installed
 from ..bundle.sessions import preload_gpu_libraries
 from .options import AUTO_ORDER
 
@@ -69,10 +71,21 @@ def video_engine(manifest: dict[str, Any], tensorrt_version: str, sm: str, preci
                             f"sm {sm}; the bundle has: {have}): build one with {how} on this machine")
 
 
-def int8_model(manifest: dict[str, Any]) -> str | None:
-    """The INT8 ONNX file `froster-edge calibrate` kept in the bundle (it passed the gate, or was forced)."""
+def kept_backend(manifest: dict[str, Any]) -> str | None:
+    """The backend of the CPU model `froster-edge calibrate` kept (ort-cpu-int8, ov-int8 or ov), or None."""
     section = manifest.get("int8") or {}
-    return section.get("file")
+    return section.get("backend", "ort-cpu-int8") if section.get("file") else None
+
+
+def int8_model(manifest: dict[str, Any]) -> str | None:
+    """The INT8 ONNX file `froster-edge calibrate` kept for ONNX Runtime (it passed the gate, or was forced)."""
+    return manifest["int8"]["file"] if kept_backend(manifest) == "ort-cpu-int8" else None
+
+
+def auto_order(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """AUTO_ORDER with the CPU slot taken by the backend of the model calibrate kept."""
+    kept = kept_backend(manifest) or "ort-cpu-int8"
+    return tuple(kept if name == "ort-cpu-int8" else name for name in AUTO_ORDER)
 
 
 class OrtBackend:
@@ -108,6 +121,15 @@ class OrtBackend:
 
     def close(self) -> None:
         self.session = None
+
+
+class OvBackend(OvEncoder):
+    """An OpenVINO compiled model of the bundle (bundle.ov_sessions.OvEncoder), batched over streams like ort-cpu."""
+
+    def __init__(self, name: str, bundle: Path, file: str, device: str, precision: str):
+        super().__init__(bundle / file, device, precision, bundle / OV_CACHE_DIR)
+        self.name = name
+        self.detail = f"{file} on OpenVINO {device} ({precision})"
 
 
 class TrtBackend(TensorRTEngine):
@@ -192,6 +214,12 @@ def probe(name: str, bundle: Path, manifest: dict[str, Any]) -> str | None:
         return "the bundle has no INT8 model (froster-edge calibrate keeps one where it pays)"
     if name in ("ort-cpu", "ort-cpu-int8"):
         return None if "CPUExecutionProvider" in providers else "onnxruntime is not installed"
+    if name in ("ov", "ov-int8"):
+        if not ov_installed():
+            return f"openvino is not installed: {OV_INSTALL}"
+        if name == "ov-int8" and kept_backend(manifest) != "ov-int8":
+            return "the bundle has no OpenVINO INT8 model (froster-edge calibrate keeps one where it is the fastest that passes)"
+        return None
     if name == "torch":
         import importlib.util
 
@@ -205,7 +233,7 @@ def _ort_trt_record(manifest: dict[str, Any]) -> dict[str, Any] | None:
                  and e.get("name", "video_encoder") == "video_encoder" and e.get("onnx_file")), None)
 
 
-def _load(name: str, bundle: Path, manifest: dict[str, Any]) -> Backend:
+def _load(name: str, bundle: Path, manifest: dict[str, Any], ov_device: str = "CPU") -> Backend:
     reason = probe(name, bundle, manifest)
     if reason:
         raise MissingCapability(f"backend {name} is not available here: {reason}")
@@ -241,21 +269,42 @@ def _load(name: str, bundle: Path, manifest: dict[str, Any]) -> Backend:
             if warning:
                 log.info(warning)
         return OrtBackend(name, bundle / file, "CPUExecutionProvider", manifest)
+    if name in ("ov", "ov-int8"):
+        return _load_ov(name, bundle, manifest, ov_device)
     return TorchBackend(bundle, manifest)
 
 
-def open_backend(name: str, bundle: Path, manifest: dict[str, Any]) -> Opened:
-    """Load `name` (or the fastest available for "auto"), warm it up on one zero batch, and return it."""
+def _load_ov(name: str, bundle: Path, manifest: dict[str, Any], device: str) -> OvBackend:
+    """`ov`: the fp32 ONNX at fp32, or at the precision calibrate kept for this device; `ov-int8`: the kept IR."""
+    section = manifest.get("int8") or {}
+    kept = kept_backend(manifest) == name and section.get("device", "CPU") == device
+    files = (section.get("files") or [section["file"]]) if name == "ov-int8" else [manifest["onnx"]["video_encoder"]["file"]]
+    precision = section.get("precision", "fp32") if kept else "fp32"
+    mf.verify_bundle(bundle, files)
+    if kept and device == "CPU":
+        warning = gated_elsewhere(section.get("cpu"), detect_cpu())
+    elif name == "ov-int8" and not kept:
+        warning = f"ov-int8: the OpenVINO model was gated on {section.get('device', 'CPU')}, not on {device}: it runs at fp32 here"
+    else:
+        warning = None
+    if warning:
+        log.warning(warning)
+    return OvBackend(name, bundle, files[0], device, precision)
+
+
+def open_backend(name: str, bundle: Path, manifest: dict[str, Any], ov_device: str = "CPU") -> Opened:
+    """Load `name` (or the fastest available for "auto"), warm it up on one zero batch, and return it.
+    `ov_device`: the OpenVINO device of the ov backends (MissingCapability where OpenVINO does not list it)."""
     passed: dict[str, str] = {}
     if name == "auto":
         backend = None
-        for candidate in AUTO_ORDER:
+        for candidate in auto_order(manifest):
             reason = probe(candidate, bundle, manifest)
             if reason is None and candidate == "ort-trt" and _ort_trt_record(manifest) is None:
                 reason = "the bundle has no ort-trt engine cache (export --trt --trt-route ort-trt builds one)"
             if reason is None:
                 try:
-                    backend = _load(candidate, bundle, manifest)
+                    backend = _load(candidate, bundle, manifest, ov_device)
                     break
                 except MissingCapability as e:
                     reason = str(e)
@@ -263,7 +312,7 @@ def open_backend(name: str, bundle: Path, manifest: dict[str, Any]) -> Opened:
         if backend is None:
             raise MissingCapability("no backend can run here: " + "; ".join(f"{k}: {v}" for k, v in passed.items()))
     else:
-        backend = _load(name, bundle, manifest)
+        backend = _load(name, bundle, manifest, ov_device)
     shape = manifest["preprocessing"]["input"]["shape"]
     t = time.perf_counter()
     backend(np.zeros(shape, np.uint8))  # first calls allocate, autotune or build: keep them out of the stats

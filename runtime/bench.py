@@ -28,7 +28,7 @@ from ..errors import ConfigError, MissingCapability
 from ..bundle import manifest as mf
 from ..info import cpu_int8, cpu_name
 from .backends import Opened, cuda_device, open_backend, probe
-from .options import AUTO_ORDER, CaptureOptions, RunOptions, SamplingOptions
+from .options import BENCH_ORDER, CaptureOptions, RunOptions, SamplingOptions
 from .pipeline import Pipeline
 from .assembly import SampleRule
 
@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class BenchOptions:
     clip: Path
-    backends: list[str] = field(default_factory=list)  # empty: every available one of AUTO_ORDER
+    backends: list[str] = field(default_factory=list)  # empty: every available one of BENCH_ORDER
+    ov_device: str = "CPU"
     reps: int = 3  # pipeline / backend-alone pairs per backend
     latency_calls: int = 20  # encoder calls per backend for the latency percentiles
     hop: int = SamplingOptions().hop
@@ -64,11 +65,12 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu_name(), "cpu_int8_dot_product": cpu_int8(), "cpu_cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform(),
             "python": platform.python_version(), "froster-edge": version("froster-edge"), "onnxruntime": ort,
             "opencv": version("opencv-python-headless") if version("opencv-python-headless") != "not installed"
-            else version("opencv-python"), "tensorrt": version("tensorrt"), "numpy": version("numpy"),
+            else version("opencv-python"), "tensorrt": version("tensorrt"), "openvino": version("openvino"), "numpy": version("numpy"),
             "date": time.strftime("%Y-%m-%d")}
 
 
 def _pipeline_options(clip: Path, streams: int, hop: int, realtime: bool, max_decisions: int | None = None) -> RunOptions:
+    """The pipeline runs reuse an opened backend, so its name and device are not needed here."""
     return RunOptions(sources=[str(clip)] * streams, sampling=SamplingOptions(hop=hop), max_decisions=max_decisions,
                       capture=CaptureOptions(realtime=realtime, loop=realtime))
 
@@ -116,14 +118,14 @@ def bench(bundle: str | Path, options: BenchOptions) -> dict[str, Any]:
         raise ConfigError(f"--clip {options.clip}: no such video file")
     pre = manifest["preprocessing"]
     streams = int(pre["streams"])
-    names = options.backends or list(AUTO_ORDER)
+    names = options.backends or list(BENCH_ORDER)
     rows: dict[str, dict[str, Any]] = {}
     opened: dict[str, Opened] = {}
     for name in names:
         reason = probe(name, bundle, manifest)
         if reason is None:
             try:
-                opened[name] = open_backend(name, bundle, manifest)
+                opened[name] = open_backend(name, bundle, manifest, options.ov_device)
             except MissingCapability as e:
                 reason = str(e)
         if reason is not None:
@@ -199,7 +201,7 @@ def table(result: dict[str, Any]) -> str:
     """The printed form of bench's result."""
     m = result["machine"]
     lines = [f"machine: {m['cpu']} ({m['cpu_cores']} cores; int8 dot product {m['cpu_int8_dot_product']}), GPU {m['gpu']}; python {m['python']}, onnxruntime "
-             f"{m['onnxruntime']}, opencv {m['opencv']}, tensorrt {m['tensorrt']}, froster-edge {m['froster-edge']}",
+             f"{m['onnxruntime']}, opencv {m['opencv']}, tensorrt {m['tensorrt']}, openvino {m.get('openvino', '-')}, froster-edge {m['froster-edge']}",
              f"bundle: {result['bundle']} {result['model']}, {result['streams']} stream(s) per call, hop {result['hop']}, "
              f"clip {Path(result['clip']).name} ({result['clips_per_pipeline_run']} clips per pipeline run)",
              f"{'backend':12s} {'enc p50':>9s} {'enc p95':>9s} {'clips/s':>8s} {'pipe dec/s':>11s} {'alone dec/s':>12s} "

@@ -6,14 +6,13 @@ printed and written, exit code 0. A source that failed during the run is the one
 the stats, exit 1. With a site file, SIGHUP reloads its cameras. `prepare` holds every check that
 needs no model and opens no camera; `check_request` is `run --check` (docs/site.md).
 
-See docs/runtime.md.
+Signals are handled in runtime/signals.py. See docs/runtime.md and docs/robustness.md.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from .site.events import EventOptions, EventSegmenter, JsonlEventSink, check_eve
 from .site.mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .options import RunOptions, camera_list
 from .pipeline import Pipeline
+from .signals import RunSignals
 from .site.config import Site, SiteReloader, metrics_beside_web
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError, parse_source
@@ -54,7 +54,7 @@ def run(req: RunRequest) -> dict:
     """Run until the sources end or a signal; returns the stats dict (raises SourceError after
     printing them when a source failed)."""
     stop = threading.Event()
-    with StopOnSignals(stop) as signals:
+    with RunSignals(stop) as signals:
         http = prepare(req)
         cameras = camera_list(req.options)
         names = [c.name for c in cameras]
@@ -65,6 +65,8 @@ def run(req: RunRequest) -> dict:
         site = req.site or Site()
         check_outputs(run_outputs(req, [*sinks, *frame_sinks]) + site_outputs(site), run_inputs(req))
         segmenter, clips = _event_sinks(site, sinks, frame_sinks, lambda: pipeline, events_for_mqtt=req.mqtt is not None)
+        event_files = [s for s in (segmenter.sinks if segmenter is not None else ()) if isinstance(s, JsonlEventSink)]
+        signals.on_hangup.extend(s.reopen for s in event_files)  # a rotated events file is opened again
         hub = Hub(names, http) if http is not None else None
         if hub is not None:
             sinks.append(hub)
@@ -88,7 +90,7 @@ def run(req: RunRequest) -> dict:
             reloader = SiteReloader(site.path, site.base or req.options, pipeline,
                                     on_camera_events=(lambda d: setattr(segmenter, "per_camera", dict(d))) if segmenter else None)
             pipeline.on_idle = reloader.poll
-            reloader.install()
+            signals.on_hangup.append(reloader.request)
         metrics = web_metrics = None
         if site.metrics is not None:
             from .site.metrics import MetricsServer, RunCollector, exposition, registry_of
@@ -110,12 +112,13 @@ def run(req: RunRequest) -> dict:
                 mqtt.close()  # the pipeline closed it already unless opening a source failed
             if web is not None:
                 web.close()
-            if reloader is not None:
-                reloader.uninstall()
             if metrics is not None:
                 metrics.close()
         if mqtt is not None:
             stats.info["mqtt"] = mqtt.stats()
+        lost = sum(s.lost for s in event_files)
+        if lost:
+            stats.info["events_lost"] = lost
         if signals.received:
             stats.info["interrupted"] = True
             stats.info["signals"] = signals.received
@@ -184,44 +187,22 @@ def run_outputs(req: RunRequest, sinks: Iterable[object] = ()) -> list[Output]:
 
 
 def run_inputs(req: RunRequest) -> list[Path]:
-    """What the run reads and no output may replace: source files, the label table, the bundle's files."""
+    """What the run reads and no output may replace: source files, the label table, the bundle's
+    files, the site file and every secret file its sections name (a token, a password)."""
     sources = [c.source for c in camera_list(req.options)]
     inputs = [Path(spec.target) for spec in map(parse_source, sources) if spec.kind == "file"]
     if req.options.labels is not None:
         inputs.append(Path(req.options.labels))
+    site = req.site or Site()
+    if site.path is not None:
+        inputs.append(Path(site.path))
+    for section in (site.metrics, site.mqtt, site.http, req.mqtt, req.http):
+        inputs += [Path(value) for key, value in vars(section).items()
+                   if key.endswith("_file") and value is not None] if hasattr(section, "__dict__") else []
     bundle = Path(req.bundle)
     manifest = mf.read_manifest(bundle)
     inputs += [bundle / mf.MANIFEST_FILE, *(bundle / name for name in manifest["files"])]
     return inputs
-
-
-class StopOnSignals:
-    """While active, SIGINT and SIGTERM set `stop` (and are counted) instead of raising, so any
-    number of them leaves the shutdown whole. Only the main thread can install handlers; elsewhere
-    this does nothing."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, stop: threading.Event):
-        self.stop, self.received = stop, 0
-        self._previous: dict = {}
-
-    def _handle(self, signum, frame) -> None:
-        self.received += 1
-        if self.received == 1:
-            log.info(f"{signal.Signals(signum).name}: stopping (stats and outputs are being finished)")
-        self.stop.set()
-
-    def __enter__(self) -> "StopOnSignals":
-        # SIGINT too: a process started in the background by a non-interactive shell inherits SIGINT
-        # ignored, and `kill -INT` must still stop it cleanly with its stats
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def site_outputs(site: Site) -> list[Output]:
@@ -251,7 +232,7 @@ def _event_sinks(site: Site, sinks: list, frame_sinks: list, pipeline_of, events
                            lambda i: pipeline_of().stats.streams[i].fps)
         event_sinks.append(clips)
         frame_sinks.append(clips)
-    segmenter = EventSegmenter(events, event_sinks, clip_names=clips is not None, per_camera=site.camera_events)
+    segmenter = EventSegmenter(events, event_sinks, clip_names=clips.names if clips is not None else False, per_camera=site.camera_events)
     sinks.append(segmenter)
     return segmenter, clips
 

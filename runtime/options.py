@@ -15,10 +15,15 @@ from typing import Literal
 
 from .source_url import redact
 
-BackendName = Literal["auto", "trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu", "torch"]
-BACKENDS: tuple[str, ...] = ("auto", "trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu", "torch")
-# fastest first; the int8 ones exist only where `froster-edge calibrate` kept an INT8 model that passed its gate
+BackendName = Literal["auto", "trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu", "ov-int8", "ov", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu", "ov-int8", "ov", "torch")
+# fastest first; the int8 ones exist only where `froster-edge calibrate` kept an INT8 model that passed its gate.
+# The CPU slot (ort-cpu-int8) goes to the backend of the model calibrate kept: ort-cpu-int8, ov-int8 or ov
+# (runtime.backends.auto_order).
 AUTO_ORDER: tuple[str, ...] = ("trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cpu-int8", "ort-cpu")
+# what `bench` measures by default: every backend that can run here but torch
+BENCH_ORDER: tuple[str, ...] = AUTO_ORDER + ("ov-int8", "ov")
+OV_DEVICES: tuple[str, ...] = ("CPU", "GPU", "NPU", "AUTO")  # --ov-device (bundle.ov_sessions.DEVICES)
 Smoothing = Literal["ema", "mean", "none"]
 MAX_CAMERA_INDEX = 1023  # a camera given by number (OpenCV's index); larger numbers are not devices
 
@@ -105,6 +110,7 @@ class RunOptions:
     cameras: list[CameraOptions] = field(default_factory=list)  # named ones (a site file)
     labels: Path | None = None  # None: the bundle's own labels.npz
     backend: str = "auto"
+    ov_device: str = "CPU"  # the OpenVINO device of the ov backends
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     classifier: ClassifierOptions = field(default_factory=ClassifierOptions)
@@ -133,6 +139,7 @@ def check_options(options: RunOptions) -> None:
         (not options.sources and not options.cameras, "give at least one --source"),
         (bool(twice), f"camera name {', '.join(twice)} given twice (each camera needs its own name)"),
         (options.backend not in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, not {options.backend!r}"),
+        (options.ov_device not in OV_DEVICES, f"--ov-device must be one of {', '.join(OV_DEVICES)}, not {options.ov_device!r}"),
         *sampling_problems(s, "--"),
         (not 0.0 <= c.threshold <= 1.0, f"--threshold is a probability in [0, 1], not {c.threshold}"),
         (c.smoothing not in ("ema", "mean", "none"), f"--smoothing must be ema, mean or none, not {c.smoothing!r}"),

@@ -290,7 +290,7 @@ class Pipeline:
         self.watchers: dict[Path, LabelWatcher] = {}
         self.cameras: list[Camera] = []
         self._planned = [self.prepare(c) for c in camera_list(options)]  # a typo fails before any loading
-        self.opened = opened or open_backend(options.backend, self.bundle, self.manifest)
+        self.opened = opened or open_backend(options.backend, self.bundle, self.manifest, ov_device=options.ov_device)
         self.backend = self.opened.backend
         self.stats = RunStats(options.stats_window)
         self.on_batch: Callable[[np.ndarray], None] | None = None  # benchmarks record the exact batches

@@ -239,7 +239,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess | Result, code: int,
     assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert text in lines[0]
+    assert text in lines[0], lines[0]
 
 
 def train_cli(*args: str) -> tuple[int, str]:
@@ -251,9 +251,9 @@ def train_cli(*args: str) -> tuple[int, str]:
 class LiveRun:
     """`froster-edge run` in a subprocess, its JSON lines and stderr read as they come."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, **popen):
         self.proc = subprocess.Popen([sys.executable, "-m", "froster_edge.cli", "run", *args, "--jsonl"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
         self.decisions: queue.Queue = queue.Queue()
         self.stderr: list[str] = []
         self.seen: list[dict] = []

@@ -237,7 +237,8 @@ def direct_figures(fp32: Path, int8: Path, clips: np.ndarray, embeddings: np.nda
 def test_calibrate_chooses_for_this_cpu_and_records_what_a_direct_comparison_finds(bundle, tmp_path):
     calib_dir, held_dir = split_videos(tmp_path, ["stgcn_clean_and_jerk.mp4", "mmaction2_test_cleaning_pool.mp4"])
     # the default agreement and cosine thresholds; no speed threshold: tests never judge timings
-    options = CalibrationOptions(max_clips=6, reps=1, thresholds=GateThresholds(min_speedup=0.0))
+    # ONNX Runtime's variants for this CPU (OpenVINO's candidates: tests/test_openvino.py)
+    options = CalibrationOptions(max_clips=6, reps=1, openvino=False, thresholds=GateThresholds(min_speedup=0.0))
     report = calibrate_int8(bundle, calib_dir, held_out=held_dir, options=options)
 
     here = detect()
@@ -349,7 +350,8 @@ def test_runtime_picks_the_kept_int8_model_and_runs_it_unchanged(bundle, caplog)
     manifest = mf.verify_bundle(bundle)
     with pytest.raises(MissingCapability, match="no INT8 model"):
         open_backend("ort-cpu-int8", bundle, manifest)
-    calibrate_int8(bundle, CLIPS, options=CalibrationOptions(max_clips=4, reps=1, thresholds=GateThresholds(0.0, 0.0, -1.0)))
+    calibrate_int8(bundle, CLIPS, options=CalibrationOptions(max_clips=4, reps=1, openvino=False,
+                                                             thresholds=GateThresholds(0.0, 0.0, -1.0)))
     manifest = mf.verify_bundle(bundle)
     caplog.set_level(logging.INFO, logger="froster_edge")
     opened = open_backend("auto", bundle, manifest)

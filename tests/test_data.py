@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 from fractions import Fraction
+import time
 from pathlib import Path
 
 import numpy as np
@@ -395,3 +396,35 @@ def test_gather_videos_reads_files_folders_and_lists_in_order(tmp_path):
         gather_videos([tmp_path / "empty"])
     with pytest.raises(ConfigError, match="no such video, folder or list"):
         gather_videos([clips[0], tmp_path / "missing.mp4"])
+
+
+def _decode_in_child(path: str) -> None:
+    from froster_edge.video import _decode_pyav
+
+    frames, _ = _decode_pyav(Path(path), None)
+    assert frames.shape[0] > 0
+
+
+@pytest.mark.timeout(180)
+def test_pyav_decoding_works_in_a_child_forked_after_the_parent_decoded():
+    """The cause of the forked loader's hang: PyAV keeps one swscale context per thread; a threaded
+    one (FFmpeg's slice threads) is copied into a forked child without its threads, and the child's
+    next conversion of frames of the same size waits for them forever. Conversions here use one
+    thread, so nothing half alive is inherited."""
+    import multiprocessing
+
+    from froster_edge.video import _decode_pyav
+
+    clip = VIDEOS[0]
+    _decode_pyav(clip, None)  # the parent converts frames of this size first
+    children = [multiprocessing.get_context("fork").Process(target=_decode_in_child, args=(str(clip),)) for _ in range(3)]
+    for child in children:
+        child.start()
+    deadline = time.monotonic() + 90  # a bound for a hang, not a speed check
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+    hung = [c.pid for c in children if c.is_alive()]
+    for child in children:
+        if child.is_alive():
+            child.kill()
+    assert not hung and [c.exitcode for c in children] == [0, 0, 0]

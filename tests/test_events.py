@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +16,11 @@ from froster_edge.runtime.options import CameraOptions, ClassifierOptions, RunOp
 from froster_edge.runtime.pipeline import Pipeline
 
 from .helpers import CLIPS
+
+
+def sha(text: str) -> str:
+    """The reference short hash: six hex digits of SHA-1."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
 
 
 class Collect:
@@ -146,7 +153,7 @@ def test_ids_and_file_names_sort_by_time_and_events_go_to_jsonl(decisions, tmp_p
         if b["start_time"] - a["start_time"] > 0.002:  # apart by more than the names' millisecond
             assert a["clip"] < b["clip"]
     assert event_file_stem(ActionEvent("x", "back door", "Clean & Jerk", "start", 0.25, 0.0, None, None, 0.9, 0.9,
-                                       0.25)) == "19700101T000000.250-back-door-clean-jerk"
+                                       0.25)) == f"19700101T000000.250-back-door-clean-jerk-{sha('Clean & Jerk')}"
 
 
 def test_labels_option_limits_the_classes_and_bad_thresholds_are_refused(decisions):
@@ -162,3 +169,18 @@ def test_labels_option_limits_the_classes_and_bad_thresholds_are_refused(decisio
         validate(EventOptions, {"enter": 0.3, "exit": 0.5}, "site.yaml: events")
     with pytest.raises(ConfigError, match="^x: enter_decisions: must be greater than or equal to 1, not 0$"):
         validate(EventOptions, {"enter_decisions": 0}, "x")
+
+
+def test_names_that_differ_only_in_punctuation_or_script_get_their_own_ids_files_and_topics():
+    from froster_edge.runtime.site.mqtt import Topics
+
+    labels = ["Jump!", "jump?", "jump", "прыжок", "бег", "跳躍", "走る", "clean & jerk", "clean and jerk"]
+    events = [ActionEvent(f"cam-{slug}", "cam", label, "start", 0.25, 0.0, None, None, 0.9, 0.9, 0.25)
+              for slug, label in enumerate(labels)]
+    stems = [event_file_stem(e) for e in events]
+    topics = [Topics("site").action("cam", label) for label in labels]
+    assert len(set(stems)) == len(labels) and len(set(topics)) == len(labels)
+    assert all(re.fullmatch(r"[0-9T.]+-cam-[a-z0-9-]+", s) for s in stems)  # still safe in file names
+    assert stems[2].endswith("-cam-jump") and stems[8].endswith("-cam-clean-and-jerk")  # plain names stay plain
+    assert stems[0].endswith(f"-jump-{sha('Jump!')}") and stems[3].endswith(f"-x-{sha('прыжок')}")
+    assert topics[2] == "site/cam/action/jump" and topics[0] == f"site/cam/action/jump_{sha('Jump!')}"

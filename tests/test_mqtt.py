@@ -16,7 +16,7 @@ import pytest
 
 from froster_edge.errors import ConfigError
 
-from .helpers import CLIPS, cli
+from .helpers import CLIPS, LiveRun, cli
 from .mosquitto import Broker, Subscriber, retained
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
@@ -389,3 +389,75 @@ def test_state_goes_on_a_new_label_and_at_most_once_an_interval(broker, interval
     else:
         assert len(got) > 50  # every decision, but for the few the publisher coalesced
     assert sink.stats()["pending"] == 0
+
+
+def test_a_flood_on_home_assistants_status_topic_does_not_stop_publishing(tiny_bundle, broker, tmp_path):
+    """'online' on homeassistant/status, thousands of times, all the while: one republish, the states go on."""
+    import paho.mqtt.client as paho
+
+    sub = Subscriber(broker.watch_port)
+    stats_path = tmp_path / "stats.json"
+    live = LiveRun("--bundle", str(tiny_bundle), "--source", str(CLIP), "--realtime", "--loop", "--sample-fps", "8",
+                   "--hop", "1", "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "flood", "--mqtt-discovery",
+                   "--stats-json", str(stats_path))
+    flooder = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="flooder")
+    flooding = threading.Event()
+    try:
+        state = f"flood/{safe(str(CLIP))}/state"
+        sub.wait(lambda ms: any(m.topic == state for m in ms), timeout=90, what="a first state")
+        flooder.connect("127.0.0.1", broker.port)
+        flooder.loop_start()
+
+        def flood() -> None:  # 'online' for as long as the test watches, acknowledged in batches
+            while not flooding.is_set():
+                for _ in range(200):
+                    flooder.publish("homeassistant/status", b"online", qos=0)
+                flooder.publish("homeassistant/status", b"online", qos=1).wait_for_publish(30)
+
+        threading.Thread(target=flood, daemon=True).start()
+        sub.wait(lambda ms: sum(m.topic == "homeassistant/status" for m in ms) >= 2000, timeout=60, what="the flood")
+        seen = len(sub.on(state))
+        sub.wait(lambda ms: sum(m.topic == state for m in ms) >= seen + 5, timeout=60, what="states during the flood")
+        flooding.set()
+        assert live.stop(timeout=60) == 0, live.stderr
+    finally:
+        flooding.set()
+        flooder.loop_stop()
+        flooder.disconnect()
+        live.kill()
+        sub.close()
+    mqtt_stats = json.loads(stats_path.read_text())["mqtt"]
+    assert mqtt_stats["status_ignored"] >= 1900 and mqtt_stats["dropped"] == 0
+    assert sum("homeassistant/status" in line for line in live.stderr) == 1
+
+
+def test_a_broker_that_never_answers_connack_is_reported(tiny_bundle):
+    """A TCP server that takes the connection and the CONNECT packet and never answers."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    live = LiveRun("--bundle", str(tiny_bundle), "--source", str(CLIP), "--realtime", "--loop", "--sample-fps", "8",
+                   "--mqtt", f"127.0.0.1:{server.getsockname()[1]}")
+    try:
+        line = live.wait_stderr("MQTT handshake", timeout=90)
+        assert "no CONNACK" in line and held and live.proc.poll() is None  # said, and the run goes on
+        live.decision(60)
+        assert live.stop(timeout=60) == 0, live.stderr
+    finally:
+        live.kill()
+        server.close()
+        for conn in held:
+            conn.close()
+    assert sum("MQTT handshake" in line for line in live.stderr) == 1

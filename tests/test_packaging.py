@@ -169,3 +169,12 @@ def test_the_jetson_extra_pins_cuda_python_to_jetpacks_cuda_minor():
     assert admitted, f"{cuda[0]} admits no recorded release"
     assert all(Version(v).release[:2] == JETPACK_6_CUDA for v in admitted), f"{cuda[0]} admits {admitted}"
     assert "12.6.2.post1" in admitted
+
+
+def test_the_openvino_extras_add_neither_torch_nor_an_onnxruntime_build():
+    """openvino (and nncf for calibrate) sit beside the cpu or gpu extra: nothing they pull in may
+    bring torch onto a torch-free device or a second ONNX Runtime build onto a GPU box."""
+    for extras in (["openvino"], ["nncf"]):
+        got = closure(declared(extras))
+        assert {"openvino"} <= got and not got & (ORT | {"torch"}), (extras, sorted(got & (ORT | {"torch"})))
+    assert "nncf" in closure(declared(["nncf"])) and "nncf" in closure(declared(["dev"]))

@@ -98,3 +98,19 @@ def test_a_user_file_where_the_new_bundle_writes_is_refused_and_nothing_changes(
     with pytest.raises(ConfigError, match="is not a file of the bundle"):
         export_bundle(tiny_student, out, CLASSES, VIDEOS, ExportOptions(streams=1, fp16=True, max_parity_clips=1))
     assert snapshot(tmp_path) == before
+
+
+def test_a_re_export_deletes_only_its_own_temporaries_and_caches(tiny_student, tiny_bundle, tmp_path):
+    out = tmp_path / "b"
+    shutil.copytree(tiny_bundle, out)
+    (out / "calibration").mkdir(exist_ok=True)
+    users = {"notes.tmp": b"my notes", ".mine.tmp": b"hidden, mine", "calibration/my-ranges.txt": b"hand-tuned"}
+    ours = [f".{mf.VIDEO_ONNX}.s8s8.{2**22 + 7}.tmp", "calibration/ort-int8-ranges-0123456789abcdef0123.json"]
+    for name, data in users.items():
+        (out / name).write_bytes(data)
+    for name in ours:
+        (out / name).write_bytes(b"{}")
+    export_bundle(tiny_student, out, CLASSES, VIDEOS, QUICK)
+    assert {name: (out / name).read_bytes() for name in users} == users
+    assert not any((out / name).exists() for name in ours)
+    assert not any(name in mf.verify_bundle(out)["files"] for name in users)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from froster_edge.errors import ConfigError
-from froster_edge.runtime.site.clips import ClipOptions, EventClips
+from froster_edge.runtime.site.clips import RECORD_FILE, ClipOptions, EventClips
 from froster_edge.runtime.site.events import ActionEvent
 from froster_edge.runtime.site.config import MetricsOptions
 from froster_edge.runtime.sources import Frame
@@ -105,8 +105,9 @@ def test_event_clips_keep_the_disk_budget_oldest_first(tmp_path):
         play(start + 3.0)  # past the post-roll: the clip closes
     clips.close()
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert not [n for n in names if n.startswith(".")]  # no temporary file left
-    total = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert not [n for n in names if n.startswith(".") and n != RECORD_FILE]  # no temporary file left
+    names.remove(RECORD_FILE)  # the clips this run wrote, by name
+    total = sum((tmp_path / n).stat().st_size for n in names)
     assert clips.counters.clips == 4 and clips.counters.snapshots == 4 and clips.counters.dropped_frames == 0
     assert total <= budget_mb * 2**20 and clips.counters.deleted >= 1
     stems = [f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(t0 + s))}.050-pool-cleaning-pool" for s in starts]
@@ -299,7 +300,8 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
     assert door_end["end_time"] <= by_cam["arm"][0]["time"]
     # clips: whole files within the budget, named by time, readable
     files = sorted((tmp_path / "clips").iterdir())
-    assert not [p for p in files if p.name.startswith(".")]
+    assert [p.name for p in files if p.name.startswith(".")] == [RECORD_FILE]  # no temporary left
+    files = [p for p in files if p.name != RECORD_FILE]
     assert sum(p.stat().st_size for p in files) <= 3 * 2**20
     mp4s = [p for p in files if p.suffix == ".mp4"]
     assert mp4s and all(frame_count(p) > 0 for p in mp4s)

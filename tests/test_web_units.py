@@ -273,3 +273,15 @@ def test_the_hub_makes_room_for_a_camera_added_while_running():
     assert hub.cameras == ["a", "stream 1", "stream 2"] and hub.jpeg(2) is not None and hub.jpeg(1) is None
     hub.emit(_decision(2, "x", [("x", 0.9)]))
     assert [d["stream"] for d in hub.decisions()] == [2] and len(hub.latest()) == 3
+
+
+def test_the_vocabulary_reads_the_table_again_only_when_the_file_changed(bundle_copy):
+    from froster_edge.bundle.relabel import remove_classes
+
+    v, _ = _vocabulary(bundle_copy)
+    names = load_labels(bundle_copy / mf.LABELS_FILE).names
+    for _ in range(50):  # GET /api/vocabulary, over and over
+        assert [a["name"] for a in v.listing()["actions"]] == names
+    assert v.loads == 1
+    remove_classes(bundle_copy, [names[0]])  # another process (`labels`) changes the file
+    assert [a["name"] for a in v.listing()["actions"]] == names[1:] and v.loads == 2

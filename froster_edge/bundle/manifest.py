@@ -37,8 +37,16 @@ ENGINES_DIR = "engines"
 
 
 # Caches that tools rewrite on their own (calibration ranges, TensorRT timing, ONNX Runtime's
-# TensorRT engines) are not part of what is verified: a stale or deleted cache is rebuilt.
-CACHES = ("calibration/", "engines/ort-trt/", "engines/timing-", "engines/timing.cache")  # timing-<TensorRT version>.cache
+# TensorRT engines, OpenVINO's compiled models) are not part of what is verified: a stale or deleted
+# cache is rebuilt.
+CACHES = ("calibration/", "engines/ort-trt/", "engines/timing-", "engines/timing.cache",  # timing-<TensorRT version>.cache
+          "engines/openvino/")
+CALIBRATION_CACHE_PREFIX = "ort-int8-ranges-"  # calibration/<prefix><key>.json: INT8 ranges (calibration/int8.py)
+# What a re-export may leave behind as ours: the calibration ranges caches, and calibrate's hidden
+# temporaries `.<file>.<...>.<pid>.tmp` (besides io's `.<name>.tmp-<pid>` leftovers). Anything else,
+# a user's `notes.tmp` or `calibration/my-ranges.txt`, is the user's and is carried over.
+_OWN_CACHE = re.compile(rf"^calibration/{CALIBRATION_CACHE_PREFIX}[0-9a-f]+\.json$")
+_OWN_TMP = re.compile(r"^\..+\.\d+\.tmp$")
 
 
 def bundle_files(bundle: str | Path) -> list[str]:
@@ -73,7 +81,8 @@ def foreign_files(bundle: str | Path, owned: set[str]) -> list[str]:
         rel = Path(dirpath).relative_to(root)
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             path = (rel / name).as_posix()
-            if path in owned or path.startswith(CACHES) or is_leftover(name) or name.endswith(".tmp"):
+            cache = path.startswith(CACHES) and (not path.startswith("calibration/") or _OWN_CACHE.match(path))
+            if path in owned or cache or is_leftover(name) or _OWN_TMP.match(name):
                 continue
             out.append(path)
         if not filenames and not dirnames and rel.parts and not (rel.as_posix() + "/").startswith(CACHES):
@@ -184,6 +193,7 @@ class _Labels(_Open):
 
 class _Int8(_Open):
     file: BundleFile | None = None
+    files: list[BundleFile] | None = None
 
 
 class _Engine(_Open):

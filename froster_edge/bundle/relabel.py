@@ -12,9 +12,12 @@ See docs/export.md.
 
 from __future__ import annotations
 
+import fcntl
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ..errors import BundleError, ConfigError
 from ..prompts import ClassText
@@ -79,7 +82,11 @@ def relabel_bundle(bundle: str | Path, classes: list[ClassText], out: str | Path
     elif encoder.bundle.resolve() != bundle.resolve():
         raise BundleError(f"the text encoder given was loaded from {encoder.bundle}, not from {bundle}")
     encoder.check_current(manifest)
-    return _store(encoder.table(classes), bundle, manifest, out, append)
+    table = encoder.table(classes)  # the slow part, outside the lock
+    with table_lock(Path(out) if out is not None else bundle / mf.LABELS_FILE):
+        if out is None:
+            manifest = mf.read_manifest(bundle)  # as another process may have just left it
+        return _store(table, bundle, manifest, out, append)
 
 
 def remove_classes(bundle: str | Path, names: Iterable[str], out: str | Path | None = None) -> LabelTable:
@@ -89,10 +96,15 @@ def remove_classes(bundle: str | Path, names: Iterable[str], out: str | Path | N
     removing every class, is a ConfigError.
     """
     bundle = Path(bundle)
-    manifest = mf.read_manifest(bundle)
-    model = manifest["model"]
-    current = load_labels(Path(out) if out is not None else bundle / mf.LABELS_FILE, model["fingerprint"],
-                          int(model["embed_dim"]))
+    target = Path(out) if out is not None else bundle / mf.LABELS_FILE
+    with table_lock(target):
+        manifest = mf.read_manifest(bundle)
+        model = manifest["model"]
+        current = load_labels(target, model["fingerprint"], int(model["embed_dim"]))
+        return _store(_without(current, names), bundle, manifest, out)
+
+
+def _without(current: LabelTable, names: Iterable[str]) -> LabelTable:
     keys = [n.casefold() for n in current.names]
     drop = set()
     for name in names:
@@ -102,12 +114,33 @@ def remove_classes(bundle: str | Path, names: Iterable[str], out: str | Path | N
         drop.add(keys.index(key))
     if len(drop) == len(keys):
         raise ConfigError("a label table needs at least one class")
-    return _store(current.select([i for i in range(len(keys)) if i not in drop]), bundle, manifest, out)
+    return current.select([i for i in range(len(keys)) if i not in drop])
+
+
+@contextmanager
+def table_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder of the table `target` while a change reads, writes and
+    records it: the web view and `labels --append` in other processes then take turns instead of
+    writing over each other's change. A lock on the folder (flock), which outlives the rename of
+    the table; released by the kernel however the holder ends."""
+    folder = Path(target).parent
+    fd = os.open(folder if folder.is_dir() else ".", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _store(table: LabelTable, bundle: Path, manifest: dict[str, Any], out: str | Path | None,
            append: bool = False) -> LabelTable:
-    """Write a changed table atomically: to `out`, or into the bundle with its manifest re-hashed."""
+    """Write a changed table atomically: to `out`, or into the bundle with its manifest re-hashed.
+    The bundle's own table is never written through a link that leads out of the bundle."""
+    if out is None:
+        own = bundle / mf.LABELS_FILE
+        if own.is_symlink() and not own.resolve().is_relative_to(bundle.resolve()):
+            raise BundleError(f"{own} is a link to {os.readlink(own)}, out of the bundle: refused (nothing written); "
+                              "put the table itself in the bundle")
     table = write_labels(table, Path(out) if out is not None else bundle / mf.LABELS_FILE, append)
     if out is not None:
         return table

@@ -128,14 +128,15 @@ def labels_cmd(
         target = out or bundle / LABELS_FILE
     else:
         from ..bundle.label_builder import build_label_table
-        from ..bundle.relabel import write_labels
+        from ..bundle.relabel import table_lock, write_labels
         from ..export.reference import torch_text_encoder
         from ..model.checkpoint import load_student, model_fingerprint
 
         net = load_student(student).eval()
         table = build_label_table(class_texts, torch_text_encoder(net), net.model_cfg, model_fingerprint(net),
                                   float(net.logit_scale.detach().exp()))
-        table = write_labels(table, out, append)
+        with table_lock(out):
+            table = write_labels(table, out, append)
         target = out
     print(f"wrote {target}: {len(table.names)} classes, {table.dim}-d, model {table.fingerprint[:12]}")
 

@@ -11,7 +11,8 @@ from .options import JsonOut, readable, write_json
 
 @command()
 def info(json_out: JsonOut = None) -> None:
-    """Versions of froster-edge and its stack, ONNX Runtime providers, TensorRT, GPUs seen.
+    """Versions of froster-edge and its stack, ONNX Runtime providers, OpenVINO devices and their
+    optimisation capabilities (FP32, BF16, FP16, INT8: what `calibrate` gates), TensorRT, GPUs seen.
 
     Examples:
       froster-edge info

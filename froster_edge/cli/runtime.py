@@ -13,13 +13,16 @@ import typer
 
 from ..errors import ConfigError
 from ..logs import install_cli_handler
-from ..runtime.options import AUTO_ORDER, BackendName, Smoothing
+from ..runtime.options import BENCH_ORDER, OV_DEVICES, BackendName, Smoothing
 from ..runtime.options import RUN_DEFAULTS as _RUN
 from .base import command
 from .options import JsonOut, readable, write_json
 
 # typer checks a repeatable option's choices through an Enum (a list of Literals it cannot)
-BenchBackend = enum.Enum("BenchBackend", {name: name for name in AUTO_ORDER + ("torch",)}, type=str)
+BenchBackend = enum.Enum("BenchBackend", {name: name for name in BENCH_ORDER + ("torch",)}, type=str)
+OvDevice = enum.Enum("OvDevice", {name: name for name in OV_DEVICES}, type=str)
+ov_device_option = typer.Option("--ov-device", help="OpenVINO device of the ov backends: CPU, GPU (Intel graphics), NPU or AUTO; "
+                                "exit 3 where OpenVINO does not list it.")
 
 
 @command("run")
@@ -35,7 +38,10 @@ def run_cmd(
         "mqtt, http. The run flags below are its defaults. SIGHUP reloads its cameras.")] = None,
     labels: Annotated[Optional[Path], typer.Option(
         help="Label table (labels.npz) of the bundle's model; default: the bundle's. Watched: a new table is swapped in between decisions.")] = None,
-    backend: Annotated[BackendName, typer.Option(help="auto: the fastest available; the int8 ones where calibrate kept an INT8 model.")] = _RUN.backend,
+    backend: Annotated[BackendName, typer.Option(
+        help="auto: the fastest available, on a CPU the model calibrate kept (ONNX Runtime or OpenVINO); "
+             "the int8 ones where calibrate kept an INT8 model; ov/ov-int8 need froster-edge[openvino].")] = _RUN.backend,
+    ov_device: Annotated[OvDevice, ov_device_option] = OvDevice(_RUN.ov_device),
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per decision on stdout instead of readable lines.")] = False,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions.", min=1)] = _RUN.sampling.hop,
     sample_fps: Annotated[Optional[float], typer.Option(
@@ -101,7 +107,7 @@ def run_cmd(
     from ..runtime.site.config import site_from_flags
 
     options = dc_replace(
-        _RUN, sources=list(source or []), labels=labels, backend=backend, max_decisions=max_decisions,
+        _RUN, sources=list(source or []), labels=labels, backend=backend, ov_device=ov_device.value, max_decisions=max_decisions,
         sampling=SamplingOptions(fps=sample_fps, subsample=subsample, hop=hop),
         capture=dc_replace(_RUN.capture, realtime=realtime, loop=loop),
         classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
@@ -121,7 +127,8 @@ def run_cmd(
 def bench_cmd(
     bundle: Annotated[Path, typer.Option(help="The bundle to measure.")],
     backend: Annotated[Optional[list[BenchBackend]], typer.Option(
-        "--backend", help=f"A backend to measure (repeatable); default: every available one of {', '.join(AUTO_ORDER)}.")] = None,
+        "--backend", help=f"A backend to measure (repeatable); default: every available one of {', '.join(BENCH_ORDER)}.")] = None,
+    ov_device: Annotated[OvDevice, ov_device_option] = OvDevice(_RUN.ov_device),
     clip: Annotated[Optional[Path], typer.Option(help="Video for the pipeline runs; default examples/clips/stgcn_clean_and_jerk.mp4.")] = None,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions in the pipeline runs.", min=1)] = _RUN.sampling.hop,
     reps: Annotated[int, typer.Option(help="Interleaved pipeline / backend-alone pairs per backend.", min=1)] = 3,
@@ -138,6 +145,7 @@ def bench_cmd(
     Examples:
       froster-edge bench --bundle bundles/b32
       froster-edge bench --bundle bundles/b16 --backend trt --backend ort-cuda --json bench.json
+      froster-edge bench --bundle bundles/b32 --backend ort-cpu-int8 --backend ov-int8 --backend ov
     """
     from ..runtime.bench import BenchOptions, bench, table
 
@@ -145,7 +153,7 @@ def bench_cmd(
     if clip is None and not default_clip.is_file():
         raise ConfigError("give --clip VIDEO (the repository's example clip is not here)")
     options = BenchOptions(clip=clip or default_clip, backends=[b.value for b in backend or []], reps=reps, hop=hop,
-                           realtime_check=realtime_check, realtime_decisions=realtime_decisions)
+                           realtime_check=realtime_check, realtime_decisions=realtime_decisions, ov_device=ov_device.value)
     install_cli_handler(indent="  ")
     result = bench(bundle, options)
     print(table(result), file=readable(json_out))

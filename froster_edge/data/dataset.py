@@ -11,7 +11,12 @@ See docs/training.md.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import os
+import select
+import threading
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -148,11 +153,42 @@ def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def init_worker(_worker_id: int) -> None:
+def init_worker(_worker_id: int, parent: int | None = None) -> None:
     """One torch thread per worker: the workers are the parallelism (decoders already run one
     thread each). OpenCV's own pool is left alone: cv2.setNumThreads in a forked worker hung about
-    4 runs in 10 once the parent had used OpenCV, so this is safe with any start method."""
+    4 runs in 10 once the parent had used OpenCV, so this is safe with any start method.
+
+    `parent`: the process that made the loader; the worker ends when it does (see exit_with)."""
     torch.set_num_threads(1)
+    if parent is not None:
+        exit_with(parent)
+
+
+def exit_with(pid: int) -> None:
+    """End this process as soon as process `pid` has ended, however it ended (kill -9 included).
+
+    Workers started from the forkserver are its children, not the trainer's: torch's own check
+    (is my parent still there?) watches the server, and the server stays up while any worker
+    holds its inherited "alive" pipe, so after a kill -9 of the trainer both lived on. A daemon
+    thread waits on a pidfd of `pid` (where the kernel has none, it checks once a second)."""
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            os._exit(1)  # it is gone already
+        except (AttributeError, OSError):  # no pidfd here: look once a second
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    os._exit(1)
+                except PermissionError:
+                    pass
+                time.sleep(1.0)
+        select.select([fd], [], [])  # readable once the process has ended
+        os._exit(1)
+
+    threading.Thread(target=watch, name=f"exit-with-{pid}", daemon=True).start()
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
@@ -197,7 +233,7 @@ def make_loader(
         batch_sampler=batch_sampler,
         num_workers=num_workers,
         collate_fn=collate_clips,
-        worker_init_fn=init_worker if workers else None,
+        worker_init_fn=functools.partial(init_worker, parent=os.getpid()) if workers else None,
         drop_last=drop_last,
         pin_memory=pin_memory,
         generator=generator,

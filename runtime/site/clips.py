@@ -4,17 +4,19 @@ Each camera keeps recent frames in memory (downscaled, rate-limited, bounded by 
 event's frames from `pre_roll_s` before its start to `post_roll_s` after its end (at most
 `max_clip_s`) go through a bounded queue to one writer thread, so the pipeline never waits for the
 disk (a full queue drops and counts). Clips and snapshots are written atomically; names start with
-the event's UTC start, so a listing sorts by time and the oldest go first beyond `budget_mb`.
+the event's UTC start, so a listing sorts by time. Beyond `budget_mb` the oldest of the files this sink wrote (named so
+and listed in the folder's record `.froster-edge-clips.json`) go first; no other file is deleted.
 
-See docs/site.md.
+See docs/site.md and docs/robustness.md.
 """
 
 from __future__ import annotations
 
-import logging
 import bisect
 import contextlib
+import logging
 import queue
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from ...errors import ConfigError
-from ...io import atomic_path, atomic_write_bytes
+from ...io import atomic_path, atomic_write_bytes, atomic_write_json, read_versioned_json, recover
 from ...schema import FilePath, Model
 from .events import ActionEvent, event_file_stem
 from ..assembly import RateGate
@@ -45,7 +47,7 @@ class ClipOptions(Model):
     pre_roll_s: Seconds = 5.0
     post_roll_s: Seconds = 2.0
     max_clip_s: Positive = 120.0
-    budget_mb: Positive = 2048.0  # the folder's clips and snapshots; oldest deleted first beyond it
+    budget_mb: Positive = 2048.0  # this sink's clips and snapshots (DiskBudget); oldest deleted first beyond it
     buffer_mb: Positive = 48.0  # recent frames kept in memory, per camera
     width: Annotated[int, Field(ge=16)] = 640  # frames wider than this are downscaled (aspect kept)
     fps: Positive = 10.0  # at most this many frames a second in clips and the buffer
@@ -58,6 +60,17 @@ def check_clips_folder(options: ClipOptions) -> Path:
     if not folder.is_dir():
         raise ConfigError(f"clips folder {folder} does not exist")
     return folder
+
+
+def playable(path: Path | None) -> bool:
+    """The file opens as a video and its first frame decodes."""
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return False
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return bool(cap.isOpened() and cap.read()[0])
+    finally:
+        cap.release()
 
 
 def downscale(image: np.ndarray, width: int) -> np.ndarray:
@@ -93,32 +106,62 @@ class FrameBuffer:
         return min(self.items, key=lambda item: abs(item[0] - t))[1]
 
 
-class DiskBudget:
-    """Our clips and snapshots in the folder, by name (= by time); the oldest go beyond the budget."""
+RECORD_FILE = ".froster-edge-clips.json"  # the clips this sink wrote, in the clips folder
+RECORD_FORMAT, RECORD_VERSION = "froster-edge-clips", 1
+OWN_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}-[a-z0-9-]+\.(?:mp4|jpg)$")  # event_file_stem + suffix
 
-    SUFFIXES = (".mp4", ".jpg")
+
+class DiskBudget:
+    """The clips and snapshots this sink wrote, oldest first beyond the budget.
+
+    Only a file both named as ours (OWN_NAME) and listed in the folder's record (RECORD_FILE, kept
+    by every run and written atomically) is counted or ever deleted: a user's video in the folder,
+    even one named like ours, is never touched and does not count against the budget. A record
+    that cannot be read is said once and started afresh (nothing of the folder is then trimmed
+    until this run writes its own)."""
 
     def __init__(self, folder: Path, max_bytes: int):
         self.folder, self.max_bytes = folder, max_bytes
+        self.record = folder / RECORD_FILE
         self.files: list[tuple[str, int]] = sorted(
-            (p.name, p.stat().st_size) for p in folder.iterdir()
-            if p.is_file() and p.suffix in self.SUFFIXES and not p.name.startswith("."))
+            (name, (folder / name).stat().st_size) for name in self._recorded()
+            if OWN_NAME.match(name) and (folder / name).is_file() and not (folder / name).is_symlink())
         self.total = sum(size for _, size in self.files)
         self.deleted = 0
         self.trim()
+
+    def _recorded(self) -> set[str]:
+        if not self.record.exists():
+            return set()
+        try:
+            doc = read_versioned_json(self.record, RECORD_FORMAT, RECORD_VERSION, ("files",), ConfigError, "clips record")
+            names = doc["files"]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ConfigError(f"{self.record} is corrupt: 'files' is not a list of names")
+        except ConfigError as e:
+            log.warning("clips: %s; starting a new record (files it named are no longer trimmed)", e)
+            return set()
+        return set(names)
+
+    def _save(self) -> None:
+        atomic_write_json(self.record, {"format": RECORD_FORMAT, "version": RECORD_VERSION,
+                                        "files": [name for name, _ in self.files]})
 
     def add(self, path: Path) -> None:
         size = path.stat().st_size
         bisect.insort(self.files, (path.name, size))
         self.total += size
-        self.trim()
+        self.trim(save=True)
 
-    def trim(self) -> None:
+    def trim(self, save: bool = False) -> None:
         while self.files and self.total > self.max_bytes:
             name, size = self.files.pop(0)
             (self.folder / name).unlink(missing_ok=True)
             self.total -= size
             self.deleted += 1
+            save = True
+        if save:
+            self._save()
 
 
 @dataclass
@@ -149,6 +192,7 @@ class _Open:
     stack: contextlib.ExitStack | None = None  # the atomic write, once the first frame came
     writer: cv2.VideoWriter | None = None
     size: tuple[int, int] = (0, 0)
+    tmp: Path | None = None  # the temporary file being written, renamed to `path` once verified
 
 
 class EventClips:
@@ -158,6 +202,7 @@ class EventClips:
         folder = check_clips_folder(options)
         self.options, self.camera_of, self.fps_of = options, camera_of, fps_of
         self.counters = ClipCounters()
+        recover(folder)  # hidden temporaries a killed run left (ours only: by name, of processes that are gone)
         self.budget = DiskBudget(folder, int(options.budget_mb * 2**20))
         self._lock = threading.Lock()
         self._buffers: dict[str, FrameBuffer] = {}
@@ -167,6 +212,7 @@ class EventClips:
         self._queue: queue.Queue = queue.Queue(options.queue)
         self._open: dict[str, _Open] = {}
         self._logged: set[str] = set()
+        self._failed: set[str] = set()  # stems whose writing failed (the writer adds, under the lock)
         self._writer = threading.Thread(target=self._write_loop, name="clip-writer", daemon=True)
         self._writer.start()
 
@@ -235,6 +281,16 @@ class EventClips:
                 if event.interrupted:
                     self._finish(event.id)
 
+    def names(self, event: ActionEvent) -> tuple[str | None, str | None]:
+        """The clip and snapshot names an ending event may carry: those of a recording under way
+        whose writing has not failed so far (a failure after the event's end, in the post-roll or
+        at the final check, is counted in `errors` and leaves no file, but the event is written)."""
+        with self._lock:
+            rec = self._recordings.get(event.id)
+            if rec is None or rec.stem in self._failed:
+                return None, None
+            return f"{rec.stem}.mp4", (f"{rec.stem}.jpg" if rec.snapshot is not None else None)
+
     def peak(self, event: ActionEvent) -> None:
         with self._lock:
             rec, buf = self._recordings.get(event.id), self._buffers.get(event.camera)
@@ -282,12 +338,17 @@ class EventClips:
                     self._end_clip(stem, item[2])
             except Exception as e:  # a full disk or a codec: count it, say it once per kind, go on
                 self.counters.errors += 1
+                with self._lock:
+                    self._failed.add(stem)
                 opened = self._open.pop(stem, None)
                 if opened is not None and opened.stack is not None:
                     opened.stack.__exit__(type(e), e, e.__traceback__)
                 if kind not in self._logged:
                     self._logged.add(kind)
                     log.info(f"clips: {stem}: {type(e).__name__}: {e}")
+            if kind == "close":  # the event was named before its close was queued: its failure is no longer asked for
+                with self._lock:
+                    self._failed.discard(stem)
             self.counters.open = len(self._open)
         for stem in list(self._open):
             self._end_clip(stem, None)
@@ -303,7 +364,7 @@ class EventClips:
             return
         if opened.writer is None:  # the first frame sets the size
             opened.stack = contextlib.ExitStack()
-            tmp = opened.stack.enter_context(atomic_path(opened.path, keep_suffix=True))
+            tmp = opened.tmp = opened.stack.enter_context(atomic_path(opened.path, keep_suffix=True))
             opened.size = (image.shape[1], image.shape[0])
             opened.writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), opened.fps, opened.size)
             if not opened.writer.isOpened():
@@ -316,6 +377,10 @@ class EventClips:
         opened = self._open.pop(stem, None)
         if opened is not None and opened.writer is not None and opened.stack is not None:
             opened.writer.release()
+            if not playable(opened.tmp):  # OpenCV's writer never raises: a full disk leaves a torn file
+                error = OSError(f"{opened.path.name} could not be written whole (a full disk or a size limit?)")
+                opened.stack.__exit__(OSError, error, None)  # the temporary is deleted, nothing renamed
+                raise error
             opened.stack.close()  # the rename: the clip appears whole
             self.counters.clips += 1
             self.budget.add(opened.path)

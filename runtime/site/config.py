@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -313,17 +312,10 @@ class SiteReloader:
         self.requested = threading.Event()
         self.reloads = 0
         self.refused = 0
-        self._previous = None
 
-    def install(self) -> None:
-        """Handle SIGHUP (main thread only, where signals can be handled)."""
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
-            self._previous = signal.signal(signal.SIGHUP, lambda signum, frame: self.requested.set())
-
-    def uninstall(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGHUP, self._previous)
-            self._previous = None
+    def request(self) -> None:
+        """Ask for a reload at the next poll (the run's SIGHUP watcher calls this, never a handler)."""
+        self.requested.set()
 
     def poll(self) -> None:
         if self.requested.is_set():

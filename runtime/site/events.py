@@ -11,12 +11,16 @@ See docs/site.md.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Annotated, Protocol
+from typing import Annotated, Callable, Protocol
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -24,6 +28,8 @@ from pydantic import Field, model_validator
 from ...errors import ConfigError
 from ...schema import FilePath, Model, Names
 from ..sinks import Decision
+
+log = logging.getLogger(__name__)
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -81,9 +87,21 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?:[ _-][A-Za-z0-9]+)*")  # Latin letters and digits, single separators
+
+
 def slug(text: str) -> str:
-    """Lower case, runs of anything but letters and digits as one '-': safe in file names and topics."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+    """Lower case, runs of anything but letters and digits as one '-': safe in file names and topics.
+    A name that is not plain (PLAIN_NAME: punctuation, another script; `Jump!` and `jump?`, two
+    names in Cyrillic) gets a short hash of itself added, so two such names never share a slug;
+    plain names differing only in case or separator (`Arm wrestling`, `arm-wrestling`) still do."""
+    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return base if PLAIN_NAME.fullmatch(text) else f"{base or 'x'}-{short_hash(text)}"
+
+
+def short_hash(text: str) -> str:
+    """Six hex digits of the name's SHA-1: what tells apart names whose safe forms are the same."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
 
 
 def utc_stamp(t: float) -> str:
@@ -121,10 +139,12 @@ class EventSegmenter:
     """A decision sink that turns decisions into ActionEvents for the event sinks.
 
     `options_of(camera)` gives a camera's EventOptions (per-camera thresholds from a site file).
-    `clip_names`: fill `clip`/`snapshot` on "end" (event clips are being written).
+    `clip_names`: fill `clip`/`snapshot` on "end": True names the files an event's clip is written
+    to; a function (EventClips.names) names only what is being written and has not failed so far.
     """
 
-    def __init__(self, options: EventOptions, sinks: list[EventSink], clip_names: bool = False,
+    def __init__(self, options: EventOptions, sinks: list[EventSink],
+                 clip_names: bool | Callable[[ActionEvent], tuple[str | None, str | None]] = False,
                  per_camera: dict[str, EventOptions] | None = None):
         self.options, self.per_camera = options, dict(per_camera or {})
         self.sinks, self.clip_names = sinks, clip_names
@@ -206,7 +226,9 @@ class EventSegmenter:
         event = track.event
         assert event is not None
         event.phase, event.end_time, event.end_media, event.interrupted = "end", end.time, end.media_time, interrupted
-        if self.clip_names:
+        if callable(self.clip_names):
+            event.clip, event.snapshot = self.clip_names(event)
+        elif self.clip_names:
             stem = event_file_stem(event)
             event.clip, event.snapshot = f"{stem}.mp4", f"{stem}.jpg"
         track.event, track.dip, track.total, track.count = None, [], 0.0, 0
@@ -251,19 +273,74 @@ def check_events_file(path: Path) -> None:
 
 
 class JsonlEventSink:
-    """Events appended to a file, one JSON object a line, flushed at once (a small append: it
-    never holds the decision loop up). The file is opened in append mode: runs add to it."""
+    """Events appended to a file, one JSON object a line, written at once (a small append: it never
+    holds the decision loop up). Runs add to the file.
 
-    def __init__(self, path: Path | str, out: IO[str] | None = None):
+    A failed write (a full disk, a file-size limit, a file made read-only) never stops the run: the
+    first failure is logged, every lost event is counted (`lost`), and the file is cut back to its
+    size before the write, so the next line that can be written starts on a whole line (where even
+    the cut fails, the next write ends the cut-off line first). `reopen()` (SIGHUP, after the file was
+    rotated away) makes the next write open the path again.
+    """
+
+    def __init__(self, path: Path | str):
         self.path = Path(path)
-        if out is None:
-            check_events_file(self.path)
-        self.out = out or open(self.path, "a", encoding="utf-8")
+        check_events_file(self.path)
+        self.lost = 0
+        self._fd: int | None = self._open()
+        self._reopen = False
+        self._cut = False  # the file may end in a cut-off line
+        self._failing = False
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+    def reopen(self) -> None:
+        """Open the path again before the next write (safe from any thread: only a flag is set)."""
+        self._reopen = True
 
     def event(self, event: ActionEvent) -> None:
-        self.out.write(json.dumps(event.to_json()) + "\n")
-        self.out.flush()
+        data = (json.dumps(event.to_json()) + "\n").encode()
+        try:
+            self._write(data)
+        except OSError as e:
+            self.lost += 1
+            if not self._failing:
+                self._failing = True
+                log.warning("events file %s: %s; events are counted as lost until writes succeed again",
+                            self.path, e.strerror or e)
+            return
+        if self._failing:
+            self._failing = False
+            log.warning("events file %s: writing again (%d events lost so far)", self.path, self.lost)
+
+    def _write(self, data: bytes) -> None:
+        if self._reopen or self._fd is None:
+            self._reopen = False
+            self._close_fd()
+            self._fd = self._open()
+            self._cut = False
+        fd = self._fd
+        size = os.fstat(fd).st_size
+        if self._cut and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # the cut-off line ends here, alone; this one starts whole
+        try:
+            done = os.write(fd, data)
+            if done != len(data):  # the rest would fail with the reason (EFBIG, ENOSPC)
+                os.write(fd, data[done:])
+                raise OSError(errno.ENOSPC, "short write")
+        except OSError:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                self._cut = True
+            raise
+        self._cut = False
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def close(self) -> None:
-        if not self.out.closed:
-            self.out.close()
+        self._close_fd()

@@ -34,6 +34,7 @@ from ...schema import FilePath, Model, Text
 from ..sinks import Decision
 from .network import check_host, reason
 from .network import parse_address as network_address
+from .events import PLAIN_NAME, short_hash
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ UNSPECIFIED = 0x80  # paho's reason when the broker closed the socket without sa
 # it accepts every new one at once, is taking the session over for another client (brokers that do
 # not send MQTT 5's "session taken over", as mosquitto 2.0.11 does not)
 TAKEOVER_LOSSES, TAKEOVER_WINDOW_S = 3, 5.0
+CONNACK_S = 10.0  # a broker that took the TCP connection and has not answered CONNECT in this long is said
+REPUBLISH_MIN_S = 10.0  # at most one republish for Home Assistant's "online" in this long
 _TOPIC_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -142,8 +145,17 @@ def check_mqtt_options(o: MqttOptions) -> None:
 
 
 def topic_id(name: str) -> str:
-    """A camera or label name as one topic level and Home Assistant object id ([A-Za-z0-9_-])."""
+    """A camera name as one topic level and Home Assistant object id ([A-Za-z0-9_-]); two cameras
+    that give the same one are refused (topic_clash)."""
     return _TOPIC_SAFE.sub("_", name.strip()).strip("_").lower() or "_"
+
+
+def label_id(label: str) -> str:
+    """A label as one topic level and object id: topic_id, with a short hash of the label where it is
+    not plain (events.slug's rule), so labels that differ only in punctuation or script get topics
+    of their own."""
+    base = topic_id(label)
+    return base if PLAIN_NAME.fullmatch(label) else f"{base}_{short_hash(label)}"
 
 
 class ActionEventLike(Protocol):
@@ -178,7 +190,7 @@ class Topics:
         return f"{self.prefix}/{topic_id(camera)}/event"
 
     def action(self, camera: str, label: str) -> str:
-        return f"{self.prefix}/{topic_id(camera)}/action/{topic_id(label)}"
+        return f"{self.prefix}/{topic_id(camera)}/action/{label_id(label)}"
 
     def config(self, component: str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.node}/{object_id}/config"
@@ -205,7 +217,7 @@ def discovery_configs(topics: Topics, camera: str, labels: list[str], version: s
           "state_class": "measurement", **common}),
     ]
     for label in labels:
-        lab = topic_id(label)
+        lab = label_id(label)
         out.append((topics.config("binary_sensor", f"{cam}_{lab}"),
                     {"name": ha_text(label), "unique_id": f"{topics.node}_{cam}_{lab}", "state_topic": topics.action(camera, label),
                      "payload_on": "ON", "payload_off": "OFF", **common}))
@@ -260,6 +272,8 @@ class MqttSink:
         self.dropped = 0  # events dropped from a full queue
         self.published = 0  # acknowledged by the broker (QoS 1/2) or written to it (QoS 0)
         self.connects = 0
+        self.status_ignored = 0  # Home Assistant "online" messages that came too soon after a republish
+        self._republished = -float("inf")  # monotonic time of the last republish
         self._queue: collections.deque[_Message] = collections.deque()
         self._control: dict[str, _Message] = {}  # availability, discovery: published first after a connect
         self._latest: dict[str, _Message] = {}  # newest retained value per state/action topic
@@ -278,6 +292,7 @@ class MqttSink:
         self._connected_at = 0.0  # monotonic time of the newest connection
         self._quick_losses = 0  # connections in a row closed within TAKEOVER_WINDOW_S of being made
         self._lock = threading.Condition()
+        self._started = time.monotonic()
 
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=options.client_name,
                              protocol=paho.MQTTv5)  # v5: the broker says why it closes a connection (a takeover)
@@ -375,7 +390,8 @@ class MqttSink:
         with self._lock:
             pending = (len(self._queue) + len(self._dirty) + len(self._control) + len(self._states) + self._inflight
                        + (self._final is not None))
-            return {"published": self.published, "dropped": self.dropped, "connects": self.connects, "pending": pending}
+            return {"published": self.published, "dropped": self.dropped, "connects": self.connects, "pending": pending,
+                    "status_ignored": self.status_ignored}
 
     def close(self) -> None:
         """Say "offline", let what is queued go out (waiting up to close_timeout_s, also for a first
@@ -486,6 +502,9 @@ class MqttSink:
                 while not (self._connected and self._has_pending() and self._inflight < INFLIGHT and not self._hold):
                     if self._stopped:
                         return
+                    if not self.connects and not self._down_reported and time.monotonic() - self._started > CONNACK_S:
+                        self._report_down(f"broker {self.where} has not answered the MQTT handshake within {CONNACK_S:.0f} s "
+                                          "(no CONNACK: not an MQTT broker, or a stuck one?); still trying")
                     self._lock.wait(self._wait_s())
                 message = self._next()
                 if message is None:  # only "offline" left, waiting for the acknowledgements before it
@@ -519,6 +538,7 @@ class MqttSink:
     def _republish(self) -> None:
         """After a connect: "online", the discovery configs and every newest retained value again (a
         restarted broker may have lost them). Called with the lock held."""
+        self._republished = time.monotonic()
         online = {self.topics.availability: _Message(self.topics.availability, b"online", True)}
         if not self._closing:
             self._control = {**online, **self._control}
@@ -577,5 +597,13 @@ class MqttSink:
     def _on_message(self, client, userdata, message) -> None:
         if message.topic == f"{self.options.discovery_prefix}/status" and message.payload == b"online":
             with self._lock:  # Home Assistant restarted: it wants the discovery configs and states again
+                if time.monotonic() - self._republished < REPUBLISH_MIN_S:
+                    # a flood (or a restart within seconds: the retained configs are there) would
+                    # keep the configs ahead of every event and state: one republish is enough
+                    self.status_ignored += 1
+                    if self.status_ignored == 1:
+                        log.warning(f"mqtt: {message.topic} 'online' again within {REPUBLISH_MIN_S:.0f} s of a "
+                                    "republish: ignored (counted as status_ignored)")
+                    return
                 self._republish()
                 self._lock.notify_all()

@@ -74,6 +74,7 @@ class Hub:
         self.clips_dir: Path | None = None  # where the event sink writes snapshots (the server's setting)
         self._events: dict[str, deque[dict[str, Any]]] = {}
         self._snapshots: dict[str, str] = {}  # event id -> snapshot file name, for the newest events
+        self.removed: set[int] = set()  # streams whose camera a reload removed (numbers are never reused)
         self._down: dict[str, str] = {}  # camera name -> why its stream is down (absent: up)
 
     def _ensure(self, stream: int, name: str | None = None) -> None:
@@ -93,6 +94,19 @@ class Hub:
                 self.table_versions.append(0)
                 self.table_names.append(())
 
+    def camera_removed(self, name: str) -> None:
+        """A reload removed the camera: its stream leaves the API and its frames and decisions go."""
+        with self._lock:
+            for i, camera in enumerate(self.cameras):
+                if camera == name and i not in self.removed:
+                    self.removed.add(i)
+                    self._frames[i] = self._jpegs[i] = None
+                    self._decisions[i].clear()
+
+    def live_streams(self) -> list[int]:
+        """The stream numbers of the cameras running now."""
+        return [i for i in range(len(self.cameras)) if i not in self.removed]
+
     def attach(self, table_of: Callable[[int], object]) -> None:
         """`table_of(stream)` returns the table that stream's classifier uses; read on the decision
         thread, so at `emit` it is the table that made the decision."""
@@ -102,7 +116,7 @@ class Hub:
     needs_every_frame = False  # files read as fast as possible keep skipping unsampled frames
 
     def frame(self, stream: int, frame: Frame, decision: Decision | None) -> None:
-        if frame.image is not None:
+        if frame.image is not None and stream not in self.removed:
             self._ensure(stream)
             self._counts[stream] += 1
             self._frames[stream] = (self._counts[stream], frame.image)
@@ -110,7 +124,12 @@ class Hub:
     # --- decision sink (the decision thread) ---
     def emit(self, decision: Decision) -> None:
         i = decision.stream
-        self._ensure(i, getattr(decision, "camera", None))
+        if i in self.removed:
+            return
+        camera = getattr(decision, "camera", None)
+        self._ensure(i, camera)
+        if camera and self.cameras[i] != camera:  # a camera added by a reload whose frames came first
+            self.cameras[i] = camera
         table = self._table_of(i) if self._table_of is not None else None
         now = time.monotonic()
         with self._lock:

@@ -164,11 +164,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"streams": [{"index": i, "camera": name, "latest": latest[i],
                                           "up": hub.down_reason(name) is None, "down_reason": hub.down_reason(name),
                                           "mjpeg": f"/api/streams/{i}.mjpg", "jpeg": f"/api/streams/{i}.jpg"}
-                                         for i, name in enumerate(hub.cameras)],
+                                         for i, name in ((i, hub.cameras[i]) for i in hub.live_streams())],
                              "stream_fps": web.options.stream_fps})
         elif (m := _STREAM.match(path)) is not None:
             stream = int(m.group(1))
-            if stream >= len(hub.cameras):
+            if stream not in hub.live_streams():
                 self._send_json({"error": f"no stream {stream}"}, HTTPStatus.NOT_FOUND)
             elif m.group(2) == "jpg":
                 got = hub.jpeg(stream)

@@ -12,6 +12,7 @@ See docs/web.md.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -43,6 +44,8 @@ class Vocabulary:
         self.own_table = self.labels_path.resolve() == own.resolve() and own.name == mf.LABELS_FILE
         self.on_written = on_written
         self._lock = threading.Lock()
+        self._cached: tuple[tuple, LabelTable] | None = None  # (file identity, table) of the last read
+        self.loads = 0  # tables read from the file
         self.encoder: BundleTextEncoder | None = None
         self._encoder_error: str | None = None
         self.loaded = threading.Event()  # loaded beside the run's start, not before it
@@ -62,7 +65,17 @@ class Vocabulary:
             self.loaded.set()
 
     def table(self) -> LabelTable:
-        return load_labels(self.labels_path, self.fingerprint, self.dim)
+        """The table as the file holds it now, read again only when the file changed (its identity:
+        device, inode, size, modification time), so `GET /api/vocabulary` costs no load."""
+        st = os.stat(self.labels_path)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._cached
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        table = load_labels(self.labels_path, self.fingerprint, self.dim)
+        self._cached = (key, table)
+        self.loads += 1
+        return table
 
     def listing(self) -> dict[str, Any]:
         table = self.table()
