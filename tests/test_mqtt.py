@@ -397,13 +397,15 @@ def test_a_flood_on_home_assistants_status_topic_does_not_stop_publishing(tiny_b
 
     sub = Subscriber(broker.watch_port)
     stats_path = tmp_path / "stats.json"
-    live = LiveRun("--bundle", str(tiny_bundle), "--source", str(CLIP), "--realtime", "--loop", "--sample-fps", "8",
-                   "--hop", "1", "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "flood", "--mqtt-discovery",
-                   "--stats-json", str(stats_path))
+    site = tmp_path / "site.yaml"  # the MQTT tuning lives in the site file; --mqtt gives the broker
+    site.write_text(json.dumps({"cameras": [{"name": "clip", "source": str(CLIP), "realtime": True, "loop": True}],
+                                "mqtt": {"prefix": "flood", "discovery": True}}))
+    live = LiveRun("--bundle", str(tiny_bundle), "--config", str(site), "--sample-fps", "8", "--hop", "1",
+                   "--mqtt", f"127.0.0.1:{broker.port}", "--stats-json", str(stats_path))
     flooder = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="flooder")
     flooding = threading.Event()
     try:
-        state = f"flood/{safe(str(CLIP))}/state"
+        state = "flood/clip/state"
         sub.wait(lambda ms: any(m.topic == state for m in ms), timeout=90, what="a first state")
         flooder.connect("127.0.0.1", broker.port)
         flooder.loop_start()
