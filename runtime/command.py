@@ -3,8 +3,9 @@
 Every output destination is checked (`io.check_outputs`) before anything loads. From start to end
 SIGINT and SIGTERM only ask the run to stop: threads stop, the recording is finished, stats are
 printed and written, exit code 0. A source that failed during the run is the one error line after
-the stats, exit 1. With a site file, SIGHUP reloads its cameras. `prepare` holds every check that
-needs no model and opens no camera; `check_request` is `run --check` (docs/site.md).
+the stats, exit 1. With a site file, SIGHUP reloads its cameras. Site services: events, clips, metrics, MQTT, the
+web view and the archive (--archive). `prepare` holds every check that needs no model and opens no
+camera; `check_request` is `run --check` (docs/site.md).
 
 Signals are handled in runtime/signals.py. See docs/runtime.md and docs/robustness.md.
 """
@@ -71,7 +72,11 @@ def run(req: RunRequest) -> dict:
         if hub is not None:
             sinks.append(hub)
             frame_sinks.append(hub)
+        archive = _archive_sink(site, req.bundle, sinks, frame_sinks, segmenter)
         pipeline = Pipeline(req.bundle, req.options, sinks, frame_sinks, stop=stop)
+        if hub is not None and archive is not None:  # the page searches it
+            hub.archive = archive.path
+            hub.clips_dir = Path(site.clips.folder) if site.clips is not None else None
         web = None
         if req.show:
             frame_sinks.append(ShowSink(names, stop))
@@ -119,6 +124,8 @@ def run(req: RunRequest) -> dict:
         lost = sum(s.lost for s in event_files)
         if lost:
             stats.info["events_lost"] = lost
+        if archive is not None:
+            stats.info["archive"] = archive.stats()
         if signals.received:
             stats.info["interrupted"] = True
             stats.info["signals"] = signals.received
@@ -212,7 +219,27 @@ def site_outputs(site: Site) -> list[Output]:
         outputs.append(Output(Path(site.events.file), "--events"))
     if site.clips is not None:
         outputs.append(Output(Path(site.clips.folder), "--clips", folder=True))
+    if site.archive is not None:
+        outputs.append(Output(Path(site.archive.file), "--archive"))
     return outputs
+
+
+def _archive_sink(site: Site, bundle: Path, sinks: list, frame_sinks: list, segmenter):
+    """The archive (a decision sink after the segmenter, so a decision that starts an event carries
+    its id; an event sink for clip paths; a frame sink for thumbnails), or None."""
+    if site.archive is None:
+        return None
+    from .site.archive import Archive
+
+    model = mf.read_manifest(bundle)["model"]
+    clips_dir = Path(site.clips.folder).resolve() if site.clips is not None else None
+    archive = Archive(site.archive, model["fingerprint"], int(model["embed_dim"]), clips_dir)
+    sinks.append(archive)
+    if archive.options.thumb_every_s > 0:
+        frame_sinks.append(archive)
+    if segmenter is not None:
+        segmenter.sinks.append(archive)
+    return archive
 
 
 def _event_sinks(site: Site, sinks: list, frame_sinks: list, pipeline_of, events_for_mqtt: bool = False) -> tuple:

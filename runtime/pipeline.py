@@ -525,7 +525,7 @@ class Pipeline:
             decision = Decision(c.stream, cam.spec.text, c.index, c.media_time, c.wall, s.label, s.score, s.top,
                                 {"capture_to_decision": 1000 * (t2 - c.captured), "queue": 1000 * (t0 - c.ready),
                                  "encode": 1000 * (t1 - t0)}, short=c.short, camera=cam.name,
-                                classes=cam.classifier.table.names, probs=s.probs)
+                                classes=cam.classifier.table.names, probs=s.probs, embedding=e)
             board.latest[c.stream] = decision
             self.stats.streams[c.stream].decisions += 1
             self.stats.decisions += 1

@@ -42,6 +42,8 @@ class Decision:
     # every class's smoothed probability (for event segmentation; not in the JSON line)
     classes: list[str] | None = field(default=None, repr=False, compare=False)
     probs: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # the clip's video embedding as the classifier scored it (the archive keeps it; not in the JSON line)
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.camera = self.camera or self.source

@@ -181,3 +181,24 @@ def test_cuda_and_tensorrt_sessions_preload_the_cuda_libraries_where_torch_canno
     events = json.loads(proc.stdout.strip().splitlines()[-1])
     assert events[0] == "preload cuda,cudnn", events
     assert events[1:] == ["session CUDAExecutionProvider", "session TensorrtExecutionProvider"], events
+
+
+def test_search_runs_where_torch_cannot_be_imported(tiny_bundle, tmp_path):
+    """`froster-edge search` on a device: the archive read, the query encoded by the bundle's ONNX text encoder."""
+    from froster_edge.runtime.site.archive import Archive, ArchiveOptions
+
+    model = mf.read_manifest(tiny_bundle)["model"]
+
+    class Decision:  # what the pipeline hands the archive, with a real-sized embedding
+        def __init__(self, i: int):
+            self.camera, self.stream, self.media_time, self.time = "yard", 0, float(i), 1.8e9 + i
+            self.label, self.top = "yoga", [("yoga", 0.5)]
+            self.embedding = np.random.default_rng(i).standard_normal(int(model["embed_dim"])).astype(np.float32)
+
+    archive = Archive(ArchiveOptions(tmp_path / "a.db", thumb_every_s=0), model["fingerprint"], int(model["embed_dim"]))
+    for i in range(5):
+        archive.emit(Decision(i))
+    archive.close()
+    proc = _run_without_torch("search", "yoga", "--archive", str(tmp_path / "a.db"), "--bundle", str(tiny_bundle))
+    assert proc.returncode == 0, proc.stderr
+    assert "5 decisions searched" in proc.stdout and "yard" in proc.stdout

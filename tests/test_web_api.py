@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,8 @@ from .web_run import WebRun, fire_event, names_in_top, read_events, site_file
 
 TOKEN = "k3Y-for-the-web-view-tests-0123456789"
 GET_ROUTES = ["/", "/index.html", "/api/streams", "/api/streams/0.mjpg", "/api/streams/0.jpg", "/api/decisions?since=0",
-              "/api/events", "/api/stats", "/api/vocabulary", "/no/such/route", "/../../etc/passwd"]
+              "/api/events", "/api/stats", "/api/vocabulary", "/api/search?q=yoga", "/no/such/route",
+              "/../../etc/passwd"]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def web(tiny_bundle, tmp_path_factory):
     shutil.copy(tiny_bundle / mf.LABELS_FILE, labels)
     shutil.copy(labels, root / "original.npz")
     (root / "clips").mkdir()
-    site = site_file(root, {"host": "127.0.0.1", "port": 0, "token": TOKEN}, root / "events.jsonl", root / "clips")
+    site = site_file(root, {"host": "127.0.0.1", "port": 0, "token": TOKEN}, root / "events.jsonl", root / "clips",
+                     archive=root / "site.db")
     run = WebRun(tiny_bundle, labels, site=site)  # the token from the site file
     run.root, run.labels = root, labels
     run.wait_decision(lambda d: True)
@@ -155,6 +158,43 @@ def test_events_and_their_snapshots_through_the_api(web):
                  f"/api/events/{end['id']}x.jpg", "/api/events/%2Fetc%2Fpasswd.jpg"]:  # names, paths: not ids
         status, body = request(base + path, headers=bearer(TOKEN))
         assert status == 404 and "no snapshot" in json.loads(body)["error"], path
+
+
+def test_the_archive_searched_through_the_api_behind_the_token(web):
+    """The run's archive (the site file's `archive:`): a search answers ranges whose thumbnail and,
+    for a decision of the event fired above, clip are served by decision id behind the token."""
+    import sqlite3
+
+    base, db = web.url.rstrip("/"), web.root / "site.db"
+
+    def clipped():
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT id, clip FROM decisions WHERE clip IS NOT NULL LIMIT 1").fetchone()
+        finally:
+            conn.close()
+
+    decision, clip = web._wait(lambda: (row := clipped()) and Path(row[1]).is_file() and row, 120, "archived clip")
+    assert Path(clip).parent == web.root / "clips"
+    status, body = request(base + f"/api/archive/{decision}.mp4", headers=bearer(TOKEN))
+    assert status == 200 and body == Path(clip).read_bytes()
+    for path in (f"/api/archive/{decision}.mp4", "/api/search?q=yoga"):
+        assert request(base + path)[0] == 401
+    status, body = request(base + "/api/search?q=yoga&top=100", headers=bearer(TOKEN))
+    assert status == 200, body
+    result = json.loads(body)
+    ranges = result["queries"][0]["ranges"]
+    assert result["archive_rows"] > 0 and ranges and "archive" not in result
+    assert all(r["camera"] == "clip" and "clip" not in r for r in ranges)  # no path of the box in the answer
+    thumbs = [r["thumb_url"] for r in ranges if r["thumb_url"]]
+    assert thumbs
+    status, body = request(base + thumbs[0] + f"?token={TOKEN}")  # the page's way for images
+    assert status == 200 and body[:2] == b"\xff\xd8"
+    assert request(base + thumbs[0])[0] == 401
+    for bad in ("/api/search", "/api/search?q=yoga&since=soon"):
+        status, body = request(base + bad, headers=bearer(TOKEN))
+        assert status == 400 and json.loads(body)["error"], bad
+    assert request(base + "/api/archive/999999999.jpg", headers=bearer(TOKEN))[0] == 404
 
 
 @pytest.mark.parametrize("http, reason", [

@@ -16,7 +16,7 @@ import pytest
 
 from froster_edge.bundle import manifest as mf
 
-from .web_run import WebRun, fire_event, names_in_top
+from .web_run import CLIP, WebRun, fire_event, names_in_top
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -105,3 +105,45 @@ def test_the_page_shows_the_run_and_takes_a_new_action(browser, tiny_bundle, tmp
     finally:
         log = run.stop()
     assert "Traceback" not in log, log
+
+
+def test_the_search_box_finds_the_archived_run(browser, tiny_bundle, tmp_path):
+    """A run with --archive: an action typed into the page's search box lists the camera's time
+    ranges, best first, as the API answers the same query, with thumbnails loaded."""
+    import json
+    import sqlite3
+
+    labels, db = tmp_path / "labels.npz", tmp_path / "site.db"
+    shutil.copy(tiny_bundle / mf.LABELS_FILE, labels)
+    run = WebRun(tiny_bundle, labels, "--archive", str(db))
+    try:
+        def archived() -> int:
+            conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                return conn.execute("SELECT COUNT(*) FROM thumbs").fetchone()[0]
+            except sqlite3.Error:
+                return 0
+            finally:
+                conn.close()
+
+        run._wait(lambda: archived() >= 1 and len(run.decisions) >= 4, 180, "archived decisions")
+        browser.get(run.url)
+        browser.find_element("id", "search-input").send_keys("clean and jerk")
+        browser.find_element("id", "search-go").click()
+        shown = wait(browser, "document.querySelectorAll('#search-results li').length && "
+                     "[...document.querySelectorAll('#search-results li')].map(li => [li.dataset.camera, "
+                     "Number(li.dataset.score)])", 120, "search results")
+        assert all(camera == str(CLIP) for camera, _ in shown)
+        scores = [score for _, score in shown]
+        assert scores == sorted(scores, reverse=True)  # best first
+        with urllib.request.urlopen(run.url + "api/search?q=clean%20and%20jerk", timeout=60) as r:
+            answer = json.loads(r.read())  # the same route the page used: the same kind of answer
+        assert answer["queries"][0]["ranges"][0]["camera"] == str(CLIP)
+        wait(browser, "[...document.querySelectorAll('#search-results img')].some(i => i.naturalWidth > 0)", 60,
+             "thumbnail")
+        browser.find_element("id", "search-input").clear()
+        browser.find_element("id", "search-go").click()
+        error = wait(browser, "document.querySelector('#search-error').textContent", 60, "refusal of an empty query")
+        assert "give a query" in error
+    finally:
+        run.stop()

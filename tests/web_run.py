@@ -78,14 +78,16 @@ def names_in_top(decision: dict) -> list[str]:
     return [t["label"] for t in decision["top"]]
 
 
-def site_file(root: Path, http: dict, events: Path, clips: Path) -> Path:
+def site_file(root: Path, http: dict, events: Path, clips: Path, archive: Path | None = None) -> Path:
     """A site file (JSON is YAML) with one looping real-time camera "clip", events that start at
     a smoothed probability >= 0.5 and end below 0.35 after one decision each, event clips with a
-    short post-roll, and the given `http:` section."""
+    short post-roll, the given `http:` section and, when given, an archive with a thumbnail every 2 s."""
     site = {"cameras": [{"name": "clip", "source": str(CLIP), "realtime": True, "loop": True}],
             "events": {"file": str(events), "enter": 0.5, "exit": 0.35, "enter_decisions": 1, "exit_decisions": 1},
             "clips": {"folder": str(clips), "pre_roll_s": 1, "post_roll_s": 0.5},
             "http": http}
+    if archive is not None:
+        site["archive"] = {"file": str(archive), "thumb_every_s": 2, "commit_s": 0.2}
     path = root / "site.yaml"
     path.write_text(json.dumps(site, indent=1))
     return path

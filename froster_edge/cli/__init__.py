@@ -1,7 +1,7 @@
 """The `froster-edge` command: a thin typer layer over the library, one module per command group.
 
 base (app, exit codes, `main`), options (shared flags), info, models, export, calibrate, train,
-evaluate, runtime. Heavy imports (torch, open_clip) happen inside the commands, so `--help` and
+evaluate, runtime, search. Heavy imports (torch, open_clip) happen inside the commands, so `--help` and
 `info` stay fast and the torch-free commands (run, bench, calibrate, labels --bundle) need no torch.
 
 See docs/cli.md.
@@ -12,6 +12,6 @@ from __future__ import annotations
 from .base import EXIT_CODES, app, main
 
 # each module registers its commands; this order is the order of `froster-edge --help`
-from . import info, models, export, calibrate, train, evaluate, runtime  # noqa: E402, F401, I001
+from . import info, models, export, calibrate, train, evaluate, runtime, search  # noqa: E402, F401, I001
 
 __all__ = ["EXIT_CODES", "app", "main"]

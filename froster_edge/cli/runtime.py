@@ -65,6 +65,9 @@ def run_cmd(
         "--events", help="Append action events (start/end, hysteresis from the site file or its defaults) to this JSONL file.")] = None,
     clips: Annotated[Optional[Path], typer.Option(
         "--clips", help="Write an mp4 and a peak JPEG per action event into this folder (disk budget, pre-roll: site file `clips:`).")] = None,
+    archive: Annotated[Optional[Path], typer.Option(
+        "--archive", help="Keep every decision's clip embedding, top labels, event and a thumbnail every 10 s in this "
+        "SQLite file, for `froster-edge search` (retention: site file `archive:`).")] = None,
     metrics: Annotated[Optional[str], typer.Option(
         "--metrics", help="Serve Prometheus metrics on HOST:PORT (127.0.0.1:9108; another host needs a token, docs/network.md). "
         "With --http: give the same HOST:PORT, the web view's server answers /metrics.")] = None,
@@ -98,6 +101,7 @@ def run_cmd(
       froster-edge run --config examples/site.yaml --check
       froster-edge run --config examples/site.yaml --events events.jsonl --metrics 127.0.0.1:9108
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --http 127.0.0.1:8080
+      froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --archive site.db
       FROSTER_EDGE_HTTP_TOKEN=$(cat token) froster-edge run --bundle bundles/b16 --source 0 --http 0.0.0.0:8080
     """
     from dataclasses import replace as dc_replace
@@ -113,7 +117,8 @@ def run_cmd(
         classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
     )
     site = site_from_flags(options, bundle, config, events=events, clips=clips, metrics=metrics,
-                           metrics_insecure=metrics_insecure, http=http, http_token=http_token, mqtt=mqtt)
+                           metrics_insecure=metrics_insecure, http=http, http_token=http_token, mqtt=mqtt,
+                           archive=archive)
     install_cli_handler(stamped=True)
     request = RunRequest(site.bundle, site.run, jsonl=jsonl, show=show, record=record, stats_json=stats_json, site=site,
                          http=site.http, mqtt=site.mqtt)

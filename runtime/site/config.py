@@ -28,6 +28,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ...errors import ConfigError, shorten
 from ...io import read_yaml
 from ...schema import FilePath, Model, Name, Text, check_name, updated, validate
+from .archive import ArchiveOptions
 from .clips import ClipOptions
 from .events import EventOptions
 from .mqtt import MqttOptions, parse_address as mqtt_address
@@ -193,6 +194,7 @@ class SiteFile(Model):
     metrics: MetricsOptions | None = None
     mqtt: MqttOptions | None = None
     http: HttpOptions | None = None
+    archive: ArchiveOptions | None = None
 
     @model_validator(mode="after")
     def _across(self) -> "SiteFile":
@@ -216,6 +218,7 @@ REFERENCE_EXAMPLES = {
     "cameras[].name": "yard",
     "cameras[].source": "clips/stgcn_clean_and_jerk.mp4",
     "clips.folder": "../runs/clips",
+    "archive.file": "../runs/site.db",
 }
 
 
@@ -254,6 +257,7 @@ class Site:
     metrics: MetricsOptions | None = None
     mqtt: MqttOptions | None = None
     http: HttpOptions | None = None  # the web view
+    archive: ArchiveOptions | None = None  # every decision's embedding kept for `froster-edge search`
     path: Path | None = None  # the site file, for reloads
     base: RunOptions | None = None  # the options the file was read over (the CLI's), for reloads
 
@@ -268,7 +272,7 @@ def site_of(doc: SiteFile, base: RunOptions, path: Path | None = None) -> Site:
         capture=replace(base.capture, **{k: getattr(d, k) for k in ("realtime", "loop") if getattr(d, k) is not None}),
         classifier=ClassifierOptions(**{**c.__dict__, **d.model_dump(include=set(c.__dict__), exclude_none=True)}))
     site = Site(run=run, path=path, bundle=doc.bundle, events=doc.events, clips=doc.clips, metrics=doc.metrics,
-                mqtt=doc.mqtt, http=doc.http)
+                mqtt=doc.mqtt, http=doc.http, archive=doc.archive)
     for i, cam in enumerate(doc.cameras):
         sampling = cam.over(run.sampling) if cam.model_fields_set & {"hop", "sample_fps", "subsample"} else None
         table, labels = (cam.labels, None) if isinstance(cam.labels, Path) else (None, cam.labels)
@@ -350,7 +354,8 @@ class SiteReloader:
 
 def site_from_flags(options: RunOptions, bundle: Path | None, config: Path | None, events: Path | None = None,
                     clips: Path | None = None, metrics: str | None = None, metrics_insecure: bool = False,
-                    http: str | None = None, http_token: str | None = None, mqtt: str | None = None) -> Site:
+                    http: str | None = None, http_token: str | None = None, mqtt: str | None = None,
+                    archive: Path | None = None) -> Site:
     """The run's Site from the CLI: the site file read over the run flags, then each output and
     address flag changing its one field of the file's section (the section's other keys kept)."""
     if config is not None:
@@ -369,6 +374,8 @@ def site_from_flags(options: RunOptions, bundle: Path | None, config: Path | Non
         site.clips = updated(site.clips, "--clips", folder=clips) if site.clips else ClipOptions(folder=clips)
     if site.clips is not None and site.events is None:
         site.events = EventOptions()  # clips are of events: the default hysteresis
+    if archive is not None:
+        site.archive = updated(site.archive, "--archive", file=archive) if site.archive else ArchiveOptions(file=archive)
     if metrics is not None:
         parse_address(metrics, "--metrics", listen=True)
         site.metrics = updated(site.metrics or MetricsOptions(), "--metrics", listen=metrics)

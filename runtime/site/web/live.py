@@ -75,6 +75,7 @@ class Hub:
         self._events: dict[str, deque[dict[str, Any]]] = {}
         self._snapshots: dict[str, str] = {}  # event id -> snapshot file name, for the newest events
         self.removed: set[int] = set()  # streams whose camera a reload removed (numbers are never reused)
+        self.archive: Path | None = None  # the run's archive (runtime/site/archive.py), searched by the page
         self._down: dict[str, str] = {}  # camera name -> why its stream is down (absent: up)
 
     def _ensure(self, stream: int, name: str | None = None) -> None:
@@ -182,6 +183,37 @@ class Hub:
             return None
         path = self.clips_dir / name
         return path if path.is_file() else None
+
+    def archived_thumb(self, decision: int) -> bytes | None:
+        """The thumbnail kept with an archived decision."""
+        from ..search import connect, thumbnail
+
+        if self.archive is None:
+            return None
+        conn = connect(self.archive, readonly=True)
+        try:
+            return thumbnail(conn, decision)
+        finally:
+            conn.close()
+
+    def archived_clip(self, decision: int) -> Path | None:
+        """The event clip an archived decision belongs to: a file the run wrote into its clips folder
+        (a recorded path anywhere else is not served), once it is on disk."""
+        from ..search import connect
+
+        if self.archive is None or self.clips_dir is None:
+            return None
+        conn = connect(self.archive, readonly=True)
+        try:
+            row = conn.execute("SELECT clip FROM decisions WHERE id = ?", (int(decision),)).fetchone()
+        finally:
+            conn.close()
+        if row is None or not row[0]:
+            return None
+        path = Path(row[0])
+        if path.parent.resolve() != Path(self.clips_dir).resolve() or not path.is_file():
+            return None
+        return path
 
     def close(self) -> None:
         self.closed.set()

@@ -226,6 +226,50 @@ document.getElementById("vocab-form").addEventListener("submit", (ev) => {
   change({ add: text }, name);
 });
 
+async function search(text) {
+  // the run's archive searched with the typed action: ranges, best first, thumbnail and clip link
+  const list = document.getElementById("search-results");
+  const status = document.getElementById("search-status");
+  document.getElementById("search-error").textContent = "";
+  status.textContent = "searching…";
+  try {
+    const r = await api("/api/search?q=" + encodeURIComponent(text));
+    const ranges = r.queries[0].ranges;
+    status.textContent = `${ranges.length} range(s) in ${r.archive_rows} decisions`;
+    list.replaceChildren(...ranges.map((h) => {
+      const li = el("li");
+      li.dataset.camera = h.camera;
+      li.dataset.start = h.start;
+      li.dataset.end = h.end;
+      li.dataset.score = h.score;
+      if (h.thumb_url) {
+        const img = el("img");
+        img.alt = "thumbnail of " + h.camera;
+        img.src = withToken(h.thumb_url);
+        li.append(img);
+      }
+      const when = new Date(h.start * 1000).toLocaleString();
+      li.append(el("span", "", `${h.camera}  ${when}  (${h.start_media.toFixed(1)}–${h.end_media.toFixed(1)} s)  ` +
+        `score ${h.score.toFixed(3)}`));
+      if (h.clip_url) {
+        const a = el("a", "", "clip");
+        a.href = withToken(h.clip_url);
+        a.target = "_blank";
+        li.append(a);
+      }
+      return li;
+    }));
+  } catch (e) {
+    status.textContent = "";
+    document.getElementById("search-error").textContent = e.message;
+  }
+}
+
+document.getElementById("search-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  search(document.getElementById("search-input").value);
+});
+
 async function start() {
   try {
     await loadStreams();

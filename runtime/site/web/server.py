@@ -3,9 +3,11 @@
 Routes, all behind the token when there is one: GET / (the page); /api/streams (cameras, up or down and why), /api/streams/<i>.mjpg
 and .jpg (cameras, live view, newest frame); /api/decisions?since=N; /api/events and
 /api/events/<id>.jpg (an event's snapshot); /api/stats; GET and POST /api/vocabulary
-({"add": "Name: description"} or {"remove": "Name"}); GET /metrics when the run has metrics on
-(one port, one token). No route takes a path from the client: files served are the package's own
-page, or snapshots by the event ids the clip writer named.
+({"add": "Name: description"} or {"remove": "Name"}); /api/search?q=TEXT (the run's archive, as
+`froster-edge search --json`); /api/archive/<id>.jpg and .mp4 (an archived decision's thumbnail and
+event clip); GET /metrics when the run has metrics on (one port, one token). No route takes a path
+from the client: files served are the package's own page, snapshots by the event ids the clip writer
+named, or thumbnails and clips by the decision ids the archive recorded.
 
 See docs/web.md and docs/network.md.
 """
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 BOUNDARY = "froster-edge-frame"
 _STREAM = re.compile(r"^/api/streams/(\d{1,4})\.(mjpg|jpg)$")
+_ARCHIVED = re.compile(r"^/api/archive/(\d{1,18})\.(jpg|mp4)$")
 _SNAPSHOT = re.compile(r"^/api/events/([^/?#]{1,600})\.jpg$")  # an event id, percent-encoded (a camera named
 # by its source has '/' and ':' in its ids); only ever a key into the hub's kept events
 
@@ -194,6 +197,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json({"error": "no snapshot for that event"}, HTTPStatus.NOT_FOUND)
             else:
                 self._send(snapshot.read_bytes(), "image/jpeg")
+        elif path == "/api/search":
+            self._search(query)
+        elif (m := _ARCHIVED.match(path)) is not None:
+            self._archived(int(m.group(1)), m.group(2))
         elif path == "/api/stats":
             self._send_json({"run": web.stats(), "web": hub.summary()})
         elif path == "/api/vocabulary":
@@ -203,6 +210,50 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(body, kind)
         else:
             self._send_json({"error": "not found"}, HTTPStatus.NOT_FOUND)
+
+    def _search(self, query: dict[str, list[str]]) -> None:
+        """The archive searched with the run's kept text encoder, on this request's thread."""
+        from ..search import SearchOptions, search_archive, time_range
+
+        hub, vocab = self.web.hub, self.web.vocabulary
+        if hub.archive is None:
+            self._send_json({"error": "this run keeps no archive (run --archive FILE.db)"}, HTTPStatus.NOT_FOUND)
+            return
+        try:
+            top = _int(query.get("top", ["10"])[0], 10)
+            lo, hi = time_range(query.get("since", [None])[0] or None, None, None)
+            options = SearchOptions(camera=query.get("camera", [None])[0] or None, start=lo, end=hi,
+                                    top=min(max(top, 1), 100))
+            vocab.loaded.wait()
+            if vocab.encoder is None:
+                raise ConfigError(f"queries cannot be encoded: {vocab._encoder_error}")
+            result = search_archive(hub.archive, vocab.bundle, query.get("q", []), options, encoder=vocab.encoder)
+        except FrosterError as e:
+            self._send_json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
+            return
+        result.pop("archive", None)  # no path of the box in the answer
+        for q in result["queries"]:
+            for r in q["ranges"]:
+                r["thumb_url"] = f"/api/archive/{r['thumb_id']}.jpg" if r["thumb_id"] is not None else None
+                r["clip_url"] = f"/api/archive/{r['best_id']}.mp4" if hub.archived_clip(r["best_id"]) else None
+                r.pop("clip", None)
+                r.pop("snapshot", None)
+        self._send_json(result)
+
+    def _archived(self, decision: int, kind: str) -> None:
+        hub = self.web.hub
+        if kind == "jpg":
+            data = hub.archived_thumb(decision)
+            if data is None:
+                self._send_json({"error": "no thumbnail for that decision"}, HTTPStatus.NOT_FOUND)
+            else:
+                self._send(data, "image/jpeg")
+            return
+        clip = hub.archived_clip(decision)
+        if clip is None:
+            self._send_json({"error": "no clip for that decision"}, HTTPStatus.NOT_FOUND)
+        else:
+            self._send(clip.read_bytes(), "video/mp4")
 
     def _post_vocabulary(self) -> None:
         opts = self.web.options
