@@ -95,9 +95,6 @@ class ArchiveOptions(Model):
     commit_s: Annotated[float, Field(gt=0)] = 1.0  # the writer commits what is queued at most this often
     queue: Annotated[int, Field(ge=1)] = 4096  # decisions waiting for the writer; beyond, dropped (counted)
 
-    def __init__(self, file: Any = None, /, **data: Any) -> None:  # ArchiveOptions(path, ...) as the dataclass took it
-        super().__init__(**({"file": file} if file is not None else {}), **data)
-
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     """A connection to an archive file (read-only: never creates or changes it)."""
