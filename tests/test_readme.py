@@ -22,11 +22,11 @@ MAX_README = 15_000
 
 # Pages other branches are writing in parallel: links to them may dangle until those branches are
 # merged. Remove each entry once its page is in docs/.
-PAGES_BEING_WRITTEN = {"network.md"}
+PAGES_BEING_WRITTEN: set[str] = set()
 # Commands and flags being added on other branches (`run --config FILE --check`):
 # their lines are checked once the app has them. Remove the entries once it does.
 COMMANDS_BEING_ADDED: set[str] = set()
-FLAGS_BEING_ADDED = {"run": {"--check"}}
+FLAGS_BEING_ADDED: dict[str, set[str]] = {}
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 OUTSIDE = re.compile(r"(?<![.\w])\.\.[/\\]")  # a path starting with ../ (not the ellipsis of ".../event")
