@@ -160,15 +160,18 @@ def _events(where: str, d: Any, base: EventOptions) -> EventOptions:
     return e
 
 
-def _file_section(name: str, cls: type, d: Any, base_dir: Path, path_key: str, what: str, ints: tuple[str, ...]) -> Any:
+def _file_section(name: str, cls: type, d: Any, base_dir: Path, path_key: str, what: str, ints: tuple[str, ...],
+                  strs: tuple[str, ...] = ()) -> Any:
     """A section of one required path (relative to the site file) and numbers >= 0 (`ints`: integers
-    >= 1), every key one of `cls`'s fields; the options checked by their own `check`."""
+    >= 1; `strs`: strings), every key one of `cls`'s fields; the options checked by their own `check`."""
     d = _mapping(name, d, {f.name: None for f in fields(cls)})
     if path_key not in d:
         raise ConfigError(f"{name}.{path_key} is required ({what})")
     kw: dict[str, Any] = {path_key: _path(base_dir, _str(f"{name}.{path_key}", d[path_key]))}
     for key in d:
-        if key != path_key:
+        if key in strs:
+            kw[key] = _str(f"{name}.{key}", d[key])
+        elif key != path_key:
             kw[key] = _int(f"{name}.{key}", d[key]) if key in ints else _number(f"{name}.{key}", d[key], low=0.0)
     options = cls(**kw)
     options.check()
@@ -182,7 +185,7 @@ def _clips(d: Any, base_dir: Path) -> ClipOptions:
 
 def _archive(d: Any, base_dir: Path) -> ArchiveOptions:
     return _file_section("archive", ArchiveOptions, d, base_dir, "file", "the SQLite file the decisions go to",
-                         ints=("thumb_width", "queue"))
+                         ints=("thumb_width", "queue"), strs=("encoding",))
 
 
 def _metrics(d: Any, base_dir: Path) -> MetricsOptions:
