@@ -60,7 +60,7 @@ def one_run(bundle: Path, opened, streams: int, decisions: int, archive_file: Pa
     archive = None
     if archive_file is not None:
         model = mf.read_manifest(bundle)["model"]
-        archive = Archive(ArchiveOptions(archive_file), model["fingerprint"], int(model["embed_dim"]))
+        archive = Archive(ArchiveOptions(file=archive_file), model["fingerprint"], int(model["embed_dim"]))
         sinks.append(archive)
         frame_sinks.append(archive)
     pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened)
@@ -201,7 +201,7 @@ def storage(dim: int, tmp: Path) -> dict:
     out = {}
     for name, every in (("with_thumbnails", 10.0), ("without_thumbnails", 0.0)):
         path = tmp / f"day-{name}.db"
-        a = Archive(ArchiveOptions(path, thumb_every_s=every, max_mb=0, retain_days=0, queue=200_000), "bench", dim)
+        a = Archive(ArchiveOptions(file=path, thumb_every_s=every, max_mb=0, retain_days=0, queue=200_000), "bench", dim)
         for i in range(86_400):
             if every:
                 a.frame(0, F(frames[i % len(frames)]), None)

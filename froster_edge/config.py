@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, Literal, Mapping, TypeVar
 import yaml
 
 from .errors import ConfigError, shorten
-from .io import read_yaml
+from .io import read_yaml, yaml_loader
 from .sampling import SamplingConfig, SamplingSpec
 from .spatial import SpatialConfig, SpatialSpec
 
@@ -247,13 +246,6 @@ def saved_student_config(data: Mapping[str, Any], where: str = "student") -> Stu
     return from_mapping(StudentConfig, data, where)
 
 
-def check_fields(cls: type, data: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """`data`'s values checked against the type hints of dataclass `cls`'s fields (keys already known
-    to be fields), ints coerced to floats where a float is asked; errors name `where.key`."""
-    hints = typing.get_type_hints(cls)
-    return {k: _check_scalar(f"{where}.{k}", hints[k], v) for k, v in data.items()}
-
-
 def _show(value: Any) -> str:
     """A config value in a message, bounded (a small YAML with aliases can expand to megabytes)."""
     return shorten(repr(value), 120)
@@ -313,29 +305,12 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with a one-line error for a missing or malformed file."""
     path = Path(path)
-    data = read_yaml(path, "config file", _Loader)
+    data = read_yaml(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return data
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 scalars: `1e-5` is a float, `off`/`yes` stay strings (only true/false are booleans)."""
-
-
-_BOOL = "tag:yaml.org,2002:bool"
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -345,7 +320,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not all(k.strip() for k in keys):
         raise ConfigError(f"--set expects KEY=VALUE with a dotted key such as optim.lr=1e-5, got {text!r}")
     try:
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+        value = yaml.load(raw, Loader=yaml_loader()) if raw.strip() else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML: {str(e).splitlines()[0]}") from e
     return [k.strip() for k in keys], value

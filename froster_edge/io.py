@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from .errors import CheckpointError
+from .errors import CheckpointError, shorten
 
 if TYPE_CHECKING:
     import torch
@@ -185,17 +185,121 @@ def read_json(path: str | Path, what: str = "file", error: type[Exception] | Non
         raise (error or ConfigError)(f"{path} {malformed}: {e}") from e
 
 
-def read_yaml(path: str | Path, what: str = "file", loader: Any = None) -> Any:
-    """A YAML file a user gave, parsed (by `loader`, default yaml.SafeLoader); missing, unreadable or
-    malformed is one ConfigError line naming it."""
+def yaml_loader() -> Any:
+    """The one YAML loader of the project: PyYAML's SafeLoader with the YAML 1.2 core schema.
+
+    Only `true`/`false` are booleans and only `null`/`~`/empty is null, so a camera named `no` is
+    the text "no" and `loop: off` is the text "off" (which a strict bool field refuses); numbers
+    are 1.2's (`017` is 17, `0o17` octal, `1e-5` a float, no `1_000`, no sexagesimal `12:30`), no
+    dates, no merge keys; a key given twice in one mapping is an error (1.2 requires unique keys)."""
+    global _YAML12
+    if _YAML12 is None:
+        _YAML12 = _make_yaml12_loader()
+    return _YAML12
+
+
+_YAML12: Any = None
+
+
+def _make_yaml12_loader() -> Any:
+    import yaml
+    from yaml.constructor import ConstructorError
+
+    class Yaml12Loader(yaml.SafeLoader):
+        yaml_implicit_resolvers: dict = {}
+
+        def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML's signature
+            seen: set = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = self.construct_object(key_node, deep=deep)
+                    if key in seen:
+                        raise ConstructorError(None, None, f"key {shorten(repr(key))} is given twice", key_node.start_mark)
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    def integer(loader, node) -> int:  # noqa: ANN001
+        text = loader.construct_scalar(node)
+        sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+        base = 8 if digits[:2] == "0o" else 16 if digits[:2] == "0x" else 10
+        return sign * int(digits[2:] if base != 10 else digits, base)
+
+    def real(loader, node) -> float:  # noqa: ANN001
+        text = loader.construct_scalar(node).lower()
+        if text.endswith(".inf"):
+            return float("-inf") if text.startswith("-") else float("inf")
+        return float("nan") if text.endswith(".nan") else float(text)
+
+    core = "tag:yaml.org,2002:"
+    Yaml12Loader.add_implicit_resolver(core + "null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
+    Yaml12Loader.add_implicit_resolver(core + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    Yaml12Loader.add_implicit_resolver(core + "int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                       list("-+0123456789"))
+    Yaml12Loader.add_implicit_resolver(
+        core + "float", re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                   r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+    Yaml12Loader.add_constructor(core + "int", integer)
+    Yaml12Loader.add_constructor(core + "float", real)
+    return Yaml12Loader
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text parsed by the project's loader; a syntax error, a duplicate key or nesting deeper
+    than the parser can follow is one ConfigError line starting with `where`."""
     import yaml
 
     from .errors import ConfigError
 
     try:
-        return yaml.load(read_text(path, what), Loader=loader or yaml.SafeLoader)
+        _check_depth(text, where)
+        return yaml.load(text, Loader=yaml_loader())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML{at} ({shorten(e.problem or e.context or 'malformed', 160)})") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+        raise ConfigError(f"{where}: not valid YAML ({shorten(str(e).splitlines()[0], 160)})") from e
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a config (lists or mappings inside each other)") from None
+
+
+MAX_YAML_DEPTH = 64  # lists and mappings inside each other; far beyond any config, far below Python's recursion limit
+
+
+def _check_depth(text: str, where: str) -> None:
+    """Refuse nesting deeper than MAX_YAML_DEPTH from PyYAML's event stream (which does not
+    recurse), naming the key path and line where it goes too deep."""
+    import yaml
+
+    from .errors import ConfigError
+
+    stack: list[dict[str, Any]] = []  # open collections: a mapping's current key, a sequence's current index
+    for event in yaml.parse(text, Loader=yaml_loader()):
+        starts = isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent))
+        if starts or isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+            parent = stack[-1] if stack else None
+            if parent is not None and "index" in parent:
+                parent["index"] += 1
+            elif parent is not None and parent["want_key"] and isinstance(event, yaml.ScalarEvent):
+                parent["key"], parent["want_key"] = event.value, False
+            elif parent is not None and not starts:
+                parent["want_key"] = True
+        if starts:
+            if len(stack) >= MAX_YAML_DEPTH:
+                path = "".join(f"[{c['index']}]" if "index" in c else f".{c['key']}" for c in stack).lstrip(".")
+                raise ConfigError(f"{where}: {shorten(path, 120)}: nested more than {MAX_YAML_DEPTH} levels deep "
+                                  f"(line {event.start_mark.line + 1})")
+            stack.append({"key": None, "want_key": True} if isinstance(event, yaml.MappingStartEvent) else {"index": -1})
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            stack.pop()
+            if stack and "index" not in stack[-1]:
+                stack[-1]["want_key"] = True
+
+
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """A YAML file a user gave, parsed by the project's YAML 1.2 loader; missing, unreadable or
+    malformed is one ConfigError line naming it."""
+    return parse_yaml(read_text(path, what), str(path))
 
 
 def read_versioned_json(path: Path, fmt: str, version: int, required: tuple[str, ...], error: type[Exception],

@@ -48,6 +48,9 @@ def install_cli_handler(stamped: bool = False, indent: str = "") -> logging.Hand
     handler.setFormatter(_StampedFormatter() if stamped else logging.Formatter(indent + "%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # not also through the root logger: a library that calls logging.basicConfig (onnxruntime's
+    # quantization does, on import) would print each line twice
+    logger.propagate = False
     return handler
 
 

@@ -4,7 +4,8 @@ Every output destination is checked (`io.check_outputs`) before anything loads. 
 SIGINT and SIGTERM only ask the run to stop: threads stop, the recording is finished, stats are
 printed and written, exit code 0. A source that failed during the run is the one error line after
 the stats, exit 1. With a site file, SIGHUP reloads its cameras. Site services: events, clips, metrics, MQTT, the
-web view and the archive (--archive).
+web view and the archive (--archive). `prepare` holds every check that needs no model and opens no
+camera; `check_request` is `run --check` (docs/site.md).
 
 Signals are handled in runtime/signals.py. See docs/runtime.md and docs/robustness.md.
 """
@@ -22,12 +23,12 @@ from typing import Iterable
 from ..bundle import manifest as mf
 from ..errors import MissingCapability
 from ..io import Output, atomic_write_json, check_outputs
-from .site.events import EventOptions, EventSegmenter, JsonlEventSink
+from .site.events import EventOptions, EventSegmenter, JsonlEventSink, check_events_file
 from .site.mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .options import RunOptions, camera_list
 from .pipeline import Pipeline
 from .signals import RunSignals
-from .site.config import Site, SiteReloader
+from .site.config import Site, SiteReloader, metrics_beside_web
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
 from .sources import SourceError, parse_source
 from .site.web import HttpOptions, resolve_token, start_web
@@ -55,11 +56,7 @@ def run(req: RunRequest) -> dict:
     printing them when a source failed)."""
     stop = threading.Event()
     with RunSignals(stop) as signals:
-        if req.mqtt is not None:
-            check_mqtt_options(req.mqtt)  # before any loading
-        if req.show:
-            require_display()  # before any loading: a missing display is said at once
-        http = resolve_token(req.http) if req.http is not None else None  # likewise a missing token
+        http = prepare(req)
         cameras = camera_list(req.options)
         names = [c.name for c in cameras]
         frame_sinks: list = []
@@ -99,19 +96,20 @@ def run(req: RunRequest) -> dict:
                                     on_camera_events=(lambda d: setattr(segmenter, "per_camera", dict(d))) if segmenter else None)
             pipeline.on_idle = reloader.poll
             signals.on_hangup.append(reloader.request)
-        metrics = None
+        metrics = web_metrics = None
         if site.metrics is not None:
-            try:  # prometheus-client only where metrics are asked for
-                from .site.metrics import MetricsServer, RunCollector
-            except ImportError as e:
-                raise MissingCapability(f"metrics need prometheus-client ({e.name} is not installed): "
-                                        "pip install 'froster-edge[site]'") from e
+            from .site.metrics import MetricsServer, RunCollector, exposition, registry_of
 
-            metrics = MetricsServer(site.metrics, RunCollector(pipeline, segmenter, clips, reloader))
-            log.info(f"metrics on http://{metrics.address}/metrics")
+            collector = RunCollector(pipeline, segmenter, clips, reloader)
+            if http is None:
+                metrics = MetricsServer(site.metrics, collector)
+                log.info(f"metrics on http://{metrics.address}/metrics")
+            else:  # one port, one token: the web view's server answers /metrics
+                registry = registry_of(collector)
+                web_metrics = lambda: exposition(registry)  # noqa: E731
         try:
             if hub is not None and http is not None:
-                web = start_web(pipeline, hub, http)
+                web = start_web(pipeline, hub, http, metrics=web_metrics)
             stats = pipeline.run()
         finally:
             pipeline.backend.close()
@@ -143,6 +141,47 @@ def run(req: RunRequest) -> dict:
     if errors:
         raise SourceError("; ".join(errors))
     return result
+
+
+def prepare(req: RunRequest):
+    """Every check of a run's request that needs no model and opens no camera: the MQTT options,
+    a display for --show, the web view's token rule, the metrics endpoint's token and address, and
+    prometheus-client where metrics are asked for. Returns the web view's options (token resolved)."""
+    site = req.site or Site()
+    if req.mqtt is not None:
+        check_mqtt_options(req.mqtt)
+    if req.show:
+        require_display()
+    http = resolve_token(req.http) if req.http is not None else None
+    if site.metrics is not None:
+        try:  # prometheus-client only where metrics are asked for
+            from .site.metrics import check_metrics
+        except ImportError as e:
+            raise MissingCapability(f"metrics need prometheus-client ({e.name} is not installed): "
+                                    "pip install 'froster-edge[site]'") from e
+        if http is None:
+            check_metrics(site.metrics)
+        else:
+            metrics_beside_web(site.metrics, http)
+    return http
+
+
+def check_request(req: RunRequest) -> str:
+    """`run --check`: everything checked before a run starts (prepare, the output destinations, the
+    bundle's manifest), nothing loaded or opened; returns a one-line summary."""
+    prepare(req)
+    site = req.site or Site()
+    check_outputs(run_outputs(req) + site_outputs(site), run_inputs(req))
+    if site.events is not None and site.events.file is not None:
+        check_events_file(Path(site.events.file))
+    if site.clips is not None:
+        from .site.clips import check_clips_folder  # cv2's module: only where clips are asked for
+
+        check_clips_folder(site.clips)
+    names = [c.name for c in camera_list(req.options)]
+    parts = [name for name, on in (("events", site.events), ("clips", site.clips), ("metrics", site.metrics),
+                                   ("mqtt", req.mqtt), ("web view", req.http)) if on is not None]
+    return f"{len(names)} camera{'s' * (len(names) != 1)} ({', '.join(names)}); {', '.join(parts) or 'no site services'}"
 
 
 def run_outputs(req: RunRequest, sinks: Iterable[object] = ()) -> list[Output]:

@@ -25,6 +25,20 @@ AUTO_ORDER: tuple[str, ...] = ("trt-int8", "trt", "ort-trt", "ort-cuda", "ort-cp
 BENCH_ORDER: tuple[str, ...] = AUTO_ORDER + ("ov-int8", "ov")
 OV_DEVICES: tuple[str, ...] = ("CPU", "GPU", "NPU", "AUTO")  # --ov-device (bundle.ov_sessions.DEVICES)
 Smoothing = Literal["ema", "mean", "none"]
+MAX_CAMERA_INDEX = 1023  # a camera given by number (OpenCV's index); larger numbers are not devices
+
+
+def camera_index(text: str) -> int | None:
+    """A source written as a number: the camera index it names (None: not a number); a number no
+    device can have is a ConfigError, not an overflow inside OpenCV."""
+    from ..errors import ConfigError, shorten
+
+    s = text.strip()
+    if not (s.isascii() and s.isdigit()):
+        return None
+    if len(s) > 4 or int(s) > MAX_CAMERA_INDEX:
+        raise ConfigError(f"source: a camera index must be in 0..{MAX_CAMERA_INDEX}, not {shorten(s, 24)}")
+    return int(s)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ConfigError, FrosterError
 from .source_url import redact, scrub, secrets_of, with_camera_options
 from ..video import MAX_FRAMES, VideoError, check_early_stop  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
-from .options import CaptureOptions
+from .options import CaptureOptions, camera_index
 from .stats import RunStats, StreamCounters
 
 import cv2  # noqa: E402  (after ..video, see above)
@@ -71,8 +71,9 @@ def parse_source(text: str, password: str | None = None, transport: RtspTranspor
     """A camera index ("0"), a camera device ("/dev/video0"), a URL, or an existing video file.
     `password` (from a site file's password_env/password_file) goes into the URL, whose user it needs."""
     s = with_camera_options(text, password, transport, where).strip()
-    if s.isdigit():
-        return SourceSpec(s, "camera", int(s))
+    index = camera_index(s)
+    if index is not None:
+        return SourceSpec(s, "camera", index)
     if s.startswith("/dev/video"):
         return SourceSpec(s, "camera", s)
     if "://" in s:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,17 @@ from .helpers import CLASSES, CLIPS, ROOT, SHARED_DATA, TINY_MODEL, TINY_RECIPE,
 __all__ = ["CLIPS", "ROOT", "SHARED_DATA", "TINY_MODEL", "shared_data"]  # older imports from conftest still work
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _library_logging_reaches_caplog():
+    """A CLI run in this process installs its stderr handler and stops propagation: undo it after
+    each test, so the next one's caplog sees the library's lines."""
+    yield
+    logger = logging.getLogger("froster_edge")
+    for handler in [h for h in logger.handlers if getattr(h, "_froster_cli", False)]:
+        logger.removeHandler(handler)
+    logger.propagate = True
 
 
 @pytest.fixture(scope="session")

@@ -226,7 +226,7 @@ def test_bad_inputs_are_one_line_each(archived, tiny_bundle, tmp_path):
     foreign = tmp_path / "foreign.db"
     sqlite3.connect(foreign).execute("CREATE TABLE t (x)").connection.commit()
     other = tmp_path / "other.db"
-    Archive(ArchiveOptions(other), "f" * 64, 64).close()  # an archive of another model
+    Archive(ArchiveOptions(file=other), "f" * 64, 64).close()  # an archive of another model
     cases = [
         (["yoga", "--archive", str(tmp_path / "missing.db")], "no such file"),
         (["yoga", "--archive", str(foreign)], "not a froster-edge archive"),
@@ -249,19 +249,22 @@ def test_bad_inputs_are_one_line_each(archived, tiny_bundle, tmp_path):
 def test_site_file_archive_section(tmp_path):
     from froster_edge.errors import ConfigError
     from froster_edge.runtime.options import RunOptions
-    from froster_edge.runtime.site.config import parse_site
+    from froster_edge.runtime.site.config import load_site
 
+    path = tmp_path / "site.yaml"
     doc = {"cameras": [{"name": "door", "source": str(CLIP_A)}],
            "archive": {"file": "site.db", "thumb_every_s": 5, "retain_days": 7, "max_mb": 100, "encoding": "int8"}}
-    site = parse_site(doc, RunOptions(), tmp_path)
+    path.write_text(json.dumps(doc))
+    site = load_site(path, RunOptions())
     assert site.archive.file == tmp_path / "site.db" and site.archive.thumb_every_s == 5.0
     assert site.archive.retain_days == 7.0 and site.archive.max_mb == 100.0 and site.archive.encoding == "int8"
-    for bad, text in [({"thumb_every_s": 5}, "archive.file is required"), ({"file": "a.db", "keep": 1}, "unknown key archive.keep"),
-                      ({"file": "a.db", "max_mb": "big"}, "archive.max_mb must be a number"),
-                      ({"file": "a.db", "thumb_width": 4}, "archive.thumb_width must be at least 16"),
-                      ({"file": "a.db", "encoding": "int4"}, "archive.encoding must be one of float16, int8")]:
+    for bad, text in [({"thumb_every_s": 5}, "archive.file: is required"), ({"file": "a.db", "keep": 1}, "archive.keep: unknown key"),
+                      ({"file": "a.db", "max_mb": "big"}, "archive.max_mb: must be a number"),
+                      ({"file": "a.db", "thumb_width": 4}, "archive.thumb_width: must be greater than or equal to 16"),
+                      ({"file": "a.db", "encoding": "int4"}, "archive.encoding: ")]:
+        path.write_text(json.dumps({**doc, "archive": bad}))
         with pytest.raises(ConfigError, match=text):
-            parse_site({**doc, "archive": bad}, RunOptions(), tmp_path)
+            load_site(path, RunOptions())
 
 
 def _rows(db: Path) -> list[int]:
@@ -316,7 +319,7 @@ def test_retention_by_size_deletes_the_oldest_whole_blocks(tmp_path):
             self.label, self.top = "x", [("x", 0.5)]
             self.embedding = np.random.default_rng(i).standard_normal(512).astype(np.float32)
 
-    a = Archive(ArchiveOptions(tmp_path / "a.db", thumb_every_s=0, max_mb=0, retain_days=0), "fp", 512)
+    a = Archive(ArchiveOptions(file=tmp_path / "a.db", thumb_every_s=0, max_mb=0, retain_days=0), "fp", 512)
     for i in range(6 * PACK):
         a.emit(D(i))
     a.close()
@@ -339,13 +342,13 @@ def test_a_failing_archive_is_said_once_and_the_run_goes_on(tiny_bundle, tmp_pat
 
     model = mf.read_manifest(tiny_bundle)["model"]
     options = RunOptions(sources=[str(CLIP_A)])
-    first = Archive(ArchiveOptions(tmp_path / "a.db", commit_s=0.05), model["fingerprint"], int(model["embed_dim"]))
+    first = Archive(ArchiveOptions(file=tmp_path / "a.db", commit_s=0.05), model["fingerprint"], int(model["embed_dim"]))
     plain = Collect()
     Pipeline(tiny_bundle, options, [plain, first], [first]).run()
     before = _rows(tmp_path / "a.db")
     assert len(before) == len(plain.decisions) > 2
 
-    archive = Archive(ArchiveOptions(tmp_path / "a.db", commit_s=0.05), model["fingerprint"], int(model["embed_dim"]))
+    archive = Archive(ArchiveOptions(file=tmp_path / "a.db", commit_s=0.05), model["fingerprint"], int(model["embed_dim"]))
     if failure == "full":  # SQLite's own "database or disk is full", at the current size
         pages = archive.conn.execute("PRAGMA page_count").fetchone()[0]
         archive.conn.execute(f"PRAGMA max_page_count = {pages}")

@@ -122,7 +122,8 @@ def test_a_password_shows_in_no_log_file_name_topic_payload_metric_or_api(rtsp_v
     monkeypatch.setenv("DOOR_PASSWORD", PASSWORD)
     broker = Broker(tmp_path).start()  # skips, with the reason, where mosquitto is not installed
     sub = Subscriber(broker.watch_port)
-    metrics_port, http_port = free_port(), free_port()
+    http_port = free_port()
+    metrics_port = http_port  # one port: with the web view on, its server answers /metrics
     live = None
     with RtspServer(rtsp_video, USER, PASSWORD) as server:
         cameras = [{"name": "door", "source": server.url(USER), "password_env": "DOOR_PASSWORD"},
@@ -171,15 +172,15 @@ def test_an_unnamed_source_with_a_password_leaks_nowhere_either(rtsp_video, tiny
     (out / "clips").mkdir(parents=True)
     broker = Broker(tmp_path).start()
     sub = Subscriber(broker.watch_port)
-    metrics_port, http_port = free_port(), free_port()
+    http_port = free_port()
+    metrics_port = http_port  # one port: with the web view on, its server answers /metrics
     live = None
     with RtspServer(rtsp_video, USER, PASSWORD) as server:
         try:
             live = LiveRun("--bundle", str(tiny_bundle), "--source", server.url(USER, PASSWORD), "--sample-fps", "8",
                            "--hop", "1", "--stats-json", str(out / "stats.json"), "--events", str(out / "events.jsonl"),
                            "--clips", str(out / "clips"), "--metrics", f"127.0.0.1:{metrics_port}",
-                           "--http", f"127.0.0.1:{http_port}", "--mqtt", f"127.0.0.1:{broker.port}",
-                           "--mqtt-discovery", "--mqtt-client-id", "box")
+                           "--http", f"127.0.0.1:{http_port}", "--mqtt", f"127.0.0.1:{broker.port}")
             for _ in range(3):
                 live.decision(timeout=90)
             sub.wait(lambda ms: any(m.topic.endswith("/state") for m in ms), 30, "a state")
@@ -229,7 +230,8 @@ def test_a_camera_whose_password_changed_reads_down_everywhere_and_comes_back(rt
     pw_file.write_text(PASSWORD + "\n")
     broker = Broker(tmp_path).start()
     sub = Subscriber(broker.watch_port)
-    metrics_port, http_port = free_port(), free_port()
+    http_port = free_port()
+    metrics_port = http_port  # one port: with the web view on, its server answers /metrics
     server = RtspServer(rtsp_video, USER, PASSWORD).start()
     live = None
     up = 'froster_edge_camera_up{camera="door",stream="0"}'
@@ -322,10 +324,10 @@ def test_rtsp_transport_is_what_the_camera_is_asked_for(rtsp_video, tiny_bundle,
 
 
 @pytest.mark.parametrize("camera, message", [
-    ({"rtsp_transport": "quic"}, "cameras[door].rtsp_transport must be tcp or udp, not 'quic'"),
+    ({"rtsp_transport": "quic"}, "cameras[0].rtsp_transport: must be 'tcp' or 'udp', not 'quic'"),
     ({"source": "0", "rtsp_transport": "udp"}, "rtsp_transport applies to rtsp:// sources only"),
-    ({"password_env": "FROSTER_TEST_UNSET_PW"}, "cameras[door].password_env: the environment variable FROSTER_TEST_UNSET_PW is not set"),
-    ({"password_file": "missing.pw"}, "cameras[door].password_file:"),
+    ({"password_env": "FROSTER_TEST_UNSET_PW"}, "cameras[0].password_env: the environment variable FROSTER_TEST_UNSET_PW is not set"),
+    ({"password_file": "missing.pw"}, "cameras[0].password_file:"),
     ({"source": "rtsp://127.0.0.1:1/cam", "password_env": "HOME"}, "give the user name in the source"),
 ])
 def test_bad_camera_credentials_and_transports_are_one_line_naming_the_key(tiny_bundle, tmp_path, camera, message):
@@ -334,7 +336,7 @@ def test_bad_camera_credentials_and_transports_are_one_line_naming_the_key(tiny_
                                     "cameras": [{"name": "door", "source": "rtsp://u@127.0.0.1:1/cam", **camera}]}))
     r = cli("run", "--config", str(site))
     assert_one_line_error(r, 1, message)
-    assert f"{site}: cameras[door]" in r.stderr  # the file and the key path, as every site file error
+    assert f"{site}: cameras[0]" in r.stderr  # the file and the key path, as every site file error
 
 
 def test_the_web_page_marks_a_camera_down_with_its_cause_and_up_again(browser, rtsp_video, tiny_bundle):  # noqa: F811

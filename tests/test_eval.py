@@ -200,10 +200,12 @@ def test_cross_dataset_protocol_mean_std_and_full(tiny_student, tmp_path):
 
 
 @pytest.mark.parametrize("change,match", [
-    ({"protocol": "zero_shot"}, "protocol must be base2novel or cross_dataset"),
-    ({"splits": [{"name": "a", "base": {"list": "x", "classes": "y"}}]}, "must have exactly test"),
+    ({"protocol": "zero_shot"}, "protocol: must be 'base2novel' or 'cross_dataset', not 'zero_shot'"),
+    ({"splits": [{"name": "a", "base": {"list": "x", "classes": "y"}}]}, r"splits\[0\] \(a\) must have exactly test"),
+    ({"splits": [{"name": "a", "test": {"list": "x", "classes": "y", "colour": 1}}]}, r"splits\[0\]\.test\.colour: unknown key"),
+    ({"views": 0}, "views: must be greater than or equal to 1, not 0"),
     ({"paths": {}}, "names an unknown folder 'ann'"),
-    ({"extra": 1}, "unknown key"),
+    ({"extra": 1}, "extra: unknown key"),
 ])
 def test_bad_protocol_configs(tmp_path, change, match):
     config, _ = write_protocol(tmp_path, "cross_dataset")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from froster_edge.errors import ConfigError
+from froster_edge.schema import validate
 from froster_edge.runtime.site.events import ActionEvent, EventOptions, EventSegmenter, JsonlEventSink, event_file_stem
 from froster_edge.runtime.options import CameraOptions, ClassifierOptions, RunOptions, SamplingOptions
 from froster_edge.runtime.pipeline import Pipeline
@@ -164,10 +165,10 @@ def test_labels_option_limits_the_classes_and_bad_thresholds_are_refused(decisio
     seg.close()
     assert sink.items and {e.label for e in sink.items} == {"yoga"}  # enter 0: yoga is always "on"
     assert all(e.interrupted for e in sink.items if e.phase == "end")
-    with pytest.raises(ConfigError, match="events.exit"):
-        EventOptions(enter=0.3, exit=0.5).check()
-    with pytest.raises(ConfigError, match="enter_decisions"):
-        EventOptions(enter_decisions=0).check()
+    with pytest.raises(ConfigError, match=r"^site.yaml: events: exit \(0.5\) must not be above enter \(0.3\)$"):
+        validate(EventOptions, {"enter": 0.3, "exit": 0.5}, "site.yaml: events")
+    with pytest.raises(ConfigError, match="^x: enter_decisions: must be greater than or equal to 1, not 0$"):
+        validate(EventOptions, {"enter_decisions": 0}, "x")
 
 
 def test_names_that_differ_only_in_punctuation_or_script_get_their_own_ids_files_and_topics():

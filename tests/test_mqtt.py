@@ -47,34 +47,41 @@ def test_addresses_and_names():
     assert parse_address("broker.lan") == ("broker.lan", None)
     assert parse_address("10.0.0.2:1884") == ("10.0.0.2", 1884)
     assert parse_address("[::1]:8883") == ("::1", 8883)
-    for bad in ("host:0", "host:99999", "host:x", ":1883"):
+    assert parse_address(":1883") == ("127.0.0.1", 1883)  # the one address rule (runtime/site/network.py)
+    for bad in ("host:0", "host:99999", "host:x", "::1", "a b", "mqtt://host"):
         with pytest.raises(ConfigError):
             parse_address(bad)
     for name in ("Back door", "examples/clips/stgcn_clean_and_jerk.mp4", "rtsp://cam1:554/stream", "ice-dancing"):
         assert topic_id(name) == safe(name)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--mqtt", "127.0.0.1:70000"], "port"),
-    (["--mqtt", "127.0.0.1", "--mqtt-prefix", "a/#"], "--mqtt-prefix"),
-    (["--mqtt", "127.0.0.1", "--mqtt-ca", "/nonexistent.pem", "--mqtt-tls"], "--mqtt-ca"),
+@pytest.mark.parametrize("mqtt, args, message", [
+    (None, ["--mqtt", "127.0.0.1:70000"], "--mqtt: the port must be a number in 1..65535, not '127.0.0.1:70000'"),
+    ({"prefix": "a/#"}, ["--mqtt", "127.0.0.1"], "mqtt.prefix: must be a topic prefix without + or #"),
+    ({"ca_file": "none.pem", "tls": True}, ["--mqtt", "127.0.0.1"], "mqtt.ca_file"),
+    ({"prefix": "p"}, [], "mqtt: no broker host"),
 ])
-def test_bad_mqtt_options_are_one_line_errors(tiny_bundle, args, message):
+def test_bad_mqtt_options_are_one_line_errors(tiny_bundle, tmp_path, mqtt, args, message):
     from .helpers import assert_one_line_error
 
-    assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), *args), 1, message)
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps({"cameras": [{"name": "clip", "source": str(CLIP)}], **({"mqtt": mqtt} if mqtt else {})}))
+    assert_one_line_error(cli("run", "--bundle", str(tiny_bundle), "--config", str(site), *args), 1, message)
 
 
 def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, broker, tmp_path):
     sub = Subscriber(broker.watch_port)
     stats_path = tmp_path / "stats.json"
-    proc = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP), "--jsonl", "--hop", "1",
-               "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "site/one", "--mqtt-discovery",
-               "--mqtt-client-id", "box 7", "--stats-json", str(stats_path))
+    site = tmp_path / "site.yaml"  # the tuning in the file; --mqtt changes only its host and port
+    site.write_text(json.dumps({"cameras": [{"name": "clip", "source": str(CLIP)}],
+                                "mqtt": {"host": "192.0.2.1", "port": 1, "prefix": "site/one", "discovery": True,
+                                         "client_id": "box 7"}}))
+    proc = cli("run", "--bundle", str(tiny_bundle), "--config", str(site), "--jsonl", "--hop", "1",
+               "--mqtt", f"127.0.0.1:{broker.port}", "--stats-json", str(stats_path))
     assert proc.returncode == 0, proc.stderr
     decisions = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(decisions) > 10
-    cam = safe(str(CLIP))
+    cam = "clip"
     state_topic = f"site/one/{cam}/state"
 
     # the state topic: the decisions, newest last (a fast file may coalesce some); "retained" is
@@ -82,7 +89,7 @@ def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, b
     states = sub.wait(lambda ms: [m for m in ms if m.topic == state_topic] if any(
         m.topic == "site/one/availability" and m.payload == b"offline" for m in ms) else None, what="offline")
     bodies = [m.json() for m in states]
-    assert all(b.pop("camera") == str(CLIP) for b in bodies)
+    assert all(b.pop("camera") == "clip" for b in bodies)
     expected = [{k: v for k, v in d.items() if k not in ("latency_ms", "camera")} for d in decisions]
     assert bodies[-1] == expected[-1]
     assert is_subsequence(bodies, expected)
@@ -113,7 +120,7 @@ def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, b
         assert c["availability"] == [{"topic": "site/one/availability"}, {"topic": f"site/one/{cam}/availability"}]
         assert c["availability_mode"] == "all"
         assert c["device"]["identifiers"] == label["device"]["identifiers"]
-        assert c["device"]["name"] == str(CLIP)
+        assert c["device"]["name"] == "clip"
 
     # a subscriber arriving after the run gets the newest state and "offline" at once
     late = retained(broker.watch_port, state_topic)
@@ -390,13 +397,15 @@ def test_a_flood_on_home_assistants_status_topic_does_not_stop_publishing(tiny_b
 
     sub = Subscriber(broker.watch_port)
     stats_path = tmp_path / "stats.json"
-    live = LiveRun("--bundle", str(tiny_bundle), "--source", str(CLIP), "--realtime", "--loop", "--sample-fps", "8",
-                   "--hop", "1", "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "flood", "--mqtt-discovery",
-                   "--stats-json", str(stats_path))
+    site = tmp_path / "site.yaml"  # the MQTT tuning lives in the site file; --mqtt gives the broker
+    site.write_text(json.dumps({"cameras": [{"name": "clip", "source": str(CLIP), "realtime": True, "loop": True}],
+                                "mqtt": {"prefix": "flood", "discovery": True}}))
+    live = LiveRun("--bundle", str(tiny_bundle), "--config", str(site), "--sample-fps", "8", "--hop", "1",
+                   "--mqtt", f"127.0.0.1:{broker.port}", "--stats-json", str(stats_path))
     flooder = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="flooder")
     flooding = threading.Event()
     try:
-        state = f"flood/{safe(str(CLIP))}/state"
+        state = "flood/clip/state"
         sub.wait(lambda ms: any(m.topic == state for m in ms), timeout=90, what="a first state")
         flooder.connect("127.0.0.1", broker.port)
         flooder.loop_start()

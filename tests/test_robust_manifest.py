@@ -101,27 +101,31 @@ def test_the_file_hashed_is_the_file_loaded(bundle, tmp_path):
         pipeline(bundle)
 
 
-@pytest.mark.parametrize("value", [None, "", 7])
-def test_a_missing_model_fingerprint_is_an_error(bundle, value):
+@pytest.mark.parametrize("value, message", [(None, "must be a text, not None"), ("", "must not be empty, not ''"),
+                                            (7, "must be a text, not 7")])
+def test_a_missing_model_fingerprint_is_an_error(bundle, value, message):
     edit(bundle, lambda doc: doc["model"].__setitem__("fingerprint", value))
-    with pytest.raises(BundleError, match="model.fingerprint must be a non-empty string"):
+    with pytest.raises(BundleError, match=f"manifest.json: model.fingerprint: {message}$"):
         pipeline(bundle)
     edit(bundle, lambda doc: doc["model"].pop("fingerprint"))
-    with pytest.raises(BundleError, match="model.fingerprint is missing"):
+    with pytest.raises(BundleError, match="manifest.json: model.fingerprint: is required$"):
         pipeline(bundle)
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("model", "x", "model must be a mapping"),
-    ("logit_scale", float("nan"), "logit_scale must be a positive number"),
-    ("preprocessing.streams", "2", "preprocessing.streams must be a positive integer"),
-    ("preprocessing.image_size", 10**9, "preprocessing.image_size must be a positive integer"),
+    ("model", "x", "model: must be a mapping of keys, not 'x'"),
+    ("logit_scale", float("nan"), "logit_scale: must be a finite number, not nan"),
+    ("logit_scale", -1, "logit_scale: must be greater than 0, not -1"),
+    ("preprocessing.streams", "2", "preprocessing.streams: must be an integer, not '2'"),
+    ("preprocessing.image_size", 10**9, "preprocessing.image_size: must be less than or equal to 1048576, not 1000000000"),
     ("preprocessing.input.shape", [2, 4, 64, 64], "preprocessing.input.shape must be"),
-    ("onnx.video_encoder", None, "onnx.video_encoder.file is missing"),
-    ("engines", {"a": 1}, "engines must be a list of mappings"),
-    ("files", ["x"], "files must be a mapping"),
-    ("int8", {"file": "/etc/passwd"}, "int8.file = '/etc/passwd' points outside the bundle"),
-    ("preprocessing.sampling.stride", 0, "preprocessing.sampling.stride must be a positive number"),
+    ("onnx.video_encoder", None, "onnx.video_encoder: must be a mapping of keys, not None"),
+    ("onnx.video_encoder.file", 3, "onnx.video_encoder.file: must be a text, not 3"),
+    ("engines", {"a": 1}, "engines: must be a list"),
+    ("files", ["x"], "files: must be a mapping of keys"),
+    ("int8", {"file": "/etc/passwd"}, "int8.file: points outside the bundle: every path in a manifest is relative to the "
+     "bundle and stays inside it, not '/etc/passwd'"),
+    ("preprocessing.sampling.stride", 0, "preprocessing.sampling.stride: must be greater than 0, not 0"),
 ])
 def test_mistyped_manifest_fields_are_named(bundle, key, value, message):
     def change(doc):

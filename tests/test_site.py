@@ -23,8 +23,7 @@ import yaml
 from froster_edge.errors import ConfigError
 from froster_edge.runtime.site.clips import RECORD_FILE, ClipOptions, EventClips
 from froster_edge.runtime.site.events import ActionEvent
-from froster_edge.runtime.options import RunOptions
-from froster_edge.runtime.site.config import MetricsOptions, load_site
+from froster_edge.runtime.site.config import MetricsOptions
 from froster_edge.runtime.sources import Frame
 
 from .helpers import CLASSES, CLIPS, assert_one_line_error, free_port, LiveRun, cli, serve, wait_listening
@@ -37,43 +36,12 @@ GYM = CLIPS / "stgcn_clean_and_jerk.mp4"
 ARM = CLIPS / "mmaction2_demo_arm_wrestling.mp4"
 
 
-# --- the site file: every key checked, one line naming it, before any camera opens ---
-
-@pytest.mark.parametrize("text, message", [
-    ("cameras: [{name: a, source: 7, hop: two}]", "cameras[a].hop must be an integer >= 1, not 'two'"),
-    ("camras: [{name: a, source: 7}]", "unknown key camras"),
-    ("cameras: [{name: a, source: 7, colour: red}]", "unknown key cameras[0].colour"),
-    ("cameras: [{name: a b, source: 7}]", "cameras[0].name 'a b'"),
-    ("cameras: [{name: a, source: 7}, {name: a, source: 8}]", "cameras[1].name 'a' is given twice"),
-    ("cameras: [{name: a, source: 7, threshold: 1.5}]", "cameras[a].threshold must be a number in [0.0, 1.0]"),
-    ("cameras: [{name: a, source: 7, sample_fps: 2, subsample: 3}]", "give sample_fps or subsample, not both"),
-    ("cameras: [{name: a, source: 7, events: {enter: 0.2, exit: 0.4}}]", "cameras[a].events.exit (0.4) must not be above"),
-    ("events: {enter: 0.5, exit: 0.2, colour: 1}\ncameras: [{name: a, source: 7}]", "unknown key events.colour"),
-    ("clips: {folder: x, budget_mb: -1}\ncameras: [{name: a, source: 7}]", "clips.budget_mb must be"),
-    ("metrics: {listen: 9108}\ncameras: [{name: a, source: 7}]", "metrics.listen must be HOST:PORT"),
-    ("defaults: {smoothing: median}\ncameras: [{name: a, source: 7}]", "defaults.smoothing must be ema, mean or none"),
-    ("backend: gpu\ncameras: [{name: a, source: 7}]", "backend must be one of"),
-    ("cameras: []", "cameras must be a list of at least one camera"),
-    ("cameras: [{name: a, source: 7}", "not valid YAML at line 1"),
-    ("mqtt: {host: 127.0.0.1, port: x}\ncameras: [{name: a, source: 7}]", "mqtt.port: 'x' fits none of"),
-    ("mqtt: {host: 127.0.0.1, qos: '1'}\ncameras: [{name: a, source: 7}]", "mqtt.qos must be an integer, got '1'"),
-    ("mqtt: {host: 127.0.0.1, discovery: 'yes'}\ncameras: [{name: a, source: 7}]", "mqtt.discovery must be true or false"),
-    ("mqtt: {host: 127.0.0.1, state_interval_s: soon}\ncameras: [{name: a, source: 7}]", "mqtt.state_interval_s must be a finite"),
-    ("mqtt: {host: 127.0.0.1, colour: 1}\ncameras: [{name: a, source: 7}]", "unknown key mqtt.colour"),
-    ("http: {port: x}\ncameras: [{name: a, source: 7}]", "http.port must be an integer, got 'x'"),
-])
-def test_bad_site_files_are_refused_naming_the_key(tmp_path, text, message):
-    path = tmp_path / "site.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as e:
-        load_site(path, RunOptions())
-    assert str(e.value).startswith(f"{path}: ") and message in str(e.value) and "\n" not in str(e.value)
-
+# --- the site file (every bad value: tests/test_site_config.py) ---
 
 def test_the_cli_refuses_a_bad_site_before_opening_a_camera(tiny_bundle, tmp_path):
     path = tmp_path / "site.yaml"
     path.write_text(f"bundle: {tiny_bundle}\ncameras: [{{name: a, source: '7', hop: 0}}]\n")  # camera 7: no such device
-    assert_one_line_error(cli("run", "--config", str(path)), 1, "cameras[a].hop must be an integer >= 1, not 0")
+    assert_one_line_error(cli("run", "--config", str(path)), 1, f"{path}: cameras[0].hop: must be greater than or equal to 1, not 0")
     path.write_text(f"bundle: {tiny_bundle}\ncameras: [{{name: a, source: {GYM}, labels: [no such class]}}]\n")
     assert_one_line_error(cli("run", "--config", str(path)), 1, "camera a: labels: 'no such class' not in the label table")
     assert_one_line_error(cli("run", "--config", str(path), "--source", str(GYM)), 1, "--source and --config")
@@ -83,14 +51,7 @@ def test_the_cli_refuses_a_bad_site_before_opening_a_camera(tiny_bundle, tmp_pat
     assert_one_line_error(cli(*plain, "--events", str(tmp_path / "none" / "ev.jsonl")), 1, "does not exist")
     assert_one_line_error(cli(*plain, "--metrics", f"0.0.0.0:{free_port()}"), 1, "needs a token")
     path.write_text(f"bundle: {tiny_bundle}\nmqtt: {{host: 127.0.0.1, port: x}}\ncameras: [{{name: a, source: '7'}}]\n")
-    assert_one_line_error(cli("run", "--config", str(path)), 1, "mqtt.port: 'x' fits none of")  # was a TypeError
-
-
-def test_the_example_site_file_loads(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    site = load_site(root / "examples" / "site.yaml", RunOptions())
-    assert [c.name for c in site.run.cameras] and site.events is not None and site.clips is not None
-    assert site.metrics is not None and site.metrics.listen.startswith("127.0.0.1:")
+    assert_one_line_error(cli("run", "--config", str(path)), 1, f"{path}: mqtt.port: must be an integer, not 'x'")
 
 
 # --- event clips: pre-roll, peak snapshot, disk budget, atomic names ---
@@ -289,7 +250,7 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
         site.write_text(site.read_text().replace("sample_fps", "sample_fsp"))
         live.proc.send_signal(signal.SIGHUP)
         refused = live.wait_stderr("reload: refused", timeout=60)
-        assert "unknown key defaults.sample_fsp" in refused
+        assert "defaults.sample_fsp: unknown key" in refused
         rss, end = [], time.monotonic() + seconds
         while time.monotonic() < end or len(rss) < 9:  # the short run too: enough samples to compare thirds
             for _ in range(2):

@@ -195,7 +195,7 @@ def test_search_runs_where_torch_cannot_be_imported(tiny_bundle, tmp_path):
             self.label, self.top = "yoga", [("yoga", 0.5)]
             self.embedding = np.random.default_rng(i).standard_normal(int(model["embed_dim"])).astype(np.float32)
 
-    archive = Archive(ArchiveOptions(tmp_path / "a.db", thumb_every_s=0), model["fingerprint"], int(model["embed_dim"]))
+    archive = Archive(ArchiveOptions(file=tmp_path / "a.db", thumb_every_s=0), model["fingerprint"], int(model["embed_dim"]))
     for i in range(5):
         archive.emit(Decision(i))
     archive.close()

@@ -23,6 +23,7 @@ from froster_edge.runtime.sources import Frame
 from froster_edge.runtime.site.web.live import Hub
 from froster_edge.runtime.site.web.options import HttpOptions, parse_listen, resolve_token
 from froster_edge.runtime.site.web.vocabulary import Vocabulary, VocabularyError
+from froster_edge.schema import validate
 
 from .helpers import CLIPS
 
@@ -37,7 +38,7 @@ def test_parse_listen(text, expected):
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["host:port", "127.0.0.1:70000", "[::1]8080", ""])
+@pytest.mark.parametrize("text", ["host:port", "127.0.0.1:70000", "[::1]8080", "", "::1:80", "a b:80", "localhost"])
 def test_parse_listen_refuses(text):
     with pytest.raises(ConfigError):
         parse_listen(text)
@@ -48,17 +49,26 @@ def test_token_rule(monkeypatch):
     assert resolve_token(HttpOptions()).token is None  # loopback: no token needed
     with pytest.raises(ConfigError, match="reachable from other machines"):
         resolve_token(HttpOptions(host="0.0.0.0"))
-    with pytest.raises(ConfigError, match="at least 16"):
-        resolve_token(HttpOptions(host="0.0.0.0", token="short"))
     assert resolve_token(HttpOptions(host="0.0.0.0", token=TOKEN)).token == TOKEN
     monkeypatch.setenv("FROSTER_EDGE_HTTP_TOKEN", TOKEN)
     assert resolve_token(HttpOptions(host="192.168.1.5")).token == TOKEN
     assert resolve_token(HttpOptions(host="::1")).token == TOKEN  # a token given is a token required
-    for bad, reason in [({"port": "8080x"}, "http.port must be an integer, not '8080x'"), ({"port": 70000}, "0..65535"),
-                        ({"token": 1234567890123456789}, "http.token must be a text"),
-                        ({"stream_fps": "fast"}, "http.stream_fps must be a number"), ({"recent": True}, "http.recent")]:
-        with pytest.raises(ConfigError, match=reason):  # a site file's http: section, as parsed
-            resolve_token(HttpOptions(**bad))
+    for env in (" " * 16, "short", "sixteen-chars-but with-a-space", "x" * 15):  # the environment: the same rule
+        monkeypatch.setenv("FROSTER_EDGE_HTTP_TOKEN", env)
+        with pytest.raises(ConfigError, match=r"^\$FROSTER_EDGE_HTTP_TOKEN: a token must be at least 16 characters without spaces"):
+            resolve_token(HttpOptions(host="0.0.0.0"))
+    for bad, reason in [({"port": "8080x"}, "port: must be an integer, not '8080x'"),
+                        ({"port": 70000}, "port: must be less than or equal to 65535, not 70000"),
+                        ({"token": 1234567890123456789}, "token: must be a text$"),
+                        ({"token": " " * 16}, "token: a token must be at least 16"),
+                        ({"token": "short"}, "token: a token must be at least 16"),
+                        ({"host": "0.0.0.0 "}, "host: must not start or end with whitespace"),
+                        ({"stream_fps": "fast"}, "stream_fps: must be a number"),
+                        ({"recent": True}, "recent: must be an integer, not True"),
+                        ({"max_request_bytes": -1}, "max_request_bytes: must be greater than or equal to 1, not -1")]:
+        with pytest.raises(ConfigError, match=f"^site.yaml: http: {reason}") as e:  # a site file's http: section, as parsed
+            validate(HttpOptions, bad, "site.yaml: http")
+        assert "short" not in str(e.value)  # a token is never echoed
 
 
 def _frame(image: np.ndarray, index: int = 0) -> Frame:

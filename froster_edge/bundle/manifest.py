@@ -15,11 +15,14 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable
+
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from ..errors import BundleError, ConfigError, shorten
 from ..io import atomic_write_json, is_leftover, read_folder_json, read_versioned_json, sha256_file
 from ..sampling import SamplingSpec
+from ..schema import Model, Text, validate
 from ..spatial import SpatialSpec
 
 FORMAT = "froster-edge-bundle"
@@ -116,88 +119,137 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_INPUT_BYTES = 1 << 31  # one encoder call's uint8 input: far above any real bundle, far below a bad allocation
 
 
+def _inside(name: Any) -> Any:
+    reason = outside(name)
+    if reason is not None:
+        raise ValueError(reason)
+    return name
+
+
+def _sha256(digest: Any) -> Any:
+    if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+        raise ValueError("must be a sha256 hex digest")
+    return digest
+
+
+class _Open(Model):
+    """A manifest section: the fields readers use are checked, the others kept as written."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+Count = Annotated[int, Field(gt=0, le=1 << 20)]
+Positive = Annotated[float, Field(gt=0)]
+BundleFile = Annotated[str, AfterValidator(_inside)]
+Mapping = dict[str, Any]
+
+
+class _Model(_Open):
+    fingerprint: Text
+    embed_dim: Count
+    model_cfg: Mapping
+    student: Mapping | None = None
+    source: Mapping | None = None
+
+
+class _VideoEncoder(_Open):
+    file: BundleFile
+    input: Text
+    output: Text
+    fp16_file: BundleFile | None = None
+
+
+class _TextEncoder(_Open):
+    file: BundleFile
+    context_length: Count
+
+
+class _Onnx(_Open):
+    video_encoder: _VideoEncoder
+    text_encoder: _TextEncoder
+
+
+class _Sampling(_Open):
+    stride: Positive | None = None
+    reference_fps: Positive | None = None
+
+
+class _Input(_Open):
+    shape: list[int]
+
+
+class _Preprocessing(_Open):
+    image_size: Count
+    num_frames: Count
+    streams: Count
+    input: _Input
+    sampling: _Sampling | None = None
+    spatial: Mapping | None = None
+
+
+class _Labels(_Open):
+    file: BundleFile | None = None
+
+
+class _Int8(_Open):
+    file: BundleFile | None = None
+    files: list[BundleFile] | None = None
+
+
+class _Engine(_Open):
+    file: BundleFile | None = None
+    cache_dir: BundleFile | None = None
+    onnx_file: BundleFile | None = None
+
+
+class ManifestShape(_Open):
+    """What readers rely on in manifest.json (the format stays the JSON the exporter writes)."""
+
+    files: dict[Annotated[str, AfterValidator(_inside)], Annotated[str, AfterValidator(_sha256)]]
+    model: _Model
+    logit_scale: Positive
+    preprocessing: _Preprocessing
+    onnx: _Onnx
+    labels: _Labels | None = None
+    int8: _Int8 | None = None
+    confidence: Mapping | None = None
+    engines: list[_Engine] = []
+
+    @model_validator(mode="after")
+    def _input(self) -> "ManifestShape":
+        pre = self.preprocessing
+        want = [pre.streams, pre.num_frames, pre.image_size, pre.image_size, 3]
+        if pre.input.shape != want:
+            raise ValueError(f"preprocessing.input.shape must be {want} (streams, num_frames, image_size, image_size, 3), "
+                             f"not {pre.input.shape}")
+        if math.prod(want) > MAX_INPUT_BYTES:
+            raise ValueError(f"preprocessing asks for {math.prod(want)} input bytes per call (at most {MAX_INPUT_BYTES}): "
+                             "not a bundle froster-edge made")
+        return self
+
+
 def check_structure(doc: dict[str, Any], where: Path) -> None:
     """BundleError naming the field when a manifest field readers use is missing, mistyped or out of range."""
+    try:
+        validate(ManifestShape, doc, where)
+    except ConfigError as e:
+        raise BundleError(str(e)) from None
 
-    def get(key: str, optional: bool = False) -> Any:
-        node: Any = doc
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                if optional:
-                    return None
-                raise BundleError(f"{where}: {key} is missing")
-            node = node[part]
-        return node
 
-    def bad(key: str, want: str, value: Any) -> BundleError:
-        return BundleError(f"{where}: {key} must be {want}, not {shorten(repr(value))}")
-
-    def need(key: str, kind: str, optional: bool = False) -> Any:
-        value = get(key, optional)
-        if value is None and optional:
-            return None
-        if kind == "dict" and not isinstance(value, dict):
-            raise bad(key, "a mapping", value)
-        if kind == "str" and not (isinstance(value, str) and value):
-            raise bad(key, "a non-empty string", value)
-        if kind == "count" and not (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1 << 20):
-            raise bad(key, "a positive integer", value)
-        if kind == "number" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                     and math.isfinite(value) and value > 0):
-            raise bad(key, "a positive number", value)
-        if kind == "path":
-            check_relative(value, key, where)
-        return value
-
-    files = need("files", "dict")
-    for name, digest in files.items():
-        check_relative(name, f"files[{shorten(repr(name))}]", where)
-        if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
-            raise bad(f"files[{shorten(repr(name))}]", "a sha256 hex digest", digest)
-    for key, kind in [("model", "dict"), ("model.fingerprint", "str"), ("model.embed_dim", "count"),
-                      ("model.model_cfg", "dict"), ("logit_scale", "number"), ("preprocessing", "dict"),
-                      ("preprocessing.image_size", "count"), ("preprocessing.num_frames", "count"),
-                      ("preprocessing.streams", "count"), ("onnx.video_encoder.file", "path"),
-                      ("onnx.video_encoder.input", "str"), ("onnx.video_encoder.output", "str"),
-                      ("onnx.text_encoder.file", "path"), ("onnx.text_encoder.context_length", "count")]:
-        need(key, kind)
-    for key, kind in [("model.student", "dict"), ("model.source", "dict"), ("labels", "dict"), ("labels.file", "path"),
-                      ("onnx.video_encoder.fp16_file", "path"), ("int8", "dict"), ("int8.file", "path"),
-                      ("confidence", "dict"), ("preprocessing.sampling", "dict"),
-                      ("preprocessing.sampling.stride", "number"), ("preprocessing.sampling.reference_fps", "number"),
-                      ("preprocessing.spatial", "dict")]:
-        need(key, kind, optional=True)
-    pre = doc["preprocessing"]
-    want = [pre["streams"], pre["num_frames"], pre["image_size"], pre["image_size"], 3]
-    if get("preprocessing.input.shape") != want:
-        raise bad("preprocessing.input.shape", f"{want} (streams, num_frames, image_size, image_size, 3)",
-                  get("preprocessing.input.shape"))
-    if math.prod(want) > MAX_INPUT_BYTES:
-        raise BundleError(f"{where}: preprocessing asks for {math.prod(want)} input bytes per call "
-                          f"(at most {MAX_INPUT_BYTES}): not a bundle froster-edge made")
-    kept = get("int8.files", optional=True)
-    if kept is not None:
-        if not isinstance(kept, list):
-            raise bad("int8.files", "a list of file names", kept)
-        for i, name in enumerate(kept):
-            check_relative(name, f"int8.files[{i}]", where)
-    engines = doc.get("engines", [])
-    if not isinstance(engines, list) or not all(isinstance(e, dict) for e in engines):
-        raise bad("engines", "a list of mappings", engines)
-    for i, engine in enumerate(engines):
-        for key in ("file", "cache_dir", "onnx_file"):
-            if engine.get(key) is not None:
-                check_relative(engine[key], f"engines[{i}].{key}", where)
+def outside(name: Any) -> str | None:
+    """Why `name` is not a path inside the bundle (relative, without `..`), or None when it is."""
+    if not (isinstance(name, str) and name) or "\0" in name:
+        return "must be a file name inside the bundle"
+    if Path(name).is_absolute() or ".." in Path(name).parts or name.startswith("~"):
+        return ("points outside the bundle: every path in a manifest is relative to the bundle and stays inside it")
+    return None
 
 
 def check_relative(name: Any, key: str, where: Path | str) -> str:
     """`name` as a path inside the bundle: relative, without `..`, or BundleError naming `key`."""
-    if not (isinstance(name, str) and name) or "\0" in name:
-        raise BundleError(f"{where}: {key} must be a file name inside the bundle, not {shorten(repr(name))}")
-    parts = Path(name).parts
-    if Path(name).is_absolute() or ".." in parts or name.startswith("~"):
-        raise BundleError(f"{where}: {key} = {shorten(repr(name))} points outside the bundle: every path in a manifest "
-                          "is relative to the bundle and stays inside it")
+    reason = outside(name)
+    if reason is not None:
+        raise BundleError(f"{where}: {key}: {reason}, not {shorten(repr(name))}")
     return name
 
 

@@ -14,9 +14,7 @@ import typer
 from ..errors import ConfigError
 from ..logs import install_cli_handler
 from ..runtime.options import BENCH_ORDER, OV_DEVICES, BackendName, Smoothing
-from ..runtime.site.mqtt import MQTT_DEFAULTS as _MQTT
 from ..runtime.options import RUN_DEFAULTS as _RUN
-from ..runtime.site.web.options import HTTP_DEFAULTS as _HTTP
 from .base import command
 from .options import JsonOut, readable, write_json
 
@@ -71,45 +69,22 @@ def run_cmd(
         "--archive", help="Keep every decision's clip embedding, top labels, event and a thumbnail every 10 s in this "
         "SQLite file, for `froster-edge search` (retention: site file `archive:`).")] = None,
     metrics: Annotated[Optional[str], typer.Option(
-        "--metrics", help="Serve Prometheus metrics on HOST:PORT (127.0.0.1:9108; another host needs a token, see README).")] = None,
+        "--metrics", help="Serve Prometheus metrics on HOST:PORT (127.0.0.1:9108; another host needs a token, docs/network.md). "
+        "With --http: give the same HOST:PORT, the web view's server answers /metrics.")] = None,
     metrics_insecure: Annotated[bool, typer.Option("--metrics-insecure", help="Serve --metrics on a non-loopback address without a token.")] = False,
     http: Annotated[Optional[str], typer.Option(
-        "--http", help="Serve the web view (live views, decisions, vocabulary) on HOST:PORT, e.g. 127.0.0.1:8080; "
-        "another address than loopback needs --http-token.")] = None,
+        "--http", help="Serve the web view (live views, decisions, vocabulary; /metrics when metrics are on) on HOST:PORT, "
+        "e.g. 127.0.0.1:8080; another address than loopback needs a token. Its tuning: the site file's http: section.")] = None,
     http_token: Annotated[Optional[str], typer.Option(
-        "--http-token", envvar="FROSTER_EDGE_HTTP_TOKEN", show_envvar=True,
-        help="Token the web view requires on every request (Authorization: Bearer, or ?token= in the page's address); "
-        "at least 16 characters.")] = None,
-    http_fps: Annotated[float, typer.Option("--http-fps", help="Live views: frames per second sent to a watching browser.", min=0.1)] = _HTTP.stream_fps,
-    http_width: Annotated[int, typer.Option("--http-width", help="Live views: scaled down to at most this many pixels wide.", min=16)] = _HTTP.stream_width,
+        "--http-token", help="Token the web view requires on every request (Authorization: Bearer, or ?token= in the "
+        "page's address); at least 16 characters, no spaces. Better: $FROSTER_EDGE_HTTP_TOKEN (a command line is "
+        "visible to every user).")] = None,
     mqtt: Annotated[Optional[str], typer.Option(
         "--mqtt", help="Publish states, events and availability to this MQTT broker, HOST[:PORT] "
-        "(password or token: $FROSTER_EDGE_MQTT_PASSWORD).", rich_help_panel="MQTT")] = None,
-    mqtt_prefix: Annotated[str, typer.Option(
-        "--mqtt-prefix", help="Topic prefix: PREFIX/availability, PREFIX/<camera>/state, .../event, .../action/<label>.",
-        rich_help_panel="MQTT")] = _MQTT.prefix,
-    mqtt_client_id: Annotated[Optional[str], typer.Option(
-        "--mqtt-client-id", help="MQTT client id; default froster-edge-<hostname>.", rich_help_panel="MQTT")] = _MQTT.client_id,
-    mqtt_username: Annotated[Optional[str], typer.Option(
-        "--mqtt-username", help="Broker user name; default $FROSTER_EDGE_MQTT_USERNAME.", rich_help_panel="MQTT")] = _MQTT.username,
-    mqtt_qos: Annotated[int, typer.Option(
-        "--mqtt-qos", help="QoS of every message (0, 1 or 2).", min=0, max=2, rich_help_panel="MQTT")] = _MQTT.qos,
-    mqtt_retain: Annotated[bool, typer.Option(
-        "--mqtt-retain/--mqtt-no-retain", help="Retain the state and action topics.", rich_help_panel="MQTT")] = _MQTT.retain,
-    mqtt_discovery: Annotated[bool, typer.Option(
-        "--mqtt-discovery", help="Home Assistant MQTT discovery: each camera a device with its actions.", rich_help_panel="MQTT")] = _MQTT.discovery,
-    mqtt_discovery_prefix: Annotated[str, typer.Option(
-        "--mqtt-discovery-prefix", help="Home Assistant's discovery prefix.", rich_help_panel="MQTT")] = _MQTT.discovery_prefix,
-    mqtt_queue: Annotated[int, typer.Option(
-        "--mqtt-queue", help="Event messages kept while the broker is unreachable (the oldest dropped beyond).", min=1,
-        rich_help_panel="MQTT")] = _MQTT.queue_size,
-    mqtt_state_interval: Annotated[float, typer.Option(
-        "--mqtt-state-interval", help="A camera's state topic: at once when its top label changes, else at most once "
-        "per this many seconds (the newest decision); 0: every decision.", min=0.0, rich_help_panel="MQTT")] = _MQTT.state_interval_s,
-    mqtt_tls: Annotated[bool, typer.Option(
-        "--mqtt-tls", help="Connect with TLS (port 8883 unless given).", rich_help_panel="MQTT")] = _MQTT.tls,
-    mqtt_ca: Annotated[Optional[Path], typer.Option(
-        "--mqtt-ca", help="CA certificate file for --mqtt-tls; default the system's.", rich_help_panel="MQTT")] = _MQTT.ca_file,
+        "(password or token: $FROSTER_EDGE_MQTT_PASSWORD). Prefix, QoS, discovery, TLS: the site file's mqtt: section.")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Check the site file and flags (every key, tokens, addresses, output folders, the bundle's "
+        "manifest) and exit: 0 and a summary, or 1 and the one-line error. No model is loaded, no camera opened.")] = False,
 ) -> None:
     """Classify live video against a label table: cameras, streams, files; several at once.
 
@@ -122,7 +97,8 @@ def run_cmd(
       froster-edge run --bundle bundles/b16 --source 0 --show --threshold 0.3
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --source rtsp://cam2/stream --jsonl
       froster-edge run --bundle bundles/b16 --source clip.mp4 --realtime --record out.mp4 --stats-json stats.json
-      froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --mqtt 127.0.0.1 --mqtt-discovery
+      froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --mqtt 127.0.0.1
+      froster-edge run --config examples/site.yaml --check
       froster-edge run --config examples/site.yaml --events events.jsonl --metrics 127.0.0.1:9108
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --http 127.0.0.1:8080
       froster-edge run --bundle bundles/b16 --source rtsp://cam1/stream --archive site.db
@@ -130,7 +106,7 @@ def run_cmd(
     """
     from dataclasses import replace as dc_replace
 
-    from ..runtime.command import RunRequest, run
+    from ..runtime.command import RunRequest, check_request, run
     from ..runtime.options import ClassifierOptions, SamplingOptions
     from ..runtime.site.config import site_from_flags
 
@@ -140,27 +116,16 @@ def run_cmd(
         capture=dc_replace(_RUN.capture, realtime=realtime, loop=loop),
         classifier=ClassifierOptions(top_k=top_k, threshold=threshold, smoothing=smoothing, ema_alpha=ema_alpha, window=window),
     )
-    mqtt_options = None
-    if mqtt is not None:
-        from ..runtime.site.mqtt import parse_address
-
-        host, port = parse_address(mqtt)
-        mqtt_options = dc_replace(_MQTT, host=host, port=port, prefix=mqtt_prefix, client_id=mqtt_client_id,
-                                  username=mqtt_username, qos=mqtt_qos, retain=mqtt_retain, discovery=mqtt_discovery,
-                                  discovery_prefix=mqtt_discovery_prefix, queue_size=mqtt_queue, tls=mqtt_tls,
-                                  state_interval_s=mqtt_state_interval,
-                                  ca_file=mqtt_ca)
-    web = None
-    if http is not None:
-        from ..runtime.site.web import parse_listen
-
-        host, port = parse_listen(http)
-        web = dc_replace(_HTTP, host=host, port=port, token=http_token, stream_fps=http_fps, stream_width=http_width)
     site = site_from_flags(options, bundle, config, events=events, clips=clips, metrics=metrics,
-                           metrics_insecure=metrics_insecure, archive=archive)
+                           metrics_insecure=metrics_insecure, http=http, http_token=http_token, mqtt=mqtt,
+                           archive=archive)
     install_cli_handler(stamped=True)
-    run(RunRequest(site.bundle, site.run, jsonl=jsonl, show=show, record=record, stats_json=stats_json, site=site,
-                   http=web or site.http, mqtt=mqtt_options or site.mqtt))  # the flags win over the site file
+    request = RunRequest(site.bundle, site.run, jsonl=jsonl, show=show, record=record, stats_json=stats_json, site=site,
+                         http=site.http, mqtt=site.mqtt)
+    if check:
+        print(f"{config or 'flags'}: ok: {check_request(request)}")
+        return
+    run(request)
 
 
 @command("bench")

@@ -15,15 +15,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 
 from .. import __version__
 from ..config import StudentConfig
 from ..data import VideoItem, check_class_names, read_classes, read_video_list
 from ..errors import ConfigError, FrosterError
 from ..io import read_yaml
+from ..schema import Model, Text, validate
 from ..model.student import VideoStudent
 from ..prompts import ClassText
 from .core import EvalResult, class_embeddings, encode_videos, score_videos, student_image_size
@@ -69,55 +71,72 @@ def single_protocol(list_file: str | Path, classes: str | Path, root: str | Path
                     Path(root) if root else None, views=views)
 
 
+class PartFile(Model):
+    """One part of a split as written: a list, its class file, optionally the label file."""
+
+    list_: Text = Field(alias="list")
+    classes: Text
+    labels: Text | None = None
+
+
+class SplitFile(Model):
+    name: Text
+    base: PartFile | None = None
+    novel: PartFile | None = None
+    test: PartFile | None = None
+
+
+class ProtocolFile(Model):
+    """A protocol config as written (module docstring); checked whole before anything is read."""
+
+    protocol: Literal["base2novel", "cross_dataset"]
+    name: Text | None = None
+    root: Text | None = None
+    paths: dict[str, Text] = {}
+    splits: Annotated[list[SplitFile], Field(min_length=1)]
+    full: PartFile | None = None
+    views: Annotated[int, Field(ge=1)] = 3
+
+    @model_validator(mode="after")
+    def _parts(self) -> "ProtocolFile":
+        wanted = PARTS[self.protocol]
+        for i, split in enumerate(self.splits):
+            given = {p for p in ("base", "novel", "test") if getattr(split, p) is not None}
+            if given != set(wanted):
+                raise ValueError(f"splits[{i}] ({split.name}) must have exactly {', '.join(wanted)} for {self.protocol}")
+        names = [s.name for s in self.splits]
+        if len(set(names)) != len(names) or "full" in names:
+            raise ValueError(f"split names must be unique and not 'full', not {names}")
+        if self.full is not None and self.protocol != "cross_dataset":
+            raise ValueError("full belongs to cross_dataset protocols")
+        return self
+
+
 def load_protocol(path: str | Path, *, root: str | Path | None = None, paths: dict[str, str] | None = None,
                   views: int | None = None, only: list[str] | None = None) -> Protocol:
     """Read a protocol config; `root`, `paths` and `views` override its values; `only` keeps those splits."""
     path = Path(path)
-    data = read_yaml(path, "protocol config")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with protocol, splits, ...")
-    known = {"protocol", "name", "root", "paths", "splits", "full", "views"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    kind = data.get("protocol")
-    if kind not in ("base2novel", "cross_dataset"):
-        raise ConfigError(f"{path}: protocol must be base2novel or cross_dataset, got {kind!r}")
-    folders = {str(k): str(v) for k, v in (data.get("paths") or {}).items()}
+    doc = validate(ProtocolFile, read_yaml(path, "protocol config"), path)
+    folders = dict(doc.paths)
     for name, value in (paths or {}).items():
         if name not in folders:
             raise ConfigError(f"--path {name}=...: {path} has no folder {name!r} (it has: {', '.join(folders) or 'none'})")
         folders[name] = value
-    splits_raw = data.get("splits")
-    if not isinstance(splits_raw, list) or not splits_raw:
-        raise ConfigError(f"{path}: 'splits' must be a non-empty list")
-    splits = []
-    for n, raw in enumerate(splits_raw):
-        if not isinstance(raw, dict) or "name" not in raw:
-            raise ConfigError(f"{path}: split {n} must be a mapping with a name")
-        wanted = PARTS[kind]
-        if set(raw) - {"name"} != set(wanted):
-            raise ConfigError(f"{path}: split {raw['name']!r} must have exactly {', '.join(wanted)} for {kind}")
-        splits.append(EvalSplit(str(raw["name"]), {p: _part(raw[p], folders, f"{path}: split {raw['name']}.{p}")
-                                                   for p in wanted}))
-    names = [s.name for s in splits]
-    if len(set(names)) != len(names) or "full" in names:
-        raise ConfigError(f"{path}: split names must be unique and not 'full', got {names}")
+    splits = [EvalSplit(s.name, {p: _part(getattr(s, p), folders, f"{path}: split {s.name}.{p}") for p in PARTS[doc.protocol]})
+              for s in doc.splits]
     if only:
+        names = [s.name for s in splits]
         unknown = [n for n in only if n not in names]
         if unknown:
             raise ConfigError(f"--split {unknown[0]}: {path} has the splits {', '.join(names)}")
         splits = [s for s in splits if s.name in only]
-    full = data.get("full")
-    if full is not None and kind != "cross_dataset":
-        raise ConfigError(f"{path}: 'full' belongs to cross_dataset protocols")
-    root_value = root if root is not None else data.get("root")
-    v = views if views is not None else data.get("views", 3)
+    root_value = root if root is not None else doc.root
+    v = views if views is not None else doc.views
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ConfigError(f"{path}: views must be a positive integer, got {v!r}")
-    return Protocol(kind, str(data.get("name") or path.stem), splits,
+        raise ConfigError(f"--views must be a positive integer, not {v!r}")
+    return Protocol(doc.protocol, doc.name or path.stem, splits,
                     Path(_fill(str(root_value), folders, f"{path}: root")) if root_value else None,
-                    _part(full, folders, f"{path}: full") if full is not None else None, v, str(path))
+                    _part(doc.full, folders, f"{path}: full") if doc.full is not None else None, v, str(path))
 
 
 def _fill(value: str, folders: dict[str, str], where: str) -> str:
@@ -127,12 +146,9 @@ def _fill(value: str, folders: dict[str, str], where: str) -> str:
         raise ConfigError(f"{where}: {value!r} names an unknown folder {e}; known: {', '.join(folders) or 'none'}") from e
 
 
-def _part(raw: Any, folders: dict[str, str], where: str) -> EvalPart:
-    if not isinstance(raw, dict) or not {"list", "classes"} <= set(raw) or set(raw) - {"list", "classes", "labels"}:
-        raise ConfigError(f"{where} must be a mapping with list, classes and optionally labels")
-    labels = raw.get("labels")
-    return EvalPart(Path(_fill(str(raw["list"]), folders, where)), Path(_fill(str(raw["classes"]), folders, where)),
-                    Path(_fill(str(labels), folders, where)) if labels else None)
+def _part(part: PartFile, folders: dict[str, str], where: str) -> EvalPart:
+    return EvalPart(Path(_fill(part.list_, folders, where)), Path(_fill(part.classes, folders, where)),
+                    Path(_fill(part.labels, folders, where)) if part.labels else None)
 
 
 @dataclass

@@ -20,6 +20,7 @@ import yaml
 
 from ..config import StudentConfig
 from ..errors import CheckpointError
+from ..io import yaml_loader
 from .checkpoint import load_state_strict, save_student
 from .clip import OPENAI_EXTRAS, build_clip
 from .distill import ResidualProjector
@@ -142,8 +143,8 @@ def _num_frames(cfg: Any, default: int = 8) -> int:
     if not isinstance(cfg, str):
         return default
     try:
-        data = yaml.safe_load(cfg)
-    except yaml.YAMLError:
+        data = yaml.load(cfg, Loader=yaml_loader())
+    except (yaml.YAMLError, RecursionError):
         return default
     value = (data or {}).get("DATA", {}).get("NUM_FRAMES") if isinstance(data, dict) else None
     return int(value) if isinstance(value, int) and value > 0 else default

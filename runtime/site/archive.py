@@ -37,11 +37,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ...errors import ConfigError
+from ...schema import FilePath, Model
 
 log = logging.getLogger(__name__)
 
@@ -108,32 +110,17 @@ def decode_rows(blob: bytes, n: int, dim: int, encoding: str) -> tuple[np.ndarra
     return raw[:, SCALE_BYTES:].view(np.int8), raw[:, :SCALE_BYTES].copy().view("<f4").ravel()
 
 
-@dataclass(frozen=True)
-class ArchiveOptions:
+class ArchiveOptions(Model):
     """The archive's file and limits. 0 turns a limit (or the thumbnails) off."""
 
-    file: Path
-    thumb_every_s: float = 10.0  # at most one thumbnail per camera this often
-    thumb_width: int = 160  # thumbnails scaled down to at most this wide
-    retain_days: float = 30.0  # decisions older than this are deleted
-    max_mb: float = 4096.0  # the database's used pages beyond this: the oldest decisions deleted
-    commit_s: float = 1.0  # the writer commits what is queued at most this often
-    queue: int = 4096  # decisions waiting for the writer; beyond, dropped (counted)
-    encoding: str = ENCODINGS[0]  # a new archive's embeddings: float16, or int8 (a per-row scale; half the bytes)
-
-    def check(self, where: str = "archive") -> None:
-        problems = [
-            (self.thumb_every_s < 0, f"{where}.thumb_every_s must be >= 0, not {self.thumb_every_s}"),
-            (self.thumb_width < 16, f"{where}.thumb_width must be at least 16, not {self.thumb_width}"),
-            (self.retain_days < 0, f"{where}.retain_days must be >= 0, not {self.retain_days}"),
-            (self.max_mb < 0, f"{where}.max_mb must be >= 0, not {self.max_mb}"),
-            (not self.commit_s > 0, f"{where}.commit_s must be positive, not {self.commit_s}"),
-            (self.queue < 1, f"{where}.queue must be at least 1, not {self.queue}"),
-            (self.encoding not in ENCODINGS, f"{where}.encoding must be one of {', '.join(ENCODINGS)}, not {self.encoding!r}"),
-        ]
-        for bad, message in problems:
-            if bad:
-                raise ConfigError(message)
+    file: FilePath
+    thumb_every_s: Annotated[float, Field(ge=0)] = 10.0  # at most one thumbnail per camera this often
+    thumb_width: Annotated[int, Field(ge=16)] = 160  # thumbnails scaled down to at most this wide
+    retain_days: Annotated[float, Field(ge=0)] = 30.0  # decisions older than this are deleted
+    max_mb: Annotated[float, Field(ge=0)] = 4096.0  # the database's used pages beyond this: the oldest decisions deleted
+    commit_s: Annotated[float, Field(gt=0)] = 1.0  # the writer commits what is queued at most this often
+    queue: Annotated[int, Field(ge=1)] = 4096  # decisions waiting for the writer; beyond, dropped (counted)
+    encoding: Literal["float16", "int8"] = ENCODINGS[0]  # a new archive's embeddings: float16, or int8 (a per-row scale; half the bytes)
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
@@ -210,7 +197,6 @@ class Archive:
     needs_every_frame = False
 
     def __init__(self, options: ArchiveOptions, fingerprint: str, dim: int, clips_dir: Path | None = None):
-        options.check()
         self.options, self.clips_dir = options, clips_dir
         self.path = Path(options.file)
         self.conn = open_archive(self.path, fingerprint, dim, options.encoding)

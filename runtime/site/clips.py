@@ -21,12 +21,14 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
+from pydantic import Field
 
 from ...errors import ConfigError
 from ...io import atomic_path, atomic_write_bytes, atomic_write_json, read_versioned_json, recover
+from ...schema import FilePath, Model
 from .events import ActionEvent, event_file_stem
 from ..assembly import RateGate
 from ..sources import Frame, cv2
@@ -36,32 +38,28 @@ log = logging.getLogger(__name__)
 BUFFER_MARGIN_S = 20.0  # kept beyond the pre-roll: an event is announced after its entering run
 
 
-@dataclass(frozen=True)
-class ClipOptions:
-    folder: Path
-    pre_roll_s: float = 5.0
-    post_roll_s: float = 2.0
-    max_clip_s: float = 120.0
-    budget_mb: float = 2048.0  # this sink's clips and snapshots (DiskBudget); oldest deleted first beyond it
-    buffer_mb: float = 48.0  # recent frames kept in memory, per camera
-    width: int = 640  # frames wider than this are downscaled (aspect kept)
-    fps: float = 10.0  # at most this many frames a second in clips and the buffer
-    queue: int = 256  # frames waiting for the writer; beyond, frames are dropped (counted)
+Seconds = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
 
-    def check(self, where: str = "clips") -> None:
-        problems = [
-            (self.pre_roll_s < 0, f"{where}.pre_roll_s must be >= 0, not {self.pre_roll_s}"),
-            (self.post_roll_s < 0, f"{where}.post_roll_s must be >= 0, not {self.post_roll_s}"),
-            (not self.max_clip_s > 0, f"{where}.max_clip_s must be positive, not {self.max_clip_s}"),
-            (not self.budget_mb > 0, f"{where}.budget_mb must be positive, not {self.budget_mb}"),
-            (not self.buffer_mb > 0, f"{where}.buffer_mb must be positive, not {self.buffer_mb}"),
-            (self.width < 16, f"{where}.width must be at least 16, not {self.width}"),
-            (not self.fps > 0, f"{where}.fps must be positive, not {self.fps}"),
-            (self.queue < 1, f"{where}.queue must be at least 1, not {self.queue}"),
-        ]
-        for bad, message in problems:
-            if bad:
-                raise ConfigError(message)
+
+class ClipOptions(Model):
+    folder: FilePath
+    pre_roll_s: Seconds = 5.0
+    post_roll_s: Seconds = 2.0
+    max_clip_s: Positive = 120.0
+    budget_mb: Positive = 2048.0  # this sink's clips and snapshots (DiskBudget); oldest deleted first beyond it
+    buffer_mb: Positive = 48.0  # recent frames kept in memory, per camera
+    width: Annotated[int, Field(ge=16)] = 640  # frames wider than this are downscaled (aspect kept)
+    fps: Positive = 10.0  # at most this many frames a second in clips and the buffer
+    queue: Annotated[int, Field(ge=1)] = 256  # frames waiting for the writer; beyond, frames are dropped (counted)
+
+
+def check_clips_folder(options: ClipOptions) -> Path:
+    """The clips folder must exist: it is the user's, made and chosen on purpose."""
+    folder = Path(options.folder)
+    if not folder.is_dir():
+        raise ConfigError(f"clips folder {folder} does not exist")
+    return folder
 
 
 def playable(path: Path | None) -> bool:
@@ -201,10 +199,7 @@ class EventClips:
     """An event sink and a frame sink: buffers frames per camera, records events, writes files."""
 
     def __init__(self, options: ClipOptions, camera_of: Callable[[int], str], fps_of: Callable[[int], float]):
-        options.check()
-        folder = Path(options.folder)
-        if not folder.is_dir():
-            raise ConfigError(f"clips folder {folder} does not exist")
+        folder = check_clips_folder(options)
         self.options, self.camera_of, self.fps_of = options, camera_of, fps_of
         self.counters = ClipCounters()
         recover(folder)  # hidden temporaries a killed run left (ours only: by name, of processes that are gone)

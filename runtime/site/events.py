@@ -20,38 +20,37 @@ import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Annotated, Callable, Protocol
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from ...errors import ConfigError
+from ...schema import FilePath, Model, Names
 from ..sinks import Decision
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EventOptions:
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=1)]
+
+
+class EventOptions(Model):
     """Hysteresis of the segmentation; `labels` limits events to those classes (empty: all)."""
 
-    enter: float = 0.5
-    exit: float = 0.35
-    enter_decisions: int = 2
-    exit_decisions: int = 2
-    labels: tuple[str, ...] = ()
-    file: Path | None = None  # --events FILE.jsonl: one JSON object a line, "start" and "end"
+    enter: Probability = 0.5
+    exit: Probability = 0.35
+    enter_decisions: Count = 2
+    exit_decisions: Count = 2
+    labels: Annotated[Names, Field(min_length=1)] = ()  # given: at least one class (left out: all)
+    file: FilePath | None = None  # --events FILE.jsonl: one JSON object a line, "start" and "end"
 
-    def check(self, where: str = "events") -> None:
-        problems = [
-            (not 0.0 <= self.enter <= 1.0, f"{where}.enter is a probability in [0, 1], not {self.enter}"),
-            (not 0.0 <= self.exit <= 1.0, f"{where}.exit is a probability in [0, 1], not {self.exit}"),
-            (self.exit > self.enter, f"{where}.exit ({self.exit}) must not be above {where}.enter ({self.enter})"),
-            (self.enter_decisions < 1, f"{where}.enter_decisions must be at least 1, not {self.enter_decisions}"),
-            (self.exit_decisions < 1, f"{where}.exit_decisions must be at least 1, not {self.exit_decisions}"),
-        ]
-        for bad, message in problems:
-            if bad:
-                raise ConfigError(message)
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "EventOptions":
+        if self.exit > self.enter:
+            raise ValueError(f"exit ({self.exit}) must not be above enter ({self.enter})")
+        return self
 
 
 @dataclass
@@ -147,9 +146,6 @@ class EventSegmenter:
     def __init__(self, options: EventOptions, sinks: list[EventSink],
                  clip_names: bool | Callable[[ActionEvent], tuple[str | None, str | None]] = False,
                  per_camera: dict[str, EventOptions] | None = None):
-        options.check()
-        for name, o in (per_camera or {}).items():
-            o.check(f"cameras[{name}].events")
         self.options, self.per_camera = options, dict(per_camera or {})
         self.sinks, self.clip_names = sinks, clip_names
         self._tracks: dict[str, dict[str, _Track]] = {}
@@ -270,6 +266,12 @@ class EventSegmenter:
             sink.close()
 
 
+def check_events_file(path: Path) -> None:
+    """The events file's folder must exist (a typo in it is said at start, not made a new tree)."""
+    if not path.parent.is_dir():
+        raise ConfigError(f"--events {path}: folder {path.parent} does not exist")
+
+
 class JsonlEventSink:
     """Events appended to a file, one JSON object a line, written at once (a small append: it never
     holds the decision loop up). Runs add to the file.
@@ -283,8 +285,7 @@ class JsonlEventSink:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise ConfigError(f"--events {self.path}: folder {self.path.parent} does not exist")
+        check_events_file(self.path)
         self.lost = 0
         self._fd: int | None = self._open()
         self._reopen = False

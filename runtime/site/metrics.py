@@ -4,40 +4,59 @@ Nothing is recorded per decision: a scrape reads RunStats and the event and clip
 Names start with `froster_edge_`; per-camera series carry `camera` (and `stream`). The endpoint
 binds 127.0.0.1 unless told otherwise; any other address needs a token (Bearer) or `insecure: true`.
 
-See docs/site.md.
+Without a token only a loopback Host is answered; with the web view on, its server serves /metrics
+(one port, one token). See docs/network.md and docs/site.md.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import threading
 import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterator
-from wsgiref.simple_server import make_server
+from urllib.parse import urlsplit
 
 import numpy as np
-from prometheus_client import make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
-from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
 from ...errors import ConfigError
-from .config import MetricsOptions, parse_listen
-from .web.options import is_loopback
+from .config import MetricsOptions
+from .network import BoundedServer, check_token, is_loopback, read_token_file, refusal
 
 TOKEN_ENV = "FROSTER_EDGE_METRICS_TOKEN"
 
 
-def read_token(options: MetricsOptions) -> str | None:
+def metrics_token(options: MetricsOptions) -> str | None:
+    """The endpoint's token: from `token_file`, else $FROSTER_EDGE_METRICS_TOKEN; the one token rule."""
     if options.token_file is not None:
-        try:
-            token = options.token_file.read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"metrics token file {options.token_file} cannot be read ({e.strerror or e})") from e
-        if len(token) < 16:
-            raise ConfigError(f"metrics token in {options.token_file} is shorter than 16 characters")
-        return token
-    return os.environ.get(TOKEN_ENV) or None
+        return read_token_file(options.token_file, "metrics.token_file")
+    if os.environ.get(TOKEN_ENV):
+        return check_token(os.environ[TOKEN_ENV], f"${TOKEN_ENV}")
+    return None
+
+
+def check_metrics(options: MetricsOptions) -> tuple[str, int, str | None]:
+    """(host, port, token) of a metrics endpoint of its own, checked before any camera opens."""
+    host, port = options.address
+    token = metrics_token(options)
+    if not is_loopback(host) and token is None and not options.insecure:
+        raise ConfigError(f"metrics on {host} (not loopback) needs a token: metrics.token_file (or "
+                          f"{TOKEN_ENV}), or metrics.insecure: true / --metrics-insecure to serve it open")
+    return host, port, token
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The registry's samples in Prometheus' text format, and its content type."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def registry_of(collector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
 
 
 class RunCollector:
@@ -115,39 +134,55 @@ class RunCollector:
                                       value=self.reloader.refused)
 
 
-def _with_token(app, token: str):
-    expected = f"Bearer {token}".encode()
+class _MetricsHandler(BaseHTTPRequestHandler):
+    """GET /metrics behind the network layer's request check; nothing else is served."""
 
-    def guarded(environ, start_response):
-        got = environ.get("HTTP_AUTHORIZATION", "").encode()
-        if not hmac.compare_digest(got, expected):
-            start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
-            return [b"unauthorized\n"]
-        return app(environ, start_response)
+    endpoint: "MetricsServer"
+    server_version = "froster-edge"
+    sys_version = ""
 
-    return guarded
+    def log_message(self, format: str, *args) -> None:  # the run's stderr is for the run
+        pass
+
+    def do_GET(self) -> None:
+        problem = None if self.endpoint.open else refusal(self.endpoint.token, self.headers)
+        if problem is not None:
+            self._send(problem[0], problem[1].encode() + b"\n", "text/plain", {"WWW-Authenticate": "Bearer"})
+        elif urlsplit(self.path).path != "/metrics":
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+        else:
+            body, kind = exposition(self.endpoint.registry)
+            self._send(HTTPStatus.OK, body, kind)
+
+    def _send(self, status: int, body: bytes, kind: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class MetricsServer:
-    """The /metrics endpoint on its own threads; `close()` stops it."""
+    """The /metrics endpoint of its own (the web view is off) on its own threads; `close()` stops it.
+    Connections are capped and time out (network.BoundedServer), like the web view's."""
+
+    MAX_CONNECTIONS = 32
+    TIMEOUT_S = 10.0
 
     def __init__(self, options: MetricsOptions, collector: RunCollector):
-        host, port = parse_listen(options.listen, "--metrics")
-        token = read_token(options)
-        if not is_loopback(host) and token is None and not options.insecure:
-            raise ConfigError(f"metrics on {host} (not loopback) needs a token: metrics.token_file (or "
-                              f"{TOKEN_ENV}), or metrics.insecure: true / --metrics-insecure to serve it open")
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(collector)
-        app = make_wsgi_app(registry)
-        if token is not None:
-            app = _with_token(app, token)
+        host, port, self.token = check_metrics(options)
+        self.open = options.insecure and self.token is None  # served to any Host on purpose
+        self.registry = registry_of(collector)
+        handler = type("Handler", (_MetricsHandler,), {"endpoint": self})
         try:
-            self.server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+            self.server = BoundedServer((host, port), handler, self.MAX_CONNECTIONS, self.TIMEOUT_S)
         except OSError as e:
             raise ConfigError(f"metrics: cannot listen on {host}:{port} ({e.strerror or e})") from e
         self.address = f"{host}:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="metrics", daemon=True)
         self._thread.start()
 
     def close(self) -> None:

@@ -25,10 +25,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ...errors import ConfigError, MissingCapability
+from ...schema import FilePath, Model, Text
 from ..sinks import Decision
+from .network import check_host, reason
+from .network import parse_address as network_address
 from .events import PLAIN_NAME, short_hash
 
 log = logging.getLogger(__name__)
@@ -48,8 +53,13 @@ REPUBLISH_MIN_S = 10.0  # at most one republish for Home Assistant's "online" in
 _TOPIC_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-@dataclass(frozen=True)
-class MqttOptions:
+def _qos(value: int) -> int:
+    if value not in (0, 1, 2):
+        raise ValueError("must be 0, 1 or 2")
+    return value
+
+
+class MqttOptions(Model):
     """Where and how the MQTT sink publishes; the one place its defaults live (CLI and site file).
 
     The password (or a token, for brokers that take one as the password) is read from the
@@ -57,24 +67,57 @@ class MqttOptions:
     visible to every user of the machine.
     """
 
-    host: str | None = None  # None: no MQTT
-    port: int | None = None  # None: 1883, or 8883 with TLS
-    prefix: str = "froster-edge"
-    client_id: str | None = None  # None: froster-edge-<hostname> (stable: Home Assistant ids derive from it)
-    username: str | None = None  # None: $FROSTER_EDGE_MQTT_USERNAME if set
-    password_env: str = PASSWORD_ENV
-    qos: int = 1
+    host: Text | None = None  # None: no MQTT
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None  # None: 1883, or 8883 with TLS
+    prefix: Text = "froster-edge"
+    client_id: Text | None = None  # None: froster-edge-<hostname> (stable: Home Assistant ids derive from it)
+    username: Text | None = None  # None: $FROSTER_EDGE_MQTT_USERNAME if set
+    password_env: Text = PASSWORD_ENV
+    qos: Annotated[int, AfterValidator(_qos)] = Field(1, description="0, 1 or 2")
     retain: bool = True  # state and action topics retained (availability and discovery always are)
     discovery: bool = False  # Home Assistant MQTT discovery
-    discovery_prefix: str = "homeassistant"
-    queue_size: int = 1000  # events kept while the broker is unreachable; the oldest is dropped beyond
-    state_interval_s: float = 1.0  # a camera's state: at once on a new top label, else at most this often; 0: every decision
+    discovery_prefix: Text = "homeassistant"
+    queue_size: Annotated[int, Field(ge=1)] = 1000  # events kept while the broker is unreachable; the oldest is dropped beyond
+    state_interval_s: Annotated[float, Field(ge=0)] = 1.0  # a camera's state: at once on a new top label, else at most this often; 0: every decision
     tls: bool = False
-    ca_file: Path | None = None  # None with tls: the system's CA certificates
-    keepalive_s: int = 30
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 10.0
-    close_timeout_s: float = 3.0  # at the end of a run, how long to wait for queued messages to go out
+    ca_file: FilePath | None = None  # None with tls: the system's CA certificates
+    keepalive_s: Annotated[int, Field(ge=5)] = 30
+    reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 10.0
+    close_timeout_s: Annotated[float, Field(ge=0)] = 3.0  # at the end of a run, how long to wait for queued messages to go out
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_host(value, "host")
+            except ConfigError as e:
+                raise reason(e, "host") from None
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if any(c in value for c in "+#") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("must be a topic prefix without + or # and without a leading or trailing /")
+        return value
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _discovery_prefix(cls, value: str) -> str:
+        if any(c in value for c in "+#/"):
+            raise ValueError("must be one topic level without +, # or /")
+        return value
+
+    @model_validator(mode="after")
+    def _together(self) -> "MqttOptions":
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) must not be above reconnect_max_s "
+                             f"({self.reconnect_max_s})")
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("ca_file needs tls: true")
+        return self
 
     @property
     def broker_port(self) -> int:
@@ -88,48 +131,17 @@ class MqttOptions:
 MQTT_DEFAULTS = MqttOptions()
 
 
-def parse_address(text: str) -> tuple[str, int | None]:
-    """HOST or HOST:PORT (an IPv6 literal in brackets: [::1]:1883)."""
-    s = text.strip()
-    host, port = s, None
-    if s.startswith("["):
-        host, _, rest = s[1:].partition("]")
-        if rest:
-            if not rest.startswith(":"):
-                raise ConfigError(f"--mqtt {text}: expected HOST or HOST:PORT")
-            port = rest[1:]
-    elif s.count(":") == 1:
-        host, port = s.split(":")
-    if not host:
-        raise ConfigError(f"--mqtt {text}: no host")
-    if port is None:
-        return host, None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--mqtt {text}: the port must be a number in 1..65535")
-    return host, int(port)
+def parse_address(text: str, where: str = "--mqtt") -> tuple[str, int | None]:
+    """The broker's HOST or HOST:PORT (network.parse_address's rules; no port: 1883, or 8883 with TLS)."""
+    return network_address(text, where, listen=False)
 
 
 def check_mqtt_options(o: MqttOptions) -> None:
-    """Refuse values that cannot work, naming the option, before any camera opens."""
-    problems = [
-        (not o.host, "mqtt: no broker host"),
-        (o.port is not None and not 0 < o.port < 65536, f"--mqtt port must be in 1..65535, not {o.port}"),
-        (o.qos not in (0, 1, 2), f"--mqtt-qos must be 0, 1 or 2, not {o.qos}"),
-        (o.queue_size < 1, f"--mqtt-queue must be at least 1, not {o.queue_size}"),
-        (not o.state_interval_s >= 0, f"--mqtt-state-interval must be >= 0 seconds, not {o.state_interval_s}"),
-        (not o.prefix or any(c in o.prefix for c in "+#") or o.prefix.startswith("/") or o.prefix.endswith("/"),
-         f"--mqtt-prefix {o.prefix!r}: a topic prefix without + or # and without a leading or trailing /"),
-        (not o.discovery_prefix or any(c in o.discovery_prefix for c in "+#/"),
-         f"mqtt discovery prefix {o.discovery_prefix!r}: one topic level without + or #"),
-        (o.keepalive_s < 5, f"mqtt keepalive must be at least 5 s, not {o.keepalive_s}"),
-        (not 0 < o.reconnect_min_s <= o.reconnect_max_s, "mqtt reconnect delays: 0 < min <= max"),
-        (o.close_timeout_s < 0, f"mqtt close timeout must be >= 0, not {o.close_timeout_s}"),
-        (o.ca_file is not None and not Path(o.ca_file).is_file(), f"--mqtt-ca {o.ca_file}: no such file"),
-        (o.ca_file is not None and not o.tls, "--mqtt-ca needs --mqtt-tls"),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise ConfigError(message)
+    """What the file cannot say alone, checked before any camera opens: a broker, an existing CA file."""
+    if not o.host:
+        raise ConfigError("mqtt: no broker host (give mqtt.host in the site file, or --mqtt HOST[:PORT])")
+    if o.ca_file is not None and not Path(o.ca_file).is_file():
+        raise ConfigError(f"mqtt.ca_file {o.ca_file}: no such file")
 
 
 def topic_id(name: str) -> str:

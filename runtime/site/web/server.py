@@ -5,30 +5,31 @@ and .jpg (cameras, live view, newest frame); /api/decisions?since=N; /api/events
 /api/events/<id>.jpg (an event's snapshot); /api/stats; GET and POST /api/vocabulary
 ({"add": "Name: description"} or {"remove": "Name"}); /api/search?q=TEXT (the run's archive, as
 `froster-edge search --json`); /api/archive/<id>.jpg and .mp4 (an archived decision's thumbnail and
-event clip). No route takes a path from the client: files served are the package's own page, snapshots
-by the event ids the clip writer named, or thumbnails and clips by the decision ids the archive recorded.
+event clip); GET /metrics when the run has metrics on (one port, one token). No route takes a path
+from the client: files served are the package's own page, snapshots by the event ids the clip writer
+named, or thumbnails and clips by the decision ids the archive recorded.
 
-See docs/web.md.
+See docs/web.md and docs/network.md.
 """
 
 from __future__ import annotations
 
-import logging
-import hmac
 import json
+import logging
 import re
 import secrets
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ....errors import ConfigError, FrosterError
 from .live import Hub
-from .options import HttpOptions, is_loopback
+from ..network import BoundedServer, refusal
+from .options import HttpOptions
 from .vocabulary import Vocabulary, VocabularyError
 
 log = logging.getLogger(__name__)
@@ -47,18 +48,20 @@ def _asset(name: str) -> str:
 class WebServer:
     """The server and its thread; `start()` binds (a taken port is a one-line ConfigError)."""
 
-    def __init__(self, hub: Hub, vocabulary: Vocabulary, stats: Callable[[], dict[str, Any]], options: HttpOptions):
+    def __init__(self, hub: Hub, vocabulary: Vocabulary, stats: Callable[[], dict[str, Any]], options: HttpOptions,
+                 metrics: Callable[[], tuple[bytes, str]] | None = None):
         self.hub, self.vocabulary, self.stats, self.options = hub, vocabulary, stats, options
+        self.metrics = metrics  # () -> (body, content type) of /metrics; None: not served
         self._page = (_asset("page.html"), _asset("page.js"), _asset("page.css"))
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: BoundedServer | None = None
         self._thread: threading.Thread | None = None
         self._clients = threading.BoundedSemaphore(options.max_clients)
 
     def start(self) -> "WebServer":
         handler = type("Handler", (_Handler,), {"web": self})
         try:
-            family_server = _server_class(self.options.host)
-            self._httpd = family_server((self.options.host, self.options.port), handler)
+            self._httpd = BoundedServer((self.options.host, self.options.port), handler, self.options.max_connections,
+                                        self.options.request_timeout_s)
         except OSError as e:
             raise ConfigError(f"--http {self.options.host}:{self.options.port}: cannot listen there ({e.strerror or e})") from e
         self.port = self._httpd.server_address[1]
@@ -83,26 +86,11 @@ class WebServer:
         return html.replace("{{nonce}}", nonce).replace("{{css}}", css).replace("{{js}}", js), nonce
 
 
-def _server_class(host: str) -> type[ThreadingHTTPServer]:
-    import socket
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        def handle_error(self, request, client_address) -> None:  # a client gone mid-answer: no traceback
-            pass
-
-    return Server
-
-
 class _Handler(BaseHTTPRequestHandler):
     web: WebServer
     server_version = "froster-edge"
     sys_version = ""
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # an idle or stalled connection gives its thread back
+    protocol_version = "HTTP/1.1"  # an idle or stalled connection is closed by BoundedServer's timeout
 
     def log_message(self, format: str, *args: Any) -> None:  # the run's stderr is for the run
         pass
@@ -153,25 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"error": f"internal error: {type(e).__name__}"}, HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def _refused(self, method: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
-        """Why this request may not proceed: a missing or wrong token, a foreign Host without a token."""
-        token = self.web.options.token
-        if token is None:
-            # loopback without a token: refuse other Host names, so a web page cannot reach this
-            # server through a DNS name rebound to 127.0.0.1
-            if not is_loopback(_host_name(self.headers.get("Host") or "")):
-                return HTTPStatus.FORBIDDEN, "this web view answers on its loopback address only"
-            return None
-        given = None
-        auth = self.headers.get("Authorization") or ""
-        if auth[:7].lower() == "bearer ":
-            given = auth[7:].strip()
-        elif method == "GET" and query.get("token"):
-            given = query["token"][0]
-        if given is None:
-            return HTTPStatus.UNAUTHORIZED, "a token is required (Authorization: Bearer TOKEN, or ?token= on the page)"
-        if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
-            return HTTPStatus.UNAUTHORIZED, "wrong token"
-        return None
+        """Why this request may not proceed (network.refusal): a missing or wrong token, a foreign
+        Host without a token. The page's address may carry the token (?token=) on GET."""
+        given = query["token"][0] if method == "GET" and query.get("token") else None
+        return refusal(self.web.options.token, self.headers, given)
 
     def _route(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         hub, web = self.web.hub, self.web
@@ -232,6 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"run": web.stats(), "web": hub.summary()})
         elif path == "/api/vocabulary":
             self._send_json({**web.vocabulary.listing(), "in_use": [list(names) for names in hub.table_names]})
+        elif path == "/metrics" and web.metrics is not None:
+            body, kind = web.metrics()
+            self._send(body, kind)
         else:
             self._send_json({"error": "not found"}, HTTPStatus.NOT_FOUND)
 
@@ -354,13 +330,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, obj: Any, status: int = HTTPStatus.OK, extra: dict[str, str] | None = None) -> None:
         self._send(json.dumps(obj).encode("utf-8"), "application/json", status, extra)
-
-
-def _host_name(header: str) -> str:
-    """The host of a Host header, without its port or IPv6 brackets."""
-    if header.startswith("["):
-        return header[1:].partition("]")[0]
-    return header.rsplit(":", 1)[0]
 
 
 def _int(text: str, default: int = 0) -> int:
