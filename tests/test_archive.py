@@ -107,6 +107,29 @@ def test_an_archive_keeps_the_encoding_it_was_created_with(archived, archived_in
         assert len(stored(db)) == len(decisions)
 
 
+def _copy_with_encoding(db: Path, copy: Path, encoding: str | None) -> Path:
+    """A copy of an archive whose meta says `encoding` (None: no encoding record, as a file may lack it)."""
+    src, dst = sqlite3.connect(db), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    with dst:
+        dst.execute("DELETE FROM meta WHERE key = 'encoding'")
+        if encoding is not None:
+            dst.execute("INSERT INTO meta (key, value) VALUES ('encoding', ?)", (encoding,))
+    dst.close()
+    return copy
+
+
+def test_an_archive_without_an_encoding_record_reads_as_float16(archived, tiny_bundle, tmp_path):
+    db, _ = archived
+    args = ["yoga", "--bundle", str(tiny_bundle), "--hits", "1", "--top", "1000", "--gap", "0"]
+    plain = search_json(*args, "--archive", str(db))["queries"][0]["ranges"]
+    bare = search_json(*args, "--archive", str(_copy_with_encoding(db, tmp_path / "bare.db", None)))["queries"][0]["ranges"]
+    assert [(r["best_id"], r["score"]) for r in bare] == [(r["best_id"], r["score"]) for r in plain]
+    odd = _copy_with_encoding(db, tmp_path / "odd.db", "int4")
+    assert_one_line_error(cli("search", *args, "--archive", str(odd)), 1, "embedding encoding 'int4' is not supported")
+
+
 def test_every_decision_is_archived_with_what_the_run_said(archived):
     db, decisions = archived
     rows = stored(db)
