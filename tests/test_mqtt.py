@@ -24,7 +24,7 @@ CLASSES = [line.strip() for line in (CLIPS / "classes.txt").read_text().splitlin
 
 
 def safe(name: str) -> str:
-    """The README's rule for a camera or label as a topic level, written out again here."""
+    """The rule of docs/mqtt.md for a camera or label as a topic level, written out again here."""
     out = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else " " for c in name.strip())
     return "_".join(out.split()).lower()
 
@@ -137,7 +137,7 @@ def test_a_run_publishes_its_decisions_availability_and_discovery(tiny_bundle, b
 
 
 def hysteresis(decisions: list[dict], label: str, enter: float, exit: float, n_in: int, n_out: int) -> list[dict]:
-    """The README's event rule written out again, on the run's JSONL decisions: a start after n_in
+    """The event rule of docs/site.md written out again, on the run's JSONL decisions: a start after n_in
     decisions in a row >= enter (at the first of them), an end after n_out in a row < exit (at the
     first of those), an event still open at the end closed there, interrupted."""
     score = [next(t["score"] for t in d["top"] if t["label"] == label) for d in decisions]

@@ -99,7 +99,7 @@ def test_every_malformed_table_is_a_bundle_error_that_names_the_file(table, tmp_
 
 
 def test_class_limit_is_documented_and_enforced(table):
-    assert f"{lb.MAX_CLASSES:,}".replace(",", "") in open(CLIPS.parents[1] / "README.md").read().replace(",", "").replace("_", "")
+    assert f"{lb.MAX_CLASSES:,}".replace(",", "") in open(CLIPS.parents[1] / "docs" / "runtime.md").read().replace(",", "").replace("_", "")
     n = lb.MAX_CLASSES + 1
     emb = np.tile(table.embeddings[:1], (n, 1))
     with pytest.raises(BundleError, match=f"at most {lb.MAX_CLASSES}"):

@@ -199,18 +199,3 @@ def test_bench_measures_each_available_backend_in_one_run(tiny_bundle, tmp_path)
     for name, row in result["backends"].items():
         assert row["available"] or row["reason"], name
     assert "ort-cpu" in proc.stdout and result["machine"]["cpu_cores"] >= 1
-
-
-def test_readme_runtime_example_runs(tiny_bundle, capsys):
-    import re
-
-    from .helpers import ROOT
-
-    src = (ROOT / "README.md").read_text()
-    code = next(b for b in re.findall(r"```python\n(.*?)```", src, re.S) if "Pipeline(" in b)
-    code = code.replace('"runs/demo-bundle"', repr(str(tiny_bundle))).replace('"examples/clips/', f'"{ROOT}/examples/clips/')
-    scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
-    out = capsys.readouterr().out
-    assert scope["stats"].decisions == 6 and sum(line.startswith('{"stream": 0') for line in out.splitlines()) == 6
-    assert "capture_to_decision" in out

@@ -46,9 +46,9 @@ def export_cmd(
     """Export a student to a deployable bundle: ONNX encoders, label table, manifest, parity gates.
 
     The video encoder takes uint8 RGB frames (streams, T, S, S, 3) with CLIP's normalisation in
-    the graph (--frames fixes T); the text encoder takes tokens (N, 77). Parity gates (fp32 ONNX
-    Runtime vs torch, fp16 vs fp32) run on --videos and fail the export when broken; the previous
-    bundle stays. --json writes the manifest.
+    the graph (--frames fixes T); the text encoder takes tokens (N, L), L up to the 77-token
+    context. Parity gates (fp32 ONNX Runtime vs torch, fp16 vs fp32) run on --videos and fail the
+    export when broken; the previous bundle stays. --json writes the manifest.
 
     Examples:
       froster-edge export --student students/froster-b16 --classes k400.json --videos clips/ -o bundles/b16
