@@ -139,7 +139,7 @@ def bulk_archive(path: Path, rows: int, dim: int, encoding: str, seed: int = 0) 
                 block = cur.lastrowid
                 conn.executemany("INSERT INTO decisions (id, camera, media_time, time, top, block) VALUES (?, ?, ?, ?, ?, ?)",
                                  [(int(i), f"cam{c}", float(t - t0), float(t), '[["x", 0.5]]', block)
-                                  for i, t in zip(ids[sel], times[sel])])
+                                  for i, t in zip(ids[sel], times[sel], strict=False)])
             next_id += n
     conn.close()
 

@@ -47,7 +47,7 @@ def stored(db: Path) -> dict[int, tuple[str, float, np.ndarray]]:
                                            "ON d.id = p.decision")}
     for camera, ids, times, emb in conn.execute("SELECT camera, ids, times, embeddings FROM blocks"):
         e = unpack(emb, dim, encoding)
-        for i, t, v in zip(np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), e):
+        for i, t, v in zip(np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), e, strict=False):
             rows[int(i)] = (camera, float(t), v)
     conn.close()
     return rows
@@ -161,7 +161,7 @@ def test_a_class_name_ranks_decisions_as_that_class_logit(which, request, tiny_b
         for r in ranges:  # the score is the similarity the logit is made of
             assert abs(r["score"] - logit[r["best_id"]] / scale) < TOL
         ranked = [logit[i] for i in order]
-        assert all(a >= b - TOL * scale for a, b in zip(ranked, ranked[1:]))
+        assert all(a >= b - TOL * scale for a, b in zip(ranked, ranked[1:], strict=False))
         spread = max(ranked) - min(ranked)
         assert spread > 100 * TOL * scale  # the ranking is not decided by noise
 

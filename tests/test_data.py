@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from fractions import Fraction
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +24,9 @@ from froster_edge.data import (
     train_transform,
 )
 from froster_edge.errors import ConfigError
-from froster_edge.sampling import SamplingConfig
 from froster_edge.evaluation import load_protocol, prepare_part
 from froster_edge.prompts import ClassText
+from froster_edge.sampling import SamplingConfig
 from froster_edge.spatial import SpatialConfig
 from froster_edge.video import VideoError, normalize_clip, read_frames, resize_center_crop
 
@@ -293,7 +293,7 @@ def test_train_samples_are_a_function_of_seed_epoch_index(example_clips):
 
 def _batches(ds, workers, batch_size, persistent=False):
     loader = make_loader(ds, batch_size, num_workers=workers, persistent_workers=persistent)
-    return loader, lambda: {int(i): f for b in loader for i, f in zip(b["index"], b["frames"])}
+    return loader, lambda: {int(i): f for b in loader for i, f in zip(b["index"], b["frames"], strict=False)}
 
 
 @pytest.mark.timeout(120)

@@ -98,7 +98,7 @@ def encode_rows(vectors: np.ndarray, encoding: str) -> list[bytes]:
     peak = np.abs(v).max(axis=1)
     scale = np.where(peak > 0, peak / 127.0, 1.0).astype("<f4")
     codes = np.clip(np.rint(v / scale[:, None]), -127, 127).astype(np.int8)
-    return [s.tobytes() + c.tobytes() for s, c in zip(scale, codes)]
+    return [s.tobytes() + c.tobytes() for s, c in zip(scale, codes, strict=False)]
 
 
 def decode_rows(blob: bytes, n: int, dim: int, encoding: str) -> tuple[np.ndarray, np.ndarray | None]:
