@@ -7,7 +7,7 @@ search scores 100k / 1M / 5M stored decisions, and how much a camera-day takes o
    every 10 s of media time, commits every 1 s on the writer thread). Reported: decisions/s and
    CPU ms per decision (all threads), medians, and their ratios; and the archive writer thread's
    own CPU ms per decision (read from /proc), which does not depend on how busy the machine is.
-2. Search: archives of N decisions of --dim float16 embeddings (random vectors, 4 cameras, one
+2. Search: archives of N decisions of --dim embeddings (each of --encodings) (random vectors, 4 cameras, one
    decision a second) are written in the archive's own layout (blocks of PACK rows, as a run packs
    them) by a bulk writer here, then `search.search` scores all of them against one query row and
    merges the hits: its wall time and the process's CPU time, best of --search-reps, per N (the
@@ -108,12 +108,12 @@ def write_cost(name: str, bundle: Path, streams: int, decisions: int, reps: int,
     return med
 
 
-def bulk_archive(path: Path, rows: int, dim: int, seed: int = 0) -> None:
+def bulk_archive(path: Path, rows: int, dim: int, encoding: str, seed: int = 0) -> None:
     """An archive of `rows` random decisions in the layout a run leaves (meta, decision rows, blocks
-    of PACK per camera), written in bulk."""
-    from froster_edge.runtime.site.archive import PACK, open_archive
+    of PACK per camera, embeddings as `encoding`), written in bulk."""
+    from froster_edge.runtime.site.archive import PACK, encode_rows, open_archive
 
-    conn = open_archive(path, "bench", dim)
+    conn = open_archive(path, "bench", dim, encoding)
     conn.execute("PRAGMA synchronous=OFF")
     rng = np.random.default_rng(seed)
     cameras, t0 = 4, 1.8e9
@@ -127,7 +127,6 @@ def bulk_archive(path: Path, rows: int, dim: int, seed: int = 0) -> None:
             cams = (np.arange(n) % cameras)
             emb = rng.standard_normal((n, dim)).astype(np.float32)
             emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-            emb = emb.astype(np.float16)
             for c in range(cameras):
                 sel = cams == c
                 if not sel.any():
@@ -135,16 +134,17 @@ def bulk_archive(path: Path, rows: int, dim: int, seed: int = 0) -> None:
                 cur = conn.execute("INSERT INTO blocks (camera, first_id, last_id, t0, t1, ids, times, embeddings) "
                                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                    (f"cam{c}", int(ids[sel][0]), int(ids[sel][-1]), float(times[sel].min()),
-                                    float(times[sel].max()), ids[sel].tobytes(), times[sel].tobytes(), emb[sel].tobytes()))
+                                    float(times[sel].max()), ids[sel].tobytes(), times[sel].tobytes(),
+                                    b"".join(encode_rows(emb[sel], encoding))))
                 block = cur.lastrowid
                 conn.executemany("INSERT INTO decisions (id, camera, media_time, time, top, block) VALUES (?, ?, ?, ?, ?, ?)",
                                  [(int(i), f"cam{c}", float(t - t0), float(t), '[["x", 0.5]]', block)
-                                  for i, t in zip(ids[sel], times[sel])])
+                                  for i, t in zip(ids[sel], times[sel], strict=False)])
             next_id += n
     conn.close()
 
 
-def search_speed(sizes: list[int], dim: int, reps: int, tmp: Path) -> list[dict]:
+def search_speed(sizes: list[int], dim: int, encoding: str, reps: int, tmp: Path) -> list[dict]:
     from froster_edge.runtime.site.search import SearchOptions, open_for_search, search
 
     out = []
@@ -153,7 +153,7 @@ def search_speed(sizes: list[int], dim: int, reps: int, tmp: Path) -> list[dict]
     for n in sizes:
         path = tmp / f"search-{n}.db"
         t = time.perf_counter()
-        bulk_archive(path, n, dim)
+        bulk_archive(path, n, dim, encoding)
         built = time.perf_counter() - t
         best, best_cpu = float("inf"), float("inf")
         for _ in range(reps):
@@ -163,9 +163,9 @@ def search_speed(sizes: list[int], dim: int, reps: int, tmp: Path) -> list[dict]
             best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
             conn.close()
         assert result["archive_rows"] == n
-        row = {"rows": n, "search_s": round(best, 3), "search_cpu_s": round(best_cpu, 3),
+        row = {"rows": n, "encoding": encoding, "search_s": round(best, 3), "search_cpu_s": round(best_cpu, 3),
                "file_mb": round(path.stat().st_size / 2**20, 1), "built_s": round(built, 1)}
-        print(f"search over {n} rows: {best:.3f} s wall, {best_cpu:.3f} s CPU (file {row['file_mb']} MB)", file=sys.stderr)
+        print(f"search over {n} {encoding} rows: {best:.3f} s wall, {best_cpu:.3f} s CPU (file {row['file_mb']} MB)", file=sys.stderr)
         out.append(row)
         path.unlink()
         for suffix in ("-wal", "-shm"):
@@ -228,6 +228,7 @@ def main() -> None:
     p.add_argument("--sizes", default="100000,1000000,5000000")
     p.add_argument("--dim", type=int, default=512, help="embedding size of the search and storage parts (ViT-B: 512)")
     p.add_argument("--search-reps", type=int, default=3)
+    p.add_argument("--encodings", default="int8,float16", help="embedding encodings of the search part's archives")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: write, vit (the --model write runs), "
                    "search, storage")
     p.add_argument("--json", type=Path)
@@ -251,7 +252,8 @@ def main() -> None:
                 vit = export_random(args.model, 8, args.streams, tmp / args.model)
                 result["write_" + args.model] = write_cost(args.model, vit, args.streams, args.decisions, args.reps, tmp)
         if "search" not in skip:
-            result["search"] = search_speed([int(s) for s in args.sizes.split(",")], args.dim, args.search_reps, tmp)
+            result["search"] = [row for e in args.encodings.split(",")
+                            for row in search_speed([int(s) for s in args.sizes.split(",")], args.dim, e, args.search_reps, tmp)]
         if "storage" not in skip:
             result["camera_day"] = storage(args.dim, tmp)
     result["machine"]["load_after"] = os.getloadavg()

@@ -56,9 +56,9 @@ def cpu_seconds(pid: int) -> float:
 
 def child(url: str, convert_all: bool) -> None:
     """The runtime's capture path on `url` until SIGTERM; prints its counters as JSON at the end."""
+    from froster_edge.runtime.assembly import ClipAssembler, SampleRule
     from froster_edge.runtime.options import CaptureOptions, SamplingOptions
     from froster_edge.runtime.pipeline import Assembler, ClipBoard
-    from froster_edge.runtime.assembly import ClipAssembler, SampleRule
     from froster_edge.runtime.sources import FrameSlot, Reader, capture_fps, open_first, parse_source
     from froster_edge.runtime.stats import RunStats, StreamCounters
 
@@ -147,9 +147,9 @@ def measure(path: Path, seconds: float, fps: float = 30.0, warmup: float = 3.0) 
                 p.wait(10)
     # CPU seconds per second of video decoded (frames / fps): a server slowed by the load delivers
     # less video per wall second, and this stays right
-    per_video = [(b - a) / max(1e-9, (g - e) / fps) for a, b, e, g in zip(c0, c1, f0, f1)]
+    per_video = [(b - a) / max(1e-9, (g - e) / fps) for a, b, e, g in zip(c0, c1, f0, f1, strict=False)]
     run, conv, dec = per_video
-    return {"file": path.name, "video_s": [round((g - e) / fps, 2) for e, g in zip(f0, f1)],
+    return {"file": path.name, "video_s": [round((g - e) / fps, 2) for e, g in zip(f0, f1, strict=False)],
             "ffmpeg_cpu_per_video_s": dec, "runtime_cpu_per_video_s": run, "ratio": run / dec,
             "convert_all_cpu_per_video_s": conv, "convert_all_ratio": conv / dec,
             "runtime_cameras_per_core": 1 / run, "ffmpeg_cameras_per_core": 1 / dec,

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from froster_edge.data import VideoDataset, VideoItem, make_loader
+from froster_edge.info import environment
 from froster_edge.sampling import SamplingConfig
 from froster_edge.video import decode_video
-from froster_edge.info import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov"}

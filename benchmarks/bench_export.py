@@ -24,12 +24,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from froster_edge.bundle.parity import compare
 from froster_edge.calibration.gate import interleaved_median_ms
 from froster_edge.config import StudentConfig
 from froster_edge.export.bundle import export_bundle
 from froster_edge.export.onnx_graphs import VideoEncoderGraph, export_video_encoder, to_fp16
 from froster_edge.export.options import ExportOptions
-from froster_edge.bundle.parity import compare
 from froster_edge.info import environment
 from froster_edge.model.factory import create_student
 from froster_edge.prompts import ClassText

@@ -30,11 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from froster_edge.bundle.ov_sessions import installed as ov_installed
 from froster_edge.calibration.calibrate import calibrate_int8
 from froster_edge.calibration.cpu_features import detect
 from froster_edge.calibration.gate import decide
 from froster_edge.calibration.options import CalibrationOptions, GateThresholds
-from froster_edge.bundle.ov_sessions import installed as ov_installed
 from froster_edge.calibration.ov_route import OV_CANDIDATES, ov_candidates
 from froster_edge.calibration.variants import VARIANTS, candidates
 from froster_edge.info import environment

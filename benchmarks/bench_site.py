@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import threading
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -104,10 +104,10 @@ class EveryFrame(Drop):
 
 def one_run(bundle: Path, opened, sources: list[str], hop: int, decisions: int, folder: Path | None,
             frame_sink: bool = False, mqtt_port: int | None = None, enter: float = 0.0) -> dict:
-    from froster_edge.runtime.site.clips import ClipOptions, EventClips
-    from froster_edge.runtime.site.events import EventOptions, EventSegmenter, JsonlEventSink
     from froster_edge.runtime.options import CameraOptions, CaptureOptions, RunOptions, SamplingOptions
     from froster_edge.runtime.pipeline import Pipeline
+    from froster_edge.runtime.site.clips import ClipOptions, EventClips
+    from froster_edge.runtime.site.events import EventOptions, EventSegmenter, JsonlEventSink
 
     options = RunOptions(cameras=[CameraOptions(f"cam{i}", s) for i, s in enumerate(sources)],
                          sampling=SamplingOptions(hop=hop), capture=CaptureOptions(loop=True), max_decisions=decisions)

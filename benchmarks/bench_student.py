@@ -23,7 +23,6 @@ from froster_edge.info import environment
 from froster_edge.model.factory import create_distiller, create_student
 from froster_edge.prompts import TEMPLATES
 
-
 DEVICE = torch.device("cpu")
 
 
@@ -56,7 +55,7 @@ def forward_ratio(model: str, frames: int, batch: int, reps: int, size: int) -> 
     times = {"neighbors": [], "none": []}
     with torch.inference_mode():
         for m in (temporal, plain):
-            timed(lambda: m.encode_video(x))  # warm-up
+            timed(lambda m=m: m.encode_video(x))  # warm-up
         for _ in range(reps):
             times["neighbors"].append(timed(lambda: temporal.encode_video(x)))
             times["none"].append(timed(lambda: plain.encode_video(x)))

@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from froster_edge.config import StudentConfig
 from froster_edge.bundle.label_builder import build_label_table
 from froster_edge.bundle.parity import compare, load_parity_clips
+from froster_edge.config import StudentConfig
 from froster_edge.export.onnx_graphs import VideoEncoderGraph
 from froster_edge.export.reference import torch_text_encoder
 from froster_edge.info import environment

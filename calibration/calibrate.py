@@ -20,14 +20,16 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..bundle import manifest as mf
 from ..bundle.labels import LabelTable, load_labels
+from ..bundle.ov_sessions import installed as ov_installed
+from ..bundle.ov_sessions import require_openvino
+from ..bundle.ov_sessions import versions as ov_versions
 from ..bundle.parity import run_in_streams
-from ..bundle.ov_sessions import installed as ov_installed, require_openvino, versions as ov_versions
 from ..bundle.sessions import onnx_video_encoder
-from ..sampling import SamplingSpec
 from ..data.lists import gather_videos
+from ..errors import ConfigError
+from ..sampling import SamplingSpec
 from .clips import ClipSet, sample_clips, split_held_out
 from .confidence import expected_calibration_error, fit_temperature, nll
 from .cpu_features import detect

@@ -53,7 +53,7 @@ def sample_clips(items: list[VideoItem], sampling: SamplingSpec, size: int, max_
         # the decoder may ask twice (the container's count, then the decoded one): the same draws both times
         temporal_seed = int(rng.integers(2**63))
 
-        def select(count: int, fps: float) -> np.ndarray:
+        def select(count: int, fps: float, n: int = n, timed: bool = timed, temporal_seed: int = temporal_seed) -> np.ndarray:
             if random_start:
                 draws = np.random.default_rng(temporal_seed)
                 return np.concatenate([sampling.train_indices(count, fps, draws, timed) for _ in range(n)])

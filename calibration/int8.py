@@ -21,10 +21,11 @@ from typing import Iterator, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..bundle.manifest import CALIBRATION_CACHE_PREFIX, sha256_file
+from ..errors import ConfigError
 from ..logs import quiet_logger
-from .variants import Variant, variant as variant_named
+from .variants import Variant
+from .variants import variant as variant_named
 
 Method = Literal["minmax", "entropy", "percentile"]
 OpsChoice = Literal["linear", "all"]

@@ -18,12 +18,12 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..bundle import manifest as mf
 from ..bundle import engines as tb
+from ..bundle import manifest as mf
 from ..bundle.labels import LabelTable
 from ..bundle.parity import compare, run_in_streams
 from ..bundle.sessions import onnx_video_encoder
+from ..errors import ConfigError
 from .clips import ClipSet
 from .gate import decide, measure
 from .int8 import quantize_video_encoder

@@ -22,6 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from ..bundle import manifest as mf
+from ..bundle.label_builder import build_label_table
+from ..bundle.labels import LabelTable
+from ..bundle.parity import compare, gate, load_parity_clips, require_passed, run_in_streams
+from ..bundle.sessions import onnx_text_encoder, onnx_video_encoder
+from ..bundle.tokenizer import ClipTokenizer, open_clip_tokenizer, tokenizer_record
+from ..bundle.trt_check import check_onnx
 from ..errors import ConfigError, ParityError
 from ..info import environment
 from ..io import Output, atomic_dir, check_outputs, check_reachable, recover
@@ -30,13 +37,6 @@ from ..model.clip import activation_of
 from ..model.student import VideoStudent
 from ..prompts import ClassText
 from ..video import CLIP_MEAN, CLIP_STD
-from ..bundle import manifest as mf
-from ..bundle.label_builder import build_label_table
-from ..bundle.labels import LabelTable
-from ..bundle.parity import compare, gate, load_parity_clips, require_passed, run_in_streams
-from ..bundle.sessions import onnx_text_encoder, onnx_video_encoder
-from ..bundle.tokenizer import ClipTokenizer, open_clip_tokenizer, tokenizer_record
-from ..bundle.trt_check import check_onnx
 from .onnx_graphs import OPSET, export_text_encoder, export_video_encoder, to_fp16
 from .options import ExportOptions
 from .reference import torch_text_encoder, torch_video_encoder

@@ -41,4 +41,4 @@ def predict_video(student: VideoStudent, video: str | Path, classes: list[ClassT
     logits = video_logits(feats.video, student.class_embeddings(classes), student.logit_scale)[0]
     probs = logits.softmax(-1)
     top = probs.topk(min(top_k, len(classes)))
-    return [Prediction(classes[i].name, float(p)) for p, i in zip(top.values, top.indices)]
+    return [Prediction(classes[i].name, float(p)) for p, i in zip(top.values, top.indices, strict=False)]

@@ -19,10 +19,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-import cv2
 import numpy as np
 
 from .errors import ConfigError
+from .opencv import cv2
 
 Rule = Literal["reference", "legacy"]
 Interpolation = Literal["bilinear", "bicubic"]

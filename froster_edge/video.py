@@ -11,20 +11,15 @@ See docs/training.md.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-# FFmpeg inside OpenCV prints its own complaints about bad files; the project reports them itself.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .errors import FrosterError  # noqa: E402
-from .spatial import REFERENCE, SpatialSpec  # noqa: E402
+from .errors import FrosterError
+from .opencv import cv2
+from .spatial import REFERENCE, SpatialSpec
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)

@@ -22,12 +22,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..calibration.cpu_features import detect as detect_cpu, gated_elsewhere
-from ..errors import BundleError, FrosterError, MissingCapability
 from ..bundle import manifest as mf
 from ..bundle.engines import TensorRTEngine, cuda_device
-from ..bundle.ov_sessions import CACHE_DIR as OV_CACHE_DIR, INSTALL as OV_INSTALL, OvEncoder, installed as ov_installed
+from ..bundle.ov_sessions import CACHE_DIR as OV_CACHE_DIR
+from ..bundle.ov_sessions import INSTALL as OV_INSTALL
+from ..bundle.ov_sessions import OvEncoder
+from ..bundle.ov_sessions import installed as ov_installed
 from ..bundle.sessions import preload_gpu_libraries
+from ..calibration.cpu_features import detect as detect_cpu
+from ..calibration.cpu_features import gated_elsewhere
+from ..errors import BundleError, FrosterError, MissingCapability
 from .options import AUTO_ORDER
 
 log = logging.getLogger(__name__)

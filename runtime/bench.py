@@ -11,8 +11,8 @@ See docs/benchmarks.md.
 
 from __future__ import annotations
 
-import logging
 import importlib.metadata
+import logging
 import math
 import os
 import platform
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, MissingCapability
 from ..bundle import manifest as mf
+from ..errors import ConfigError, MissingCapability
 from ..info import cpu_int8, cpu_name
+from .assembly import SampleRule
 from .backends import Opened, cuda_device, open_backend, probe
 from .options import BENCH_ORDER, CaptureOptions, RunOptions, SamplingOptions
 from .pipeline import Pipeline
-from .assembly import SampleRule
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FrosterError, shorten
 from ..bundle.labels import LabelTable, PinnedPath, load_labels
+from ..errors import FrosterError, shorten
 from .options import ClassifierOptions
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class Classifier:
 
     def __call__(self, streams: list[int], embeddings: np.ndarray) -> list[Scores]:
         out = []
-        for stream, probs in zip(streams, self.probabilities(embeddings)):
+        for stream, probs in zip(streams, self.probabilities(embeddings), strict=False):
             s = self.smooth(stream, probs)
             order = np.argsort(-s, kind="stable")[: self.options.top_k]
             top = [(self.table.names[i], float(s[i])) for i in order]

@@ -23,16 +23,16 @@ from typing import Iterable
 from ..bundle import manifest as mf
 from ..errors import MissingCapability
 from ..io import Output, atomic_write_json, check_outputs
-from .site.events import EventOptions, EventSegmenter, JsonlEventSink, check_events_file
-from .site.mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .options import RunOptions, camera_list
 from .pipeline import Pipeline
 from .signals import RunSignals
-from .site.config import Site, SiteReloader, metrics_beside_web
 from .sinks import JsonlSink, RecordSink, ShowSink, TextSink, require_display
-from .sources import SourceError, parse_source
+from .site.config import Site, SiteReloader, metrics_beside_web
+from .site.events import EventOptions, EventSegmenter, JsonlEventSink, check_events_file
+from .site.mqtt import MqttOptions, MqttSink, check_mqtt_options
 from .site.web import HttpOptions, resolve_token, start_web
 from .site.web.live import Hub
+from .sources import SourceError, parse_source
 
 log = logging.getLogger(__name__)
 

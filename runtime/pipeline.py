@@ -22,20 +22,19 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError, FrosterError
-from ..sampling import Ticker
 from ..bundle import manifest as mf
 from ..bundle.labels import LabelTable, load_labels
+from ..errors import ConfigError, FrosterError
+from ..sampling import Ticker
 from ..spatial import SpatialSpec
 from ..video import stream_timing
+from .assembly import ClipAssembler, RateGate, SampleRule
 from .backends import Opened, open_backend
 from .classifier import Classifier, LabelWatcher
 from .options import CameraOptions, CaptureOptions, RunOptions, camera_list, check_options
-from .assembly import ClipAssembler, RateGate, SampleRule
 from .sinks import Decision, DecisionSink, FrameSink
-from .sources import (END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, declared_frames, open_all, open_first,
-                      parse_source)
 from .source_url import read_password
+from .sources import END, Frame, FrameSlot, Reader, SourceSpec, capture_fps, declared_frames, open_all, open_first, parse_source
 from .stats import RunStats, StreamCounters
 
 log = logging.getLogger(__name__)
@@ -94,7 +93,7 @@ class ClipBoard:
         def ready() -> bool:
             have = [c is not None for c in self.pending]
             if gather_all:
-                return any(have) and all(h or d for h, d in zip(have, self.done))
+                return any(have) and all(h or d for h, d in zip(have, self.done, strict=False))
             return any(have)
 
         with self._cond:
@@ -374,7 +373,7 @@ class Pipeline:
         if caps is None:
             return False
         log.info(self.describe())
-        threads = [t for cam, cap in zip(planned, caps) for t in self._threads_of(cam, cap)]
+        threads = [t for cam, cap in zip(planned, caps, strict=False) for t in self._threads_of(cam, cap)]
         for t in threads:  # together: the first clips of all streams are ready together, batched
             t.start()
         return True
@@ -513,7 +512,7 @@ class Pipeline:
         t1 = time.monotonic()
         self.stats.record("encode", t1 - t0)
         self.stats.batches += 1
-        for c, e in zip(group, embeddings):
+        for c, e in zip(group, embeddings, strict=False):
             cam = self.cameras[c.stream]
             if cam.removed:
                 continue

@@ -163,7 +163,7 @@ class RecordSink:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            for writer, temp, target in zip(self.writers, self.temps, self.targets):
+            for writer, temp, target in zip(self.writers, self.temps, self.targets, strict=False):
                 if writer is not None:
                     writer.release()
                     os.replace(temp, target)

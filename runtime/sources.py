@@ -23,12 +23,11 @@ from typing import Callable, Iterator, Literal
 import numpy as np
 
 from ..errors import ConfigError, FrosterError
-from .source_url import redact, scrub, secrets_of, with_camera_options
-from ..video import MAX_FRAMES, VideoError, check_early_stop  # noqa: F401  (imported first: it quiets FFmpeg's own logging before cv2 loads)
+from ..opencv import cv2
+from ..video import MAX_FRAMES, VideoError, check_early_stop  # noqa: F401
 from .options import CaptureOptions, camera_index
+from .source_url import redact, scrub, secrets_of, with_camera_options
 from .stats import RunStats, StreamCounters
-
-import cv2  # noqa: E402  (after ..video, see above)
 
 log = logging.getLogger(__name__)
 

@@ -25,19 +25,29 @@ from .helpers import CLIPS, Collect, assert_one_line_error, cli, sigkill
 
 CLIP_A = CLIPS / "stgcn_clean_and_jerk.mp4"
 CLIP_B = CLIPS / "mmaction2_demo_arm_wrestling.mp4"
-TOL = 1e-4  # scores ~0.05-1; float16 rows scored in float32 here and in the search: ~1e-6 apart
+TOL = 1e-4  # scores ~0.05-1; the stored rows scored in float32 here and in the search: ~1e-6 apart
+
+
+def unpack(blob: bytes, dim: int, encoding: str) -> np.ndarray:
+    """Stored embedding rows as documented: float16 values, or per row a float32 scale then int8 codes."""
+    if encoding == "float16":
+        return np.frombuffer(blob, "<f2").reshape(-1, dim).astype(np.float64)
+    rows = np.frombuffer(blob, np.uint8).reshape(-1, 4 + dim)
+    scale = np.array([np.frombuffer(r[:4].tobytes(), "<f4")[0] for r in rows], np.float64)
+    return rows[:, 4:].view(np.int8).astype(np.float64) * scale[:, None]
 
 
 def stored(db: Path) -> dict[int, tuple[str, float, np.ndarray]]:
     """id -> (camera, wall time, embedding) read straight from the file: loose rows and packed blocks."""
     conn = sqlite3.connect(db)
-    dim = int(dict(conn.execute("SELECT key, value FROM meta"))["embed_dim"])
-    rows = {i: (c, t, np.frombuffer(e, np.float16).astype(np.float64))
+    meta = dict(conn.execute("SELECT key, value FROM meta"))
+    dim, encoding = int(meta["embed_dim"]), meta["encoding"]
+    rows = {i: (c, t, unpack(e, dim, encoding)[0])
             for i, c, t, e in conn.execute("SELECT d.id, d.camera, d.time, p.embedding FROM pending p JOIN decisions d "
                                            "ON d.id = p.decision")}
     for camera, ids, times, emb in conn.execute("SELECT camera, ids, times, embeddings FROM blocks"):
-        e = np.frombuffer(emb, np.float16).reshape(-1, dim).astype(np.float64)
-        for i, t, v in zip(np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), e):
+        e = unpack(emb, dim, encoding)
+        for i, t, v in zip(np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), e, strict=False):
             rows[int(i)] = (camera, float(t), v)
     conn.close()
     return rows
@@ -48,16 +58,19 @@ def table(bundle: Path) -> tuple[list[str], np.ndarray, float]:
         return [str(n) for n in z["names"]], z["embeddings"].astype(np.float64), float(z["logit_scale"])
 
 
-@pytest.fixture(scope="module")
-def archived(tiny_bundle, tmp_path_factory):
+def archive_run(bundle: Path, folder: Path, encoding: str | None = None) -> tuple[Path, list[dict]]:
     """Two cameras over two real clips, a decision every sampled frame, blocks of 8 decisions (so both
-    the packed and the loose rows are searched)."""
+    the packed and the loose rows are searched); `encoding`: the archive created so beforehand (a
+    run keeps an existing archive's encoding), else the run's default."""
     from froster_edge.runtime.site import archive
 
-    db = tmp_path_factory.mktemp("archive") / "site.db"
+    db = folder / "site.db"
+    if encoding is not None:
+        model = mf.read_manifest(bundle)["model"]
+        archive.open_archive(db, model["fingerprint"], int(model["embed_dim"]), encoding).close()
     pack, archive.PACK = archive.PACK, 8
     try:
-        r = cli("run", "--bundle", str(tiny_bundle), "--source", str(CLIP_A), "--source", str(CLIP_B), "--hop", "1",
+        r = cli("run", "--bundle", str(bundle), "--source", str(CLIP_A), "--source", str(CLIP_B), "--hop", "1",
                 "--archive", str(db), "--jsonl")
     finally:
         archive.PACK = pack
@@ -66,10 +79,55 @@ def archived(tiny_bundle, tmp_path_factory):
     return db, decisions
 
 
+@pytest.fixture(scope="module")
+def archived(tiny_bundle, tmp_path_factory):
+    return archive_run(tiny_bundle, tmp_path_factory.mktemp("archive"))
+
+
+@pytest.fixture(scope="module")
+def archived_int8(tiny_bundle, tmp_path_factory):
+    return archive_run(tiny_bundle, tmp_path_factory.mktemp("archive8"), "int8")
+
+
 def search_json(*args: str) -> dict:
     r = cli("search", *args, "--json", "-")
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
+
+
+def test_an_archive_keeps_the_encoding_it_was_created_with(archived, archived_int8):
+    for (db, decisions), encoding in ((archived, "float16"), (archived_int8, "int8")):
+        conn = sqlite3.connect(db)
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        sizes = {len(e) for (e,) in conn.execute("SELECT embedding FROM pending")}
+        conn.close()
+        assert meta["encoding"] == encoding
+        dim = int(meta["embed_dim"])
+        assert sizes <= {2 * dim if encoding == "float16" else 4 + dim}
+        assert len(stored(db)) == len(decisions)
+
+
+def _copy_with_encoding(db: Path, copy: Path, encoding: str | None) -> Path:
+    """A copy of an archive whose meta says `encoding` (None: no encoding record, as a file may lack it)."""
+    src, dst = sqlite3.connect(db), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    with dst:
+        dst.execute("DELETE FROM meta WHERE key = 'encoding'")
+        if encoding is not None:
+            dst.execute("INSERT INTO meta (key, value) VALUES ('encoding', ?)", (encoding,))
+    dst.close()
+    return copy
+
+
+def test_an_archive_without_an_encoding_record_reads_as_float16(archived, tiny_bundle, tmp_path):
+    db, _ = archived
+    args = ["yoga", "--bundle", str(tiny_bundle), "--hits", "1", "--top", "1000", "--gap", "0"]
+    plain = search_json(*args, "--archive", str(db))["queries"][0]["ranges"]
+    bare = search_json(*args, "--archive", str(_copy_with_encoding(db, tmp_path / "bare.db", None)))["queries"][0]["ranges"]
+    assert [(r["best_id"], r["score"]) for r in bare] == [(r["best_id"], r["score"]) for r in plain]
+    odd = _copy_with_encoding(db, tmp_path / "odd.db", "int4")
+    assert_one_line_error(cli("search", *args, "--archive", str(odd)), 1, "embedding encoding 'int4' is not supported")
 
 
 def test_every_decision_is_archived_with_what_the_run_said(archived):
@@ -86,8 +144,9 @@ def test_every_decision_is_archived_with_what_the_run_said(archived):
     assert conn.execute("SELECT COUNT(*) FROM thumbs").fetchone()[0] >= 2  # a camera's first decision has one
 
 
-def test_a_class_name_ranks_decisions_as_that_class_logit(archived, tiny_bundle):
-    db, _ = archived
+@pytest.mark.parametrize("which", ["archived", "archived_int8"])
+def test_a_class_name_ranks_decisions_as_that_class_logit(which, request, tiny_bundle):
+    db, _ = request.getfixturevalue(which)
     names, emb, scale = table(tiny_bundle)
     rows = stored(db)
     for name in (names[1], names[5]):
@@ -102,13 +161,14 @@ def test_a_class_name_ranks_decisions_as_that_class_logit(archived, tiny_bundle)
         for r in ranges:  # the score is the similarity the logit is made of
             assert abs(r["score"] - logit[r["best_id"]] / scale) < TOL
         ranked = [logit[i] for i in order]
-        assert all(a >= b - TOL * scale for a, b in zip(ranked, ranked[1:]))
+        assert all(a >= b - TOL * scale for a, b in zip(ranked, ranked[1:], strict=False))
         spread = max(ranked) - min(ranked)
         assert spread > 100 * TOL * scale  # the ranking is not decided by noise
 
 
-def test_several_queries_compete_as_the_classifier_classes(archived, tiny_bundle):
-    db, _ = archived
+@pytest.mark.parametrize("which", ["archived", "archived_int8"])
+def test_several_queries_compete_as_the_classifier_classes(which, request, tiny_bundle):
+    db, _ = request.getfixturevalue(which)
     names, emb, scale = table(tiny_bundle)
     rows = stored(db)
     ids = sorted(rows)
@@ -216,14 +276,15 @@ def test_site_file_archive_section(tmp_path):
 
     path = tmp_path / "site.yaml"
     doc = {"cameras": [{"name": "door", "source": str(CLIP_A)}],
-           "archive": {"file": "site.db", "thumb_every_s": 5, "retain_days": 7, "max_mb": 100}}
+           "archive": {"file": "site.db", "thumb_every_s": 5, "retain_days": 7, "max_mb": 100, "encoding": "int8"}}
     path.write_text(json.dumps(doc))
     site = load_site(path, RunOptions())
     assert site.archive.file == tmp_path / "site.db" and site.archive.thumb_every_s == 5.0
-    assert site.archive.retain_days == 7.0 and site.archive.max_mb == 100.0
+    assert site.archive.retain_days == 7.0 and site.archive.max_mb == 100.0 and site.archive.encoding == "int8"
     for bad, text in [({"thumb_every_s": 5}, "archive.file: is required"), ({"file": "a.db", "keep": 1}, "archive.keep: unknown key"),
                       ({"file": "a.db", "max_mb": "big"}, "archive.max_mb: must be a number"),
-                      ({"file": "a.db", "thumb_width": 4}, "archive.thumb_width: must be greater than or equal to 16")]:
+                      ({"file": "a.db", "thumb_width": 4}, "archive.thumb_width: must be greater than or equal to 16"),
+                      ({"file": "a.db", "encoding": "int4"}, "archive.encoding: ")]:
         path.write_text(json.dumps({**doc, "archive": bad}))
         with pytest.raises(ConfigError, match=text):
             load_site(path, RunOptions())

@@ -12,20 +12,20 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from froster_edge.bundle import manifest as mf
+from froster_edge.bundle.labels import load_labels
 from froster_edge.calibration.calibrate import INT8_ONNX, calibrate_confidence, calibrate_int8
 from froster_edge.calibration.clips import sample_clips
-from froster_edge.data.lists import gather_videos
 from froster_edge.calibration.confidence import expected_calibration_error, fit_temperature, nll
 from froster_edge.calibration.cpu_features import detect
 from froster_edge.calibration.int8 import linear_nodes, quantize_video_encoder
 from froster_edge.calibration.options import CalibrationOptions, GateThresholds
 from froster_edge.calibration.variants import candidates
+from froster_edge.data.lists import gather_videos
 from froster_edge.errors import ConfigError
-from froster_edge.bundle import manifest as mf
-from froster_edge.bundle.labels import load_labels
 from froster_edge.sampling import SamplingConfig
 
-from .helpers import CLASSES, CLIPS, VIDEOS, assert_one_line_error, export_tiny, cli
+from .helpers import CLASSES, CLIPS, VIDEOS, assert_one_line_error, cli, export_tiny
 
 SPEC4 = SamplingConfig().spec(4)  # the tiny bundle's T = 4, reference rule
 

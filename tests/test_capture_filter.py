@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from froster_edge.runtime.pipeline import reader_filter
 from froster_edge.runtime.assembly import ClipAssembler
+from froster_edge.runtime.pipeline import reader_filter
 
 
 def capture_times(seed: int, n: int = 3000, fps: float = 30.0) -> list[float]:

@@ -9,7 +9,7 @@ import torch
 
 from froster_edge.model.checkpoint import save_student
 
-from .helpers import assert_one_line_error, release_checkpoint, cli
+from .helpers import assert_one_line_error, cli, release_checkpoint
 
 
 def test_info_json():

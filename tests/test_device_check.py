@@ -79,7 +79,7 @@ def test_without_the_five_packages_the_dry_run_says_so_one_line_each_and_stops(t
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == len(THE_FIVE), lines
-    for line, (module, dist) in zip(lines, THE_FIVE.items()):
+    for line, (module, dist) in zip(lines, THE_FIVE.items(), strict=False):
         assert line.startswith(f"device_check: cannot import {module} (") and f"install {dist}" in line, line
     report = json.loads(out.read_text())
     assert report == {"missing": lines, "ran": False}

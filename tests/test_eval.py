@@ -91,7 +91,7 @@ def test_results_do_not_depend_on_batch_size_workers_or_processes(tiny_student, 
     classes = tiny_student.class_embeddings(read_class_texts(CLIPS / "classes.txt"))
     names = [str(i) for i in range(len(classes))]
     results = [score_videos(e, items, classes, tiny_student.logit_scale, names) for e in (one, many, shards)]
-    for e, r in zip((many, shards), results[1:]):
+    for e, r in zip((many, shards), results[1:], strict=False):
         assert torch.equal(e.indices, one.indices) and torch.equal(e.ok, one.ok)
         torch.testing.assert_close(e.features, one.features, atol=1e-5, rtol=1e-5)
         assert [v["top5"] for v in r.videos] == [v["top5"] for v in results[0].videos]
@@ -171,7 +171,7 @@ def test_base_to_novel_protocol_with_a_student_per_split(tiny_student, tiny_conf
     text = console.export_text()
     cells = [line.replace("│", " ").split() for line in text.splitlines()]
     rows = {c[0]: " ".join(c) for c in cells if c and c[0] in ("s1", "s2", "mean")}
-    for name, s in zip(("s1", "s2"), d["splits"]):
+    for name, s in zip(("s1", "s2"), d["splits"], strict=False):
         assert s["base"]["reference_top1"] == pytest.approx(s["base"]["top1"] * 3 / 4)
         assert f"{s['base']['top1']:.1f}" in rows[name] and f"{s['base']['reference_top1']:.1f}" in rows[name]
     assert f"{sum(b) / 2:.1f}" in rows["mean"] and "mean of 2" in text

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from froster_edge.errors import ConfigError
-from froster_edge.schema import validate
-from froster_edge.runtime.site.events import ActionEvent, EventOptions, EventSegmenter, JsonlEventSink, event_file_stem
 from froster_edge.runtime.options import CameraOptions, ClassifierOptions, RunOptions, SamplingOptions
 from froster_edge.runtime.pipeline import Pipeline
+from froster_edge.runtime.site.events import ActionEvent, EventOptions, EventSegmenter, JsonlEventSink, event_file_stem
+from froster_edge.schema import validate
 
 from .helpers import CLIPS
 
@@ -149,7 +149,7 @@ def test_ids_and_file_names_sort_by_time_and_events_go_to_jsonl(decisions, tmp_p
         assert e["clip"].endswith(".mp4") and e["snapshot"] == e["clip"][:-4] + ".jpg"
         assert e["id"].startswith(e["camera"] + "-") and e["end_time"] >= e["start_time"]
     by_time = sorted(ends, key=lambda e: e["start_time"])
-    for a, b in zip(by_time, by_time[1:]):
+    for a, b in zip(by_time, by_time[1:], strict=False):
         if b["start_time"] - a["start_time"] > 0.002:  # apart by more than the names' millisecond
             assert a["clip"] < b["clip"]
     assert event_file_stem(ActionEvent("x", "back door", "Clean & Jerk", "start", 0.25, 0.0, None, None, 0.9, 0.9,

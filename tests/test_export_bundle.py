@@ -14,15 +14,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from froster_edge.errors import BundleError, ConfigError, MissingCapability, ParityError
 from froster_edge.bundle import manifest as mf
 from froster_edge.bundle.label_builder import build_label_table
-from froster_edge.bundle.relabel import relabel_bundle, write_labels
-from froster_edge.export.bundle import export_bundle
-from froster_edge.export.reference import torch_text_encoder
 from froster_edge.bundle.labels import LabelTable, load_labels
-from froster_edge.export.options import ExportOptions, ParityThresholds
 from froster_edge.bundle.parity import compare, load_parity_clips, run_in_streams
+from froster_edge.bundle.relabel import relabel_bundle, write_labels
+from froster_edge.errors import BundleError, ConfigError, MissingCapability, ParityError
+from froster_edge.export.bundle import export_bundle
+from froster_edge.export.options import ExportOptions, ParityThresholds
+from froster_edge.export.reference import torch_text_encoder
 from froster_edge.model.checkpoint import model_fingerprint
 from froster_edge.prompts import ClassText
 

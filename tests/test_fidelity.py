@@ -27,7 +27,7 @@ from froster_edge.data import VideoDataset, VideoItem
 from froster_edge.runtime.options import CaptureOptions, ClassifierOptions, RunOptions, SamplingOptions
 from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.sampling import SamplingConfig, SamplingSpec
-from froster_edge.video import CLIP_MEAN, CLIP_STD, stream_timing, read_frames
+from froster_edge.video import CLIP_MEAN, CLIP_STD, read_frames, stream_timing
 
 from .helpers import CLASSES, CLIPS, SHARED_DATA, TINY_MODEL, Collect
 
@@ -185,7 +185,7 @@ def test_training_eval_and_calibration_take_the_reference_frames(coded_videos, f
         count, rate, timed, pts = stream_facts(path)
         assert timed == (kind == "mp4") == (stream_timing(path) > 0)
 
-        def ref(**kw):
+        def ref(count=count, rate=rate, timed=timed, pts=pts, **kw):
             return reference_clip(count, rate, timed, T=T, pts_per_frame=pts, **kw)
 
         # eval: the 3 test views

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import open_clip
 import pytest
 import torch

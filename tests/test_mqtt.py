@@ -208,7 +208,7 @@ def test_a_real_run_sends_the_segmenters_events_in_order(tiny_bundle, broker, tm
     sub.wait(lambda ms: any(m.topic == "ev/availability" and m.payload == b"offline" for m in ms), what="offline")
     got = [m.json() for m in sub.on("ev/gym/event")]
     assert [(e["phase"], e["label"], e["camera"]) for e in got] == [(e["phase"], label, "gym") for e in expected]
-    for e, want in zip(got, expected):
+    for e, want in zip(got, expected, strict=False):
         assert e["start_time"] == decisions[want["start"]]["time"]
         assert e["start_media"] == decisions[want["start"]]["media_time"]
         assert abs(e["peak_score"] - want["peak"]) < 1e-5
@@ -281,9 +281,9 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def test_broker_killed_and_restarted_mid_run(tiny_bundle, broker, caplog):
-    from froster_edge.runtime.site.mqtt import MqttOptions, MqttSink
     from froster_edge.runtime.options import CaptureOptions, RunOptions, SamplingOptions
     from froster_edge.runtime.pipeline import Pipeline
+    from froster_edge.runtime.site.mqtt import MqttOptions, MqttSink
 
     queue_size = 16
     sub = Subscriber(broker.watch_port)

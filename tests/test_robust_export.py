@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from froster_edge.errors import ConfigError
 from froster_edge.bundle import manifest as mf
+from froster_edge.errors import ConfigError
 from froster_edge.export.bundle import export_bundle
 from froster_edge.export.options import ExportOptions
 from froster_edge.prompts import read_class_texts

@@ -12,9 +12,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from froster_edge.errors import BundleError
 from froster_edge.bundle import labels as lb
 from froster_edge.bundle.labels import LabelTable, load_labels
+from froster_edge.errors import BundleError
 from froster_edge.io import atomic_write_bytes
 from froster_edge.runtime.options import CaptureOptions, RunOptions
 from froster_edge.runtime.pipeline import Pipeline

@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from froster_edge.errors import BundleError
 from froster_edge.bundle import manifest as mf
 from froster_edge.bundle.labels import load_labels
+from froster_edge.errors import BundleError
 from froster_edge.runtime.options import RunOptions
 from froster_edge.runtime.pipeline import Pipeline
 

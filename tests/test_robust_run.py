@@ -19,10 +19,11 @@ import pytest
 from froster_edge.bundle import manifest as mf
 from froster_edge.errors import ConfigError
 from froster_edge.io import Output, check_outputs
-from froster_edge.runtime.command import RunRequest, run as run_request
+from froster_edge.runtime.command import RunRequest
+from froster_edge.runtime.command import run as run_request
 from froster_edge.runtime.options import RunOptions
 
-from .helpers import CLIPS, assert_one_line_error, LiveRun, cli
+from .helpers import CLIPS, LiveRun, assert_one_line_error, cli
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
 

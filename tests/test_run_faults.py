@@ -17,7 +17,7 @@ import pytest
 
 from froster_edge.bundle.labels import load_labels
 
-from .helpers import CLIPS, SHARED_DATA, assert_one_line_error, LiveRun, cli
+from .helpers import CLIPS, SHARED_DATA, LiveRun, assert_one_line_error, cli
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .helpers import free_port, LiveRun, serve, wait_listening
+from .helpers import LiveRun, free_port, serve, wait_listening
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)"),

@@ -24,8 +24,8 @@ try:
 except ImportError:
     TRT_SKIP = "tensorrt is not installed"
 if TRT_SKIP is None:
-    from froster_edge.errors import MissingCapability
     from froster_edge.bundle.engines import cuda_runtime
+    from froster_edge.errors import MissingCapability
 
     try:
         cuda_runtime()  # the trt backend's device buffers come from cuda-python

@@ -21,7 +21,7 @@ from froster_edge.runtime.options import ClassifierOptions, RunOptions, Sampling
 from froster_edge.runtime.pipeline import Pipeline
 from froster_edge.video import resize_center_crop
 
-from .helpers import CLIPS, CLIP_B, Collect, assert_one_line_error, cli, run_python
+from .helpers import CLIP_B, CLIPS, Collect, assert_one_line_error, cli, run_python
 
 CLIP_A = CLIPS / "stgcn_clean_and_jerk.mp4"  # 300 frames at 29.97 fps
 T, SIZE, HOP = 4, 64, 2
@@ -82,7 +82,7 @@ def test_jsonl_decisions_count_and_equal_a_direct_encoder_call(tiny_bundle, tmp_
         assert len(got) == len(want) and len(want) == {0: 6, 1: 4}[stream]  # (15-4)//2+1 and (10-4)//2+1
         assert [d["frame"] for d in got] == [i for i, _ in want]
         probs = direct_probs(tiny_bundle, [c for _, c in want])
-        for d, p in zip(got, probs):
+        for d, p in zip(got, probs, strict=False):
             scores = {t["label"]: t["score"] for t in d["top"]}
             np.testing.assert_allclose([scores[n] for n in table.names], p, atol=2e-6)
             assert d["label"] == table.names[int(np.argmax(p))] and d["source"] == str(path)
@@ -108,7 +108,7 @@ def test_smoothing_over_decisions_matches_the_hand_computation(tiny_bundle, smoo
     names = load_labels(tiny_bundle / "labels.npz").names
     assert len(sink.decisions) == len(want) == 31 - T + 1  # frames floor(k * 9.99), k = 0..30
     s = None
-    for j, (d, p) in enumerate(zip(sink.decisions, probs)):
+    for j, (d, p) in enumerate(zip(sink.decisions, probs, strict=False)):
         if smoothing == "ema":
             s = p if s is None else 0.25 * p + 0.75 * s
         else:

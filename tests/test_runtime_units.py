@@ -12,15 +12,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from froster_edge.errors import ConfigError, MissingCapability
 from froster_edge.bundle.labels import LabelTable, load_labels
+from froster_edge.errors import ConfigError, MissingCapability
+from froster_edge.runtime.assembly import ClipAssembler, ClipRing, SampleRule
 from froster_edge.runtime.backends import probe, video_engine
 from froster_edge.runtime.classifier import Classifier, LabelWatcher
 from froster_edge.runtime.options import ClassifierOptions, RunOptions, SamplingOptions, check_options
-from froster_edge.runtime.assembly import ClipAssembler, ClipRing, SampleRule
-from froster_edge.sampling import Ticker
 from froster_edge.runtime.sources import END, FrameSlot, parse_source
 from froster_edge.runtime.stats import LatencyWindow
+from froster_edge.sampling import Ticker
 
 from .helpers import CLIPS
 
@@ -103,7 +103,7 @@ def test_classifier_scores_smoothing_threshold_topk():
 
     ema = Classifier(table, ClassifierOptions(smoothing="ema", ema_alpha=0.3, top_k=2))
     s = None
-    for e, p in zip(embs, probs):
+    for e, p in zip(embs, probs, strict=False):
         got = ema([0], e[None])[0]
         s = p if s is None else 0.3 * p + 0.7 * s
         best = np.argsort(-s)[:2]
@@ -112,7 +112,7 @@ def test_classifier_scores_smoothing_threshold_topk():
 
     mean = Classifier(table, ClassifierOptions(smoothing="mean", window=2, top_k=4))
     recent: deque = deque(maxlen=2)
-    for e, p in zip(embs, probs):
+    for e, p in zip(embs, probs, strict=False):
         recent.append(p)
         got = dict(mean([5], e[None])[0].top)
         want = np.mean(recent, axis=0)

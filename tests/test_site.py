@@ -22,11 +22,11 @@ import yaml
 
 from froster_edge.errors import ConfigError
 from froster_edge.runtime.site.clips import RECORD_FILE, ClipOptions, EventClips
-from froster_edge.runtime.site.events import ActionEvent
 from froster_edge.runtime.site.config import MetricsOptions
+from froster_edge.runtime.site.events import ActionEvent
 from froster_edge.runtime.sources import Frame
 
-from .helpers import CLASSES, CLIPS, assert_one_line_error, free_port, LiveRun, cli, serve, wait_listening
+from .helpers import CLASSES, CLIPS, LiveRun, assert_one_line_error, cli, free_port, serve, wait_listening
 from .mosquitto import Broker, Subscriber, retained
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")

@@ -53,7 +53,7 @@ def test_trimmed_onnx_encoding_equals_open_clip_at_77_tokens_on_the_class_list(t
     assert text["input_shape"] == ["prompts", "tokens"] and text["pad_to"] == "longest"
     encoder = BundleTextEncoder.load(tiny_bundle)
     lengths = []
-    for c, want in zip(classes, want_prompts):
+    for c, want in zip(classes, want_prompts, strict=False):
         tokens = encoder.tokenizer(prompts_for(c), pad_to="longest")
         lengths.append(tokens.shape[1])
         got = encoder.encode(tokens)

@@ -62,7 +62,7 @@ def test_schedule_equals_hand_computation():
     assert s(20) == pytest.approx(2e-6 + (1e-3 - 2e-6) * (1 + math.sqrt(2) / 2) / 2, rel=1e-9)
     assert s(49) > end and s(50) == pytest.approx(end)
     lrs = [s(k) for k in range(50)]
-    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11])) and all(a > b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11], strict=False)) and all(a > b for a, b in zip(lrs[10:], lrs[11:], strict=False))
 
 
 def test_schedule_without_warmup_and_fractional_warmup():

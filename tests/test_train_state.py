@@ -14,15 +14,13 @@ import torch
 
 from froster_edge.config import OptimConfig
 from froster_edge.errors import ConfigError
-from froster_edge.model.factory import create_distiller
-from froster_edge.train.optim import build_optimizer
-from froster_edge.train.batches import ResumableBatchSampler
 from froster_edge.io import atomic_dir, recover
-from froster_edge.train.state import (OPTIMIZER_FILE, STATE_FILE, capture_rng, latest_state, list_states, read_state,
-                                      restore_rng, save_state)
+from froster_edge.model.factory import create_distiller
+from froster_edge.train.batches import ResumableBatchSampler
+from froster_edge.train.optim import build_optimizer
+from froster_edge.train.state import OPTIMIZER_FILE, STATE_FILE, capture_rng, latest_state, list_states, read_state, restore_rng, save_state
 
 from .helpers import ROOT, sigkill
-
 
 # ---- sampler ----------------------------------------------------------------------------------
 
@@ -98,7 +96,7 @@ def test_state_round_trip(tiny_config, tmp_path):
     state = read_state(path)
     assert (state.step, state.epoch, state.epoch_step, state.meta["teacher"]) == (7, 1, 3, "abc")
     state.apply(d2, opt2, None)
-    for (k, v), (k2, v2) in zip(d.state_dict().items(), d2.state_dict().items()):
+    for (k, v), (_, v2) in zip(d.state_dict().items(), d2.state_dict().items(), strict=True):
         if not k.startswith("teacher."):
             torch.testing.assert_close(v2, v, rtol=0, atol=0, msg=k)
     s1, s2 = opt.state_dict(), opt2.state_dict()

@@ -41,9 +41,9 @@ def test_accumulation_equals_the_whole_batch(tiny_batch):
         before = [p.detach().clone() for p in params]
         opt = torch.optim.SGD(params, lr=1.0)
         out = train_step(d, opt, [(frames[s], labels[s]) for s in split], tokens, params, clip_grad_norm=None)
-        updates.append(([b - p.detach() for b, p in zip(before, params)], out))
+        updates.append(([b - p.detach() for b, p in zip(before, params, strict=False)], out))
     (whole, a), (accum, b) = updates
-    for g1, g2 in zip(whole, accum):  # equal up to float32 summation order, relative to the tensor's scale
+    for g1, g2 in zip(whole, accum, strict=False):  # equal up to float32 summation order, relative to the tensor's scale
         assert (g2 - g1).abs().max() <= 1e-5 * g1.abs().max() + 1e-8
     torch.testing.assert_close(b.terms, a.terms, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(b.grad_norm, a.grad_norm, rtol=1e-5, atol=0)
@@ -86,6 +86,6 @@ def test_activation_checkpointing_gives_the_same_step(tiny_batch):
         params = [p for p in d.parameters() if p.requires_grad]
         before = [p.detach().clone() for p in params]
         train_step(d, torch.optim.SGD(params, lr=1.0), [(frames, labels)], tokens, params, clip_grad_norm=None)
-        updates.append([b - p.detach() for b, p in zip(before, params)])
-    for g1, g2 in zip(*updates):
+        updates.append([b - p.detach() for b, p in zip(before, params, strict=False)])
+    for g1, g2 in zip(*updates, strict=False):
         assert (g2 - g1).abs().max() <= 1e-5 * g1.abs().max() + 1e-8

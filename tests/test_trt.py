@@ -78,10 +78,10 @@ def test_ort_trt_route_writes_a_persistent_engine_cache(tmp_path):
 @pytest.mark.skipif(TRT_SKIP is not None, reason=str(TRT_SKIP))
 @pytest.mark.parametrize("method", ["minmax", "entropy"])
 def test_trt_int8_engine_from_the_qdq_model_through_calibrate(tmp_path, method):
+    from froster_edge.bundle.trt_check import check_onnx
     from froster_edge.calibration.calibrate import calibrate_int8
     from froster_edge.calibration.options import CalibrationOptions, GateThresholds
     from froster_edge.calibration.trt_route import TRT_INT8_ONNX
-    from froster_edge.bundle.trt_check import check_onnx
 
     from .helpers import CLIPS
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from froster_edge.errors import FrosterError
-from froster_edge.export.onnx_graphs import VideoEncoderGraph, _export, export_text_encoder, export_video_encoder, to_fp16
 from froster_edge.bundle.engines import tensorrt_version_problem
 from froster_edge.bundle.trt_check import check_model, check_onnx, require_compatible
+from froster_edge.errors import FrosterError
+from froster_edge.export.onnx_graphs import VideoEncoderGraph, _export, export_text_encoder, export_video_encoder, to_fp16
 
 from .helpers import make_student
 

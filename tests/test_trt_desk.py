@@ -236,8 +236,8 @@ def test_probe_passes_trt_over_on_any_cuda_error(monkeypatch, tiny_bundle):
     """Item 9: probe() gives the reason instead of raising, whatever CUDA answers."""
     import sys
 
-    from froster_edge.runtime import backends
     from froster_edge.errors import FrosterError
+    from froster_edge.runtime import backends
 
     monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.3.0"))
     manifest = mf.read_manifest(tiny_bundle)

@@ -5,7 +5,6 @@ on a copy of the tiny bundle (its table compared with one built here from the pr
 from __future__ import annotations
 
 import math
-
 import shutil
 import time
 
@@ -13,16 +12,16 @@ import cv2
 import numpy as np
 import pytest
 
-from froster_edge.errors import ConfigError, FrosterError
 from froster_edge.bundle import manifest as mf
 from froster_edge.bundle.labels import load_labels
 from froster_edge.bundle.relabel import BundleTextEncoder, relabel_bundle, remove_classes
+from froster_edge.errors import ConfigError, FrosterError
 from froster_edge.prompts import ClassText, prompts_for
 from froster_edge.runtime.sinks import Decision
-from froster_edge.runtime.sources import Frame
 from froster_edge.runtime.site.web.live import Hub
 from froster_edge.runtime.site.web.options import HttpOptions, parse_listen, resolve_token
 from froster_edge.runtime.site.web.vocabulary import Vocabulary, VocabularyError
+from froster_edge.runtime.sources import Frame
 from froster_edge.schema import validate
 
 from .helpers import CLIPS

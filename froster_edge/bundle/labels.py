@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BundleError, shorten
-from ..prompts import repeated_name
 from ..io import atomic_write_bytes
+from ..prompts import repeated_name
 
 FORMAT = "froster-edge-labels"
 VERSION = 1
@@ -186,7 +186,7 @@ def load_labels(path: str | Path, fingerprint: str | None = None, dim: int | Non
             names=arrays["names"].tolist(), texts=arrays["texts"].tolist(),
             embeddings=arrays["embeddings"], logit_scale=float(arrays["logit_scale"]),
             temperature=float(arrays["temperature"]), fingerprint=str(arrays["fingerprint"]),
-            prompts=[flat[a:b] for a, b in zip(starts[:-1], starts[1:])],
+            prompts=[flat[a:b] for a, b in zip(starts[:-1], starts[1:], strict=False)],
         )
     except BundleError as e:
         raise BundleError(f"{path}: {e}") from e

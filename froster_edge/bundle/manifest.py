@@ -21,7 +21,7 @@ from typing import Annotated, Any, Iterable
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from ..errors import BundleError, ConfigError, shorten
-from ..io import fsync_dir, atomic_write_json, folder_lock, is_leftover, read_folder_json, read_versioned_json, sha256_file
+from ..io import atomic_write_json, folder_lock, fsync_dir, is_leftover, read_folder_json, read_versioned_json, sha256_file
 from ..sampling import SamplingSpec
 from ..schema import Model, Text, validate
 from ..spatial import SpatialSpec

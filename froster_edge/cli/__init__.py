@@ -9,9 +9,8 @@ See docs/cli.md.
 
 from __future__ import annotations
 
-from .base import EXIT_CODES, app, main
-
 # each module registers its commands; this order is the order of `froster-edge --help`
-from . import info, models, export, calibrate, train, evaluate, runtime, search  # noqa: E402, F401, I001
+from . import calibrate, evaluate, export, info, models, runtime, search, train  # noqa: E402, F401, I001
+from .base import EXIT_CODES, app, main
 
 __all__ = ["EXIT_CODES", "app", "main"]

@@ -12,8 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from .base import command
-from .options import (ActivationOption, DEFAULT_MODEL, DEFAULT_PRETRAINED, Frames, JsonOut, Model, OptionalClasses, Pretrained, Student,
-                      readable, write_json)
+from .options import DEFAULT_MODEL, DEFAULT_PRETRAINED, ActivationOption, Frames, JsonOut, Model, OptionalClasses, Pretrained, Student, readable, write_json
 
 
 @command("eval")

@@ -16,8 +16,21 @@ from ..export.options import EXPORT_DEFAULTS as _EXPORT
 from ..export.options import TrtRoute
 from .base import command
 from .models import model_source
-from .options import (ActivationOption, DEFAULT_MODEL, DEFAULT_PRETRAINED, Classes, Frames, JsonOut, Model, Pretrained, Student,
-                      out_option, readable, videos_option, write_json)
+from .options import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    ActivationOption,
+    Classes,
+    Frames,
+    JsonOut,
+    Model,
+    Pretrained,
+    Student,
+    out_option,
+    readable,
+    videos_option,
+    write_json,
+)
 
 
 @command("export")
@@ -123,8 +136,8 @@ def labels_cmd(
         raise ConfigError("-o is required with --student")
     class_texts = read_classes(classes)
     if bundle is not None:
-        from ..bundle.relabel import relabel_bundle
         from ..bundle.manifest import LABELS_FILE
+        from ..bundle.relabel import relabel_bundle
 
         table = relabel_bundle(bundle, class_texts, out, append)
         target = out or bundle / LABELS_FILE

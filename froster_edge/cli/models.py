@@ -11,8 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .base import command
-from .options import (ActivationOption, DEFAULT_MODEL, DEFAULT_PRETRAINED, Classes, Frames, JsonOut, Model, Pretrained, Student,
-                      out_option, readable, write_json)
+from .options import DEFAULT_MODEL, DEFAULT_PRETRAINED, ActivationOption, Classes, Frames, JsonOut, Model, Pretrained, Student, out_option, readable, write_json
 
 
 @command("import-froster")

@@ -21,6 +21,7 @@ from .options import JsonOut, readable, write_json
 # typer checks a repeatable option's choices through an Enum (a list of Literals it cannot)
 BenchBackend = enum.Enum("BenchBackend", {name: name for name in BENCH_ORDER + ("torch",)}, type=str)
 OvDevice = enum.Enum("OvDevice", {name: name for name in OV_DEVICES}, type=str)
+_OV_DEVICE = OvDevice(_RUN.ov_device)
 ov_device_option = typer.Option("--ov-device", help="OpenVINO device of the ov backends: CPU, GPU (Intel graphics), NPU or AUTO; "
                                 "exit 3 where OpenVINO does not list it.")
 
@@ -41,7 +42,7 @@ def run_cmd(
     backend: Annotated[BackendName, typer.Option(
         help="auto: the fastest available, on a CPU the model calibrate kept (ONNX Runtime or OpenVINO); "
              "the int8 ones where calibrate kept an INT8 model; ov/ov-int8 need froster-edge[openvino].")] = _RUN.backend,
-    ov_device: Annotated[OvDevice, ov_device_option] = OvDevice(_RUN.ov_device),
+    ov_device: Annotated[OvDevice, ov_device_option] = _OV_DEVICE,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per decision on stdout instead of readable lines.")] = False,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions.", min=1)] = _RUN.sampling.hop,
     sample_fps: Annotated[Optional[float], typer.Option(
@@ -133,7 +134,7 @@ def bench_cmd(
     bundle: Annotated[Path, typer.Option(help="The bundle to measure.")],
     backend: Annotated[Optional[list[BenchBackend]], typer.Option(
         "--backend", help=f"A backend to measure (repeatable); default: every available one of {', '.join(BENCH_ORDER)}.")] = None,
-    ov_device: Annotated[OvDevice, ov_device_option] = OvDevice(_RUN.ov_device),
+    ov_device: Annotated[OvDevice, ov_device_option] = _OV_DEVICE,
     clip: Annotated[Optional[Path], typer.Option(help="Video for the pipeline runs; default examples/clips/stgcn_clean_and_jerk.mp4.")] = None,
     hop: Annotated[int, typer.Option(help="Sampled frames between decisions in the pipeline runs.", min=1)] = _RUN.sampling.hop,
     reps: Annotated[int, typer.Option(help="Interleaved pipeline / backend-alone pairs per backend.", min=1)] = 3,

@@ -24,7 +24,6 @@ from ..io import read_text
 from ..prompts import ClassText, read_class_texts, repeated_name
 
 
-
 @dataclass(frozen=True)
 class VideoItem:
     """One video of a list: where it is and its 0-based class index."""
@@ -137,7 +136,7 @@ def read_classes(path: str | Path) -> list[ClassText]:
             raise ConfigError(f"{path}: the id column must hold class indices: {e}") from e
         if sorted(ids) != list(range(len(rows))):
             raise ConfigError(f"{path}: class ids must be 0..{len(rows) - 1} without gaps")
-        rows = [r for _, r in sorted(zip(ids, rows), key=lambda p: p[0])]
+        rows = [r for _, r in sorted(zip(ids, rows, strict=False), key=lambda p: p[0])]
     classes = [ClassText.parse(r["name"] or "") for r in rows]
     if (dup := repeated_name(c.name for c in classes)) is not None:
         raise ConfigError(f"{path}: class {classes[dup[1]].name!r} appears twice")

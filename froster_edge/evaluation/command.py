@@ -5,11 +5,10 @@ See docs/evaluation.md.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-
 
 from ..device import resolve_device
 from ..errors import ConfigError

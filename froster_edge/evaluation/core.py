@@ -103,8 +103,8 @@ def encode_videos(
                     video = student.encode_video(x.flatten(0, 1)).video  # (b*V, D)
                     features[batch["index"][good]] = video.reshape(b, v, -1).sum(1).float().cpu()  # (b, D)
                 ok[batch["index"]] = good
-                bad = [path for path, g in zip(batch["path"], good.tolist()) if not g]
-                failed.update(zip(bad, batch["failed"]))  # one entry per failed test sample
+                bad = [path for path, g in zip(batch["path"], good.tolist(), strict=False) if not g]
+                failed.update(zip(bad, batch["failed"], strict=False))  # one entry per failed test sample
                 bar.advance(len(good))
     finally:
         student.train(was_training)
@@ -165,9 +165,9 @@ def score_videos(encoded: EncodedVideos, items: Sequence[VideoItem], class_embed
         mask = ok & (labels == c)
         per_class.append(ClassAccuracy(name, int(mask.sum()), percent(hit1[mask])))
     present = [pc.top1 for pc in per_class if pc.top1 is not None]
-    failed = [encoded.failed.get(str(it.path), f"{it.path}: not encoded") for it, good in zip(items, ok.tolist()) if not good]
+    failed = [encoded.failed.get(str(it.path), f"{it.path}: not encoded") for it, good in zip(items, ok.tolist(), strict=False) if not good]
     videos = [{"path": str(it.path), "label": it.label, "ok": bool(good), "top5": row if good else []}
-              for it, good, row in zip(items, ok.tolist(), top5.tolist())]
+              for it, good, row in zip(items, ok.tolist(), top5.tolist(), strict=False)]
     return EvalResult(
         top1=percent(hit1[ok]),
         top5=percent(hit5[ok]),

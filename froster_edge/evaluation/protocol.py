@@ -25,9 +25,9 @@ from ..config import StudentConfig
 from ..data import VideoItem, check_class_names, read_classes, read_video_list
 from ..errors import ConfigError, FrosterError
 from ..io import read_yaml
-from ..schema import Model, Text, validate
 from ..model.student import VideoStudent
 from ..prompts import ClassText
+from ..schema import Model, Text, validate
 from .core import EvalResult, class_embeddings, encode_videos, score_videos, student_image_size
 from .metrics import base_to_novel_summary, harmonic_mean, mean_std
 

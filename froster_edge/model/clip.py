@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from open_clip.model import CLIP
 
 from ..errors import ConfigError, PretrainedWeightsError, shorten
-from ..reachability import address_of, hub_address, reachable
 from ..io import read_json
 from ..logs import quiet_logger
+from ..reachability import address_of, hub_address, reachable
 
 log = logging.getLogger(__name__)
 

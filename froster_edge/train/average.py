@@ -17,8 +17,7 @@ import torch
 
 from ..config import saved_student_config
 from ..errors import CheckpointError, ConfigError
-from ..model.checkpoint import (PROJECTORS_FILE, TEACHER_FILE, WEIGHTS_FILE, load_state_strict, load_tensors,
-                                read_student_config, save_student)
+from ..model.checkpoint import PROJECTORS_FILE, TEACHER_FILE, WEIGHTS_FILE, load_state_strict, load_tensors, read_student_config, save_student
 from ..model.clip import build_clip
 from ..model.distill import ResidualProjector
 from ..model.student import VideoStudent
@@ -97,10 +96,10 @@ def average_students(student_dirs: Sequence[str | Path], out_dir: str | Path) ->
         raise ConfigError("average needs at least one student directory")
     configs = [read_student_config(d) for d in dirs]
     first = configs[0]
-    for d, c in zip(dirs[1:], configs[1:]):
+    for d, c in zip(dirs[1:], configs[1:], strict=False):
         if c["student"] != first["student"] or c["model_cfg"] != first["model_cfg"]:
             raise CheckpointError(f"{d} is a different model from {dirs[0]} (student or model config differs)")
-    weights = average_state_dicts([load_tensors(d, WEIGHTS_FILE, c) for d, c in zip(dirs, configs)])
+    weights = average_state_dicts([load_tensors(d, WEIGHTS_FILE, c) for d, c in zip(dirs, configs, strict=False)])
     try:
         student_cfg = saved_student_config(first["student"])
     except ConfigError as e:
@@ -111,7 +110,7 @@ def average_students(student_dirs: Sequence[str | Path], out_dir: str | Path) ->
 
     projectors = None
     if all(PROJECTORS_FILE in c["weights"] for c in configs):
-        mean = average_state_dicts([load_tensors(d, PROJECTORS_FILE, c) for d, c in zip(dirs, configs)])
+        mean = average_state_dicts([load_tensors(d, PROJECTORS_FILE, c) for d, c in zip(dirs, configs, strict=False)])
         projectors = {}
         for name in sorted({k.split(".", 1)[0] for k in mean}):
             module = ResidualProjector(student.embed_dim)

@@ -11,8 +11,8 @@ See docs/training.md.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,10 +31,10 @@ from ..progress import ProgressBar
 from ..prompts import ClassText
 from . import ddp
 from .average import EPOCHS_DIR, average_students, epoch_dir, epoch_dirs
+from .batches import ResumableBatchSampler
 from .config import changed_options, load_saved_recipe, save_recipe
 from .fewshot import few_shot, short_classes, write_list
 from .optim import WarmupCosine, build_optimizer, set_lr
-from .batches import ResumableBatchSampler
 from .state import capture_rng, latest_state, projector_modules, restore_rng, save_state
 from .step import TERMS, autocast_dtype, class_prompt_tokens, step_prompts, train_step
 
@@ -254,7 +254,8 @@ class Trainer:
         self.progress = ProgressBar(t.progress and d.is_main, "epoch -", total_steps, completed=step)
         meter, epoch_meter = _Meter(d.device), _Meter(d.device)
         try:
-            for epoch in range(epoch, t.epochs):
+            first_epoch = epoch
+            for epoch in range(first_epoch, t.epochs):
                 dataset.set_epoch(epoch)
                 sampler.set_epoch(epoch, epoch_step)  # read when the loader's iterator starts, just below
                 batches = iter(loader)

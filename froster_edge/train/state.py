@@ -24,8 +24,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..io import atomic_dir, atomic_write_json, read_tensors, read_versioned_json, save_tensors
-from ..model.checkpoint import (PROJECTORS_FILE, WEIGHTS_FILE, load_state_strict, load_tensors, read_student_config,
-                                save_student)
+from ..model.checkpoint import PROJECTORS_FILE, WEIGHTS_FILE, load_state_strict, load_tensors, read_student_config, save_student
 from ..model.distill import FrosterDistiller
 
 FORMAT = "froster-edge-train-state"

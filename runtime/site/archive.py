@@ -4,8 +4,9 @@ with no model run over the video again.
 
 One row per decision in `decisions`: camera, media time, UTC wall time, the top labels and
 scores (JSON), the id of the camera's open action event (the one of the decision's top label,
-else the newest), the event's clip and snapshot paths once its end is known. Its embedding, as
-float16 (exactly the vector the classifier scored), waits in `pending` until the camera has
+else the newest), the event's clip and snapshot paths once its end is known. Its embedding (the
+vector the classifier scored, encoded as `meta`'s `encoding` says: float16 by default, or int8
+with a per-row scale, which searches faster; see `encode_rows`) waits in `pending` until the camera has
 `PACK` of them, which move in one transaction into one row of `blocks` (their ids, times and
 embeddings side by side; the decision rows keep their block number, the pending rows are
 deleted, freeing whole pages): a search then reads a few thousand blobs instead of a million rows.
@@ -13,8 +14,8 @@ A JPEG thumbnail (`thumbs`) is kept at most every `thumb_every_s` of
 a camera's media time (a live source's is its running time; a file read faster than real time
 still gets one per that many seconds of video), from the newest frame its frame thread handed over.
 
-The decision loop only copies the embedding (float16) and puts one tuple on a bounded queue; a
-writer thread commits what is queued at most every `commit_s`, encodes thumbnails, and enforces
+The decision loop only copies the embedding (float32) and puts one tuple on a bounded queue; a
+writer thread commits what is queued at most every `commit_s`, encodes embeddings and thumbnails, and enforces
 retention (`retain_days`, `max_mb`: the oldest decisions first, whole blocks at a time) while the
 run goes on. A full queue drops the decision (counted); a write that fails (a full disk, a
 read-only file) is said once and counted, the run goes on deciding. WAL mode: a search or the web
@@ -36,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -50,6 +51,9 @@ FORMAT = "froster-edge-archive"
 VERSION = 1
 PACK = 256  # decisions of one camera per block
 DAY_S = 86_400.0
+ENCODINGS = ("float16", "int8")  # a new archive's embeddings (ArchiveOptions.encoding); an existing one keeps its own
+MMAP_BYTES = 2**31 - 2**16  # SQLite's default ceiling on a mapping
+SCALE_BYTES = 4  # int8: each row is its float32 scale, then its codes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,6 +88,28 @@ CREATE TABLE IF NOT EXISTS thumbs (decision INTEGER PRIMARY KEY, jpeg BLOB NOT N
 """
 
 
+
+def encode_rows(vectors: np.ndarray, encoding: str) -> list[bytes]:
+    """(n, D) embeddings -> one stored row each. int8: the row's largest magnitude maps to 127, the
+    scale (float32, little-endian) first, then the codes, so a block of rows is their concatenation."""
+    v = np.asarray(vectors, np.float32).reshape(len(vectors), -1)
+    if encoding == "float16":
+        return [r.tobytes() for r in v.astype("<f2")]
+    peak = np.abs(v).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype("<f4")
+    codes = np.clip(np.rint(v / scale[:, None]), -127, 127).astype(np.int8)
+    return [s.tobytes() + c.tobytes() for s, c in zip(scale, codes, strict=False)]
+
+
+def decode_rows(blob: bytes, n: int, dim: int, encoding: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored rows -> (codes or float16 values (n, D), a view in place; per-row scales or None):
+    the embedding is codes x scale."""
+    if encoding == "float16":
+        return np.frombuffer(blob, "<f2").reshape(n, dim), None
+    raw = np.frombuffer(blob, np.uint8).reshape(n, SCALE_BYTES + dim)
+    return raw[:, SCALE_BYTES:].view(np.int8), raw[:, :SCALE_BYTES].copy().view("<f4").ravel()
+
+
 class ArchiveOptions(Model):
     """The archive's file and limits. 0 turns a limit (or the thumbnails) off."""
 
@@ -94,12 +120,15 @@ class ArchiveOptions(Model):
     max_mb: Annotated[float, Field(ge=0)] = 4096.0  # the database's used pages beyond this: the oldest decisions deleted
     commit_s: Annotated[float, Field(gt=0)] = 1.0  # the writer commits what is queued at most this often
     queue: Annotated[int, Field(ge=1)] = 4096  # decisions waiting for the writer; beyond, dropped (counted)
+    encoding: Literal["float16", "int8"] = ENCODINGS[0]  # a new archive's embeddings: float16, or int8 (a per-row scale; half the bytes)
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     """A connection to an archive file (read-only: never creates or changes it)."""
     if readonly:
-        return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")  # a search's blobs copied from the mapped file, not read a page a call
+        return conn
     conn = sqlite3.connect(str(path), check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a killed process; an OS crash may lose the last
@@ -117,6 +146,10 @@ def read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
         raise ConfigError(f"{path} is not a froster-edge archive (no {FORMAT} record)")
     if meta.get("version") != str(VERSION):
         raise ConfigError(f"{path}: archive version {meta.get('version')} is not supported (this froster-edge reads {VERSION})")
+    meta.setdefault("encoding", "float16")
+    if meta["encoding"] not in ENCODINGS:
+        raise ConfigError(f"{path}: embedding encoding {meta['encoding']!r} is not supported (this froster-edge reads "
+                          f"{', '.join(ENCODINGS)})")
     return meta
 
 
@@ -128,8 +161,9 @@ def check_space(meta: dict[str, str], path: Path, fingerprint: str, dim: int, wh
                           "another embedding space, its scores would be meaningless")
 
 
-def open_archive(path: Path, fingerprint: str, dim: int) -> sqlite3.Connection:
-    """Open (or create) an archive for writing, its model checked; one ConfigError line on any problem."""
+def open_archive(path: Path, fingerprint: str, dim: int, encoding: str = ENCODINGS[0]) -> sqlite3.Connection:
+    """Open (or create, its embeddings as `encoding`) an archive for writing, its model checked; one
+    ConfigError line on any problem. An existing archive keeps the encoding its meta records."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigError(f"--archive {path}: folder {path.parent} does not exist")
@@ -140,7 +174,7 @@ def open_archive(path: Path, fingerprint: str, dim: int) -> sqlite3.Connection:
             with conn:
                 conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
                                  [("format", FORMAT), ("version", str(VERSION)), ("fingerprint", fingerprint),
-                                  ("embed_dim", str(dim)), ("encoding", "float16"), ("created", f"{time.time():.3f}")])
+                                  ("embed_dim", str(dim)), ("encoding", encoding), ("created", f"{time.time():.3f}")])
     except sqlite3.DatabaseError as e:
         raise ConfigError(f"--archive {path}: cannot be opened as an archive ({e})") from None
     check_space(read_meta(conn, path), path, fingerprint, dim, "this run's bundle")
@@ -165,7 +199,8 @@ class Archive:
     def __init__(self, options: ArchiveOptions, fingerprint: str, dim: int, clips_dir: Path | None = None):
         self.options, self.clips_dir = options, clips_dir
         self.path = Path(options.file)
-        self.conn = open_archive(self.path, fingerprint, dim)
+        self.conn = open_archive(self.path, fingerprint, dim, options.encoding)
+        self.encoding = read_meta(self.conn, self.path)["encoding"]
         self.counters = ArchiveCounters()
         self._queue: queue.Queue = queue.Queue(options.queue)
         self._frames: dict[int, np.ndarray] = {}  # newest frame per stream (a reference, as the web view keeps)
@@ -200,7 +235,7 @@ class Archive:
         opened = self._open.get(camera, {})
         event_id = opened.get(decision.label) or (next(reversed(opened.values())) if opened else None)
         row = ("row", camera, float(decision.media_time), float(decision.time),
-               np.asarray(decision.embedding, dtype=np.float16).tobytes(),
+               np.array(decision.embedding, dtype=np.float32),
                [(n, round(float(s), 6)) for n, s in decision.top], event_id, thumb)
         self._put(row)
 
@@ -259,17 +294,18 @@ class Archive:
     def _commit(self, items: list[tuple]) -> None:
         rows = [i for i in items if i[0] == "row"]
         thumbs = {i: self._thumb(item[7]) for i, item in enumerate(rows) if item[7] is not None}
+        embeddings = encode_rows(np.stack([item[4] for item in rows]), self.encoding) if rows else []
 
         def write() -> None:
             with self.conn:
                 cameras = set()
                 for i, item in enumerate(rows):
-                    _, camera, media, wall, emb, top, event_id, _ = item
+                    _, camera, media, wall, _, top, event_id, _ = item
                     cur = self.conn.execute(
                         "INSERT INTO decisions (camera, media_time, time, top, event_id) VALUES (?, ?, ?, ?, ?)",
                         (camera, media, wall, json.dumps(top), event_id))
                     self.conn.execute("INSERT INTO pending (decision, camera, embedding) VALUES (?, ?, ?)",
-                                      (cur.lastrowid, camera, emb))
+                                      (cur.lastrowid, camera, embeddings[i]))
                     if thumbs.get(i) is not None:
                         self.conn.execute("INSERT INTO thumbs (decision, jpeg) VALUES (?, ?)", (cur.lastrowid, thumbs[i]))
                     cameras.add(camera)

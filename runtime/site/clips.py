@@ -29,9 +29,9 @@ from pydantic import Field
 from ...errors import ConfigError
 from ...io import atomic_path, atomic_write_bytes, atomic_write_json, read_versioned_json, recover
 from ...schema import FilePath, Model
-from .events import ActionEvent, event_file_stem
 from ..assembly import RateGate
 from ..sources import Frame, cv2
+from .events import ActionEvent, event_file_stem
 
 log = logging.getLogger(__name__)
 

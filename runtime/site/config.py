@@ -28,14 +28,15 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ...errors import ConfigError, shorten
 from ...io import read_yaml
 from ...schema import FilePath, Model, Name, Text, check_name, updated, validate
+from ..options import BackendName, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, camera_index, check_options
+from ..source_url import read_password, with_camera_options
 from .archive import ArchiveOptions
 from .clips import ClipOptions
 from .events import EventOptions
-from .mqtt import MqttOptions, parse_address as mqtt_address
+from .mqtt import MqttOptions
+from .mqtt import parse_address as mqtt_address
 from .network import LOOPBACK, parse_address, reason
 from .web.options import HttpOptions
-from ..source_url import read_password, with_camera_options
-from ..options import BackendName, CameraOptions, ClassifierOptions, RunOptions, SamplingOptions, camera_index, check_options
 
 log = logging.getLogger(__name__)
 

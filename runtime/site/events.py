@@ -131,7 +131,7 @@ def label_scores(decision: Decision) -> dict[str, float]:
     """The decision's smoothed probability per class: all classes where the decision carries
     them (the pipeline's do), else its top-k (a class not in it counts as 0)."""
     if decision.probs is not None and decision.classes is not None:
-        return dict(zip(decision.classes, map(float, decision.probs)))
+        return dict(zip(decision.classes, map(float, decision.probs), strict=False))
     return {name: float(score) for name, score in decision.top}
 
 

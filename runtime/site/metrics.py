@@ -103,7 +103,7 @@ class RunCollector:
                 key = {"camera": cam.name, "stream": str(i), "stage": stage}
                 if window.samples:
                     q = np.percentile(np.asarray(window.samples), [50, 95, 99])
-                    for name, value in zip(("0.5", "0.95", "0.99"), q):
+                    for name, value in zip(("0.5", "0.95", "0.99"), q, strict=False):
                         summary.add_sample("froster_edge_stage_seconds", {**key, "quantile": name}, float(value))
                 summary.add_sample("froster_edge_stage_seconds_count", key, float(window.count))
                 summary.add_sample("froster_edge_stage_seconds_sum", key, float(window.total))

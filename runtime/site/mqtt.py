@@ -15,9 +15,9 @@ See docs/mqtt.md.
 
 from __future__ import annotations
 
-import logging
 import collections
 import json
+import logging
 import os
 import re
 import socket
@@ -32,9 +32,9 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from ...errors import ConfigError, MissingCapability
 from ...schema import FilePath, Model, Text
 from ..sinks import Decision
+from .events import PLAIN_NAME, short_hash
 from .network import check_host, reason
 from .network import parse_address as network_address
-from .events import PLAIN_NAME, short_hash
 
 log = logging.getLogger(__name__)
 

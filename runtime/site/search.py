@@ -14,8 +14,9 @@ among the best `hits` fraction of the range's decisions (at least `top`) are hit
 hits of one camera (no other decision of that camera between them in the order they were made,
 at most `gap_s` apart) merge into one time range, ranked by its best score.
 
-Embeddings are read block by block, in place, and converted to float32 a CHUNK_ROWS chunk at a
-time into one reused buffer: a small chunk stays in the CPU's cache and its matrix product runs
+Embeddings are read block by block, in place (int8 codes with a per-row scale, or float16 in an
+archive written before int8: meta's `encoding`), and converted to float32 a CHUNK_ROWS chunk at a
+time into one reused buffer; an int8 row's similarity is its codes' product times its scale: a small chunk stays in the CPU's cache and its matrix product runs
 on one BLAS thread, where converting everything at once spends most of its time on fresh pages
 and a large product on idle BLAS threads. Memory stays bounded by the per-decision scores.
 
@@ -38,7 +39,7 @@ import numpy as np
 
 from ...errors import ConfigError, shorten
 from ..classifier import softmax
-from .archive import check_space, connect, read_meta
+from .archive import check_space, connect, decode_rows, read_meta
 
 CHUNK_ROWS = 512  # embeddings converted to float32 and scored per numpy call: in cache, and one BLAS thread
 THUMB_REACH_S = 60.0  # a range's thumbnail: its camera's nearest to the best decision, at most this far outside it
@@ -135,9 +136,10 @@ def open_for_search(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     return conn, read_meta(conn, path)
 
 
-def _blocks(conn: sqlite3.Connection, o: SearchOptions, dim: int,
-            codes: dict[str, int]) -> Iterator[tuple[np.ndarray, np.ndarray, int, np.ndarray]]:
-    """(ids, times, camera code, float16 embeddings (n, D)) of the decisions in range, one block at
+def _blocks(conn: sqlite3.Connection, o: SearchOptions, dim: int, encoding: str,
+            codes: dict[str, int]) -> Iterator[tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray | None]]:
+    """(ids, times, camera code, stored values (n, D), per-row scales or None: decode_rows) of the
+    decisions in range, one block at
     a time (read in place, no copy): the blocks in the order they were written, then the rows not
     yet packed, so each camera's decisions come in the order they were made. `codes` is filled
     with camera -> code."""
@@ -149,24 +151,28 @@ def _blocks(conn: sqlite3.Connection, o: SearchOptions, dim: int,
         where, args = " AND camera = ?", [o.camera]
     blocks = conn.execute("SELECT camera, ids, times, embeddings FROM blocks WHERE t1 >= ? AND t0 <= ?" + where
                           + " ORDER BY id", [*bounds, *args])
-    loose = conn.execute("SELECT p.camera, p.decision, d.time, p.embedding FROM pending p JOIN decisions d ON d.id = "
+    # CROSS JOIN: the few pending rows drive the join, not a scan of every decision's time in range
+    loose = conn.execute("SELECT p.camera, p.decision, d.time, p.embedding FROM pending p CROSS JOIN decisions d ON d.id = "
                          "p.decision WHERE d.time >= ? AND d.time <= ?" + where.replace("camera", "p.camera")
                          + " ORDER BY p.decision", [*bounds, *args])
     packed = ((cam, np.frombuffer(ids, np.int64), np.frombuffer(times, np.float64), emb) for cam, ids, times, emb in blocks)
     single = ((cam, np.array([i], np.int64), np.array([t], np.float64), emb) for cam, i, t, emb in loose)
     for cam, ids, times, emb in itertools.chain(packed, single):
-        vectors = np.frombuffer(emb, np.float16).reshape(len(ids), dim)
+        vectors, scales = decode_rows(emb, len(ids), dim, encoding)
         keep = (times >= lo) & (times <= hi)
         if not keep.all():
             ids, times, vectors = ids[keep], times[keep], vectors[keep]
+            scales = None if scales is None else scales[keep]
         if len(ids):
-            yield ids, times, codes.setdefault(cam, len(codes)), vectors
+            yield ids, times, codes.setdefault(cam, len(codes)), vectors, scales
 
 
-def score(embeddings: np.ndarray, texts: np.ndarray, logit_scale: float) -> np.ndarray:
-    """(N, D) embeddings, (K, D) query rows -> (N, K) scores: the similarity with one query, the
-    classifier's softmax over the queries with several."""
+def score(embeddings: np.ndarray, texts: np.ndarray, logit_scale: float, scales: np.ndarray | None = None) -> np.ndarray:
+    """(N, D) embeddings (times their per-row `scales` when given), (K, D) query rows -> (N, K)
+    scores: the similarity with one query, the classifier's softmax over the queries with several."""
     sim = embeddings @ texts.T  # (N, K)
+    if scales is not None:
+        sim *= scales[:, None]
     if texts.shape[0] == 1:
         return sim
     return softmax(logit_scale * sim.astype(np.float64))
@@ -175,17 +181,19 @@ def score(embeddings: np.ndarray, texts: np.ndarray, logit_scale: float) -> np.n
 def search(conn: sqlite3.Connection, meta: dict[str, str], queries: list[str], texts: np.ndarray, logit_scale: float,
            options: SearchOptions) -> dict[str, Any]:
     """Score every decision in range, pick each query's hits, merge them into ranges; a JSON-ready dict."""
-    dim = int(meta["embed_dim"])
+    dim, encoding = int(meta["embed_dim"]), meta.get("encoding", "float16")
     ids_l, times_l, cams_l, scores_l = [], [], [], []
     codes: dict[str, int] = {}
     t0 = time.perf_counter()
     buf = np.empty((CHUNK_ROWS, dim), np.float32)  # converted a chunk at a time: it stays in the CPU's cache
+    sbuf = np.ones(CHUNK_ROWS, np.float32)
     filled = 0
 
     def flush(n: int) -> None:
-        scores_l.append(score(buf[:n], texts, logit_scale).astype(np.float32))
+        scaled = sbuf[:n] if encoding == "int8" else None
+        scores_l.append(score(buf[:n], texts, logit_scale, scaled).astype(np.float32))
 
-    for ids, times, cam, vectors in _blocks(conn, options, dim, codes):
+    for ids, times, cam, vectors, scales in _blocks(conn, options, dim, encoding, codes):
         ids_l.append(ids)
         times_l.append(times)
         cams_l.append(np.full(len(ids), cam, np.int16))
@@ -193,6 +201,8 @@ def search(conn: sqlite3.Connection, meta: dict[str, str], queries: list[str], t
         while start < len(vectors):
             take = min(CHUNK_ROWS - filled, len(vectors) - start)
             np.copyto(buf[filled:filled + take], vectors[start:start + take])
+            if scales is not None:
+                sbuf[filled:filled + take] = scales[start:start + take]
             filled, start = filled + take, start + take
             if filled == CHUNK_ROWS:
                 flush(filled)

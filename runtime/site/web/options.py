@@ -14,8 +14,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from ....schema import Model, Text, updated
 from ....errors import ConfigError
+from ....schema import Model, Text, updated
 from ..network import LOOPBACK, check_host, check_token, is_loopback, parse_address, reason
 
 TOKEN_ENV = "FROSTER_EDGE_HTTP_TOKEN"

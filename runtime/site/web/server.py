@@ -27,8 +27,8 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ....errors import ConfigError, FrosterError
-from .live import Hub
 from ..network import BoundedServer, refusal
+from .live import Hub
 from .options import HttpOptions
 from .vocabulary import Vocabulary, VocabularyError
 
@@ -279,7 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
         vocab = self.web.vocabulary
         t0 = time.monotonic()
         table = vocab.add(body["add"]) if "add" in body else vocab.remove(body["remove"])
-        self._send_json({"actions": [{"name": n, "text": t} for n, t in zip(table.names, table.texts)],
+        self._send_json({"actions": [{"name": n, "text": t} for n, t in zip(table.names, table.texts, strict=False)],
                          "written_s": round(time.monotonic() - t0, 3)})
 
     def _mjpeg(self, stream: int) -> None:

@@ -82,7 +82,7 @@ class Vocabulary:
 
     def listing(self) -> dict[str, Any]:
         table = self.table()
-        return {"actions": [{"name": n, "text": t} for n, t in zip(table.names, table.texts)],
+        return {"actions": [{"name": n, "text": t} for n, t in zip(table.names, table.texts, strict=False)],
                 "file": self.labels_path.name, "max_actions": self.options.max_actions,
                 "max_action_chars": self.options.max_action_chars}
 
