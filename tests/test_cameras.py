@@ -37,13 +37,6 @@ def rtsp_video(tmp_path_factory) -> Path:
 
 # --- the redaction rule, against urllib's reading of the same URLs ---
 
-@pytest.mark.parametrize("url", [
-    "rtsp://admin:hunter2@10.0.0.7:554/Streaming/Channels/101",
-    "rtsp://admin:p%40ss%2Fw@cam.local/live?x=1",
-    "http://u:pw@[::1]:8080/video.mjpg",
-    "rtsp://user@host/path",
-    "rtsp://host/path",
-])
 def _assert_nowhere_after(live, out: Path, surfaces: dict[str, str]) -> None:
     """The run's stderr, its decisions, every file and file name it wrote, and the live surfaces."""
     surfaces |= {f"stderr {i}": line for i, line in enumerate(live.stderr)}
@@ -54,6 +47,13 @@ def _assert_nowhere_after(live, out: Path, surfaces: dict[str, str]) -> None:
     _assert_nowhere(surfaces)
 
 
+@pytest.mark.parametrize("url", [
+    "rtsp://admin:hunter2@10.0.0.7:554/Streaming/Channels/101",
+    "rtsp://admin:p%40ss%2Fw@cam.local/live?x=1",
+    "http://u:pw@[::1]:8080/video.mjpg",
+    "rtsp://user@host/path",
+    "rtsp://host/path",
+])
 def test_redact_hides_exactly_the_password(url):
     ref = urlsplit(url)
     shown = redact(url)
