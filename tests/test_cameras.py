@@ -37,6 +37,16 @@ def rtsp_video(tmp_path_factory) -> Path:
 
 # --- the redaction rule, against urllib's reading of the same URLs ---
 
+def _assert_nowhere_after(live, out: Path, surfaces: dict[str, str]) -> None:
+    """The run's stderr, its decisions, every file and file name it wrote, and the live surfaces."""
+    surfaces |= {f"stderr {i}": line for i, line in enumerate(live.stderr)}
+    surfaces |= {f"decision {i}": json.dumps(d) for i, d in enumerate(live.seen)}
+    for name, content in _files_and_names(out):
+        surfaces[f"file name {name}"] = name
+        surfaces[f"file {name}"] = content
+    _assert_nowhere(surfaces)
+
+
 @pytest.mark.parametrize("url", [
     "rtsp://admin:hunter2@10.0.0.7:554/Streaming/Channels/101",
     "rtsp://admin:p%40ss%2Fw@cam.local/live?x=1",
@@ -151,12 +161,7 @@ def test_a_password_shows_in_no_log_file_name_topic_payload_metric_or_api(rtsp_v
                 live.kill()
             sub.close()
             broker.kill()
-    surfaces |= {f"stderr {i}": line for i, line in enumerate(live.stderr)}
-    surfaces |= {f"decision {i}": json.dumps(d) for i, d in enumerate(live.seen)}
-    for name, content in _files_and_names(out):
-        surfaces[f"file name {name}"] = name
-        surfaces[f"file {name}"] = content
-    _assert_nowhere(surfaces)
+    _assert_nowhere_after(live, out, surfaces)
     # not vacuous: every camera decided, events and clips were written, and the inline source shows redacted
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert {e["camera"] for e in events} == {"door", "gate", "yard"}
@@ -191,12 +196,7 @@ def test_an_unnamed_source_with_a_password_leaks_nowhere_either(rtsp_video, tiny
                 live.kill()
             sub.close()
             broker.kill()
-    surfaces |= {f"stderr {i}": line for i, line in enumerate(live.stderr)}
-    surfaces |= {f"decision {i}": json.dumps(d) for i, d in enumerate(live.seen)}
-    for name, content in _files_and_names(out):
-        surfaces[f"file name {name}"] = name
-        surfaces[f"file {name}"] = content
-    _assert_nowhere(surfaces)
+    _assert_nowhere_after(live, out, surfaces)
     assert live.seen[0]["camera"] == live.seen[0]["source"] == server.url(USER, "***")
     assert any(f"camera=\"{server.url(USER, '***')}\"" in line for line in surfaces["metrics"].splitlines())
 
