@@ -31,7 +31,7 @@ from ..bundle.tokenizer import ClipTokenizer, open_clip_tokenizer, tokenizer_rec
 from ..bundle.trt_check import check_onnx
 from ..errors import ConfigError, ParityError
 from ..info import environment
-from ..io import atomic_dir, recover
+from ..io import Output, atomic_dir, check_outputs, check_reachable, recover
 from ..model.checkpoint import model_fingerprint
 from ..model.clip import activation_of
 from ..model.student import VideoStudent
@@ -105,8 +105,10 @@ def export_bundle(student: VideoStudent, out: str | Path, classes: list[ClassTex
 def check_target(out: Path) -> Path:
     """The folder an export may write: `out` (a symlink's target) when it is new, empty, or provably a
     froster-edge bundle; else ConfigError and nothing is touched. First tidies what a killed export
-    left beside it."""
+    left beside it. The folder it is in must take new files (the bundle is staged beside it)."""
+    check_reachable(out, f"-o {out}")
     target = Path(os.path.realpath(out)) if Path(out).is_symlink() else Path(out)
+    check_outputs([Output(target.parent, "-o", folder=True)])
     recover(target.parent, target.name)
     if not target.exists():
         return target

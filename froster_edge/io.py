@@ -13,6 +13,7 @@ See docs/architecture.md.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -71,7 +72,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -96,15 +97,32 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         for sub in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
-            _fsync_dir(sub)
+            fsync_dir(sub)
         old = final.parent / f".{final.name}.old-{os.getpid()}"
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def folder_lock(folder: str | Path, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive flock on `folder` (the current folder when it is not one): writers of files
+    in it take turns. The lock outlives renames in the folder and the kernel releases it however its
+    holder ends. Yields False, holding nothing, when `wait` is False and another process holds it."""
+    fd = os.open(folder if Path(folder).is_dir() else ".", os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def recover(folder: str | Path, name: str | None = None) -> list[Path]:
@@ -359,6 +377,7 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | Path] = ()) 
              for p in inputs if Path(p).exists()}
     for out in outputs:
         path, name = Path(out.path), f"{out.option} {shorten(str(out.path), 200)}"
+        check_reachable(path, name)
         key = _identity(path)
         if key in taken:
             raise ConfigError(f"{name} {taken[key]}")
@@ -381,6 +400,19 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | Path] = ()) 
             os.unlink(probe)
         except OSError as e:
             raise ConfigError(f"{name}: cannot write in {shorten(str(folder), 200)} ({e.strerror or e})") from e
+
+
+def check_reachable(path: str | Path, name: str) -> None:
+    """ConfigError when `path` cannot even be looked up (a symlink loop, a file where a folder should
+    be), which `Path.exists()` reports only as False; a missing path is fine."""
+    from .errors import ConfigError
+
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise ConfigError(f"{name}: {e.strerror or e}: choose another path") from e
 
 
 def _identity(path: Path) -> tuple:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle.labels import LabelTable, load_labels
+from ..bundle.labels import LabelTable, PinnedPath, load_labels
 from ..errors import FrosterError, shorten
 from .options import ClassifierOptions
 
@@ -96,6 +96,7 @@ class LabelWatcher:
 
     def __init__(self, path: Path, fingerprint: str, dim: int):
         self.path, self.fingerprint, self.dim = Path(path), fingerprint, dim
+        self._pin = PinnedPath(self.path)
         self._seen = self._signature()
         self.swaps = 0
         self.rejected = 0
@@ -117,6 +118,7 @@ class LabelWatcher:
             log.warning(f"labels: {self.path} was removed; keeping the current table")
             return None
         try:
+            self._pin.check()
             table = load_labels(self.path, self.fingerprint, self.dim)
         except Exception as e:  # noqa: BLE001 - whatever the new file does, the live run keeps its table
             self.rejected += 1

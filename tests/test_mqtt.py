@@ -463,3 +463,40 @@ def test_a_broker_that_never_answers_connack_is_reported(tiny_bundle):
         for conn in held:
             conn.close()
     assert sum("MQTT handshake" in line for line in live.stderr) == 1
+
+
+def test_a_large_message_on_home_assistants_status_topic_never_reaches_the_sink(broker):
+    """1 MiB published on homeassistant/status through the real broker: the sink's client (which
+    asked for at most MAX_INCOMING_BYTES a packet) is never handed it, stays connected, and still
+    gets the small messages that follow."""
+    import paho.mqtt.client as paho
+
+    from froster_edge.runtime.site.mqtt import MAX_INCOMING_BYTES, MqttOptions, MqttSink
+
+    sink = MqttSink(MqttOptions(host="127.0.0.1", port=broker.port, prefix="big", discovery=True), [str(CLIP)], CLASSES)
+    got: list[bytes] = []
+    handler = sink.client.on_message
+
+    def seen(client, userdata, message):  # what paho hands the sink, passed on unchanged
+        got.append(message.payload)
+        handler(client, userdata, message)
+
+    sink.client.on_message = seen
+    attacker = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="big-sender")
+    try:
+        wait_for(lambda: sink.stats()["connects"] == 1, 30, "the sink's connection")
+        attacker.connect("127.0.0.1", broker.port)
+        attacker.loop_start()
+        while not got:  # until the sink's subscription is in place: a small message reaches it
+            attacker.publish("homeassistant/status", b"online", qos=1).wait_for_publish(30)
+            time.sleep(0.1)
+        attacker.publish("homeassistant/status", b"online" + b" " * (1 << 20), qos=1).wait_for_publish(30)
+        for _ in range(3):  # in order after the large one, on the same topic
+            attacker.publish("homeassistant/status", b"offline", qos=1).wait_for_publish(30)
+        wait_for(lambda: got.count(b"offline") == 3, 30, "the small messages after the large one")
+    finally:
+        attacker.loop_stop()
+        attacker.disconnect()
+        sink.close()
+    assert max(map(len, got)) <= MAX_INCOMING_BYTES, [len(m) for m in got]
+    assert sink.stats()["connects"] == 1 and sink.stats()["oversized"] == 0

@@ -114,3 +114,68 @@ def test_a_re_export_deletes_only_its_own_temporaries_and_caches(tiny_student, t
     assert {name: (out / name).read_bytes() for name in users} == users
     assert not any((out / name).exists() for name in ours)
     assert not any(name in mf.verify_bundle(out)["files"] for name in users)
+
+
+def _export_cli(student, out, limit_bytes: int | None = None):
+    """`froster-edge export` of the tiny student to `out` in a subprocess, with RLIMIT_FSIZE (a disk
+    that is full for this process) when `limit_bytes` is given."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", "froster_edge.cli", "export", "--student", str(student), "--classes",
+                           str(CLIPS / "classes.txt"), "-o", str(out)], capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit)
+
+
+def _fails_in_one_line(proc, text: str) -> None:
+    """Exit 1; the last stderr line is the error (the progress lines before it are the export's own)."""
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("froster-edge: error:") and text in last, last
+
+
+@pytest.fixture
+def student_dir(tiny_student, tmp_path):
+    from froster_edge.model.checkpoint import save_student
+
+    save_student(tiny_student, tmp_path / "student")
+    return tmp_path / "student"
+
+
+def test_export_onto_a_symlink_loop_is_one_line(student_dir, tmp_path):
+    from .helpers import assert_one_line_error
+
+    os.symlink("loop", tmp_path / "loop")
+    for out in (tmp_path / "loop", tmp_path / "loop" / "bundle"):
+        assert_one_line_error(_export_cli(student_dir, out), 1, "Too many levels of symbolic links")
+    assert os.readlink(tmp_path / "loop") == "loop"
+
+
+def test_export_onto_a_full_disk_is_one_line_and_keeps_the_previous_bundle(student_dir, tiny_bundle, tmp_path):
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    before = snapshot(tmp_path)
+    _fails_in_one_line(_export_cli(student_dir, out, limit_bytes=200_000), "writing the bundle failed (File too large)")
+    assert snapshot(tmp_path) == before  # the previous bundle as it was, no staged leftovers
+    mf.verify_bundle(out)
+
+
+def test_export_onto_a_read_only_filesystem_is_one_line(student_dir, tmp_path):
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("cannot mount a read-only tmpfs here (not root)")
+    try:
+        from .helpers import assert_one_line_error
+
+        assert_one_line_error(_export_cli(student_dir, ro / "bundle"), 1, "Read-only file system")
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -126,3 +127,42 @@ def test_a_reload_that_removes_a_camera_removes_it_from_the_web_api(tiny_bundle,
         assert live.stop(signal.SIGTERM, timeout=60) == 0, live.stderr
     finally:
         live.kill()
+
+
+def test_reload_churn_does_not_grow_the_metrics(tiny_bundle, tmp_path):
+    """A camera added and another removed by a SIGHUP reload, many times over: the exposition keeps
+    the series of the cameras the site has now, not of every camera it ever had."""
+    port = free_port()
+    site = tmp_path / "site.yaml"
+
+    def write(k: int) -> None:
+        cams = [{"name": name, "source": str(CLIP), "realtime": True, "loop": True} for name in ("yard", f"cam{k}")]
+        site.write_text(yaml.safe_dump({"bundle": str(tiny_bundle), "defaults": {"sample_fps": 8, "hop": 1},
+                                        "cameras": cams, "metrics": {"listen": f"127.0.0.1:{port}"}}))
+
+    def series() -> list[str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            return [line for line in r.read().decode().splitlines() if line.strip() and not line.startswith("#")]
+
+    write(0)
+    live = LiveRun("--config", str(site))
+    try:
+        while {d["camera"] for d in live.seen} != {"yard", "cam0"}:
+            live.decision(60)
+        first = series()
+        for k in range(1, 7):
+            write(k)
+            live.proc.send_signal(signal.SIGHUP)
+            end = time.monotonic() + 60
+            while sum("reload:" in line for line in live.stderr) < k:
+                assert time.monotonic() < end, live.stderr
+                time.sleep(0.05)
+            while not any(d["camera"] == f"cam{k}" for d in live.seen[-50:]):
+                live.decision(60)
+        now = series()
+        assert live.stop(signal.SIGTERM, timeout=60) == 0, live.stderr
+    finally:
+        live.kill()
+    cameras = {re.search(r'camera="([^"]*)"', line).group(1) for line in now if 'camera="' in line}
+    assert cameras == {"yard", "cam6"}, cameras
+    assert len(now) <= len(first) + 8, (len(first), len(now))  # the same cameras' series (a few more stage series)

@@ -277,7 +277,7 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
     yard = [d for d in seen if d["camera"] == "yard"]
     assert yard[-1]["time"] > seen[cams.index("arm")]["time"] and all(d["stream"] == 0 for d in yard)
     assert [d["frame"] for d in yard] == sorted(d["frame"] for d in yard)  # never restarted
-    assert m2[("froster_edge_camera_up", "door")] == 0.0 and m2[("froster_edge_decisions_total", "arm")] >= 1
+    assert ("froster_edge_camera_up", "door") not in m2 and m2[("froster_edge_decisions_total", "arm")] >= 1  # removed: gone
     assert m2[("froster_edge_decisions_total", "yard")] > m[("froster_edge_decisions_total", "yard")]
     assert m2[("froster_edge_reloads_total", "")] == 1 and m2[("froster_edge_reloads_refused_total", "")] == 1
     # events: each started once and ended once; door's ended (interrupted) at its removal, the others at the stop

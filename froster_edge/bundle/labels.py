@@ -12,6 +12,7 @@ See docs/export.md.
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -132,6 +133,22 @@ class LabelTable:
         """Write atomically: a reader (or the runtime's file watcher) never sees half a table."""
         atomic_write_bytes(path, self.to_bytes())
         return Path(path)
+
+
+class PinnedPath:
+    """A label file held to where it led when the run started: a file replaced by a link to elsewhere
+    while the run watches it (or serves it on the web page) is neither read nor written through.
+    An atomic replace, a link's target replaced, keeps where the path leads."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.real = os.path.realpath(self.path)
+
+    def check(self) -> None:
+        now = os.path.realpath(self.path)
+        if now != self.real:
+            raise BundleError(f"{self.path} now leads to {now}, not to {self.real} as when the run started "
+                              "(a link swapped in): refused")
 
 
 def load_labels(path: str | Path, fingerprint: str | None = None, dim: int | None = None) -> LabelTable:

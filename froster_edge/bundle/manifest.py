@@ -11,6 +11,7 @@ See docs/export.md.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Annotated, Any, Iterable
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from ..errors import BundleError, ConfigError, shorten
-from ..io import atomic_write_json, is_leftover, read_folder_json, read_versioned_json, sha256_file
+from ..io import atomic_write_json, folder_lock, fsync_dir, is_leftover, read_folder_json, read_versioned_json, sha256_file
 from ..sampling import SamplingSpec
 from ..schema import Model, Text, validate
 from ..spatial import SpatialSpec
@@ -34,6 +35,8 @@ TEXT_ONNX = "text_encoder.onnx"
 LABELS_FILE = "labels.npz"
 TOKENIZER_FILE = "tokenizer.json"  # the text encoder's tokenizer (Hugging Face tokenizers format)
 ENGINES_DIR = "engines"
+log = logging.getLogger(__name__)
+PENDING_FILE = ".manifest.pending.json"  # the next manifest, staged before the files it records are renamed in
 
 
 # Caches that tools rewrite on their own (calibration ranges, TensorRT timing, ONNX Runtime's
@@ -82,7 +85,7 @@ def foreign_files(bundle: str | Path, owned: set[str]) -> list[str]:
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             path = (rel / name).as_posix()
             cache = path.startswith(CACHES) and (not path.startswith("calibration/") or _OWN_CACHE.match(path))
-            if path in owned or cache or is_leftover(name) or _OWN_TMP.match(name):
+            if path in owned or cache or is_leftover(name) or _OWN_TMP.match(name) or path == PENDING_FILE:
                 continue
             out.append(path)
         if not filenames and not dirnames and rel.parts and not (rel.as_posix() + "/").startswith(CACHES):
@@ -100,15 +103,62 @@ def write_manifest(bundle: str | Path, manifest: dict[str, Any]) -> dict[str, An
     return _write(Path(bundle), manifest, hash_files(bundle))
 
 
-def _write(root: Path, body: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
+def _write(root: Path, body: dict[str, Any], files: dict[str, str], name: str = MANIFEST_FILE) -> dict[str, Any]:
     body = {k: v for k, v in body.items() if k not in ("format", "version", "files")}
     manifest = {"format": FORMAT, "version": VERSION, **body, "files": dict(sorted(files.items()))}
-    atomic_write_json(root / MANIFEST_FILE, manifest)
+    atomic_write_json(root / name, manifest)
     return manifest
 
 
+def stage_files(bundle: str | Path, manifest: dict[str, Any], digests: dict[str, str], **sections: Any) -> None:
+    """Stage the manifest that records files about to be renamed in (their sha256 in `digests`) as
+    PENDING_FILE; `commit_staged` makes it the manifest once they are. A kill in between is finished
+    or rolled back by the next `read_manifest` (`finish_staged`), so the pair never strands the bundle."""
+    _write(Path(bundle), {**manifest, **sections}, {**manifest["files"], **digests}, PENDING_FILE)
+
+
+def commit_staged(bundle: str | Path) -> None:
+    root = Path(bundle)
+    os.replace(root / PENDING_FILE, root / MANIFEST_FILE)
+    fsync_dir(root)
+
+
+def finish_staged(bundle: str | Path) -> None:
+    """A staged manifest left by a writer that died: made the manifest when every file it records is
+    on disk as it records it (the kill came after the files' renames), else deleted (before them: the
+    old manifest still matches). Skipped while a writer holds the bundle's lock (it is not a leftover)."""
+    root = Path(bundle)
+    staged = root / PENDING_FILE
+    if not staged.is_file():
+        return
+    with folder_lock(root, wait=False) as held:
+        if not held or not staged.is_file():
+            return
+        try:
+            new = read_versioned_json(staged, FORMAT, VERSION, ("files",), BundleError, "staged manifest")["files"]
+            old = read_versioned_json(root / MANIFEST_FILE, FORMAT, VERSION, ("files",), BundleError,
+                                      "bundle manifest")["files"]
+            changed = [n for n, d in new.items() if old.get(n) != d]
+            done = all(bundle_path(root, n).is_file() and sha256_file(bundle_path(root, n)) == new[n] for n in changed)
+        except (BundleError, OSError, TypeError, AttributeError):
+            done = False
+        try:
+            if done:
+                commit_staged(root)
+                log.warning("%s: finished a change that was cut off (the manifest now records the new files)", root)
+            else:
+                staged.unlink()
+                log.warning("%s: dropped a change that was cut off before its files were written", root)
+        except OSError as e:
+            raise BundleError(f"{root}: a change to the bundle was cut off and cannot be finished ({e.strerror}); "
+                              f"delete {staged} if the bundle's files are as the manifest records them, or export "
+                              "again") from e
+
+
 def read_manifest(bundle: str | Path) -> dict[str, Any]:
-    """The parsed manifest of a bundle, checked for format and version (files are not hashed)."""
+    """The parsed manifest of a bundle, checked for format and version (files are not hashed); a
+    change cut off between its renames is finished or rolled back first."""
+    finish_staged(bundle)
     manifest = read_folder_json(bundle, MANIFEST_FILE, FORMAT, VERSION, ("model", "preprocessing", "files"), BundleError,
                                 "bundle", "bundle manifest", hint=" (run froster-edge export)")
     check_structure(manifest, Path(bundle) / MANIFEST_FILE)

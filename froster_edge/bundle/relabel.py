@@ -12,7 +12,6 @@ See docs/export.md.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import BundleError, ConfigError
+from ..io import atomic_write_bytes, folder_lock, sha256_bytes
 from ..prompts import ClassText
 from . import manifest as mf
 from .label_builder import build_label_table
@@ -123,30 +123,30 @@ def table_lock(target: Path) -> Iterator[None]:
     records it: the web view and `labels --append` in other processes then take turns instead of
     writing over each other's change. A lock on the folder (flock), which outlives the rename of
     the table; released by the kernel however the holder ends."""
-    folder = Path(target).parent
-    fd = os.open(folder if folder.is_dir() else ".", os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with folder_lock(Path(target).parent):
         yield
-    finally:
-        os.close(fd)
 
 
 def _store(table: LabelTable, bundle: Path, manifest: dict[str, Any], out: str | Path | None,
            append: bool = False) -> LabelTable:
     """Write a changed table atomically: to `out`, or into the bundle with its manifest re-hashed.
     The bundle's own table is never written through a link that leads out of the bundle."""
-    if out is None:
-        own = bundle / mf.LABELS_FILE
-        if own.is_symlink() and not own.resolve().is_relative_to(bundle.resolve()):
-            raise BundleError(f"{own} is a link to {os.readlink(own)}, out of the bundle: refused (nothing written); "
-                              "put the table itself in the bundle")
-    table = write_labels(table, Path(out) if out is not None else bundle / mf.LABELS_FILE, append)
     if out is not None:
-        return table
-    # a temperature fitted for the old classes does not carry over: the new table starts at T = 1
-    mf.update_files(bundle, manifest, [mf.LABELS_FILE], labels={"file": mf.LABELS_FILE, "classes": len(table.names)},
-                    confidence=None)
+        return write_labels(table, out, append)
+    own = bundle / mf.LABELS_FILE
+    if own.is_symlink() and not own.resolve().is_relative_to(bundle.resolve()):
+        raise BundleError(f"{own} is a link to {os.readlink(own)}, out of the bundle: refused (nothing written); "
+                          "put the table itself in the bundle")
+    if append:
+        table = load_labels(own, table.fingerprint, table.dim).extend(table)
+    data = table.to_bytes()
+    # the new manifest is staged before the table is renamed in, so a kill between the two renames
+    # is finished (or rolled back) by the next read_manifest; a temperature fitted for the old
+    # classes does not carry over: the new table starts at T = 1
+    mf.stage_files(bundle, manifest, {mf.LABELS_FILE: sha256_bytes(data)},
+                   labels={"file": mf.LABELS_FILE, "classes": len(table.names)}, confidence=None)
+    atomic_write_bytes(own, data)
+    mf.commit_staged(bundle)
     return table
 
 

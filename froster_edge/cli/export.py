@@ -85,6 +85,8 @@ def export_cmd(
         print("  no --videos: the parity gates run on noise clips; pass real clips to gate on real data", file=sys.stderr)
     try:
         result = export_bundle(net, out, class_texts, clips, options, model_source(student, model, pretrained))
+    except OSError as e:  # a full or read-only disk, a file-size limit: the staged bundle is already gone
+        raise ConfigError(f"-o {out}: writing the bundle failed ({e.strerror or e}); nothing was replaced") from e
     except FrosterError as e:
         if isinstance(e, MissingCapability) and (out / "manifest.json").is_file():
             raise type(e)(f"{e} (the ONNX bundle in {out} is complete)") from e

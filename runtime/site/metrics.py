@@ -67,7 +67,8 @@ class RunCollector:
 
     def collect(self) -> Iterator[Any]:
         stats = self.pipeline.stats
-        cams = list(self.pipeline.cameras)
+        # a camera a reload removed leaves the exposition: churn must not grow it without bound
+        cams = [c for c in self.pipeline.cameras if not c.removed]
         labels = ["camera", "stream"]
         counters = {
             "frames_read": "Frames read from the source", "frames_dropped": "Frames replaced before use (live)",
@@ -76,7 +77,8 @@ class RunCollector:
             "reconnect_attempts": "Tries to reconnect a live source, failed ones included",
             "outages": "Times the camera's stream went down"}
         families = {k: CounterMetricFamily(f"froster_edge_{k}", v, labels=labels) for k, v in counters.items()}
-        up = GaugeMetricFamily("froster_edge_camera_up", "1 while the camera's frames come, 0 while it is down or gone",
+        up = GaugeMetricFamily("froster_edge_camera_up",
+                               "1 while the camera's frames come, 0 while it is down or ended (a removed camera leaves)",
                                labels=labels)
         rate = GaugeMetricFamily("froster_edge_decisions_per_second", "Decisions per second since the camera started",
                                  labels=labels)
@@ -93,7 +95,7 @@ class RunCollector:
             s, lv = stats.streams[i], [cam.name, str(i)]
             for key, family in families.items():
                 family.add_metric(lv, getattr(s, key))
-            up.add_metric(lv, 1.0 if (s.up and not cam.removed and not s.ended) else 0.0)
+            up.add_metric(lv, 1.0 if (s.up and not s.ended) else 0.0)
             rate.add_metric(lv, s.decisions / max(now - stats.started, 1e-9))
             for stage, window in per_stream.get(i, {}).items():
                 if not window.count:
@@ -114,8 +116,10 @@ class RunCollector:
         yield enc
         if self.segmenter is not None:
             ev = CounterMetricFamily("froster_edge_events", "Action events started", labels=["camera", "label"])
+            present = {c.name for c in cams}
             for (camera, label), n in sorted(self.segmenter.counts.items()):
-                ev.add_metric([camera, label], n)
+                if camera in present:
+                    ev.add_metric([camera, label], n)
             yield ev
             yield GaugeMetricFamily("froster_edge_events_open", "Action events now open",
                                     value=len(self.segmenter.open_events()))

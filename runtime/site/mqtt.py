@@ -49,6 +49,10 @@ UNSPECIFIED = 0x80  # paho's reason when the broker closed the socket without sa
 # not send MQTT 5's "session taken over", as mosquitto 2.0.11 does not)
 TAKEOVER_LOSSES, TAKEOVER_WINDOW_S = 3, 5.0
 CONNACK_S = 10.0  # a broker that took the TCP connection and has not answered CONNECT in this long is said
+# The largest MQTT packet the sink accepts (MQTT v5 Maximum Packet Size: the broker drops larger
+# ones for this client instead of sending them; paho itself would buffer any size). It only reads
+# Home Assistant's "online"/"offline"; a larger message that still arrives is ignored and counted.
+MAX_INCOMING_BYTES = 4096
 REPUBLISH_MIN_S = 10.0  # at most one republish for Home Assistant's "online" in this long
 _TOPIC_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -273,6 +277,7 @@ class MqttSink:
         self.published = 0  # acknowledged by the broker (QoS 1/2) or written to it (QoS 0)
         self.connects = 0
         self.status_ignored = 0  # Home Assistant "online" messages that came too soon after a republish
+        self.oversized = 0  # incoming messages over MAX_INCOMING_BYTES that reached the sink: ignored
         self._republished = -float("inf")  # monotonic time of the last republish
         self._queue: collections.deque[_Message] = collections.deque()
         self._control: dict[str, _Message] = {}  # availability, discovery: published first after a connect
@@ -313,7 +318,13 @@ class MqttSink:
             self._actions_off(camera)
         self._thread = threading.Thread(target=self._publisher, name="mqtt-publisher", daemon=True)
         self._thread.start()
-        client.connect_async(options.host, options.broker_port, keepalive=options.keepalive_s, clean_start=True)
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        connect = Properties(PacketTypes.CONNECT)
+        connect.MaximumPacketSize = MAX_INCOMING_BYTES
+        client.connect_async(options.host, options.broker_port, keepalive=options.keepalive_s, clean_start=True,
+                             properties=connect)
         client.loop_start()  # paho's network thread: connects, reconnects with backoff, reads and writes
 
     @property
@@ -391,7 +402,7 @@ class MqttSink:
             pending = (len(self._queue) + len(self._dirty) + len(self._control) + len(self._states) + self._inflight
                        + (self._final is not None))
             return {"published": self.published, "dropped": self.dropped, "connects": self.connects, "pending": pending,
-                    "status_ignored": self.status_ignored}
+                    "status_ignored": self.status_ignored, "oversized": self.oversized}
 
     def close(self) -> None:
         """Say "offline", let what is queued go out (waiting up to close_timeout_s, also for a first
@@ -595,6 +606,13 @@ class MqttSink:
             self._lock.notify_all()
 
     def _on_message(self, client, userdata, message) -> None:
+        if len(message.payload) > MAX_INCOMING_BYTES:  # a broker that ignored the Maximum Packet Size
+            with self._lock:
+                self.oversized += 1
+                if self.oversized == 1:
+                    log.warning(f"mqtt: a {len(message.payload)}-byte message on {message.topic} (at most "
+                                f"{MAX_INCOMING_BYTES}): ignored (counted as oversized)")
+            return
         if message.topic == f"{self.options.discovery_prefix}/status" and message.payload == b"online":
             with self._lock:  # Home Assistant restarted: it wants the discovery configs and states again
                 if time.monotonic() - self._republished < REPUBLISH_MIN_S:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ....bundle import manifest as mf
-from ....bundle.labels import LabelTable, load_labels
+from ....bundle.labels import LabelTable, PinnedPath, load_labels
 from ....bundle.relabel import BundleTextEncoder, relabel_bundle, remove_classes  # `froster-edge labels --bundle`
 from ....errors import ConfigError, FrosterError
 from ....prompts import ClassText
@@ -43,6 +43,7 @@ class Vocabulary:
         own = self.bundle / manifest.get("labels", {}).get("file", mf.LABELS_FILE)
         self.own_table = self.labels_path.resolve() == own.resolve() and own.name == mf.LABELS_FILE
         self.on_written = on_written
+        self._pin = PinnedPath(self.labels_path)
         self._lock = threading.Lock()
         self._cached: tuple[tuple, LabelTable] | None = None  # (file identity, table) of the last read
         self.loads = 0  # tables read from the file
@@ -66,7 +67,9 @@ class Vocabulary:
 
     def table(self) -> LabelTable:
         """The table as the file holds it now, read again only when the file changed (its identity:
-        device, inode, size, modification time), so `GET /api/vocabulary` costs no load."""
+        device, inode, size, modification time), so `GET /api/vocabulary` costs no load. A file that
+        now leads elsewhere than at the start (a link swapped in) is refused, never read."""
+        self._check_pin()
         st = os.stat(self.labels_path)
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._cached
@@ -94,6 +97,7 @@ class Vocabulary:
             if len(current.names) >= self.options.max_actions:
                 raise VocabularyError(f"the vocabulary is full ({self.options.max_actions} actions); remove one first")
             submitted = time.monotonic()
+            self._check_pin()
             try:
                 table = relabel_bundle(self.bundle, [entry], self._out, append=True, encoder=self.encoder)
             except FrosterError as e:
@@ -108,12 +112,19 @@ class Vocabulary:
         with self._lock:
             before = self.table().names
             submitted = time.monotonic()
+            self._check_pin()
             try:
                 table = remove_classes(self.bundle, [name], self._out)
             except FrosterError as e:
                 raise VocabularyError(str(e)) from e
             self._written(next(n for n in before if n not in table.names), table, submitted)
             return table
+
+    def _check_pin(self) -> None:
+        try:
+            self._pin.check()
+        except FrosterError as e:
+            raise VocabularyError(str(e)) from e
 
     @property
     def _out(self) -> Path | None:
