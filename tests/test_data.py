@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -416,11 +415,30 @@ def test_gather_videos_reads_files_folders_and_lists_in_order(tmp_path):
         gather_videos([clips[0], tmp_path / "missing.mp4"])
 
 
-def _decode_in_child(path: str) -> None:
-    from froster_edge.video import _decode_pyav
+_FORKED_DECODERS = """
+import multiprocessing, sys, time
+from pathlib import Path
+from froster_edge.video import _decode_pyav
 
+def child(path):
     frames, _ = _decode_pyav(Path(path), None)
     assert frames.shape[0] > 0
+
+if __name__ == "__main__":
+    clip = sys.argv[1]
+    _decode_pyav(Path(clip), None)  # the parent converts frames of this size first
+    children = [multiprocessing.get_context("fork").Process(target=child, args=(clip,)) for _ in range(3)]
+    for c in children:
+        c.start()
+    deadline = time.monotonic() + 90  # a bound for a hang, not a speed check
+    for c in children:
+        c.join(max(0.0, deadline - time.monotonic()))
+    hung = [c.pid for c in children if c.is_alive()]
+    for c in children:
+        if c.is_alive():
+            c.kill()
+    print("hung", hung, "exitcodes", [c.exitcode for c in children])
+"""
 
 
 @pytest.mark.timeout(180)
@@ -428,21 +446,11 @@ def test_pyav_decoding_works_in_a_child_forked_after_the_parent_decoded():
     """The cause of the forked loader's hang: PyAV keeps one swscale context per thread; a threaded
     one (FFmpeg's slice threads) is copied into a forked child without its threads, and the child's
     next conversion of frames of the same size waits for them forever. Conversions here use one
-    thread, so nothing half alive is inherited."""
-    import multiprocessing
+    thread, so nothing half alive is inherited. In a fresh interpreter: pytest's own process may
+    hold other libraries' threads by now, and must not fork."""
+    import subprocess
+    import sys
 
-    from froster_edge.video import _decode_pyav
-
-    clip = VIDEOS[0]
-    _decode_pyav(clip, None)  # the parent converts frames of this size first
-    children = [multiprocessing.get_context("fork").Process(target=_decode_in_child, args=(str(clip),)) for _ in range(3)]
-    for child in children:
-        child.start()
-    deadline = time.monotonic() + 90  # a bound for a hang, not a speed check
-    for child in children:
-        child.join(max(0.0, deadline - time.monotonic()))
-    hung = [c.pid for c in children if c.is_alive()]
-    for child in children:
-        if child.is_alive():
-            child.kill()
-    assert not hung and [c.exitcode for c in children] == [0, 0, 0]
+    done = subprocess.run([sys.executable, "-c", _FORKED_DECODERS, str(VIDEOS[0])], capture_output=True, text=True,
+                          timeout=150, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "hung [] exitcodes [0, 0, 0]", (done.stdout, done.stderr[-3000:])
