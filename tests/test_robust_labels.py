@@ -106,6 +106,28 @@ def test_class_limit_is_documented_and_enforced(table):
         LabelTable(names=[f"c{i}" for i in range(n)], embeddings=emb, logit_scale=100.0, fingerprint="f")
 
 
+def test_a_table_whose_arrays_would_take_too_much_memory_is_refused_before_its_data_is_read(table, tmp_path, monkeypatch):
+    """Each array within its own limits, the file small (fixed-width strings compress to nothing),
+    the whole too big once loaded: refused from the headers alone, in one line."""
+    wide = "x" * lb.MAX_TEXT  # one long prompt widens every prompt of the table to MAX_TEXT characters
+    prompts = [[wide] + [f"{n} {k}" for k in range(lb.MAX_PROMPTS - 1)] for n in table.names]
+    big = replace(table, prompts=prompts)
+    path = tmp_path / "wide.npz"
+    with zipfile.ZipFile(io.BytesIO(big.to_bytes())) as plain, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as packed:
+        for name in plain.namelist():  # the same arrays, deflated as np.savez_compressed would
+            packed.writestr(name, plain.read(name))
+    with np.load(path, allow_pickle=False) as z:  # the reference: what numpy itself would hold
+        loaded = sum(z[k].nbytes for k in z.files)
+    assert path.stat().st_size < loaded // 100
+    monkeypatch.setattr(lb, "MAX_LOADED_BYTES", loaded - 1)
+    with pytest.raises(BundleError) as info:
+        load_labels(path)
+    message = str(info.value)
+    assert f"take {loaded} bytes loaded" in message and str(path) in message and "\n" not in message
+    monkeypatch.setattr(lb, "MAX_LOADED_BYTES", loaded)
+    assert load_labels(path).prompts[0][0] == wide
+
+
 def test_the_same_files_at_start_are_one_line_errors(tiny_bundle, table, tmp_path):
     bad = attacks(table)
     for name in ("string version", "plain .npy under the .npz name", "header claiming terabytes"):

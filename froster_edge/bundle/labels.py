@@ -4,7 +4,7 @@ A plain .npz, no pickled objects: names, texts, embeddings [C, D] float32 with L
 logit_scale, temperature (1 = none), prompts with prompt_counts, fingerprint, format, version. A
 table whose fingerprint is not the bundle's model is refused (another model's space gives confident
 garbage). `load_labels` checks every array's header before reading its data, so a bad field or
-size is a BundleError naming it; limits: MAX_CLASSES, MAX_DIM, MAX_PROMPTS, MAX_TEXT, MAX_FILE_BYTES.
+size is a BundleError naming it; limits: MAX_CLASSES, MAX_DIM, MAX_PROMPTS, MAX_TEXT, MAX_FILE_BYTES, MAX_LOADED_BYTES.
 
 See docs/export.md.
 """
@@ -12,6 +12,7 @@ See docs/export.md.
 from __future__ import annotations
 
 import io
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ MAX_DIM = 4096
 MAX_PROMPTS = 256  # per class
 MAX_TEXT = 4096  # characters in one name, text, prompt or fingerprint
 MAX_FILE_BYTES = 512 * 2**20
+MAX_LOADED_BYTES = 512 * 2**20  # all arrays together, as their headers declare them: the memory a table may take
 # per field: numpy dtype kinds allowed, number of dimensions, and the bound of each dimension (None: free)
 _LAYOUT: dict[str, tuple[str, int]] = {
     "format": ("U", 0), "version": ("iu", 0), "names": ("U", 1), "texts": ("U", 1), "embeddings": ("f", 2),
@@ -208,16 +210,24 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         missing = [k for k in _KEYS if f"{k}.npy" not in members]
         if missing:
             raise BundleError(f"{path} is not a froster-edge label table (missing {', '.join(missing)})")
-        for key in _KEYS:
+        loaded, shapes = 0, {}
+        for key in _KEYS:  # every header first: the limits hold before any data is read
             info = members[f"{key}.npy"]
             with z.open(info) as f:
                 shape, _, dtype = _header(f)
             _check_layout(path, key, shape, dtype)
             if info.file_size > MAX_FILE_BYTES:
                 raise BundleError(f"{path}: {key} unpacks to {info.file_size} bytes (at most {MAX_FILE_BYTES})")
+            loaded += math.prod(shape) * dtype.itemsize
+            shapes[key] = shape
+        if loaded > MAX_LOADED_BYTES:
+            raise BundleError(f"{path}: its arrays take {loaded} bytes loaded (at most {MAX_LOADED_BYTES}); "
+                              f"shorter texts or fewer prompts a class make it smaller")
+        for key in _KEYS:
+            info = members[f"{key}.npy"]
             with z.open(info) as f:
                 arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
-            if arrays[key].shape != shape:
+            if arrays[key].shape != shapes[key]:
                 raise BundleError(f"{path}: {key} is truncated")
     return arrays
 
