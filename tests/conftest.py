@@ -9,6 +9,7 @@ import csv
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,17 @@ from .helpers import CLASSES, CLIPS, ROOT, SHARED_DATA, TINY_MODEL, TINY_RECIPE,
 __all__ = ["CLIPS", "ROOT", "SHARED_DATA", "TINY_MODEL", "shared_data"]  # older imports from conftest still work
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _no_sigchld_handler_left_behind():
+    """A DataLoader with workers installs a SIGCHLD handler for the rest of the process. Once an
+    OpenVINO test has run AMX code in this process, the kernel cannot fit a signal frame on the
+    alternate signal stack any more and kills pytest with SIGSEGV (si_code SI_KERNEL) at the next
+    child's exit: the suite keeps SIGCHLD at its default between tests."""
+    yield
+    if signal.getsignal(signal.SIGCHLD) not in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)
