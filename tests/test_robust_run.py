@@ -46,7 +46,7 @@ def test_a_folder_as_stats_json_or_record_is_refused_before_the_first_frame(tiny
 
 def test_unwritable_destinations_are_refused(tiny_bundle, tmp_path, capsys):
     (tmp_path / "file.txt").write_text("x")
-    refused(tiny_bundle, capsys, "file.txt is not a folder", stats_json=tmp_path / "file.txt" / "stats.json")
+    refused(tiny_bundle, capsys, r"file\.txt/stats\.json: Not a directory", stats_json=tmp_path / "file.txt" / "stats.json")
     if os.access("/proc", os.W_OK) and os.getuid() != 0:
         pytest.skip("/proc is writable here")
     refused(tiny_bundle, capsys, "cannot write in /proc", stats_json="/proc/froster-stats.json")
