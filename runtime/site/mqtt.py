@@ -346,6 +346,9 @@ class MqttSink:
     def event(self, event: ActionEventLike) -> None:
         with self._lock:
             self._enqueue(_Message(self.topics.event(event.camera), _payload(event.to_json()), False))
+            if event.phase not in ("start", "end"):  # "clip": the event's files, its action state is unchanged
+                self._lock.notify_all()
+                return
             action = self.topics.action(event.camera, event.label)
             value = "ON" if event.phase == "start" else "OFF"
             self._enqueue(_Message(action, _payload(value), self.options.retain))
