@@ -161,7 +161,8 @@ class EventSegmenter:
         self._last: dict[str, Decision] = {}
         self.started = 0
         self.ended = 0
-        self.counts: dict[tuple[str, str], int] = {}  # (camera, label) -> events started (metrics)
+        self.counts: dict[tuple[str, str], int] = {}  # (camera, label) -> events started (metrics), running cameras
+        self.removed_started = 0  # events started on cameras a reload removed (their counts folded here)
 
     def options_of(self, camera: str) -> EventOptions:
         return self.per_camera.get(camera, self.options)
@@ -270,7 +271,13 @@ class EventSegmenter:
             if track.event is not None and last is not None:
                 self._close(track, track.dip[0][0] if track.dip else last, interrupted=True)
 
-    camera_removed = close_camera  # the pipeline's name for it, when a reload removes a camera
+    def camera_removed(self, camera: str) -> None:
+        """A reload removed the camera: its events are closed and its per-label counts folded into
+        `removed_started`, so reloads adding cameras for days do not grow `counts`
+        (started == sum(counts) + removed_started)."""
+        self.close_camera(camera)
+        for key in [k for k in self.counts if k[0] == camera]:
+            self.removed_started += self.counts.pop(key)
 
     def close(self) -> None:
         for camera in list(self._tracks):
