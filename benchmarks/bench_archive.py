@@ -11,7 +11,8 @@ search scores 100k / 1M / 5M stored decisions, and how much a camera-day takes o
    decision a second) are written in the archive's own layout (blocks of PACK rows, as a run packs
    them) by a bulk writer here, then `search.search` scores all of them against one query row and
    merges the hits: its wall time and the process's CPU time, best of --search-reps, per N (the
-   page cache warm: the file was just written). The query's text encoding (one call to the
+   page cache warm: the file was just written), with search's OpenCV conversion to float32 and,
+   interleaved, with numpy's cast in its place (what search used before). The query's text encoding (one call to the
    bundle's text encoder) is not included.
 3. Storage: one camera-day at one decision a second (86,400 decisions of --dim float16) through
    the Archive class, with thumbnails of the clip's frames every 10 s and without: the database's
@@ -91,9 +92,13 @@ def write_cost(name: str, bundle: Path, streams: int, decisions: int, reps: int,
     one_run(bundle, opened, streams, decisions, None)  # warm-up
     plain, kept = [], []
     for r in range(reps):
-        plain.append(one_run(bundle, opened, streams, decisions, None))
         db = tmp / f"{name}-{r}.db"
-        kept.append(one_run(bundle, opened, streams, decisions, db))
+        if r % 2:  # alternate which run comes first: a machine slowing or speeding up over a pair favours neither
+            kept.append(one_run(bundle, opened, streams, decisions, db))
+            plain.append(one_run(bundle, opened, streams, decisions, None))
+        else:
+            plain.append(one_run(bundle, opened, streams, decisions, None))
+            kept.append(one_run(bundle, opened, streams, decisions, db))
         print(f"{name} rep {r}: plain {plain[-1]['decisions_per_s']:.2f}/s {plain[-1]['cpu_ms_per_decision']:.1f} ms CPU; "
               f"archive {kept[-1]['decisions_per_s']:.2f}/s {kept[-1]['cpu_ms_per_decision']:.1f} ms CPU "
               f"({kept[-1]['archive']['rows']} rows, {kept[-1]['archive']['thumbs']} thumbs, "
@@ -102,6 +107,8 @@ def write_cost(name: str, bundle: Path, streams: int, decisions: int, reps: int,
     med = {k: {m: statistics.median(x[m] for x in runs) for m in ("decisions_per_s", "cpu_ms_per_decision")}
            for k, runs in (("plain", plain), ("archive", kept))}
     med["archive_over_plain_decisions_per_s"] = round(med["archive"]["decisions_per_s"] / med["plain"]["decisions_per_s"], 4)
+    med["pair_ratios"] = [round(k["decisions_per_s"] / p["decisions_per_s"], 4) for p, k in zip(plain, kept, strict=True)]
+    med["median_pair_ratio"] = round(statistics.median(med["pair_ratios"]), 4)
     med["archive_over_plain_cpu"] = round(med["archive"]["cpu_ms_per_decision"] / med["plain"]["cpu_ms_per_decision"], 4)
     med["runs"] = {"plain": plain, "archive": kept}
     opened.backend.close()
@@ -144,7 +151,15 @@ def bulk_archive(path: Path, rows: int, dim: int, encoding: str, seed: int = 0) 
     conn.close()
 
 
+def _numpy_cast(values: np.ndarray, out: np.ndarray) -> None:
+    np.copyto(out, values)  # the conversion search used before OpenCV's
+
+
+CONVERTERS = {"opencv": None, "numpy": _numpy_cast}  # None: search's own
+
+
 def search_speed(sizes: list[int], dim: int, encoding: str, reps: int, tmp: Path) -> list[dict]:
+    from froster_edge.runtime.site import search as search_module
     from froster_edge.runtime.site.search import SearchOptions, open_for_search, search
 
     out = []
@@ -155,17 +170,29 @@ def search_speed(sizes: list[int], dim: int, encoding: str, reps: int, tmp: Path
         t = time.perf_counter()
         bulk_archive(path, n, dim, encoding)
         built = time.perf_counter() - t
-        best, best_cpu = float("inf"), float("inf")
+        best = {c: (float("inf"), float("inf")) for c in CONVERTERS}
+        found = {}
         for _ in range(reps):
-            conn, meta = open_for_search(path)
-            t, c = time.perf_counter(), time.process_time()
-            result = search(conn, meta, ["q"], query, 100.0, SearchOptions())
-            best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
-            conn.close()
-        assert result["archive_rows"] == n
-        row = {"rows": n, "encoding": encoding, "search_s": round(best, 3), "search_cpu_s": round(best_cpu, 3),
+            for convert, fn in CONVERTERS.items():  # interleaved: each rep times every conversion once
+                conn, meta = open_for_search(path)
+                saved, search_module.to_float32 = search_module.to_float32, fn or search_module.to_float32
+                try:
+                    t, c = time.perf_counter(), time.process_time()
+                    result = search(conn, meta, ["q"], query, 100.0, SearchOptions())
+                    wall, cpu = time.perf_counter() - t, time.process_time() - c
+                finally:
+                    search_module.to_float32 = saved
+                    conn.close()
+                best[convert] = (min(best[convert][0], wall), min(best[convert][1], cpu))
+                found[convert] = [(r["best_id"], r["score"]) for r in result["queries"][0]["ranges"]]
+                assert result["archive_rows"] == n
+        assert found["opencv"] == found["numpy"], "the two conversions ranked differently"
+        wall, cpu = best["opencv"]
+        row = {"rows": n, "encoding": encoding, "search_s": round(wall, 3), "search_cpu_s": round(cpu, 3),
+               "numpy_cast_search_s": round(best["numpy"][0], 3), "numpy_cast_search_cpu_s": round(best["numpy"][1], 3),
                "file_mb": round(path.stat().st_size / 2**20, 1), "built_s": round(built, 1)}
-        print(f"search over {n} {encoding} rows: {best:.3f} s wall, {best_cpu:.3f} s CPU (file {row['file_mb']} MB)", file=sys.stderr)
+        print(f"search over {n} {encoding} rows: {wall:.3f} s wall, {cpu:.3f} s CPU (numpy's cast instead: "
+              f"{best['numpy'][0]:.3f} s wall, {best['numpy'][1]:.3f} s CPU; file {row['file_mb']} MB)", file=sys.stderr)
         out.append(row)
         path.unlink()
         for suffix in ("-wal", "-shm"):
@@ -175,8 +202,7 @@ def search_speed(sizes: list[int], dim: int, encoding: str, reps: int, tmp: Path
 
 def storage(dim: int, tmp: Path) -> dict:
     """One camera-day at a decision a second through the Archive class, with and without thumbnails."""
-    import cv2
-
+    from froster_edge.opencv import cv2
     from froster_edge.runtime.site.archive import Archive, ArchiveOptions, used_bytes
 
     cap = cv2.VideoCapture(str(CLIP))
