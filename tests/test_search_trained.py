@@ -18,8 +18,8 @@ import pytest
 from .helpers import CLIPS, cli
 from .trained import CAMERAS
 
-# float16-stored similarities are ~1e-3 apart at worst; the winning camera must lead by far more
-LEAD = 0.01
+# float16-stored similarities are ~1e-3 apart at worst; the winning camera must lead by far more (seen: 0.1 to 0.16)
+LEAD = 0.05
 
 
 @pytest.fixture(scope="module")
