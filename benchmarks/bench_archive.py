@@ -5,13 +5,16 @@ search scores 100k / 1M / 5M stored decisions, and how much a camera-day takes o
    --reps times each way, interleaved, over --streams copies of the clip read as fast as possible:
    decisions to a sink that drops them, and the same plus the archive (its defaults: a thumbnail
    every 10 s of media time, commits every 1 s on the writer thread). Reported: decisions/s and
-   CPU ms per decision (all threads), medians, and their ratios; and the archive writer thread's
-   own CPU ms per decision (read from /proc), which does not depend on how busy the machine is.
+   CPU ms per decision (all threads), medians, and their ratios (the order of the two runs
+   alternates); and the accounted cost: the CPU time spent in the archive's calls on the
+   pipeline's threads plus the archive writer thread's own CPU (read from /proc), per decision,
+   over a plain decision's CPU, which a loaded machine does not blur.
 2. Search: archives of N decisions of --dim embeddings (each of --encodings) (random vectors, 4 cameras, one
    decision a second) are written in the archive's own layout (blocks of PACK rows, as a run packs
    them) by a bulk writer here, then `search.search` scores all of them against one query row and
    merges the hits: its wall time and the process's CPU time, best of --search-reps, per N (the
-   page cache warm: the file was just written). The query's text encoding (one call to the
+   page cache warm: the file was just written), with search's OpenCV conversion to float32 and,
+   interleaved, with numpy's cast in its place (what search used before). The query's text encoding (one call to the
    bundle's text encoder) is not included.
 3. Storage: one camera-day at one decision a second (86,400 decisions of --dim float16) through
    the Archive class, with thumbnails of the clip's frames every 10 s and without: the database's
@@ -47,6 +50,25 @@ class Drop:
         pass
 
 
+def timed_calls(obj, names: tuple[str, ...]) -> dict[str, float]:
+    """Wrap obj's methods `names` to add up the CPU time their calling threads spend in them (the
+    pipeline's own threads: the decision loop's emit, the frame threads' frame). Thread CPU time, not
+    wall time: a call's wall time also counts the waits for the GIL while any other thread runs."""
+    spent = dict.fromkeys(names, 0.0)
+    for name in names:
+        method = getattr(obj, name)
+
+        def timed(*args, _method=method, _name=name, **kwargs):
+            t = time.thread_time()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                spent[_name] += time.thread_time() - t
+
+        setattr(obj, name, timed)
+    return spent
+
+
 def one_run(bundle: Path, opened, streams: int, decisions: int, archive_file: Path | None) -> dict:
     from froster_edge.bundle import manifest as mf
     from froster_edge.runtime.options import CameraOptions, CaptureOptions, RunOptions
@@ -61,6 +83,7 @@ def one_run(bundle: Path, opened, streams: int, decisions: int, archive_file: Pa
     if archive_file is not None:
         model = mf.read_manifest(bundle)["model"]
         archive = Archive(ArchiveOptions(file=archive_file), model["fingerprint"], int(model["embed_dim"]))
+        calls = timed_calls(archive, ("emit", "frame"))
         sinks.append(archive)
         frame_sinks.append(archive)
     pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened)
@@ -80,6 +103,7 @@ def one_run(bundle: Path, opened, streams: int, decisions: int, archive_file: Pa
         out["archive"] = archive.stats()
         writer = sum(threads.stop().values()) if threads is not None else float("nan")
         out["writer_cpu_ms_per_decision"] = round(1000 * writer / max(1, stats["decisions"]), 3)
+        out["calls_ms_per_decision"] = round(1000 * sum(calls.values()) / max(1, stats["decisions"]), 4)
     return out
 
 
@@ -91,17 +115,29 @@ def write_cost(name: str, bundle: Path, streams: int, decisions: int, reps: int,
     one_run(bundle, opened, streams, decisions, None)  # warm-up
     plain, kept = [], []
     for r in range(reps):
-        plain.append(one_run(bundle, opened, streams, decisions, None))
         db = tmp / f"{name}-{r}.db"
-        kept.append(one_run(bundle, opened, streams, decisions, db))
+        if r % 2:  # alternate which run comes first: a machine slowing or speeding up over a pair favours neither
+            kept.append(one_run(bundle, opened, streams, decisions, db))
+            plain.append(one_run(bundle, opened, streams, decisions, None))
+        else:
+            plain.append(one_run(bundle, opened, streams, decisions, None))
+            kept.append(one_run(bundle, opened, streams, decisions, db))
         print(f"{name} rep {r}: plain {plain[-1]['decisions_per_s']:.2f}/s {plain[-1]['cpu_ms_per_decision']:.1f} ms CPU; "
               f"archive {kept[-1]['decisions_per_s']:.2f}/s {kept[-1]['cpu_ms_per_decision']:.1f} ms CPU "
               f"({kept[-1]['archive']['rows']} rows, {kept[-1]['archive']['thumbs']} thumbs, "
-              f"{kept[-1]['archive']['dropped']} dropped; writer thread {kept[-1]['writer_cpu_ms_per_decision']} ms CPU "
-              "per decision)", file=sys.stderr)
+              f"{kept[-1]['archive']['dropped']} dropped; writer thread {kept[-1]['writer_cpu_ms_per_decision']} ms CPU, "
+              f"archive calls {kept[-1]['calls_ms_per_decision']} ms per decision)", file=sys.stderr)
     med = {k: {m: statistics.median(x[m] for x in runs) for m in ("decisions_per_s", "cpu_ms_per_decision")}
            for k, runs in (("plain", plain), ("archive", kept))}
     med["archive_over_plain_decisions_per_s"] = round(med["archive"]["decisions_per_s"] / med["plain"]["decisions_per_s"], 4)
+    # what the archive adds to a decision, on the pipeline's threads (its calls' CPU) and beside them (the
+    # writer thread's CPU), over a plain decision's CPU: a bound on the decisions/s it can cost a
+    # machine whose cores the pipeline keeps busy, and one that a loaded machine does not blur
+    med["accounted_cost"] = round(statistics.median(
+        (k["calls_ms_per_decision"] + k["writer_cpu_ms_per_decision"]) / p["cpu_ms_per_decision"]
+        for p, k in zip(plain, kept, strict=True)), 5)
+    med["pair_ratios"] = [round(k["decisions_per_s"] / p["decisions_per_s"], 4) for p, k in zip(plain, kept, strict=True)]
+    med["median_pair_ratio"] = round(statistics.median(med["pair_ratios"]), 4)
     med["archive_over_plain_cpu"] = round(med["archive"]["cpu_ms_per_decision"] / med["plain"]["cpu_ms_per_decision"], 4)
     med["runs"] = {"plain": plain, "archive": kept}
     opened.backend.close()
@@ -144,7 +180,15 @@ def bulk_archive(path: Path, rows: int, dim: int, encoding: str, seed: int = 0) 
     conn.close()
 
 
+def _numpy_cast(values: np.ndarray, out: np.ndarray) -> None:
+    np.copyto(out, values)  # the conversion search used before OpenCV's
+
+
+CONVERTERS = {"opencv": None, "numpy": _numpy_cast}  # None: search's own
+
+
 def search_speed(sizes: list[int], dim: int, encoding: str, reps: int, tmp: Path) -> list[dict]:
+    from froster_edge.runtime.site import search as search_module
     from froster_edge.runtime.site.search import SearchOptions, open_for_search, search
 
     out = []
@@ -155,17 +199,29 @@ def search_speed(sizes: list[int], dim: int, encoding: str, reps: int, tmp: Path
         t = time.perf_counter()
         bulk_archive(path, n, dim, encoding)
         built = time.perf_counter() - t
-        best, best_cpu = float("inf"), float("inf")
+        best = {c: (float("inf"), float("inf")) for c in CONVERTERS}
+        found = {}
         for _ in range(reps):
-            conn, meta = open_for_search(path)
-            t, c = time.perf_counter(), time.process_time()
-            result = search(conn, meta, ["q"], query, 100.0, SearchOptions())
-            best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
-            conn.close()
-        assert result["archive_rows"] == n
-        row = {"rows": n, "encoding": encoding, "search_s": round(best, 3), "search_cpu_s": round(best_cpu, 3),
+            for convert, fn in CONVERTERS.items():  # interleaved: each rep times every conversion once
+                conn, meta = open_for_search(path)
+                saved, search_module.to_float32 = search_module.to_float32, fn or search_module.to_float32
+                try:
+                    t, c = time.perf_counter(), time.process_time()
+                    result = search(conn, meta, ["q"], query, 100.0, SearchOptions())
+                    wall, cpu = time.perf_counter() - t, time.process_time() - c
+                finally:
+                    search_module.to_float32 = saved
+                    conn.close()
+                best[convert] = (min(best[convert][0], wall), min(best[convert][1], cpu))
+                found[convert] = [(r["best_id"], r["score"]) for r in result["queries"][0]["ranges"]]
+                assert result["archive_rows"] == n
+        assert found["opencv"] == found["numpy"], "the two conversions ranked differently"
+        wall, cpu = best["opencv"]
+        row = {"rows": n, "encoding": encoding, "search_s": round(wall, 3), "search_cpu_s": round(cpu, 3),
+               "numpy_cast_search_s": round(best["numpy"][0], 3), "numpy_cast_search_cpu_s": round(best["numpy"][1], 3),
                "file_mb": round(path.stat().st_size / 2**20, 1), "built_s": round(built, 1)}
-        print(f"search over {n} {encoding} rows: {best:.3f} s wall, {best_cpu:.3f} s CPU (file {row['file_mb']} MB)", file=sys.stderr)
+        print(f"search over {n} {encoding} rows: {wall:.3f} s wall, {cpu:.3f} s CPU (numpy's cast instead: "
+              f"{best['numpy'][0]:.3f} s wall, {best['numpy'][1]:.3f} s CPU; file {row['file_mb']} MB)", file=sys.stderr)
         out.append(row)
         path.unlink()
         for suffix in ("-wal", "-shm"):
@@ -175,8 +231,7 @@ def search_speed(sizes: list[int], dim: int, encoding: str, reps: int, tmp: Path
 
 def storage(dim: int, tmp: Path) -> dict:
     """One camera-day at a decision a second through the Archive class, with and without thumbnails."""
-    import cv2
-
+    from froster_edge.opencv import cv2
     from froster_edge.runtime.site.archive import Archive, ArchiveOptions, used_bytes
 
     cap = cv2.VideoCapture(str(CLIP))
@@ -259,8 +314,9 @@ def main() -> None:
     result["machine"]["load_after"] = os.getloadavg()
     for key in [k for k in result if k.startswith("write_")]:
         r = result[key]
-        print(f"{key}: decisions/s archive/plain {r['archive_over_plain_decisions_per_s']:.3f}, CPU per decision "
-              f"{r['archive_over_plain_cpu']:.3f}", file=sys.stderr)
+        print(f"{key}: decisions/s archive/plain {r['archive_over_plain_decisions_per_s']:.3f} (median of pairs "
+              f"{r['median_pair_ratio']:.3f}), CPU per decision {r['archive_over_plain_cpu']:.3f}, accounted cost "
+              f"{100 * r['accounted_cost']:.3f}% of a decision's CPU", file=sys.stderr)
     if args.json:
         atomic_write_json(args.json, result)
 

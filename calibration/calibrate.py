@@ -170,7 +170,11 @@ def _calibrate_ort(bundle: Path, manifest: dict, calib: ClipSet, gate_clips: Cli
                 os.replace(tmps[chosen], bundle / INT8_ONNX)
             keys = ("file", "files", "route", "backend", "device", "precision", "int8", "gate", "thresholds", "forced",
                     "reasons", "cpu", "variant", "why", "candidates", "calibration", "held_out")
-            mf.update_files(bundle, manifest, written, int8={k: report[k] for k in keys})
+            before = (manifest.get("int8") or {}).get("files") or []
+            stale = [f for f in before if f not in files and f != mf.VIDEO_ONNX]  # an earlier calibration's kept route
+            mf.update_files(bundle, manifest, written, removed=stale, int8={k: report[k] for k in keys})
+            for name in stale:
+                (bundle / name).unlink(missing_ok=True)
     finally:
         encoders = {}
         for tmp in [*tmps.values(), ov_xml, ov_xml.with_suffix(".bin")]:

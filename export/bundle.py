@@ -298,10 +298,11 @@ def _build_engines(result: ExportResult, student: VideoStudent, table: LabelTabl
                     "cache_dir": f"{mf.ENGINES_DIR}/{tb.ORT_TRT_DIR}", "options": options_kept, "parity": check,
                     "speed": speed}]
     else:
-        log.info(f"building the TensorRT {precision} engine from {onnx_file} (strongly typed)")
+        log.info(f"building the TensorRT {precision} engine from {onnx_file}")
         spec = tb.EngineSpec("video_encoder", onnx_file, manifest["files"][onnx_file],
                              {"frames": ((options.streams, frames, size, size, 3),) * 3}, precision, options.layernorm_fp32)
         video = tb.build_engine(bundle / onnx_file, spec, engines_dir, options.workspace_gb)
+        log.info(f"{video.file}: {'reused' if video.reused else 'built'}, typing {video.typing}")
         with tb.TensorRTEngine(bundle / video.file) as engine:
             got = run_in_streams(engine, parity["frames"], options.streams)
         video.parity = gate(f"video {precision} tensorrt vs fp32 onnx", compare(got, parity["reference"], table),

@@ -117,6 +117,10 @@ class ClipAssembler:
             return False
         return (self.short is not None and index <= self.first_due) or (self.first is not None and index in self.first)
 
+    def in_first_view(self, index: int) -> bool:
+        """Whether a frame is one of the file's first clip (the decision it makes is sampled from it)."""
+        return self.first is not None and index in self.first
+
     def keep(self, index: int, crop: np.ndarray) -> None:
         if self.keeps(index):
             self._early[index] = crop

@@ -155,7 +155,8 @@ class Assembler(threading.Thread):
                 self.assembler.keep(frame.index, small)
                 self._post(self.assembler.take_first(frame.index), frame)
                 self._post(self.assembler.add(small), frame)
-            elif frame.image is not None and self.assembler.keeps(frame.index):
+            elif frame.image is not None and self.assembler.keeps(frame.index):  # first view, or kept for a short file
+                self.counters.frames_sampled += self.assembler.in_first_view(frame.index)
                 self.assembler.keep(frame.index, self.crop(frame.image))
                 self._post(self.assembler.take_first(frame.index), frame)
             waiting = time.monotonic()

@@ -84,6 +84,15 @@ def tiny_bundle(tmp_path_factory) -> Path:
     return root / "bundle"
 
 
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    """The tiny student trained on three of the bundled clips until it tells them apart, exported
+    and checked (tests/trained.py): (bundle, decisions a plain run makes per camera). Built once."""
+    from .trained import train_bundle
+
+    return train_bundle(tmp_path_factory.mktemp("trained"))
+
+
 @pytest.fixture(scope="module")
 def tiny_batch():
     """Four real clips of the tiny recipe, as its training loader makes them (epoch 0):

@@ -118,6 +118,21 @@ def test_the_kept_ir_is_hashed_and_is_the_model_the_backend_runs(ov_bundle):
     np.testing.assert_allclose(in_streams(opened.backend, clips, 2), plain, atol=1e-5, rtol=0)
 
 
+def test_a_later_calibration_that_keeps_onnx_runtime_drops_the_earlier_ir(ov_bundle, tmp_path):
+    """The IR an earlier calibration kept is no longer the bundle's once another route is kept: not
+    in the manifest (which verifies whole), not on disk, and auto runs the new route."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ov_bundle, bundle)
+    report = cal.calibrate_int8(bundle, CLIPS, options=CalibrationOptions(max_clips=4, max_held_out=3, variants=("s8s8",),
+                                                                           thresholds=OPEN_GATE))
+    assert report["accepted"] and report["route"] == "onnxruntime"
+    manifest = mf.verify_bundle(bundle)
+    assert manifest["int8"]["files"] == [cal.INT8_ONNX] and cal.INT8_ONNX in manifest["files"]
+    assert not {OV_INT8_XML, OV_INT8_BIN} & set(manifest["files"])
+    assert not (bundle / OV_INT8_XML).exists() and not (bundle / OV_INT8_BIN).exists()
+    assert open_backend("auto", bundle, manifest).backend.name == "ort-cpu-int8"
+
+
 def test_a_bundle_kept_on_openvino_runs_with_auto_where_torch_cannot_be_imported(ov_bundle, tmp_path):
     stats = tmp_path / "stats.json"
     proc = _run_without_torch("run", "--bundle", str(ov_bundle), "--source", str(CLIP), "--max-decisions", "3", "--jsonl",

@@ -46,18 +46,29 @@ def reference_clips(path, hop: int = HOP, sample_fps: float | None = None) -> li
     first view: the reference's selective window of ceil(16 (T - 1) fps / 30) frames plus the one
     after clamps its frames; it is taken when that last frame arrives."""
     frames, fps = decode(path)
-    period = fps / sample_fps if sample_fps else (T * 16 * fps / 30 - 1) / (T - 1)
-    idx, k = [], 0
-    while (i := math.floor(k * period + 1e-9)) < len(frames):
-        idx.append(i)
-        k += 1
+    idx = grid(len(frames), fps, sample_fps)
     out = []
     for n in range(T, len(idx) + 1, hop):  # a decision after sampled frame T, T + hop, ...
         window = idx[n - T:n]
         if n == T and not sample_fps:
-            window = [min(i, math.ceil(16 * (T - 1) * fps / 30 - 1e-9)) for i in window]
+            window = first_view(idx, fps)
         out.append((window[-1], np.stack([resize_center_crop(frames[i], SIZE) for i in window])))
     return out
+
+
+def grid(count: int, fps: float, sample_fps: float | None = None) -> list[int]:
+    """The frames the reference samples at its period, floor(k x P)."""
+    period = fps / sample_fps if sample_fps else (T * 16 * fps / 30 - 1) / (T - 1)
+    idx, k = [], 0
+    while (i := math.floor(k * period + 1e-9)) < count:
+        idx.append(i)
+        k += 1
+    return idx
+
+
+def first_view(idx: list[int], fps: float) -> list[int]:
+    """Eval's first view: the grid's first T frames clamped to the selective window's last frame."""
+    return [min(i, math.ceil(16 * (T - 1) * fps / 30 - 1e-9)) for i in idx[:T]]
 
 
 def direct_probs(bundle, clips: list[np.ndarray]) -> np.ndarray:
@@ -89,7 +100,11 @@ def test_jsonl_decisions_count_and_equal_a_direct_encoder_call(tiny_bundle, tmp_
             assert d["latency_ms"]["capture_to_decision"] >= d["latency_ms"]["encode"] > 0
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["decisions"] == 10 and stats["encoder_calls"] == 6  # two streams batched per call while both run
-    assert [s["frames_sampled"] for s in stats["streams"]] == [15, 10]
+    sampled = []  # the grid's frames and the first view's: every frame that went into a clip
+    for path in (CLIP_A, CLIP_B):
+        frames, fps = decode(path)
+        sampled.append(len(set(grid(len(frames), fps)) | set(first_view(grid(len(frames), fps), fps))))
+    assert [s["frames_sampled"] for s in stats["streams"]] == sampled and min(sampled) >= 10
     assert [s["frames_read"] for s in stats["streams"]] == [300, 164]
     assert all(s["frames_dropped"] == 0 and s["clips_skipped"] == 0 for s in stats["streams"])
     for stage in ("read", "preprocess", "encode", "classify", "capture_to_decision"):

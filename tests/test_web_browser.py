@@ -6,8 +6,11 @@ screenshot is not blank. One page load for all of it."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import cv2
@@ -16,6 +19,8 @@ import pytest
 
 from froster_edge.bundle import manifest as mf
 
+from .helpers import CLIPS
+from .trained import CAMERAS
 from .web_run import CLIP, WebRun, fire_event, names_in_top
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -110,8 +115,6 @@ def test_the_page_shows_the_run_and_takes_a_new_action(browser, tiny_bundle, tmp
 def test_the_search_box_finds_the_archived_run(browser, tiny_bundle, tmp_path):
     """A run with --archive: an action typed into the page's search box lists the camera's time
     ranges, best first, as the API answers the same query, with thumbnails loaded."""
-    import json
-    import sqlite3
 
     labels, db = tmp_path / "labels.npz", tmp_path / "site.db"
     shutil.copy(tiny_bundle / mf.LABELS_FILE, labels)
@@ -147,3 +150,58 @@ def test_the_search_box_finds_the_archived_run(browser, tiny_bundle, tmp_path):
         assert "give a query" in error
     finally:
         run.stop()
+
+
+def test_the_search_box_finds_each_clip_s_camera_with_a_trained_bundle(browser, trained_bundle, tmp_path):
+    """Issue 30's "done when" in the browser, with the tiny student trained on the clips (tests/trained.py).
+    One camera per clip, read at full speed, archived; a fourth camera loops another clip in real time
+    with one decision only, so the run and its web view stay up with the archive unchanged once the
+    three have ended. Each clip's action typed into the search box lists that clip's camera first,
+    and the page lists exactly the ranges the API answers."""
+    bundle, counts = trained_bundle
+    labels, db = tmp_path / "labels.npz", tmp_path / "site.db"
+    shutil.copy(bundle / mf.LABELS_FILE, labels)
+    cameras = [{"name": name, "source": str(CLIPS / clip)} for name, (clip, _) in CAMERAS.items()]
+    cameras.append({"name": "idle", "source": str(CLIPS / "mmaction2_test_v_ApplyEyeMakeup.avi"), "realtime": True,
+                    "loop": True, "hop": 1_000_000})
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps({"cameras": cameras, "archive": {"file": str(db), "commit_s": 0.2},
+                                "http": {"host": "127.0.0.1", "port": 0}}))
+
+    def archived() -> dict[str, list[float]]:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        times: dict[str, list[float]] = {}
+        try:
+            for camera, t in conn.execute("SELECT camera, time FROM decisions ORDER BY id"):
+                times.setdefault(camera, []).append(t)
+        except sqlite3.Error:
+            pass
+        finally:
+            conn.close()
+        return times
+
+    run = WebRun(bundle, labels, site=site)
+    try:
+        want = {**counts, "idle": 1}  # every decision the three cameras make (a plain run's count), and idle's one
+        times = run._wait(lambda: (t := archived()) and {c: len(v) for c, v in t.items()} == want and t, 180,
+                          "archive of every camera's decisions")
+        browser.get(run.url)
+        for camera, (_, action) in CAMERAS.items():
+            browser.execute_script("document.getElementById('search-results').replaceChildren()")
+            box = browser.find_element("id", "search-input")
+            box.clear()
+            box.send_keys(action)
+            browser.find_element("id", "search-go").click()
+            shown = wait(browser, "document.querySelectorAll('#search-results li').length && "
+                         "[...document.querySelectorAll('#search-results li')].map(li => [li.dataset.camera, "
+                         "Number(li.dataset.start), Number(li.dataset.end)])", 120, f"search results for {action!r}")
+            assert shown[0][0] == camera, (action, shown)
+            first_start, first_end = shown[0][1:]
+            assert times[camera][0] <= first_start <= first_end <= times[camera][-1]
+            with urllib.request.urlopen(run.url + "api/search?q=" + urllib.parse.quote(action), timeout=60) as r:
+                answer = json.loads(r.read())
+            assert [list(x) for x in shown] == [[r["camera"], r["start"], r["end"]] for r in answer["queries"][0]["ranges"]]
+            wait(browser, "document.querySelector('#search-results li img')?.naturalWidth", 60, f"thumbnail of {camera}")
+    finally:
+        log = run.stop()
+    assert "Traceback" not in log, log

@@ -350,11 +350,14 @@ def verify_bundle(bundle: str | Path, names: Iterable[str] | None = None) -> dic
     return manifest
 
 
-def update_files(bundle: str | Path, manifest: dict[str, Any], changed: Iterable[str], **sections: Any) -> dict[str, Any]:
-    """Rewrite the manifest with new sections (e.g. engines) after writing the files named in `changed`.
+def update_files(bundle: str | Path, manifest: dict[str, Any], changed: Iterable[str], removed: Iterable[str] = (),
+                 **sections: Any) -> dict[str, Any]:
+    """Rewrite the manifest with new sections (e.g. engines) after writing the files named in `changed`;
+    the files named in `removed` are no longer the bundle's (the caller deletes them after this).
 
-    Only those files are hashed again; the others keep their recorded hashes (callers verified
+    Only the changed files are hashed again; the others keep their recorded hashes (callers verified
     what they read), so relabelling a bundle does not re-read hundreds of MB of ONNX.
     """
     root = Path(bundle)
-    return _write(root, {**manifest, **sections}, {**manifest["files"], **hash_files(root, changed)})
+    files = {k: v for k, v in manifest["files"].items() if k not in set(removed)}
+    return _write(root, {**manifest, **sections}, {**files, **hash_files(root, changed)})

@@ -33,7 +33,8 @@ def train_cmd(
       froster-edge train configs/tiny.yaml
       froster-edge train configs/train/b2n_hmdb51_vitb16.yaml --set data.root=/data/hmdb51 --set data.classes=train_rephrased.json
         --set data.train_list=fs_base_s1_train.txt   (B2N: the 16-shot list of split 1)
-      torchrun --nproc_per_node 8 -m froster_edge.cli train configs/train/k400_vitb16.yaml --set data.root=/data/k400 --out runs/k400
+      torchrun --nproc_per_node 8 -m froster_edge.cli train configs/train/k400_vitb16.yaml --set data.root=/data/k400
+        --set data.train_list=k400_train.txt --set data.classes=k400_rephrased_classes.json --out runs/k400
       froster-edge train configs/train/k400_vitb16.yaml --out runs/k400 --resume
     """
     from ..train.config import load_recipe

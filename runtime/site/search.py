@@ -14,11 +14,12 @@ among the best `hits` fraction of the range's decisions (at least `top`) are hit
 hits of one camera (no other decision of that camera between them in the order they were made,
 at most `gap_s` apart) merge into one time range, ranked by its best score.
 
-Embeddings are read block by block, in place (int8 codes with a per-row scale, or float16 in an
-archive written before int8: meta's `encoding`), and converted to float32 a CHUNK_ROWS chunk at a
-time into one reused buffer; an int8 row's similarity is its codes' product times its scale: a small chunk stays in the CPU's cache and its matrix product runs
-on one BLAS thread, where converting everything at once spends most of its time on fresh pages
-and a large product on idle BLAS threads. Memory stays bounded by the per-decision scores.
+Embeddings are read block by block, in place (float16, or int8 codes with a per-row scale: meta's
+`encoding`), and converted to float32 (float16 by OpenCV) a CHUNK_ROWS chunk at a time into one
+reused buffer; an int8 row's similarity is its codes' product times its
+scale: a small chunk stays in the CPU's cache and its matrix product runs on one BLAS thread, where
+converting everything at once spends most of its time on fresh pages and a large product on idle
+BLAS threads. Memory stays bounded by the per-decision scores.
 
 See docs/archive.md.
 """
@@ -38,6 +39,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ...errors import ConfigError, shorten
+from ...opencv import cv2
 from ..classifier import softmax
 from .archive import check_space, connect, decode_rows, read_meta
 
@@ -167,6 +169,18 @@ def _blocks(conn: sqlite3.Connection, o: SearchOptions, dim: int, encoding: str,
             yield ids, times, codes.setdefault(cam, len(codes)), vectors, scales
 
 
+def to_float32(values: np.ndarray, out: np.ndarray) -> None:
+    """Stored float16 values or int8 codes (n, D) into the float32 rows `out`. float16 goes through
+    OpenCV, whose conversion runs on the CPU's vector instructions (F16C) where numpy's cast goes
+    value by value; numpy's int8 cast is as fast as OpenCV's."""
+    if values.dtype != np.float16:
+        np.copyto(out, values)
+        return
+    got = cv2.multiply(values, 1.0, dst=out, dtype=cv2.CV_32F)
+    if not np.shares_memory(got, out):  # OpenCV allocates a new array when `out` does not fit it
+        np.copyto(out, got)
+
+
 def score(embeddings: np.ndarray, texts: np.ndarray, logit_scale: float, scales: np.ndarray | None = None) -> np.ndarray:
     """(N, D) embeddings (times their per-row `scales` when given), (K, D) query rows -> (N, K)
     scores: the similarity with one query, the classifier's softmax over the queries with several."""
@@ -200,7 +214,7 @@ def search(conn: sqlite3.Connection, meta: dict[str, str], queries: list[str], t
         start = 0
         while start < len(vectors):
             take = min(CHUNK_ROWS - filled, len(vectors) - start)
-            np.copyto(buf[filled:filled + take], vectors[start:start + take])
+            to_float32(vectors[start:start + take], buf[filled:filled + take])
             if scales is not None:
                 sbuf[filled:filled + take] = scales[start:start + take]
             filled, start = filled + take, start + take
