@@ -46,7 +46,7 @@ def test_clips_that_hit_a_size_limit_after_their_event_ended_are_never_named(tin
 
     live = LiveRun("--config", str(site), preexec_fn=limit)
     try:
-        end = time.monotonic() + 25
+        end = time.monotonic() + 15  # several events, each ending a few seconds after it started
         while time.monotonic() < end:
             live.decision(60)
         assert live.stop(timeout=90) == 0, live.stderr

@@ -15,7 +15,7 @@ from froster_edge.runtime.stats import REMOVED_KEPT
 from .helpers import CLIPS, Collect
 
 CLIP = CLIPS / "stgcn_clean_and_jerk.mp4"
-CYCLES = 40  # cameras added and removed, one after another
+CYCLES = 20  # cameras added and removed, one after another
 
 
 def camera(name: str) -> CameraOptions:
