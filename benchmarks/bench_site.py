@@ -121,7 +121,7 @@ def one_run(bundle: Path, opened, sources: list[str], hop: int, decisions: int, 
         frame_sinks.append(clips)
         names = ["yoga", "fencing"]
         segmenter = EventSegmenter(EventOptions(enter=enter, exit=0.0, labels=tuple(names), file=folder / "events.jsonl"),
-                                   [JsonlEventSink(folder / "events.jsonl"), clips], clip_names=True)
+                                   [JsonlEventSink(folder / "events.jsonl"), clips])
         sinks.append(segmenter)
         if mqtt_port is not None:  # as command.py wires it: states from the decisions, events from the segmenter
             from froster_edge.runtime.site.mqtt import MqttOptions, MqttSink

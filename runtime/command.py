@@ -18,7 +18,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..bundle import manifest as mf
 from ..errors import MissingCapability
@@ -94,8 +94,8 @@ def run(req: RunRequest) -> dict:
         if site.path is not None:
             reloader = SiteReloader(site.path, site.base or req.options, pipeline,
                                     on_camera_events=(lambda d: setattr(segmenter, "per_camera", dict(d))) if segmenter else None)
-            pipeline.on_idle = reloader.poll
             signals.on_hangup.append(reloader.request)
+        pipeline.on_idle = idle_tick([reloader.poll if reloader else None, segmenter.poll if segmenter else None])
         metrics = web_metrics = None
         if site.metrics is not None:
             from .site.metrics import MetricsServer, RunCollector, exposition, registry_of
@@ -141,6 +141,19 @@ def run(req: RunRequest) -> dict:
     if errors:
         raise SourceError("; ".join(errors))
     return result
+
+
+def idle_tick(calls: list) -> Callable[[], None] | None:
+    """The pipeline's one between-decisions hook calling each of `calls` (None ones left out)."""
+    calls = [c for c in calls if c is not None]
+    if not calls:
+        return None
+
+    def tick() -> None:
+        for call in calls:
+            call()
+
+    return tick
 
 
 def prepare(req: RunRequest):
@@ -259,7 +272,7 @@ def _event_sinks(site: Site, sinks: list, frame_sinks: list, pipeline_of, events
                            lambda i: pipeline_of().stats.streams[i].fps)
         event_sinks.append(clips)
         frame_sinks.append(clips)
-    segmenter = EventSegmenter(events, event_sinks, clip_names=clips.names if clips is not None else False, per_camera=site.camera_events)
+    segmenter = EventSegmenter(events, event_sinks, per_camera=site.camera_events)
     sinks.append(segmenter)
     return segmenter, clips
 

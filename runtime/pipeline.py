@@ -396,7 +396,7 @@ class Pipeline:
             log.info(f"stream {i}: {cam.spec.text} does not report its frame rate; assuming {fps:g} fps")
         ticker = cam.rule.ticker(fps)
         counters = StreamCounters(cam.spec.text, cam.spec.kind, round(fps, 3), cam.rule.describe(fps), camera=cam.name)
-        self.stats.streams.append(counters)
+        self.stats.add_stream(i, counters)
         # live: positions in seconds (x fps); files: frame indices. A file's reader hands over only the frames
         # a clip uses (the others are not converted to RGB), and, when it may be shorter than one clip (its
         # container says so, or has no count), every frame before the first decision for the short clip.
@@ -461,6 +461,7 @@ class Pipeline:
                     gone = getattr(sink, "camera_removed", None)
                     if gone is not None:
                         gone(name)
+                self.stats.stream_removed(cam.index)  # the oldest removed ones are folded into one total
                 log.info(f"stream {cam.index}: camera {name} removed")
 
     def camera_labels(self) -> dict[str, list[str]]:
@@ -534,4 +535,4 @@ class Pipeline:
 
     def errors(self) -> list[str]:
         return [f"stream {i} ({s.source}): {s.error}" if s.source not in s.error else f"stream {i}: {s.error}"
-                for i, s in enumerate(self.stats.streams) if s.error]
+                for i, s in self.stats.streams.items() if s.error]

@@ -5,7 +5,9 @@ capture_wait (an assembler waiting for its reader), preprocess (resize + crop of
 queue (a ready clip waiting for the encoder), encode (one backend call on all streams' clips),
 classify (one decision), capture_to_decision (a clip's newest frame captured to its decision).
 Each keeps its newest `window` samples (flat memory in a long run) plus an overall count and sum;
-recording is thread-safe.
+recording is thread-safe. Streams are keyed by stream number (never reused); a removed camera's
+counters are kept for the newest REMOVED_KEPT removed ones and older ones are folded into one
+"removed cameras" total, so a site reloaded with new cameras for days stays bounded.
 
 See docs/runtime.md.
 """
@@ -20,6 +22,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+REMOVED_KEPT = 8  # removed cameras whose own counters stay in the stats; older ones are folded into one total
+COUNTED = ("frames_read", "frames_dropped", "frames_sampled", "clips", "clips_skipped", "decisions", "reconnects",
+           "reconnect_attempts", "outages")  # what the removed-cameras total adds up
 
 STAGES = ("read", "capture_wait", "preprocess", "queue", "encode", "classify", "capture_to_decision")
 
@@ -78,7 +84,10 @@ class RunStats:
         self.stages = {name: LatencyWindow(window) for name in STAGES}
         self.stream_window = stream_window
         self.stream_stages: dict[int, dict[str, LatencyWindow]] = {}  # per camera, for the metrics
-        self.streams: list[StreamCounters] = []
+        self.streams: dict[int, StreamCounters] = {}  # by stream number (a folded removed camera is not here)
+        self.removed = StreamCounters("", "", camera="removed cameras")  # the folded ones' counters, added up
+        self.removed_cameras = 0  # how many are folded into `removed`
+        self._removed_order: list[int] = []  # removed streams still kept, oldest first
         self.started = time.monotonic()
         self.finished: float | None = None
         self.decisions = 0
@@ -93,6 +102,26 @@ class RunStats:
                 if per is None:
                     per = self.stream_stages[stream] = {name: LatencyWindow(self.stream_window) for name in STAGES}
                 per[stage].add(seconds)
+
+    def add_stream(self, stream: int, counters: StreamCounters) -> None:
+        with self._lock:
+            self.streams[stream] = counters
+
+    def stream_removed(self, stream: int, keep: int = REMOVED_KEPT) -> None:
+        """Stream `stream`'s camera was removed: beyond the newest `keep` removed ones, the oldest is
+        folded into `removed` (its counters added, its latency windows dropped). Called on the
+        decision thread, so decisions add up; a reader still ending may count a last frame or two
+        on the folded object, which is then not in the total."""
+        with self._lock:
+            self._removed_order.append(stream)
+            while len(self._removed_order) > keep:
+                old = self._removed_order.pop(0)
+                s = self.streams.pop(old, None)
+                self.stream_stages.pop(old, None)
+                if s is not None:
+                    for key in COUNTED:
+                        setattr(self.removed, key, getattr(self.removed, key) + getattr(s, key))
+                    self.removed_cameras += 1
 
     def stream_summaries(self) -> dict[int, dict[str, LatencyWindow]]:
         """A consistent copy of the per-stream windows (for a metrics scrape on another thread)."""
@@ -117,7 +146,9 @@ class RunStats:
                 "decisions_per_s": round(self.decisions / wall, 4) if wall > 0 else 0.0,
                 "encoder_calls": self.batches,
                 "stages": {name: w.summary() for name, w in self.stages.items()},
-                "streams": [asdict(s) for s in self.streams],
+                "streams": [{"stream": i, **asdict(s)} for i, s in self.streams.items()],
+                **({"removed_cameras": {"cameras": self.removed_cameras, **{k: getattr(self.removed, k) for k in COUNTED}}}
+                   if self.removed_cameras else {}),
                 "rss_mb": rss_mb(),
             }
 
@@ -130,12 +161,18 @@ class RunStats:
         for name, s in d["stages"].items():
             if s.get("n"):
                 lines.append(f"  {name:20s} {s['n']:7d} {s['p50_ms']:9.2f} {s['p95_ms']:9.2f} {s['p99_ms']:9.2f}")
-        for i, s in enumerate(d["streams"]):
+        for s in d["streams"]:
+            i = s["stream"]
             name = f" ({s['camera']})" if s["camera"] and s["camera"] != s["source"] else ""
             lines.append(f"  stream {i} {s['source']}{name}: {s['frames_read']} frames read, {s['frames_sampled']} sampled, "
                          f"{s['frames_dropped']} dropped, {s['clips_skipped']} clips skipped, {s['decisions']} decisions, "
                          f"{s['reconnects']} reconnects" + (f" ({s['ended']})" if s["ended"] else "")
                          + (f"; down: {s['down_reason']}" if s["down_reason"] and not s["up"] else ""))
+        if "removed_cameras" in d:
+            r = d["removed_cameras"]
+            lines.append(f"  {r['cameras']} more removed camera(s): {r['frames_read']} frames read, {r['frames_sampled']} "
+                         f"sampled, {r['frames_dropped']} dropped, {r['clips_skipped']} clips skipped, {r['decisions']} "
+                         f"decisions, {r['reconnects']} reconnects")
         return "\n".join(lines)
 
 

@@ -3,11 +3,14 @@ password opens the stream and shows nowhere else; faults are named for what they
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -122,20 +125,46 @@ def _surfaces(live: LiveRun, sub: Subscriber, metrics_port: int, http_port: int)
             **{f"mqtt payload {i} ({m.topic})": m.payload for i, m in enumerate(sub.messages)}}
 
 
-def test_a_password_shows_in_no_log_file_name_topic_payload_metric_or_api(rtsp_video, tiny_bundle, tmp_path,
-                                                                       monkeypatch):
+@dataclass
+class Attacked:
+    """What a leak test's run works with: its output folder, the broker and a subscriber to every
+    topic, the password-protected RTSP server, one port for the web view and /metrics, and the run."""
+
+    out: Path
+    broker: Broker
+    sub: Subscriber
+    server: RtspServer
+    port: int
+    live: LiveRun | None = None
+
+
+@contextlib.contextmanager
+def attacked_run(tmp_path: Path, rtsp_video: Path) -> Iterator[Attacked]:
+    """The parts a leak test's run talks to, started; at the end the run is killed if still there,
+    the subscriber closed, the broker killed, then the RTSP server stopped."""
     out = tmp_path / "out"
     (out / "clips").mkdir(parents=True)
+    broker = Broker(tmp_path).start()  # skips, with the reason, where mosquitto is not installed
+    sub = Subscriber(broker.watch_port)
+    with RtspServer(rtsp_video, USER, PASSWORD) as server:
+        run = Attacked(out, broker, sub, server, free_port())  # one port: the web view's server answers /metrics
+        try:
+            yield run
+        finally:
+            if run.live is not None:
+                run.live.kill()
+            sub.close()
+            broker.kill()
+
+
+def test_a_password_shows_in_no_log_file_name_topic_payload_metric_or_api(rtsp_video, tiny_bundle, tmp_path,
+                                                                       monkeypatch):
     secret_file = tmp_path / "secrets" / "gate.pw"
     secret_file.parent.mkdir()
     secret_file.write_text(PASSWORD + "\n")
     monkeypatch.setenv("DOOR_PASSWORD", PASSWORD)
-    broker = Broker(tmp_path).start()  # skips, with the reason, where mosquitto is not installed
-    sub = Subscriber(broker.watch_port)
-    http_port = free_port()
-    metrics_port = http_port  # one port: with the web view on, its server answers /metrics
-    live = None
-    with RtspServer(rtsp_video, USER, PASSWORD) as server:
+    with attacked_run(tmp_path, rtsp_video) as run:
+        out, server = run.out, run.server
         cameras = [{"name": "door", "source": server.url(USER), "password_env": "DOOR_PASSWORD"},
                    {"name": "gate", "source": server.url(USER), "password_file": str(secret_file),
                     "rtsp_transport": "tcp"},
@@ -145,22 +174,17 @@ def test_a_password_shows_in_no_log_file_name_topic_payload_metric_or_api(rtsp_v
             "bundle": str(tiny_bundle), "defaults": {"sample_fps": 8, "hop": 1}, "cameras": cameras,
             "events": {"file": str(out / "events.jsonl"), "enter": 0.0, "exit": 0.0, "enter_decisions": 1},
             "clips": {"folder": str(out / "clips"), "pre_roll_s": 1, "post_roll_s": 0.5, "width": 160, "fps": 5},
-            "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
-            "http": {"port": http_port},
-            "mqtt": {"host": "127.0.0.1", "port": broker.port, "prefix": "site", "discovery": True, "client_id": "box"}}))
-        try:
-            live = LiveRun("--config", str(site), "--stats-json", str(out / "stats.json"))
-            seen: list[dict] = []
-            while min(sum(d["camera"] == c for d in seen) for c in ("door", "gate", "yard")) < 3:
-                seen.append(live.decision(timeout=90))
-            sub.wait(lambda ms: any(m.topic == "site/yard/state" for m in ms), 30, "a state of yard")
-            surfaces = _surfaces(live, sub, metrics_port, http_port)
-            assert live.stop() == 0, live.stderr
-        finally:
-            if live is not None:
-                live.kill()
-            sub.close()
-            broker.kill()
+            "metrics": {"listen": f"127.0.0.1:{run.port}"},
+            "http": {"port": run.port},
+            "mqtt": {"host": "127.0.0.1", "port": run.broker.port, "prefix": "site", "discovery": True,
+                     "client_id": "box"}}))
+        live = run.live = LiveRun("--config", str(site), "--stats-json", str(out / "stats.json"))
+        seen: list[dict] = []
+        while min(sum(d["camera"] == c for d in seen) for c in ("door", "gate", "yard")) < 3:
+            seen.append(live.decision(timeout=90))
+        run.sub.wait(lambda ms: any(m.topic == "site/yard/state" for m in ms), 30, "a state of yard")
+        surfaces = _surfaces(live, run.sub, run.port, run.port)
+        assert live.stop() == 0, live.stderr
     _assert_nowhere_after(live, out, surfaces)
     # not vacuous: every camera decided, events and clips were written, and the inline source shows redacted
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
@@ -173,29 +197,18 @@ def test_a_password_shows_in_no_log_file_name_topic_payload_metric_or_api(rtsp_v
 
 
 def test_an_unnamed_source_with_a_password_leaks_nowhere_either(rtsp_video, tiny_bundle, tmp_path):
-    out = tmp_path / "out"
-    (out / "clips").mkdir(parents=True)
-    broker = Broker(tmp_path).start()
-    sub = Subscriber(broker.watch_port)
-    http_port = free_port()
-    metrics_port = http_port  # one port: with the web view on, its server answers /metrics
-    live = None
-    with RtspServer(rtsp_video, USER, PASSWORD) as server:
-        try:
-            live = LiveRun("--bundle", str(tiny_bundle), "--source", server.url(USER, PASSWORD), "--sample-fps", "8",
-                           "--hop", "1", "--stats-json", str(out / "stats.json"), "--events", str(out / "events.jsonl"),
-                           "--clips", str(out / "clips"), "--metrics", f"127.0.0.1:{metrics_port}",
-                           "--http", f"127.0.0.1:{http_port}", "--mqtt", f"127.0.0.1:{broker.port}")
-            for _ in range(3):
-                live.decision(timeout=90)
-            sub.wait(lambda ms: any(m.topic.endswith("/state") for m in ms), 30, "a state")
-            surfaces = _surfaces(live, sub, metrics_port, http_port)
-            assert live.stop() == 0, live.stderr
-        finally:
-            if live is not None:
-                live.kill()
-            sub.close()
-            broker.kill()
+    with attacked_run(tmp_path, rtsp_video) as run:
+        out, server = run.out, run.server
+        live = run.live = LiveRun("--bundle", str(tiny_bundle), "--source", server.url(USER, PASSWORD), "--sample-fps",
+                                  "8", "--hop", "1", "--stats-json", str(out / "stats.json"), "--events",
+                                  str(out / "events.jsonl"), "--clips", str(out / "clips"), "--metrics",
+                                  f"127.0.0.1:{run.port}", "--http", f"127.0.0.1:{run.port}", "--mqtt",
+                                  f"127.0.0.1:{run.broker.port}")
+        for _ in range(3):
+            live.decision(timeout=90)
+        run.sub.wait(lambda ms: any(m.topic.endswith("/state") for m in ms), 30, "a state")
+        surfaces = _surfaces(live, run.sub, run.port, run.port)
+        assert live.stop() == 0, live.stderr
     _assert_nowhere_after(live, out, surfaces)
     assert live.seen[0]["camera"] == live.seen[0]["source"] == server.url(USER, "***")
     assert any(f"camera=\"{server.url(USER, '***')}\"" in line for line in surfaces["metrics"].splitlines())

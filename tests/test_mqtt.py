@@ -392,7 +392,9 @@ def test_state_goes_on_a_new_label_and_at_most_once_an_interval(broker, interval
 
 
 def test_a_flood_on_home_assistants_status_topic_does_not_stop_publishing(tiny_bundle, broker, tmp_path):
-    """'online' on homeassistant/status, thousands of times, all the while: one republish, the states go on."""
+    """The attack: 'online' on homeassistant/status, thousands of times, through the real broker. During
+    the flood and after it the run's decisions go on and their states keep arriving at a subscriber
+    (newer frames each time), the run stops cleanly, and the flood cost one republish."""
     import paho.mqtt.client as paho
 
     sub = Subscriber(broker.watch_port)
@@ -416,11 +418,26 @@ def test_a_flood_on_home_assistants_status_topic_does_not_stop_publishing(tiny_b
                     flooder.publish("homeassistant/status", b"online", qos=0)
                 flooder.publish("homeassistant/status", b"online", qos=1).wait_for_publish(30)
 
-        threading.Thread(target=flood, daemon=True).start()
+        def newer_states(after: int, count: int, what: str) -> int:
+            """`count` more states on the topic, each of a newer frame than the last; the run decides meanwhile."""
+            seen = len(sub.on(state))
+            sub.wait(lambda ms: sum(m.topic == state for m in ms) >= seen + count, timeout=60, what=what)
+            frames = [json.loads(m.payload)["frame"] for m in sub.on(state)[seen:]]
+            assert frames[0] != after and len(set(frames)) == len(frames), frames  # new decisions, not repeats
+            return frames[-1]
+
+        flooder_thread = threading.Thread(target=flood, daemon=True)
+        flooder_thread.start()
         sub.wait(lambda ms: sum(m.topic == "homeassistant/status" for m in ms) >= 2000, timeout=60, what="the flood")
-        seen = len(sub.on(state))
-        sub.wait(lambda ms: sum(m.topic == state for m in ms) >= seen + 5, timeout=60, what="states during the flood")
+        decided = len(live.seen)
+        last = newer_states(-1, 5, "states during the flood")
+        live.decision(60)  # the run's decisions go on during the flood
         flooding.set()
+        flooder_thread.join(60)
+        flooded = sum(m.topic == "homeassistant/status" for m in sub.messages)
+        newer_states(last, 5, "states after the flood")
+        live.decision(60)
+        assert len(live.seen) > decided
         assert live.stop(timeout=60) == 0, live.stderr
     finally:
         flooding.set()
@@ -429,8 +446,49 @@ def test_a_flood_on_home_assistants_status_topic_does_not_stop_publishing(tiny_b
         live.kill()
         sub.close()
     mqtt_stats = json.loads(stats_path.read_text())["mqtt"]
-    assert mqtt_stats["status_ignored"] >= 1900 and mqtt_stats["dropped"] == 0
+    assert flooded >= 2000 and mqtt_stats["status_ignored"] >= 1900 and mqtt_stats["dropped"] == 0
+    assert mqtt_stats["pending"] == 0  # everything went out before "offline"
+    assert sub.on("flood/availability")[-1].payload == b"offline"
     assert sum("homeassistant/status" in line for line in live.stderr) == 1
+
+
+def test_home_assistants_online_is_served_by_the_publisher_thread(broker, monkeypatch):
+    """Home Assistant's "online" makes the sink send its discovery configs again; the work is the
+    publisher thread's (paho's network callback only sets a flag), and the states go on after it."""
+    import paho.mqtt.client as paho
+
+    from froster_edge.runtime.site import mqtt as sink_module
+    from froster_edge.runtime.site.mqtt import MqttOptions, MqttSink
+
+    monkeypatch.setattr(sink_module, "REPUBLISH_MIN_S", 0.0)  # no rate limit: each "online" is served
+    sub = Subscriber(broker.watch_port)
+    sink = MqttSink(MqttOptions(host="127.0.0.1", port=broker.port, prefix="birth", discovery=True, state_interval_s=0),
+                    ["cam"], CLASSES)
+    threads: list[str] = []
+    republish = sink._republish
+
+    def traced() -> None:
+        threads.append(threading.current_thread().name)
+        republish()
+
+    sink._republish = traced
+    sender = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="ha")
+    try:
+        config = lambda ms: [m for m in ms if m.topic.endswith("/cam_label/config")]  # noqa: E731
+        sub.wait(lambda ms: len(config(ms)) == 1, what="the configs at the connect")
+        sender.connect("127.0.0.1", broker.port)
+        sender.loop_start()
+        while len(config(sub.messages)) < 2:  # until the sink's subscription is in place
+            sender.publish("homeassistant/status", b"online", qos=1).wait_for_publish(30)
+            time.sleep(0.2)
+        sink.emit(_decision(7, "yoga"))
+        sub.wait(lambda ms: any(m.topic == "birth/gate/state" and m.json()["frame"] == 7 for m in ms), what="a state after it")
+    finally:
+        sender.loop_stop()
+        sender.disconnect()
+        sink.close()
+        sub.close()
+    assert threads and set(threads[1:]) == {"mqtt-publisher"}, threads  # the first: paho's, at the connect
 
 
 def test_a_broker_that_never_answers_connack_is_reported(tiny_bundle):

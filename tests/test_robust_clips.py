@@ -35,9 +35,10 @@ def pool_frames(n: int) -> list[np.ndarray]:
     return frames
 
 
-def record_events(clips: EventClips, starts: list[float], images: list[np.ndarray]) -> list[tuple[str | None, str | None]]:
-    """30 fps frames on a known clock; one event of 1 s at each start; returns the names each end got."""
-    k, named = 0, []
+def record_events(clips: EventClips, starts: list[float], images: list[np.ndarray]) -> list[dict]:
+    """30 fps frames on a known clock; one event of 1 s at each start; returns the "clip" records
+    (clip, snapshot, error) the sink gave once its files were final."""
+    k, records = 0, []
 
     def play(until: float) -> None:
         nonlocal k
@@ -51,11 +52,13 @@ def record_events(clips: EventClips, starts: list[float], images: list[np.ndarra
         play(start + 1.0)
         end = ActionEvent(f"pool-{start}", "pool", "diving", "end", T0 + start, start, T0 + start + 1, start + 1, 0.9, 0.9,
                           T0 + start)
-        named.append(clips.names(end))
         clips.event(end)
         play(start + 2.0)
+        records += clips.follow_ups()
     clips.close()
-    return named
+    records += clips.follow_ups()
+    assert [r.phase for r in records] == ["clip"] * len(starts)
+    return [{"id": r.id, "clip": r.clip, "snapshot": r.snapshot, "error": r.error} for r in records]
 
 
 def user_video(path, seconds: int = 2) -> None:
@@ -107,8 +110,9 @@ def test_a_clip_that_could_not_be_written_whole_is_not_renamed_nor_named(tmp_pat
     out = json.loads(run_python(code).stdout.strip().splitlines()[-1])
     assert out["clips"] == 0 and out["errors"] >= 1
     assert not list(tmp_path.glob("*.mp4")) and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
-    # named at the event's end only if no failure was known by then (the torn file shows at the final check)
-    assert len(out["named"]) == 1
+    # its "clip" record names no file and says why
+    (record,) = out["named"]
+    assert record["clip"] is None and record["snapshot"] is None and "could not be written whole" in record["error"]
 
 
 def test_hidden_temporaries_of_a_killed_run_are_removed_at_the_next_start(tmp_path):

@@ -306,7 +306,9 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
     mp4s = [p for p in files if p.suffix == ".mp4"]
     assert mp4s and all(frame_count(p) > 0 for p in mp4s)
     assert all(cv2.imread(str(p)) is not None for p in files if p.suffix == ".jpg")
-    assert {p.name for p in files} <= {e[k] for e in ends.values() for k in ("clip", "snapshot")}
+    written = {e["id"]: e for e in events if e["phase"] == "clip"}  # each ended event's files, once final
+    assert set(written) == set(ends) and all(e["clip"] is None and e["snapshot"] is None for e in ends.values())
+    assert {p.name for p in files} <= {e[k] for e in written.values() for k in ("clip", "snapshot")}
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert [(s["camera"], s["ended"]) for s in stats["streams"]] == [("yard", "stopped"), ("door", "removed"),
                                                                       ("arm", "stopped")]
@@ -317,7 +319,7 @@ def run_site(bundle: Path, tmp_path: Path, seconds: float) -> None:
     for cam in ("yard", "door", "arm"):
         sent = [(e["id"], e["phase"]) for e in events if e["camera"] == cam]
         got = [(m.json()["id"], m.json()["phase"]) for m in sub.on(f"site/{cam}/event")]
-        assert got == sent and len(sent) == 4, (cam, got, sent)  # yoga and fencing, each started and ended
+        assert got == sent and len(sent) == 6, (cam, got, sent)  # yoga and fencing: start, end, clip each
         assert [m.payload for m in sub.on(f"site/{cam}/action/yoga")] == [b"OFF", b"ON", b"OFF"]  # off at the start
     assert {cam: m.payload for cam, m in last_availability.items() if m is not None} == \
         {"yard": b"online", "door": b"offline", "arm": b"online"}

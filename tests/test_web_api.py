@@ -138,8 +138,12 @@ def test_events_and_their_snapshots_through_the_api(web):
     # cut table and peaks at its best score there
     assert (end["start_media"], end["start_time"]) == (made[0]["media_time"], made[0]["time"])
     assert end["peak_score"] == max(d["score"] for d in made) and not end["interrupted"]
-    snapshot = web.root / "clips" / end["snapshot"]
-    web._wait(lambda: snapshot.is_file(), 60, "snapshot file")
+    done = web._wait(lambda: next((e for e in read_events(web.root / "events.jsonl") if e["phase"] == "clip"
+                                   and e["id"] == end["id"]), None), 60, "the event's clip record")
+    assert done == {**end, "phase": "clip", "clip": done["clip"], "snapshot": done["snapshot"], "error": None}
+    assert end["clip"] is None and end["snapshot"] is None  # the end names no file: none was final then
+    snapshot = web.root / "clips" / done["snapshot"]
+    assert snapshot.is_file() and (web.root / "clips" / done["clip"]).is_file()  # on disk when named
 
     def listed():
         status, body = request(base + "/api/events", headers=bearer(TOKEN))
@@ -149,8 +153,8 @@ def test_events_and_their_snapshots_through_the_api(web):
 
     got = web._wait(listed, 60, "event with its snapshot in the API")
     url = got.pop("snapshot_url")
-    assert got == end  # the API's record is the --events file's "end" line
-    assert [e["id"] for e in read_events(web.root / "events.jsonl")].count(end["id"]) == 2  # start and end
+    assert got == {**done, "phase": "end"}  # the API's record: the "end" line, its files from the "clip" line
+    assert [e["id"] for e in read_events(web.root / "events.jsonl")].count(end["id"]) == 3  # start, end, clip
     status, body = request(base + url, headers=bearer(TOKEN))
     assert status == 200 and body == snapshot.read_bytes() and body[:2] == b"\xff\xd8"
     assert request(base + url)[0] == 401 and request(base + url, headers=bearer(TOKEN[::-1]))[0] == 401

@@ -4,7 +4,7 @@ with no model run over the video again.
 
 One row per decision in `decisions`: camera, media time, UTC wall time, the top labels and
 scores (JSON), the id of the camera's open action event (the one of the decision's top label,
-else the newest), the event's clip and snapshot paths once its end is known. Its embedding (the
+else the newest), the event's clip and snapshot paths once they are on disk (its "clip" record). Its embedding (the
 vector the classifier scored, encoded as `meta`'s `encoding` says: float16 by default, or int8
 with a per-row scale, which searches faster; see `encode_rows`) waits in `pending` until the camera has
 `PACK` of them, which move in one transaction into one row of `blocks` (their ids, times and
@@ -240,17 +240,20 @@ class Archive:
         self._put(row)
 
     def event(self, event) -> None:
-        """Open events tag the decisions; an end fills in their clip and snapshot paths."""
-        opened = self._open.setdefault(event.camera, {})
+        """Open events tag the decisions; an event's "clip" record (its files on disk) fills in
+        their clip and snapshot paths: only files the clip writer renamed into place are named."""
         if event.phase == "start":
-            opened[event.label] = event.id
+            self._open.setdefault(event.camera, {})[event.label] = event.id
             self._put(("start", event.id, event.camera, event.start_time))
-        else:
-            opened.pop(event.label, None)
+        elif event.phase == "end":
+            opened = self._open.get(event.camera, {})
+            if opened.get(event.label) == event.id:
+                del opened[event.label]
+        elif event.phase == "clip" and (event.clip or event.snapshot):
             folder = self.clips_dir
             clip = str(folder / event.clip) if folder is not None and event.clip else None
             snapshot = str(folder / event.snapshot) if folder is not None and event.snapshot else None
-            self._put(("end", event.id, clip, snapshot))
+            self._put(("clip", event.id, clip, snapshot))
 
     def camera_removed(self, camera: str) -> None:
         self._open.pop(camera, None)
@@ -313,7 +316,7 @@ class Archive:
                     if item[0] == "start":  # the entering run's decisions came before the event was announced
                         self.conn.execute("UPDATE decisions SET event_id = ? WHERE camera = ? AND time >= ? "
                                           "AND event_id IS NULL", (item[1], item[2], item[3]))
-                    elif item[0] == "end":
+                    elif item[0] == "clip":
                         self.conn.execute("UPDATE decisions SET clip = ?, snapshot = ? WHERE event_id = ?",
                                           (item[2], item[3], item[1]))
                 for camera in cameras:

@@ -4,7 +4,9 @@ Each camera keeps recent frames in memory (downscaled, rate-limited, bounded by 
 event's frames from `pre_roll_s` before its start to `post_roll_s` after its end (at most
 `max_clip_s`) go through a bounded queue to one writer thread, so the pipeline never waits for the
 disk (a full queue drops and counts). Clips and snapshots are written atomically; names start with
-the event's UTC start, so a listing sorts by time. Beyond `budget_mb` the oldest of the files this sink wrote (named so
+the event's UTC start, so a listing sorts by time. Once a recording is closed and its files are
+final (renamed into place whole, or failed: a full disk, a size limit), its event gets a "clip"
+record naming only what is on disk (`follow_ups`, sent by the segmenter). Beyond `budget_mb` the oldest of the files this sink wrote (named so
 and listed in the folder's record `.froster-edge-clips.json`) go first; no other file is deleted.
 
 See docs/site.md and docs/robustness.md.
@@ -19,7 +21,7 @@ import queue
 import re
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Callable
 
@@ -174,6 +176,22 @@ class _Recording:
 
 
 @dataclass
+class _Outcome:
+    """A recording's files once final: the names on disk (None: not there) and why not."""
+
+    clip: str | None
+    snapshot: str | None
+    error: str | None
+
+
+def describe(error: Exception) -> str:
+    """A failure as one short phrase for a "clip" record (an OS error's reason, not its path)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+@dataclass
 class ClipCounters:
     clips: int = 0
     snapshots: int = 0
@@ -212,7 +230,11 @@ class EventClips:
         self._queue: queue.Queue = queue.Queue(options.queue)
         self._open: dict[str, _Open] = {}
         self._logged: set[str] = set()
-        self._failed: set[str] = set()  # stems whose writing failed (the writer adds, under the lock)
+        self._errors: dict[str, str] = {}  # stem -> the first failure writing it (the writer's)
+        self._written: dict[str, set[str]] = {}  # stem -> suffixes renamed into place (the writer's)
+        self._ends: dict[str, ActionEvent] = {}  # event id -> its "end", until its "clip" record goes
+        self._closing: set[str] = set()  # event ids whose close is queued for the writer
+        self._done: dict[str, _Outcome] = {}  # event id -> its files, final (the clip may end before the event)
         self._writer = threading.Thread(target=self._write_loop, name="clip-writer", daemon=True)
         self._writer.start()
 
@@ -275,21 +297,26 @@ class EventClips:
                 rec.snapshot = buf.nearest(event.peak_time) if buf else None
                 if self._put(("open", stem, fps, frames), clip=True):
                     self._recordings[event.id] = rec
-            elif event.id in self._recordings:
-                rec = self._recordings[event.id]
-                rec.stop_at = (event.end_time or 0.0) + self.options.post_roll_s
-                if event.interrupted:
-                    self._finish(event.id)
+            elif event.phase == "end":
+                self._ends[event.id] = event
+                if event.id in self._recordings:
+                    rec = self._recordings[event.id]
+                    rec.stop_at = (event.end_time or 0.0) + self.options.post_roll_s
+                    if event.interrupted:
+                        self._finish(event.id)
+                elif event.id not in self._done and event.id not in self._closing:  # its start found the queue full
+                    self._done[event.id] = _Outcome(None, None, "not recorded: the clip writer's queue was full")
 
-    def names(self, event: ActionEvent) -> tuple[str | None, str | None]:
-        """The clip and snapshot names an ending event may carry: those of a recording under way
-        whose writing has not failed so far (a failure after the event's end, in the post-roll or
-        at the final check, is counted in `errors` and leaves no file, but the event is written)."""
+    def follow_ups(self) -> list[ActionEvent]:
+        """The "clip" record of each ended event whose files are final: `clip`/`snapshot` name what
+        is on disk (renamed into place whole), None what is not, `error` says why (FollowUpSource)."""
         with self._lock:
-            rec = self._recordings.get(event.id)
-            if rec is None or rec.stem in self._failed:
-                return None, None
-            return f"{rec.stem}.mp4", (f"{rec.stem}.jpg" if rec.snapshot is not None else None)
+            ready = [i for i in self._done if i in self._ends]
+            out = []
+            for event_id in ready:
+                done, end = self._done.pop(event_id), self._ends.pop(event_id)
+                out.append(replace(end, phase="clip", clip=done.clip, snapshot=done.snapshot, error=done.error))
+            return out
 
     def peak(self, event: ActionEvent) -> None:
         with self._lock:
@@ -308,9 +335,11 @@ class EventClips:
         """Under the lock: no more frames for this recording; the writer closes it."""
         rec = self._recordings.pop(key)
         try:
-            self._queue.put(("close", rec.stem, rec.snapshot), timeout=1.0)  # a close is never dropped
+            self._queue.put(("close", rec.stem, rec.snapshot, key), timeout=1.0)  # a close is never dropped
+            self._closing.add(key)
         except queue.Full:
             self.counters.dropped_clips += 1
+            self._done[key] = _Outcome(None, None, "not finished: the clip writer's queue was full")
 
     def close(self) -> None:
         if not self._writer.is_alive():
@@ -320,6 +349,10 @@ class EventClips:
                 self._finish(key)
         self._queue.put(None)
         self._writer.join(timeout=60.0)
+        with self._lock:  # a clip still open when the writer stopped is not on disk
+            for key in list(self._closing):
+                self._closing.discard(key)
+                self._done[key] = _Outcome(None, None, "not finished: the clip writer did not end in time")
 
     # --- the writer thread ---
 
@@ -338,20 +371,33 @@ class EventClips:
                     self._end_clip(stem, item[2])
             except Exception as e:  # a full disk or a codec: count it, say it once per kind, go on
                 self.counters.errors += 1
-                with self._lock:
-                    self._failed.add(stem)
+                self._errors.setdefault(stem, describe(e))
                 opened = self._open.pop(stem, None)
                 if opened is not None and opened.stack is not None:
                     opened.stack.__exit__(type(e), e, e.__traceback__)
                 if kind not in self._logged:
                     self._logged.add(kind)
                     log.info(f"clips: {stem}: {type(e).__name__}: {e}")
-            if kind == "close":  # the event was named before its close was queued: its failure is no longer asked for
-                with self._lock:
-                    self._failed.discard(stem)
+            if kind == "close":  # final: what is on disk now is all this event will have
+                self._report(item[3], stem)
             self.counters.open = len(self._open)
-        for stem in list(self._open):
-            self._end_clip(stem, None)
+        for opened in self._open.values():  # its close found the queue full: never renamed into place
+            if opened.writer is not None and opened.stack is not None:
+                opened.writer.release()
+                error = OSError(f"{opened.path.name} was not finished")
+                opened.stack.__exit__(OSError, error, None)
+        self._open.clear()
+
+    def _report(self, key: str, stem: str) -> None:
+        """The outcome of a closed recording, for its "clip" record."""
+        written = self._written.pop(stem, set())
+        outcome = _Outcome(f"{stem}.mp4" if ".mp4" in written else None, f"{stem}.jpg" if ".jpg" in written else None,
+                           self._errors.pop(stem, None))
+        if outcome.clip is None and outcome.error is None:
+            outcome.error = "no frames to write"
+        with self._lock:
+            self._closing.discard(key)
+            self._done[key] = outcome
 
     def _start_clip(self, stem: str, fps: float, frames: list[np.ndarray]) -> None:
         self._open[stem] = _Open(Path(self.options.folder) / f"{stem}.mp4", fps)
@@ -382,6 +428,7 @@ class EventClips:
                 opened.stack.__exit__(OSError, error, None)  # the temporary is deleted, nothing renamed
                 raise error
             opened.stack.close()  # the rename: the clip appears whole
+            self._written.setdefault(stem, set()).add(".mp4")
             self.counters.clips += 1
             self.budget.add(opened.path)
         if snapshot is not None:
@@ -389,6 +436,7 @@ class EventClips:
             if ok:
                 path = Path(self.options.folder) / f"{stem}.jpg"
                 atomic_write_bytes(path, jpeg.tobytes())
+                self._written.setdefault(stem, set()).add(".jpg")
                 self.counters.snapshots += 1
                 self.budget.add(path)
         self.counters.bytes_on_disk, self.counters.deleted = self.budget.total, self.budget.deleted

@@ -3,8 +3,10 @@
 Per camera and label an event starts after `enter_decisions` decisions >= `enter` and ends after
 `exit_decisions` decisions < `exit` (exit <= enter); start and end are the first decision of each
 run, peak and mean cover the event, and a shorter dip belongs to it. An event open at stop or camera
-removal is closed as `interrupted`. Each event is announced at "start" and at "end". Plain
-single-threaded logic on the decision loop's thread; no cv2, no torch.
+removal is closed as `interrupted`. Each event is announced at "start" and at "end"; with event
+clips, a third record ("clip") follows once its clip is on disk or has finally failed, so no record
+names a file before it exists. Plain single-threaded logic on the decision loop's thread; no cv2,
+no torch.
 
 See docs/site.md.
 """
@@ -20,7 +22,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Callable, Protocol
+from typing import Annotated, Protocol
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -60,7 +62,7 @@ class ActionEvent:
     id: str  # unique and sortable by time: "<camera>-<UTC YYYYmmddTHHMMSS.mmm>-<label slug>"
     camera: str
     label: str
-    phase: str  # "start" or "end" (an "end" repeats all fields, with the end filled in)
+    phase: str  # "start", "end" (repeats all fields, the end filled in), "clip" (repeats the end, files known)
     start_time: float  # wall clock, Unix seconds
     start_media: float  # seconds into the source
     end_time: float | None
@@ -69,8 +71,9 @@ class ActionEvent:
     mean_score: float
     peak_time: float
     interrupted: bool = False  # closed because the run stopped (or the camera was removed)
-    clip: str | None = None  # event clip file name (relative to the clips folder), on "end"
-    snapshot: str | None = None  # peak JPEG file name (relative to the clips folder), on "end"
+    clip: str | None = None  # event clip file name (relative to the clips folder), on "clip" once written
+    snapshot: str | None = None  # peak JPEG file name (relative to the clips folder), on "clip" once written
+    error: str | None = None  # on "clip": why the clip (or snapshot) is not there
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -85,6 +88,12 @@ class EventSink(Protocol):
     def event(self, event: ActionEvent) -> None: ...  # must never block the pipeline
 
     def close(self) -> None: ...
+
+
+class FollowUpSource(Protocol):
+    """An event sink that has records to add to an event after it ended (the clip writer: "clip")."""
+
+    def follow_ups(self) -> list[ActionEvent]: ...  # taken on the decision loop's thread, never blocks
 
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?:[ _-][A-Za-z0-9]+)*")  # Latin letters and digits, single separators
@@ -139,25 +148,27 @@ class EventSegmenter:
     """A decision sink that turns decisions into ActionEvents for the event sinks.
 
     `options_of(camera)` gives a camera's EventOptions (per-camera thresholds from a site file).
-    `clip_names`: fill `clip`/`snapshot` on "end": True names the files an event's clip is written
-    to; a function (EventClips.names) names only what is being written and has not failed so far.
+    A sink with `follow_ups()` (FollowUpSource: the clip writer) has its records taken at each
+    decision, at `poll()` (the pipeline's idle tick) and at close, and sent to every sink on this
+    thread, so no sink is called from the writer's thread.
     """
 
     def __init__(self, options: EventOptions, sinks: list[EventSink],
-                 clip_names: bool | Callable[[ActionEvent], tuple[str | None, str | None]] = False,
                  per_camera: dict[str, EventOptions] | None = None):
         self.options, self.per_camera = options, dict(per_camera or {})
-        self.sinks, self.clip_names = sinks, clip_names
+        self.sinks = sinks
         self._tracks: dict[str, dict[str, _Track]] = {}
         self._last: dict[str, Decision] = {}
         self.started = 0
         self.ended = 0
-        self.counts: dict[tuple[str, str], int] = {}  # (camera, label) -> events started (metrics)
+        self.counts: dict[tuple[str, str], int] = {}  # (camera, label) -> events started (metrics), running cameras
+        self.removed_started = 0  # events started on cameras a reload removed (their counts folded here)
 
     def options_of(self, camera: str) -> EventOptions:
         return self.per_camera.get(camera, self.options)
 
     def emit(self, decision: Decision) -> None:
+        self.poll()
         o = self.options_of(decision.camera)
         tracks = self._tracks.setdefault(decision.camera, {})
         self._last[decision.camera] = decision
@@ -226,11 +237,6 @@ class EventSegmenter:
         event = track.event
         assert event is not None
         event.phase, event.end_time, event.end_media, event.interrupted = "end", end.time, end.media_time, interrupted
-        if callable(self.clip_names):
-            event.clip, event.snapshot = self.clip_names(event)
-        elif self.clip_names:
-            stem = event_file_stem(event)
-            event.clip, event.snapshot = f"{stem}.mp4", f"{stem}.jpg"
         track.event, track.dip, track.total, track.count = None, [], 0.0, 0
         self.ended += 1
         self._send(event)
@@ -238,6 +244,14 @@ class EventSegmenter:
     def _send(self, event: ActionEvent) -> None:
         for sink in self.sinks:
             sink.event(event)
+
+    def poll(self) -> None:
+        """Send the follow-up records the sinks have ready (a clip written or failed after its end)."""
+        for source in self.sinks:
+            take = getattr(source, "follow_ups", None)
+            if take is not None:
+                for record in take():
+                    self._send(record)
 
     def _peak(self, event: ActionEvent) -> None:
         """Sinks that keep a picture of the peak (event clips) hear of each new one."""
@@ -257,13 +271,24 @@ class EventSegmenter:
             if track.event is not None and last is not None:
                 self._close(track, track.dip[0][0] if track.dip else last, interrupted=True)
 
-    camera_removed = close_camera  # the pipeline's name for it, when a reload removes a camera
+    def camera_removed(self, camera: str) -> None:
+        """A reload removed the camera: its events are closed and its per-label counts folded into
+        `removed_started`, so reloads adding cameras for days do not grow `counts`
+        (started == sum(counts) + removed_started)."""
+        self.close_camera(camera)
+        for key in [k for k in self.counts if k[0] == camera]:
+            self.removed_started += self.counts.pop(key)
 
     def close(self) -> None:
         for camera in list(self._tracks):
             self.close_camera(camera)
-        for sink in self.sinks:
+        sources = [s for s in self.sinks if hasattr(s, "follow_ups")]
+        for sink in sources:  # the clip writer finishes first: its last records reach the other sinks
             sink.close()
+        self.poll()
+        for sink in self.sinks:
+            if sink not in sources:
+                sink.close()
 
 
 def check_events_file(path: Path) -> None:

@@ -90,7 +90,7 @@ class RunCollector:
         per_stream = stats.stream_summaries()
         for cam in cams:
             i = cam.index
-            if i >= len(stats.streams):
+            if i not in stats.streams:
                 continue
             s, lv = stats.streams[i], [cam.name, str(i)]
             for key, family in families.items():

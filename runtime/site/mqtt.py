@@ -7,7 +7,9 @@ when the camera starts, replacing a stale ON), and with discovery Home Assistant
 label; a camera removed by a reload goes offline and its configs are emptied. The pipeline never
 waits for the broker: messages go to a bounded queue (oldest event dropped and counted), states are
 sent on a label change or at most every `state_interval_s`, one publisher thread feeds paho with at
-most INFLIGHT unacknowledged, and after a reconnect retained values are published again. QoS 0 may
+most INFLIGHT unacknowledged, and after a reconnect retained values are published again (so does
+Home Assistant's "online", at most every REPUBLISH_MIN_S: paho's thread only sets a flag the
+publisher serves). QoS 0 may
 lose a message on a dying connection; QoS 1 (default) for events that must arrive.
 
 See docs/mqtt.md.
@@ -279,6 +281,7 @@ class MqttSink:
         self.status_ignored = 0  # Home Assistant "online" messages that came too soon after a republish
         self.oversized = 0  # incoming messages over MAX_INCOMING_BYTES that reached the sink: ignored
         self._republished = -float("inf")  # monotonic time of the last republish
+        self._birth = False  # Home Assistant said "online": the publisher thread republishes (never paho's thread)
         self._queue: collections.deque[_Message] = collections.deque()
         self._control: dict[str, _Message] = {}  # availability, discovery: published first after a connect
         self._latest: dict[str, _Message] = {}  # newest retained value per state/action topic
@@ -346,6 +349,9 @@ class MqttSink:
     def event(self, event: ActionEventLike) -> None:
         with self._lock:
             self._enqueue(_Message(self.topics.event(event.camera), _payload(event.to_json()), False))
+            if event.phase not in ("start", "end"):  # "clip": the event's files, its action state is unchanged
+                self._lock.notify_all()
+                return
             action = self.topics.action(event.camera, event.label)
             value = "ON" if event.phase == "start" else "OFF"
             self._enqueue(_Message(action, _payload(value), self.options.retain))
@@ -510,13 +516,17 @@ class MqttSink:
     def _publish_loop(self) -> None:
         while True:
             with self._lock:
-                while not (self._connected and self._has_pending() and self._inflight < INFLIGHT and not self._hold):
+                while not (self._connected and (self._has_pending() or self._birth) and self._inflight < INFLIGHT
+                           and not self._hold):
                     if self._stopped:
                         return
                     if not self.connects and not self._down_reported and time.monotonic() - self._started > CONNACK_S:
                         self._report_down(f"broker {self.where} has not answered the MQTT handshake within {CONNACK_S:.0f} s "
                                           "(no CONNACK: not an MQTT broker, or a stuck one?); still trying")
                     self._lock.wait(self._wait_s())
+                if self._birth:  # Home Assistant's "online", served here: paho's network thread only set the flag
+                    self._birth = False
+                    self._republish()
                 message = self._next()
                 if message is None:  # only "offline" left, waiting for the acknowledgements before it
                     self._lock.wait(0.1)
@@ -615,7 +625,7 @@ class MqttSink:
             return
         if message.topic == f"{self.options.discovery_prefix}/status" and message.payload == b"online":
             with self._lock:  # Home Assistant restarted: it wants the discovery configs and states again
-                if time.monotonic() - self._republished < REPUBLISH_MIN_S:
+                if self._birth or time.monotonic() - self._republished < REPUBLISH_MIN_S:
                     # a flood (or a restart within seconds: the retained configs are there) would
                     # keep the configs ahead of every event and state: one republish is enough
                     self.status_ignored += 1
@@ -623,5 +633,6 @@ class MqttSink:
                         log.warning(f"mqtt: {message.topic} 'online' again within {REPUBLISH_MIN_S:.0f} s of a "
                                     "republish: ignored (counted as status_ignored)")
                     return
-                self._republish()
+                self._republished = time.monotonic()
+                self._birth = True  # the publisher thread republishes: no work on paho's network thread
                 self._lock.notify_all()

@@ -150,10 +150,18 @@ class Hub:
 
     # --- event sink (the decision thread) ---
     def event(self, event) -> None:
-        """An ActionEvent ("start", then "end" with the same id): the end replaces the start."""
+        """An ActionEvent ("start", then "end" with the same id): the end replaces the start; its
+        "clip" record fills in the kept end's `clip`, `snapshot` and `error`."""
         record = event.to_json()
         with self._lock:
             kept = self._events.setdefault(event.camera, deque(maxlen=self.options.recent))
+            if event.phase == "clip":
+                for old in kept:
+                    if old["id"] == event.id:
+                        old.update(clip=record["clip"], snapshot=record["snapshot"], error=record["error"])
+                if event.snapshot and any(old["id"] == event.id for old in kept):
+                    self._snapshots[event.id] = event.snapshot
+                return
             for i, old in enumerate(kept):
                 if old["id"] == event.id:
                     del kept[i]
