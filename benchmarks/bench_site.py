@@ -117,7 +117,7 @@ def one_run(bundle: Path, opened, sources: list[str], hop: int, decisions: int, 
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         clips = EventClips(ClipOptions(folder=folder), lambda i: pipeline.cameras[i].name,
-                           lambda i: pipeline.stats.streams[i].fps, lambda m: print(m, file=sys.stderr))
+                           lambda i: pipeline.stats.streams[i].fps)
         frame_sinks.append(clips)
         names = ["yoga", "fencing"]
         segmenter = EventSegmenter(EventOptions(enter=enter, exit=0.0, labels=tuple(names), file=folder / "events.jsonl"),

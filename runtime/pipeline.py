@@ -461,6 +461,10 @@ class Pipeline:
                     gone = getattr(sink, "camera_removed", None)
                     if gone is not None:
                         gone(name)
+                for sink in self.frame_sinks:  # frame sinks keep what they hold per stream number
+                    gone = getattr(sink, "stream_removed", None)
+                    if gone is not None:
+                        gone(cam.index)
                 self.stats.stream_removed(cam.index)  # the oldest removed ones are folded into one total
                 log.info(f"stream {cam.index}: camera {name} removed")
 

@@ -204,6 +204,8 @@ class Archive:
         self.counters = ArchiveCounters()
         self._queue: queue.Queue = queue.Queue(options.queue)
         self._frames: dict[int, np.ndarray] = {}  # newest frame per stream (a reference, as the web view keeps)
+        self._gone: set[int] = set()  # streams of removed cameras: a frame their threads hand over late is not kept
+        self._frames_lock = threading.Lock()
         self._last_thumb: dict[str, float] = {}
         self._open: dict[str, dict[str, str]] = {}  # camera -> label -> open event id
         self._failing = False
@@ -220,7 +222,16 @@ class Archive:
 
     def frame(self, stream: int, frame, decision) -> None:
         if frame.image is not None:
-            self._frames[stream] = frame.image
+            with self._frames_lock:
+                if stream not in self._gone:
+                    self._frames[stream] = frame.image
+
+    def stream_removed(self, stream: int) -> None:
+        """A reload removed the stream's camera: its newest frame is let go (a full frame per removed camera
+        would otherwise stay for the rest of the run)."""
+        with self._frames_lock:
+            self._gone.add(stream)
+            self._frames.pop(stream, None)
 
     def emit(self, decision) -> None:
         if decision.embedding is None:
@@ -257,6 +268,7 @@ class Archive:
 
     def camera_removed(self, camera: str) -> None:
         self._open.pop(camera, None)
+        self._last_thumb.pop(camera, None)
 
     def _put(self, item: tuple) -> None:
         try:

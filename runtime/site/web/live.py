@@ -101,7 +101,7 @@ class Hub:
             for i, camera in enumerate(self.cameras):
                 if camera == name and i not in self.removed:
                     self.removed.add(i)
-                    self._frames[i] = self._jpegs[i] = None
+                    self._frames[i] = self._jpegs[i] = self._tables[i] = None
                     self._decisions[i].clear()
 
     def live_streams(self) -> list[int]:
