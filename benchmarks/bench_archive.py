@@ -7,7 +7,7 @@ search scores 100k / 1M / 5M stored decisions, and how much a camera-day takes o
    every 10 s of media time, commits every 1 s on the writer thread). Reported: decisions/s and
    CPU ms per decision (all threads), medians, and their ratios (the order of the two runs
    alternates); and the accounted cost: the CPU time spent in the archive's calls on the
-   pipeline's threads plus the archive writer thread's own CPU (read from /proc), per decision,
+   pipeline's threads plus the archive writer thread's own CPU (its `writer_cpu_s`), per decision,
    over a plain decision's CPU, which a loaded machine does not blur.
 2. Search: archives of N decisions of --dim embeddings (each of --encodings) (random vectors, 4 cameras, one
    decision a second) are written in the archive's own layout (blocks of PACK rows, as a run packs
@@ -87,12 +87,6 @@ def one_run(bundle: Path, opened, streams: int, decisions: int, archive_file: Pa
         sinks.append(archive)
         frame_sinks.append(archive)
     pipeline = Pipeline(bundle, options, sinks, frame_sinks, opened=opened)
-    threads = None
-    if archive is not None and sys.platform.startswith("linux"):
-        from bench_site import ThreadCpu
-
-        threads = ThreadCpu()
-        threads.NAMES = ("archive-writer",)
     cpu = time.process_time()
     stats = pipeline.run().to_dict()
     cpu = time.process_time() - cpu
@@ -101,8 +95,7 @@ def one_run(bundle: Path, opened, streams: int, decisions: int, archive_file: Pa
     if archive is not None:
         archive.close()  # the writer's last commit counted
         out["archive"] = archive.stats()
-        writer = sum(threads.stop().values()) if threads is not None else float("nan")
-        out["writer_cpu_ms_per_decision"] = round(1000 * writer / max(1, stats["decisions"]), 3)
+        out["writer_cpu_ms_per_decision"] = round(1000 * out["archive"]["writer_cpu_s"] / max(1, stats["decisions"]), 4)
         out["calls_ms_per_decision"] = round(1000 * sum(calls.values()) / max(1, stats["decisions"]), 4)
     return out
 

@@ -189,6 +189,7 @@ class ArchiveCounters:
     failed: int = 0  # lost to a failed write
     deleted: int = 0  # removed by retention
     errors: int = 0
+    writer_cpu_s: float = 0.0  # CPU seconds the writer thread has used: what the archive costs beside the pipeline
 
 
 class Archive:
@@ -210,6 +211,7 @@ class Archive:
         self._open: dict[str, dict[str, str]] = {}  # camera -> label -> open event id
         self._failing = False
         self._last_retention = 0.0
+        self._closing = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="archive-writer", daemon=True)
         self._writer.start()
 
@@ -278,6 +280,7 @@ class Archive:
 
     def close(self) -> None:
         if self._writer.is_alive():
+            self._closing.set()
             self._queue.put(None)
             self._writer.join(timeout=60.0)
         self.conn.close()
@@ -291,10 +294,11 @@ class Archive:
         done = False
         while not done:
             items = [self._queue.get()]
-            deadline = time.monotonic() + self.options.commit_s
-            while items[-1] is not None and time.monotonic() < deadline:
+            if items[-1] is not None:  # then sleep while the batch gathers: woken once a commit, not once a decision
+                self._closing.wait(self.options.commit_s)
+            while items[-1] is not None:
                 try:
-                    items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             if items[-1] is None:
@@ -305,6 +309,7 @@ class Archive:
             if done or time.monotonic() - self._last_retention >= 30.0:
                 self._last_retention = time.monotonic()
                 self._guarded(self._retention, recovers=False)
+            self.counters.writer_cpu_s = round(time.thread_time(), 4)
 
     def _commit(self, items: list[tuple]) -> None:
         rows = [i for i in items if i[0] == "row"]
