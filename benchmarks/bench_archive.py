@@ -177,12 +177,11 @@ def _numpy_cast(values: np.ndarray, out: np.ndarray) -> None:
     np.copyto(out, values)  # the conversion search used before OpenCV's
 
 
-CONVERTERS = {"opencv": None, "numpy": _numpy_cast}  # None: search's own
-
-
 def search_speed(sizes: list[int], dim: int, encoding: str, reps: int, tmp: Path) -> list[dict]:
     from froster_edge.runtime.site import search as search_module
     from froster_edge.runtime.site.search import SearchOptions, open_for_search, search
+
+    converters = {"opencv": search_module.to_float32, "numpy": _numpy_cast}
 
     out = []
     query = np.random.default_rng(99).standard_normal((1, dim)).astype(np.float32)
@@ -192,18 +191,18 @@ def search_speed(sizes: list[int], dim: int, encoding: str, reps: int, tmp: Path
         t = time.perf_counter()
         bulk_archive(path, n, dim, encoding)
         built = time.perf_counter() - t
-        best = {c: (float("inf"), float("inf")) for c in CONVERTERS}
+        best = {c: (float("inf"), float("inf")) for c in converters}
         found = {}
         for _ in range(reps):
-            for convert, fn in CONVERTERS.items():  # interleaved: each rep times every conversion once
+            for convert, fn in converters.items():  # interleaved: each rep times every conversion once
                 conn, meta = open_for_search(path)
-                saved, search_module.to_float32 = search_module.to_float32, fn or search_module.to_float32
+                search_module.to_float32 = fn
                 try:
                     t, c = time.perf_counter(), time.process_time()
                     result = search(conn, meta, ["q"], query, 100.0, SearchOptions())
                     wall, cpu = time.perf_counter() - t, time.process_time() - c
                 finally:
-                    search_module.to_float32 = saved
+                    search_module.to_float32 = converters["opencv"]
                     conn.close()
                 best[convert] = (min(best[convert][0], wall), min(best[convert][1], cpu))
                 found[convert] = [(r["best_id"], r["score"]) for r in result["queries"][0]["ranges"]]

@@ -159,8 +159,8 @@ class Hub:
                 for old in kept:
                     if old["id"] == event.id:
                         old.update(clip=record["clip"], snapshot=record["snapshot"], error=record["error"])
-                if event.snapshot and any(old["id"] == event.id for old in kept):
-                    self._snapshots[event.id] = event.snapshot
+                        if event.snapshot:
+                            self._snapshots[event.id] = event.snapshot
                 return
             for i, old in enumerate(kept):
                 if old["id"] == event.id:
